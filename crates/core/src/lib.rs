@@ -1,0 +1,7 @@
+//! shipledger's domain: the types and rules every other crate shares, with no IO.
+//!
+//! - [`money`]: `Money`, an amount in integer minor units of an ISO 4217 currency.
+//! - [`weight`]: `Weight`, an exact mass in milligrams with conversions to the units
+//!   ShipStation and ERPs use.
+//! - [`time`]: UTC timestamps inside, and the ShipStation v1 boundary where times are
+//!   US Pacific wall-clock strings without an offset.
