@@ -5,3 +5,13 @@
 //!   ShipStation and ERPs use.
 //! - [`time`]: UTC timestamps inside, and the ShipStation v1 boundary where times are
 //!   US Pacific wall-clock strings without an offset.
+
+pub mod json;
+
+pub mod money;
+pub mod time;
+pub mod weight;
+
+pub use money::{Currency, Money, MoneyError, Rounding};
+pub use time::TimeError;
+pub use weight::{Weight, WeightError, WeightUnit};
