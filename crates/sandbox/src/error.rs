@@ -164,8 +164,16 @@ pub async fn unknown_path(uri: Uri) -> Response {
         .into_response()
 }
 
-/// A known path called with the wrong method.
-pub async fn method_not_allowed(method: axum::http::Method) -> Response {
+/// A known path called with the wrong method. A path whose id segment is not a
+/// number (`/orders/markshipped`) is no resource at all to ShipStation: 404.
+pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Response {
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    if let [collection, id] = segments.as_slice()
+        && ["orders", "webhooks", "stores", "warehouses"].contains(collection)
+        && !id.chars().all(|c| c.is_ascii_digit())
+    {
+        return unknown_path(uri).await;
+    }
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(json!({"Message": format!("The requested resource does not support http method '{method}'.")})),
