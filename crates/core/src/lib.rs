@@ -5,10 +5,18 @@
 //!   ShipStation and ERPs use.
 //! - [`time`]: UTC timestamps inside, and the ShipStation v1 boundary where times are
 //!   US Pacific wall-clock strings without an offset.
+//! - [`order`]: the ERP's orders, lines, addresses, products and payment evidence, and
+//!   the deterministic ShipStation `orderKey`.
+//! - [`release`]: the release gate — captured payment and pre-flight checks.
+//! - [`exception`]: exception kinds, each with its owner and severity.
+//! - [`json`]: exact decimals in JSON numbers, never through a float.
 
 pub mod json;
 
+pub mod exception;
 pub mod money;
+pub mod order;
+pub mod release;
 pub mod time;
 pub mod weight;
 

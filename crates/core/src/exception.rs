@@ -1,0 +1,126 @@
+//! Exceptions: every mismatch or refusal shipledger finds becomes one, with a kind,
+//! an owner (finance or ops) and a severity, so it lands on somebody's desk instead of
+//! in a log. The kind decides the owner; nobody has to triage.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Who has to act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    Ops,
+    Finance,
+    /// The people who run shipledger (configuration, credentials, security).
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+    Critical,
+}
+
+macro_rules! kinds {
+    ($($variant:ident => $code:literal, $owner:ident, $severity:ident, $what:literal;)*) => {
+        /// What went wrong, as a stable code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum ExceptionKind {
+            $($variant,)*
+        }
+
+        impl ExceptionKind {
+            pub const ALL: &'static [ExceptionKind] = &[$(ExceptionKind::$variant,)*];
+
+            /// The stable code (`held_missing_weight`), used in the API, the CLI and reports.
+            pub fn code(self) -> &'static str {
+                match self { $(ExceptionKind::$variant => $code,)* }
+            }
+
+            pub fn owner(self) -> Owner {
+                match self { $(ExceptionKind::$variant => Owner::$owner,)* }
+            }
+
+            pub fn severity(self) -> Severity {
+                match self { $(ExceptionKind::$variant => Severity::$severity,)* }
+            }
+
+            /// One sentence for people: what it means.
+            pub fn meaning(self) -> &'static str {
+                match self { $(ExceptionKind::$variant => $what,)* }
+            }
+
+            pub fn parse(code: &str) -> Option<ExceptionKind> {
+                match code { $($code => Some(ExceptionKind::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+kinds! {
+    HeldUnpaid => "held_unpaid", Finance, Warning,
+        "payment is not captured (unpaid, authorised only or refunded); the order waits";
+    HeldMissingWeight => "held_missing_weight", Ops, Error,
+        "a physical line has no positive weight on the line or in the product master";
+    HeldUnknownSku => "held_unknown_sku", Ops, Error,
+        "a line's SKU is missing or not in the product master";
+    HeldIncompleteAddress => "held_incomplete_address", Ops, Error,
+        "the ship-to address lacks a field a carrier needs";
+    HeldUnsupportedCurrency => "held_unsupported_currency", Finance, Error,
+        "the order's currency is not an ISO 4217 code this connection accepts";
+    HeldNothingToShip => "held_nothing_to_ship", Ops, Warning,
+        "the order has no physical line";
+    PushRejected => "push_rejected", Ops, Error,
+        "ShipStation refused the order; the message says why";
+    PushUnverified => "push_unverified", Ops, Error,
+        "ShipStation accepted the order but it could not be read back";
+    ChangeAfterShipment => "change_after_shipment", Ops, Warning,
+        "the ERP changed an order ShipStation has already shipped or cancelled";
+}
+
+impl fmt::Display for ExceptionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Owner::Ops => "ops",
+            Owner::Finance => "finance",
+            Owner::Admin => "admin",
+        })
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+            Severity::Critical => "critical",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_code_and_has_an_owner() {
+        for kind in ExceptionKind::ALL {
+            assert_eq!(ExceptionKind::parse(kind.code()), Some(*kind));
+            assert!(!kind.meaning().is_empty());
+        }
+        assert_eq!(ExceptionKind::HeldUnpaid.owner(), Owner::Finance);
+        assert_eq!(ExceptionKind::HeldMissingWeight.owner(), Owner::Ops);
+    }
+}
