@@ -12,7 +12,7 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Currency, Money};
+use crate::money::Money;
 use crate::weight::Weight;
 
 /// A stock-keeping unit: trimmed, non-empty, at most 100 characters.

@@ -152,7 +152,7 @@ pub fn check(order: &ErpOrder, product: impl Fn(&str) -> Option<Product>, policy
         });
     } else if let Some(cur) = currency {
         match order_total(order, cur) {
-            Some(total) if payment.amount.currency() != cur => findings.push(Finding {
+            Some(_) if payment.amount.currency() != cur => findings.push(Finding {
                 kind: ExceptionKind::HeldUnpaid,
                 fields: vec!["payment.amount".into()],
                 detail: format!(

@@ -1,5 +1,206 @@
-//! ERP connectors: the `Erp` trait (ready orders with payment evidence, lines,
-//! fulfilments, journals, stock) and one module per ERP. A connector knows nothing of
-//! the store or of ShipStation.
+//! ERP connectors: the [`Erp`] trait with the five operations every ERP offers
+//! shipledger, and one module per ERP (`sandbox` first; `tryton` next).
 //!
-//! Nothing lives here yet: the trait and the sandbox ERP arrive with issue 3.
+//! 1. **Ready orders**: orders changed since a [`Cursor`], oldest first, each with
+//!    its lines and the payment evidence the ERP holds ([`Erp::changed_orders`]);
+//!    the product master for SKUs and weights ([`Erp::products`]).
+//! 2. **Lines** come with the orders: SKU, quantity, per-unit weight.
+//! 3. **Fulfilments**: record one as packed or completed, with packages and
+//!    tracking ([`Erp::record_fulfilment`]), and read them back
+//!    ([`Erp::fulfilments`]) to verify.
+//! 4. **Journals**: post one in the base currency ([`Erp::post_journal`]), with FX
+//!    rates from the ERP ([`Erp::fx_rate`]).
+//! 5. **Stock**: read and adjust ([`Erp::stock`], [`Erp::adjust_stock`]).
+//!
+//! A connector knows nothing of the store or of ShipStation, and refuses nothing the
+//! ERP would accept: the ERP's own refusals (completing a completed fulfilment, an
+//! unbalanced journal) come back as [`ErpError::Refused`] with the ERP's words.
+
+pub mod sandbox;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use shipledger_core::money::{Currency, Money};
+use shipledger_core::order::{ErpOrder, Product};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an ERP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ErpError {
+    /// The ERP could not be reached or answered garbage; worth retrying.
+    #[error("the ERP at {url} is unreachable or failing: {detail}")]
+    Unavailable { url: String, detail: String },
+    /// The ERP refused the request for a business reason; retrying will not help.
+    #[error("the ERP refused {what}: {message}")]
+    Refused { what: String, message: String },
+    #[error("the ERP has no {what}")]
+    NotFound { what: String },
+    #[error("the ERP rejected our credentials ({detail}); check the API key in the connection's environment variable")]
+    Unauthorized { detail: String },
+    #[error("the ERP's answer to {what} could not be read: {detail}")]
+    Decode { what: String, detail: String },
+}
+
+impl ErpError {
+    /// Worth trying again later.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, ErpError::Unavailable { .. })
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ErpError>;
+
+/// Where reading changed orders left off: the last order's `updated_at` and id.
+/// Orders are read in `(updated_at, erp_id)` order, strictly after the cursor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(with = "shipledger_core::time::serde_millis")]
+    pub updated_at: Timestamp,
+    pub erp_id: String,
+}
+
+impl Cursor {
+    /// The text kept as a watermark.
+    pub fn to_watermark(&self) -> String {
+        format!("{}|{}", self.updated_at.as_millisecond(), self.erp_id)
+    }
+
+    pub fn from_watermark(s: &str) -> Option<Cursor> {
+        let (ms, id) = s.split_once('|')?;
+        Some(Cursor { updated_at: Timestamp::from_millisecond(ms.parse().ok()?).ok()?, erp_id: id.to_string() })
+    }
+}
+
+/// Two phases of an ERP fulfilment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FulfilmentState {
+    /// Label made: tracking attached, stock committed.
+    Packed,
+    /// The carrier has the parcel: shipped.
+    Completed,
+    /// Reversed (a voided label).
+    Cancelled,
+}
+
+/// One parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub carrier: String,
+    pub service: Option<String>,
+    pub tracking_number: String,
+    pub ship_date: Option<Date>,
+    pub cost: Option<Money>,
+}
+
+/// Record (create or move forward) a fulfilment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilmentWrite {
+    /// Our idempotency key: the same key names the same fulfilment in the ERP.
+    pub key: String,
+    pub erp_order_id: String,
+    pub state: FulfilmentState,
+    /// `(line_id, quantity)`.
+    pub lines: Vec<(String, u32)>,
+    pub packages: Vec<Package>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FulfilmentRecord {
+    /// The ERP's own id of the fulfilment document.
+    pub id: String,
+    pub key: String,
+    pub erp_order_id: String,
+    pub state: FulfilmentState,
+    pub lines: Vec<(String, u32)>,
+    pub packages: Vec<Package>,
+    #[serde(with = "shipledger_core::time::serde_millis")]
+    pub updated_at: Timestamp,
+}
+
+/// One journal line in the base currency, with the original amount it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalLine {
+    pub account: String,
+    pub debit: Money,
+    pub credit: Money,
+    /// The amount in its original currency, when it was converted.
+    pub original: Option<Money>,
+    pub memo: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalWrite {
+    pub key: String,
+    pub date: Date,
+    pub memo: String,
+    pub lines: Vec<JournalLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalRecord {
+    pub id: String,
+    pub key: String,
+    pub date: Date,
+    pub posted: bool,
+    pub lines: Vec<JournalLine>,
+}
+
+/// An exchange rate: one unit of `from` is `rate` units of `to`, on `date`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FxRate {
+    pub from: Currency,
+    pub to: Currency,
+    pub rate: Decimal,
+    pub date: Date,
+    /// Where the rate came from (the ERP's rate table, a bank feed, ...).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockLevel {
+    pub sku: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockAdjustment {
+    pub key: String,
+    pub sku: String,
+    /// Positive adds, negative removes.
+    pub delta: i64,
+    pub reason: String,
+}
+
+/// An ERP, as shipledger uses it.
+pub trait Erp: Send + Sync {
+    /// `sandbox`, `tryton`, ...
+    fn kind(&self) -> &'static str;
+
+    /// Orders created or changed strictly after `since` (all when `None`), ordered by
+    /// `(updated_at, erp_id)`, at most `limit`. Unpaid, held and cancelled orders are
+    /// included: the gate decides, not the connector.
+    fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>>;
+
+    /// Product master entries for these SKUs (unknown SKUs are simply absent).
+    fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>>>;
+
+    fn record_fulfilment<'a>(&'a self, write: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord>>;
+    fn fulfilments<'a>(&'a self, erp_order_id: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>>>;
+
+    fn base_currency(&self) -> BoxFuture<'_, Result<Currency>>;
+    /// The ERP's rate for `from` → `to` on `date` (or the latest before it); `None`
+    /// when it has none.
+    fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>>;
+    fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>>;
+
+    fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, Result<StockLevel>>;
+    fn adjust_stock<'a>(&'a self, adjustment: &'a StockAdjustment) -> BoxFuture<'a, Result<StockLevel>>;
+}

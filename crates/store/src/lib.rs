@@ -1,6 +1,130 @@
-//! The store: shipledger's durable state behind one `Store` trait, with a SQLite
-//! (embedded default) and a PostgreSQL (scale) implementation, each with its own
-//! migrations. It owns the jobs/outbox table, sync watermarks, the append-only event
-//! log and exceptions. It never calls an external system.
+//! The store: shipledger's durable state behind one [`Store`] trait, with a SQLite
+//! (embedded default, WAL) and a PostgreSQL (scale) implementation, each with its own
+//! `migrations/`. It never calls an external system and decides nothing; the engine
+//! decides and the store makes each decision durable **atomically**.
 //!
-//! Nothing lives here yet: the store arrives with the release-gate work (issue 3).
+//! The central idea is the [`Change`]: everything one decision touches — the order
+//! row and its lines, the jobs it plans (the transactional outbox), the events of the
+//! timeline, exceptions opened or closed, a watermark, the job that finished — is
+//! committed in one database transaction by [`Store::commit`]. A crash leaves either
+//! all of it or none of it, so "planned in the same transaction as the state change"
+//! holds by construction.
+//!
+//! Every table carries the connection (one ERP plus one ShipStation account), so one
+//! deployment serves many brands.
+//!
+//! Jobs are claimed with a lease ([`Store::claim_jobs`]): `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL so several processes share the work, a single writer on SQLite. A job
+//! whose lease expired (its worker died) is claimable again. The job's idempotency key
+//! is unique per connection: planning the same external write twice is a no-op.
+//!
+//! The ShipStation rate budget lives here too ([`Store::rate_take`],
+//! [`Store::rate_observe`]), so every worker of every process spends one budget per
+//! API key.
+
+pub mod model;
+pub mod postgres;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use jiff::Timestamp;
+
+pub use model::*;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {url}: {detail}")]
+    Open { url: String, detail: String },
+    #[error("the store's migrations failed: {0}")]
+    Migrate(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("the lease on job {job_id} was lost (another worker took it over); the work will be redone idempotently")]
+    LeaseLost { job_id: i64 },
+    #[error("store query failed: {0}")]
+    Database(String),
+    #[error("stored data could not be read: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// shipledger's durable state. Implementations: [`sqlite::SqliteStore`] and
+/// [`postgres::PostgresStore`]; [`open`] picks one from a URL.
+pub trait Store: Send + Sync {
+    /// Make sure a connection row exists (idempotent).
+    fn ensure_connection<'a>(&'a self, name: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+
+    /// Commit one decision atomically. Jobs whose idempotency key already exists on
+    /// the connection are skipped (reported in the outcome), never duplicated.
+    fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>>;
+
+    // ---- orders
+
+    fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>>;
+    /// Find the order behind a ShipStation order key.
+    fn get_order_by_key<'a>(&'a self, connection: &'a str, order_key: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>>;
+    fn list_orders<'a>(&'a self, filter: OrderFilter) -> BoxFuture<'a, Result<Vec<OrderRecord>>>;
+    fn order_lines<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<OrderLineRecord>>>;
+    /// Orders per state on a connection.
+    fn count_orders_by_state<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(OrderState, u64)>>>;
+
+    // ---- jobs (the outbox)
+
+    /// Lease up to `limit` runnable jobs of `kind` (pending with `next_run_at <= now`,
+    /// or running with an expired lease) on `connection` (all when `None`), oldest
+    /// first. Each claimed job gets a fresh `lease_token`, `lease_until = now + lease`,
+    /// `state = running` and `attempts + 1`.
+    fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>>;
+    /// Put a job back for a later attempt (keeps the payload, records the error).
+    /// Fails with `LeaseLost` when the token no longer matches.
+    fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+    fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>>;
+    fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>>;
+    /// Jobs per (kind, state) on a connection.
+    fn count_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(String, JobState, u64)>>>;
+
+    // ---- watermarks
+
+    fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+
+    // ---- the event log
+
+    fn timeline<'a>(&'a self, connection: &'a str, record_type: &'a str, record_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>>;
+
+    // ---- exceptions
+
+    fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>>;
+    fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>>;
+    /// A person resolved or ignored an exception (or reopened it); recorded with a note.
+    fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>>;
+
+    // ---- the shared ShipStation rate budget
+
+    /// Take one request from the budget of `key` at `now`: `Ok(None)` to go ahead,
+    /// `Ok(Some(t))` to wait until `t`. Atomic across processes. A key with no known
+    /// window (never observed, or its reset has passed) is granted.
+    fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>>;
+    /// Record what ShipStation's headers said: `remaining` requests until `reset_at`.
+    /// A 429 is `remaining = 0`.
+    fn rate_observe<'a>(&'a self, key: &'a str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Open the store named by `url` (`sqlite://path.db`, `sqlite::memory:`,
+/// `postgres://...`) and run its migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(postgres::PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Open {
+            url: url.to_string(),
+            detail: "the URL must start with sqlite: or postgres://".into(),
+        })
+    }
+}

@@ -1,0 +1,1 @@
+//! The sandbox ERP connector (placeholder until the implementation lands).

@@ -1,0 +1,331 @@
+//! The records the store keeps and the [`Change`] that writes them.
+//!
+//! Times are `jiff::Timestamp` here and i64 epoch milliseconds in the database.
+//! Snapshots, payloads and details are JSON.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shipledger_core::exception::{ExceptionKind, Owner, Severity};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant,)* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)* _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where an order stands in shipledger.
+    OrderState {
+        /// Seen, not yet judged (transient).
+        Received => "received",
+        /// Failed the release gate; open exceptions say why.
+        Held => "held",
+        /// Passed the gate; a push job is planned.
+        Released => "released",
+        /// In ShipStation (its `orderId` recorded and read back).
+        Pushed => "pushed",
+        /// Cancelled in the ERP (and in ShipStation if it had been pushed).
+        Cancelled => "cancelled",
+        /// Shipped in ShipStation (from issue 4 on).
+        Shipped => "shipped",
+    }
+}
+
+string_enum! {
+    JobState {
+        Pending => "pending",
+        Running => "running",
+        Done => "done",
+        /// Gave up after its attempts; an exception says so.
+        Dead => "dead",
+    }
+}
+
+string_enum! {
+    ExceptionState {
+        Open => "open",
+        /// The condition cleared by itself (e.g. the ERP record was fixed).
+        Closed => "closed",
+        /// A person said it is dealt with.
+        Resolved => "resolved",
+        /// A person said to leave it.
+        Ignored => "ignored",
+    }
+}
+
+/// An order as shipledger keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub connection: String,
+    pub erp_id: String,
+    pub number: String,
+    pub state: OrderState,
+    /// The last ERP snapshot (a serialized `shipledger_core::order::ErpOrder`).
+    pub snapshot: Value,
+    /// Hash of the snapshot's shipping-relevant content, to see real changes.
+    pub snapshot_hash: String,
+    pub erp_updated_at: Timestamp,
+    /// The deterministic ShipStation `orderKey`.
+    pub order_key: String,
+    pub ss_order_id: Option<i64>,
+    /// The ShipStation status we last wrote or read (`awaiting_shipment`, ...).
+    pub ss_status: Option<String>,
+    /// The payment evidence recorded at release (a serialized `PaymentEvidence`).
+    pub payment: Option<Value>,
+    /// The snapshot hash last pushed to ShipStation.
+    pub pushed_hash: Option<String>,
+    pub released_at: Option<Timestamp>,
+    pub pushed_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One order line, as last snapshotted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLineRecord {
+    pub connection: String,
+    pub erp_id: String,
+    pub line_id: String,
+    pub sku: Option<String>,
+    pub name: String,
+    pub quantity: i64,
+    /// Per-unit weight in milligrams, when known.
+    pub unit_weight_mg: Option<i64>,
+    pub unit_price_minor: i64,
+    pub currency: String,
+    pub physical: bool,
+}
+
+/// Write (insert or replace) an order and, when given, replace its lines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderUpsert {
+    pub erp_id: String,
+    pub number: String,
+    pub state: OrderState,
+    pub snapshot: Value,
+    pub snapshot_hash: String,
+    pub erp_updated_at: Timestamp,
+    pub order_key: String,
+    pub ss_order_id: Option<i64>,
+    pub ss_status: Option<String>,
+    pub payment: Option<Value>,
+    pub pushed_hash: Option<String>,
+    pub released_at: Option<Timestamp>,
+    pub pushed_at: Option<Timestamp>,
+    /// `Some` replaces every line of the order; `None` leaves them.
+    pub lines: Option<Vec<OrderLineRecord>>,
+}
+
+impl OrderUpsert {
+    /// The upsert that writes `record` back unchanged (edit fields, then commit).
+    pub fn from_record(record: &OrderRecord) -> OrderUpsert {
+        OrderUpsert {
+            erp_id: record.erp_id.clone(),
+            number: record.number.clone(),
+            state: record.state,
+            snapshot: record.snapshot.clone(),
+            snapshot_hash: record.snapshot_hash.clone(),
+            erp_updated_at: record.erp_updated_at,
+            order_key: record.order_key.clone(),
+            ss_order_id: record.ss_order_id,
+            ss_status: record.ss_status.clone(),
+            payment: record.payment.clone(),
+            pushed_hash: record.pushed_hash.clone(),
+            released_at: record.released_at,
+            pushed_at: record.pushed_at,
+            lines: None,
+        }
+    }
+}
+
+/// A job to plan: an external write with its idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// `push_order`, `update_order`, `cancel_order`, ...
+    pub kind: String,
+    /// Unique per connection; a second job with the same key is not planned.
+    pub idempotency_key: String,
+    pub payload: Value,
+    pub run_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub connection: String,
+    pub kind: String,
+    pub idempotency_key: String,
+    pub payload: Value,
+    pub state: JobState,
+    pub attempts: i64,
+    pub next_run_at: Timestamp,
+    pub lease_until: Option<Timestamp>,
+    pub lease_token: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct JobClaim<'a> {
+    pub kind: &'a str,
+    pub connection: Option<&'a str>,
+    pub now: Timestamp,
+    pub lease: jiff::SignedDuration,
+    pub limit: u32,
+    /// Identifies the claiming worker in the lease token (for logs).
+    pub worker: &'a str,
+}
+
+/// How a job the change finishes ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobFinish {
+    pub job_id: i64,
+    /// The claim's token; a mismatch fails the whole commit with `LeaseLost`.
+    pub lease_token: String,
+    /// `Done` or `Dead`.
+    pub state: JobState,
+    pub error: Option<String>,
+}
+
+/// An event for the timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// `order`, `shipment`, `cost`, ...
+    pub record_type: String,
+    pub record_id: String,
+    /// `released`, `held`, `pushed`, ...
+    pub kind: String,
+    pub detail: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub connection: String,
+    pub record_type: String,
+    pub record_id: String,
+    pub kind: String,
+    pub detail: Value,
+    pub at: Timestamp,
+}
+
+/// Open an exception, or refresh it (`last_seen`, `detail`, `occurrences + 1`) when
+/// one of the same kind is already open on the record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionOpen {
+    pub kind: ExceptionKind,
+    pub record_type: String,
+    pub record_id: String,
+    /// `{"message": ..., "fields": [...], ...}`
+    pub detail: Value,
+}
+
+/// Close the open exception of `kind` on a record (the condition cleared).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionClose {
+    pub kind: ExceptionKind,
+    pub record_type: String,
+    pub record_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionRecord {
+    pub id: i64,
+    pub connection: String,
+    pub kind: ExceptionKind,
+    pub owner: Owner,
+    pub severity: Severity,
+    pub record_type: String,
+    pub record_id: String,
+    pub state: ExceptionState,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
+    pub occurrences: i64,
+    pub detail: Value,
+    /// The note of the last person who changed its state.
+    pub note: Option<String>,
+}
+
+/// One decision, committed atomically by [`crate::Store::commit`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub connection: String,
+    pub now: Option<Timestamp>,
+    pub order: Option<OrderUpsert>,
+    pub jobs: Vec<NewJob>,
+    pub finish_job: Option<JobFinish>,
+    pub events: Vec<NewEvent>,
+    pub open_exceptions: Vec<ExceptionOpen>,
+    pub close_exceptions: Vec<ExceptionClose>,
+    /// `(name, value)`: advance a watermark.
+    pub watermark: Option<(String, String)>,
+}
+
+impl Change {
+    pub fn new(connection: &str, now: Timestamp) -> Change {
+        Change { connection: connection.to_string(), now: Some(now), ..Change::default() }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommitOutcome {
+    /// Ids of the jobs planned, in the order given (skipped ones left out).
+    pub jobs_planned: Vec<i64>,
+    /// Idempotency keys that already existed and were not planned again.
+    pub jobs_skipped: Vec<String>,
+    /// Ids of exceptions newly opened.
+    pub exceptions_opened: Vec<i64>,
+    /// Number of exceptions closed.
+    pub exceptions_closed: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    pub connection: Option<String>,
+    pub state: Option<OrderState>,
+    /// Orders whose number starts with this.
+    pub number_prefix: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub connection: Option<String>,
+    pub kind: Option<String>,
+    pub state: Option<JobState>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExceptionFilter {
+    pub connection: Option<String>,
+    pub state: Option<ExceptionState>,
+    pub kind: Option<ExceptionKind>,
+    pub owner: Option<Owner>,
+    pub record_type: Option<String>,
+    pub record_id: Option<String>,
+    pub limit: u32,
+}

@@ -1,0 +1,1 @@
+//! PostgreSQL (placeholder until the implementation lands).
