@@ -22,8 +22,11 @@
 //! [`Store::rate_observe`]), so every worker of every process spends one budget per
 //! API key.
 
+mod backend;
 pub mod model;
 pub mod postgres;
+mod rows;
+mod sql;
 pub mod sqlite;
 
 use std::future::Future;

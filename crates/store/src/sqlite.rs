@@ -1,1 +1,103 @@
-//! SQLite (placeholder until the implementation lands).
+//! SQLite, the embedded default: one file in WAL mode (or a private in-memory
+//! database for tests and demos).
+//!
+//! SQLite allows one writer at a time, so the store makes that explicit instead of
+//! hoping `busy_timeout` papers over it: a writer pool of exactly one connection, on
+//! which every write runs as `BEGIN IMMEDIATE` (taking the write lock up front, so a
+//! transaction never has to upgrade a read lock and fail with `SQLITE_BUSY`), and a
+//! separate pool of readers that WAL lets run alongside the writer. Another process
+//! on the same file queues on `busy_timeout`. An in-memory database lives in one
+//! connection, so there reader and writer are the same single-connection pool.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+
+use crate::backend::failed;
+use crate::{Result, StoreError};
+
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Concurrent readers of a file database.
+const READERS: u32 = 4;
+
+/// The SQLite store. Cheap to clone (the pools are shared).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open `sqlite://path.db` (created when missing) or `sqlite::memory:` (a private
+    /// database that lives as long as the store) and run the migrations.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let open_error = |detail: String| StoreError::Open {
+            url: url.to_string(),
+            detail,
+        };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| open_error(e.to_string()))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        if !in_memory {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        }
+
+        // Never let the pool close its last connection: for an in-memory database
+        // that would drop the data, for a file it only costs a reconnect.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(BUSY_TIMEOUT * 2)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| open_error(e.to_string()))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migrate(format!("{url}: {e}")))?;
+
+        let readers = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .acquire_timeout(BUSY_TIMEOUT * 2)
+                .connect_with(options)
+                .await
+                .map_err(|e| open_error(e.to_string()))?
+        };
+        Ok(SqliteStore { writer, readers })
+    }
+
+    /// Close both pools (waits for connections in use to come back).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.readers
+    }
+
+    /// A write transaction on the single writer, holding the write lock from the start.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed("begin a write transaction"))
+    }
+}
+
+crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, crate::sql::SQLITE);

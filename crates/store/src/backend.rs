@@ -1,0 +1,639 @@
+//! The one [`Store`](crate::Store) implementation, written once and stamped onto each
+//! backend by [`store_impl!`]: the SQL is in [`crate::sql`], the row mapping in
+//! [`crate::rows`], and a backend only says how to open a write transaction and which
+//! [`Dialect`](crate::sql::Dialect) it speaks.
+//!
+//! A backend type provides two inherent methods:
+//! - `fn reader(&self) -> &Pool<DB>` for reads outside any transaction;
+//! - `async fn write(&self) -> Result<Transaction<'static, DB>>` for every write:
+//!   `BEGIN IMMEDIATE` on the single SQLite writer, a plain `BEGIN` on PostgreSQL
+//!   (where row locks from the dialect do the serialising).
+//!
+//! Nothing here holds a reader while a write transaction is open, so an in-memory
+//! SQLite store with a single connection cannot deadlock on itself.
+
+use crate::StoreError;
+
+/// How a query failed, with its purpose. `RowNotFound` becomes `NotFound`; a missing
+/// connection row (foreign key) says how to fix it.
+pub(crate) fn failed(purpose: impl std::fmt::Display) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |error| match error {
+        sqlx::Error::RowNotFound => StoreError::NotFound {
+            what: purpose.to_string(),
+        },
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::Database(format!(
+                "{purpose}: the connection is not registered (call ensure_connection first): {db}"
+            ))
+        }
+        other => StoreError::Database(format!("{purpose}: {other}")),
+    }
+}
+
+/// `0` means "no limit" in the filters; SQL wants a number.
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    if limit == 0 {
+        i64::MAX
+    } else {
+        i64::from(limit)
+    }
+}
+
+/// A lease token nobody else will hold: the worker's name for the logs, then the
+/// process, the clock and a counter.
+pub(crate) fn lease_token(worker: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{worker}:{:x}-{nanos:x}-{seq:x}", std::process::id())
+}
+
+/// Two observations whose resets are this close belong to the same window (the
+/// server's `X-Rate-Limit-Reset` is whole seconds, the client adds a margin).
+pub(crate) const SAME_WINDOW_TOLERANCE_MS: i64 = 1_000;
+
+/// Stamp the [`Store`](crate::Store) implementation onto `$store`, whose rows are
+/// `$db` rows and whose statements differ as `$dialect` says.
+macro_rules! store_impl {
+    ($store:ident, $db:ty, $dialect:path) => {
+        mod store_impl {
+            use jiff::Timestamp;
+            use sqlx::{Executor, query};
+
+            use super::$store;
+            use $crate::backend::{failed, lease_token, sql_limit, SAME_WINDOW_TOLERANCE_MS};
+            use $crate::model::*;
+            use $crate::rows::{self, millis, enum_text, RowExt};
+            use $crate::sql::{self, Dialect};
+            use $crate::{BoxFuture, Result, Store, StoreError};
+
+            const DIALECT: &Dialect = &$dialect;
+
+            type Tx = sqlx::Transaction<'static, $db>;
+
+            async fn finish(tx: Tx) -> Result<()> {
+                tx.commit().await.map_err(failed("commit the transaction"))
+            }
+
+            impl $store {
+                async fn commit_change(&self, change: Change) -> Result<CommitOutcome> {
+                    let now = millis(change.now.unwrap_or_else(Timestamp::now));
+                    let conn = change.connection.as_str();
+                    if let Some(finish) = &change.finish_job
+                        && !matches!(finish.state, JobState::Done | JobState::Dead)
+                    {
+                        return Err(StoreError::Database(format!(
+                            "commit: job {} cannot finish as {}; a finished job is done or dead",
+                            finish.job_id, finish.state
+                        )));
+                    }
+                    let mut tx = self.write().await?;
+                    let mut outcome = CommitOutcome::default();
+
+                    // 1. The job this change finishes must still be ours.
+                    if let Some(finish) = &change.finish_job {
+                        let row = query(DIALECT.lock_job)
+                            .bind(finish.job_id)
+                            .bind(conn)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed("check the lease of the finished job"))?;
+                        let Some(row) = row else {
+                            return Err(StoreError::NotFound {
+                                what: format!("job {} on connection {conn}", finish.job_id),
+                            });
+                        };
+                        if row.opt_text("lease_token")?.as_deref() != Some(finish.lease_token.as_str()) {
+                            tx.rollback().await.map_err(failed("roll back after a lost lease"))?;
+                            return Err(StoreError::LeaseLost { job_id: finish.job_id });
+                        }
+                    }
+
+                    // 2. The order, and its lines when given.
+                    if let Some(order) = &change.order {
+                        upsert_order(&mut tx, conn, order, now).await?;
+                    }
+
+                    // 3. The outbox: one job per idempotency key, ever.
+                    for job in &change.jobs {
+                        let id: Option<i64> = query(sql::INSERT_JOB)
+                            .bind(conn)
+                            .bind(&job.kind)
+                            .bind(&job.idempotency_key)
+                            .bind(&job.payload)
+                            .bind(millis(job.run_at))
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("plan job {}", job.idempotency_key)))?
+                            .map(|row| row.int("id"))
+                            .transpose()?;
+                        match id {
+                            Some(id) => outcome.jobs_planned.push(id),
+                            None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
+                        }
+                    }
+
+                    // 4. The timeline.
+                    for event in &change.events {
+                        query(sql::INSERT_EVENT)
+                            .bind(conn)
+                            .bind(&event.record_type)
+                            .bind(&event.record_id)
+                            .bind(&event.kind)
+                            .bind(&event.detail)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!(
+                                "append event {} of {} {}",
+                                event.kind, event.record_type, event.record_id
+                            )))?;
+                    }
+
+                    // 5. Exceptions: open or refresh, then close.
+                    for open in &change.open_exceptions {
+                        let row = query(sql::OPEN_EXCEPTION)
+                            .bind(conn)
+                            .bind(open.kind.code())
+                            .bind(enum_text(open.kind.owner()))
+                            .bind(enum_text(open.kind.severity()))
+                            .bind(&open.record_type)
+                            .bind(&open.record_id)
+                            .bind(now)
+                            .bind(&open.detail)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!(
+                                "open exception {} on {} {}",
+                                open.kind, open.record_type, open.record_id
+                            )))?;
+                        if row.int("occurrences")? == 1 {
+                            outcome.exceptions_opened.push(row.int("id")?);
+                        }
+                    }
+                    for close in &change.close_exceptions {
+                        let done = query(sql::CLOSE_EXCEPTION)
+                            .bind(conn)
+                            .bind(close.kind.code())
+                            .bind(&close.record_type)
+                            .bind(&close.record_id)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!(
+                                "close exception {} on {} {}",
+                                close.kind, close.record_type, close.record_id
+                            )))?;
+                        outcome.exceptions_closed += done.rows_affected();
+                    }
+
+                    // 6. The watermark.
+                    if let Some((name, value)) = &change.watermark {
+                        query(sql::SET_WATERMARK)
+                            .bind(conn)
+                            .bind(name)
+                            .bind(value)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("set watermark {name}")))?;
+                    }
+
+                    // 7. The job is done (or dead).
+                    if let Some(finish) = &change.finish_job {
+                        query(sql::FINISH_JOB)
+                            .bind(finish.job_id)
+                            .bind(finish.state.as_str())
+                            .bind(&finish.error)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("finish job {}", finish.job_id)))?;
+                    }
+
+                    finish(tx).await?;
+                    Ok(outcome)
+                }
+
+                async fn claim(&self, claim: JobClaim<'_>) -> Result<Vec<Job>> {
+                    if claim.limit == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let lease_until = claim.now.checked_add(claim.lease).map_err(|e| {
+                        StoreError::Database(format!("claim jobs: lease {:?} is out of range: {e}", claim.lease))
+                    })?;
+                    let mut tx = self.write().await?;
+                    let rows = query(DIALECT.claim_jobs)
+                        .bind(claim.kind)
+                        .bind(claim.connection)
+                        .bind(millis(claim.now))
+                        .bind(millis(lease_until))
+                        .bind(lease_token(claim.worker))
+                        .bind(i64::from(claim.limit))
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("claim {} jobs", claim.kind)))?;
+                    finish(tx).await?;
+                    let mut jobs = rows::all(&rows, rows::job)?;
+                    jobs.sort_by_key(|job| (job.next_run_at, job.id));
+                    Ok(jobs)
+                }
+
+                async fn retry(
+                    &self,
+                    job_id: i64,
+                    lease_token: &str,
+                    next_run_at: Timestamp,
+                    error: &str,
+                    now: Timestamp,
+                ) -> Result<()> {
+                    let mut tx = self.write().await?;
+                    let done = query(sql::RETRY_JOB)
+                        .bind(job_id)
+                        .bind(lease_token)
+                        .bind(millis(next_run_at))
+                        .bind(error)
+                        .bind(millis(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("put job {job_id} back for a retry")))?;
+                    if done.rows_affected() == 0 {
+                        let exists = query(sql::JOB_EXISTS)
+                            .bind(job_id)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("look up job {job_id}")))?;
+                        return Err(match exists {
+                            Some(_) => StoreError::LeaseLost { job_id },
+                            None => StoreError::NotFound { what: format!("job {job_id}") },
+                        });
+                    }
+                    finish(tx).await
+                }
+
+                async fn take(&self, key: &str, reserve: u32, now: Timestamp) -> Result<Option<Timestamp>> {
+                    let now = millis(now);
+                    let mut tx = self.write().await?;
+                    let row = query(DIALECT.lock_budget)
+                        .bind(key)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("read the rate budget of {key}")))?;
+                    let wait = match row {
+                        // No known window: go ahead, the response will tell us.
+                        None => None,
+                        Some(row) => {
+                            let reset_at = row.int("reset_at")?;
+                            if reset_at <= now {
+                                // The window has passed; what is left in the new one is unknown.
+                                None
+                            } else if row.int("remaining")? > i64::from(reserve) {
+                                query(sql::SPEND_BUDGET)
+                                    .bind(key)
+                                    .bind(now)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(failed(format_args!("spend the rate budget of {key}")))?;
+                                None
+                            } else {
+                                Some(row.time("reset_at")?)
+                            }
+                        }
+                    };
+                    finish(tx).await?;
+                    Ok(wait)
+                }
+
+                async fn observe(&self, key: &str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> Result<()> {
+                    let mut tx = self.write().await?;
+                    query(sql::OBSERVE_BUDGET)
+                        .bind(key)
+                        .bind(i64::from(limit))
+                        .bind(i64::from(remaining))
+                        .bind(millis(reset_at))
+                        .bind(millis(now))
+                        .bind(SAME_WINDOW_TOLERANCE_MS)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("record the rate budget of {key}")))?;
+                    finish(tx).await
+                }
+
+                async fn change_exception_state(
+                    &self,
+                    id: i64,
+                    state: ExceptionState,
+                    note: &str,
+                    now: Timestamp,
+                ) -> Result<ExceptionRecord> {
+                    let mut tx = self.write().await?;
+                    let row = query(sql::SET_EXCEPTION_STATE)
+                        .bind(id)
+                        .bind(state.as_str())
+                        .bind(note)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "mark exception {id} {state} (is another one of its kind already open on the record?)"
+                        )))?
+                        .ok_or_else(|| StoreError::NotFound { what: format!("exception {id}") })?;
+                    let record = rows::exception(&row)?;
+                    // The record's timeline says who changed it, and why.
+                    query(sql::INSERT_EVENT)
+                        .bind(&record.connection)
+                        .bind(&record.record_type)
+                        .bind(&record.record_id)
+                        .bind(format!("exception_{state}"))
+                        .bind(serde_json::json!({
+                            "exception_id": id,
+                            "exception_kind": record.kind.code(),
+                            "note": note,
+                        }))
+                        .bind(millis(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("record the state change of exception {id}")))?;
+                    finish(tx).await?;
+                    Ok(record)
+                }
+            }
+
+            async fn upsert_order(tx: &mut Tx, conn: &str, order: &OrderUpsert, now: i64) -> Result<()> {
+                query(sql::UPSERT_ORDER)
+                    .bind(conn)
+                    .bind(&order.erp_id)
+                    .bind(&order.number)
+                    .bind(order.state.as_str())
+                    .bind(&order.snapshot)
+                    .bind(&order.snapshot_hash)
+                    .bind(millis(order.erp_updated_at))
+                    .bind(&order.order_key)
+                    .bind(order.ss_order_id)
+                    .bind(&order.ss_status)
+                    .bind(&order.payment)
+                    .bind(&order.pushed_hash)
+                    .bind(order.released_at.map(millis))
+                    .bind(order.pushed_at.map(millis))
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(failed(format_args!("save order {} ({})", order.number, order.erp_id)))?;
+                let Some(lines) = &order.lines else { return Ok(()) };
+                query(sql::DELETE_ORDER_LINES)
+                    .bind(conn)
+                    .bind(&order.erp_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(failed(format_args!("replace the lines of order {}", order.number)))?;
+                for line in lines {
+                    query(sql::INSERT_ORDER_LINE)
+                        .bind(conn)
+                        .bind(&order.erp_id)
+                        .bind(&line.line_id)
+                        .bind(&line.sku)
+                        .bind(&line.name)
+                        .bind(line.quantity)
+                        .bind(line.unit_weight_mg)
+                        .bind(line.unit_price_minor)
+                        .bind(&line.currency)
+                        .bind(line.physical)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "save line {} of order {}",
+                            line.line_id, order.number
+                        )))?;
+                }
+                Ok(())
+            }
+
+            impl Store for $store {
+                fn ensure_connection<'a>(&'a self, name: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        query(sql::ENSURE_CONNECTION)
+                            .bind(name)
+                            .bind(millis(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("register connection {name}")))?;
+                        finish(tx).await
+                    })
+                }
+
+                fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
+                    Box::pin(self.commit_change(change))
+                }
+
+                fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_ORDER).bind(connection).bind(erp_id))
+                            .await
+                            .map_err(failed(format_args!("read order {erp_id}")))?
+                            .map(|row| rows::order(&row))
+                            .transpose()
+                    })
+                }
+
+                fn get_order_by_key<'a>(&'a self, connection: &'a str, order_key: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_ORDER_BY_KEY).bind(connection).bind(order_key))
+                            .await
+                            .map_err(failed(format_args!("read the order with key {order_key}")))?
+                            .map(|row| rows::order(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_orders<'a>(&'a self, filter: OrderFilter) -> BoxFuture<'a, Result<Vec<OrderRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_ORDERS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.state.map(OrderState::as_str))
+                                    .bind(filter.number_prefix.as_deref())
+                                    .bind(sql_limit(filter.limit))
+                                    .bind(i64::from(filter.offset)),
+                            )
+                            .await
+                            .map_err(failed("list orders"))?;
+                        rows::all(&found, rows::order)
+                    })
+                }
+
+                fn order_lines<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<OrderLineRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::ORDER_LINES).bind(connection).bind(erp_id))
+                            .await
+                            .map_err(failed(format_args!("read the lines of order {erp_id}")))?;
+                        rows::all(&found, rows::order_line)
+                    })
+                }
+
+                fn count_orders_by_state<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(OrderState, u64)>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::COUNT_ORDERS_BY_STATE).bind(connection))
+                            .await
+                            .map_err(failed("count orders by state"))?;
+                        let mut counts = rows::all(&found, |row| {
+                            Ok((row.parsed("state", OrderState::parse)?, rows::count(row)?))
+                        })?;
+                        counts.sort();
+                        Ok(counts)
+                    })
+                }
+
+                fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>> {
+                    Box::pin(self.claim(claim))
+                }
+
+                fn retry_job<'a>(
+                    &'a self,
+                    job_id: i64,
+                    lease_token: &'a str,
+                    next_run_at: Timestamp,
+                    error: &'a str,
+                    now: Timestamp,
+                ) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(self.retry(job_id, lease_token, next_run_at, error, now))
+                }
+
+                fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_JOB).bind(job_id))
+                            .await
+                            .map_err(failed(format_args!("read job {job_id}")))?
+                            .map(|row| rows::job(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_JOBS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.kind.as_deref())
+                                    .bind(filter.state.map(JobState::as_str))
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list jobs"))?;
+                        rows::all(&found, rows::job)
+                    })
+                }
+
+                fn count_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(String, JobState, u64)>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::COUNT_JOBS).bind(connection))
+                            .await
+                            .map_err(failed("count jobs"))?;
+                        let mut counts = rows::all(&found, |row| {
+                            Ok((row.text("kind")?, row.parsed("state", JobState::parse)?, rows::count(row)?))
+                        })?;
+                        counts.sort();
+                        Ok(counts)
+                    })
+                }
+
+                fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_WATERMARK).bind(connection).bind(name))
+                            .await
+                            .map_err(failed(format_args!("read watermark {name}")))?
+                            .map(|row| row.text("value"))
+                            .transpose()
+                    })
+                }
+
+                fn timeline<'a>(&'a self, connection: &'a str, record_type: &'a str, record_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::TIMELINE).bind(connection).bind(record_type).bind(record_id))
+                            .await
+                            .map_err(failed(format_args!("read the timeline of {record_type} {record_id}")))?;
+                        rows::all(&found, rows::event)
+                    })
+                }
+
+                fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_EXCEPTIONS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.state.map(ExceptionState::as_str))
+                                    .bind(filter.kind.map(|kind| kind.code()))
+                                    .bind(filter.owner.map(enum_text))
+                                    .bind(filter.record_type.as_deref())
+                                    .bind(filter.record_id.as_deref())
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list exceptions"))?;
+                        rows::all(&found, rows::exception)
+                    })
+                }
+
+                fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_EXCEPTION).bind(id))
+                            .await
+                            .map_err(failed(format_args!("read exception {id}")))?
+                            .map(|row| rows::exception(&row))
+                            .transpose()
+                    })
+                }
+
+                fn set_exception_state<'a>(
+                    &'a self,
+                    id: i64,
+                    state: ExceptionState,
+                    note: &'a str,
+                    now: Timestamp,
+                ) -> BoxFuture<'a, Result<ExceptionRecord>> {
+                    Box::pin(self.change_exception_state(id, state, note, now))
+                }
+
+                fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
+                    Box::pin(self.take(key, reserve, now))
+                }
+
+                fn rate_observe<'a>(
+                    &'a self,
+                    key: &'a str,
+                    limit: u32,
+                    remaining: u32,
+                    reset_at: Timestamp,
+                    now: Timestamp,
+                ) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(self.observe(key, limit, remaining, reset_at, now))
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use store_impl;

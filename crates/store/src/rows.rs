@@ -1,0 +1,202 @@
+//! Rows to records, by hand, for both backends: [`RowExt`] reads a column of either
+//! backend's row as a plain Rust value, and the mappers below build the model's
+//! records from any `RowExt`. Anything that does not decode or parse is
+//! [`StoreError::Corrupt`], naming the column.
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use shipledger_core::exception::ExceptionKind;
+
+use crate::{
+    EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
+    OrderState, Result, StoreError,
+};
+
+/// Typed column access, implemented for `SqliteRow` and `PgRow`.
+pub(crate) trait RowExt {
+    fn text(&self, column: &str) -> Result<String>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+    fn json(&self, column: &str) -> Result<Value>;
+    fn opt_json(&self, column: &str) -> Result<Option<Value>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+
+    fn time(&self, column: &str) -> Result<Timestamp> {
+        from_millis(self.int(column)?, column)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<Timestamp>> {
+        self.opt_int(column)?
+            .map(|ms| from_millis(ms, column))
+            .transpose()
+    }
+
+    /// A text column holding one of an enum's codes.
+    fn parsed<T>(&self, column: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T> {
+        let text = self.text(column)?;
+        parse(&text).ok_or_else(|| {
+            StoreError::Corrupt(format!("column {column} holds an unknown value {text:?}"))
+        })
+    }
+}
+
+macro_rules! row_ext {
+    ($row:ty) => {
+        impl RowExt for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                decode(self, column)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                decode(self, column)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                decode(self, column)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                decode(self, column)
+            }
+            fn json(&self, column: &str) -> Result<Value> {
+                decode(self, column)
+            }
+            fn opt_json(&self, column: &str) -> Result<Option<Value>> {
+                decode(self, column)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
+                decode(self, column)
+            }
+        }
+    };
+}
+
+row_ext!(sqlx::sqlite::SqliteRow);
+row_ext!(sqlx::postgres::PgRow);
+
+fn decode<'r, R, T>(row: &'r R, column: &str) -> Result<T>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
+}
+
+fn from_millis(ms: i64, column: &str) -> Result<Timestamp> {
+    Timestamp::from_millisecond(ms)
+        .map_err(|e| StoreError::Corrupt(format!("column {column} holds {ms}: {e}")))
+}
+
+/// Epoch milliseconds, as stored.
+pub(crate) fn millis(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A serde enum (`Owner`, `Severity`) as the text it serializes to.
+pub(crate) fn enum_text<T: Serialize + std::fmt::Debug>(value: T) -> String {
+    match serde_json::to_value(&value) {
+        Ok(Value::String(s)) => s,
+        _ => format!("{value:?}").to_lowercase(),
+    }
+}
+
+fn enum_from_text<T: DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(Value::String(text.to_string())).ok()
+}
+
+pub(crate) fn order(row: &impl RowExt) -> Result<OrderRecord> {
+    Ok(OrderRecord {
+        connection: row.text("connection")?,
+        erp_id: row.text("erp_id")?,
+        number: row.text("number")?,
+        state: row.parsed("state", OrderState::parse)?,
+        snapshot: row.json("snapshot")?,
+        snapshot_hash: row.text("snapshot_hash")?,
+        erp_updated_at: row.time("erp_updated_at")?,
+        order_key: row.text("order_key")?,
+        ss_order_id: row.opt_int("ss_order_id")?,
+        ss_status: row.opt_text("ss_status")?,
+        payment: row.opt_json("payment")?,
+        pushed_hash: row.opt_text("pushed_hash")?,
+        released_at: row.opt_time("released_at")?,
+        pushed_at: row.opt_time("pushed_at")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn order_line(row: &impl RowExt) -> Result<OrderLineRecord> {
+    Ok(OrderLineRecord {
+        connection: row.text("connection")?,
+        erp_id: row.text("erp_id")?,
+        line_id: row.text("line_id")?,
+        sku: row.opt_text("sku")?,
+        name: row.text("name")?,
+        quantity: row.int("quantity")?,
+        unit_weight_mg: row.opt_int("unit_weight_mg")?,
+        unit_price_minor: row.int("unit_price_minor")?,
+        currency: row.text("currency")?,
+        physical: row.flag("physical")?,
+    })
+}
+
+pub(crate) fn job(row: &impl RowExt) -> Result<Job> {
+    Ok(Job {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        kind: row.text("kind")?,
+        idempotency_key: row.text("idempotency_key")?,
+        payload: row.json("payload")?,
+        state: row.parsed("state", JobState::parse)?,
+        attempts: row.int("attempts")?,
+        next_run_at: row.time("next_run_at")?,
+        lease_until: row.opt_time("lease_until")?,
+        lease_token: row.opt_text("lease_token")?,
+        last_error: row.opt_text("last_error")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn event(row: &impl RowExt) -> Result<EventRecord> {
+    Ok(EventRecord {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        record_type: row.text("record_type")?,
+        record_id: row.text("record_id")?,
+        kind: row.text("kind")?,
+        detail: row.json("detail")?,
+        at: row.time("at")?,
+    })
+}
+
+pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {
+    Ok(ExceptionRecord {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        kind: row.parsed("kind", ExceptionKind::parse)?,
+        owner: row.parsed("owner", enum_from_text)?,
+        severity: row.parsed("severity", enum_from_text)?,
+        record_type: row.text("record_type")?,
+        record_id: row.text("record_id")?,
+        state: row.parsed("state", ExceptionState::parse)?,
+        first_seen: row.time("first_seen")?,
+        last_seen: row.time("last_seen")?,
+        occurrences: row.int("occurrences")?,
+        detail: row.json("detail")?,
+        note: row.opt_text("note")?,
+    })
+}
+
+/// A `COUNT(*)` as the trait reports it.
+pub(crate) fn count(row: &impl RowExt) -> Result<u64> {
+    let n = row.int("n")?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("a count of {n}")))
+}
+
+/// Apply a mapper to every row.
+pub(crate) fn all<R, T>(rows: &[R], map: impl Fn(&R) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(map).collect()
+}

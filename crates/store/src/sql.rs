@@ -1,0 +1,309 @@
+//! The SQL text both backends run, in one place. Placeholders are `$1, $2, ...` on
+//! both (SQLite binds `$N` to the N-th argument). Where PostgreSQL needs a row lock
+//! that SQLite does not (SQLite has one writer at a time), the statement is stamped
+//! twice into a [`Dialect`], once per backend.
+//!
+//! Conventions: times are epoch milliseconds, enums are their `as_str()`/`code()`
+//! text, JSON is bound as `serde_json::Value` (TEXT on SQLite, JSONB on PostgreSQL).
+
+/// The statements that differ between the backends.
+pub(crate) struct Dialect {
+    /// Lease runnable jobs: `$1` kind, `$2` connection or NULL, `$3` now,
+    /// `$4` lease_until, `$5` lease token, `$6` limit.
+    pub claim_jobs: &'static str,
+    /// The job a commit finishes, locked until the commit ends: `$1` id, `$2` connection.
+    pub lock_job: &'static str,
+    /// A rate budget row, locked until the transaction ends: `$1` key.
+    pub lock_budget: &'static str,
+}
+
+macro_rules! order_columns {
+    () => {
+        "connection, erp_id, number, state, snapshot, snapshot_hash, erp_updated_at, \
+         order_key, ss_order_id, ss_status, payment, pushed_hash, released_at, pushed_at, \
+         created_at, updated_at"
+    };
+}
+
+macro_rules! line_columns {
+    () => {
+        "connection, erp_id, line_id, sku, name, quantity, unit_weight_mg, \
+         unit_price_minor, currency, physical"
+    };
+}
+
+macro_rules! job_columns {
+    () => {
+        "id, connection, kind, idempotency_key, payload, state, attempts, next_run_at, \
+         lease_until, lease_token, last_error, created_at, updated_at"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "id, connection, record_type, record_id, kind, detail, at"
+    };
+}
+
+macro_rules! exception_columns {
+    () => {
+        "id, connection, kind, owner, severity, record_type, record_id, state, \
+         first_seen, last_seen, occurrences, detail, note"
+    };
+}
+
+macro_rules! dialect {
+    (claim_lock: $claim_lock:literal, row_lock: $row_lock:literal) => {
+        Dialect {
+            claim_jobs: concat!(
+                "UPDATE jobs
+                    SET state = 'running',
+                        attempts = attempts + 1,
+                        lease_until = $4,
+                        lease_token = $5,
+                        updated_at = $3
+                  WHERE id IN (
+                        SELECT id FROM jobs
+                         WHERE kind = $1
+                           AND ($2 IS NULL OR connection = $2)
+                           AND ((state = 'pending' AND next_run_at <= $3)
+                             OR (state = 'running' AND lease_until <= $3))
+                         ORDER BY next_run_at, id
+                         LIMIT $6 ",
+                $claim_lock,
+                ")
+                 RETURNING ",
+                job_columns!()
+            ),
+            lock_job: concat!(
+                "SELECT lease_token FROM jobs WHERE id = $1 AND connection = $2 ",
+                $row_lock
+            ),
+            lock_budget: concat!(
+                "SELECT remaining, reset_at FROM rate_budgets WHERE key = $1 ",
+                $row_lock
+            ),
+        }
+    };
+}
+
+/// SQLite: one writer at a time (`BEGIN IMMEDIATE`), so no row locks.
+pub(crate) const SQLITE: Dialect = dialect!(claim_lock: "", row_lock: "");
+
+/// PostgreSQL: many workers in many processes.
+pub(crate) const POSTGRES: Dialect =
+    dialect!(claim_lock: "FOR UPDATE SKIP LOCKED", row_lock: "FOR UPDATE");
+
+// ---- connections
+
+pub(crate) const ENSURE_CONNECTION: &str =
+    "INSERT INTO connections (name, created_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING";
+
+// ---- orders
+
+pub(crate) const UPSERT_ORDER: &str = concat!(
+    "INSERT INTO orders (",
+    order_columns!(),
+    ")
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
+     ON CONFLICT (connection, erp_id) DO UPDATE SET
+        number = excluded.number,
+        state = excluded.state,
+        snapshot = excluded.snapshot,
+        snapshot_hash = excluded.snapshot_hash,
+        erp_updated_at = excluded.erp_updated_at,
+        order_key = excluded.order_key,
+        ss_order_id = excluded.ss_order_id,
+        ss_status = excluded.ss_status,
+        payment = excluded.payment,
+        pushed_hash = excluded.pushed_hash,
+        released_at = excluded.released_at,
+        pushed_at = excluded.pushed_at,
+        updated_at = excluded.updated_at"
+);
+
+pub(crate) const DELETE_ORDER_LINES: &str =
+    "DELETE FROM order_lines WHERE connection = $1 AND erp_id = $2";
+
+pub(crate) const INSERT_ORDER_LINE: &str = concat!(
+    "INSERT INTO order_lines (",
+    line_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
+
+pub(crate) const GET_ORDER: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE connection = $1 AND erp_id = $2"
+);
+
+pub(crate) const GET_ORDER_BY_KEY: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders WHERE connection = $1 AND order_key = $2"
+);
+
+/// `$1` connection, `$2` state, `$3` number prefix (each NULL for any), `$4` limit,
+/// `$5` offset. Newest first.
+pub(crate) const LIST_ORDERS: &str = concat!(
+    "SELECT ",
+    order_columns!(),
+    " FROM orders
+     WHERE ($1 IS NULL OR connection = $1)
+       AND ($2 IS NULL OR state = $2)
+       AND ($3 IS NULL OR substr(number, 1, length($3)) = $3)
+     ORDER BY created_at DESC, connection, erp_id
+     LIMIT $4 OFFSET $5"
+);
+
+pub(crate) const ORDER_LINES: &str = concat!(
+    "SELECT ",
+    line_columns!(),
+    " FROM order_lines WHERE connection = $1 AND erp_id = $2 ORDER BY line_id"
+);
+
+pub(crate) const COUNT_ORDERS_BY_STATE: &str =
+    "SELECT state, COUNT(*) AS n FROM orders WHERE connection = $1 GROUP BY state";
+
+// ---- jobs
+
+/// Plan a job unless its idempotency key exists on the connection (then no row).
+pub(crate) const INSERT_JOB: &str = "INSERT INTO jobs
+        (connection, kind, idempotency_key, payload, state, attempts, next_run_at,
+         created_at, updated_at)
+     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $6)
+     ON CONFLICT (connection, idempotency_key) DO NOTHING
+     RETURNING id";
+
+/// `$1` id, `$2` state, `$3` error, `$4` now.
+pub(crate) const FINISH_JOB: &str = "UPDATE jobs
+        SET state = $2, last_error = $3, lease_until = NULL, lease_token = NULL, updated_at = $4
+      WHERE id = $1";
+
+/// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now.
+pub(crate) const RETRY_JOB: &str = "UPDATE jobs
+        SET state = 'pending', next_run_at = $3, last_error = $4,
+            lease_until = NULL, lease_token = NULL, updated_at = $5
+      WHERE id = $1 AND lease_token = $2 AND state = 'running'";
+
+pub(crate) const JOB_EXISTS: &str = "SELECT id FROM jobs WHERE id = $1";
+
+pub(crate) const GET_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
+
+/// `$1` connection, `$2` kind, `$3` state (each NULL for any), `$4` limit.
+pub(crate) const LIST_JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM jobs
+     WHERE ($1 IS NULL OR connection = $1)
+       AND ($2 IS NULL OR kind = $2)
+       AND ($3 IS NULL OR state = $3)
+     ORDER BY id
+     LIMIT $4"
+);
+
+pub(crate) const COUNT_JOBS: &str =
+    "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE connection = $1 GROUP BY kind, state";
+
+// ---- watermarks
+
+pub(crate) const SET_WATERMARK: &str =
+    "INSERT INTO watermarks (connection, name, value, updated_at)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (connection, name) DO UPDATE SET
+        value = excluded.value,
+        updated_at = excluded.updated_at";
+
+pub(crate) const GET_WATERMARK: &str =
+    "SELECT value FROM watermarks WHERE connection = $1 AND name = $2";
+
+// ---- events
+
+pub(crate) const INSERT_EVENT: &str =
+    "INSERT INTO events (connection, record_type, record_id, kind, detail, at)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const TIMELINE: &str = concat!(
+    "SELECT ",
+    event_columns!(),
+    " FROM events
+     WHERE connection = $1 AND record_type = $2 AND record_id = $3
+     ORDER BY at, id"
+);
+
+// ---- exceptions
+
+/// Open an exception, or refresh the open one of the same kind on the record. The
+/// conflict target names the partial unique index (`WHERE state = 'open'`).
+/// `occurrences = 1` in the returned row means it was newly opened.
+/// `$1` connection, `$2` kind, `$3` owner, `$4` severity, `$5` record type,
+/// `$6` record id, `$7` now, `$8` detail.
+pub(crate) const OPEN_EXCEPTION: &str = "INSERT INTO exceptions
+        (connection, kind, owner, severity, record_type, record_id, state,
+         first_seen, last_seen, occurrences, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8)
+     ON CONFLICT (connection, kind, record_type, record_id) WHERE state = 'open'
+     DO UPDATE SET
+        last_seen = excluded.last_seen,
+        detail = excluded.detail,
+        occurrences = exceptions.occurrences + 1
+     RETURNING id, occurrences";
+
+/// `$1` connection, `$2` kind, `$3` record type, `$4` record id, `$5` now.
+pub(crate) const CLOSE_EXCEPTION: &str = "UPDATE exceptions
+        SET state = 'closed', last_seen = $5
+      WHERE connection = $1 AND kind = $2 AND record_type = $3 AND record_id = $4
+        AND state = 'open'";
+
+pub(crate) const GET_EXCEPTION: &str = concat!(
+    "SELECT ",
+    exception_columns!(),
+    " FROM exceptions WHERE id = $1"
+);
+
+/// `$1` id, `$2` state, `$3` note.
+pub(crate) const SET_EXCEPTION_STATE: &str = concat!(
+    "UPDATE exceptions SET state = $2, note = $3 WHERE id = $1 RETURNING ",
+    exception_columns!()
+);
+
+/// `$1` connection, `$2` state, `$3` kind, `$4` owner, `$5` record type,
+/// `$6` record id (each NULL for any), `$7` limit. Oldest first.
+pub(crate) const LIST_EXCEPTIONS: &str = concat!(
+    "SELECT ",
+    exception_columns!(),
+    " FROM exceptions
+     WHERE ($1 IS NULL OR connection = $1)
+       AND ($2 IS NULL OR state = $2)
+       AND ($3 IS NULL OR kind = $3)
+       AND ($4 IS NULL OR owner = $4)
+       AND ($5 IS NULL OR record_type = $5)
+       AND ($6 IS NULL OR record_id = $6)
+     ORDER BY first_seen, id
+     LIMIT $7"
+);
+
+// ---- the rate budget
+
+/// `$1` key, `$2` now.
+pub(crate) const SPEND_BUDGET: &str =
+    "UPDATE rate_budgets SET remaining = remaining - 1, updated_at = $2 WHERE key = $1";
+
+/// Record what the server said. While the stored window is still running and the
+/// new reset is the same window (within `$6` ms of rounding), keep the smaller
+/// `remaining`: responses to requests in flight arrive out of order.
+/// `$1` key, `$2` limit, `$3` remaining, `$4` reset_at, `$5` now, `$6` tolerance.
+pub(crate) const OBSERVE_BUDGET: &str =
+    "INSERT INTO rate_budgets (key, limit_, remaining, reset_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (key) DO UPDATE SET
+        limit_ = excluded.limit_,
+        remaining = CASE
+            WHEN rate_budgets.reset_at > excluded.updated_at
+             AND excluded.reset_at <= rate_budgets.reset_at + $6
+             AND rate_budgets.remaining < excluded.remaining
+            THEN rate_budgets.remaining
+            ELSE excluded.remaining
+        END,
+        reset_at = excluded.reset_at,
+        updated_at = excluded.updated_at";

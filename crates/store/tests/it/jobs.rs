@@ -1,0 +1,320 @@
+//! The outbox: leases, expiry, retries, and many claimers.
+
+use std::collections::HashSet;
+
+use jiff::SignedDuration;
+use serde_json::json;
+use shipledger_store::{Change, JobClaim, JobFinish, JobState, StoreError};
+
+use crate::harness::{ACME, BETA, TestDb, claim, job, t};
+
+async fn plan(
+    db: &TestDb,
+    connection: &str,
+    jobs: Vec<shipledger_store::NewJob>,
+) -> anyhow::Result<Vec<i64>> {
+    let mut change = Change::new(connection, t(0));
+    change.jobs = jobs;
+    Ok(db.store.commit(change).await?.jobs_planned)
+}
+
+fn finish(job_id: i64, token: &str, state: JobState, error: Option<&str>) -> Change {
+    let mut change = Change::new(ACME, t(100));
+    change.finish_job = Some(JobFinish {
+        job_id,
+        lease_token: token.into(),
+        state,
+        error: error.map(Into::into),
+    });
+    change
+}
+
+pub async fn two_concurrent_claimers_never_get_the_same_job(db: &TestDb) -> anyhow::Result<()> {
+    plan(
+        db,
+        ACME,
+        (0..60)
+            .map(|i| job("push_order", &format!("push:{i}"), t(0)))
+            .collect(),
+    )
+    .await?;
+    // Two stores on one database: two processes.
+    let other = db.open_another().await?;
+    let mut tasks = Vec::new();
+    for worker in 0..10 {
+        let store = if worker % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let name = format!("worker-{worker}");
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim_jobs(claim("push_order", t(1), &name, 3))
+                    .await?;
+                if batch.is_empty() {
+                    return anyhow::Ok(mine);
+                }
+                mine.extend(batch.into_iter().map(|job| job.id));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for task in tasks {
+        for id in task.await?? {
+            assert!(seen.insert(id), "job {id} was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 60, "every job was claimed");
+    Ok(())
+}
+
+pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cannot_finish_it(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
+
+    let first = store.claim_jobs(claim("push_order", t(0), "w1", 5)).await?;
+    assert_eq!(first.len(), 1);
+    let first = &first[0];
+    assert_eq!(
+        (first.id, first.state, first.attempts),
+        (ids[0], JobState::Running, 1)
+    );
+    assert_eq!(first.lease_until, Some(t(30)));
+    let old_token = first.lease_token.clone().expect("a lease token");
+    assert!(old_token.starts_with("w1"), "{old_token}");
+
+    // Still leased: nobody else gets it.
+    assert!(
+        store
+            .claim_jobs(claim("push_order", t(29), "w2", 5))
+            .await?
+            .is_empty()
+    );
+
+    // The worker died; its lease ran out.
+    let second = store
+        .claim_jobs(claim("push_order", t(30), "w2", 5))
+        .await?;
+    assert_eq!(second.len(), 1);
+    assert_eq!((second[0].id, second[0].attempts), (ids[0], 2));
+    let new_token = second[0].lease_token.clone().unwrap();
+    assert_ne!(new_token, old_token);
+
+    // The old worker wakes up: it can neither finish nor retry the job.
+    let late = store
+        .commit(finish(ids[0], &old_token, JobState::Done, None))
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    let late = store
+        .retry_job(ids[0], &old_token, t(60), "timeout", t(40))
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+
+    store
+        .commit(finish(ids[0], &new_token, JobState::Done, None))
+        .await?;
+    let done = store.get_job(ids[0]).await?.unwrap();
+    assert_eq!(done.state, JobState::Done);
+    assert_eq!((done.lease_token, done.lease_until), (None, None));
+    assert_eq!(done.updated_at, t(100));
+    // Done is done.
+    assert!(
+        store
+            .claim_jobs(claim("push_order", t(1000), "w3", 5))
+            .await?
+            .is_empty()
+    );
+    let again = store
+        .commit(finish(ids[0], &new_token, JobState::Done, None))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::LeaseLost { .. })),
+        "{again:?}"
+    );
+    Ok(())
+}
+
+pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
+    let claimed = store.claim_jobs(claim("push_order", t(0), "w1", 1)).await?;
+    let token = claimed[0].lease_token.clone().unwrap();
+
+    store
+        .retry_job(ids[0], &token, t(60), "ShipStation answered 503", t(5))
+        .await?;
+    let waiting = store.get_job(ids[0]).await?.unwrap();
+    assert_eq!(waiting.state, JobState::Pending);
+    assert_eq!(waiting.next_run_at, t(60));
+    assert_eq!(
+        waiting.last_error.as_deref(),
+        Some("ShipStation answered 503")
+    );
+    assert_eq!((waiting.lease_token, waiting.lease_until), (None, None));
+    // The token is spent.
+    let twice = store.retry_job(ids[0], &token, t(60), "again", t(6)).await;
+    assert!(
+        matches!(twice, Err(StoreError::LeaseLost { .. })),
+        "{twice:?}"
+    );
+
+    assert!(
+        store
+            .claim_jobs(claim("push_order", t(59), "w1", 1))
+            .await?
+            .is_empty()
+    );
+    let again = store
+        .claim_jobs(claim("push_order", t(60), "w1", 1))
+        .await?;
+    assert_eq!((again[0].id, again[0].attempts), (ids[0], 2));
+    assert_eq!(again[0].payload, json!({"key": "push:1"}));
+
+    let missing = store.retry_job(999_999, "x", t(60), "e", t(60)).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    assert_eq!(store.get_job(999_999).await?, None);
+    Ok(())
+}
+
+pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    plan(
+        db,
+        ACME,
+        vec![
+            job("push_order", "push:late", t(20)),
+            job("push_order", "push:early", t(10)),
+            job("cancel_order", "cancel:1", t(0)),
+            job("push_order", "push:future", t(500)),
+        ],
+    )
+    .await?;
+    plan(db, BETA, vec![job("push_order", "beta:push", t(0))]).await?;
+
+    let acme_only = JobClaim {
+        connection: Some(ACME),
+        lease: SignedDuration::from_hours(1),
+        ..claim("push_order", t(100), "w", 1)
+    };
+    let first = store.claim_jobs(acme_only.clone()).await?;
+    assert_eq!(first[0].idempotency_key, "push:early");
+    let rest = store
+        .claim_jobs(JobClaim {
+            limit: 10,
+            ..acme_only
+        })
+        .await?;
+    assert_eq!(
+        rest.iter()
+            .map(|j| j.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        ["push:late"]
+    );
+
+    // Any connection, oldest first.
+    let any = store
+        .claim_jobs(claim("push_order", t(1000), "w", 10))
+        .await?;
+    assert_eq!(
+        any.iter()
+            .map(|j| j.idempotency_key.as_str())
+            .collect::<Vec<_>>(),
+        ["beta:push", "push:future"]
+    );
+    assert!(
+        store
+            .claim_jobs(claim("push_order", t(1000), "w", 0))
+            .await?
+            .is_empty()
+    );
+
+    let counts = store.count_jobs(ACME).await?;
+    assert_eq!(
+        counts,
+        [
+            ("cancel_order".to_string(), JobState::Pending, 1),
+            ("push_order".to_string(), JobState::Running, 3)
+        ]
+    );
+    let pending = store
+        .list_jobs(shipledger_store::JobFilter {
+            state: Some(JobState::Pending),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(pending.len(), 1);
+    let limited = store
+        .list_jobs(shipledger_store::JobFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(limited.len(), 2);
+    let by_kind = store
+        .list_jobs(shipledger_store::JobFilter {
+            kind: Some("cancel_order".into()),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(by_kind[0].idempotency_key, "cancel:1");
+    Ok(())
+}
+
+pub async fn a_job_that_gives_up_is_dead_with_its_error(db: &TestDb) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
+    let claimed = store.claim_jobs(claim("push_order", t(0), "w1", 1)).await?;
+    let token = claimed[0].lease_token.clone().unwrap();
+
+    // Finishing as "pending" is not a way to finish.
+    let odd = store
+        .commit(finish(ids[0], &token, JobState::Pending, None))
+        .await;
+    assert!(odd.is_err());
+
+    store
+        .commit(finish(
+            ids[0],
+            &token,
+            JobState::Dead,
+            Some("rejected 8 times"),
+        ))
+        .await?;
+    let dead = store.get_job(ids[0]).await?.unwrap();
+    assert_eq!(dead.state, JobState::Dead);
+    assert_eq!(dead.last_error.as_deref(), Some("rejected 8 times"));
+    assert!(
+        store
+            .claim_jobs(claim("push_order", t(10_000), "w2", 1))
+            .await?
+            .is_empty()
+    );
+
+    // A job of another connection is not this change's to finish.
+    let mut wrong = finish(ids[0], &token, JobState::Done, None);
+    wrong.connection = BETA.into();
+    assert!(matches!(
+        store.commit(wrong).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    Ok(())
+}

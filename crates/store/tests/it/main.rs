@@ -1,0 +1,66 @@
+//! The store conformance suite: every story runs on SQLite (a fresh temp file each)
+//! and on PostgreSQL (a fresh `CREATE DATABASE` each) when `TEST_DATABASE_URL` names
+//! a server. Without it the PostgreSQL variants print `SKIPPED` and pass, unless `CI`
+//! is set, where a skipped backend is a failure.
+//!
+//! [`stories!`] stamps each story once per backend, so `sqlite::x` and `postgres::x`
+//! run the same body.
+
+mod budget;
+mod commit;
+mod exceptions;
+mod harness;
+mod jobs;
+mod orders;
+mod sqlite_only;
+mod timeline;
+
+macro_rules! stories {
+    ($($module:ident :: $story:ident,)*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() -> anyhow::Result<()> {
+                    let db = crate::harness::TestDb::sqlite().await?;
+                    crate::$module::$story(&db).await
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $story() -> anyhow::Result<()> {
+                    let Some(db) = crate::harness::TestDb::postgres().await? else {
+                        return Ok(());
+                    };
+                    crate::$module::$story(&db).await
+                }
+            )*
+        }
+    };
+}
+
+stories! {
+    commit::a_committed_change_is_all_or_nothing,
+    commit::a_change_records_the_order_its_lines_jobs_events_and_watermark,
+    commit::planning_the_same_idempotency_key_twice_plans_one_job,
+    commit::a_change_without_a_time_is_stamped_with_the_clock,
+    commit::a_change_for_an_unregistered_connection_says_how_to_fix_it,
+    commit::many_workers_committing_at_once_never_fail_with_busy,
+    jobs::two_concurrent_claimers_never_get_the_same_job,
+    jobs::an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cannot_finish_it,
+    jobs::a_retried_job_waits_for_its_next_run_and_keeps_its_payload,
+    jobs::jobs_are_claimed_oldest_first_by_kind_and_connection,
+    jobs::a_job_that_gives_up_is_dead_with_its_error,
+    exceptions::a_second_open_of_the_same_exception_refreshes_it_and_after_closing_a_new_one_opens,
+    exceptions::exceptions_filter_by_owner_state_and_kind,
+    exceptions::a_person_resolving_an_exception_is_on_the_records_timeline,
+    timeline::the_timeline_returns_events_in_order,
+    timeline::watermarks_advance_per_connection,
+    orders::orders_list_filter_and_count_by_state,
+    orders::an_order_is_found_by_its_shipstation_order_key,
+    budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
+    budget::concurrent_rate_takes_never_grant_more_than_remaining,
+    budget::a_late_response_never_gives_back_requests_already_spent,
+}
