@@ -172,6 +172,7 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> Respons
         && ["orders", "webhooks", "stores", "warehouses"].contains(collection)
         && !id.chars().all(|c| c.is_ascii_digit())
     {
+        // No `allow` header: to ShipStation this is no resource at all.
         return unknown_path(uri).await;
     }
     (

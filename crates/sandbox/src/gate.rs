@@ -106,6 +106,9 @@ pub async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Nex
         }
         Fault::None => next.run(request).await,
     };
+    if response.status() == axum::http::StatusCode::NOT_FOUND {
+        response.headers_mut().remove("allow");
+    }
     if api == Api::V1 {
         rate_headers(response.headers_mut(), limit, remaining, reset_secs);
     }

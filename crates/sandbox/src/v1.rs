@@ -57,6 +57,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/carriers/listservices", get(list_services))
         .route("/carriers/listpackages", get(list_packages))
         .route("/accounts/listtags", get(list_tags))
+        .route("/products", get(list_products))
+        .route("/products/{product_id}", get(get_product))
+        .route("/customers", get(list_customers))
+        .route("/customers/{customer_id}", get(get_customer))
+        .route("/users", get(list_users))
 }
 
 // ---------------------------------------------------------------- rendering
@@ -681,13 +686,21 @@ async fn create_orders(State(shared): Shared_, body: Bytes) -> Result<Json<Value
     })
 }
 
+/// A path segment that should be an id but is not a number: to ShipStation's router
+/// that is no resource at all.
+fn no_resource(path: &str) -> V1Error {
+    V1Error::NotFound(format!(
+        "No HTTP resource was found that matches the request URI 'https://ssapi.shipstation.com{path}'."
+    ))
+}
+
 async fn get_order(State(shared): Shared_, Path(order_id): Path<String>) -> Result<Json<Value>, V1Error> {
-    let id: i64 = order_id.parse().map_err(|_| V1Error::NotFound(format!("order '{order_id}' not found")))?;
+    let id: i64 = order_id.parse().map_err(|_| no_resource(&format!("/orders/{order_id}")))?;
     shared.read_world(|w| Ok(Json(order_json(w.visible_order(id)?))))
 }
 
 async fn delete_order(State(shared): Shared_, Path(order_id): Path<String>) -> Result<Json<Value>, V1Error> {
-    let id: i64 = order_id.parse().map_err(|_| V1Error::NotFound(format!("order '{order_id}' not found")))?;
+    let id: i64 = order_id.parse().map_err(|_| no_resource(&format!("/orders/{order_id}")))?;
     let now = shared.clock.now();
     shared.with_world(|w| {
         w.visible_order(id)?;
@@ -1250,4 +1263,138 @@ async fn list_tags(State(shared): Shared_) -> Json<Value> {
             w.tags.iter().map(|(id, name, color)| json!({"tagId": id, "name": name, "color": color})).collect(),
         ))
     })
+}
+
+
+// ---------------------------------------------------------------- products, customers, users
+
+/// Products as ShipStation keeps them: one per SKU seen on an order line (ShipStation
+/// creates them on import), with the product id the lines carry.
+fn products(w: &World) -> Vec<Value> {
+    let mut by_sku: std::collections::BTreeMap<String, &Item> = std::collections::BTreeMap::new();
+    for o in w.orders.values() {
+        for i in &o.items {
+            if let Some(sku) = &i.sku
+                && !i.adjustment
+            {
+                by_sku.entry(sku.clone()).or_insert(i);
+            }
+        }
+    }
+    by_sku
+        .into_iter()
+        .enumerate()
+        .map(|(n, (sku, i))| {
+            let weight_oz = i
+                .weight
+                .get("value")
+                .and_then(|v| v.to_string().parse::<Decimal>().ok())
+                .zip(i.weight.get("units").and_then(Value::as_str))
+                .and_then(|(v, u)| shipledger_core::WeightUnit::parse(u).ok().and_then(|u| shipledger_core::Weight::from_decimal(v, u).ok()))
+                .map(|w| num(Some(w.to_decimal(shipledger_core::WeightUnit::Ounces))));
+            json!({
+                "productId": 5_000_000 + n as i64,
+                "sku": sku,
+                "name": i.name,
+                "price": num(i.unit_price),
+                "defaultCost": null,
+                "length": null, "width": null, "height": null,
+                "weightOz": weight_oz,
+                "internalNotes": null,
+                "fulfillmentSku": i.fulfillment_sku,
+                "active": true,
+                "productCategory": null,
+                "productType": null,
+                "warehouseLocation": i.warehouse_location,
+                "defaultCarrierCode": null, "defaultServiceCode": null, "defaultPackageCode": null,
+                "defaultIntlCarrierCode": null, "defaultIntlServiceCode": null, "defaultIntlPackageCode": null,
+                "defaultConfirmation": null, "defaultIntlConfirmation": null,
+                "customsDescription": null, "customsValue": null, "customsTariffNo": null, "customsCountryCode": null,
+                "noCustoms": null,
+                "tags": null,
+                "aliases": null,
+                "createDate": format_v1_timestamp_millis(i.create_date),
+                "modifyDate": format_v1_timestamp_millis(i.modify_date),
+            })
+        })
+        .collect()
+}
+
+async fn list_products(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
+    let q = Query::parse(raw.as_deref());
+    let (page, size) = q.paging()?;
+    let sku = q.str("sku").map(str::to_ascii_lowercase);
+    let name = q.str("name").map(str::to_ascii_lowercase);
+    let all: Vec<Value> = shared
+        .read_world(products)
+        .into_iter()
+        .filter(|p| sku.as_ref().is_none_or(|s| p["sku"].as_str().is_some_and(|x| x.to_ascii_lowercase().contains(s.as_str()))))
+        .filter(|p| name.as_ref().is_none_or(|s| p["name"].as_str().is_some_and(|x| x.to_ascii_lowercase().contains(s.as_str()))))
+        .collect();
+    let (items, total, pages) = page_of(&all, page, size);
+    Ok(Json(json!({"products": items, "total": total, "page": page, "pages": pages})))
+}
+
+async fn get_product(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
+    let n: i64 = id.parse().map_err(|_| no_resource(&format!("/products/{id}")))?;
+    shared
+        .read_world(products)
+        .into_iter()
+        .find(|p| p["productId"] == json!(n))
+        .map(Json)
+        .ok_or_else(|| V1Error::NotFound(format!("product {n} not found")))
+}
+
+fn customers(w: &World) -> Vec<Value> {
+    let mut seen = std::collections::BTreeMap::new();
+    for o in w.orders.values().filter(|o| o.visible()) {
+        if let Some(id) = o.customer_id {
+            seen.entry(id).or_insert(o);
+        }
+    }
+    seen.into_iter()
+        .map(|(id, o)| {
+            let a = &o.ship_to;
+            json!({
+                "customerId": id,
+                "createDate": format_v1_timestamp(o.create_date),
+                "modifyDate": format_v1_timestamp(o.modify_date),
+                "name": a.get("name"),
+                "company": a.get("company"),
+                "street1": a.get("street1"),
+                "street2": a.get("street2"),
+                "city": a.get("city"),
+                "state": a.get("state"),
+                "postalCode": a.get("postalCode"),
+                "countryCode": a.get("country"),
+                "phone": a.get("phone"),
+                "email": o.customer_email,
+                "addressVerified": "Address not yet validated",
+                "marketplaceUsernames": [],
+                "tags": null,
+            })
+        })
+        .collect()
+}
+
+async fn list_customers(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
+    let q = Query::parse(raw.as_deref());
+    let (page, size) = q.paging()?;
+    let all = shared.read_world(customers);
+    let (items, total, pages) = page_of(&all, page, size);
+    Ok(Json(json!({"customers": items, "total": total, "page": page, "pages": pages})))
+}
+
+async fn get_customer(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
+    let n: i64 = id.parse().map_err(|_| no_resource(&format!("/customers/{id}")))?;
+    shared
+        .read_world(customers)
+        .into_iter()
+        .find(|c| c["customerId"] == json!(n))
+        .map(Json)
+        .ok_or_else(|| V1Error::NotFound(format!("customer {n} not found")))
+}
+
+async fn list_users() -> Json<Value> {
+    Json(json!([{"name": "Sandbox Packer", "userId": "f9a4b3f2-1111-4c1d-9a5e-0d5e5a5b0001", "userName": "packer@sandbox.invalid"}]))
 }

@@ -1,0 +1,3 @@
+//! The cli crate's single integration-test binary (DESIGN §4: one per crate).
+
+mod fidelity;
