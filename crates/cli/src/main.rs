@@ -1,13 +1,18 @@
 //! The `shipledger` command: argument parsing and wiring only. Every behaviour lives in
 //! a library crate; this file turns flags into their configuration and runs them.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
 
-use std::net::SocketAddr;
+mod demo;
+mod inspect;
+mod output;
+mod run;
+mod sandbox;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use shipledger_sandbox::{Sandbox, SandboxConfig, SimulationConfig};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "shipledger", version, about = "Keeps an ERP and ShipStation in agreement, record by record")]
@@ -18,6 +23,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything at once on this machine: sandbox ShipStation and ERP, generated
+    /// orders, the engine, a report.
+    Demo(demo::DemoArgs),
+    /// Run the engine and the HTTP server (health, metrics) from a configuration file.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the engine without the HTTP server; `--once` does one pass and exits.
+    Sync {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        once: bool,
+    },
+    /// Check a configuration file (and that its secrets are in the environment).
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Exceptions: what needs a person, and whose.
+    #[command(subcommand)]
+    Exceptions(inspect::ExceptionsCommand),
+    /// An order's timeline: what happened to it, when and why.
+    Timeline(inspect::TimelineArgs),
     /// Local stand-ins for the systems shipledger talks to.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -26,38 +56,7 @@ enum Command {
 #[derive(Subcommand)]
 enum SandboxCommand {
     /// Serve a faithful local ShipStation (v1, v2, webhooks, control API under /_sandbox/).
-    Shipstation(ShipstationArgs),
-}
-
-#[derive(Args)]
-struct ShipstationArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    listen: SocketAddr,
-    /// v1 API key accepted by Basic auth.
-    #[arg(long, env = "SHIPLEDGER_SANDBOX_API_KEY", default_value = "sandbox-key", hide_env_values = true)]
-    api_key: String,
-    /// v1 API secret accepted by Basic auth.
-    #[arg(long, env = "SHIPLEDGER_SANDBOX_API_SECRET", default_value = "sandbox-secret", hide_env_values = true)]
-    api_secret: String,
-    /// v2 API-Key header value.
-    #[arg(long, env = "SHIPLEDGER_SANDBOX_V2_API_KEY", default_value = "sandbox-v2-key", hide_env_values = true)]
-    v2_api_key: String,
-    /// v1 requests allowed per window.
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
-    rate_limit: u32,
-    /// v1 rate-limit window, in seconds.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
-    rate_window: u64,
-    /// Keep state in this JSON file across restarts.
-    #[arg(long)]
-    state: Option<PathBuf>,
-    /// Seed of every random choice (simulator, faults).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Start the simulated warehouse and carrier (tune it with PUT /_sandbox/simulation).
-    #[arg(long)]
-    simulate: bool,
+    Shipstation(sandbox::ShipstationArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,11 +77,21 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox_shipstation(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Serve { config } => run::serve(&config).await,
+            Command::Sync { config, once } => run::sync(&config, once).await,
+            Command::CheckConfig { config } => run::check_config(&config).await,
+            Command::Exceptions(command) => inspect::exceptions(command).await,
+            Command::Timeline(args) => inspect::timeline(args).await,
+            Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<run::BadConfig>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -90,30 +99,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn sandbox_shipstation(args: ShipstationArgs) -> anyhow::Result<()> {
-    let config = SandboxConfig {
-        api_key: args.api_key,
-        api_secret: args.api_secret,
-        v2_api_key: args.v2_api_key,
-        rate_limit: args.rate_limit,
-        rate_window: Duration::from_secs(args.rate_window),
-        state_path: args.state,
-        seed: args.seed,
-        simulation: args.simulate.then(|| SimulationConfig { enabled: true, ..Default::default() }),
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::start(config, args.listen).await?;
-    println!("sandbox shipstation listening on {}", sandbox.base_url());
-    println!("  v1: {0}/orders   v2: {0}/v2/labels   control: {0}/_sandbox/stats", sandbox.base_url());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    shutdown_signal().await;
-    eprintln!("stopping the sandbox");
-    sandbox.shutdown().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -186,16 +186,24 @@ pub fn check(order: &ErpOrder, product: impl Fn(&str) -> Option<Product>, policy
             continue;
         };
         let master = product(sku);
+        // An unknown SKU is the root cause: its missing master weight is not reported
+        // as a second problem.
         match &master {
             Some(p) if p.active => {}
-            Some(_) => unknown.push((
-                format!("lines[{}].sku", line.line_id),
-                format!("line {} SKU {sku} is inactive in the product master", line.line_id),
-            )),
-            None => unknown.push((
-                format!("lines[{}].sku", line.line_id),
-                format!("line {} SKU {sku} is not in the product master", line.line_id),
-            )),
+            Some(_) => {
+                unknown.push((
+                    format!("lines[{}].sku", line.line_id),
+                    format!("line {} SKU {sku} is inactive in the product master", line.line_id),
+                ));
+                continue;
+            }
+            None => {
+                unknown.push((
+                    format!("lines[{}].sku", line.line_id),
+                    format!("line {} SKU {sku} is not in the product master", line.line_id),
+                ));
+                continue;
+            }
         }
         let weight = match (line.unit_weight, master.as_ref().and_then(|p| p.unit_weight)) {
             (Some(w), _) if !w.is_zero() => Some((w, WeightSource::Line)),
@@ -424,6 +432,14 @@ mod tests {
         assert!(kinds.contains(&ExceptionKind::HeldIncompleteAddress));
         let address = f.iter().find(|f| f.kind == ExceptionKind::HeldIncompleteAddress).unwrap();
         assert_eq!(address.fields, ["ship_to.city", "ship_to.postal_code"]);
+    }
+
+    #[test]
+    fn an_unknown_sku_is_reported_once_not_also_as_a_missing_weight() {
+        let mut order = paid_order();
+        order.lines[1].sku = Some("NOPE".into());
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldUnknownSku]);
     }
 
     #[test]

@@ -1,6 +1,223 @@
-//! The engine: the flows (release, push, shipments, costs) as job handlers, the
-//! scheduler, the reconciler runner and alert routing. It is the only place where
-//! flows are decided; it talks to the outside world only through the `store`,
-//! `shipstation` and `erp` crates, and takes an injected clock.
+//! The engine: the only place where shipledger decides what happens. It reads the ERP
+//! and ShipStation through their connectors, commits every decision to the store
+//! together with the external writes it needs (the outbox), and then performs those
+//! writes, verified.
 //!
-//! Nothing lives here yet: the first flows arrive with issue 3.
+//! # The run loop
+//!
+//! [`Engine::tick`] does one full pass for every connection:
+//!
+//! 1. **Release** ([`flows::release`]): read every order the ERP changed since the
+//!    watermark, judge each with the release gate and commit the decision — state,
+//!    lines, a `sync_order` job when ShipStation must change, events, exceptions, the
+//!    advanced watermark — in one transaction per order.
+//! 2. **Push** ([`flows::push`]): claim runnable `sync_order` jobs in batches of up to
+//!    100, send each batch as one `createorders`, read the accepted orders back and
+//!    commit what ShipStation shows.
+//!
+//! Reading the whole change feed before pushing is what keeps 1,000 new orders to ten
+//! `createorders` requests. [`Engine::run`] repeats the tick every poll interval until
+//! told to stop; a crash anywhere leaves work either committed or still planned, and
+//! doing it again is safe because every external write is keyed.
+//!
+//! Time comes from an injected [`Clock`](clock::Clock).
+
+pub mod budget;
+pub mod clock;
+pub mod config;
+pub mod flows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shipledger_core::release::GatePolicy;
+use shipledger_erp::Erp;
+use shipledger_shipstation::{ClientConfig, V1Client};
+use shipledger_store::Store;
+use tokio::sync::watch;
+
+use crate::budget::StoreRateBudget;
+use crate::clock::Clock;
+use crate::config::{Config, ConnectionConfig, Policy};
+
+/// Why a pass of the engine stopped early. Work already committed stays committed;
+/// the next pass picks up the rest.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] shipledger_store::StoreError),
+    #[error(transparent)]
+    Erp(#[from] shipledger_erp::ErpError),
+    #[error(transparent)]
+    ShipStation(#[from] shipledger_shipstation::Error),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// One ERP plus one ShipStation account, ready to work.
+pub struct Connection {
+    pub name: String,
+    pub erp: Arc<dyn Erp>,
+    pub shipstation: V1Client,
+    pub policy: Policy,
+    pub gate: GatePolicy,
+    /// The ShipStation store new orders go to (the account's first manual store when
+    /// `None`).
+    pub store_id: Option<i64>,
+}
+
+/// The engine, over a store and its connections.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub connections: Vec<Connection>,
+    /// Names this process in job leases.
+    pub worker: String,
+}
+
+/// What one tick did, summed over connections.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    pub poll: flows::release::PollReport,
+    pub push: flows::push::PushReport,
+}
+
+impl TickReport {
+    /// Did this tick change anything?
+    pub fn busy(&self) -> bool {
+        self.poll.seen > 0 || self.push.requests > 0 || self.push.already_in_sync > 0 || self.push.failed > 0
+    }
+}
+
+/// Build the ERP connector a connection names.
+pub fn erp_for(config: &ConnectionConfig) -> Result<Arc<dyn Erp>, EngineError> {
+    match config.erp.kind.as_str() {
+        "sandbox" => Ok(Arc::new(shipledger_erp::sandbox::SandboxErpClient::new(
+            config.erp.url.as_str(),
+            config.erp.api_key.expose(),
+        )?)),
+        other => Err(EngineError::Setup(format!("connection {}: ERP kind {other} is not supported", config.name))),
+    }
+}
+
+impl Engine {
+    /// An engine for `config`'s connections over `store`, with the store-backed rate
+    /// budget shared by every process using the same ShipStation key.
+    pub fn from_config(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
+        let budget = Arc::new(StoreRateBudget::new(store.clone(), clock.clone(), 0));
+        let mut connections = Vec::new();
+        for c in &config.connections {
+            let ss = &c.shipstation;
+            let client_config = ClientConfig::v1(ss.base_url.clone(), ss.api_key.expose(), ss.api_secret.expose());
+            let shipstation = V1Client::with_budget(client_config, budget.clone(), Arc::new(shipledger_shipstation::SystemClock))?;
+            connections.push(Connection {
+                name: c.name.clone(),
+                erp: erp_for(c)?,
+                shipstation,
+                gate: GatePolicy { currencies: c.policy.currencies.clone() },
+                policy: c.policy.clone(),
+                store_id: ss.store_id,
+            });
+        }
+        Ok(Engine::new(store, clock, connections))
+    }
+
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
+        let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
+        Engine { store, clock, connections, worker }
+    }
+
+    /// Make sure every connection exists in the store.
+    pub async fn prepare(&self) -> Result<(), EngineError> {
+        for c in &self.connections {
+            self.store.ensure_connection(&c.name, self.clock.now()).await?;
+        }
+        Ok(())
+    }
+
+    /// One full pass: release, then push, for every connection. A connection that
+    /// fails is logged and the others still run.
+    pub async fn tick(&self) -> Result<TickReport, EngineError> {
+        let mut report = TickReport::default();
+        let mut first_error = None;
+        for conn in &self.connections {
+            match flows::release::poll(self, conn).await {
+                Ok(r) => {
+                    report.poll.seen += r.seen;
+                    report.poll.released += r.released;
+                    report.poll.held += r.held;
+                    report.poll.updates_planned += r.updates_planned;
+                    report.poll.cancelled += r.cancelled;
+                    report.poll.unchanged += r.unchanged;
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %conn.name, error = %e, "reading the ERP failed; will retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+            match flows::push::run(self, conn).await {
+                Ok(r) => {
+                    report.push.requests += r.requests;
+                    report.push.pushed += r.pushed;
+                    report.push.already_in_sync += r.already_in_sync;
+                    report.push.retried += r.retried;
+                    report.push.failed += r.failed;
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %conn.name, error = %e, "pushing to ShipStation failed; will retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if !report.busy() => Err(e),
+            _ => Ok(report),
+        }
+    }
+
+    /// Is any outbox job still waiting (now or later) on any connection?
+    pub async fn has_pending_work(&self) -> Result<bool, EngineError> {
+        for conn in &self.connections {
+            let counts = self.store.count_jobs(&conn.name).await?;
+            if counts.iter().any(|(_, state, n)| {
+                *n > 0 && matches!(state, shipledger_store::JobState::Pending | shipledger_store::JobState::Running)
+            }) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Tick every `interval` (sooner while there is work) until `stop` turns true.
+    pub async fn run(&self, interval: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let busy = match self.tick().await {
+                Ok(report) => {
+                    if report.busy() {
+                        tracing::info!(
+                            seen = report.poll.seen,
+                            released = report.poll.released,
+                            held = report.poll.held,
+                            pushed = report.push.pushed,
+                            requests = report.push.requests,
+                            "engine tick"
+                        );
+                    }
+                    report.busy()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "engine tick failed; retrying after the interval");
+                    false
+                }
+            };
+            let wait = if busy { Duration::from_millis(50) } else { interval };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}

@@ -27,6 +27,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod erp;
 mod delivery;
 mod error;
 mod faults;
@@ -36,6 +37,7 @@ mod query;
 pub mod signing;
 pub mod simulator;
 pub mod state;
+pub mod traffic;
 mod v1;
 mod v2;
 

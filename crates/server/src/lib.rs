@@ -1,4 +1,114 @@
-//! shipledger's HTTP surface: webhook receivers, the REST API, the dashboard,
-//! `/metrics` and health. It decides nothing itself; it hands work to the engine.
+//! shipledger's HTTP surface: health, readiness and Prometheus metrics today; the
+//! webhook receivers, the REST API and the dashboard arrive with later issues. It
+//! decides nothing itself: it reads the store and hands work to the engine.
 //!
-//! Nothing lives here yet: the webhook receivers arrive with issue 4.
+//! | path | answers |
+//! | --- | --- |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when the store answers, 503 otherwise |
+//! | `GET /metrics` | orders by state, outbox jobs by kind and state, open exceptions by kind and owner, per connection |
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use shipledger_store::{ExceptionFilter, ExceptionState, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<dyn Store>,
+    connections: Arc<Vec<String>>,
+}
+
+/// A bound HTTP server; [`Server::port`] lets a test start it on port 0.
+pub struct Server {
+    listener: TcpListener,
+    app: Router,
+}
+
+impl Server {
+    pub async fn bind(addr: SocketAddr, store: Arc<dyn Store>, connections: Vec<String>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let state = AppState { store, connections: Arc::new(connections) };
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
+            .with_state(state);
+        Ok(Server { listener, app })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+    }
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let probe = state.store.list_exceptions(ExceptionFilter { limit: 1, ..Default::default() }).await;
+    match probe {
+        Ok(_) => (StatusCode::OK, "ready\n".to_string()),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    out.push_str("# HELP shipledger_orders Orders by shipledger state.\n# TYPE shipledger_orders gauge\n");
+    let mut jobs = String::from("# HELP shipledger_jobs Outbox jobs by kind and state.\n# TYPE shipledger_jobs gauge\n");
+    for c in state.connections.iter() {
+        match state.store.count_orders_by_state(c).await {
+            Ok(counts) => {
+                for (s, n) in counts {
+                    out.push_str(&format!("shipledger_orders{{connection=\"{}\",state=\"{s}\"}} {n}\n", label(c)));
+                }
+            }
+            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
+        }
+        if let Ok(counts) = state.store.count_jobs(c).await {
+            for (kind, s, n) in counts {
+                jobs.push_str(&format!(
+                    "shipledger_jobs{{connection=\"{}\",kind=\"{}\",state=\"{s}\"}} {n}\n",
+                    label(c),
+                    label(&kind)
+                ));
+            }
+        }
+    }
+    out.push_str(&jobs);
+    out.push_str("# HELP shipledger_exceptions_open Open exceptions by kind and owner.\n# TYPE shipledger_exceptions_open gauge\n");
+    let open = state
+        .store
+        .list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), limit: 100_000, ..Default::default() })
+        .await
+        .unwrap_or_default();
+    let mut counts = std::collections::BTreeMap::new();
+    for e in open {
+        *counts.entry((e.connection, e.kind.code(), e.owner.to_string())).or_insert(0u64) += 1;
+    }
+    for ((c, kind, owner), n) in counts {
+        out.push_str(&format!(
+            "shipledger_exceptions_open{{connection=\"{}\",kind=\"{kind}\",owner=\"{owner}\"}} {n}\n",
+            label(&c)
+        ));
+    }
+    (StatusCode::OK, out)
+}

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod account;
+mod erp;
 mod orders;
 mod shipments;
 mod faults_and_state;

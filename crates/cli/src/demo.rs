@@ -1,0 +1,332 @@
+//! `shipledger demo`: the whole product on one machine with nothing installed. It
+//! starts the sandbox ShipStation (its simulated warehouse on) and the sandbox ERP on
+//! their own ports, a SQLite store in a directory, the engine and shipledger's HTTP
+//! server, and feeds the ERP a deterministic stream of realistic orders — bad ones
+//! included — over a short stretch of real time. With `--until-idle` it stops once
+//! every generated order is pushed, cancelled or held and nothing is left to do, and
+//! `--report` writes what happened as JSON, counted by asking each system.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use shipledger_core::release::GatePolicy;
+use shipledger_engine::clock::SystemClock;
+use shipledger_engine::config::Policy;
+use shipledger_engine::{Connection, Engine};
+use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
+use shipledger_sandbox::traffic::{Expected, Traffic, TrafficConfig};
+use shipledger_sandbox::{Sandbox, SandboxConfig, SimulationConfig};
+use shipledger_shipstation::{ClientConfig, V1Client};
+use shipledger_store::{ExceptionFilter, ExceptionState, OrderFilter, OrderState};
+use tokio::sync::watch;
+
+const CONNECTION: &str = "demo";
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where shipledger's own HTTP server listens (health, metrics).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Orders the traffic generator makes.
+    #[arg(long, default_value_t = 200)]
+    orders: usize,
+    /// Seed of the traffic, the warehouse and the faults: the same seed, the same run.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Exit once every generated order is pushed, cancelled or held and no work is left.
+    #[arg(long)]
+    until_idle: bool,
+    /// Write the run's report (JSON) here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Keep the store (demo.db) in this directory instead of a temporary one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seconds over which the orders arrive (default: about 20 orders a second, 5–60 s).
+    #[arg(long)]
+    spread: Option<u64>,
+    /// Give up (exit 1) if not idle after this many seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir().context("making a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let spread = args.spread.unwrap_or_else(|| (args.orders as u64 / 20).clamp(5, 60));
+
+    // The two systems shipledger keeps in agreement.
+    let simulation = SimulationConfig {
+        enabled: true,
+        label_delay_secs: [spread + 5, spread + 40],
+        void_delay_secs: [5, 20],
+        scan_delay_secs: [30, 120],
+        deliver_delay_secs: [120, 600],
+        ..SimulationConfig::default()
+    };
+    let ss_config = SandboxConfig { seed: args.seed, simulation: Some(simulation), ..SandboxConfig::default() };
+    let (ss_key, ss_secret) = (ss_config.api_key.clone(), ss_config.api_secret.clone());
+    let shipstation = Sandbox::start(ss_config, "127.0.0.1:0".parse()?).await?;
+    let erp_config = SandboxErpConfig { seed: args.seed, ..SandboxErpConfig::default() };
+    let erp_key = erp_config.api_key.clone();
+    let erp = SandboxErp::start(erp_config, "127.0.0.1:0".parse()?).await?;
+
+    // shipledger itself.
+    let store_url = format!("sqlite://{}", dir.join("demo.db").display());
+    let store = shipledger_store::open(&store_url).await.context("opening the demo store")?;
+    let clock = Arc::new(SystemClock);
+    let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
+    let client = V1Client::with_budget(
+        ClientConfig::v1(shipstation.base_url().parse()?, ss_key, ss_secret),
+        budget,
+        Arc::new(shipledger_shipstation::SystemClock),
+    )?;
+    let connection = Connection {
+        name: CONNECTION.into(),
+        erp: Arc::new(shipledger_erp::sandbox::SandboxErpClient::new(&erp.base_url(), &erp_key)?),
+        shipstation: client,
+        policy: Policy::default(),
+        gate: GatePolicy::default(),
+        store_id: None,
+    };
+    let engine = Engine::new(store.clone(), clock, vec![connection]);
+    engine.prepare().await?;
+    let server = shipledger_server::Server::bind(args.listen, store.clone(), vec![CONNECTION.into()]).await?;
+    let server_addr = server.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server_task = tokio::spawn(server.run(stop_rx.clone()));
+
+    eprintln!("shipledger demo (seed {}, {} orders over {spread} s)", args.seed, args.orders);
+    eprintln!("  ShipStation sandbox: {}   (control: {}/_sandbox/stats)", shipstation.base_url(), shipstation.base_url());
+    eprintln!("  ERP sandbox:         {}   (control: {}/_sandbox/stats)", erp.base_url(), erp.base_url());
+    eprintln!("  shipledger:          http://{server_addr}/metrics   store: {store_url}");
+
+    let plan = Traffic::plan(TrafficConfig {
+        orders: args.orders,
+        seed: args.seed,
+        spread: SignedDuration::from_secs(spread as i64),
+        ..TrafficConfig::default()
+    });
+    let mut feeder = plan.feeder(&erp.base_url(), Timestamp::now());
+    let progress = Progress::new();
+    let started = Instant::now();
+    let mut interrupted = false;
+    let mut ctrl_c = Box::pin(crate::shutdown_signal());
+    loop {
+        feeder.step(Timestamp::now()).await.context("feeding orders to the ERP")?;
+        let report = match engine.tick().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "engine pass failed; retrying");
+                Default::default()
+            }
+        };
+        let counts = store.count_orders_by_state(CONNECTION).await?;
+        let seen: u64 = counts.iter().map(|(_, n)| n).sum();
+        let erp_orders = erp.snapshot().orders.len() as u64;
+        progress.show(&counts, plan.orders.len(), started.elapsed());
+        let settled = counts
+            .iter()
+            .all(|(s, _)| matches!(s, OrderState::Pushed | OrderState::Cancelled | OrderState::Held));
+        if args.until_idle
+            && feeder.is_done()
+            && !report.busy()
+            && seen == erp_orders
+            && settled
+            && !engine.has_pending_work().await?
+        {
+            break;
+        }
+        if args.until_idle && started.elapsed() > Duration::from_secs(args.timeout) {
+            progress.done();
+            anyhow::bail!("the demo was not idle after {} s; see the exceptions and the store at {store_url}", args.timeout);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = &mut ctrl_c => { interrupted = true; break; }
+        }
+    }
+    progress.done();
+
+    // The report, each figure asked of the system that owns it.
+    let ss_stats = shipstation.stats();
+    let by_state = store.count_orders_by_state(CONNECTION).await?;
+    let open = store
+        .list_exceptions(ExceptionFilter {
+            connection: Some(CONNECTION.into()),
+            state: Some(ExceptionState::Open),
+            limit: 0,
+            ..Default::default()
+        })
+        .await?;
+    let mut exceptions_open: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &open {
+        *exceptions_open.entry(e.kind.code().to_string()).or_default() += 1;
+    }
+    let held_orders = store
+        .list_orders(OrderFilter { connection: Some(CONNECTION.into()), state: Some(OrderState::Held), ..Default::default() })
+        .await?;
+    let mut held: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &held_orders {
+        let reasons: Vec<&str> = open
+            .iter()
+            .filter(|e| e.record_id == o.erp_id && e.kind.code().starts_with("held_"))
+            .map(|e| e.kind.code().trim_start_matches("held_"))
+            .collect();
+        if reasons.is_empty() {
+            *held.entry("erp_hold".into()).or_default() += 1;
+        }
+        for r in reasons {
+            *held.entry(r.to_string()).or_default() += 1;
+        }
+    }
+    let count = |s: OrderState| by_state.iter().find(|(x, _)| *x == s).map(|(_, n)| *n).unwrap_or(0);
+    let released = store
+        .list_orders(OrderFilter { connection: Some(CONNECTION.into()), ..Default::default() })
+        .await?
+        .iter()
+        .filter(|o| o.released_at.is_some())
+        .count();
+
+    // Did each planned order end as the plan says it should?
+    let mut mismatches = Vec::new();
+    for planned in &plan.orders {
+        let Some(erp_id) = feeder.erp_id(&planned.reference) else { continue };
+        let record = store.get_order(CONNECTION, erp_id).await?;
+        let actual = record.as_ref().map(|r| r.state);
+        let ok = match (planned.expected, actual) {
+            (Expected::Released, Some(OrderState::Pushed)) => true,
+            (Expected::Held(kind), Some(OrderState::Held)) => {
+                open.iter().any(|e| e.record_id == erp_id && e.kind == kind)
+            }
+            (Expected::Cancelled, Some(OrderState::Cancelled)) => true,
+            // A cancellation that came after the warehouse shipped is refused by
+            // ShipStation and raised for ops: that is the right outcome too.
+            (Expected::Cancelled, Some(OrderState::Pushed)) => {
+                open.iter().any(|e| e.record_id == erp_id && e.kind.code() == "change_after_shipment")
+            }
+            _ => false,
+        };
+        if !ok {
+            mismatches.push(json!({
+                "reference": planned.reference, "erp_id": erp_id, "expected": planned.expected.to_string(),
+                "actual": actual.map(|s| s.as_str()),
+            }));
+        }
+    }
+
+    let summary = plan.summary();
+    let report = json!({
+        "seed": args.seed,
+        "idle": !interrupted,
+        "elapsed_seconds": started.elapsed().as_secs_f64().round(),
+        "orders": {
+            "generated": summary.generated,
+            "released": released,
+            "pushed": count(OrderState::Pushed),
+            "cancelled": count(OrderState::Cancelled),
+            "held": held,
+            "by_state": by_state.iter().map(|(s, n)| (s.as_str().to_string(), *n)).collect::<BTreeMap<_, _>>(),
+            "expected": summary.by_expected,
+            "by_kind": summary.by_kind,
+            "outcome_mismatches": mismatches,
+        },
+        "shipstation": {
+            "orders": ss_stats["orders"],
+            "duplicate_order_keys": ss_stats["duplicate_order_keys"],
+            "duplicate_order_numbers": ss_stats["duplicate_order_numbers"],
+            "requests": {
+                "createorders": ss_stats["requests"]["POST /orders/createorders"].as_u64().unwrap_or(0),
+                "total": ss_stats["requests_total"],
+            },
+            "rate_limited": ss_stats["rate_limited"],
+            "shipments": ss_stats["shipments"],
+        },
+        "exceptions": {"open": exceptions_open},
+    });
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    print_summary(&report);
+
+    if !args.until_idle && !interrupted {
+        eprintln!("running until Ctrl-C");
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = server_task.await;
+    shipstation.shutdown().await;
+    erp.shutdown().await;
+    Ok(())
+}
+
+fn print_summary(report: &Value) {
+    let o = &report["orders"];
+    let s = &report["shipstation"];
+    println!(
+        "orders: {} generated, {} released, {} pushed, {} cancelled, held {}",
+        o["generated"], o["released"], o["pushed"], o["cancelled"], o["held"]
+    );
+    println!(
+        "shipstation: {} orders, {} duplicate orderKeys, {} createorders of {} requests, {} rate-limited",
+        s["orders"], s["duplicate_order_keys"], s["requests"]["createorders"], s["requests"]["total"], s["rate_limited"]
+    );
+    println!("open exceptions: {}", report["exceptions"]["open"]);
+    let mismatches = o["outcome_mismatches"].as_array().map(Vec::len).unwrap_or(0);
+    println!("orders that did not end as planned: {mismatches}");
+}
+
+/// A status line on a terminal; a plain log line every few seconds otherwise.
+struct Progress {
+    tty: bool,
+    last: std::sync::Mutex<Instant>,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress { tty: std::io::stderr().is_terminal(), last: std::sync::Mutex::new(Instant::now()) }
+    }
+
+    fn show(&self, counts: &[(OrderState, u64)], planned: usize, elapsed: Duration) {
+        let text = format!(
+            "[{:>4}s] {} of {planned} orders seen: {}",
+            elapsed.as_secs(),
+            counts.iter().map(|(_, n)| n).sum::<u64>(),
+            counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
+        );
+        if self.tty {
+            eprint!("\r\x1b[2K{text}");
+        } else {
+            let mut last = self.last.lock().expect("progress lock");
+            if last.elapsed() >= Duration::from_secs(5) {
+                eprintln!("{text}");
+                *last = Instant::now();
+            }
+        }
+    }
+
+    fn done(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}

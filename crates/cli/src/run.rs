@@ -1,0 +1,148 @@
+//! `shipledger check-config`, `sync` and `serve`: the engine over a configuration
+//! file.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use shipledger_engine::Engine;
+use shipledger_engine::clock::SystemClock;
+use shipledger_engine::config::Config;
+use tokio::sync::watch;
+
+/// A configuration problem: exit code 2.
+#[derive(Debug)]
+pub struct BadConfig(pub String);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadConfig {}
+
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|e| anyhow::Error::new(BadConfig(e.to_string())))
+}
+
+pub async fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    println!("{}: ok", path.display());
+    println!("  store: {}", redact_url(&config.store_url));
+    if let Some(listen) = config.listen {
+        println!("  server: {listen}");
+    }
+    for c in &config.connections {
+        println!("  connection {}:", c.name);
+        println!("    erp: {} at {} (key from ${})", c.erp.kind, c.erp.url, c.erp.api_key.env);
+        println!(
+            "    shipstation: {} (key from ${}, secret from ${})",
+            c.shipstation.base_url, c.shipstation.api_key.env, c.shipstation.api_secret.env
+        );
+        println!(
+            "    policy: fulfil_on {:?}, scan overdue after {:?}, currencies {}, poll every {:?}",
+            c.policy.fulfil_on,
+            c.policy.scan_overdue_after,
+            if c.policy.currencies.is_empty() {
+                "any".to_string()
+            } else {
+                c.policy.currencies.iter().map(|c| c.code()).collect::<Vec<_>>().join(",")
+            },
+            c.policy.poll_interval
+        );
+    }
+    Ok(())
+}
+
+/// A store URL without its password.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
+    let store = shipledger_store::open(&config.store_url)
+        .await
+        .with_context(|| format!("opening the store {}", redact_url(&config.store_url)))?;
+    let engine = Engine::from_config(config, store, Arc::new(SystemClock))?;
+    engine.prepare().await?;
+    Ok(Arc::new(engine))
+}
+
+fn interval(config: &Config) -> Duration {
+    config.connections.iter().map(|c| c.policy.poll_interval).min().unwrap_or(Duration::from_secs(30))
+}
+
+pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let engine = engine(&config).await?;
+    if once {
+        // One pass, then drain the outbox of everything runnable now.
+        let mut total = shipledger_engine::TickReport::default();
+        loop {
+            let report = engine.tick().await?;
+            total.poll.seen += report.poll.seen;
+            total.poll.released += report.poll.released;
+            total.poll.held += report.poll.held;
+            total.push.pushed += report.push.pushed;
+            total.push.requests += report.push.requests;
+            total.push.failed += report.push.failed;
+            if !report.busy() {
+                break;
+            }
+        }
+        println!(
+            "sync: {} order change(s) read, {} released, {} held, {} pushed in {} createorders request(s), {} failed",
+            total.poll.seen, total.poll.released, total.poll.held, total.push.pushed, total.push.requests, total.push.failed
+        );
+        if engine.has_pending_work().await? {
+            println!("sync: some work waits for a retry later; run sync again or keep `shipledger sync` running");
+        }
+        return Ok(());
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        eprintln!("stopping after the current step");
+        let _ = stop_tx.send(true);
+    });
+    tracing::info!(connections = config.connections.len(), "sync running; Ctrl-C stops it");
+    engine.run(interval(&config), stop_rx).await;
+    Ok(())
+}
+
+pub async fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = load_config(path)?;
+    let listen = config.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
+    let engine = engine(&config).await?;
+    let server = shipledger_server::Server::bind(
+        listen,
+        engine.store.clone(),
+        config.connections.iter().map(|c| c.name.clone()).collect(),
+    )
+    .await
+    .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("shipledger serving on http://{} (/healthz, /readyz, /metrics)", server.local_addr()?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        crate::shutdown_signal().await;
+        eprintln!("stopping");
+        let _ = stop_tx.send(true);
+    });
+    let worker = {
+        let engine = engine.clone();
+        let stop = stop_rx.clone();
+        let every = interval(&config);
+        tokio::spawn(async move { engine.run(every, stop).await })
+    };
+    server.run(stop_rx).await?;
+    let _ = worker.await;
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! The configuration file (TOML, DESIGN §3): the store, the HTTP listener and one or
+//! more connections, each an ERP plus a ShipStation account with its policies.
+//!
+//! Secrets are never in the file: a connection names the environment variable that
+//! holds each one (`api_key_env = "ACME_SS_KEY"`), and [`Config::load`] reads them,
+//! refusing a missing or empty variable by name. `Debug` of anything holding a secret
+//! prints `<redacted>`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shipledger_core::money::Currency;
+use url::Url;
+
+/// A configuration error, naming the file, the place and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// A secret read from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    value: String,
+    /// The variable it came from (safe to print).
+    pub env: String,
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    /// A secret given directly (tests and the demo), labelled by where it came from.
+    pub fn literal(value: impl Into<String>, label: &str) -> Secret {
+        Secret { value: value.into(), env: label.to_string() }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted from ${}>", self.env)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    store: RawStore,
+    #[serde(default)]
+    server: Option<RawServer>,
+    #[serde(default)]
+    connections: Vec<RawConnection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnection {
+    name: String,
+    erp: RawErp,
+    shipstation: RawShipStation,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawErp {
+    kind: String,
+    url: String,
+    api_key_env: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawShipStation {
+    base_url: String,
+    api_key_env: String,
+    api_secret_env: String,
+    #[serde(default)]
+    v2_base_url: Option<String>,
+    #[serde(default)]
+    v2_api_key_env: Option<String>,
+    #[serde(default)]
+    webhook_token_env: Option<String>,
+    /// The ShipStation store orders go to (the first manual store when absent).
+    #[serde(default)]
+    store_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    fulfil_on: Option<String>,
+    scan_overdue_after: Option<String>,
+    cost_batch: Option<String>,
+    fx_source: Option<String>,
+    cost_variance_pct: Option<u32>,
+    currencies: Option<Vec<String>>,
+    poll_interval: Option<String>,
+    push_batch: Option<u32>,
+    max_push_attempts: Option<u32>,
+}
+
+/// When an ERP fulfilment is completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FulfilOn {
+    CarrierScan,
+    Label,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub fulfil_on: FulfilOn,
+    pub scan_overdue_after: Duration,
+    pub cost_batch: String,
+    pub fx_source: String,
+    pub cost_variance_pct: u32,
+    /// Currencies orders may be in; any ISO code when empty.
+    pub currencies: Vec<Currency>,
+    /// How often the ERP is asked for changes.
+    pub poll_interval: Duration,
+    /// Orders per `createorders` request (at most 100).
+    pub push_batch: u32,
+    /// Attempts before a push is given up and raised as an exception.
+    pub max_push_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            fulfil_on: FulfilOn::CarrierScan,
+            scan_overdue_after: Duration::from_secs(24 * 3600),
+            cost_batch: "daily".into(),
+            fx_source: "erp".into(),
+            cost_variance_pct: 15,
+            currencies: Vec::new(),
+            poll_interval: Duration::from_secs(30),
+            push_batch: 100,
+            max_push_attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErpConfig {
+    pub kind: String,
+    pub url: Url,
+    pub api_key: Secret,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShipStationConfig {
+    pub base_url: Url,
+    pub api_key: Secret,
+    pub api_secret: Secret,
+    pub v2_base_url: Option<Url>,
+    pub v2_api_key: Option<Secret>,
+    pub webhook_token: Option<Secret>,
+    pub store_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub erp: ErpConfig,
+    pub shipstation: ShipStationConfig,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub store_url: String,
+    pub listen: Option<SocketAddr>,
+    pub connections: Vec<ConnectionConfig>,
+}
+
+/// ERP kinds this build can talk to.
+pub const ERP_KINDS: &[&str] = &["sandbox"];
+
+impl Config {
+    /// Read, parse and check a configuration file, reading secrets from `env`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
+    }
+
+    /// Parse `text` (named `origin` in errors), reading secrets through `env`.
+    pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let err = |message: String| ConfigError { path: origin.to_string(), message };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| err(format!("not valid configuration: {e}")))?;
+        let listen = raw
+            .server
+            .map(|s| s.listen.parse::<SocketAddr>().map_err(|e| err(format!("[server] listen = {:?}: {e}", s.listen))))
+            .transpose()?;
+        if !(raw.store.url.starts_with("sqlite:") || raw.store.url.starts_with("postgres")) {
+            return Err(err(format!(
+                "[store] url = {:?}: use sqlite://FILE or postgres://USER@HOST/DB",
+                raw.store.url
+            )));
+        }
+        if raw.connections.is_empty() {
+            return Err(err("no [[connections]]: add at least one ERP + ShipStation pair".into()));
+        }
+        let mut names = BTreeSet::new();
+        let mut connections = Vec::new();
+        for c in raw.connections {
+            let at = format!("connection {:?}", c.name);
+            if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
+                return Err(err(format!("{at}: a name uses letters, digits, '-' and '_' only")));
+            }
+            if !names.insert(c.name.clone()) {
+                return Err(err(format!("{at}: the name is used twice")));
+            }
+            let secret = |var: &str, what: &str| -> Result<Secret, ConfigError> {
+                match env(var) {
+                    Some(v) if !v.is_empty() => Ok(Secret { value: v, env: var.to_string() }),
+                    _ => Err(err(format!("{at}: {what} comes from ${var}, which is not set; export it and try again"))),
+                }
+            };
+            let url = |raw: &str, what: &str| -> Result<Url, ConfigError> {
+                Url::parse(raw).map_err(|e| err(format!("{at}: {what} {raw:?} is not a URL: {e}")))
+            };
+            if !ERP_KINDS.contains(&c.erp.kind.as_str()) {
+                return Err(err(format!(
+                    "{at}: erp kind {:?} is not supported by this build (supported: {})",
+                    c.erp.kind,
+                    ERP_KINDS.join(", ")
+                )));
+            }
+            let erp = ErpConfig {
+                kind: c.erp.kind.clone(),
+                url: url(&c.erp.url, "erp url")?,
+                api_key: secret(&c.erp.api_key_env, "the ERP API key")?,
+            };
+            let ss = &c.shipstation;
+            let shipstation = ShipStationConfig {
+                base_url: url(&ss.base_url, "shipstation base_url")?,
+                api_key: secret(&ss.api_key_env, "the ShipStation API key")?,
+                api_secret: secret(&ss.api_secret_env, "the ShipStation API secret")?,
+                v2_base_url: ss.v2_base_url.as_deref().map(|u| url(u, "shipstation v2_base_url")).transpose()?,
+                v2_api_key: ss.v2_api_key_env.as_deref().map(|v| secret(v, "the ShipStation v2 API key")).transpose()?,
+                webhook_token: ss.webhook_token_env.as_deref().map(|v| secret(v, "the webhook token")).transpose()?,
+                store_id: ss.store_id,
+            };
+            let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
+            connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
+        }
+        Ok(Config { store_url: raw.store.url, listen, connections })
+    }
+}
+
+fn duration(raw: &str, what: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| format!("{what} = {raw:?} is not a duration like \"30s\" or \"24h\": {e}"))
+}
+
+fn policy(raw: &RawPolicy) -> Result<Policy, String> {
+    let mut p = Policy::default();
+    if let Some(f) = &raw.fulfil_on {
+        p.fulfil_on = match f.as_str() {
+            "carrier_scan" => FulfilOn::CarrierScan,
+            "label" => FulfilOn::Label,
+            other => return Err(format!("fulfil_on = {other:?}: use \"carrier_scan\" or \"label\"")),
+        };
+    }
+    if let Some(d) = &raw.scan_overdue_after {
+        p.scan_overdue_after = duration(d, "scan_overdue_after")?;
+    }
+    if let Some(b) = &raw.cost_batch {
+        if !["daily", "weekly", "monthly"].contains(&b.as_str()) {
+            return Err(format!("cost_batch = {b:?}: use daily, weekly or monthly"));
+        }
+        p.cost_batch = b.clone();
+    }
+    if let Some(s) = &raw.fx_source {
+        p.fx_source = s.clone();
+    }
+    if let Some(v) = raw.cost_variance_pct {
+        p.cost_variance_pct = v;
+    }
+    if let Some(list) = &raw.currencies {
+        p.currencies = list
+            .iter()
+            .map(|c| Currency::parse(c).map_err(|e| format!("currencies: {e}")))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(d) = &raw.poll_interval {
+        p.poll_interval = duration(d, "poll_interval")?;
+    }
+    if let Some(b) = raw.push_batch {
+        if !(1..=100).contains(&b) {
+            return Err(format!("push_batch = {b}: ShipStation takes 1 to 100 orders per createorders request"));
+        }
+        p.push_batch = b;
+    }
+    if let Some(a) = raw.max_push_attempts {
+        p.max_push_attempts = a.max(1);
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[store]
+url = "sqlite://shipledger.db"
+
+[server]
+listen = "127.0.0.1:8080"
+
+[[connections]]
+name = "acme-uk"
+
+[connections.erp]
+kind = "sandbox"
+url = "http://127.0.0.1:8000"
+api_key_env = "ACME_ERP_KEY"
+
+[connections.shipstation]
+base_url = "https://ssapi.shipstation.com"
+api_key_env = "ACME_SS_KEY"
+api_secret_env = "ACME_SS_SECRET"
+
+[connections.policy]
+fulfil_on = "carrier_scan"
+scan_overdue_after = "24h"
+currencies = ["GBP", "usd"]
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "ACME_ERP_KEY" => Some("erp-secret-value".into()),
+            "ACME_SS_KEY" => Some("ss-key-value".into()),
+            "ACME_SS_SECRET" => Some("ss-secret-value".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_complete_file_loads_with_secrets_from_the_environment_and_never_prints_them() {
+        let config = Config::parse(GOOD, "test.toml", &env).unwrap();
+        let c = &config.connections[0];
+        assert_eq!(c.shipstation.api_key.expose(), "ss-key-value");
+        assert_eq!(c.policy.currencies, vec![Currency::GBP, Currency::USD]);
+        assert_eq!(c.policy.scan_overdue_after, Duration::from_secs(86_400));
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("ss-secret-value") && !printed.contains("erp-secret-value"), "{printed}");
+        assert!(printed.contains("ACME_SS_SECRET"));
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_variable_to_export() {
+        let err = Config::parse(GOOD, "test.toml", &|n| if n == "ACME_SS_SECRET" { None } else { env(n) }).unwrap_err();
+        assert!(err.to_string().contains("$ACME_SS_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_with_their_place() {
+        let err = Config::parse(&GOOD.replace("fulfil_on = \"carrier_scan\"", "fulfil_on = \"whenever\""), "t", &env).unwrap_err();
+        assert!(err.to_string().contains("fulfil_on"), "{err}");
+        let err = Config::parse(&GOOD.replace("[server]", "[server]\nlisten_port = 1"), "t", &env).unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+        let err = Config::parse(&GOOD.replace("kind = \"sandbox\"", "kind = \"sap\""), "t", &env).unwrap_err();
+        assert!(err.to_string().contains("sap"), "{err}");
+    }
+}

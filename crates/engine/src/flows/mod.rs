@@ -1,0 +1,6 @@
+//! The flows, one module each, named after what they do for the business:
+//!
+//! - [`release`]: ERP changes → release gate → a decision committed with its outbox job.
+//! - [`push`]: outbox `sync_order` jobs → ShipStation `createorders` → read back.
+pub mod push;
+pub mod release;

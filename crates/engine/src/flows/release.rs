@@ -1,0 +1,327 @@
+//! Release: read what changed in the ERP, judge it with the release gate, and commit
+//! the decision — the order's state, its lines, the push it needs (an outbox job),
+//! the timeline event, exceptions opened or closed and the advanced watermark — in
+//! one store transaction per order.
+//!
+//! It never calls ShipStation. An order is released once: its first passing snapshot
+//! plans the `sync_order` job; later ERP changes (address, lines, hold, cancellation)
+//! plan another `sync_order` keyed by the new snapshot, and the push flow brings
+//! ShipStation in line with whatever the latest snapshot says. A held order is
+//! re-judged whenever the ERP record changes and released without anyone touching it
+//! once it passes. A duplicate appearance of an unchanged order changes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use jiff::Timestamp;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shipledger_core::exception::ExceptionKind;
+use shipledger_core::order::{ErpOrder, ErpOrderStatus, Product, order_key};
+use shipledger_core::release::{self, Verdict};
+use shipledger_erp::Cursor;
+use shipledger_store::{
+    Change, ExceptionClose, ExceptionOpen, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert,
+};
+
+use crate::{Connection, Engine, EngineError};
+
+/// The watermark of the ERP change feed.
+pub const WATERMARK: &str = "erp_orders";
+/// The job that brings one order in ShipStation in line with its latest snapshot.
+pub const SYNC_ORDER: &str = "sync_order";
+/// Orders read from the ERP per request.
+const PAGE: u32 = 200;
+
+/// What one poll did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    pub seen: u64,
+    pub released: u64,
+    pub held: u64,
+    pub updates_planned: u64,
+    pub cancelled: u64,
+    pub unchanged: u64,
+}
+
+/// Read every change the ERP has since the watermark and commit a decision for each.
+pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, EngineError> {
+    let mut report = PollReport::default();
+    loop {
+        let watermark = engine.store.get_watermark(&conn.name, WATERMARK).await?;
+        let cursor = watermark.as_deref().and_then(Cursor::from_watermark);
+        let orders = conn.erp.changed_orders(cursor.as_ref(), PAGE).await?;
+        if orders.is_empty() {
+            return Ok(report);
+        }
+        let skus: Vec<String> = orders
+            .iter()
+            .flat_map(|o| o.lines.iter().filter_map(|l| l.sku.clone()))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let products: HashMap<String, Product> =
+            conn.erp.products(&skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+        let count = orders.len();
+        for order in &orders {
+            let existing = engine.store.get_order(&conn.name, &order.erp_id).await?;
+            let now = engine.clock.now();
+            let (change, outcome) = decide(conn, order, existing.as_ref(), &products, now);
+            engine.store.commit(change).await?;
+            report.seen += 1;
+            match outcome {
+                Outcome::Released => report.released += 1,
+                Outcome::Held => report.held += 1,
+                Outcome::UpdatePlanned => report.updates_planned += 1,
+                Outcome::Cancelled => report.cancelled += 1,
+                Outcome::Unchanged => report.unchanged += 1,
+            }
+        }
+        if count < PAGE as usize {
+            return Ok(report);
+        }
+    }
+}
+
+/// What a decision amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Released,
+    Held,
+    UpdatePlanned,
+    Cancelled,
+    Unchanged,
+}
+
+/// The shipping-relevant content of a snapshot, hashed: what, if it changes, has to
+/// reach ShipStation.
+pub fn snapshot_hash(order: &ErpOrder) -> String {
+    let relevant = json!({
+        "status": order.status,
+        "number": order.number,
+        "currency": order.currency,
+        "ship_to": order.ship_to,
+        "bill_to": order.bill_to,
+        "lines": order.lines,
+        "payment": [order.payment.state, order.payment.amount],
+        "shipping": order.shipping_paid,
+        "tax": order.tax_paid,
+        "email": order.customer_email,
+        "service": order.requested_service,
+    });
+    let digest = Sha256::digest(relevant.to_string().as_bytes());
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn held_kinds() -> impl Iterator<Item = ExceptionKind> {
+    ExceptionKind::ALL.iter().copied().filter(|k| k.code().starts_with("held_"))
+}
+
+fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
+    NewEvent { record_type: "order".into(), record_id: erp_id.to_string(), kind: kind.into(), detail }
+}
+
+fn lines_of(conn: &str, order: &ErpOrder, verdict: &Verdict) -> Vec<OrderLineRecord> {
+    let cleared: HashMap<&str, i64> = match verdict {
+        Verdict::Release { lines, .. } => {
+            lines.iter().map(|l| (l.line_id.as_str(), l.unit_weight.milligrams() as i64)).collect()
+        }
+        Verdict::Hold { .. } => HashMap::new(),
+    };
+    order
+        .lines
+        .iter()
+        .map(|l| OrderLineRecord {
+            connection: conn.to_string(),
+            erp_id: order.erp_id.clone(),
+            line_id: l.line_id.clone(),
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: i64::from(l.quantity),
+            unit_weight_mg: cleared
+                .get(l.line_id.as_str())
+                .copied()
+                .or(l.unit_weight.map(|w| w.milligrams() as i64)),
+            unit_price_minor: l.unit_price.minor(),
+            currency: l.unit_price.currency().code().to_string(),
+            physical: l.physical,
+        })
+        .collect()
+}
+
+/// Decide what one ERP snapshot means, as a [`Change`] to commit.
+pub fn decide(
+    conn: &Connection,
+    order: &ErpOrder,
+    existing: Option<&OrderRecord>,
+    products: &HashMap<String, Product>,
+    now: Timestamp,
+) -> (Change, Outcome) {
+    let hash = snapshot_hash(order);
+    let key = order_key(&conn.name, &order.erp_id);
+    let mut change = Change::new(&conn.name, now);
+    change.watermark = Some((
+        WATERMARK.to_string(),
+        Cursor { updated_at: order.updated_at, erp_id: order.erp_id.clone() }.to_watermark(),
+    ));
+    let snapshot = serde_json::to_value(order).expect("an ERP order serializes");
+    let mut upsert = match existing {
+        Some(r) => OrderUpsert::from_record(r),
+        None => OrderUpsert {
+            erp_id: order.erp_id.clone(),
+            number: order.number.clone(),
+            state: OrderState::Received,
+            snapshot: snapshot.clone(),
+            snapshot_hash: hash.clone(),
+            erp_updated_at: order.updated_at,
+            order_key: key.clone(),
+            ss_order_id: None,
+            ss_status: None,
+            payment: None,
+            pushed_hash: None,
+            released_at: None,
+            pushed_at: None,
+            lines: None,
+        },
+    };
+    upsert.erp_updated_at = order.updated_at;
+
+    if let Some(record) = existing
+        && record.snapshot_hash == hash
+    {
+        change.events.push(event(
+            &order.erp_id,
+            "erp_seen_unchanged",
+            json!({"message": "the ERP presented the order again with nothing to ship changed; nothing to do"}),
+        ));
+        change.order = Some(upsert);
+        return (change, Outcome::Unchanged);
+    }
+
+    upsert.number = order.number.clone();
+    upsert.snapshot = snapshot;
+    upsert.snapshot_hash = hash.clone();
+    let was_released = existing.is_some_and(|r| r.released_at.is_some());
+    let sync_job = || NewJob {
+        kind: SYNC_ORDER.into(),
+        // The ERP's change time makes the key unique per version: a snapshot that
+        // returns to an earlier content (on hold, then open again) is a new change.
+        idempotency_key: format!("sync:{key}:{hash}:{}", order.updated_at.as_millisecond()),
+        payload: json!({"erp_id": order.erp_id, "hash": hash}),
+        run_at: now,
+    };
+    let close_held = |change: &mut Change, keep: &[ExceptionKind]| {
+        for kind in held_kinds().filter(|k| !keep.contains(k)) {
+            change.close_exceptions.push(ExceptionClose {
+                kind,
+                record_type: "order".into(),
+                record_id: order.erp_id.clone(),
+            });
+        }
+    };
+
+    let outcome = match order.status {
+        ErpOrderStatus::Cancelled => {
+            close_held(&mut change, &[]);
+            upsert.state = OrderState::Cancelled;
+            upsert.lines = Some(lines_of(&conn.name, order, &Verdict::Hold { findings: vec![] }));
+            if was_released {
+                change.jobs.push(sync_job());
+                change.events.push(event(
+                    &order.erp_id,
+                    "cancel_planned",
+                    json!({"message": "cancelled in the ERP after release; ShipStation's order will be cancelled"}),
+                ));
+            } else {
+                change.events.push(event(
+                    &order.erp_id,
+                    "cancelled_before_release",
+                    json!({"message": "cancelled in the ERP before it was released; nothing was sent to ShipStation"}),
+                ));
+            }
+            Outcome::Cancelled
+        }
+        ErpOrderStatus::OnHold if was_released => {
+            change.jobs.push(sync_job());
+            change.events.push(event(
+                &order.erp_id,
+                "hold_planned",
+                json!({"message": "put on hold in the ERP; ShipStation's order will be put on hold"}),
+            ));
+            Outcome::UpdatePlanned
+        }
+        ErpOrderStatus::OnHold => {
+            upsert.state = OrderState::Held;
+            change.events.push(event(
+                &order.erp_id,
+                "held_in_erp",
+                json!({"message": "on hold in the ERP; it is released when the ERP releases it"}),
+            ));
+            Outcome::Held
+        }
+        ErpOrderStatus::Open => {
+            let verdict = release::check(order, |sku| products.get(sku).cloned(), &conn.gate);
+            upsert.lines = Some(lines_of(&conn.name, order, &verdict));
+            match &verdict {
+                Verdict::Hold { findings } => {
+                    for f in findings {
+                        change.open_exceptions.push(ExceptionOpen {
+                            kind: f.kind,
+                            record_type: "order".into(),
+                            record_id: order.erp_id.clone(),
+                            detail: json!({
+                                "message": f.detail,
+                                "fields": f.fields,
+                                "order_number": order.number,
+                            }),
+                        });
+                    }
+                    let kinds: Vec<ExceptionKind> = findings.iter().map(|f| f.kind).collect();
+                    close_held(&mut change, &kinds);
+                    let detail = json!({
+                        "reasons": kinds.iter().map(|k| k.code()).collect::<Vec<_>>(),
+                        "findings": findings,
+                    });
+                    if was_released {
+                        change.events.push(event(&order.erp_id, "change_refused_by_gate", detail));
+                        Outcome::Held
+                    } else {
+                        upsert.state = OrderState::Held;
+                        change.events.push(event(&order.erp_id, "held", detail));
+                        Outcome::Held
+                    }
+                }
+                Verdict::Release { lines, .. } => {
+                    close_held(&mut change, &[]);
+                    change.jobs.push(sync_job());
+                    if was_released {
+                        change.events.push(event(
+                            &order.erp_id,
+                            "update_planned",
+                            json!({"message": "the ERP changed the order after release; ShipStation's order will be updated"}),
+                        ));
+                        Outcome::UpdatePlanned
+                    } else {
+                        upsert.state = OrderState::Released;
+                        upsert.released_at = Some(now);
+                        upsert.payment = Some(serde_json::to_value(&order.payment).expect("evidence serializes"));
+                        change.events.push(event(
+                            &order.erp_id,
+                            "released",
+                            json!({
+                                "payment": order.payment,
+                                "order_key": key,
+                                "weights": lines.iter().map(|l| json!({
+                                    "line": l.line_id, "grams": l.unit_weight.to_decimal(shipledger_core::WeightUnit::Grams).to_string(),
+                                    "source": l.weight_source,
+                                })).collect::<Vec<_>>(),
+                            }),
+                        ));
+                        Outcome::Released
+                    }
+                }
+            }
+        }
+    };
+    change.order = Some(upsert);
+    (change, outcome)
+}

@@ -1,0 +1,249 @@
+//! An in-memory ERP, a sandbox ShipStation and an engine over a fresh SQLite store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+use shipledger_core::money::{Currency, Money};
+use shipledger_core::order::{Address, ErpLine, ErpOrder, ErpOrderStatus, PaymentEvidence, PaymentState, Product};
+use shipledger_core::release::GatePolicy;
+use shipledger_core::weight::Weight;
+use shipledger_engine::clock::SystemClock;
+use shipledger_engine::config::Policy;
+use shipledger_engine::{Connection, Engine};
+use shipledger_erp::{
+    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentWrite, FxRate, JournalRecord, JournalWrite,
+    StockAdjustment, StockLevel,
+};
+use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use shipledger_shipstation::{ClientConfig, V1Client};
+use shipledger_store::Store;
+
+/// An ERP that keeps orders in memory and serves the change feed like a real one.
+#[derive(Default)]
+pub struct FakeErp {
+    pub orders: Mutex<Vec<ErpOrder>>,
+    pub products: Mutex<HashMap<String, Product>>,
+    tick: Mutex<i64>,
+}
+
+impl FakeErp {
+    pub fn new() -> Arc<FakeErp> {
+        let erp = FakeErp::default();
+        for (sku, grams) in [("MUG", Some(350)), ("TEA", Some(250)), ("BOX", None), ("CARD", Some(0))] {
+            erp.products.lock().unwrap().insert(
+                sku.into(),
+                Product { sku: sku.into(), name: sku.into(), unit_weight: grams.map(Weight::from_grams), active: true },
+            );
+        }
+        Arc::new(erp)
+    }
+
+    fn stamp(&self) -> Timestamp {
+        let mut t = self.tick.lock().unwrap();
+        *t += 1;
+        Timestamp::from_second(1_790_000_000).unwrap() + SignedDuration::from_millis(*t)
+    }
+
+    /// Add or replace an order; its `updated_at` moves on.
+    pub fn put(&self, mut order: ErpOrder) {
+        order.updated_at = self.stamp();
+        let mut orders = self.orders.lock().unwrap();
+        orders.retain(|o| o.erp_id != order.erp_id);
+        orders.push(order);
+    }
+
+    /// Change an order in place; its `updated_at` moves on.
+    pub fn edit(&self, erp_id: &str, f: impl FnOnce(&mut ErpOrder)) {
+        let stamp = self.stamp();
+        let mut orders = self.orders.lock().unwrap();
+        let order = orders.iter_mut().find(|o| o.erp_id == erp_id).expect("order exists");
+        f(order);
+        order.updated_at = stamp;
+    }
+}
+
+fn unused<T>() -> BoxFuture<'static, Result<T, ErpError>> {
+    Box::pin(async { Err(ErpError::Refused { what: "this call".into(), message: "not part of this fake".into() }) })
+}
+
+impl Erp for FakeErp {
+    fn kind(&self) -> &'static str {
+        "fake"
+    }
+
+    fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>, ErpError>> {
+        Box::pin(async move {
+            let mut orders: Vec<ErpOrder> = self
+                .orders
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|o| since.is_none_or(|c| (o.updated_at, o.erp_id.as_str()) > (c.updated_at, c.erp_id.as_str())))
+                .cloned()
+                .collect();
+            orders.sort_by(|a, b| (a.updated_at, &a.erp_id).cmp(&(b.updated_at, &b.erp_id)));
+            orders.truncate(limit as usize);
+            Ok(orders)
+        })
+    }
+
+    fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>, ErpError>> {
+        Box::pin(async move {
+            let products = self.products.lock().unwrap();
+            Ok(skus.iter().filter_map(|s| products.get(s).cloned()).collect())
+        })
+    }
+
+    fn record_fulfilment<'a>(&'a self, _: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
+        unused()
+    }
+    fn fulfilments<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>, ErpError>> {
+        unused()
+    }
+    fn base_currency(&self) -> BoxFuture<'_, Result<Currency, ErpError>> {
+        Box::pin(async { Ok(Currency::GBP) })
+    }
+    fn fx_rate<'a>(&'a self, _: Currency, _: Currency, _: jiff::civil::Date) -> BoxFuture<'a, Result<Option<FxRate>, ErpError>> {
+        unused()
+    }
+    fn post_journal<'a>(&'a self, _: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord, ErpError>> {
+        unused()
+    }
+    fn stock<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<StockLevel, ErpError>> {
+        unused()
+    }
+    fn adjust_stock<'a>(&'a self, _: &'a StockAdjustment) -> BoxFuture<'a, Result<StockLevel, ErpError>> {
+        unused()
+    }
+}
+
+fn gbp(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::GBP)
+}
+
+/// A paid, complete two-line order.
+pub fn paid_order(erp_id: &str) -> ErpOrder {
+    ErpOrder {
+        erp_id: erp_id.into(),
+        number: erp_id.into(),
+        status: ErpOrderStatus::Open,
+        currency: "GBP".into(),
+        placed_at: Timestamp::from_second(1_790_000_000).unwrap(),
+        updated_at: Timestamp::UNIX_EPOCH,
+        customer_email: Some("ada@example.com".into()),
+        ship_to: Address {
+            name: Some("Ada Lovelace".into()),
+            street1: Some("12 St James's Sq".into()),
+            city: Some("London".into()),
+            postal_code: Some("SW1Y 4JH".into()),
+            country: Some("GB".into()),
+            ..Address::default()
+        },
+        bill_to: None,
+        lines: vec![
+            ErpLine {
+                line_id: format!("{erp_id}-1"),
+                sku: Some("MUG".into()),
+                name: "Blue mug".into(),
+                quantity: 2,
+                unit_price: gbp(1250),
+                unit_weight: None,
+                physical: true,
+            },
+            ErpLine {
+                line_id: format!("{erp_id}-2"),
+                sku: Some("TEA".into()),
+                name: "Earl Grey".into(),
+                quantity: 1,
+                unit_price: gbp(2000),
+                unit_weight: Some(Weight::from_grams(260)),
+                physical: true,
+            },
+        ],
+        shipping_paid: Some(gbp(495)),
+        tax_paid: None,
+        payment: PaymentEvidence {
+            state: PaymentState::Captured,
+            source: format!("payment:PAY-{erp_id}"),
+            amount: gbp(4995),
+            at: Some(Timestamp::from_second(1_790_000_100).unwrap()),
+        },
+        requested_service: None,
+    }
+}
+
+pub struct World {
+    pub erp: Arc<FakeErp>,
+    pub sandbox: SandboxHandle,
+    pub store: Arc<dyn Store>,
+    pub engine: Engine,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> World {
+        World::with(SandboxConfig::default()).await
+    }
+
+    pub async fn with(config: SandboxConfig) -> World {
+        let (key, secret) = (config.api_key.clone(), config.api_secret.clone());
+        let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = shipledger_store::open(&url).await.unwrap();
+        let erp = FakeErp::new();
+        let mut client_config = ClientConfig::v1(sandbox.base_url().parse().unwrap(), key, secret);
+        client_config.backoff_base = std::time::Duration::from_millis(50);
+        client_config.backoff_max = std::time::Duration::from_millis(500);
+        let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), Arc::new(SystemClock), 0));
+        let shipstation = V1Client::with_budget(client_config, budget, Arc::new(shipledger_shipstation::SystemClock)).unwrap();
+        let connection = Connection {
+            name: "acme-uk".into(),
+            erp: erp.clone(),
+            shipstation,
+            policy: Policy { max_push_attempts: 4, ..Policy::default() },
+            gate: GatePolicy::default(),
+            store_id: None,
+        };
+        let engine = Engine::new(store.clone(), Arc::new(SystemClock), vec![connection]);
+        engine.prepare().await.unwrap();
+        World { erp, sandbox, store, engine, http: reqwest::Client::new(), _dir: dir }
+    }
+
+    /// Tick until nothing is runnable (bounded).
+    pub async fn settle(&self) {
+        for _ in 0..50 {
+            let report = self.engine.tick().await.expect("tick");
+            if !report.busy() {
+                return;
+            }
+        }
+        panic!("the engine did not settle in 50 ticks");
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.http.get(format!("{}/_sandbox/stats", self.sandbox.base_url())).send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn ss_orders(&self, number: &str) -> Vec<Value> {
+        let page: Value = self
+            .http
+            .get(format!("{}/orders?orderNumber={number}&pageSize=500", self.sandbox.base_url()))
+            .basic_auth("sandbox-key", Some("sandbox-secret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["orders"].as_array().unwrap().iter().filter(|o| o["orderNumber"] == number).cloned().collect()
+    }
+
+    pub async fn put_faults(&self, faults: Value) {
+        let r = self.http.put(format!("{}/_sandbox/faults", self.sandbox.base_url())).json(&faults).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+}

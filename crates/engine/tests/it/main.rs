@@ -1,0 +1,7 @@
+//! The engine's stories: orders released or held, pushed exactly once, kept in line
+//! with the ERP, against the sandbox ShipStation and an in-memory ERP.
+
+mod helpers;
+
+mod push;
+mod release;
