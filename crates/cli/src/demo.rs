@@ -50,7 +50,8 @@ pub struct DemoArgs {
     /// Keep the store (demo.db) in this directory instead of a temporary one.
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Seconds over which the orders arrive (default: about 20 orders a second, 5–60 s).
+    /// Seconds of real time over which the orders and their later changes arrive
+    /// (default: about 20 orders a second, 5–60 s).
     #[arg(long)]
     spread: Option<u64>,
     /// Give up (exit 1) if not idle after this many seconds.
@@ -93,11 +94,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let store = shipledger_store::open(&store_url).await.context("opening the demo store")?;
     let clock = Arc::new(SystemClock);
     let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
-    let client = V1Client::with_budget(
-        ClientConfig::v1(shipstation.base_url().parse()?, ss_key, ss_secret),
-        budget,
-        Arc::new(shipledger_shipstation::SystemClock),
-    )?;
+    let client_config = ClientConfig::v1(shipstation.base_url().parse()?, ss_key, ss_secret);
+    let client = V1Client::with_budget(client_config.clone(), budget.clone(), Arc::new(shipledger_shipstation::SystemClock))?;
+    // The report's own reader of ShipStation, spending the same budget.
+    let reader = V1Client::with_budget(client_config, budget, Arc::new(shipledger_shipstation::SystemClock))?;
     let connection = Connection {
         name: CONNECTION.into(),
         erp: Arc::new(shipledger_erp::sandbox::SandboxErpClient::new(&erp.base_url(), &erp_key)?),
@@ -124,13 +124,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         spread: SignedDuration::from_secs(spread as i64),
         ..TrafficConfig::default()
     });
-    let mut feeder = plan.feeder(&erp.base_url(), Timestamp::now());
+    // The plan's later actions (captures, cancellations, corrections) are spread over
+    // hours of shop time; the demo plays that time faster so they all happen within
+    // the spread.
+    let start = Timestamp::now();
+    let speed = (plan.duration().as_secs_f64() / spread as f64).max(1.0);
+    let shop_time = move || {
+        let elapsed = Timestamp::now().duration_since(start).as_secs_f64();
+        start + SignedDuration::from_secs_f64(elapsed * speed)
+    };
+    let mut feeder = plan.feeder(&erp.base_url(), start);
     let progress = Progress::new();
     let started = Instant::now();
     let mut interrupted = false;
     let mut ctrl_c = Box::pin(crate::shutdown_signal());
     loop {
-        feeder.step(Timestamp::now()).await.context("feeding orders to the ERP")?;
+        feeder.step(shop_time()).await.context("feeding orders to the ERP")?;
         let report = match engine.tick().await {
             Ok(r) => r,
             Err(e) => {
@@ -198,12 +207,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let count = |s: OrderState| by_state.iter().find(|(x, _)| *x == s).map(|(_, n)| *n).unwrap_or(0);
-    let released = store
-        .list_orders(OrderFilter { connection: Some(CONNECTION.into()), ..Default::default() })
-        .await?
-        .iter()
-        .filter(|o| o.released_at.is_some())
-        .count();
 
     // Did each planned order end as the plan says it should?
     let mut mismatches = Vec::new();
@@ -232,6 +235,37 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
+    // One ShipStation order per released ERP order, none for the others: counted by
+    // reading every order ShipStation has.
+    let in_shipstation = reader
+        .all_orders(&shipledger_shipstation::v1::query::OrderFilter { page_size: Some(500), ..Default::default() })
+        .await
+        .context("reading ShipStation's orders for the report")?;
+    let mut per_key: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &in_shipstation {
+        if let Some(k) = &o.order_key {
+            *per_key.entry(k.clone()).or_default() += 1;
+        }
+    }
+    let all_records = store
+        .list_orders(OrderFilter { connection: Some(CONNECTION.into()), ..Default::default() })
+        .await?;
+    let released_not_exactly_once: Vec<&str> = all_records
+        .iter()
+        .filter(|r| r.released_at.is_some() && per_key.get(&r.order_key).copied().unwrap_or(0) != 1)
+        .map(|r| r.erp_id.as_str())
+        .collect();
+    let unreleased_in_shipstation: Vec<&str> = all_records
+        .iter()
+        .filter(|r| r.released_at.is_none() && per_key.contains_key(&r.order_key))
+        .map(|r| r.erp_id.as_str())
+        .collect();
+    let held_without_exception: Vec<&str> = held_orders
+        .iter()
+        .filter(|o| !open.iter().any(|e| e.record_id == o.erp_id))
+        .map(|o| o.erp_id.as_str())
+        .collect();
+
     let summary = plan.summary();
     let report = json!({
         "seed": args.seed,
@@ -239,7 +273,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "elapsed_seconds": started.elapsed().as_secs_f64().round(),
         "orders": {
             "generated": summary.generated,
-            "released": released,
+            "released": all_records.iter().filter(|o| o.released_at.is_some()).count(),
             "pushed": count(OrderState::Pushed),
             "cancelled": count(OrderState::Cancelled),
             "held": held,
@@ -260,6 +294,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "shipments": ss_stats["shipments"],
         },
         "exceptions": {"open": exceptions_open},
+        "checks": {
+            "released_orders_not_exactly_once_in_shipstation": released_not_exactly_once,
+            "unreleased_orders_in_shipstation": unreleased_in_shipstation,
+            "held_orders_without_an_open_exception": held_without_exception,
+        },
     });
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
@@ -293,6 +332,13 @@ fn print_summary(report: &Value) {
     println!("open exceptions: {}", report["exceptions"]["open"]);
     let mismatches = o["outcome_mismatches"].as_array().map(Vec::len).unwrap_or(0);
     println!("orders that did not end as planned: {mismatches}");
+    let c = &report["checks"];
+    println!(
+        "checks: {} released order(s) not exactly once in ShipStation, {} unreleased order(s) in ShipStation, {} held order(s) without an exception",
+        c["released_orders_not_exactly_once_in_shipstation"].as_array().map(Vec::len).unwrap_or(0),
+        c["unreleased_orders_in_shipstation"].as_array().map(Vec::len).unwrap_or(0),
+        c["held_orders_without_an_open_exception"].as_array().map(Vec::len).unwrap_or(0),
+    );
 }
 
 /// A status line on a terminal; a plain log line every few seconds otherwise.

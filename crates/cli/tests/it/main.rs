@@ -1,3 +1,5 @@
 //! The cli crate's single integration-test binary (DESIGN §4: one per crate).
 
+mod crash;
+mod demo;
 mod fidelity;

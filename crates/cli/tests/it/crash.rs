@@ -1,0 +1,223 @@
+//! Exactly once under fire: the engine (`shipledger sync`, a real process) pushes more
+//! than a thousand orders while the sandbox ShipStation answers a share of requests
+//! with 429, 500 (some after doing the work) or slowly, and the process is killed with
+//! SIGKILL at random moments and restarted. Afterwards every released order is in
+//! ShipStation exactly once. Runs on SQLite, and on PostgreSQL when
+//! `TEST_DATABASE_URL` is set. Bounded: a fixed number of kills and a deadline.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
+use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
+use shipledger_sandbox::{Sandbox, SandboxConfig};
+
+const ORDERS: usize = 1_100;
+const KILLS: usize = 8;
+const DEADLINE: Duration = Duration::from_secs(300);
+
+struct Engine(Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_sync(config: &Path, log: &Path) -> Engine {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_shipledger"))
+        .args(["sync", "--config"])
+        .arg(config)
+        .env("CRASH_SS_KEY", "crash-key")
+        .env("CRASH_SS_SECRET", "crash-secret")
+        .env("CRASH_ERP_KEY", "crash-erp-key")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the shipledger binary runs");
+    Engine(child)
+}
+
+async fn stats(http: &reqwest::Client, base: &str) -> Value {
+    http.get(format!("{base}/_sandbox/stats")).send().await.unwrap().json().await.unwrap()
+}
+
+/// Every orderKey ShipStation holds, with how many orders carry it.
+async fn keys_in_shipstation(http: &reqwest::Client, base: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut keys = std::collections::BTreeMap::new();
+    let mut page = 1;
+    loop {
+        let body: Value = http
+            .get(format!("{base}/orders?pageSize=500&page={page}"))
+            .basic_auth("crash-key", Some("crash-secret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for o in body["orders"].as_array().unwrap() {
+            *keys.entry(o["orderKey"].as_str().unwrap().to_string()).or_insert(0) += 1;
+        }
+        if page >= body["pages"].as_u64().unwrap_or(0) {
+            return keys;
+        }
+        page += 1;
+    }
+}
+
+async fn pushes_survive_kills_and_faults(store_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let ss = Sandbox::start(
+        SandboxConfig {
+            api_key: "crash-key".into(),
+            api_secret: "crash-secret".into(),
+            rate_window: Duration::from_secs(10),
+            seed: 11,
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let erp = SandboxErp::start(
+        SandboxErpConfig { api_key: "crash-erp-key".into(), seed: 11, ..SandboxErpConfig::default() },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let none = TrafficShares {
+        unpaid: 0.0,
+        authorised_only: 0.0,
+        captured_later: 0.0,
+        zero_weight: 0.0,
+        unknown_sku: 0.0,
+        incomplete_address: 0.0,
+        duplicate: 0.0,
+        later_cancellation: 0.0,
+        ship_to_correction: 0.0,
+    };
+    let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 11, shares: none, ..TrafficConfig::default() });
+    plan.apply(&erp.base_url()).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let faults = json!({"rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.05, "rate_slow": 0.05, "slow_ms": 1500});
+    let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
+    assert!(r.status().is_success());
+
+    let config = dir.path().join("shipledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[[connections]]
+name = "crash"
+
+[connections.erp]
+kind = "sandbox"
+url = "{erp}"
+api_key_env = "CRASH_ERP_KEY"
+
+[connections.shipstation]
+base_url = "{ss}"
+api_key_env = "CRASH_SS_KEY"
+api_secret_env = "CRASH_SS_SECRET"
+
+[connections.policy]
+poll_interval = "1s"
+"#,
+            erp = erp.base_url(),
+            ss = ss.base_url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("sync.log");
+
+    // Kill the engine at random moments while it works.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    for _ in 0..KILLS {
+        let engine = spawn_sync(&config, &log);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(400..3_000))).await;
+        drop(engine); // SIGKILL
+    }
+
+    // Then let one run finish the job, faults still on.
+    let _engine = spawn_sync(&config, &log);
+    let started = Instant::now();
+    loop {
+        let s = stats(&http, &ss.base_url()).await;
+        if s["orders"].as_u64() == Some(ORDERS as u64) {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "only {} of {ORDERS} orders reached ShipStation in time; engine log:\n{}",
+            s["orders"],
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    drop(_engine);
+
+    let _ = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({})).send().await;
+    let s = stats(&http, &ss.base_url()).await;
+    assert_eq!(s["duplicate_order_keys"], json!(0), "{s}");
+    assert!(s["faults"].as_object().is_some_and(|f| !f.is_empty()), "faults were injected: {s}");
+    let keys = keys_in_shipstation(&http, &ss.base_url()).await;
+    assert_eq!(keys.len(), ORDERS, "one ShipStation order per released ERP order");
+    assert!(keys.values().all(|n| *n == 1), "no orderKey twice");
+    let erp_ids: std::collections::BTreeSet<String> = erp.snapshot().orders.keys().cloned().collect();
+    let pushed_ids: std::collections::BTreeSet<String> =
+        keys.keys().map(|k| k.trim_start_matches("shipledger:crash:").to_string()).collect();
+    assert_eq!(erp_ids, pushed_ids, "exactly the ERP's orders, no stranger");
+    ss.shutdown().await;
+    erp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_released_order_reaches_shipstation_exactly_once_through_kills_and_faults_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    pushes_survive_kills_and_faults(format!("sqlite://{}", dir.path().join("store.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_released_order_reaches_shipstation_exactly_once_through_kills_and_faults_on_postgres() {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
+        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; the PostgreSQL run of the crash test did not run");
+        return;
+    };
+    let name = format!("shipledger_crash_{}", rand::random::<u32>());
+    let psql = Psql(admin.clone());
+    psql.run(&format!("CREATE DATABASE {name}")).await;
+    let url = match admin.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("TEST_DATABASE_URL has no database part: {admin}"),
+    };
+    pushes_survive_kills_and_faults(url).await;
+    psql.run(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
+/// psql against the admin database, to make and drop the test's own database.
+struct Psql(String);
+
+impl Psql {
+    async fn run(&self, sql: &str) {
+        let out = tokio::process::Command::new("psql")
+            .arg(&self.0)
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+            .output()
+            .await
+            .expect("psql runs");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
