@@ -174,26 +174,110 @@ pub fn paid_order(erp_id: &str) -> ErpOrder {
     }
 }
 
+/// Which store a story runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database for one story: a file on SQLite, a new database on PostgreSQL
+/// (dropped when the story ends). `None` when PostgreSQL is not configured (outside CI).
+pub struct TestDb {
+    pub url: String,
+    drop_pg: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Some(TestDb {
+                url: format!("sqlite://{}", dir.path().join("store.db").display()),
+                drop_pg: None,
+                _dir: dir,
+            }),
+            Backend::Postgres => {
+                let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+                    assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
+                    eprintln!("SKIPPED: TEST_DATABASE_URL is not set; this PostgreSQL story did not run");
+                    return None;
+                };
+                let name = format!("shipledger_engine_{}", rand::random::<u32>());
+                psql(&admin, &format!("CREATE DATABASE {name}"));
+                let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
+                Some(TestDb { url: format!("{base}/{name}"), drop_pg: Some((admin, name)), _dir: dir })
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.drop_pg {
+            psql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn psql(admin: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .arg(admin)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Stamp a story once per store backend: `stories! { fn name(w: World) { ... } }`.
+#[macro_export]
+macro_rules! stories {
+    ($(async fn $name:ident($w:ident: World) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $w = $crate::helpers::World::on($crate::helpers::Backend::Sqlite).await.expect("sqlite always runs");
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some($w) = $crate::helpers::World::on($crate::helpers::Backend::Postgres).await else { return };
+                    $body
+                }
+            )*
+        }
+    };
+}
+
 pub struct World {
     pub erp: Arc<FakeErp>,
     pub sandbox: SandboxHandle,
     pub store: Arc<dyn Store>,
     pub engine: Engine,
     pub http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl World {
-    pub async fn new() -> World {
-        World::with(SandboxConfig::default()).await
+    pub async fn on(backend: Backend) -> Option<World> {
+        let db = TestDb::new(backend)?;
+        Some(World::with(SandboxConfig::default(), db).await)
     }
 
-    pub async fn with(config: SandboxConfig) -> World {
+    pub async fn with(config: SandboxConfig, db: TestDb) -> World {
         let (key, secret) = (config.api_key.clone(), config.api_secret.clone());
         let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("store.db").display());
-        let store = shipledger_store::open(&url).await.unwrap();
+        let store = shipledger_store::open(&db.url).await.unwrap();
         let erp = FakeErp::new();
         let mut client_config = ClientConfig::v1(sandbox.base_url().parse().unwrap(), key, secret);
         client_config.backoff_base = std::time::Duration::from_millis(50);
@@ -210,7 +294,7 @@ impl World {
         };
         let engine = Engine::new(store.clone(), Arc::new(SystemClock), vec![connection]);
         engine.prepare().await.unwrap();
-        World { erp, sandbox, store, engine, http: reqwest::Client::new(), _dir: dir }
+        World { erp, sandbox, store, engine, http: reqwest::Client::new(), _db: db }
     }
 
     /// Tick until nothing is runnable (bounded).
