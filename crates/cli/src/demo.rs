@@ -113,6 +113,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(stop_rx.clone()));
 
+    // A configuration for this run, so `exceptions` and `timeline` can read its store.
+    let config_path = dir.join("shipledger.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "# Written by `shipledger demo`: the demo's store and its (now stopped) sandboxes.\n\
+             [store]\nurl = \"{store_url}\"\n\n\
+             [[connections]]\nname = \"{CONNECTION}\"\n\n\
+             [connections.erp]\nkind = \"sandbox\"\nurl = \"{erp}\"\napi_key_env = \"SHIPLEDGER_DEMO_ERP_KEY\"\n\n\
+             [connections.shipstation]\nbase_url = \"{ss}\"\napi_key_env = \"SHIPLEDGER_DEMO_SS_KEY\"\napi_secret_env = \"SHIPLEDGER_DEMO_SS_SECRET\"\n",
+            erp = erp.base_url(),
+            ss = shipstation.base_url(),
+        ),
+    )
+    .with_context(|| format!("writing {}", config_path.display()))?;
+
     eprintln!("shipledger demo (seed {}, {} orders over {spread} s)", args.seed, args.orders);
     eprintln!("  ShipStation sandbox: {}   (control: {}/_sandbox/stats)", shipstation.base_url(), shipstation.base_url());
     eprintln!("  ERP sandbox:         {}   (control: {}/_sandbox/stats)", erp.base_url(), erp.base_url());
@@ -306,6 +322,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         eprintln!("report written to {}", path.display());
     }
     print_summary(&report);
+    if args.dir.is_some() {
+        println!(
+            "inspect: shipledger exceptions list --config {0}   shipledger timeline --config {0} <ERP order id>",
+            config_path.display()
+        );
+    }
 
     if !args.until_idle && !interrupted {
         eprintln!("running until Ctrl-C");

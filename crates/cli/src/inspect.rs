@@ -77,7 +77,7 @@ pub struct TimelineArgs {
 }
 
 async fn open_store(config: &PathBuf) -> anyhow::Result<(std::sync::Arc<dyn Store>, shipledger_engine::config::Config)> {
-    let config = crate::run::load_config(config)?;
+    let config = crate::run::load_config_for_reading(config)?;
     let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
     Ok((store, config))
 }

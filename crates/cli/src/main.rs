@@ -57,6 +57,9 @@ enum Command {
 enum SandboxCommand {
     /// Serve a faithful local ShipStation (v1, v2, webhooks, control API under /_sandbox/).
     Shipstation(sandbox::ShipstationArgs),
+    /// Serve a sandbox ERP (sales orders, payments, products, stock, fulfilments,
+    /// journals, FX), optionally with generated orders.
+    Erp(sandbox::ErpArgs),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
             Command::Exceptions(command) => inspect::exceptions(command).await,
             Command::Timeline(args) => inspect::timeline(args).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,
+            Command::Sandbox(SandboxCommand::Erp(args)) => sandbox::erp(args).await,
         }
     });
     match result {

@@ -27,6 +27,11 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::Error::new(BadConfig(e.to_string())))
 }
 
+/// The configuration for commands that only read the store (no secrets needed).
+pub fn load_config_for_reading(path: &Path) -> anyhow::Result<Config> {
+    Config::load_for_reading(path).map_err(|e| anyhow::Error::new(BadConfig(e.to_string())))
+}
+
 pub async fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
     println!("{}: ok", path.display());

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
+use shipledger_sandbox::traffic::{Traffic, TrafficConfig};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SimulationConfig};
 
 #[derive(Args)]
@@ -61,3 +63,46 @@ pub async fn shipstation(args: ShipstationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+#[derive(Args)]
+pub struct ErpArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    listen: SocketAddr,
+    /// Bearer key the ERP's API accepts.
+    #[arg(long, env = "SHIPLEDGER_SANDBOX_ERP_KEY", default_value = "sandbox-erp-key", hide_env_values = true)]
+    api_key: String,
+    /// The company's base currency.
+    #[arg(long, default_value = "GBP")]
+    base_currency: String,
+    /// Keep state in this JSON file across restarts.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Seed of the generated orders.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Generate this many realistic orders (bad ones included) at start.
+    #[arg(long, default_value_t = 0)]
+    orders: usize,
+}
+
+pub async fn erp(args: ErpArgs) -> anyhow::Result<()> {
+    let base_currency = shipledger_core::Currency::parse(&args.base_currency)
+        .map_err(|e| anyhow::Error::new(crate::run::BadConfig(format!("--base-currency: {e}"))))?;
+    let config = SandboxErpConfig { api_key: args.api_key, base_currency, seed: args.seed, state_path: args.state };
+    let erp = SandboxErp::start(config, args.listen).await?;
+    println!("sandbox erp listening on {}", erp.base_url());
+    println!("  api: {0}/api/orders   control: {0}/_sandbox/stats", erp.base_url());
+    if args.orders > 0 {
+        let plan = Traffic::plan(TrafficConfig { orders: args.orders, seed: args.seed, ..TrafficConfig::default() });
+        plan.apply(&erp.base_url()).await?;
+        let summary = plan.summary();
+        println!("  generated {} orders: {:?}", summary.generated, summary.by_expected);
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    crate::shutdown_signal().await;
+    eprintln!("stopping the sandbox ERP");
+    erp.shutdown().await;
+    Ok(())
+}

@@ -143,12 +143,16 @@ pub fn check(order: &ErpOrder, product: impl Fn(&str) -> Option<Product>, policy
         findings.push(Finding {
             kind: ExceptionKind::HeldUnpaid,
             fields: vec!["payment".into()],
-            detail: format!(
-                "order {} payment is {} (per {}); it ships once payment is captured",
-                order.number,
-                payment.state.as_str(),
-                payment.source
-            ),
+            detail: if payment.source == "none" {
+                format!("order {} has no payment recorded in the ERP; it ships once payment is captured", order.number)
+            } else {
+                format!(
+                    "order {} payment is {} (per {}); it ships once payment is captured",
+                    order.number,
+                    payment.state.as_str(),
+                    payment.source
+                )
+            },
         });
     } else if let Some(cur) = currency {
         match order_total(order, cur) {

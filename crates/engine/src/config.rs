@@ -197,17 +197,37 @@ pub struct Config {
 pub const ERP_KINDS: &[&str] = &["sandbox"];
 
 impl Config {
-    /// Read, parse and check a configuration file, reading secrets from `env`.
+    /// Read, parse and check a configuration file, reading secrets from the
+    /// environment: every secret it names must be set.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            path: path.display().to_string(),
-            message: format!("cannot read the file: {e}"),
-        })?;
+        let text = Self::read(path)?;
         Config::parse(&text, &path.display().to_string(), &|name| std::env::var(name).ok())
+    }
+
+    /// Read a configuration file for commands that only read the store (exceptions,
+    /// timelines): secrets that are not set stay empty instead of failing, since
+    /// nothing is sent to the ERP or ShipStation.
+    pub fn load_for_reading(path: &Path) -> Result<Config, ConfigError> {
+        let text = Self::read(path)?;
+        Config::parse_with(&text, &path.display().to_string(), &|name| std::env::var(name).ok(), false)
+    }
+
+    fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path)
+            .map_err(|e| ConfigError { path: path.display().to_string(), message: format!("cannot read the file: {e}") })
     }
 
     /// Parse `text` (named `origin` in errors), reading secrets through `env`.
     pub fn parse(text: &str, origin: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        Config::parse_with(text, origin, env, true)
+    }
+
+    fn parse_with(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        require_secrets: bool,
+    ) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError { path: origin.to_string(), message };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(format!("not valid configuration: {e}")))?;
         let listen = raw
@@ -236,6 +256,7 @@ impl Config {
             let secret = |var: &str, what: &str| -> Result<Secret, ConfigError> {
                 match env(var) {
                     Some(v) if !v.is_empty() => Ok(Secret { value: v, env: var.to_string() }),
+                    _ if !require_secrets => Ok(Secret { value: String::new(), env: var.to_string() }),
                     _ => Err(err(format!("{at}: {what} comes from ${var}, which is not set; export it and try again"))),
                 }
             };

@@ -288,7 +288,10 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
     change.events.push(event(
         &p.record.erp_id,
         kind,
-        json!({"order_id": order_id, "order_key": p.record.order_key, "status": p.status.as_str(), "verified": true}),
+        json!({
+            "message": format!("ShipStation order #{order_id} is {} (read back)", p.status.as_str()),
+            "order_id": order_id, "order_key": p.record.order_key, "status": p.status.as_str(), "verified": true,
+        }),
     ));
     for kind in [ExceptionKind::PushRejected, ExceptionKind::PushUnverified] {
         change.close_exceptions.push(ExceptionClose {

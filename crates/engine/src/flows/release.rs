@@ -308,6 +308,10 @@ pub fn decide(
                             &order.erp_id,
                             "released",
                             json!({
+                                "message": format!(
+                                    "payment captured ({}, {}); every pre-flight check passed",
+                                    order.payment.source, order.payment.amount
+                                ),
                                 "payment": order.payment,
                                 "order_key": key,
                                 "weights": lines.iter().map(|l| json!({
