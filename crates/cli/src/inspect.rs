@@ -76,7 +76,7 @@ pub struct TimelineArgs {
     format: Format,
 }
 
-async fn open_store(config: &PathBuf) -> anyhow::Result<(std::sync::Arc<dyn Store>, shipledger_engine::config::Config)> {
+async fn open_store(config: &std::path::Path) -> anyhow::Result<(std::sync::Arc<dyn Store>, shipledger_engine::config::Config)> {
     let config = crate::run::load_config_for_reading(config)?;
     let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
     Ok((store, config))

@@ -205,13 +205,13 @@ pub fn track_notify(shared: &Shared, world: &mut World, tracking_number: &str) {
             shared.base_url, tracking.carrier_code, tracking.tracking_number
         ),
     };
-    let targets: Vec<(String, String, Vec<(String, String)>)> = world
+    let targets: Vec<crate::state::WebhookV2> = world
         .webhooks_v2
         .values()
         .filter(|h| h.event == "track" || h.event == "track_event_v2")
-        .map(|h| (h.url.clone(), h.event.clone(), h.headers.clone()))
+        .cloned()
         .collect();
-    for (url, event, headers) in targets {
+    for crate::state::WebhookV2 { url, event, headers, .. } in targets {
         let resource_type = if event == "track" { "API_TRACK" } else { "TRACK_EVENT_V2" };
         let body = json!({"resource_url": resource_url, "resource_type": resource_type, "data": data});
         enqueue(shared, world, url, &event, body, headers, true);

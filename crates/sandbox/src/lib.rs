@@ -32,7 +32,7 @@ mod delivery;
 mod error;
 mod faults;
 mod gate;
-mod persist;
+pub(crate) mod persist;
 mod query;
 pub mod signing;
 pub mod simulator;
@@ -170,7 +170,7 @@ impl Sandbox {
 
         let clock = Clock::new();
         let world = match &config.state_path {
-            Some(path) => persist::load(path)?,
+            Some(path) => persist::read(path).map_err(|detail| SandboxError::State { path: path.clone(), detail })?,
             None => None,
         };
         let world = world.unwrap_or_else(|| state::World::new(clock.now()));
@@ -195,7 +195,12 @@ impl Sandbox {
         tasks.push(tokio::spawn(delivery::run(shared.clone(), stop_rx.clone())));
         tasks.push(tokio::spawn(simulator::run(shared.clone(), stop_rx.clone())));
         if let Some(path) = shared.config.state_path.clone() {
-            tasks.push(tokio::spawn(persist::run(shared.clone(), path, stop_rx.clone())));
+            let saver = shared.clone();
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let save = || saver.read_world(|w| persist::write(w, &path));
+                persist::keep_saved(&saver.dirty, save, &path, stop).await
+            }));
         }
 
         let app = router(shared.clone());
@@ -273,10 +278,10 @@ impl SandboxHandle {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        if let Some(path) = &self.shared.config.state_path {
-            if let Err(e) = persist::save(&self.shared, path) {
-                tracing::warn!(error = %e, "could not write the sandbox state file");
-            }
+        if let Some(path) = &self.shared.config.state_path
+            && let Err(e) = self.shared.read_world(|w| persist::write(w, path))
+        {
+            tracing::warn!(error = %e, "could not write the sandbox state file");
         }
     }
 }

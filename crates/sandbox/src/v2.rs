@@ -442,7 +442,9 @@ async fn list_inventory(State(shared): Shared_, RawQuery(raw): RawQuery) -> Resu
     let cursor = q.str("cursor").and_then(|c| c.parse::<usize>().ok()).unwrap_or(0);
     shared.read_world(|w| {
         let wh_of = |loc: &str| w.inventory_locations.get(loc).map(|l| l.warehouse_id.clone()).unwrap_or_default();
-        let mut rows: std::collections::BTreeMap<(String, String), (i64, i64, Option<(Decimal, String)>)> = Default::default();
+        // (sku, place) -> (on hand, allocated, average cost)
+        type Row = (i64, i64, Option<(Decimal, String)>);
+        let mut rows: std::collections::BTreeMap<(String, String), Row> = Default::default();
         for s in w.stock.iter().filter(|s| s.condition == "sellable") {
             if sku.is_some_and(|k| s.sku != k) || location.is_some_and(|l| s.location_id != l) {
                 continue;

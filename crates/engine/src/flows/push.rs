@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
-use rust_decimal::Decimal;
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::order::{Address, ErpOrder, ErpOrderStatus};
@@ -197,7 +196,7 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
     }
 
     // Read back: what ShipStation shows for each accepted orderKey.
-    let seen = read_back(engine, conn, &accepted, started).await;
+    let seen = read_back(conn, &accepted, started).await;
     for (p, extra, order_id) in accepted {
         let verified = seen.as_ref().ok().and_then(|s| s.get(&p.record.order_key));
         match verified {
@@ -229,7 +228,6 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
 
 /// Read recently modified orders (newest first) until every accepted key is found.
 async fn read_back(
-    engine: &Engine,
     conn: &Connection,
     accepted: &[(Pending, Vec<Job>, i64)],
     started: Timestamp,
@@ -244,7 +242,6 @@ async fn read_back(
         ..Default::default()
     };
     let mut pager = conn.shipstation.orders_pager(&filter)?;
-    let _ = engine;
     for _ in 0..READ_BACK_PAGES {
         let Some(page) = pager.next_page().await? else { break };
         for order in page {
@@ -310,6 +307,15 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
     Ok(())
 }
 
+/// Commit a change that finishes or reschedules a job; a lease lost to another worker
+/// means that worker redoes the job (idempotently), so it is not an error here.
+async fn commit_job_change(engine: &Engine, change: Change) -> Result<(), EngineError> {
+    match engine.store.commit(change).await {
+        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
     NewEvent { record_type: "order".into(), record_id: erp_id.to_string(), kind: kind.into(), detail }
 }
@@ -325,10 +331,7 @@ async fn finish(
     let mut change = Change::new(&conn.name, engine.clock.now());
     change.events = events;
     change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.unwrap_or_default(), state, error });
-    match engine.store.commit(change).await {
-        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    commit_job_change(engine, change).await
 }
 
 /// Backoff before attempt `attempts + 1`: 2 s doubling, at most 5 minutes, ±20%.
@@ -387,10 +390,7 @@ async fn give_up(
         state: JobState::Dead,
         error: Some(message.to_string()),
     });
-    match engine.store.commit(change).await {
-        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    commit_job_change(engine, change).await
 }
 
 fn ss_address(a: &Address) -> ss::Address {
@@ -472,6 +472,5 @@ pub fn build_order(
         source: Some("shipledger".into()),
         ..ss::AdvancedOptions::default()
     });
-    let _ = Decimal::ZERO;
     order
 }

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
@@ -119,7 +118,12 @@ impl SandboxErp {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(path) = shared.config.state_path.clone() {
-            tasks.push(tokio::spawn(persist(shared.clone(), path, stop_rx.clone())));
+            let saver = shared.clone();
+            let stop = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let save = || saver.read_world(|w| crate::persist::write(w, &path));
+                crate::persist::keep_saved(&saver.dirty, save, &path, stop).await
+            }));
         }
         let app = router(shared.clone());
         let mut server_stop = stop_rx.clone();
@@ -291,7 +295,7 @@ impl SandboxErpHandle {
             let _ = task.await;
         }
         if let Some(path) = &self.shared.config.state_path
-            && let Err(e) = save(&self.shared, path)
+            && let Err(e) = self.shared.read_world(|w| crate::persist::write(w, path))
         {
             tracing::warn!(error = %e, "could not write the sandbox ERP state file");
         }
@@ -305,35 +309,6 @@ impl Drop for SandboxErpHandle {
 }
 
 fn load(path: &Path) -> Result<Option<ErpWorld>, SandboxErpError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| SandboxErpError::State { path: path.to_path_buf(), detail: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SandboxErpError::State { path: path.to_path_buf(), detail: e.to_string() }),
-    }
+    crate::persist::read(path).map_err(|detail| SandboxErpError::State { path: path.to_path_buf(), detail })
 }
 
-fn save(shared: &ErpShared, path: &Path) -> std::io::Result<()> {
-    let bytes = shared.read_world(serde_json::to_vec)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Write the state file at most every 200 ms while the ERP changes.
-async fn persist(shared: Arc<ErpShared>, path: PathBuf, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shared.dirty.notified() => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if let Err(e) = save(&shared, &path) {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the sandbox ERP state file");
-        }
-    }
-}
