@@ -81,6 +81,24 @@ kinds! {
         "ShipStation accepted the order but it could not be read back";
     ChangeAfterShipment => "change_after_shipment", Ops, Warning,
         "the ERP changed an order ShipStation has already shipped or cancelled";
+    OverShipment => "over_shipment", Ops, Error,
+        "live shipments carry more of a line than the ERP order has";
+    UnknownShipmentLine => "unknown_shipment_line", Ops, Error,
+        "a shipment item names no line of its ERP order";
+    OrphanShipment => "orphan_shipment", Ops, Warning,
+        "a ShipStation shipment belongs to no order shipledger pushed";
+    VoidAfterWriteBack => "void_after_write_back", Ops, Error,
+        "a label was voided after its ERP fulfilment was written, and the ERP could not reverse it";
+    ScanOverdue => "scan_overdue", Ops, Warning,
+        "a label has had no carrier scan for longer than the policy allows";
+    AwaitingShipmentTooLong => "awaiting_shipment_too_long", Ops, Warning,
+        "an order has waited in ShipStation for a label longer than the policy allows";
+    TrackingWriteBackFailed => "tracking_write_back_failed", Ops, Error,
+        "the ERP refused or did not show a fulfilment with its tracking";
+    WebhookForeignHost => "webhook_foreign_host", Admin, Critical,
+        "a webhook pointed at a host that is not the configured ShipStation; nothing was fetched";
+    WebhookSignatureInvalid => "webhook_signature_invalid", Admin, Error,
+        "a v2 webhook's signature or timestamp did not verify; it was refused";
 }
 
 impl fmt::Display for ExceptionKind {

@@ -9,6 +9,7 @@
 //!   the deterministic ShipStation `orderKey`.
 //! - [`release`]: the release gate — captured payment and pre-flight checks.
 //! - [`exception`]: exception kinds, each with its owner and severity.
+//! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 
 pub mod json;
@@ -17,6 +18,7 @@ pub mod exception;
 pub mod money;
 pub mod order;
 pub mod release;
+pub mod shipment;
 pub mod time;
 pub mod weight;
 
