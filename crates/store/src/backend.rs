@@ -67,7 +67,7 @@ macro_rules! store_impl {
             use super::$store;
             use $crate::backend::{failed, lease_token, sql_limit, SAME_WINDOW_TOLERANCE_MS};
             use $crate::model::*;
-            use $crate::rows::{self, millis, enum_text, RowExt};
+            use $crate::rows::{self, date_text, millis, enum_text, to_json, RowExt};
             use $crate::sql::{self, Dialect};
             use $crate::{BoxFuture, Result, Store, StoreError};
 
@@ -118,7 +118,12 @@ macro_rules! store_impl {
                         upsert_order(&mut tx, conn, order, now).await?;
                     }
 
-                    // 3. The outbox: one job per idempotency key, ever.
+                    // 3. The shipments seen, one row per key.
+                    for shipment in &change.shipments {
+                        upsert_shipment(&mut tx, conn, shipment, now).await?;
+                    }
+
+                    // 4. The outbox: one job per idempotency key, ever.
                     for job in &change.jobs {
                         let id: Option<i64> = query(sql::INSERT_JOB)
                             .bind(conn)
@@ -138,7 +143,7 @@ macro_rules! store_impl {
                         }
                     }
 
-                    // 4. The timeline.
+                    // 5. The timeline.
                     for event in &change.events {
                         query(sql::INSERT_EVENT)
                             .bind(conn)
@@ -155,7 +160,7 @@ macro_rules! store_impl {
                             )))?;
                     }
 
-                    // 5. Exceptions: open or refresh, then close.
+                    // 6. Exceptions: open or refresh, then close.
                     for open in &change.open_exceptions {
                         let row = query(sql::OPEN_EXCEPTION)
                             .bind(conn)
@@ -192,7 +197,7 @@ macro_rules! store_impl {
                         outcome.exceptions_closed += done.rows_affected();
                     }
 
-                    // 6. The watermark.
+                    // 7. The watermark.
                     if let Some((name, value)) = &change.watermark {
                         query(sql::SET_WATERMARK)
                             .bind(conn)
@@ -204,7 +209,7 @@ macro_rules! store_impl {
                             .map_err(failed(format_args!("set watermark {name}")))?;
                     }
 
-                    // 7. The job is done (or dead).
+                    // 8. The job is done (or dead).
                     if let Some(finish) = &change.finish_job {
                         query(sql::FINISH_JOB)
                             .bind(finish.job_id)
@@ -412,6 +417,37 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn upsert_shipment(tx: &mut Tx, conn: &str, shipment: &ShipmentUpsert, now: i64) -> Result<()> {
+                let lines = to_json(&shipment.lines, format_args!("save the lines of shipment {}", shipment.shipment_key))?;
+                query(sql::UPSERT_SHIPMENT)
+                    .bind(conn)
+                    .bind(&shipment.shipment_key)
+                    .bind(shipment.kind.as_str())
+                    .bind(shipment.ss_id)
+                    .bind(shipment.ss_order_id)
+                    .bind(&shipment.ss_order_key)
+                    .bind(&shipment.erp_id)
+                    .bind(&shipment.carrier)
+                    .bind(&shipment.service)
+                    .bind(&shipment.tracking_number)
+                    .bind(shipment.ship_date.map(date_text))
+                    .bind(shipment.cost_minor)
+                    .bind(&shipment.cost_currency)
+                    .bind(millis(shipment.ss_created_at))
+                    .bind(shipment.voided)
+                    .bind(shipment.voided_at.map(millis))
+                    .bind(lines)
+                    .bind(shipment.first_scan_at.map(millis))
+                    .bind(&shipment.tracking_status)
+                    .bind(shipment.state.as_str())
+                    .bind(&shipment.erp_fulfilment_id)
+                    .bind(now)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(failed(format_args!("save shipment {}", shipment.shipment_key)))?;
+                Ok(())
+            }
+
             impl Store for $store {
                 fn ensure_connection<'a>(&'a self, name: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>> {
                     Box::pin(async move {
@@ -615,6 +651,37 @@ macro_rules! store_impl {
                     now: Timestamp,
                 ) -> BoxFuture<'a, Result<ExceptionRecord>> {
                     Box::pin(self.change_exception_state(id, state, note, now))
+                }
+
+                fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_SHIPMENT).bind(connection).bind(shipment_key))
+                            .await
+                            .map_err(failed(format_args!("read shipment {shipment_key}")))?
+                            .map(|row| rows::shipment(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_SHIPMENTS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.erp_id.as_deref())
+                                    .bind(filter.ss_order_id)
+                                    .bind(filter.state.map(ShipmentState::as_str))
+                                    .bind(filter.tracking_number.as_deref())
+                                    .bind(filter.awaiting_scan)
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list shipments"))?;
+                        rows::all(&found, rows::shipment)
+                    })
                 }
 
                 fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {

@@ -10,6 +10,9 @@
 //! all of it or none of it, so "planned in the same transaction as the state change"
 //! holds by construction.
 //!
+//! Shipments seen in ShipStation (labels and fulfillments, one record however often
+//! they are seen) are written by the same [`Change`] as the decisions about them.
+//!
 //! Every table carries the connection (one ERP plus one ShipStation account), so one
 //! deployment serves many brands.
 //!
@@ -105,6 +108,12 @@ pub trait Store: Send + Sync {
     fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>>;
     /// A person resolved or ignored an exception (or reopened it); recorded with a note.
     fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>>;
+
+    // ---- shipments (labels and fulfillments seen in ShipStation)
+
+    fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>>;
+    /// Shipments matching the filter, oldest `ss_created_at` first.
+    fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>>;
 
     // ---- the shared ShipStation rate budget
 

@@ -268,6 +268,143 @@ pub struct ExceptionRecord {
     pub note: Option<String>,
 }
 
+string_enum! {
+    /// What a shipment record is in ShipStation.
+    ShipmentKind {
+        /// A label made in ShipStation (`/shipments`, v2 `/labels`).
+        Label => "label",
+        /// An order marked shipped without a ShipStation label (`/fulfillments`).
+        Fulfillment => "fulfillment",
+    }
+}
+
+string_enum! {
+    /// How far a shipment has been written back to the ERP.
+    ShipmentState {
+        /// Seen; nothing written to the ERP yet.
+        Seen => "seen",
+        /// The ERP fulfilment is recorded as packed with its tracking.
+        Packed => "packed",
+        /// The ERP fulfilment is completed (first carrier scan, or per policy).
+        Completed => "completed",
+        /// Voided; its ERP fulfilment was reversed (or an exception says what to undo).
+        Reversed => "reversed",
+        /// It belongs to no order shipledger pushed; an exception says so.
+        Orphan => "orphan",
+    }
+}
+
+/// One line of a shipment: which ERP line (by ShipStation `lineItemKey`) and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentLine {
+    pub line_item_key: Option<String>,
+    pub sku: Option<String>,
+    pub quantity: i64,
+}
+
+/// A ShipStation shipment (label) or fulfillment as shipledger keeps it: the same
+/// shipment seen any number of times, by webhook or poll, is one record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentRecord {
+    pub connection: String,
+    /// `label:{shipmentId}` or `fulfillment:{fulfillmentId}`: unique per connection.
+    pub shipment_key: String,
+    pub kind: ShipmentKind,
+    /// ShipStation's `shipmentId` or `fulfillmentId`.
+    pub ss_id: i64,
+    /// The ShipStation order it was made for (a split child's own id).
+    pub ss_order_id: i64,
+    pub ss_order_key: Option<String>,
+    /// The ERP order it maps to (split children and merges resolved); `None` for an orphan.
+    pub erp_id: Option<String>,
+    pub carrier: String,
+    pub service: Option<String>,
+    pub tracking_number: Option<String>,
+    pub ship_date: Option<jiff::civil::Date>,
+    /// Label cost in minor units of `cost_currency`.
+    pub cost_minor: Option<i64>,
+    pub cost_currency: Option<String>,
+    /// When ShipStation made it.
+    pub ss_created_at: Timestamp,
+    pub voided: bool,
+    pub voided_at: Option<Timestamp>,
+    pub lines: Vec<ShipmentLine>,
+    /// The carrier's first physical scan, once seen.
+    pub first_scan_at: Option<Timestamp>,
+    /// The last tracking status code read (`NY`, `IT`, `DE`, ...).
+    pub tracking_status: Option<String>,
+    pub state: ShipmentState,
+    /// The ERP fulfilment document this shipment was written to.
+    pub erp_fulfilment_id: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Write a shipment (everything but the store's own timestamps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentUpsert {
+    pub shipment_key: String,
+    pub kind: ShipmentKind,
+    pub ss_id: i64,
+    pub ss_order_id: i64,
+    pub ss_order_key: Option<String>,
+    pub erp_id: Option<String>,
+    pub carrier: String,
+    pub service: Option<String>,
+    pub tracking_number: Option<String>,
+    pub ship_date: Option<jiff::civil::Date>,
+    pub cost_minor: Option<i64>,
+    pub cost_currency: Option<String>,
+    pub ss_created_at: Timestamp,
+    pub voided: bool,
+    pub voided_at: Option<Timestamp>,
+    pub lines: Vec<ShipmentLine>,
+    pub first_scan_at: Option<Timestamp>,
+    pub tracking_status: Option<String>,
+    pub state: ShipmentState,
+    pub erp_fulfilment_id: Option<String>,
+}
+
+impl ShipmentUpsert {
+    /// The upsert that writes `record` back unchanged (edit fields, then commit).
+    pub fn from_record(r: &ShipmentRecord) -> ShipmentUpsert {
+        ShipmentUpsert {
+            shipment_key: r.shipment_key.clone(),
+            kind: r.kind,
+            ss_id: r.ss_id,
+            ss_order_id: r.ss_order_id,
+            ss_order_key: r.ss_order_key.clone(),
+            erp_id: r.erp_id.clone(),
+            carrier: r.carrier.clone(),
+            service: r.service.clone(),
+            tracking_number: r.tracking_number.clone(),
+            ship_date: r.ship_date,
+            cost_minor: r.cost_minor,
+            cost_currency: r.cost_currency.clone(),
+            ss_created_at: r.ss_created_at,
+            voided: r.voided,
+            voided_at: r.voided_at,
+            lines: r.lines.clone(),
+            first_scan_at: r.first_scan_at,
+            tracking_status: r.tracking_status.clone(),
+            state: r.state,
+            erp_fulfilment_id: r.erp_fulfilment_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ShipmentFilter {
+    pub connection: Option<String>,
+    pub erp_id: Option<String>,
+    pub ss_order_id: Option<i64>,
+    pub state: Option<ShipmentState>,
+    /// Only live labels with no carrier scan yet.
+    pub awaiting_scan: bool,
+    pub tracking_number: Option<String>,
+    pub limit: u32,
+}
+
 /// One decision, committed atomically by [`crate::Store::commit`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Change {
@@ -281,6 +418,9 @@ pub struct Change {
     pub close_exceptions: Vec<ExceptionClose>,
     /// `(name, value)`: advance a watermark.
     pub watermark: Option<(String, String)>,
+    /// Shipments to write (insert or replace, by `shipment_key`).
+    #[serde(default)]
+    pub shipments: Vec<ShipmentUpsert>,
 }
 
 impl Change {

@@ -11,7 +11,7 @@ use shipledger_core::exception::ExceptionKind;
 
 use crate::{
     EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
-    OrderState, Result, StoreError,
+    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentState, StoreError,
 };
 
 /// Typed column access, implemented for `SqliteRow` and `PgRow`.
@@ -32,6 +32,23 @@ pub(crate) trait RowExt {
         self.opt_int(column)?
             .map(|ms| from_millis(ms, column))
             .transpose()
+    }
+
+    /// A text column holding a civil date, `YYYY-MM-DD`.
+    fn opt_date(&self, column: &str) -> Result<Option<jiff::civil::Date>> {
+        self.opt_text(column)?
+            .map(|text| {
+                text.parse().map_err(|e| {
+                    StoreError::Corrupt(format!("column {column} holds {text:?}, not a date: {e}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// A JSON column holding a serialized `T`.
+    fn json_as<T: DeserializeOwned>(&self, column: &str) -> Result<T> {
+        serde_json::from_value(self.json(column)?)
+            .map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
     }
 
     /// A text column holding one of an enum's codes.
@@ -92,6 +109,17 @@ fn from_millis(ms: i64, column: &str) -> Result<Timestamp> {
 /// Epoch milliseconds, as stored.
 pub(crate) fn millis(t: Timestamp) -> i64 {
     t.as_millisecond()
+}
+
+/// A civil date as stored: `YYYY-MM-DD`.
+pub(crate) fn date_text(date: jiff::civil::Date) -> String {
+    date.to_string()
+}
+
+/// A serializable value as JSON to bind (shipment lines).
+pub(crate) fn to_json<T: Serialize>(value: &T, what: impl std::fmt::Display) -> Result<Value> {
+    serde_json::to_value(value)
+        .map_err(|e| StoreError::Database(format!("{what}: cannot serialize: {e}")))
 }
 
 /// A serde enum (`Owner`, `Severity`) as the text it serializes to.
@@ -187,6 +215,34 @@ pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {
         occurrences: row.int("occurrences")?,
         detail: row.json("detail")?,
         note: row.opt_text("note")?,
+    })
+}
+
+pub(crate) fn shipment(row: &impl RowExt) -> Result<ShipmentRecord> {
+    Ok(ShipmentRecord {
+        connection: row.text("connection")?,
+        shipment_key: row.text("shipment_key")?,
+        kind: row.parsed("kind", ShipmentKind::parse)?,
+        ss_id: row.int("ss_id")?,
+        ss_order_id: row.int("ss_order_id")?,
+        ss_order_key: row.opt_text("ss_order_key")?,
+        erp_id: row.opt_text("erp_id")?,
+        carrier: row.text("carrier")?,
+        service: row.opt_text("service")?,
+        tracking_number: row.opt_text("tracking_number")?,
+        ship_date: row.opt_date("ship_date")?,
+        cost_minor: row.opt_int("cost_minor")?,
+        cost_currency: row.opt_text("cost_currency")?,
+        ss_created_at: row.time("ss_created_at")?,
+        voided: row.flag("voided")?,
+        voided_at: row.opt_time("voided_at")?,
+        lines: row.json_as::<Vec<ShipmentLine>>("lines")?,
+        first_scan_at: row.opt_time("first_scan_at")?,
+        tracking_status: row.opt_text("tracking_status")?,
+        state: row.parsed("state", ShipmentState::parse)?,
+        erp_fulfilment_id: row.opt_text("erp_fulfilment_id")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 

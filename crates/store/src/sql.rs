@@ -52,6 +52,15 @@ macro_rules! exception_columns {
     };
 }
 
+macro_rules! shipment_columns {
+    () => {
+        "connection, shipment_key, kind, ss_id, ss_order_id, ss_order_key, erp_id, carrier, \
+         service, tracking_number, ship_date, cost_minor, cost_currency, ss_created_at, \
+         voided, voided_at, lines, first_scan_at, tracking_status, state, erp_fulfilment_id, \
+         created_at, updated_at"
+    };
+}
+
 macro_rules! dialect {
     (claim_lock: $claim_lock:literal, row_lock: $row_lock:literal) => {
         Dialect {
@@ -280,6 +289,62 @@ pub(crate) const LIST_EXCEPTIONS: &str = concat!(
        AND ($5 IS NULL OR record_type = $5)
        AND ($6 IS NULL OR record_id = $6)
      ORDER BY first_seen, id
+     LIMIT $7"
+);
+
+// ---- shipments
+
+/// Insert a shipment or replace the one with its key; `created_at` stays the first
+/// write's. `$1` connection, `$2`..`$21` the fields in column order, `$22` now.
+pub(crate) const UPSERT_SHIPMENT: &str = concat!(
+    "INSERT INTO shipments (",
+    shipment_columns!(),
+    ")
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+             $18, $19, $20, $21, $22, $22)
+     ON CONFLICT (connection, shipment_key) DO UPDATE SET
+        kind = excluded.kind,
+        ss_id = excluded.ss_id,
+        ss_order_id = excluded.ss_order_id,
+        ss_order_key = excluded.ss_order_key,
+        erp_id = excluded.erp_id,
+        carrier = excluded.carrier,
+        service = excluded.service,
+        tracking_number = excluded.tracking_number,
+        ship_date = excluded.ship_date,
+        cost_minor = excluded.cost_minor,
+        cost_currency = excluded.cost_currency,
+        ss_created_at = excluded.ss_created_at,
+        voided = excluded.voided,
+        voided_at = excluded.voided_at,
+        lines = excluded.lines,
+        first_scan_at = excluded.first_scan_at,
+        tracking_status = excluded.tracking_status,
+        state = excluded.state,
+        erp_fulfilment_id = excluded.erp_fulfilment_id,
+        updated_at = excluded.updated_at"
+);
+
+pub(crate) const GET_SHIPMENT: &str = concat!(
+    "SELECT ",
+    shipment_columns!(),
+    " FROM shipments WHERE connection = $1 AND shipment_key = $2"
+);
+
+/// `$1` connection, `$2` erp id, `$3` ShipStation order id, `$4` state,
+/// `$5` tracking number (each NULL for any), `$6` awaiting scan only (live labels
+/// with no carrier scan yet), `$7` limit. Oldest `ss_created_at` first.
+pub(crate) const LIST_SHIPMENTS: &str = concat!(
+    "SELECT ",
+    shipment_columns!(),
+    " FROM shipments
+     WHERE ($1 IS NULL OR connection = $1)
+       AND ($2 IS NULL OR erp_id = $2)
+       AND ($3 IS NULL OR ss_order_id = $3)
+       AND ($4 IS NULL OR state = $4)
+       AND ($5 IS NULL OR tracking_number = $5)
+       AND (NOT $6 OR (kind = 'label' AND NOT voided AND first_scan_at IS NULL))
+     ORDER BY ss_created_at, connection, shipment_key
      LIMIT $7"
 );
 

@@ -12,6 +12,7 @@ mod exceptions;
 mod harness;
 mod jobs;
 mod orders;
+mod shipments;
 mod sqlite_only;
 mod timeline;
 
@@ -60,6 +61,10 @@ stories! {
     timeline::watermarks_advance_per_connection,
     orders::orders_list_filter_and_count_by_state,
     orders::an_order_is_found_by_its_shipstation_order_key,
+    shipments::a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its_first_sighting,
+    shipments::shipments_list_by_erp_order_and_by_shipstation_order,
+    shipments::awaiting_scan_lists_live_unscanned_labels_not_voided_ones_fulfillments_or_scanned_ones,
+    shipments::a_shipment_written_with_its_job_and_event_is_all_or_nothing,
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
