@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let ss_config = SandboxConfig { seed: args.seed, simulation: Some(simulation), ..SandboxConfig::default() };
     let (ss_key, ss_secret) = (ss_config.api_key.clone(), ss_config.api_secret.clone());
+    let ss_v2_key = ss_config.v2_api_key.clone();
     let shipstation = Sandbox::start(ss_config, "127.0.0.1:0".parse()?).await?;
     let erp_config = SandboxErpConfig { seed: args.seed, ..SandboxErpConfig::default() };
     let erp_key = erp_config.api_key.clone();
@@ -102,13 +103,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         name: CONNECTION.into(),
         erp: Arc::new(shipledger_erp::sandbox::SandboxErpClient::new(&erp.base_url(), &erp_key)?),
         shipstation: client,
+        shipstation_v2: Some(shipledger_shipstation::V2Client::new(ClientConfig::v2(
+            shipstation.base_url().parse()?,
+            ss_v2_key.clone(),
+        ))?),
+        account_currency: shipledger_core::Currency::USD,
         policy: Policy::default(),
         gate: GatePolicy::default(),
         store_id: None,
     };
     let engine = Engine::new(store.clone(), clock, vec![connection]);
     engine.prepare().await?;
-    let server = shipledger_server::Server::bind(args.listen, store.clone(), vec![CONNECTION.into()]).await?;
+    let webhook_token = {
+        use std::hash::{BuildHasher, Hasher};
+        let part = |salt: u64| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(salt);
+            h.write_u128(Timestamp::now().as_nanosecond() as u128);
+            h.finish()
+        };
+        format!("{:016x}{:016x}", part(1), part(2))
+    };
+    let hooks = shipledger_server::ConnectionHooks {
+        name: CONNECTION.into(),
+        token: Some(webhook_token.clone()),
+        shipstation_base: shipstation.base_url().parse()?,
+        v2_keys: Some(
+            shipledger_server::load_webhook_keys(&format!("{}/jwks", shipstation.base_url()).parse()?)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading the sandbox's v2 webhook keys: {e}"))?,
+        ),
+    };
+    let server = shipledger_server::Server::bind(args.listen, store.clone(), vec![hooks]).await?;
     let server_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(stop_rx.clone()));
@@ -133,6 +159,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("  ShipStation sandbox: {}   (control: {}/_sandbox/stats)", shipstation.base_url(), shipstation.base_url());
     eprintln!("  ERP sandbox:         {}   (control: {}/_sandbox/stats)", erp.base_url(), erp.base_url());
     eprintln!("  shipledger:          http://{server_addr}/metrics   store: {store_url}");
+    eprintln!("  webhooks (v1):       http://{server_addr}/webhooks/shipstation/{CONNECTION}/{webhook_token}");
+    eprintln!("  webhooks (v2):       http://{server_addr}/webhooks/shipstation-v2/{CONNECTION}");
 
     let plan = Traffic::plan(TrafficConfig {
         orders: args.orders,

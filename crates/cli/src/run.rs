@@ -127,13 +127,10 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
     let listen = config.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
     let engine = engine(&config).await?;
-    let server = shipledger_server::Server::bind(
-        listen,
-        engine.store.clone(),
-        config.connections.iter().map(|c| c.name.clone()).collect(),
-    )
-    .await
-    .with_context(|| format!("cannot listen on {listen}"))?;
+    let hooks = shipledger_server::hooks_from_config(&config).await.map_err(anyhow::Error::msg)?;
+    let server = shipledger_server::Server::bind(listen, engine.store.clone(), hooks)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     println!("shipledger serving on http://{} (/healthz, /readyz, /metrics)", server.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -101,6 +101,8 @@ struct RawShipStation {
     v2_api_key_env: Option<String>,
     #[serde(default)]
     webhook_token_env: Option<String>,
+    #[serde(default)]
+    v2_webhook_keys_url: Option<String>,
     /// The ShipStation store orders go to (the first manual store when absent).
     #[serde(default)]
     store_id: Option<i64>,
@@ -116,6 +118,7 @@ struct RawPolicy {
     cost_variance_pct: Option<u32>,
     currencies: Option<Vec<String>>,
     poll_interval: Option<String>,
+    shipment_poll_interval: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
 }
@@ -138,6 +141,9 @@ pub struct Policy {
     pub currencies: Vec<Currency>,
     /// How often the ERP is asked for changes.
     pub poll_interval: Duration,
+    /// How often ShipStation is polled for labels, voids, fulfillments and scans
+    /// (webhooks bring them sooner; polling catches what they miss).
+    pub shipment_poll_interval: Duration,
     /// Orders per `createorders` request (at most 100).
     pub push_batch: u32,
     /// Attempts before a push is given up and raised as an exception.
@@ -154,6 +160,7 @@ impl Default for Policy {
             cost_variance_pct: 15,
             currencies: Vec::new(),
             poll_interval: Duration::from_secs(30),
+            shipment_poll_interval: Duration::from_secs(60),
             push_batch: 100,
             max_push_attempts: 8,
         }
@@ -175,6 +182,10 @@ pub struct ShipStationConfig {
     pub v2_base_url: Option<Url>,
     pub v2_api_key: Option<Secret>,
     pub webhook_token: Option<Secret>,
+    /// Where the public keys of v2 webhook signatures are published (a JWK set, e.g.
+    /// ShipStation's `https://api.shipengine.com/jwks`, or the sandbox's `/jwks`); v2
+    /// webhooks are refused when unset.
+    pub v2_webhook_keys_url: Option<Url>,
     pub store_id: Option<i64>,
 }
 
@@ -283,6 +294,11 @@ impl Config {
                 v2_base_url: ss.v2_base_url.as_deref().map(|u| url(u, "shipstation v2_base_url")).transpose()?,
                 v2_api_key: ss.v2_api_key_env.as_deref().map(|v| secret(v, "the ShipStation v2 API key")).transpose()?,
                 webhook_token: ss.webhook_token_env.as_deref().map(|v| secret(v, "the webhook token")).transpose()?,
+                v2_webhook_keys_url: ss
+                    .v2_webhook_keys_url
+                    .as_deref()
+                    .map(|u| url(u, "shipstation v2_webhook_keys_url"))
+                    .transpose()?,
                 store_id: ss.store_id,
             };
             let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
@@ -328,6 +344,9 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     }
     if let Some(d) = &raw.poll_interval {
         p.poll_interval = duration(d, "poll_interval")?;
+    }
+    if let Some(d) = &raw.shipment_poll_interval {
+        p.shipment_poll_interval = duration(d, "shipment_poll_interval")?;
     }
     if let Some(b) = raw.push_batch {
         if !(1..=100).contains(&b) {

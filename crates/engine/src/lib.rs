@@ -59,6 +59,10 @@ pub struct Connection {
     pub name: String,
     pub erp: Arc<dyn Erp>,
     pub shipstation: V1Client,
+    /// ShipStation v2 (tracking), when the connection has a v2 key.
+    pub shipstation_v2: Option<shipledger_shipstation::V2Client>,
+    /// The currency of the ShipStation account's carrier costs (v1 sends bare numbers).
+    pub account_currency: shipledger_core::Currency,
     pub policy: Policy,
     pub gate: GatePolicy,
     /// The ShipStation store new orders go to (the account's first manual store when
@@ -73,6 +77,8 @@ pub struct Engine {
     pub connections: Vec<Connection>,
     /// Names this process in job leases.
     pub worker: String,
+    /// When each connection last polled ShipStation for shipments.
+    shipments_polled: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
 }
 
 /// What one tick did, summed over connections.
@@ -80,12 +86,21 @@ pub struct Engine {
 pub struct TickReport {
     pub poll: flows::release::PollReport,
     pub push: flows::push::PushReport,
+    pub shipments: flows::shipments::ShipmentReport,
 }
 
 impl TickReport {
     /// Did this tick change anything?
     pub fn busy(&self) -> bool {
-        self.poll.seen > 0 || self.push.requests > 0 || self.push.already_in_sync > 0 || self.push.failed > 0
+        self.poll.seen > 0
+            || self.push.requests > 0
+            || self.push.already_in_sync > 0
+            || self.push.failed > 0
+            || self.shipments.new > 0
+            || self.shipments.voided > 0
+            || self.shipments.scanned > 0
+            || self.shipments.written > 0
+            || self.shipments.failed > 0
     }
 }
 
@@ -110,10 +125,16 @@ impl Engine {
             let ss = &c.shipstation;
             let client_config = ClientConfig::v1(ss.base_url.clone(), ss.api_key.expose(), ss.api_secret.expose());
             let shipstation = V1Client::with_budget(client_config, budget.clone(), Arc::new(shipledger_shipstation::SystemClock))?;
+            let shipstation_v2 = match (&ss.v2_base_url, &ss.v2_api_key) {
+                (Some(url), Some(key)) => Some(shipledger_shipstation::V2Client::new(ClientConfig::v2(url.clone(), key.expose()))?),
+                _ => None,
+            };
             connections.push(Connection {
                 name: c.name.clone(),
                 erp: erp_for(c)?,
                 shipstation,
+                shipstation_v2,
+                account_currency: shipledger_core::Currency::USD,
                 gate: GatePolicy { currencies: c.policy.currencies.clone() },
                 policy: c.policy.clone(),
                 store_id: ss.store_id,
@@ -124,7 +145,7 @@ impl Engine {
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker }
+        Engine { store, clock, connections, worker, shipments_polled: Default::default() }
     }
 
     /// Make sure every connection exists in the store.
@@ -165,6 +186,38 @@ impl Engine {
                 }
                 Err(e) => {
                     tracing::warn!(connection = %conn.name, error = %e, "pushing to ShipStation failed; will retry");
+                    first_error.get_or_insert(e);
+                }
+            }
+            let now = self.clock.now();
+            let due = {
+                let polled = self.shipments_polled.lock().expect("poll times lock");
+                polled.get(&conn.name).is_none_or(|last| {
+                    now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or_default()
+                })
+            };
+            let shipments = async {
+                let (polled, scanned) = if due {
+                    self.shipments_polled.lock().expect("poll times lock").insert(conn.name.clone(), now);
+                    (flows::shipments::poll(self, conn).await?, flows::shipments::scans(self, conn).await?)
+                } else {
+                    Default::default()
+                };
+                let written = flows::shipments::write_back(self, conn).await?;
+                Ok::<_, EngineError>((polled, scanned, written))
+            };
+            match shipments.await {
+                Ok((p, s, w)) => {
+                    let r = &mut report.shipments;
+                    r.seen += p.seen;
+                    r.new += p.new;
+                    r.voided += p.voided;
+                    r.scanned += s.scanned;
+                    r.written += w.written;
+                    r.failed += w.failed;
+                }
+                Err(e) => {
+                    tracing::warn!(connection = %conn.name, error = %e, "reading shipments failed; will retry");
                     first_error.get_or_insert(e);
                 }
             }

@@ -1,12 +1,15 @@
-//! shipledger's HTTP surface: health, readiness and Prometheus metrics today; the
-//! webhook receivers, the REST API and the dashboard arrive with later issues. It
-//! decides nothing itself: it reads the store and hands work to the engine.
+//! shipledger's HTTP surface: health, readiness, Prometheus metrics and the
+//! ShipStation webhook receivers ([`webhooks`]); the REST API and the dashboard arrive
+//! with later issues. It decides nothing itself: it reads the store and hands work to
+//! the engine through the store's outbox.
 //!
 //! | path | answers |
 //! | --- | --- |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, 503 otherwise |
 //! | `GET /metrics` | orders by state, outbox jobs by kind and state, open exceptions by kind and owner, per connection |
+//! | `POST /webhooks/shipstation/{connection}/{token}` | a v1 webhook, stored as an `ingest_v1_webhook` job (200), or 404 / 400 / 503 |
+//! | `POST /webhooks/shipstation-v2/{connection}` | a signed v2 `track` webhook, stored as an `ingest_v2_track` job (200), or 404 / 400 / 401 / 503 |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,10 +23,14 @@ use shipledger_store::{ExceptionFilter, ExceptionState, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod webhooks;
+
+pub use webhooks::{ConnectionHooks, hooks_from_config, load_webhook_keys, resource_url_allowed, with_shipment_items};
+
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     store: Arc<dyn Store>,
-    connections: Arc<Vec<String>>,
+    hooks: Arc<Vec<ConnectionHooks>>,
 }
 
 /// A bound HTTP server; [`Server::port`] lets a test start it on port 0.
@@ -33,13 +40,16 @@ pub struct Server {
 }
 
 impl Server {
-    pub async fn bind(addr: SocketAddr, store: Arc<dyn Store>, connections: Vec<String>) -> std::io::Result<Server> {
+    /// Listen on `addr`, serving the connections `hooks` describes (their names are
+    /// also the connections `/metrics` reports).
+    pub async fn bind(addr: SocketAddr, store: Arc<dyn Store>, hooks: Vec<ConnectionHooks>) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        let state = AppState { store, connections: Arc::new(connections) };
+        let state = AppState { store, hooks: Arc::new(hooks) };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(webhooks::routes())
             .with_state(state);
         Ok(Server { listener, app })
     }
@@ -74,7 +84,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     out.push_str("# HELP shipledger_orders Orders by shipledger state.\n# TYPE shipledger_orders gauge\n");
     let mut jobs = String::from("# HELP shipledger_jobs Outbox jobs by kind and state.\n# TYPE shipledger_jobs gauge\n");
-    for c in state.connections.iter() {
+    for c in state.hooks.iter().map(|h| &h.name) {
         match state.store.count_orders_by_state(c).await {
             Ok(counts) => {
                 for (s, n) in counts {

@@ -2,5 +2,8 @@
 //!
 //! - [`release`]: ERP changes → release gate → a decision committed with its outbox job.
 //! - [`push`]: outbox `sync_order` jobs → ShipStation `createorders` → read back.
+//! - [`shipments`]: ShipStation labels, voids, fulfillments and scans → ERP lines,
+//!   written back packed then completed.
 pub mod push;
 pub mod release;
+pub mod shipments;

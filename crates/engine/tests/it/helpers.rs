@@ -13,8 +13,8 @@ use shipledger_engine::clock::SystemClock;
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_erp::{
-    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentWrite, FxRate, JournalRecord, JournalWrite,
-    StockAdjustment, StockLevel,
+    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalRecord,
+    JournalWrite, StockAdjustment, StockLevel,
 };
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use shipledger_shipstation::{ClientConfig, V1Client};
@@ -25,6 +25,9 @@ use shipledger_store::Store;
 pub struct FakeErp {
     pub orders: Mutex<Vec<ErpOrder>>,
     pub products: Mutex<HashMap<String, Product>>,
+    /// Fulfilment documents by our key, with every write in order.
+    pub fulfilments: Mutex<Vec<FulfilmentRecord>>,
+    pub fulfilment_writes: Mutex<Vec<FulfilmentWrite>>,
     tick: Mutex<i64>,
 }
 
@@ -96,11 +99,45 @@ impl Erp for FakeErp {
         })
     }
 
-    fn record_fulfilment<'a>(&'a self, _: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
-        unused()
+    /// Like a real ERP: one document per key, packed → completed, and a completed
+    /// fulfilment cannot be completed again or cancelled.
+    fn record_fulfilment<'a>(&'a self, w: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
+        Box::pin(async move {
+            self.fulfilment_writes.lock().unwrap().push(w.clone());
+            let mut docs = self.fulfilments.lock().unwrap();
+            let refuse = |m: &str| Err(ErpError::Refused { what: format!("fulfilment {}", w.key), message: m.into() });
+            let stamp = Timestamp::now();
+            if let Some(doc) = docs.iter_mut().find(|d| d.key == w.key) {
+                match (doc.state, w.state) {
+                    (FulfilmentState::Completed, FulfilmentState::Completed) => return refuse("already completed"),
+                    (FulfilmentState::Completed, FulfilmentState::Cancelled) => return refuse("a completed fulfilment cannot be cancelled"),
+                    (FulfilmentState::Cancelled, _) => return refuse("cancelled"),
+                    (a, b) if a == b => return Ok(doc.clone()),
+                    _ => {
+                        doc.state = w.state;
+                        doc.packages = w.packages.clone();
+                        doc.updated_at = stamp;
+                        return Ok(doc.clone());
+                    }
+                }
+            }
+            let doc = FulfilmentRecord {
+                id: format!("FUL-{}", docs.len() + 1),
+                key: w.key.clone(),
+                erp_order_id: w.erp_order_id.clone(),
+                state: w.state,
+                lines: w.lines.clone(),
+                packages: w.packages.clone(),
+                updated_at: stamp,
+            };
+            docs.push(doc.clone());
+            Ok(doc)
+        })
     }
-    fn fulfilments<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>, ErpError>> {
-        unused()
+    fn fulfilments<'a>(&'a self, erp_order_id: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>, ErpError>> {
+        Box::pin(async move {
+            Ok(self.fulfilments.lock().unwrap().iter().filter(|d| d.erp_order_id == erp_order_id).cloned().collect())
+        })
     }
     fn base_currency(&self) -> BoxFuture<'_, Result<Currency, ErpError>> {
         Box::pin(async { Ok(Currency::GBP) })
@@ -269,9 +306,11 @@ pub struct World {
 }
 
 impl World {
+    /// A world whose ShipStation allows plenty of requests, so stories need not wait
+    /// for rate windows, and whose engine polls shipments on every pass.
     pub async fn on(backend: Backend) -> Option<World> {
         let db = TestDb::new(backend)?;
-        Some(World::with(SandboxConfig::default(), db).await)
+        Some(World::with(SandboxConfig { rate_limit: 1_000, ..SandboxConfig::default() }, db).await)
     }
 
     pub async fn with(config: SandboxConfig, db: TestDb) -> World {
@@ -288,7 +327,16 @@ impl World {
             name: "acme-uk".into(),
             erp: erp.clone(),
             shipstation,
-            policy: Policy { max_push_attempts: 4, ..Policy::default() },
+            shipstation_v2: Some(
+                shipledger_shipstation::V2Client::new(ClientConfig::v2(sandbox.base_url().parse().unwrap(), "sandbox-v2-key"))
+                    .unwrap(),
+            ),
+            account_currency: shipledger_core::Currency::USD,
+            policy: Policy {
+                max_push_attempts: 4,
+                shipment_poll_interval: std::time::Duration::ZERO,
+                ..Policy::default()
+            },
             gate: GatePolicy::default(),
             store_id: None,
         };
@@ -324,6 +372,18 @@ impl World {
             .await
             .unwrap();
         page["orders"].as_array().unwrap().iter().filter(|o| o["orderNumber"] == number).cloned().collect()
+    }
+
+    /// POST to the sandbox's control API.
+    pub async fn control(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(format!("{}/_sandbox{path}", self.sandbox.base_url())).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "control {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The ERP's fulfilment documents of an order.
+    pub fn erp_fulfilments(&self, erp_id: &str) -> Vec<FulfilmentRecord> {
+        self.erp.fulfilments.lock().unwrap().iter().filter(|d| d.erp_order_id == erp_id).cloned().collect()
     }
 
     pub async fn put_faults(&self, faults: Value) {

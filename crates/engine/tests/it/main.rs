@@ -5,3 +5,4 @@ mod helpers;
 
 mod push;
 mod release;
+mod shipments;

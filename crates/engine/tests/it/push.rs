@@ -4,24 +4,9 @@ use serde_json::json;
 use shipledger_core::order::ErpOrderStatus;
 use shipledger_store::OrderState;
 
-use crate::helpers::paid_order;
+use crate::helpers::{Backend, World, paid_order};
 
 crate::stories! {
-    async fn a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429(w: World) {
-        for n in 0..1000 {
-            w.erp.put(paid_order(&format!("B-{n:04}")));
-        }
-        w.settle().await;
-        let stats = w.stats().await;
-        assert_eq!(stats["orders"], json!(1000));
-        let createorders = stats["requests"]["POST /orders/createorders"].as_u64().unwrap();
-        assert!(createorders <= 15, "{createorders} createorders requests");
-        assert_eq!(stats["rate_limited"], json!(0), "{stats}");
-        assert_eq!(stats["duplicate_order_keys"], json!(0));
-        let counts = w.store.count_orders_by_state("acme-uk").await.unwrap();
-        assert_eq!(counts, vec![(OrderState::Pushed, 1000)]);
-    }
-
     async fn erp_changes_after_release_reach_the_open_shipstation_order(w: World) {
         w.erp.put(paid_order("SO-10"));
         w.settle().await;
@@ -66,4 +51,33 @@ crate::stories! {
         assert_eq!(stats["duplicate_order_keys"], json!(0));
         assert_eq!(w.store.count_orders_by_state("acme-uk").await.unwrap(), vec![(OrderState::Pushed, 30)]);
     }
+}
+
+/// ShipStation's real limit (40 a minute) and shipments polled once, as in production.
+async fn a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429(backend: Backend) {
+    let Some(db) = crate::helpers::TestDb::new(backend) else { return };
+    let mut w = World::with(shipledger_sandbox::SandboxConfig::default(), db).await;
+    w.engine.connections[0].policy.shipment_poll_interval = std::time::Duration::from_secs(3600);
+    for n in 0..1000 {
+        w.erp.put(paid_order(&format!("B-{n:04}")));
+    }
+    w.settle().await;
+    let stats = w.stats().await;
+    assert_eq!(stats["orders"], json!(1000));
+    let createorders = stats["requests"]["POST /orders/createorders"].as_u64().unwrap();
+    assert!(createorders <= 15, "{createorders} createorders requests");
+    assert_eq!(stats["rate_limited"], json!(0), "{stats}");
+    assert_eq!(stats["duplicate_order_keys"], json!(0));
+    let counts = w.store.count_orders_by_state("acme-uk").await.unwrap();
+    assert_eq!(counts, vec![(OrderState::Pushed, 1000)]);
+}
+
+#[tokio::test]
+async fn sqlite_a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429() {
+    a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429() {
+    a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429(Backend::Postgres).await;
 }

@@ -1,0 +1,667 @@
+//! Shipments: what ShipStation shipped comes back to the right ERP lines, once, in
+//! two phases.
+//!
+//! - **Ingest** ([`poll`]): labels by their create and void date windows and orders
+//!   marked shipped elsewhere (`/fulfillments`), each window overlapping the last by
+//!   a few minutes; every ShipStation shipment becomes one record however often it
+//!   is seen. A record is resolved to its ERP order by `orderKey` (a split child by
+//!   its parent's), its items mapped to ERP lines by `lineItemKey`
+//!   ([`shipledger_core::shipment::map_lines`]); what does not add up (more than
+//!   ordered, a line the order lacks, a shipment for an order never pushed) is an
+//!   owned exception. Watermarks advance in the same commit as what they cover.
+//! - **Scans** ([`scans`]): live labels without a carrier scan are asked about on
+//!   ShipStation v2; the first physical acceptance (never `NY`/`UN` or an
+//!   electronic-only notice) is recorded with its time.
+//! - **Write-back** ([`write_back`]): a new label plans the ERP fulfilment *packed*
+//!   (carrier, service, tracking, ship date); its first scan plans *completed*
+//!   (`fulfil_on = "label"` completes at once); a void plans the reversal. Each is an
+//!   outbox job keyed by shipment and phase, and is done only when the ERP shows it
+//!   when read back. An ERP that cannot undo a completed fulfilment gets an
+//!   exception that says exactly what to undo.
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use shipledger_core::exception::ExceptionKind;
+use shipledger_core::money::{Currency, Money, Rounding};
+use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
+use shipledger_erp::{ErpError, FulfilmentState, FulfilmentWrite, Package};
+use shipledger_shipstation::v1::model as ss;
+use shipledger_shipstation::v1::query::{FulfillmentFilter, ShipmentFilter, ShipmentSortBy, SortDir};
+use shipledger_store::{
+    Change, ExceptionClose, ExceptionOpen, Job, JobClaim, JobFinish, JobState, NewEvent, NewJob, OrderState,
+    OrderUpsert, ShipmentFilter as StoredShipments, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentState,
+    ShipmentUpsert,
+};
+
+use crate::config::FulfilOn;
+use crate::{Connection, Engine, EngineError};
+
+/// Watermarks: the latest ShipStation time each window has covered (epoch ms).
+pub const WM_CREATED: &str = "ss_shipments_created";
+pub const WM_VOIDED: &str = "ss_shipments_voided";
+pub const WM_FULFILLMENTS: &str = "ss_fulfillments_created";
+/// The outbox job that writes one shipment's phase to the ERP.
+pub const WRITE_FULFILMENT: &str = "write_fulfilment";
+/// How far each poll reaches back before its watermark.
+const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
+const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShipmentReport {
+    pub seen: u64,
+    pub new: u64,
+    pub voided: u64,
+    pub scanned: u64,
+    pub written: u64,
+    pub failed: u64,
+}
+
+fn ms(ts: Timestamp) -> String {
+    ts.as_millisecond().to_string()
+}
+
+async fn watermark(engine: &Engine, conn: &Connection, name: &str) -> Result<Option<Timestamp>, EngineError> {
+    Ok(engine
+        .store
+        .get_watermark(&conn.name, name)
+        .await?
+        .and_then(|v| v.parse::<i64>().ok())
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok()))
+}
+
+/// Read new labels, voids and fulfillments from ShipStation and record them.
+pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut report = ShipmentReport::default();
+    let mut parents = HashMap::new();
+
+    let since = watermark(engine, conn, WM_CREATED).await?;
+    let labels = conn
+        .shipstation
+        .all_shipments(&ShipmentFilter {
+            create_date_start: since.map(|t| t - OVERLAP),
+            include_shipment_items: true,
+            sort_by: Some(ShipmentSortBy::CreateDate),
+            sort_dir: Some(SortDir::Asc),
+            page_size: Some(500),
+            ..Default::default()
+        })
+        .await?;
+    for label in &labels {
+        ingest_label(engine, conn, label, WM_CREATED, label.create_date, &mut parents, &mut report).await?;
+    }
+
+    let since = watermark(engine, conn, WM_VOIDED).await?;
+    let voids = conn
+        .shipstation
+        .all_shipments(&ShipmentFilter {
+            void_date_start: Some(since.map(|t| t - OVERLAP).unwrap_or(Timestamp::UNIX_EPOCH)),
+            include_shipment_items: true,
+            page_size: Some(500),
+            ..Default::default()
+        })
+        .await?;
+    for label in voids.iter().filter(|s| s.voided) {
+        ingest_label(engine, conn, label, WM_VOIDED, label.void_date, &mut parents, &mut report).await?;
+    }
+
+    let since = watermark(engine, conn, WM_FULFILLMENTS).await?;
+    let marked = conn
+        .shipstation
+        .all_fulfillments(&FulfillmentFilter {
+            create_date_start: since.map(|t| t - OVERLAP),
+            page_size: Some(500),
+            ..Default::default()
+        })
+        .await?;
+    for f in &marked {
+        ingest_fulfillment(engine, conn, f, &mut parents, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// The ERP order behind a ShipStation order: by its `orderKey`, or — for a split
+/// child, whose key ShipStation generated — by its parent's.
+async fn resolve(
+    engine: &Engine,
+    conn: &Connection,
+    order_key: Option<&str>,
+    ss_order_id: i64,
+    parents: &mut HashMap<i64, Option<String>>,
+) -> Result<Option<String>, EngineError> {
+    if let Some(key) = order_key
+        && let Some(order) = engine.store.get_order_by_key(&conn.name, key).await?
+    {
+        return Ok(Some(order.erp_id));
+    }
+    if let Some(found) = parents.get(&ss_order_id) {
+        return Ok(found.clone());
+    }
+    let found = match conn.shipstation.get_order(ss_order_id).await {
+        Ok(order) => {
+            let own = match order.order_key.as_deref() {
+                Some(k) => engine.store.get_order_by_key(&conn.name, k).await?.map(|o| o.erp_id),
+                None => None,
+            };
+            match (own, order.advanced_options.as_ref().and_then(|a| a.parent_id)) {
+                (Some(found), _) => Some(found),
+                (None, Some(parent)) => match conn.shipstation.get_order(parent).await {
+                    Ok(p) => match p.order_key {
+                        Some(k) => engine.store.get_order_by_key(&conn.name, &k).await?.map(|o| o.erp_id),
+                        None => None,
+                    },
+                    Err(shipledger_shipstation::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                },
+                (None, None) => None,
+            }
+        }
+        Err(shipledger_shipstation::Error::NotFound { .. }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    parents.insert(ss_order_id, found.clone());
+    Ok(found)
+}
+
+fn lines_of(items: &[ss::OrderItem]) -> Vec<ShipmentLine> {
+    items
+        .iter()
+        .filter(|i| !i.adjustment)
+        .map(|i| ShipmentLine { line_item_key: i.line_item_key.clone(), sku: i.sku.clone(), quantity: i.quantity })
+        .collect()
+}
+
+async fn ingest_label(
+    engine: &Engine,
+    conn: &Connection,
+    label: &ss::Shipment,
+    wm_name: &str,
+    wm_time: Option<Timestamp>,
+    parents: &mut HashMap<i64, Option<String>>,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    report.seen += 1;
+    let key = format!("label:{}", label.shipment_id);
+    let ss_order_id = label.order_id.unwrap_or_default();
+    let existing = engine.store.get_shipment(&conn.name, &key).await?;
+    let erp_id = match &existing {
+        Some(r) if r.erp_id.is_some() => r.erp_id.clone(),
+        _ => resolve(engine, conn, label.order_key.as_deref(), ss_order_id, parents).await?,
+    };
+    let cost = label.shipment_cost.and_then(|c| {
+        let currency = conn.account_currency;
+        Money::from_decimal(c, currency, Rounding::HalfEven).ok().map(|m| (m.minor(), currency.code().to_string()))
+    });
+    let now = engine.clock.now();
+    let mut upsert = match &existing {
+        Some(r) => ShipmentUpsert::from_record(r),
+        None => ShipmentUpsert {
+            shipment_key: key.clone(),
+            kind: ShipmentKind::Label,
+            ss_id: label.shipment_id,
+            ss_order_id,
+            ss_order_key: label.order_key.clone(),
+            erp_id: erp_id.clone(),
+            carrier: label.carrier_code.clone().unwrap_or_default(),
+            service: label.service_code.clone(),
+            tracking_number: label.tracking_number.clone(),
+            ship_date: label.ship_date,
+            cost_minor: cost.as_ref().map(|c| c.0),
+            cost_currency: cost.as_ref().map(|c| c.1.clone()),
+            ss_created_at: label.create_date.unwrap_or(now),
+            voided: false,
+            voided_at: None,
+            lines: lines_of(label.shipment_items.as_deref().unwrap_or_default()),
+            first_scan_at: None,
+            tracking_status: None,
+            state: if erp_id.is_some() { ShipmentState::Seen } else { ShipmentState::Orphan },
+            erp_fulfilment_id: None,
+        },
+    };
+    let newly_voided = label.voided && !upsert.voided;
+    if existing.is_some() && !newly_voided {
+        // Seen before and nothing changed that matters: one record, no new work.
+        return Ok(());
+    }
+    let mut change = Change::new(&conn.name, now);
+    if let Some(t) = wm_time {
+        let current = watermark(engine, conn, wm_name).await?;
+        if current.is_none_or(|c| t > c) {
+            change.watermark = Some((wm_name.to_string(), ms(t)));
+        }
+    }
+    if newly_voided {
+        report.voided += 1;
+        upsert.voided = true;
+        upsert.voided_at = label.void_date.or(Some(now));
+        match upsert.state {
+            ShipmentState::Packed | ShipmentState::Completed => change.jobs.push(job(&key, "cancelled", now)),
+            ShipmentState::Seen => upsert.state = ShipmentState::Reversed,
+            _ => {}
+        }
+        change.events.push(event(&key, "voided", json!({"message": format!("label {} voided", upsert.tracking_number.clone().unwrap_or_default())})));
+    } else {
+        report.new += 1;
+        change.events.push(event(
+            &key,
+            "label_seen",
+            json!({
+                "message": format!("label {} ({} {}) for ShipStation order {ss_order_id}", upsert.tracking_number.clone().unwrap_or_default(), upsert.carrier, upsert.service.clone().unwrap_or_default()),
+                "erp_id": erp_id,
+            }),
+        ));
+        match &erp_id {
+            Some(_) if !label.voided => {
+                let phase = if conn.policy.fulfil_on == FulfilOn::Label { "completed" } else { "packed" };
+                change.jobs.push(job(&key, phase, now));
+            }
+            Some(_) => upsert.state = ShipmentState::Reversed,
+            None => change.open_exceptions.push(ExceptionOpen {
+                kind: ExceptionKind::OrphanShipment,
+                record_type: "shipment".into(),
+                record_id: key.clone(),
+                detail: json!({
+                    "message": format!(
+                        "label {} (ShipStation order {ss_order_id}, orderKey {}) belongs to no order shipledger pushed; check whether it was created in ShipStation by hand",
+                        upsert.tracking_number.clone().unwrap_or_default(),
+                        label.order_key.clone().unwrap_or_default()
+                    ),
+                }),
+            }),
+        }
+    }
+    change.shipments.push(upsert);
+    if let Some(erp_id) = &erp_id {
+        mapping_exceptions(engine, conn, erp_id, &mut change).await?;
+    }
+    engine.store.commit(change).await?;
+    Ok(())
+}
+
+async fn ingest_fulfillment(
+    engine: &Engine,
+    conn: &Connection,
+    f: &ss::Fulfillment,
+    parents: &mut HashMap<i64, Option<String>>,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    report.seen += 1;
+    let key = format!("fulfillment:{}", f.fulfillment_id);
+    if engine.store.get_shipment(&conn.name, &key).await?.is_some() {
+        return Ok(());
+    }
+    let ss_order_id = f.order_id.unwrap_or_default();
+    let erp_id = resolve(engine, conn, None, ss_order_id, parents).await?;
+    let now = engine.clock.now();
+    // Marked shipped without a label: every line of the order, as ShipStation has it.
+    let lines = match conn.shipstation.get_order(ss_order_id).await {
+        Ok(order) => lines_of(&order.items),
+        Err(shipledger_shipstation::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut change = Change::new(&conn.name, now);
+    if let Some(t) = f.create_date {
+        change.watermark = Some((WM_FULFILLMENTS.to_string(), ms(t)));
+    }
+    report.new += 1;
+    change.shipments.push(ShipmentUpsert {
+        shipment_key: key.clone(),
+        kind: ShipmentKind::Fulfillment,
+        ss_id: f.fulfillment_id,
+        ss_order_id,
+        ss_order_key: None,
+        erp_id: erp_id.clone(),
+        carrier: f.carrier_code.clone().unwrap_or_default(),
+        service: None,
+        tracking_number: f.tracking_number.clone(),
+        ship_date: f.ship_date,
+        cost_minor: None,
+        cost_currency: None,
+        ss_created_at: f.create_date.unwrap_or(now),
+        voided: false,
+        voided_at: None,
+        lines,
+        first_scan_at: None,
+        tracking_status: None,
+        state: if erp_id.is_some() { ShipmentState::Seen } else { ShipmentState::Orphan },
+        erp_fulfilment_id: None,
+    });
+    change.events.push(event(&key, "marked_shipped_elsewhere", json!({"message": format!("order {ss_order_id} marked shipped outside ShipStation"), "erp_id": erp_id})));
+    if erp_id.is_some() {
+        // Shipped by someone else: there is no label to wait a scan for.
+        change.jobs.push(job(&key, "completed", now));
+    }
+    engine.store.commit(change).await?;
+    Ok(())
+}
+
+/// Open or close the order's line-mapping exceptions from all its shipments.
+async fn mapping_exceptions(engine: &Engine, conn: &Connection, erp_id: &str, change: &mut Change) -> Result<(), EngineError> {
+    let lines = engine.store.order_lines(&conn.name, erp_id).await?;
+    let ordered: Vec<OrderedLine> = lines
+        .iter()
+        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .collect();
+    let mut shipments = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.to_string()), ..Default::default() })
+        .await?;
+    for pending in &change.shipments {
+        shipments.retain(|s| s.shipment_key != pending.shipment_key);
+    }
+    let mut views: Vec<ShipmentView> = shipments.iter().map(view).collect();
+    views.extend(change.shipments.iter().filter(|s| s.erp_id.as_deref() == Some(erp_id)).map(|s| ShipmentView {
+        key: s.shipment_key.clone(),
+        voided: s.voided,
+        items: s.lines.iter().map(item).collect(),
+    }));
+    let mapping = map_lines(&ordered, &views);
+    let record = |kind| ExceptionClose { kind, record_type: "order".into(), record_id: erp_id.to_string() };
+    if mapping.over.is_empty() {
+        change.close_exceptions.push(record(ExceptionKind::OverShipment));
+    } else {
+        change.open_exceptions.push(ExceptionOpen {
+            kind: ExceptionKind::OverShipment,
+            record_type: "order".into(),
+            record_id: erp_id.to_string(),
+            detail: json!({
+                "message": mapping.over.iter().map(|o| format!("line {} ordered {} but {} shipped", o.line_id, o.ordered, o.shipped)).collect::<Vec<_>>().join("; "),
+                "lines": mapping.over,
+            }),
+        });
+    }
+    if mapping.unknown.is_empty() {
+        change.close_exceptions.push(record(ExceptionKind::UnknownShipmentLine));
+    } else {
+        change.open_exceptions.push(ExceptionOpen {
+            kind: ExceptionKind::UnknownShipmentLine,
+            record_type: "order".into(),
+            record_id: erp_id.to_string(),
+            detail: json!({
+                "message": format!("{} shipment item(s) name no line of order {erp_id}; fix the items in ShipStation or the ERP order", mapping.unknown.len()),
+                "items": mapping.unknown,
+            }),
+        });
+    }
+    Ok(())
+}
+
+fn item(l: &ShipmentLine) -> ShippedItem {
+    ShippedItem { line_item_key: l.line_item_key.clone(), sku: l.sku.clone(), quantity: l.quantity }
+}
+
+fn view(s: &ShipmentRecord) -> ShipmentView {
+    ShipmentView { key: s.shipment_key.clone(), voided: s.voided, items: s.lines.iter().map(item).collect() }
+}
+
+fn job(shipment_key: &str, phase: &str, now: Timestamp) -> NewJob {
+    NewJob {
+        kind: WRITE_FULFILMENT.into(),
+        idempotency_key: format!("ful:{shipment_key}:{phase}"),
+        payload: json!({"shipment_key": shipment_key, "phase": phase}),
+        run_at: now,
+    }
+}
+
+fn event(shipment_key: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
+    NewEvent { record_type: "shipment".into(), record_id: shipment_key.to_string(), kind: kind.into(), detail }
+}
+
+/// Ask ShipStation v2 about live labels without a carrier scan; record first scans.
+pub async fn scans(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut report = ShipmentReport::default();
+    let Some(v2) = &conn.shipstation_v2 else { return Ok(report) };
+    let waiting = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), awaiting_scan: true, ..Default::default() })
+        .await?;
+    for s in waiting.into_iter().filter(|s| s.erp_id.is_some()) {
+        let Some(number) = &s.tracking_number else { continue };
+        let info = match v2.get_tracking(&s.carrier, number).await {
+            Ok(info) => info,
+            Err(shipledger_shipstation::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let status = info.status_code.as_ref().map(|c| c.as_str().to_string());
+        let accepted = info.first_carrier_acceptance().and_then(|e| e.occurred_at);
+        if accepted.is_none() && status == s.tracking_status {
+            continue;
+        }
+        let now = engine.clock.now();
+        let mut upsert = ShipmentUpsert::from_record(&s);
+        upsert.tracking_status = status.clone();
+        let mut change = Change::new(&conn.name, now);
+        if let Some(at) = accepted {
+            report.scanned += 1;
+            upsert.first_scan_at = Some(at);
+            change.jobs.push(job(&s.shipment_key, "completed", now));
+            change.events.push(event(&s.shipment_key, "first_scan", json!({"message": format!("carrier scanned {number} at {at} ({})", status.clone().unwrap_or_default()), "at": at.to_string()})));
+        }
+        change.shipments.push(upsert);
+        engine.store.commit(change).await?;
+    }
+    Ok(report)
+}
+
+/// Run `write_fulfilment` jobs: write the phase to the ERP, read it back, record it.
+pub async fn write_back(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut report = ShipmentReport::default();
+    loop {
+        let now = engine.clock.now();
+        let jobs = engine
+            .store
+            .claim_jobs(JobClaim { kind: WRITE_FULFILMENT, connection: Some(&conn.name), now, lease: LEASE, limit: 50, worker: &engine.worker })
+            .await?;
+        if jobs.is_empty() {
+            return Ok(report);
+        }
+        for job in jobs {
+            write_one(engine, conn, job, &mut report).await?;
+        }
+    }
+}
+
+fn target(phase: &str) -> Option<FulfilmentState> {
+    match phase {
+        "packed" => Some(FulfilmentState::Packed),
+        "completed" => Some(FulfilmentState::Completed),
+        "cancelled" => Some(FulfilmentState::Cancelled),
+        _ => None,
+    }
+}
+
+async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut ShipmentReport) -> Result<(), EngineError> {
+    let key = job.payload["shipment_key"].as_str().unwrap_or_default().to_string();
+    let phase = job.payload["phase"].as_str().unwrap_or_default().to_string();
+    let Some(state) = target(&phase) else {
+        return finish(engine, conn, job, JobState::Dead, Some(format!("unknown phase {phase}")), None, vec![]).await;
+    };
+    let Some(shipment) = engine.store.get_shipment(&conn.name, &key).await? else {
+        return finish(engine, conn, job, JobState::Dead, Some(format!("shipment {key} is not in the store")), None, vec![]).await;
+    };
+    let Some(erp_id) = shipment.erp_id.clone() else {
+        return finish(engine, conn, job, JobState::Done, None, None, vec![]).await;
+    };
+    // A later phase already written makes an earlier one moot (a scan seen before the
+    // packed write ran, say).
+    let rank = |s: ShipmentState| match s {
+        ShipmentState::Seen | ShipmentState::Orphan => 0,
+        ShipmentState::Packed => 1,
+        ShipmentState::Completed => 2,
+        ShipmentState::Reversed => 3,
+    };
+    let wanted = match state {
+        FulfilmentState::Packed => ShipmentState::Packed,
+        FulfilmentState::Completed => ShipmentState::Completed,
+        FulfilmentState::Cancelled => ShipmentState::Reversed,
+    };
+    if rank(shipment.state) >= rank(wanted) || (shipment.voided && state != FulfilmentState::Cancelled) {
+        return finish(engine, conn, job, JobState::Done, None, None, vec![]).await;
+    }
+    let lines = engine.store.order_lines(&conn.name, &erp_id).await?;
+    let ordered: Vec<OrderedLine> = lines
+        .iter()
+        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .collect();
+    let mapping = map_lines(&ordered, &[view(&shipment)]);
+    let write = FulfilmentWrite {
+        key: format!("shipledger:{}:{}", conn.name, shipment.shipment_key),
+        erp_order_id: erp_id.clone(),
+        state,
+        lines: mapping
+            .by_shipment
+            .get(&shipment.shipment_key)
+            .map(|v| v.iter().map(|(l, q)| (l.clone(), (*q).max(0) as u32)).collect())
+            .unwrap_or_default(),
+        packages: vec![Package {
+            carrier: shipment.carrier.clone(),
+            service: shipment.service.clone(),
+            tracking_number: shipment.tracking_number.clone().unwrap_or_default(),
+            ship_date: shipment.ship_date,
+            cost: shipment
+                .cost_minor
+                .zip(shipment.cost_currency.as_deref().and_then(|c| Currency::parse(c).ok()))
+                .map(|(m, c)| Money::from_minor(m, c)),
+        }],
+    };
+    let written = conn.erp.record_fulfilment(&write).await;
+    // Whatever the answer, the ERP's own record decides: read it back.
+    let read_back = conn.erp.fulfilments(&erp_id).await;
+    let shown = read_back
+        .as_ref()
+        .ok()
+        .and_then(|list| list.iter().find(|f| f.key == write.key).cloned());
+    let now = engine.clock.now();
+    match shown {
+        Some(doc) if doc.state == state && doc.packages.iter().any(|p| p.tracking_number == write.packages[0].tracking_number) => {
+            report.written += 1;
+            let mut upsert = ShipmentUpsert::from_record(&shipment);
+            upsert.state = wanted;
+            upsert.erp_fulfilment_id = Some(doc.id.clone());
+            let events = vec![event(
+                &shipment.shipment_key,
+                &format!("erp_{phase}"),
+                json!({"message": format!("ERP fulfilment {} is {phase} for order {erp_id} with tracking {}", doc.id, write.packages[0].tracking_number), "erp_fulfilment": doc.id}),
+            )];
+            let mut change = Change::new(&conn.name, now);
+            change.shipments.push(upsert);
+            change.events = events;
+            change.close_exceptions.push(ExceptionClose {
+                kind: ExceptionKind::TrackingWriteBackFailed,
+                record_type: "shipment".into(),
+                record_id: shipment.shipment_key.clone(),
+            });
+            if state == FulfilmentState::Completed {
+                maybe_order_shipped(engine, conn, &erp_id, &shipment.shipment_key, &mut change).await?;
+            }
+            change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Done, error: None });
+            commit(engine, change).await
+        }
+        _ => {
+            let reason = match (&written, &read_back) {
+                (Err(e), _) => e.to_string(),
+                (Ok(_), Err(e)) => format!("the write was accepted but reading it back failed: {e}"),
+                (Ok(_), Ok(_)) => "the ERP accepted the write but does not show it".to_string(),
+            };
+            let refused = matches!(written, Err(ErpError::Refused { .. }));
+            if state == FulfilmentState::Cancelled && refused {
+                // The ERP will not undo it: say exactly what a person must undo.
+                let mut change = Change::new(&conn.name, now);
+                change.open_exceptions.push(ExceptionOpen {
+                    kind: ExceptionKind::VoidAfterWriteBack,
+                    record_type: "shipment".into(),
+                    record_id: shipment.shipment_key.clone(),
+                    detail: json!({"message": format!(
+                        "label {} was voided in ShipStation after ERP fulfilment {} for order {erp_id} was {}; the ERP refused to reverse it ({reason}): reverse that fulfilment in the ERP by hand",
+                        shipment.tracking_number.clone().unwrap_or_default(),
+                        shipment.erp_fulfilment_id.clone().unwrap_or_default(),
+                        shipment.state,
+                    )}),
+                });
+                change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
+                report.failed += 1;
+                return commit(engine, change).await;
+            }
+            if job.attempts >= i64::from(conn.policy.max_push_attempts) || refused {
+                report.failed += 1;
+                let mut change = Change::new(&conn.name, now);
+                change.open_exceptions.push(ExceptionOpen {
+                    kind: ExceptionKind::TrackingWriteBackFailed,
+                    record_type: "shipment".into(),
+                    record_id: shipment.shipment_key.clone(),
+                    detail: json!({"message": format!(
+                        "recording {phase} with tracking {} on ERP order {erp_id} failed after {} attempt(s): {reason}",
+                        shipment.tracking_number.clone().unwrap_or_default(), job.attempts
+                    )}),
+                });
+                change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
+                return commit(engine, change).await;
+            }
+            let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(300));
+            match engine.store.retry_job(job.id, &job.lease_token.unwrap_or_default(), now + wait, &reason, now).await {
+                Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// When every physical line is shipped and every live shipment completed, the order
+/// is shipped.
+async fn maybe_order_shipped(engine: &Engine, conn: &Connection, erp_id: &str, completing: &str, change: &mut Change) -> Result<(), EngineError> {
+    let shipments = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.to_string()), ..Default::default() })
+        .await?;
+    let live: Vec<&ShipmentRecord> = shipments.iter().filter(|s| !s.voided).collect();
+    if !live.iter().all(|s| s.state == ShipmentState::Completed || s.shipment_key == completing) {
+        return Ok(());
+    }
+    let lines = engine.store.order_lines(&conn.name, erp_id).await?;
+    let ordered: Vec<OrderedLine> = lines
+        .iter()
+        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .collect();
+    let views: Vec<ShipmentView> = shipments.iter().map(view).collect();
+    if !map_lines(&ordered, &views).complete(&ordered) {
+        return Ok(());
+    }
+    if let Some(order) = engine.store.get_order(&conn.name, erp_id).await?
+        && order.state != OrderState::Shipped
+    {
+        let mut upsert = OrderUpsert::from_record(&order);
+        upsert.state = OrderState::Shipped;
+        change.order = Some(upsert);
+        change.events.push(NewEvent {
+            record_type: "order".into(),
+            record_id: erp_id.to_string(),
+            kind: "shipped".into(),
+            detail: json!({"message": format!("every line shipped and scanned; tracking {}", live.iter().filter_map(|s| s.tracking_number.clone()).collect::<Vec<_>>().join(", "))}),
+        });
+    }
+    Ok(())
+}
+
+async fn commit(engine: &Engine, change: Change) -> Result<(), EngineError> {
+    match engine.store.commit(change).await {
+        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn finish(
+    engine: &Engine,
+    conn: &Connection,
+    job: Job,
+    state: JobState,
+    error: Option<String>,
+    shipment: Option<ShipmentUpsert>,
+    events: Vec<NewEvent>,
+) -> Result<(), EngineError> {
+    let mut change = Change::new(&conn.name, engine.clock.now());
+    change.events = events;
+    change.shipments.extend(shipment);
+    change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.unwrap_or_default(), state, error });
+    commit(engine, change).await
+}

@@ -1,0 +1,141 @@
+//! Shipments come back to the right ERP lines: packed on label, completed on the
+//! first carrier scan, voids reversed, splits and fulfillments mapped, nothing twice.
+
+use serde_json::json;
+use shipledger_core::exception::ExceptionKind;
+use shipledger_erp::FulfilmentState;
+use shipledger_store::{ExceptionFilter, ExceptionState, OrderState};
+
+use crate::helpers::{World, paid_order};
+
+async fn pushed_order_id(w: &World, erp_id: &str) -> i64 {
+    w.erp.put(paid_order(erp_id));
+    w.settle().await;
+    w.store.get_order("acme-uk", erp_id).await.unwrap().unwrap().ss_order_id.expect("pushed")
+}
+
+async fn open_kinds(w: &World) -> Vec<ExceptionKind> {
+    w.store
+        .list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+crate::stories! {
+    async fn a_label_packs_the_erp_fulfilment_and_only_the_first_carrier_scan_completes_it(w: World) {
+        let id = pushed_order_id(&w, "SO-100").await;
+        let label = w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "ups", "shipmentCost": 7.25})).await;
+        let tracking = label["trackingNumber"].as_str().unwrap().to_string();
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-100");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].state, FulfilmentState::Packed);
+        assert_eq!(docs[0].packages[0].tracking_number, tracking);
+        assert_eq!(docs[0].lines, vec![("SO-100-1".to_string(), 2), ("SO-100-2".to_string(), 1)]);
+
+        // An electronic notice is not a scan.
+        w.control("/tracking/events", json!({"trackingNumber": tracking, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-100")[0].state, FulfilmentState::Packed);
+
+        w.control("/tracking/events", json!({"trackingNumber": tracking, "statusCode": "IT"})).await;
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-100")[0].state, FulfilmentState::Completed);
+        assert_eq!(w.store.get_order("acme-uk", "SO-100").await.unwrap().unwrap().state, OrderState::Shipped);
+        // Seen again by the next polls: nothing is written twice.
+        w.settle().await;
+        let writes = w.erp.fulfilment_writes.lock().unwrap().len();
+        assert_eq!(writes, 2, "one packed and one completed write");
+    }
+
+    async fn two_parcels_make_two_fulfilments_and_the_order_ships_when_both_are_scanned(w: World) {
+        let id = pushed_order_id(&w, "SO-101").await;
+        let a = w.control(&format!("/orders/{id}/labels"), json!({"items": [{"lineItemKey": "SO-101-1"}]})).await;
+        w.settle().await;
+        let b = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-101");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].lines, vec![("SO-101-2".to_string(), 1)]);
+        w.control("/tracking/events", json!({"trackingNumber": a["trackingNumber"], "statusCode": "AC"})).await;
+        w.settle().await;
+        assert_ne!(w.store.get_order("acme-uk", "SO-101").await.unwrap().unwrap().state, OrderState::Shipped);
+        w.control("/tracking/events", json!({"trackingNumber": b["trackingNumber"], "statusCode": "IT"})).await;
+        w.settle().await;
+        assert_eq!(w.store.get_order("acme-uk", "SO-101").await.unwrap().unwrap().state, OrderState::Shipped);
+        assert!(w.erp_fulfilments("SO-101").iter().all(|d| d.state == FulfilmentState::Completed));
+    }
+
+    async fn a_voided_label_reverses_its_packed_fulfilment_and_the_new_label_carries_the_live_number(w: World) {
+        let id = pushed_order_id(&w, "SO-102").await;
+        let first = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        let shipment_id = first["shipment"]["shipmentId"].as_i64().unwrap();
+        w.control(&format!("/shipments/{shipment_id}/void"), json!({})).await;
+        let second = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-102");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].state, FulfilmentState::Cancelled);
+        assert_eq!(docs[1].state, FulfilmentState::Packed);
+        assert_eq!(docs[1].packages[0].tracking_number, second["trackingNumber"].as_str().unwrap());
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
+    async fn a_label_voided_after_completion_is_an_exception_that_says_what_to_undo(w: World) {
+        let id = pushed_order_id(&w, "SO-103").await;
+        let label = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        w.control("/tracking/events", json!({"trackingNumber": label["trackingNumber"], "statusCode": "IT"})).await;
+        w.settle().await;
+        w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+        w.settle().await;
+        let open = w.store.list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() }).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].kind, ExceptionKind::VoidAfterWriteBack);
+        assert!(open[0].detail["message"].as_str().unwrap().contains("FUL-1"), "{}", open[0].detail);
+    }
+
+    async fn an_order_marked_shipped_elsewhere_completes_its_erp_fulfilment(w: World) {
+        let id = pushed_order_id(&w, "SO-104").await;
+        w.control(&format!("/orders/{id}/mark-shipped"), json!({"carrierCode": "DHL", "trackingNumber": "JD01"})).await;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-104");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].state, FulfilmentState::Completed);
+        assert_eq!(docs[0].packages[0].tracking_number, "JD01");
+    }
+
+    async fn a_label_for_an_order_shipledger_never_pushed_is_an_orphan_for_ops(w: World) {
+        let r = w.http
+            .post(format!("{}/orders/createorder", w.sandbox.base_url()))
+            .basic_auth("sandbox-key", Some("sandbox-secret"))
+            .json(&json!({"orderNumber": "HAND-1", "orderKey": "typed-by-hand", "orderDate": "2024-07-01 10:00:00",
+                "orderStatus": "awaiting_shipment", "billTo": {"name": "X"}, "shipTo": {"name": "X", "street1": "1 A St", "city": "B", "postalCode": "1", "country": "US"},
+                "items": [{"sku": "MUG", "name": "Mug", "quantity": 1}]}))
+            .send().await.unwrap();
+        let id = r.json::<serde_json::Value>().await.unwrap()["orderId"].as_i64().unwrap();
+        w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        assert_eq!(open_kinds(&w).await, vec![ExceptionKind::OrphanShipment]);
+        assert!(w.erp.fulfilment_writes.lock().unwrap().is_empty());
+    }
+
+    async fn a_split_child_order_maps_back_to_the_original_erp_lines(w: World) {
+        let id = pushed_order_id(&w, "SO-105").await;
+        let child = w.control(&format!("/orders/{id}/split"), json!({"items": [{"lineItemKey": "SO-105-2"}]})).await;
+        let child_id = child["orderId"].as_i64().unwrap();
+        w.control(&format!("/orders/{child_id}/labels"), json!({})).await;
+        w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-105");
+        assert_eq!(docs.len(), 2, "both the parent's and the child's label belong to SO-105");
+        let mut lines: Vec<_> = docs.iter().flat_map(|d| d.lines.clone()).collect();
+        lines.sort();
+        assert_eq!(lines, vec![("SO-105-1".to_string(), 2), ("SO-105-2".to_string(), 1)]);
+        assert!(open_kinds(&w).await.is_empty());
+    }
+}

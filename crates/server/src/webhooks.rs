@@ -1,0 +1,484 @@
+//! The webhook receivers: ShipStation's deliveries become durable inbox jobs.
+//!
+//! A webhook is a hint, never the truth (DESIGN §1, opinion 7). A receiver checks
+//! who sent it, stores it as an outbox job in one [`Change`] and only then answers
+//! 200, so a delivery we acknowledged cannot be lost; the engine does the fetching
+//! and deciding later. Nothing here calls ShipStation.
+//!
+//! - **v1** (`POST /webhooks/shipstation/{connection}/{token}`): v1 deliveries are
+//!   unsigned `{resource_url, resource_type}` pointers, so the secret path token is
+//!   the only proof of origin. It is compared in constant time; an unknown
+//!   connection, a connection without a token, or a wrong token all answer 404. The
+//!   `resource_url` must point at the configured ShipStation API
+//!   ([`resource_url_allowed`]): anything else is refused, never fetched and never
+//!   sent credentials, and raised as a `webhook_foreign_host` exception. Accepted
+//!   deliveries become an `ingest_v1_webhook` job keyed by the body's SHA-256, so a
+//!   repeated delivery plans nothing new.
+//! - **v2** (`POST /webhooks/shipstation-v2/{connection}`): `track` deliveries carry
+//!   an RSA-SHA256 signature over the timestamp and the raw body, checked against the
+//!   connection's published keys with a 5-minute window. Missing headers answer 404
+//!   (ShipStation's advice); a bad signature or a stale timestamp answers 401 or 400
+//!   and opens (or refreshes) a `webhook_signature_invalid` exception. Verified track
+//!   deliveries become an `ingest_v2_track` job keyed by the body's SHA-256.
+
+use std::fmt;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use shipledger_core::exception::ExceptionKind;
+use shipledger_shipstation::v2::signature::{DEFAULT_WINDOW, KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use shipledger_shipstation::{VerifyError, WebhookKeys};
+use shipledger_store::{Change, ExceptionOpen, NewEvent, NewJob};
+use subtle::ConstantTimeEq;
+use url::{Host, Url};
+
+use crate::AppState;
+
+pub use shipledger_shipstation::with_shipment_items;
+
+/// The job kind a v1 delivery becomes.
+pub const INGEST_V1_WEBHOOK: &str = "ingest_v1_webhook";
+/// The job kind a verified v2 `track` delivery becomes.
+pub const INGEST_V2_TRACK: &str = "ingest_v2_track";
+
+/// What the receivers of one connection need to know.
+#[derive(Clone)]
+pub struct ConnectionHooks {
+    /// The connection's name, as in the URL.
+    pub name: String,
+    /// The v1 path token; v1 webhooks answer 404 when `None`.
+    pub token: Option<String>,
+    /// The configured ShipStation v1 base; `resource_url`s must point at it.
+    pub shipstation_base: Url,
+    /// The keys v2 webhooks are signed with; v2 webhooks answer 404 when `None`.
+    pub v2_keys: Option<WebhookKeys>,
+}
+
+impl fmt::Debug for ConnectionHooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionHooks")
+            .field("name", &self.name)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("shipstation_base", &self.shipstation_base.as_str())
+            .field("v2_keys", &self.v2_keys.as_ref().map(|_| "<loaded>"))
+            .finish()
+    }
+}
+
+/// The receivers of every configured connection: each one's webhook token, its
+/// ShipStation base, and its v2 signing keys fetched from `v2_webhook_keys_url`
+/// (when set). A key set that cannot be fetched is an error naming the connection
+/// and the URL.
+pub async fn hooks_from_config(config: &shipledger_engine::config::Config) -> Result<Vec<ConnectionHooks>, String> {
+    let mut hooks = Vec::with_capacity(config.connections.len());
+    for c in &config.connections {
+        let v2_keys = match &c.shipstation.v2_webhook_keys_url {
+            Some(url) => Some(
+                load_webhook_keys(url)
+                    .await
+                    .map_err(|e| format!("connection {:?}: cannot load the v2 webhook keys from {url}: {e}", c.name))?,
+            ),
+            None => None,
+        };
+        let token = c.shipstation.webhook_token.as_ref().map(|s| s.expose().to_string()).filter(|t| !t.is_empty());
+        hooks.push(ConnectionHooks {
+            name: c.name.clone(),
+            token,
+            shipstation_base: c.shipstation.base_url.clone(),
+            v2_keys,
+        });
+    }
+    Ok(hooks)
+}
+
+/// Fetch a JWK set (ShipStation's `https://api.shipengine.com/jwks`, the sandbox's
+/// `/jwks`) and read its RSA keys; a set without any is an error.
+pub async fn load_webhook_keys(url: &Url) -> Result<WebhookKeys, String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+    let response = http.get(url.clone()).send().await.map_err(|e| format!("the request failed: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("it answered HTTP {status}"));
+    }
+    let body = response.bytes().await.map_err(|e| format!("reading the answer failed: {e}"))?;
+    let keys = WebhookKeys::from_jwks(&body).map_err(|e| e.to_string())?;
+    if keys.is_empty() {
+        return Err("the JWK set holds no RSA key".into());
+    }
+    Ok(keys)
+}
+
+/// Whether a v1 webhook's `resource_url` points at the configured ShipStation API,
+/// so that fetching it with our credentials is safe.
+///
+/// The scheme and the port (explicit or the scheme's default) must equal `base`'s,
+/// the URL must carry no user information, and the host must equal `base`'s host or,
+/// when that is `ssapi.<domain>`, be a numbered shard `ssapi<digits>.<domain>`
+/// (ShipStation uses e.g. `ssapi11.shipstation.com`). IP addresses match only the
+/// same address given as `base`.
+pub fn resource_url_allowed(resource_url: &Url, base: &Url) -> bool {
+    if resource_url.scheme() != base.scheme() || !matches!(resource_url.scheme(), "http" | "https") {
+        return false;
+    }
+    if !resource_url.username().is_empty() || resource_url.password().is_some() {
+        return false;
+    }
+    match (resource_url.port_or_known_default(), base.port_or_known_default()) {
+        (Some(a), Some(b)) if a == b => {}
+        _ => return false,
+    }
+    match (resource_url.host(), base.host()) {
+        (Some(Host::Domain(host)), Some(Host::Domain(base_host))) => {
+            if host == base_host {
+                return true;
+            }
+            let Some(domain) = base_host.strip_prefix("ssapi.").filter(|d| !d.is_empty()) else {
+                return false;
+            };
+            host.strip_suffix(domain)
+                .and_then(|rest| rest.strip_suffix('.'))
+                .and_then(|label| label.strip_prefix("ssapi"))
+                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        }
+        (Some(Host::Ipv4(a)), Some(Host::Ipv4(b))) => a == b,
+        (Some(Host::Ipv6(a)), Some(Host::Ipv6(b))) => a == b,
+        _ => false,
+    }
+}
+
+/// The receivers' routes.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/shipstation/{connection}/{token}", post(v1_webhook))
+        .route("/webhooks/shipstation-v2/{connection}", post(v2_webhook))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Constant-time token check: both sides are hashed first, so neither the content
+/// nor the length of the expected token leaks through timing.
+fn token_matches(expected: &str, given: &str) -> bool {
+    let expected = Sha256::digest(expected.as_bytes());
+    let given = Sha256::digest(given.as_bytes());
+    expected.ct_eq(&given).into()
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut message = message.into();
+    message.push('\n');
+    (status, message).into_response()
+}
+
+#[derive(Deserialize)]
+struct V1Payload {
+    resource_url: String,
+    resource_type: String,
+}
+
+async fn v1_webhook(
+    State(state): State<AppState>,
+    Path((connection, token)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
+        return not_found();
+    };
+    let Some(expected) = hooks.token.as_deref() else {
+        return not_found();
+    };
+    if !token_matches(expected, &token) {
+        return not_found();
+    }
+    let payload: V1Payload = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a ShipStation v1 webhook ({{\"resource_url\", \"resource_type\"}}): {e}"),
+            );
+        }
+    };
+    let Ok(resource_url) = Url::parse(payload.resource_url.trim()) else {
+        return text(StatusCode::BAD_REQUEST, format!("resource_url {:?} is not a URL", payload.resource_url));
+    };
+    let now = Timestamp::now();
+    let base = &hooks.shipstation_base;
+
+    if !resource_url_allowed(&resource_url, base) {
+        // The host as it was named, with its port when one was given.
+        let host = match (resource_url.host_str(), resource_url.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => "(no host)".to_string(),
+        };
+        tracing::warn!(
+            connection = %hooks.name,
+            host = %host,
+            resource_type = %payload.resource_type,
+            "v1 webhook names a foreign host; refused, nothing fetched"
+        );
+        let mut change = Change::new(&hooks.name, now);
+        change.open_exceptions.push(ExceptionOpen {
+            kind: ExceptionKind::WebhookForeignHost,
+            record_type: "webhook".into(),
+            record_id: host.clone(),
+            detail: json!({
+                "message": format!(
+                    "a v1 webhook with a valid token pointed at {host}, not at the configured ShipStation API {base}; \
+                     nothing was fetched and no credentials were sent. Someone who knows this connection's webhook \
+                     token may be probing the endpoint: rotate the token (webhook_token_env) and subscribe the \
+                     webhooks again with the new URL."
+                ),
+                "resource_url": payload.resource_url,
+                "resource_type": payload.resource_type,
+                "allowed_base": base.as_str(),
+            }),
+        });
+        if let Err(e) = state.store.commit(change).await {
+            tracing::error!(connection = %hooks.name, error = %e, "could not record the foreign-host webhook exception");
+        }
+        return text(
+            StatusCode::BAD_REQUEST,
+            "resource_url does not point at the configured ShipStation API; refused",
+        );
+    }
+
+    let resource_url = with_shipment_items(&resource_url);
+    let key = format!("v1hook:{}", sha256_hex(&body));
+    let mut change = Change::new(&hooks.name, now);
+    change.jobs.push(NewJob {
+        kind: INGEST_V1_WEBHOOK.into(),
+        idempotency_key: key.clone(),
+        payload: json!({
+            "resource_url": resource_url.as_str(),
+            "resource_type": payload.resource_type,
+            "received_at": now.to_string(),
+        }),
+        run_at: now,
+    });
+    change.events.push(NewEvent {
+        record_type: "webhook".into(),
+        record_id: payload.resource_type.clone(),
+        kind: "received".into(),
+        detail: json!({"resource_url": resource_url.as_str(), "idempotency_key": key}),
+    });
+    commit_inbox(&state, &hooks.name, change, &key).await
+}
+
+/// Commit an inbox change and answer: 200 once it is durable (a duplicate delivery
+/// included), 503 when the store failed so that ShipStation delivers again.
+async fn commit_inbox(state: &AppState, connection: &str, change: Change, key: &str) -> Response {
+    match state.store.commit(change).await {
+        Ok(outcome) => {
+            if outcome.jobs_skipped.iter().any(|k| k == key) {
+                tracing::debug!(connection, key, "webhook delivered again; already in the inbox");
+            } else {
+                tracing::info!(connection, key, "webhook stored");
+            }
+            text(StatusCode::OK, "stored")
+        }
+        Err(e) => {
+            tracing::error!(connection, error = %e, "could not store a webhook; answering 503 so it is sent again");
+            text(StatusCode::SERVICE_UNAVAILABLE, "the webhook could not be stored; send it again later")
+        }
+    }
+}
+
+async fn v2_webhook(
+    State(state): State<AppState>,
+    Path(connection): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
+        return not_found();
+    };
+    let Some(keys) = &hooks.v2_keys else {
+        return not_found();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
+    let (key_id, signature, timestamp) = (header(KEY_ID_HEADER), header(SIGNATURE_HEADER), header(TIMESTAMP_HEADER));
+    if key_id.is_empty() || signature.is_empty() || timestamp.is_empty() {
+        return not_found();
+    }
+    let now = Timestamp::now();
+    if let Err(e) = keys.verify(key_id, signature, timestamp, &body, now, DEFAULT_WINDOW) {
+        return refuse_signature(&state, hooks, e, key_id, timestamp, now).await;
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+    };
+    let resource_type = payload.get("resource_type").and_then(Value::as_str).unwrap_or("").to_string();
+    let key = format!("v2hook:{}", sha256_hex(&body));
+    let mut change = Change::new(&hooks.name, now);
+    if matches!(resource_type.as_str(), "API_TRACK" | "TRACK_EVENT_V2") {
+        change.jobs.push(NewJob {
+            kind: INGEST_V2_TRACK.into(),
+            idempotency_key: key.clone(),
+            payload: payload.clone(),
+            run_at: now,
+        });
+        change.events.push(NewEvent {
+            record_type: "webhook".into(),
+            record_id: resource_type,
+            kind: "received".into(),
+            detail: json!({"resource_url": payload.get("resource_url"), "idempotency_key": key}),
+        });
+    } else {
+        // Signed by ShipStation but not an event shipledger subscribes to: noted and
+        // acknowledged so it is not sent again.
+        tracing::info!(connection = %hooks.name, resource_type = %resource_type, "v2 webhook of a kind shipledger does not ingest");
+        change.events.push(NewEvent {
+            record_type: "webhook".into(),
+            record_id: if resource_type.is_empty() { "v2".into() } else { resource_type },
+            kind: "ignored".into(),
+            detail: json!({"message": "a signed v2 webhook shipledger does not ingest (only track events are)", "idempotency_key": key}),
+        });
+    }
+    commit_inbox(&state, &hooks.name, change, &key).await
+}
+
+async fn refuse_signature(
+    state: &AppState,
+    hooks: &ConnectionHooks,
+    error: VerifyError,
+    key_id: &str,
+    timestamp: &str,
+    now: Timestamp,
+) -> Response {
+    let status = StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    tracing::warn!(connection = %hooks.name, error = %error, "v2 webhook refused");
+    let advice = match error {
+        VerifyError::UnknownKeyId(_) => {
+            " If ShipStation rotated its keys, restart shipledger to load them again from v2_webhook_keys_url."
+        }
+        VerifyError::Stale { .. } => " Check this server's clock (NTP) if genuine deliveries keep arriving stale.",
+        _ => " Someone may be sending forged webhooks to this endpoint.",
+    };
+    let mut change = Change::new(&hooks.name, now);
+    change.open_exceptions.push(ExceptionOpen {
+        kind: ExceptionKind::WebhookSignatureInvalid,
+        record_type: "webhook".into(),
+        record_id: "v2".into(),
+        detail: json!({
+            "message": format!("a v2 webhook was refused and nothing was stored: {error}.{advice}"),
+            "reason": error.to_string(),
+            "key_id": key_id,
+            "timestamp": timestamp,
+            "answered": status.as_u16(),
+        }),
+    });
+    if let Err(e) = state.store.commit(change).await {
+        tracing::error!(connection = %hooks.name, error = %e, "could not record the v2 signature exception");
+    }
+    text(status, "the webhook signature was not accepted")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(resource: &str, base: &str) -> bool {
+        resource_url_allowed(&resource.parse().unwrap(), &base.parse().unwrap())
+    }
+
+    const BASE: &str = "https://ssapi.shipstation.com";
+
+    #[test]
+    fn the_configured_host_and_its_numbered_shards_are_allowed() {
+        assert!(allowed("https://ssapi.shipstation.com/shipments?batchId=1", BASE));
+        assert!(allowed("https://ssapi7.shipstation.com/shipments?batchId=1", BASE));
+        assert!(allowed("https://ssapi11.shipstation.com:443/orders?importBatch=x", BASE));
+        assert!(allowed("https://SSAPI7.ShipStation.com/orders", BASE), "hosts are case-insensitive");
+    }
+
+    #[test]
+    fn look_alike_hosts_are_refused() {
+        for evil in [
+            "https://evil.com/shipments",
+            "https://ssapi.shipstation.com.evil.com/shipments",
+            "https://ssapix.shipstation.com/shipments",
+            "https://ssapi7x.shipstation.com/shipments",
+            "https://x.ssapi7.shipstation.com/shipments",
+            "https://ssapi7.evil.shipstation.com/shipments",
+            "https://evilshipstation.com/shipments",
+            "https://ssapi7shipstation.com/shipments",
+            "https://api.shipstation.com/shipments",
+            "https://ssapi7.shipstation.com.evil.com/shipments",
+            "https://ssapi.shipstation.com@evil.com/shipments",
+            "https://user:pw@ssapi.shipstation.com/shipments",
+            "https://1.2.3.4/shipments",
+        ] {
+            assert!(!allowed(evil, BASE), "{evil} must be refused");
+        }
+    }
+
+    #[test]
+    fn another_port_or_scheme_is_refused() {
+        assert!(!allowed("https://ssapi.shipstation.com:8443/shipments", BASE));
+        assert!(!allowed("http://ssapi.shipstation.com/shipments", BASE));
+        assert!(!allowed("http://ssapi.shipstation.com:443/shipments", BASE));
+        assert!(!allowed("ftp://ssapi.shipstation.com/shipments", BASE));
+    }
+
+    #[test]
+    fn shards_are_only_allowed_when_the_base_is_an_ssapi_host() {
+        let sandbox = "http://127.0.0.1:8091";
+        assert!(allowed("http://127.0.0.1:8091/shipments?batchId=3", sandbox));
+        assert!(!allowed("http://127.0.0.2:8091/shipments", sandbox));
+        assert!(!allowed("http://127.0.0.1:8092/shipments", sandbox));
+        assert!(!allowed("http://localhost:8091/shipments", sandbox));
+        assert!(allowed("https://api.example.com/x", "https://api.example.com"));
+        assert!(!allowed("https://api7.example.com/x", "https://api.example.com"));
+        assert!(allowed("https://[::1]:9000/x", "https://[::1]:9000"));
+    }
+
+    #[test]
+    fn the_token_check_needs_the_exact_token() {
+        assert!(token_matches("s3cret-token", "s3cret-token"));
+        assert!(!token_matches("s3cret-token", "s3cret-tokeN"));
+        assert!(!token_matches("s3cret-token", "s3cret"));
+        assert!(!token_matches("s3cret-token", ""));
+    }
+
+    #[test]
+    fn shipment_resource_urls_ask_for_their_items() {
+        let url: Url = "https://ssapi.shipstation.com/shipments?storeID=12&batchId=99&includeShipmentItems=False"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            with_shipment_items(&url).as_str(),
+            "https://ssapi.shipstation.com/shipments?storeID=12&batchId=99&includeShipmentItems=true"
+        );
+    }
+
+    #[test]
+    fn hooks_never_print_their_token() {
+        let hooks = ConnectionHooks {
+            name: "acme".into(),
+            token: Some("very-secret".into()),
+            shipstation_base: BASE.parse().unwrap(),
+            v2_keys: None,
+        };
+        assert!(!format!("{hooks:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,497 @@
+//! The server's stories: shipledger's HTTP surface on a free port, over a SQLite store
+//! in a temporary directory, with the sandbox ShipStation sending real deliveries.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use shipledger_core::exception::{ExceptionKind, Owner};
+use shipledger_engine::config::Config;
+use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+use shipledger_server::{ConnectionHooks, Server, hooks_from_config};
+use shipledger_store::{ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobFilter, Store};
+use tokio::sync::watch;
+
+const CONNECTION: &str = "acme";
+const TOKEN: &str = "hook-token-5f1c9a7e";
+
+/// shipledger's server on a free port with its own store.
+struct Shipledger {
+    url: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    _stop: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Shipledger {
+    async fn start(hooks: Vec<ConnectionHooks>) -> Shipledger {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shipledger_store::open(&format!("sqlite://{}", dir.path().join("test.db").display()))
+            .await
+            .unwrap();
+        for h in &hooks {
+            store.ensure_connection(&h.name, Timestamp::now()).await.unwrap();
+        }
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), hooks).await.unwrap();
+        let url = format!("http://{}", server.local_addr().unwrap());
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(server.run(stop_rx));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Shipledger { url, store, http, _stop: stop, _dir: dir }
+    }
+
+    /// A v1 connection whose ShipStation is at `base`.
+    async fn v1(base: &str) -> Shipledger {
+        Shipledger::start(vec![hooks(base)]).await
+    }
+
+    fn v1_url(&self, token: &str) -> String {
+        format!("{}/webhooks/shipstation/{CONNECTION}/{token}", self.url)
+    }
+
+    fn v2_url(&self) -> String {
+        format!("{}/webhooks/shipstation-v2/{CONNECTION}", self.url)
+    }
+
+    async fn post(&self, url: &str, body: impl Into<String>) -> u16 {
+        self.post_with(url, body, &[]).await
+    }
+
+    async fn post_with(&self, url: &str, body: impl Into<String>, headers: &[(&str, &str)]) -> u16 {
+        let mut request = self.http.post(url).header("content-type", "application/json").body(body.into());
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        request.send().await.unwrap().status().as_u16()
+    }
+
+    async fn jobs(&self, kind: &str) -> Vec<Job> {
+        self.store
+            .list_jobs(JobFilter {
+                connection: Some(CONNECTION.into()),
+                kind: Some(kind.into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn all_jobs(&self) -> Vec<Job> {
+        self.store
+            .list_jobs(JobFilter { connection: Some(CONNECTION.into()), limit: 100, ..Default::default() })
+            .await
+            .unwrap()
+    }
+
+    async fn exceptions(&self, kind: ExceptionKind) -> Vec<ExceptionRecord> {
+        self.store
+            .list_exceptions(ExceptionFilter {
+                connection: Some(CONNECTION.into()),
+                kind: Some(kind),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+}
+
+fn hooks(base: &str) -> ConnectionHooks {
+    ConnectionHooks {
+        name: CONNECTION.into(),
+        token: Some(TOKEN.into()),
+        shipstation_base: base.parse().unwrap(),
+        v2_keys: None,
+    }
+}
+
+fn ship_notify(resource_url: &str) -> String {
+    json!({"resource_url": resource_url, "resource_type": "SHIP_NOTIFY"}).to_string()
+}
+
+/// A listener that counts the requests it is sent (any method, any path).
+async fn counting_listener() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            "[]"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, hits)
+}
+
+// ---- v1: the token, the durable inbox, the host check
+
+#[tokio::test]
+async fn a_wrong_token_an_unknown_connection_or_a_connection_without_token_is_a_404_and_nothing_is_stored() {
+    let mut no_token = hooks("https://ssapi.shipstation.com");
+    no_token.name = "quiet".into();
+    no_token.token = None;
+    let sl = Shipledger::start(vec![hooks("https://ssapi.shipstation.com"), no_token]).await;
+    let body = ship_notify("https://ssapi.shipstation.com/shipments?storeID=1&batchId=2");
+
+    assert_eq!(sl.post(&sl.v1_url("hook-token-5f1c9a7f"), body.clone()).await, 404);
+    assert_eq!(sl.post(&sl.v1_url("hook-token"), body.clone()).await, 404);
+    assert_eq!(sl.post(&format!("{}/webhooks/shipstation/nobody/{TOKEN}", sl.url), body.clone()).await, 404);
+    assert_eq!(sl.post(&format!("{}/webhooks/shipstation/quiet/{TOKEN}", sl.url), body.clone()).await, 404);
+
+    assert!(sl.all_jobs().await.is_empty());
+    let all = sl.store.list_exceptions(ExceptionFilter { limit: 100, ..Default::default() }).await.unwrap();
+    assert!(all.is_empty(), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_delivery_with_the_right_token_is_stored_as_an_inbox_job_that_asks_for_shipment_items() {
+    let sl = Shipledger::v1("https://ssapi.shipstation.com").await;
+    let body = ship_notify("https://ssapi11.shipstation.com/shipments?storeID=12&batchId=99&includeShipmentItems=False");
+
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), body.clone()).await, 200);
+
+    let jobs = sl.jobs("ingest_v1_webhook").await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job = &jobs[0];
+    assert!(job.idempotency_key.starts_with("v1hook:") && job.idempotency_key.len() == "v1hook:".len() + 64);
+    assert_eq!(
+        job.payload["resource_url"],
+        json!("https://ssapi11.shipstation.com/shipments?storeID=12&batchId=99&includeShipmentItems=true")
+    );
+    assert_eq!(job.payload["resource_type"], json!("SHIP_NOTIFY"));
+    let received: Timestamp = job.payload["received_at"].as_str().unwrap().parse().unwrap();
+    assert!(Timestamp::now().duration_since(received) < SignedDuration::from_secs(60));
+    let timeline = sl.store.timeline(CONNECTION, "webhook", "SHIP_NOTIFY").await.unwrap();
+    assert_eq!(timeline.iter().filter(|e| e.kind == "received").count(), 1);
+}
+
+#[tokio::test]
+async fn the_same_delivery_twice_is_still_one_job_and_both_answers_are_200() {
+    let sl = Shipledger::v1("https://ssapi.shipstation.com").await;
+    let body = ship_notify("https://ssapi.shipstation.com/shipments?storeID=12&batchId=7");
+
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), body.clone()).await, 200);
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), body.clone()).await, 200);
+    assert_eq!(sl.jobs("ingest_v1_webhook").await.len(), 1);
+
+    let other = ship_notify("https://ssapi.shipstation.com/shipments?storeID=12&batchId=8");
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), other).await, 200);
+    assert_eq!(sl.jobs("ingest_v1_webhook").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_v1_webhook_is_a_400_and_nothing_is_stored() {
+    let sl = Shipledger::v1("https://ssapi.shipstation.com").await;
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), "not json").await, 400);
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), r#"{"resource_type":"SHIP_NOTIFY"}"#).await, 400);
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify("not a url")).await, 400);
+    assert!(sl.all_jobs().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_resource_url_on_another_host_is_refused_never_fetched_and_raised_to_the_admin() {
+    let (configured, configured_hits) = counting_listener().await;
+    let (foreign, foreign_hits) = counting_listener().await;
+    let sl = Shipledger::v1(&format!("http://{configured}")).await;
+
+    let probe = format!("http://{foreign}/shipments?storeID=1&batchId=2");
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify("https://evil.example/shipments")).await, 400);
+    // Twice: the same open exception, seen twice.
+    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
+
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(foreign_hits.load(Ordering::SeqCst), 0, "the foreign host was never contacted");
+    assert_eq!(configured_hits.load(Ordering::SeqCst), 0, "the receiver fetches nothing itself");
+    assert!(sl.all_jobs().await.is_empty());
+
+    let exceptions = sl.exceptions(ExceptionKind::WebhookForeignHost).await;
+    assert_eq!(exceptions.len(), 2, "{exceptions:?}");
+    let e = exceptions.iter().find(|e| e.record_id == foreign.to_string()).expect("one names the probed host");
+    assert_eq!((e.owner, e.state, e.record_type.as_str()), (Owner::Admin, ExceptionState::Open, "webhook"));
+    assert_eq!(e.occurrences, 2);
+    assert_eq!(e.detail["resource_url"], json!(probe));
+    assert_eq!(e.detail["resource_type"], json!("SHIP_NOTIFY"));
+    let message = e.detail["message"].as_str().unwrap();
+    assert!(message.contains("nothing was fetched") && message.contains("probing"), "{message}");
+    assert!(exceptions.iter().any(|e| e.record_id == "evil.example"));
+}
+
+// ---- with the sandbox ShipStation: real deliveries
+
+struct TestSandbox {
+    handle: SandboxHandle,
+    http: reqwest::Client,
+    config: SandboxConfig,
+}
+
+impl TestSandbox {
+    async fn start() -> TestSandbox {
+        let config = SandboxConfig::default();
+        let handle = Sandbox::start(config.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        TestSandbox { handle, http, config }
+    }
+
+    fn base(&self) -> String {
+        self.handle.base_url()
+    }
+
+    /// The configuration a deployment would have for this sandbox.
+    fn config(&self) -> Config {
+        let text = format!(
+            r#"
+[store]
+url = "sqlite://unused.db"
+
+[[connections]]
+name = "{CONNECTION}"
+
+[connections.erp]
+kind = "sandbox"
+url = "http://127.0.0.1:1"
+api_key_env = "ERP_KEY"
+
+[connections.shipstation]
+base_url = "{base}"
+api_key_env = "SS_KEY"
+api_secret_env = "SS_SECRET"
+webhook_token_env = "SS_WEBHOOK_TOKEN"
+v2_webhook_keys_url = "{base}/jwks"
+"#,
+            base = self.base()
+        );
+        Config::parse(&text, "test.toml", &|name| match name {
+            "SS_WEBHOOK_TOKEN" => Some(TOKEN.into()),
+            _ => Some(format!("value-of-{name}")),
+        })
+        .unwrap()
+    }
+
+    async fn v1_post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .basic_auth(&self.config.api_key, Some(&self.config.api_secret))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn v2_post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base()))
+            .header("API-Key", &self.config.v2_api_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(format!("{}/_sandbox{path}", self.base())).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "POST /_sandbox{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Wait until every queued webhook was delivered (or given up).
+    async fn flush(&self) {
+        let drained = self.control("/webhooks/flush", json!({})).await;
+        assert_eq!(drained["drained"], json!(true), "{drained}");
+    }
+
+    async fn deliveries(&self) -> Vec<Value> {
+        let body: Value = self
+            .http
+            .get(format!("{}/_sandbox/webhooks/deliveries", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["deliveries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// An order, a label for it and a carrier scan: SHIP_NOTIFY and `track` webhooks.
+    async fn ship_one_order(&self) {
+        let order = self
+            .v1_post(
+                "/orders/createorder",
+                json!({
+                    "orderNumber": "1001",
+                    "orderKey": "acme-1001",
+                    "orderDate": "2024-07-01T09:15:00.0000000",
+                    "orderStatus": "awaiting_shipment",
+                    "billTo": {"name": "Ada Lovelace"},
+                    "shipTo": {"name": "Ada Lovelace", "street1": "12 St James's Sq", "city": "London",
+                               "postalCode": "SW1Y 4JH", "country": "GB"},
+                    "items": [{"lineItemKey": "L1", "sku": "MUG-BLUE", "name": "Blue mug", "quantity": 1,
+                               "unitPrice": 12.50, "weight": {"value": 350, "units": "grams"}}]
+                }),
+            )
+            .await;
+        let order_id = order["orderId"].as_i64().unwrap();
+        let label = self.control(&format!("/orders/{order_id}/labels"), json!({})).await;
+        self.control("/tracking/events", json!({"trackingNumber": label["trackingNumber"], "statusCode": "IT"})).await;
+        self.flush().await;
+    }
+}
+
+/// A local receiver that answers 200 and keeps what it was sent.
+async fn recorder() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
+    let seen: Arc<Mutex<Vec<(HeaderMap, Bytes)>>> = Arc::default();
+    let keep = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn the_sandbox_deliveries_of_a_shipped_order_land_in_the_inbox_v1_by_token_and_v2_by_signature() {
+    let sb = TestSandbox::start().await;
+    let hooks = hooks_from_config(&sb.config()).await.unwrap();
+    assert!(hooks[0].v2_keys.is_some());
+    let sl = Shipledger::start(hooks).await;
+    sb.v1_post("/webhooks/subscribe", json!({"target_url": sl.v1_url(TOKEN), "event": "SHIP_NOTIFY"})).await;
+    sb.v2_post("/v2/environment/webhooks", json!({"url": sl.v2_url(), "event": "track"})).await;
+
+    sb.ship_one_order().await;
+
+    let deliveries = sb.deliveries().await;
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert!(deliveries.iter().all(|d| d["state"] == json!("delivered") && d["last_status"] == json!(200)), "{deliveries:?}");
+
+    let v1 = sl.jobs("ingest_v1_webhook").await;
+    assert_eq!(v1.len(), 1, "{v1:?}");
+    let url: url::Url = v1[0].payload["resource_url"].as_str().unwrap().parse().unwrap();
+    assert_eq!(url.host_str(), Some("127.0.0.1"));
+    assert!(url.query_pairs().any(|(k, v)| k == "includeShipmentItems" && v == "true"), "{url}");
+
+    let v2 = sl.jobs("ingest_v2_track").await;
+    assert_eq!(v2.len(), 1, "{v2:?}");
+    assert!(v2[0].idempotency_key.starts_with("v2hook:"));
+    assert_eq!(v2[0].payload["resource_type"], json!("API_TRACK"));
+    assert_eq!(v2[0].payload["data"]["status_code"], json!("IT"));
+    assert!(sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await.is_empty());
+
+    // /metrics still reports the connection.
+    let metrics = sl.http.get(format!("{}/metrics", sl.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"shipledger_jobs{connection="acme",kind="ingest_v2_track",state="pending"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_tampered_or_replayed_v2_delivery_is_refused_and_raised_as_one_signature_exception() {
+    let sb = TestSandbox::start().await;
+    let sl = Shipledger::start(hooks_from_config(&sb.config()).await.unwrap()).await;
+    let (capture, seen) = recorder().await;
+    sb.v2_post("/v2/environment/webhooks", json!({"url": capture, "event": "track"})).await;
+    sb.ship_one_order().await;
+    let (headers, body) = seen.lock().unwrap().first().cloned().expect("the sandbox delivered a signed track webhook");
+    let header = |name: &str| headers[name].to_str().unwrap().to_string();
+    let (key_id, signature, timestamp) = (
+        header("x-shipengine-rsa-sha256-key-id"),
+        header("x-shipengine-rsa-sha256-signature"),
+        header("x-shipengine-timestamp"),
+    );
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    let signed = |ts: &str| {
+        vec![
+            ("x-shipengine-rsa-sha256-key-id", key_id.clone()),
+            ("x-shipengine-rsa-sha256-signature", signature.clone()),
+            ("x-shipengine-timestamp", ts.to_string()),
+        ]
+    };
+    let send = |body: String, headers: Vec<(&'static str, String)>| {
+        let sl = &sl;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            sl.post_with(&sl.v2_url(), body, &h).await
+        }
+    };
+
+    // Without its headers the endpoint hides: 404, and nothing is raised.
+    assert_eq!(send(body.clone(), vec![]).await, 404);
+    assert!(sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await.is_empty());
+
+    // A changed body no longer matches its signature.
+    let tampered = body.replacen("\"IT\"", "\"DE\"", 1);
+    assert_ne!(tampered, body);
+    assert_eq!(send(tampered, signed(&timestamp)).await, 401);
+
+    // A replay ten minutes later is outside the window.
+    let sent: Timestamp = timestamp.parse().unwrap();
+    let stale = (sent - SignedDuration::from_mins(10)).strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    assert_eq!(send(body.clone(), signed(&stale)).await, 400);
+
+    assert!(sl.all_jobs().await.is_empty(), "nothing refused is stored");
+    let exceptions = sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    let e = &exceptions[0];
+    assert_eq!((e.owner, e.record_type.as_str(), e.record_id.as_str()), (Owner::Admin, "webhook", "v2"));
+    assert_eq!(e.occurrences, 2);
+    assert!(e.detail["reason"].as_str().unwrap().contains("window"), "{}", e.detail);
+
+    // The genuine delivery, as captured, is still accepted.
+    assert_eq!(send(body, signed(&timestamp)).await, 200);
+    assert_eq!(sl.jobs("ingest_v2_track").await.len(), 1);
+}
+
+#[tokio::test]
+async fn v2_webhooks_are_hidden_for_a_connection_without_keys() {
+    let sl = Shipledger::v1("https://ssapi.shipstation.com").await;
+    let status = sl
+        .post_with(
+            &sl.v2_url(),
+            "{}",
+            &[
+                ("x-shipengine-rsa-sha256-key-id", "k"),
+                ("x-shipengine-rsa-sha256-signature", "c2ln"),
+                ("x-shipengine-timestamp", "2026-01-01T00:00:00Z"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert!(sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await.is_empty());
+}
+
+#[tokio::test]
+async fn keys_that_cannot_be_fetched_stop_startup_with_the_connection_and_the_url() {
+    let sb = TestSandbox::start().await;
+    let mut config = sb.config();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let url: url::Url = format!("http://{closed}/jwks").parse().unwrap();
+    config.connections[0].shipstation.v2_webhook_keys_url = Some(url.clone());
+    let err = hooks_from_config(&config).await.unwrap_err();
+    assert!(err.contains(CONNECTION) && err.contains(url.as_str()), "{err}");
+}
