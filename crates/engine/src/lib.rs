@@ -203,16 +203,20 @@ impl Engine {
                 } else {
                     Default::default()
                 };
+                let hinted = flows::shipments::inbox(self, conn).await?;
                 let written = flows::shipments::write_back(self, conn).await?;
-                Ok::<_, EngineError>((polled, scanned, written))
+                Ok::<_, EngineError>((polled, scanned, hinted, written))
             };
             match shipments.await {
-                Ok((p, s, w)) => {
+                Ok((p, s, hinted, w)) => {
                     let r = &mut report.shipments;
                     r.seen += p.seen;
                     r.new += p.new;
                     r.voided += p.voided;
                     r.scanned += s.scanned;
+                    r.new += hinted.new;
+                    r.voided += hinted.voided;
+                    r.scanned += hinted.scanned;
                     r.written += w.written;
                     r.failed += w.failed;
                 }

@@ -71,7 +71,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ClientConfig, Secret};
 pub use error::{Error, Result, TransportKind, error_message};
 pub use retry::{Idempotency, is_retriable};
-pub use v1::{Pager, V1Client, WebhookResource, with_shipment_items};
+pub use v1::{Pager, V1Client, WebhookResource, resource_url_allowed, with_shipment_items};
 pub use v2::V2Client;
 pub use v2::model::{label_id_to_shipment_id, shipment_id_to_label_id};
 pub use v2::signature::{VerifyError, WebhookKeys, verify_v2_webhook};

@@ -42,6 +42,9 @@ use crate::{Connection, Engine, EngineError};
 pub const WM_CREATED: &str = "ss_shipments_created";
 pub const WM_VOIDED: &str = "ss_shipments_voided";
 pub const WM_FULFILLMENTS: &str = "ss_fulfillments_created";
+/// Inbox jobs the webhook receivers store.
+pub const INGEST_V1: &str = "ingest_v1_webhook";
+pub const INGEST_V2: &str = "ingest_v2_track";
 /// The outbox job that writes one shipment's phase to the ERP.
 pub const WRITE_FULFILMENT: &str = "write_fulfilment";
 /// How far each poll reaches back before its watermark.
@@ -423,25 +426,156 @@ pub async fn scans(engine: &Engine, conn: &Connection) -> Result<ShipmentReport,
             Err(shipledger_shipstation::Error::NotFound { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        let status = info.status_code.as_ref().map(|c| c.as_str().to_string());
-        let accepted = info.first_carrier_acceptance().and_then(|e| e.occurred_at);
-        if accepted.is_none() && status == s.tracking_status {
-            continue;
-        }
-        let now = engine.clock.now();
-        let mut upsert = ShipmentUpsert::from_record(&s);
-        upsert.tracking_status = status.clone();
-        let mut change = Change::new(&conn.name, now);
-        if let Some(at) = accepted {
+        if record_tracking(engine, conn, &s, &info).await? {
             report.scanned += 1;
-            upsert.first_scan_at = Some(at);
-            change.jobs.push(job(&s.shipment_key, "completed", now));
-            change.events.push(event(&s.shipment_key, "first_scan", json!({"message": format!("carrier scanned {number} at {at} ({})", status.clone().unwrap_or_default()), "at": at.to_string()})));
         }
-        change.shipments.push(upsert);
-        engine.store.commit(change).await?;
     }
     Ok(report)
+}
+
+/// Record what a tracking answer says about a shipment; plans the completed write on
+/// the first physical scan. `true` when this was the first scan.
+async fn record_tracking(
+    engine: &Engine,
+    conn: &Connection,
+    s: &ShipmentRecord,
+    info: &shipledger_shipstation::v2::model::TrackingInfo,
+) -> Result<bool, EngineError> {
+    let status = info.status_code.as_ref().map(|c| c.as_str().to_string());
+    let accepted = info.first_carrier_acceptance().and_then(|e| e.occurred_at);
+    let first_scan = accepted.is_some() && s.first_scan_at.is_none() && !s.voided;
+    if !first_scan && status == s.tracking_status {
+        return Ok(false);
+    }
+    let now = engine.clock.now();
+    let mut upsert = ShipmentUpsert::from_record(s);
+    upsert.tracking_status = status.clone();
+    let mut change = Change::new(&conn.name, now);
+    if let (true, Some(at)) = (first_scan, accepted) {
+        upsert.first_scan_at = Some(at);
+        change.jobs.push(job(&s.shipment_key, "completed", now));
+        change.events.push(event(
+            &s.shipment_key,
+            "first_scan",
+            json!({
+                "message": format!("carrier scanned {} at {at} ({})", s.tracking_number.clone().unwrap_or_default(), status.clone().unwrap_or_default()),
+                "at": at.to_string(),
+            }),
+        ));
+    }
+    change.shipments.push(upsert);
+    engine.store.commit(change).await?;
+    Ok(first_scan)
+}
+
+/// Webhook inbox jobs the receivers stored: v1 hints whose resource is fetched (only
+/// from the configured ShipStation host, checked again here), and v2 track events.
+pub async fn inbox(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut report = ShipmentReport::default();
+    let mut parents = HashMap::new();
+    loop {
+        let now = engine.clock.now();
+        let jobs = engine
+            .store
+            .claim_jobs(JobClaim { kind: INGEST_V1, connection: Some(&conn.name), now, lease: LEASE, limit: 20, worker: &engine.worker })
+            .await?;
+        let v2_jobs = engine
+            .store
+            .claim_jobs(JobClaim { kind: INGEST_V2, connection: Some(&conn.name), now, lease: LEASE, limit: 50, worker: &engine.worker })
+            .await?;
+        if jobs.is_empty() && v2_jobs.is_empty() {
+            return Ok(report);
+        }
+        for job in jobs {
+            let outcome = ingest_v1(engine, conn, &job, &mut parents, &mut report).await;
+            settle_inbox_job(engine, conn, job, outcome).await?;
+        }
+        for job in v2_jobs {
+            let outcome = ingest_v2(engine, conn, &job, &mut report).await;
+            settle_inbox_job(engine, conn, job, outcome).await?;
+        }
+    }
+}
+
+async fn ingest_v1(
+    engine: &Engine,
+    conn: &Connection,
+    job: &Job,
+    parents: &mut HashMap<i64, Option<String>>,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    let raw = job.payload["resource_url"].as_str().unwrap_or_default();
+    let kind = job.payload["resource_type"].as_str().unwrap_or_default();
+    let Ok(url) = url::Url::parse(raw) else {
+        return Err(EngineError::Setup(format!("webhook resource_url {raw:?} is not a URL")));
+    };
+    if !shipledger_shipstation::resource_url_allowed(&url, conn.shipstation.base_url()) {
+        // The receiver checks this too; credentials never leave for another host.
+        let mut change = Change::new(&conn.name, engine.clock.now());
+        change.open_exceptions.push(ExceptionOpen {
+            kind: ExceptionKind::WebhookForeignHost,
+            record_type: "webhook".into(),
+            record_id: url.host_str().unwrap_or_default().to_string(),
+            detail: json!({"message": format!("a stored webhook pointed at {raw}, not at {}; nothing was fetched", conn.shipstation.base_url())}),
+        });
+        engine.store.commit(change).await?;
+        return Ok(());
+    }
+    match kind {
+        "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => {
+            let page: ss::Page<ss::Shipment> =
+                conn.shipstation.get_resource(&shipledger_shipstation::with_shipment_items(&url)).await?;
+            for label in &page.items {
+                ingest_label(engine, conn, label, WM_CREATED, None, parents, report).await?;
+            }
+        }
+        "FULFILLMENT_SHIPPED" => {
+            let page: ss::Page<ss::Fulfillment> = conn.shipstation.get_resource(&url).await?;
+            for f in &page.items {
+                ingest_fulfillment(engine, conn, f, parents, report).await?;
+            }
+        }
+        // New orders in ShipStation are ours (we pushed them): nothing to learn.
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn ingest_v2(engine: &Engine, conn: &Connection, job: &Job, report: &mut ShipmentReport) -> Result<(), EngineError> {
+    let Some(data) = job.payload.get("data") else { return Ok(()) };
+    let info: shipledger_shipstation::v2::model::TrackingInfo = serde_json::from_str(&data.to_string())
+        .map_err(|e| EngineError::Setup(format!("a track webhook's data could not be read: {e}")))?;
+    let Some(number) = info.tracking_number.clone() else { return Ok(()) };
+    let shipments = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), tracking_number: Some(number), ..Default::default() })
+        .await?;
+    for s in shipments.iter().filter(|s| s.kind == ShipmentKind::Label) {
+        if record_tracking(engine, conn, s, &info).await? {
+            report.scanned += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Finish an inbox job, or retry it later when the fetch failed.
+async fn settle_inbox_job(engine: &Engine, conn: &Connection, job: Job, outcome: Result<(), EngineError>) -> Result<(), EngineError> {
+    let now = engine.clock.now();
+    match outcome {
+        Ok(()) => finish(engine, conn, job, JobState::Done, None, None, vec![]).await,
+        Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
+        Err(e) if job.attempts >= i64::from(conn.policy.max_push_attempts) => {
+            // Polling will still find what this webhook pointed at.
+            finish(engine, conn, job, JobState::Dead, Some(e.to_string()), None, vec![]).await
+        }
+        Err(e) => {
+            let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(300));
+            match engine.store.retry_job(job.id, &job.lease_token.unwrap_or_default(), now + wait, &e.to_string(), now).await {
+                Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
 }
 
 /// Run `write_fulfilment` jobs: write the phase to the ERP, read it back, record it.

@@ -17,7 +17,7 @@ use jiff::civil::Date;
 use reqwest::Method;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use url::Url;
+use url::{Host, Url};
 
 use crate::budget::{InMemoryRateBudget, RateBudget};
 use crate::clock::{Clock, SystemClock};
@@ -62,6 +62,11 @@ impl V1Client {
         Ok(V1Client {
             transport: Arc::new(Transport::new(Api::V1, config, budget, clock)?),
         })
+    }
+
+    /// The API root this client talks to (the host webhook resource URLs must match).
+    pub fn base_url(&self) -> &Url {
+        &self.transport.config().base_url
     }
 
     /// The key this client's requests are counted under in the budget.
@@ -575,5 +580,43 @@ mod tests {
                 .to_string()
                 .contains("orderKey")
         );
+    }
+}
+
+/// Whether a v1 webhook's `resource_url` points at the configured ShipStation API,
+/// so that fetching it with our credentials is safe.
+///
+/// The scheme and the port (explicit or the scheme's default) must equal `base`'s,
+/// the URL must carry no user information, and the host must equal `base`'s host or,
+/// when that is `ssapi.<domain>`, be a numbered shard `ssapi<digits>.<domain>`
+/// (ShipStation uses e.g. `ssapi11.shipstation.com`). IP addresses match only the
+/// same address given as `base`.
+pub fn resource_url_allowed(resource_url: &Url, base: &Url) -> bool {
+    if resource_url.scheme() != base.scheme() || !matches!(resource_url.scheme(), "http" | "https") {
+        return false;
+    }
+    if !resource_url.username().is_empty() || resource_url.password().is_some() {
+        return false;
+    }
+    match (resource_url.port_or_known_default(), base.port_or_known_default()) {
+        (Some(a), Some(b)) if a == b => {}
+        _ => return false,
+    }
+    match (resource_url.host(), base.host()) {
+        (Some(Host::Domain(host)), Some(Host::Domain(base_host))) => {
+            if host == base_host {
+                return true;
+            }
+            let Some(domain) = base_host.strip_prefix("ssapi.").filter(|d| !d.is_empty()) else {
+                return false;
+            };
+            host.strip_suffix(domain)
+                .and_then(|rest| rest.strip_suffix('.'))
+                .and_then(|label| label.strip_prefix("ssapi"))
+                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        }
+        (Some(Host::Ipv4(a)), Some(Host::Ipv4(b))) => a == b,
+        (Some(Host::Ipv6(a)), Some(Host::Ipv6(b))) => a == b,
+        _ => false,
     }
 }
