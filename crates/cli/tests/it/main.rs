@@ -4,3 +4,4 @@ mod crash;
 mod demo;
 mod fidelity;
 mod serve;
+mod shipments;

@@ -717,7 +717,9 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                 report.failed += 1;
                 return commit(engine, change).await;
             }
-            if job.attempts >= i64::from(conn.policy.max_push_attempts) || refused {
+            // A refusal can clear (a void reversed elsewhere frees the quantity), so it
+            // is retried like a failure, and raised after the last attempt.
+            if job.attempts >= i64::from(conn.policy.max_push_attempts) {
                 report.failed += 1;
                 let mut change = Change::new(&conn.name, now);
                 change.open_exceptions.push(ExceptionOpen {
