@@ -31,6 +31,8 @@ pub struct SimulationConfig {
     pub label_delay_secs: [u64; 2],
     /// Share of multi-line orders shipped in two parcels.
     pub split_share: f64,
+    /// From one parcel of a split shipment to the next.
+    pub next_parcel_delay_secs: [u64; 2],
     /// Share of labels voided (and the lines labelled again).
     pub void_share: f64,
     pub void_delay_secs: [u64; 2],
@@ -51,6 +53,7 @@ impl Default for SimulationConfig {
             enabled: false,
             label_delay_secs: [60, 3600],
             split_share: 0.2,
+            next_parcel_delay_secs: [60, 900],
             void_share: 0.05,
             void_delay_secs: [60, 1800],
             scan_share: 0.9,
@@ -73,6 +76,7 @@ impl SimulationConfig {
         for (name, [lo, hi]) in [
             ("label_delay_secs", self.label_delay_secs),
             ("void_delay_secs", self.void_delay_secs),
+            ("next_parcel_delay_secs", self.next_parcel_delay_secs),
             ("scan_delay_secs", self.scan_delay_secs),
             ("deliver_delay_secs", self.deliver_delay_secs),
         ] {
@@ -216,7 +220,7 @@ pub(crate) fn tick(shared: &Shared, now: Timestamp) {
                                 deliver_at: (!voids && scans).then_some(deliver_at),
                             });
                             let still_open = w.orders[&order_id].order_status == "awaiting_shipment";
-                            plan.next_label_at = still_open.then(|| now + SignedDuration::from_secs(rng.gen_range(60..=900)));
+                            plan.next_label_at = still_open.then(|| now + pick(&mut rng, sim.next_parcel_delay_secs));
                         }
                         Err(_) => plan.next_label_at = None,
                     }

@@ -10,7 +10,7 @@ fn the_demo_releases_the_good_orders_once_and_holds_each_bad_one_with_an_owner()
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-        .args(["demo", "--orders", "150", "--seed", "3", "--until-idle", "--spread", "5", "--timeout", "240", "--report"])
+        .args(["demo", "--orders", "150", "--seed", "3", "--until-idle", "--spread", "5", "--timeout", "600", "--report"])
         .arg(&report)
         .arg("--dir")
         .arg(dir.path())
@@ -39,4 +39,12 @@ fn the_demo_releases_the_good_orders_once_and_holds_each_bad_one_with_an_owner()
     assert_eq!(r["checks"]["held_orders_without_an_open_exception"], json!([]));
     let createorders = r["shipstation"]["requests"]["createorders"].as_u64().unwrap();
     assert!(createorders >= 2 && createorders < released, "orders were batched: {createorders}");
+
+    // Shipments came back: packed on label, completed only after the first scan.
+    let f = &r["fulfilment"];
+    assert!(f["completed"].as_u64().unwrap() > 50, "{f}");
+    assert_eq!(f["completed_before_first_scan"], json!(0), "{f}");
+    assert_eq!(f["line_quantity_mismatches"], json!(0), "{f}");
+    assert_eq!(f["checks"]["labelled_and_scanned_but_not_completed"], json!([]), "{f}");
+    assert_eq!(f["checks"]["completed_with_a_voided_tracking_number"], json!([]), "{f}");
 }

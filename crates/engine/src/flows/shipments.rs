@@ -50,6 +50,8 @@ pub const WRITE_FULFILMENT: &str = "write_fulfilment";
 /// How far each poll reaches back before its watermark.
 const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
 const LEASE: SignedDuration = SignedDuration::from_secs(30);
+/// Labels asked about per scan pass.
+const SCANS_PER_PASS: u32 = 40;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ShipmentReport {
@@ -415,9 +417,16 @@ fn event(shipment_key: &str, kind: &str, detail: serde_json::Value) -> NewEvent 
 pub async fn scans(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
     let Some(v2) = &conn.shipstation_v2 else { return Ok(report) };
+    // Webhooks bring most scans; each pass asks about the oldest waiting labels only,
+    // so polling stays well inside v2's 200 requests a minute.
     let waiting = engine
         .store
-        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), awaiting_scan: true, ..Default::default() })
+        .list_shipments(StoredShipments {
+            connection: Some(conn.name.clone()),
+            awaiting_scan: true,
+            limit: SCANS_PER_PASS,
+            ..Default::default()
+        })
         .await?;
     for s in waiting.into_iter().filter(|s| s.erp_id.is_some()) {
         let Some(number) = &s.tracking_number else { continue };
