@@ -113,6 +113,7 @@ struct RawShipStation {
 struct RawPolicy {
     fulfil_on: Option<String>,
     scan_overdue_after: Option<String>,
+    awaiting_shipment_after: Option<String>,
     cost_batch: Option<String>,
     fx_source: Option<String>,
     cost_variance_pct: Option<u32>,
@@ -134,6 +135,8 @@ pub enum FulfilOn {
 pub struct Policy {
     pub fulfil_on: FulfilOn,
     pub scan_overdue_after: Duration,
+    /// How long a pushed order may wait in ShipStation for a label.
+    pub awaiting_shipment_after: Duration,
     pub cost_batch: String,
     pub fx_source: String,
     pub cost_variance_pct: u32,
@@ -155,6 +158,7 @@ impl Default for Policy {
         Policy {
             fulfil_on: FulfilOn::CarrierScan,
             scan_overdue_after: Duration::from_secs(24 * 3600),
+            awaiting_shipment_after: Duration::from_secs(48 * 3600),
             cost_batch: "daily".into(),
             fx_source: "erp".into(),
             cost_variance_pct: 15,
@@ -323,6 +327,9 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     }
     if let Some(d) = &raw.scan_overdue_after {
         p.scan_overdue_after = duration(d, "scan_overdue_after")?;
+    }
+    if let Some(d) = &raw.awaiting_shipment_after {
+        p.awaiting_shipment_after = duration(d, "awaiting_shipment_after")?;
     }
     if let Some(b) = &raw.cost_batch {
         if !["daily", "weekly", "monthly"].contains(&b.as_str()) {

@@ -205,6 +205,9 @@ impl Engine {
                 };
                 let hinted = flows::shipments::inbox(self, conn).await?;
                 let written = flows::shipments::write_back(self, conn).await?;
+                if due {
+                    flows::monitors::run(self, conn).await?;
+                }
                 Ok::<_, EngineError>((polled, scanned, hinted, written))
             };
             match shipments.await {

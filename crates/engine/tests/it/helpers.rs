@@ -276,8 +276,9 @@ macro_rules! stories {
             use super::*;
             $(
                 #[tokio::test]
+                #[allow(unused_mut)]
                 async fn $name() {
-                    let $w = $crate::helpers::World::on($crate::helpers::Backend::Sqlite).await.expect("sqlite always runs");
+                    let mut $w = $crate::helpers::World::on($crate::helpers::Backend::Sqlite).await.expect("sqlite always runs");
                     $body
                 }
             )*
@@ -287,8 +288,9 @@ macro_rules! stories {
             use super::*;
             $(
                 #[tokio::test]
+                #[allow(unused_mut)]
                 async fn $name() {
-                    let Some($w) = $crate::helpers::World::on($crate::helpers::Backend::Postgres).await else { return };
+                    let Some(mut $w) = $crate::helpers::World::on($crate::helpers::Backend::Postgres).await else { return };
                     $body
                 }
             )*

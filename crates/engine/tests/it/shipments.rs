@@ -138,4 +138,21 @@ crate::stories! {
         assert_eq!(lines, vec![("SO-105-1".to_string(), 2), ("SO-105-2".to_string(), 1)]);
         assert!(open_kinds(&w).await.is_empty());
     }
+
+    async fn a_label_without_a_scan_past_the_policy_is_raised_for_ops_and_closes_itself_on_the_scan(w: World) {
+        w.engine.connections[0].policy.scan_overdue_after = std::time::Duration::ZERO;
+        w.engine.connections[0].policy.awaiting_shipment_after = std::time::Duration::ZERO;
+        let id = pushed_order_id(&w, "SO-106").await;
+        w.settle().await;
+        assert_eq!(open_kinds(&w).await, vec![ExceptionKind::AwaitingShipmentTooLong], "no label yet");
+        let label = w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "fedex"})).await;
+        w.settle().await;
+        let open = w.store.list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() }).await.unwrap();
+        assert_eq!(open.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![ExceptionKind::ScanOverdue], "the label closed the wait");
+        let message = open[0].detail["message"].as_str().unwrap();
+        assert!(message.contains("fedex") && message.contains(label["trackingNumber"].as_str().unwrap()), "{message}");
+        w.control("/tracking/events", json!({"trackingNumber": label["trackingNumber"], "statusCode": "AC"})).await;
+        w.settle().await;
+        assert!(open_kinds(&w).await.is_empty(), "the scan closed it");
+    }
 }
