@@ -75,6 +75,21 @@ impl Default for TrafficShares {
 }
 
 impl TrafficShares {
+    /// Good orders only: every share zero.
+    pub fn none() -> TrafficShares {
+        TrafficShares {
+            unpaid: 0.0,
+            authorised_only: 0.0,
+            captured_later: 0.0,
+            zero_weight: 0.0,
+            unknown_sku: 0.0,
+            incomplete_address: 0.0,
+            duplicate: 0.0,
+            later_cancellation: 0.0,
+            ship_to_correction: 0.0,
+        }
+    }
+
     fn by_kind(&self) -> [(OrderKind, f64); 9] {
         [
             (OrderKind::Unpaid, self.unpaid),

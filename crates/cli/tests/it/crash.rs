@@ -92,18 +92,7 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     )
     .await
     .unwrap();
-    let none = TrafficShares {
-        unpaid: 0.0,
-        authorised_only: 0.0,
-        captured_later: 0.0,
-        zero_weight: 0.0,
-        unknown_sku: 0.0,
-        incomplete_address: 0.0,
-        duplicate: 0.0,
-        later_cancellation: 0.0,
-        ship_to_correction: 0.0,
-    };
-    let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 11, shares: none, ..TrafficConfig::default() });
+    let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 11, shares: TrafficShares::none(), ..TrafficConfig::default() });
     plan.apply(&erp.base_url()).await.unwrap();
 
     let http = reqwest::Client::new();

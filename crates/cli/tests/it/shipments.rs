@@ -23,20 +23,6 @@ impl Drop for Serve {
 
 const ORDERS: usize = 6;
 
-fn good_only() -> TrafficShares {
-    TrafficShares {
-        unpaid: 0.0,
-        authorised_only: 0.0,
-        captured_later: 0.0,
-        zero_weight: 0.0,
-        unknown_sku: 0.0,
-        incomplete_address: 0.0,
-        duplicate: 0.0,
-        later_cancellation: 0.0,
-        ship_to_correction: 0.0,
-    }
-}
-
 async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
     let r = http.post(&url).json(&body).send().await.unwrap();
     assert!(r.status().is_success(), "POST {url}: {}", r.status());
@@ -60,7 +46,7 @@ async fn start(webhooks: bool, poll: &str, dir: &std::path::Path) -> (SandboxHan
         .await
         .unwrap();
     let erp = SandboxErp::start(SandboxErpConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 21, shares: good_only(), ..TrafficConfig::default() });
+    let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 21, shares: TrafficShares::none(), ..TrafficConfig::default() });
     plan.apply(&erp.base_url()).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.join("shipledger.toml");
