@@ -155,4 +155,15 @@ crate::stories! {
         w.settle().await;
         assert!(open_kinds(&w).await.is_empty(), "the scan closed it");
     }
+
+    async fn with_fulfil_on_label_the_erp_fulfilment_completes_at_the_label(w: World) {
+        w.engine.connections[0].policy.fulfil_on = shipledger_engine::config::FulfilOn::Label;
+        let id = pushed_order_id(&w, "SO-107").await;
+        w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-107");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].state, FulfilmentState::Completed, "the policy says the label is enough");
+        assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 1, "no separate packed write");
+    }
 }
