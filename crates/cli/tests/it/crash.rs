@@ -36,6 +36,7 @@ fn spawn_sync(config: &Path, log: &Path) -> Engine {
         .env("CRASH_SS_KEY", "crash-key")
         .env("CRASH_SS_SECRET", "crash-secret")
         .env("CRASH_ERP_KEY", "crash-erp-key")
+        .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -209,4 +210,161 @@ impl Psql {
             .expect("psql runs");
         assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Shipments under fire: the simulated warehouse labels, splits, voids and re-labels
+/// and the carrier scans, while `shipledger sync` ingests and writes back and is
+/// killed with SIGKILL at random moments. Afterwards every scanned label is completed
+/// in the ERP exactly once, with only live tracking numbers, and no label has two ERP
+/// fulfilments.
+async fn write_back_survives_kills(store_url: String) {
+    use shipledger_sandbox::SimulationConfig;
+    use shipledger_sandbox::erp::model::FulfilmentStatus;
+    const SHIPPED: usize = 120;
+    let dir = tempfile::tempdir().unwrap();
+    let simulation = SimulationConfig {
+        enabled: true,
+        label_delay_secs: [1, 8],
+        next_parcel_delay_secs: [1, 4],
+        void_share: 0.1,
+        void_delay_secs: [1, 4],
+        scan_share: 1.0,
+        scan_delay_secs: [2, 8],
+        deliver_delay_secs: [5, 15],
+        ..SimulationConfig::default()
+    };
+    let ss = Sandbox::start(
+        SandboxConfig {
+            api_key: "crash-key".into(),
+            api_secret: "crash-secret".into(),
+            rate_limit: 600,
+            seed: 12,
+            simulation: Some(simulation),
+            ..SandboxConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let erp = SandboxErp::start(
+        SandboxErpConfig { api_key: "crash-erp-key".into(), seed: 12, ..SandboxErpConfig::default() },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let plan = Traffic::plan(TrafficConfig { orders: SHIPPED, seed: 12, shares: TrafficShares::none(), ..TrafficConfig::default() });
+    plan.apply(&erp.base_url()).await.unwrap();
+    let config = dir.path().join("shipledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+[[connections]]
+name = "crash"
+[connections.erp]
+kind = "sandbox"
+url = "{erp}"
+api_key_env = "CRASH_ERP_KEY"
+[connections.shipstation]
+base_url = "{ss}"
+api_key_env = "CRASH_SS_KEY"
+api_secret_env = "CRASH_SS_SECRET"
+v2_base_url = "{ss}"
+v2_api_key_env = "CRASH_SS_V2_KEY"
+[connections.policy]
+poll_interval = "1s"
+shipment_poll_interval = "1s"
+"#,
+            erp = erp.base_url(),
+            ss = ss.base_url()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("sync.log");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for _ in 0..KILLS {
+        let engine = spawn_sync(&config, &log);
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(500..3_000))).await;
+        drop(engine);
+    }
+    let _engine = spawn_sync(&config, &log);
+
+    // Done when every live label is scanned and completed in the ERP.
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let labels: Value = http
+            .get(format!("{}/shipments?pageSize=500", ss.base_url()))
+            .basic_auth("crash-key", Some("crash-secret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let live: Vec<String> = labels["shipments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["voided"] == json!(false))
+            .map(|s| s["trackingNumber"].as_str().unwrap().to_string())
+            .collect();
+        let world = erp.snapshot();
+        let completed: Vec<String> = world
+            .fulfilments
+            .values()
+            .filter(|f| f.state == FulfilmentStatus::Completed)
+            .flat_map(|f| f.packages.iter().map(|p| p.tracking_number.clone()))
+            .collect();
+        let orders_done = ss.stats()["orders_by_status"]["awaiting_shipment"].as_u64().unwrap_or(0) == 0;
+        if orders_done && !live.is_empty() && live.iter().all(|n| completed.contains(n)) {
+            let mut sorted = completed.clone();
+            sorted.sort();
+            let mut unique = sorted.clone();
+            unique.dedup();
+            assert_eq!(sorted, unique, "no tracking number completed twice");
+            let mut live_sorted = live.clone();
+            live_sorted.sort();
+            assert_eq!(sorted, live_sorted, "only live tracking numbers are completed");
+            let keys: Vec<&str> = world.fulfilments.values().map(|f| f.key.as_str()).collect();
+            let mut unique_keys = keys.clone();
+            unique_keys.sort();
+            unique_keys.dedup();
+            assert_eq!(keys.len(), unique_keys.len(), "one ERP fulfilment per label");
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} of {} live labels completed in time; engine log:\n{}",
+            live.iter().filter(|n| completed.contains(n)).count(),
+            live.len(),
+            std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    ss.shutdown().await;
+    erp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    write_back_survives_kills(format!("sqlite://{}", dir.path().join("store.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_postgres() {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
+        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; the PostgreSQL run of the write-back crash test did not run");
+        return;
+    };
+    let name = format!("shipledger_crash_{}", rand::random::<u32>());
+    let psql = Psql(admin.clone());
+    psql.run(&format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
+    write_back_survives_kills(format!("{base}/{name}")).await;
+    psql.run(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
