@@ -45,6 +45,58 @@ fn spawn_sync(config: &Path, log: &Path) -> Engine {
     Engine(child)
 }
 
+/// The engine's configuration for one crash run: the sandboxes, the store, a 1 s
+/// poll, and any extra policy lines.
+fn write_config(dir: &Path, store_url: &str, erp: &str, ss: &str, policy: &str) -> std::path::PathBuf {
+    let config = dir.join("shipledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "{store_url}"
+
+[[connections]]
+name = "crash"
+
+[connections.erp]
+kind = "sandbox"
+url = "{erp}"
+api_key_env = "CRASH_ERP_KEY"
+
+[connections.shipstation]
+base_url = "{ss}"
+api_key_env = "CRASH_SS_KEY"
+api_secret_env = "CRASH_SS_SECRET"
+v2_base_url = "{ss}"
+v2_api_key_env = "CRASH_SS_V2_KEY"
+
+[connections.policy]
+poll_interval = "1s"
+{policy}
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Run `story` against a fresh PostgreSQL database (dropped afterwards), or skip
+/// loudly when `TEST_DATABASE_URL` is not set (failing in CI).
+async fn on_postgres<F: std::future::Future<Output = ()>>(story: impl FnOnce(String) -> F) {
+    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
+        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; this PostgreSQL crash test did not run");
+        return;
+    };
+    let name = format!("shipledger_crash_{}", rand::random::<u32>());
+    let psql = Psql(admin.clone());
+    psql.run(&format!("CREATE DATABASE {name}")).await;
+    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
+    story(format!("{base}/{name}")).await;
+    psql.run(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
 async fn stats(http: &reqwest::Client, base: &str) -> Value {
     http.get(format!("{base}/_sandbox/stats")).send().await.unwrap().json().await.unwrap()
 }
@@ -101,35 +153,7 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
 
-    let config = dir.path().join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[[connections]]
-name = "crash"
-
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "CRASH_ERP_KEY"
-
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "CRASH_SS_KEY"
-api_secret_env = "CRASH_SS_SECRET"
-
-[connections.policy]
-poll_interval = "1s"
-"#,
-            erp = erp.base_url(),
-            ss = ss.base_url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &store_url, &erp.base_url(), &ss.base_url(), "");
     let log = dir.path().join("sync.log");
 
     // Kill the engine at random moments while it works.
@@ -181,20 +205,7 @@ async fn every_released_order_reaches_shipstation_exactly_once_through_kills_and
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_released_order_reaches_shipstation_exactly_once_through_kills_and_faults_on_postgres() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
-        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; the PostgreSQL run of the crash test did not run");
-        return;
-    };
-    let name = format!("shipledger_crash_{}", rand::random::<u32>());
-    let psql = Psql(admin.clone());
-    psql.run(&format!("CREATE DATABASE {name}")).await;
-    let url = match admin.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("TEST_DATABASE_URL has no database part: {admin}"),
-    };
-    pushes_survive_kills_and_faults(url).await;
-    psql.run(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    on_postgres(pushes_survive_kills_and_faults).await;
 }
 
 /// psql against the admin database, to make and drop the test's own database.
@@ -254,34 +265,13 @@ async fn write_back_survives_kills(store_url: String) {
     .unwrap();
     let plan = Traffic::plan(TrafficConfig { orders: SHIPPED, seed: 12, shares: TrafficShares::none(), ..TrafficConfig::default() });
     plan.apply(&erp.base_url()).await.unwrap();
-    let config = dir.path().join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-[[connections]]
-name = "crash"
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "CRASH_ERP_KEY"
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "CRASH_SS_KEY"
-api_secret_env = "CRASH_SS_SECRET"
-v2_base_url = "{ss}"
-v2_api_key_env = "CRASH_SS_V2_KEY"
-[connections.policy]
-poll_interval = "1s"
-shipment_poll_interval = "1s"
-"#,
-            erp = erp.base_url(),
-            ss = ss.base_url()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &store_url,
+        &erp.base_url(),
+        &ss.base_url(),
+        "shipment_poll_interval = \"1s\"",
+    );
     let log = dir.path().join("sync.log");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for _ in 0..KILLS {
@@ -356,15 +346,5 @@ async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_sqlit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_postgres() {
-    let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
-        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
-        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; the PostgreSQL run of the write-back crash test did not run");
-        return;
-    };
-    let name = format!("shipledger_crash_{}", rand::random::<u32>());
-    let psql = Psql(admin.clone());
-    psql.run(&format!("CREATE DATABASE {name}")).await;
-    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL names a database");
-    write_back_survives_kills(format!("{base}/{name}")).await;
-    psql.run(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+    on_postgres(write_back_survives_kills).await;
 }

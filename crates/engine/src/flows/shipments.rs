@@ -743,7 +743,8 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 return commit(engine, change).await;
             }
-            let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(300));
+            // At most 30 s apart: a refusal usually clears as soon as a void is seen.
+            let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(30));
             match engine.store.retry_job(job.id, &job.lease_token.unwrap_or_default(), now + wait, &reason, now).await {
                 Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
                 Err(e) => Err(e.into()),
