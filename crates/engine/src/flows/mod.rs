@@ -9,3 +9,26 @@ pub mod monitors;
 pub mod push;
 pub mod release;
 pub mod shipments;
+
+use jiff::Timestamp;
+use shipledger_store::{Change, Job, StoreError};
+
+use crate::{Engine, EngineError};
+
+/// Commit a change that finishes a job; a lease lost to another worker means that
+/// worker redoes the job (idempotently), so it is not an error here.
+pub(crate) async fn commit_job_change(engine: &Engine, change: Change) -> Result<(), EngineError> {
+    match engine.store.commit(change).await {
+        Ok(_) | Err(StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Put a job back for another attempt at `at`, recording why (a lost lease is fine).
+pub(crate) async fn retry_job(engine: &Engine, job: &Job, at: Timestamp, error: &str) -> Result<(), EngineError> {
+    let token = job.lease_token.clone().unwrap_or_default();
+    match engine.store.retry_job(job.id, &token, at, error, engine.clock.now()).await {
+        Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

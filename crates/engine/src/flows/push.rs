@@ -28,6 +28,7 @@ use shipledger_store::{
 };
 
 use crate::flows::release::SYNC_ORDER;
+use crate::flows::{commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
 /// How long a claimed job is ours before another worker may take it over (a worker
@@ -307,15 +308,6 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
     Ok(())
 }
 
-/// Commit a change that finishes or reschedules a job; a lease lost to another worker
-/// means that worker redoes the job (idempotently), so it is not an error here.
-async fn commit_job_change(engine: &Engine, change: Change) -> Result<(), EngineError> {
-    match engine.store.commit(change).await {
-        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
     NewEvent { record_type: "order".into(), record_id: erp_id.to_string(), kind: kind.into(), detail }
 }
@@ -354,12 +346,7 @@ async fn retry_or_give_up(
         return give_up(engine, conn, job, record, message, kind, report).await;
     }
     report.retried += 1;
-    let now = engine.clock.now();
-    let token = job.lease_token.clone().unwrap_or_default();
-    match engine.store.retry_job(job.id, &token, now + backoff(job.attempts), message, now).await {
-        Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    retry_job(engine, &job, engine.clock.now() + backoff(job.attempts), message).await
 }
 
 async fn give_up(

@@ -36,6 +36,7 @@ use shipledger_store::{
 };
 
 use crate::config::FulfilOn;
+use crate::flows::{commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
 /// Watermarks: the latest ShipStation time each window has covered (epoch ms).
@@ -346,7 +347,7 @@ async fn mapping_exceptions(engine: &Engine, conn: &Connection, erp_id: &str, ch
     let lines = engine.store.order_lines(&conn.name, erp_id).await?;
     let ordered: Vec<OrderedLine> = lines
         .iter()
-        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .map(ordered_line)
         .collect();
     let mut shipments = engine
         .store
@@ -390,6 +391,10 @@ async fn mapping_exceptions(engine: &Engine, conn: &Connection, erp_id: &str, ch
         });
     }
     Ok(())
+}
+
+fn ordered_line(l: &shipledger_store::OrderLineRecord) -> OrderedLine {
+    OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical }
 }
 
 fn item(l: &ShipmentLine) -> ShippedItem {
@@ -579,10 +584,7 @@ async fn settle_inbox_job(engine: &Engine, conn: &Connection, job: Job, outcome:
         }
         Err(e) => {
             let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(300));
-            match engine.store.retry_job(job.id, &job.lease_token.unwrap_or_default(), now + wait, &e.to_string(), now).await {
-                Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+            retry_job(engine, &job, now + wait, &e.to_string()).await
         }
     }
 }
@@ -645,7 +647,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
     let lines = engine.store.order_lines(&conn.name, &erp_id).await?;
     let ordered: Vec<OrderedLine> = lines
         .iter()
-        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .map(ordered_line)
         .collect();
     let mapping = map_lines(&ordered, &[view(&shipment)]);
     let write = FulfilmentWrite {
@@ -699,7 +701,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                 maybe_order_shipped(engine, conn, &erp_id, &shipment.shipment_key, &mut change).await?;
             }
             change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Done, error: None });
-            commit(engine, change).await
+            commit_job_change(engine, change).await
         }
         _ => {
             let reason = match (&written, &read_back) {
@@ -724,7 +726,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                 });
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 report.failed += 1;
-                return commit(engine, change).await;
+                return commit_job_change(engine, change).await;
             }
             // A refusal can clear (a void reversed elsewhere frees the quantity), so it
             // is retried like a failure, and raised after the last attempt.
@@ -741,14 +743,11 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                     )}),
                 });
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
-                return commit(engine, change).await;
+                return commit_job_change(engine, change).await;
             }
             // At most 30 s apart: a refusal usually clears as soon as a void is seen.
             let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(30));
-            match engine.store.retry_job(job.id, &job.lease_token.unwrap_or_default(), now + wait, &reason, now).await {
-                Ok(()) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+            retry_job(engine, &job, now + wait, &reason).await
         }
     }
 }
@@ -767,7 +766,7 @@ async fn maybe_order_shipped(engine: &Engine, conn: &Connection, erp_id: &str, c
     let lines = engine.store.order_lines(&conn.name, erp_id).await?;
     let ordered: Vec<OrderedLine> = lines
         .iter()
-        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .map(ordered_line)
         .collect();
     let views: Vec<ShipmentView> = shipments.iter().map(view).collect();
     if !map_lines(&ordered, &views).complete(&ordered) {
@@ -789,13 +788,6 @@ async fn maybe_order_shipped(engine: &Engine, conn: &Connection, erp_id: &str, c
     Ok(())
 }
 
-async fn commit(engine: &Engine, change: Change) -> Result<(), EngineError> {
-    match engine.store.commit(change).await {
-        Ok(_) | Err(shipledger_store::StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
 async fn finish(
     engine: &Engine,
     conn: &Connection,
@@ -809,5 +801,5 @@ async fn finish(
     change.events = events;
     change.shipments.extend(shipment);
     change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.unwrap_or_default(), state, error });
-    commit(engine, change).await
+    commit_job_change(engine, change).await
 }
