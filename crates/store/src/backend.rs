@@ -497,6 +497,7 @@ macro_rules! store_impl {
                                     .bind(filter.connection.as_deref())
                                     .bind(filter.state.map(OrderState::as_str))
                                     .bind(filter.number_prefix.as_deref())
+                                    .bind(filter.ss_order_id)
                                     .bind(sql_limit(filter.limit))
                                     .bind(i64::from(filter.offset)),
                             )

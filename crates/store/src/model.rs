@@ -447,6 +447,9 @@ pub struct OrderFilter {
     pub state: Option<OrderState>,
     /// Orders whose number starts with this.
     pub number_prefix: Option<String>,
+    /// The order ShipStation knows by this `orderId` (merged-away orders are found
+    /// this way: ShipStation no longer answers for them).
+    pub ss_order_id: Option<i64>,
     pub limit: u32,
     pub offset: u32,
 }

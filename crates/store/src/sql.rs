@@ -161,8 +161,9 @@ pub(crate) const LIST_ORDERS: &str = concat!(
      WHERE ($1 IS NULL OR connection = $1)
        AND ($2 IS NULL OR state = $2)
        AND ($3 IS NULL OR substr(number, 1, length($3)) = $3)
+       AND ($4 IS NULL OR ss_order_id = $4)
      ORDER BY created_at DESC, connection, erp_id
-     LIMIT $4 OFFSET $5"
+     LIMIT $5 OFFSET $6"
 );
 
 pub(crate) const ORDER_LINES: &str = concat!(

@@ -3,9 +3,10 @@
 //!
 //! - **Ingest** ([`poll`]): labels by their create and void date windows and orders
 //!   marked shipped elsewhere (`/fulfillments`), each window overlapping the last by
-//!   a few minutes; every ShipStation shipment becomes one record however often it
-//!   is seen. A record is resolved to its ERP order by `orderKey` (a split child by
-//!   its parent's), its items mapped to ERP lines by `lineItemKey`
+//!   a few minutes; every ShipStation shipment becomes one record per ERP order it
+//!   carries, however often it is seen. A record is resolved to its ERP order by
+//!   `orderKey` (a split child by its parent's); a label for merged orders is shared
+//!   out among the absorbed orders by `mergedIds` and the line ids; its items mapped to ERP lines by `lineItemKey`
 //!   ([`shipledger_core::shipment::map_lines`]); what does not add up (more than
 //!   ordered, a line the order lacks, a shipment for an order never pushed) is an
 //!   owned exception. Watermarks advance in the same commit as what they cover.
@@ -178,6 +179,81 @@ fn lines_of(items: &[ss::OrderItem]) -> Vec<ShipmentLine> {
         .collect()
 }
 
+/// One ERP order's share of a label. A label for merged orders carries the lines of
+/// several ERP orders: the survivor's share keeps the label's own key
+/// (`label:{shipmentId}`), each absorbed order's share is `label:{shipmentId}/{erp_id}`.
+struct Share {
+    key: String,
+    erp_id: Option<String>,
+    lines: Vec<ShipmentLine>,
+    /// The survivor's share: it carries the label's cost, once.
+    primary: bool,
+}
+
+/// Split a label's items among the ERP orders they belong to. Only when an item names
+/// a line the resolved order lacks is ShipStation asked about the order: a merged
+/// order lists what it absorbed in `mergedIds`, and those orders (404 in ShipStation
+/// now) are found by the `orderId` recorded when they were pushed. Items no order
+/// claims stay with the survivor, where they are reported as unknown lines.
+async fn shares(
+    engine: &Engine,
+    conn: &Connection,
+    label: &ss::Shipment,
+    erp_id: Option<String>,
+) -> Result<Vec<Share>, EngineError> {
+    let key = format!("label:{}", label.shipment_id);
+    let lines = lines_of(label.shipment_items.as_deref().unwrap_or_default());
+    let own: Vec<String> = match &erp_id {
+        Some(id) => engine.store.order_lines(&conn.name, id).await?.into_iter().map(|l| l.line_id).collect(),
+        None => Vec::new(),
+    };
+    let foreign = |l: &ShipmentLine| l.line_item_key.as_ref().is_some_and(|k| !own.contains(k));
+    let single = |lines| vec![Share { key: key.clone(), erp_id: erp_id.clone(), lines, primary: true }];
+    if !lines.iter().any(foreign) {
+        return Ok(single(lines));
+    }
+    let Some(ss_order_id) = label.order_id else { return Ok(single(lines)) };
+    let merged_ids = match conn.shipstation.get_order(ss_order_id).await {
+        Ok(order) => order.advanced_options.map(|a| a.merged_ids).unwrap_or_default(),
+        Err(shipledger_shipstation::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    // Line id -> the absorbed ERP order that has it.
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for merged in merged_ids {
+        let found = engine
+            .store
+            .list_orders(shipledger_store::OrderFilter {
+                connection: Some(conn.name.clone()),
+                ss_order_id: Some(merged),
+                ..Default::default()
+            })
+            .await?;
+        for order in found {
+            for line in engine.store.order_lines(&conn.name, &order.erp_id).await? {
+                owner.entry(line.line_id).or_insert_with(|| order.erp_id.clone());
+            }
+        }
+    }
+    let mut primary = Vec::new();
+    let mut absorbed: std::collections::BTreeMap<String, Vec<ShipmentLine>> = Default::default();
+    for line in lines {
+        match line.line_item_key.as_ref().filter(|_| foreign(&line)).and_then(|k| owner.get(k)) {
+            Some(other) if Some(other) != erp_id.as_ref() => absorbed.entry(other.clone()).or_default().push(line),
+            _ => primary.push(line),
+        }
+    }
+    // A label with nothing of the survivor's has no share for it.
+    let mut out = if primary.is_empty() && !absorbed.is_empty() { Vec::new() } else { single(primary) };
+    out.extend(absorbed.into_iter().map(|(other, lines)| Share {
+        key: format!("{key}/{other}"),
+        erp_id: Some(other),
+        lines,
+        primary: false,
+    }));
+    Ok(out)
+}
+
 async fn ingest_label(
     engine: &Engine,
     conn: &Connection,
@@ -188,48 +264,17 @@ async fn ingest_label(
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
     report.seen += 1;
-    let key = format!("label:{}", label.shipment_id);
     let ss_order_id = label.order_id.unwrap_or_default();
-    let existing = engine.store.get_shipment(&conn.name, &key).await?;
-    let erp_id = match &existing {
-        Some(r) if r.erp_id.is_some() => r.erp_id.clone(),
-        _ => resolve(engine, conn, label.order_key.as_deref(), ss_order_id, parents).await?,
-    };
-    let cost = label.shipment_cost.and_then(|c| {
-        let currency = conn.account_currency;
-        Money::from_decimal(c, currency, Rounding::HalfEven).ok().map(|m| (m.minor(), currency.code().to_string()))
-    });
     let now = engine.clock.now();
-    let mut upsert = match &existing {
-        Some(r) => ShipmentUpsert::from_record(r),
-        None => ShipmentUpsert {
-            shipment_key: key.clone(),
-            kind: ShipmentKind::Label,
-            ss_id: label.shipment_id,
-            ss_order_id,
-            ss_order_key: label.order_key.clone(),
-            erp_id: erp_id.clone(),
-            carrier: label.carrier_code.clone().unwrap_or_default(),
-            service: label.service_code.clone(),
-            tracking_number: label.tracking_number.clone(),
-            ship_date: label.ship_date,
-            cost_minor: cost.as_ref().map(|c| c.0),
-            cost_currency: cost.as_ref().map(|c| c.1.clone()),
-            ss_created_at: label.create_date.unwrap_or(now),
-            voided: false,
-            voided_at: None,
-            lines: lines_of(label.shipment_items.as_deref().unwrap_or_default()),
-            first_scan_at: None,
-            tracking_status: None,
-            state: if erp_id.is_some() { ShipmentState::Seen } else { ShipmentState::Orphan },
-            erp_fulfilment_id: None,
-        },
-    };
-    let newly_voided = label.voided && !upsert.voided;
-    if existing.is_some() && !newly_voided {
-        // Seen before and nothing changed that matters: one record, no new work.
-        return Ok(());
-    }
+    // Every share of the label seen before: the survivor's and those of the orders it
+    // absorbed, all under the label's orderId.
+    let existing: Vec<ShipmentRecord> = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), ss_order_id: Some(ss_order_id), ..Default::default() })
+        .await?
+        .into_iter()
+        .filter(|s| s.kind == ShipmentKind::Label && s.ss_id == label.shipment_id)
+        .collect();
     let mut change = Change::new(&conn.name, now);
     if let Some(t) = wm_time {
         let current = watermark(engine, conn, wm_name).await?;
@@ -237,48 +282,102 @@ async fn ingest_label(
             change.watermark = Some((wm_name.to_string(), ms(t)));
         }
     }
-    if newly_voided {
-        report.voided += 1;
-        upsert.voided = true;
-        upsert.voided_at = label.void_date.or(Some(now));
-        match upsert.state {
-            ShipmentState::Packed | ShipmentState::Completed => change.jobs.push(job(&key, "cancelled", now)),
-            ShipmentState::Seen => upsert.state = ShipmentState::Reversed,
-            _ => {}
+    let mut records = Vec::new();
+    if !existing.is_empty() {
+        if !label.voided || existing.iter().all(|s| s.voided) {
+            // Seen before and nothing changed that matters: one record, no new work.
+            return Ok(());
         }
-        change.events.push(event(&key, "voided", json!({"message": format!("label {} voided", upsert.tracking_number.clone().unwrap_or_default())})));
+        records.extend(existing.iter().filter(|s| !s.voided).map(ShipmentUpsert::from_record));
+        report.voided += 1;
+        for upsert in &mut records {
+            upsert.voided = true;
+            upsert.voided_at = label.void_date.or(Some(now));
+            match upsert.state {
+                ShipmentState::Packed | ShipmentState::Completed => change.jobs.push(job(&upsert.shipment_key, "cancelled", now)),
+                ShipmentState::Seen => upsert.state = ShipmentState::Reversed,
+                _ => {}
+            }
+            change.events.push(event(
+                &upsert.shipment_key,
+                "voided",
+                json!({"message": format!("label {} voided", upsert.tracking_number.clone().unwrap_or_default())}),
+            ));
+        }
     } else {
         report.new += 1;
-        change.events.push(event(
-            &key,
-            "label_seen",
-            json!({
-                "message": format!("label {} ({} {}) for ShipStation order {ss_order_id}", upsert.tracking_number.clone().unwrap_or_default(), upsert.carrier, upsert.service.clone().unwrap_or_default()),
-                "erp_id": erp_id,
-            }),
-        ));
-        match &erp_id {
-            Some(_) if !label.voided => {
-                let phase = if conn.policy.fulfil_on == FulfilOn::Label { "completed" } else { "packed" };
-                change.jobs.push(job(&key, phase, now));
-            }
-            Some(_) => upsert.state = ShipmentState::Reversed,
-            None => change.open_exceptions.push(ExceptionOpen {
-                kind: ExceptionKind::OrphanShipment,
-                record_type: "shipment".into(),
-                record_id: key.clone(),
-                detail: json!({
-                    "message": format!(
-                        "label {} (ShipStation order {ss_order_id}, orderKey {}) belongs to no order shipledger pushed; check whether it was created in ShipStation by hand",
-                        upsert.tracking_number.clone().unwrap_or_default(),
-                        label.order_key.clone().unwrap_or_default()
-                    ),
+        let erp_id = resolve(engine, conn, label.order_key.as_deref(), ss_order_id, parents).await?;
+        let cost = label.shipment_cost.and_then(|c| {
+            let currency = conn.account_currency;
+            Money::from_decimal(c, currency, Rounding::HalfEven).ok().map(|m| (m.minor(), currency.code().to_string()))
+        });
+        let shares = shares(engine, conn, label, erp_id.clone()).await?;
+        let merged: Vec<String> = shares.iter().filter(|s| !s.primary).filter_map(|s| s.erp_id.clone()).collect();
+        for share in shares {
+            let upsert = ShipmentUpsert {
+                shipment_key: share.key.clone(),
+                kind: ShipmentKind::Label,
+                ss_id: label.shipment_id,
+                ss_order_id,
+                ss_order_key: label.order_key.clone(),
+                erp_id: share.erp_id.clone(),
+                carrier: label.carrier_code.clone().unwrap_or_default(),
+                service: label.service_code.clone(),
+                tracking_number: label.tracking_number.clone(),
+                ship_date: label.ship_date,
+                cost_minor: cost.as_ref().filter(|_| share.primary).map(|c| c.0),
+                cost_currency: cost.as_ref().filter(|_| share.primary).map(|c| c.1.clone()),
+                ss_created_at: label.create_date.unwrap_or(now),
+                voided: label.voided,
+                voided_at: if label.voided { label.void_date.or(Some(now)) } else { None },
+                lines: share.lines,
+                first_scan_at: None,
+                tracking_status: None,
+                state: match (&share.erp_id, label.voided) {
+                    (None, _) => ShipmentState::Orphan,
+                    (Some(_), true) => ShipmentState::Reversed,
+                    (Some(_), false) => ShipmentState::Seen,
+                },
+                erp_fulfilment_id: None,
+            };
+            let tracking = upsert.tracking_number.clone().unwrap_or_default();
+            let message = if share.primary && !merged.is_empty() {
+                format!(
+                    "label {tracking} ({} {}) for ShipStation order {ss_order_id}, which absorbed the orders of {}",
+                    upsert.carrier,
+                    upsert.service.clone().unwrap_or_default(),
+                    merged.join(", ")
+                )
+            } else if share.primary {
+                format!("label {tracking} ({} {}) for ShipStation order {ss_order_id}", upsert.carrier, upsert.service.clone().unwrap_or_default())
+            } else {
+                format!("label {tracking} for ShipStation order {ss_order_id} carries lines of this order, merged into it")
+            };
+            change.events.push(event(&share.key, "label_seen", json!({"message": message, "erp_id": share.erp_id})));
+            match &share.erp_id {
+                Some(_) if !label.voided => {
+                    let phase = if conn.policy.fulfil_on == FulfilOn::Label { "completed" } else { "packed" };
+                    change.jobs.push(job(&share.key, phase, now));
+                }
+                Some(_) => {}
+                None => change.open_exceptions.push(ExceptionOpen {
+                    kind: ExceptionKind::OrphanShipment,
+                    record_type: "shipment".into(),
+                    record_id: share.key.clone(),
+                    detail: json!({
+                        "message": format!(
+                            "label {tracking} (ShipStation order {ss_order_id}, orderKey {}) belongs to no order shipledger pushed; check whether it was created in ShipStation by hand",
+                            label.order_key.clone().unwrap_or_default()
+                        ),
+                    }),
                 }),
-            }),
+            }
+            records.push(upsert);
         }
     }
-    change.shipments.push(upsert);
-    if let Some(erp_id) = &erp_id {
+    let erp_ids: std::collections::BTreeSet<String> = records.iter().filter_map(|r| r.erp_id.clone()).collect();
+    change.shipments = records;
+    for erp_id in &erp_ids {
         mapping_exceptions(engine, conn, erp_id, &mut change).await?;
     }
     engine.store.commit(change).await?;
@@ -433,13 +532,23 @@ pub async fn scans(engine: &Engine, conn: &Connection) -> Result<ShipmentReport,
             ..Default::default()
         })
         .await?;
+    // A merged label is one record per ERP order with the same number: ask once.
+    let mut asked: HashMap<(String, String), Option<shipledger_shipstation::v2::model::TrackingInfo>> = HashMap::new();
     for s in waiting.into_iter().filter(|s| s.erp_id.is_some()) {
         let Some(number) = &s.tracking_number else { continue };
-        let info = match v2.get_tracking(&s.carrier, number).await {
-            Ok(info) => info,
-            Err(shipledger_shipstation::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(e.into()),
+        let info = match asked.get(&(s.carrier.clone(), number.clone())) {
+            Some(known) => known.clone(),
+            None => {
+                let info = match v2.get_tracking(&s.carrier, number).await {
+                    Ok(info) => Some(info),
+                    Err(shipledger_shipstation::Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e.into()),
+                };
+                asked.insert((s.carrier.clone(), number.clone()), info.clone());
+                info
+            }
         };
+        let Some(info) = info else { continue };
         if record_tracking(engine, conn, &s, &info).await? {
             report.scanned += 1;
         }

@@ -139,6 +139,55 @@ crate::stories! {
         assert!(open_kinds(&w).await.is_empty());
     }
 
+    async fn a_label_for_merged_orders_fulfils_each_original_erp_order_with_its_own_lines(w: World) {
+        let survivor = pushed_order_id(&w, "SO-106").await;
+        let absorbed = pushed_order_id(&w, "SO-107").await;
+        // The warehouse merges the two orders for one customer into one parcel; the
+        // absorbed order vanishes from ShipStation's API.
+        w.control("/orders/merge", json!({"orderIds": [survivor, absorbed]})).await;
+        let label = w.control(&format!("/orders/{survivor}/labels"), json!({"carrierCode": "ups"})).await;
+        let tracking = label["trackingNumber"].as_str().unwrap().to_string();
+        w.settle().await;
+        for erp_id in ["SO-106", "SO-107"] {
+            let docs = w.erp_fulfilments(erp_id);
+            assert_eq!(docs.len(), 1, "{erp_id} has its own fulfilment");
+            assert_eq!(docs[0].state, FulfilmentState::Packed);
+            assert_eq!(docs[0].packages[0].tracking_number, tracking);
+            assert_eq!(
+                docs[0].lines,
+                vec![(format!("{erp_id}-1"), 2), (format!("{erp_id}-2"), 1)],
+                "{erp_id} gets only its own lines"
+            );
+        }
+        assert!(open_kinds(&w).await.is_empty(), "nothing unknown, nothing orphaned");
+
+        // The one scan completes both, and both orders ship.
+        w.control("/tracking/events", json!({"trackingNumber": tracking, "statusCode": "IT"})).await;
+        w.settle().await;
+        for erp_id in ["SO-106", "SO-107"] {
+            assert_eq!(w.erp_fulfilments(erp_id)[0].state, FulfilmentState::Completed, "{erp_id}");
+            assert_eq!(w.store.get_order("acme-uk", erp_id).await.unwrap().unwrap().state, OrderState::Shipped);
+        }
+        w.settle().await;
+        assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 4, "packed and completed, once per order");
+    }
+
+    async fn a_voided_merged_label_reverses_the_fulfilment_of_every_order_it_carried(w: World) {
+        let survivor = pushed_order_id(&w, "SO-108").await;
+        let absorbed = pushed_order_id(&w, "SO-109").await;
+        w.control("/orders/merge", json!({"orderIds": [survivor, absorbed]})).await;
+        let label = w.control(&format!("/orders/{survivor}/labels"), json!({})).await;
+        w.settle().await;
+        w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+        w.settle().await;
+        for erp_id in ["SO-108", "SO-109"] {
+            let docs = w.erp_fulfilments(erp_id);
+            assert_eq!(docs.len(), 1, "{erp_id}");
+            assert_eq!(docs[0].state, FulfilmentState::Cancelled, "{erp_id}");
+        }
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
     async fn a_label_without_a_scan_past_the_policy_is_raised_for_ops_and_closes_itself_on_the_scan(w: World) {
         w.engine.connections[0].policy.scan_overdue_after = std::time::Duration::ZERO;
         w.engine.connections[0].policy.awaiting_shipment_after = std::time::Duration::ZERO;

@@ -68,6 +68,16 @@ pub async fn orders_list_filter_and_count_by_state(db: &TestDb) -> anyhow::Resul
         .await?;
     assert_eq!(ids(page), ["3", "2"]);
 
+    // A merged-away order is found by the orderId ShipStation gave it.
+    let mut change = Change::new(ACME, t(6));
+    let mut pushed = order("2", "SO-1002", OrderState::Released);
+    pushed.ss_order_id = Some(4_400_017);
+    change.order = Some(pushed);
+    store.commit(change).await?;
+    let by_ss = |id| OrderFilter { ss_order_id: Some(id), ..acme() };
+    assert_eq!(ids(store.list_orders(by_ss(4_400_017)).await?), ["2"]);
+    assert!(store.list_orders(by_ss(4_400_018)).await?.is_empty());
+
     let counts = store.count_orders_by_state(ACME).await?;
     assert_eq!(
         counts,
