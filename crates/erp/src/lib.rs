@@ -17,6 +17,7 @@
 //! unbalanced journal) come back as [`ErpError::Refused`] with the ERP's words.
 
 pub mod sandbox;
+pub mod tryton;
 
 use std::future::Future;
 use std::pin::Pin;

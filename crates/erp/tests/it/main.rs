@@ -1,6 +1,8 @@
 //! The sandbox ERP connector against a running sandbox ERP: the five operations as
 //! shipledger uses them, the ERP's refusals, and the traffic the demo plays.
 
+mod tryton;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

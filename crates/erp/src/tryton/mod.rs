@@ -1,0 +1,1437 @@
+//! The Tryton connector: [`TrytonClient`] speaks Tryton 8.x's REST API (see
+//! [`rest`]) with a bearer key (`res.user.application`, application `rest`) and maps
+//! it to the [`Erp`] trait.
+//!
+//! - **Ready orders** are `sale.sale` records matching a configurable domain (by
+//!   default `state = processing` and `shipment_state = waiting`, plus cancelled
+//!   sales so the gate hears of cancellations), read in `(write_date or
+//!   create_date, id)` order. Lines of type `line` become [`ErpLine`]s: the
+//!   product's `code` is the SKU, `weight` with `weight_uom` our [`Weight`], goods
+//!   are physical and services (the shipping line) are not. Payment evidence comes
+//!   from `trytond-sale-payment` where installed (payments that `succeeded` for the
+//!   sale, summed against its total), else from the configured rule
+//!   (`invoice_paid`: the sale's `invoice_state` is `paid`); the source names what
+//!   was read either way.
+//! - **Fulfilments** are `stock.shipment.out` records, one per ShipStation label,
+//!   found again by our key in the shipment's `reference`. *Packed* claims the
+//!   sale's waiting shipment, trims its inventory moves to the label's lines (what
+//!   is not in the parcel stays behind: Tryton's own sale process puts it in a new
+//!   waiting shipment), runs `assign_try`, `pick`, puts the label's tracking number
+//!   on a `stock.package` (where `stock_package_shipping` is active) and on the
+//!   shipment's `shipping_reference`, records the label cost, then `pack`.
+//!   *Completed* is `do`. *Cancelled* (a voided label) cancels a packed shipment and
+//!   has the sale recreate its moves, so the goods wait for the next label; a
+//!   shipment already `done` is not cancelled by a machine (cancelling it puts
+//!   stock back): that is refused, and the engine raises what a person must undo.
+//!   Every step reads the state first, so a repeated or resumed write does nothing
+//!   twice, and a 400 on a transition already made is recognised as done.
+//! - **Journals** are `account.move` records in the company currency on the
+//!   configured journal (default `MISC`), with `second_currency` and
+//!   `amount_second_currency` for the original amount, then posted; our key rides
+//!   in the move's `description`. A move Tryton refuses to post (unbalanced) is
+//!   deleted again, so nothing half-written stays behind.
+//! - **FX**: `currency.currency.rate` (1 unit of the company currency is `rate`
+//!   units of the currency) on or before the date.
+//! - **Stock**: `product.product` quantities in the configured warehouse; an
+//!   adjustment is a confirmed `stock.inventory` on the warehouse's storage
+//!   location, found again by an attachment named after our key.
+//!
+//! Errors keep Tryton's words: a 400 is [`ErpError::Refused`] with Tryton's
+//! message and the record it was about; 401 `Unauthorized`; 404 `NotFound`
+//! (Tryton answers 404 for an unknown database too); 403 `Refused` (an access
+//! rule or a method the key's user may not call); 429, 5xx and transport failures
+//! `Unavailable`.
+
+pub mod rest;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use reqwest::{Method, StatusCode};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shipledger_core::money::{Currency, Money, Rounding};
+use shipledger_core::order::{Address, ErpLine, ErpOrder, ErpOrderStatus, PaymentEvidence, PaymentState, Product};
+use shipledger_core::weight::{Weight, WeightUnit};
+use url::Url;
+
+use crate::{
+    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalLine,
+    JournalRecord, JournalWrite, Package, Result, StockAdjustment, StockLevel,
+};
+
+/// How a sale's payment is evidenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentRule {
+    /// `sale_payment` when the module is installed, else `invoice_paid`.
+    #[default]
+    Auto,
+    /// `trytond-sale-payment`: payments of the sale that `succeeded`.
+    SalePayment,
+    /// The sale's invoices are paid (`invoice_state = paid`).
+    InvoicePaid,
+}
+
+/// The `[connections.erp.tryton]` settings; every one has a default.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrytonSettings {
+    /// The company whose sales, stock and journals are ours (the first one the
+    /// key's user sees when unset).
+    pub company: Option<i64>,
+    /// Which sales are fulfilment-ready, as a Tryton domain (JSON).
+    pub ready_domain: Value,
+    pub payment: PaymentRule,
+    /// The warehouse (`stock.location` code) whose stock is read and adjusted.
+    pub warehouse: String,
+    /// The journal (`account.journal` code) shipping costs are posted to.
+    pub journal: String,
+    /// The party put on journal lines whose account needs one (the payable to the
+    /// carrier or ShipStation), by name.
+    pub journal_party: Option<String>,
+}
+
+impl Default for TrytonSettings {
+    fn default() -> Self {
+        TrytonSettings {
+            company: None,
+            ready_domain: json!(["OR",
+                [["state", "=", "processing"], ["shipment_state", "=", "waiting"]],
+                [["state", "=", "cancelled"]]]),
+            payment: PaymentRule::Auto,
+            warehouse: "WH".into(),
+            journal: "MISC".into(),
+            journal_party: None,
+        }
+    }
+}
+
+/// Sales read per request beyond the caller's limit, so sales sharing a
+/// millisecond are never cut in half by the page.
+const SLACK: u32 = 50;
+/// Our prefix on shipment references and move descriptions.
+const SALE_LINE: &str = "sale.line,";
+
+/// A client of one Tryton database.
+pub struct TrytonClient {
+    /// `http://host:port/DATABASE/` (ends in a slash).
+    base: Url,
+    api_key: String,
+    settings: TrytonSettings,
+    http: reqwest::Client,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    company: Option<i64>,
+    company_currency: Option<(i64, Currency)>,
+    currency_ids: HashMap<String, i64>,
+    payment_rule: Option<PaymentRule>,
+    packages: Option<bool>,
+    package_type: Option<i64>,
+}
+
+impl fmt::Debug for TrytonClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrytonClient").field("base", &self.base.as_str()).field("api_key", &"<redacted>").finish()
+    }
+}
+
+type Obj = serde_json::Map<String, Value>;
+
+impl TrytonClient {
+    /// A client for the Tryton database at `url` (`http://host:8000/DATABASE`),
+    /// with a 5 s connect and 60 s request timeout.
+    pub fn new(url: &str, api_key: &str, settings: TrytonSettings) -> Result<TrytonClient> {
+        let bad = |detail: String| ErpError::Refused {
+            what: format!("the Tryton URL '{url}'"),
+            message: format!("{detail}; set the connection's erp.url to http(s)://HOST:PORT/DATABASE"),
+        };
+        let mut base = Url::parse(url.trim()).map_err(|e| bad(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(bad("it is not an http(s) URL".into()));
+        }
+        if base.path().trim_matches('/').is_empty() {
+            return Err(bad("it names no database (the path must be /DATABASE)".into()));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .user_agent(concat!("shipledger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| bad(format!("the HTTP client could not be built: {e}")))?;
+        Ok(TrytonClient { base, api_key: api_key.to_string(), settings, http, cache: Mutex::new(Cache::default()) })
+    }
+
+    fn url(&self, path: &str) -> Url {
+        self.base.join(&format!("rest/{path}")).expect("a relative REST path")
+    }
+
+    fn unavailable(&self, detail: String) -> ErpError {
+        ErpError::Unavailable { url: self.base.to_string(), detail }
+    }
+
+    async fn context(&self) -> Result<Value> {
+        Ok(json!({"company": self.company().await?}))
+    }
+
+    /// One request; `what` names it for people ("sale 12", "the move for …").
+    async fn send(&self, method: Method, url: Url, body: Option<&Value>, context: Option<&Value>, what: &str) -> Result<Value> {
+        let mut req = self.http.request(method.clone(), url.clone()).bearer_auth(&self.api_key);
+        if let Some(ctx) = context {
+            req = req.header("X-Tryton-Context", rest::b64(ctx));
+        }
+        if let Some(b) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "could not connect"
+            } else {
+                "failed"
+            };
+            self.unavailable(format!("{what}: {method} {} {kind}: {e}", url.path()))
+        })?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unavailable(format!("{what}: reading Tryton's answer failed: {e}")))?;
+        if !status.is_success() {
+            return Err(self.failure(status, &bytes, what));
+        }
+        if bytes.is_empty() || status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ErpError::Decode { what: what.to_string(), detail: e.to_string() })
+    }
+
+    fn failure(&self, status: StatusCode, body: &[u8], what: &str) -> ErpError {
+        let message = rest::error_message(body);
+        match status.as_u16() {
+            401 => ErpError::Unauthorized { detail: format!("Tryton answered 401 for {what}") },
+            400 => ErpError::Refused { what: what.to_string(), message },
+            403 => ErpError::Refused {
+                what: what.to_string(),
+                message: "Tryton answered 403: the key's user may not do this (check its groups and access rules)".into(),
+            },
+            404 => ErpError::NotFound { what: format!("{what} (or the database {})", self.base.path().trim_matches('/')) },
+            _ => self.unavailable(format!("{what}: HTTP {}: {message}", status.as_u16())),
+        }
+    }
+
+    /// `GET rest/model/{model}` with a domain, fields, order and limit.
+    async fn search(&self, model: &str, domain: Value, fields: &[&str], order: Option<Value>, limit: Option<u32>, what: &str) -> Result<Vec<Obj>> {
+        self.search_in(model, domain, fields, order, limit, None, what).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn search_in(
+        &self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+        order: Option<Value>,
+        limit: Option<u32>,
+        context: Option<Value>,
+        what: &str,
+    ) -> Result<Vec<Obj>> {
+        let mut url = self.url(&format!("model/{model}"));
+        {
+            let mut q = url.query_pairs_mut();
+            for f in fields {
+                q.append_pair("f", f);
+            }
+            q.append_pair("d", &rest::b64(&domain));
+            if let Some(o) = &order {
+                q.append_pair("o", &rest::b64(o));
+            }
+            if let Some(l) = limit {
+                q.append_pair("s", &l.to_string());
+            }
+        }
+        let context = match context {
+            Some(c) => c,
+            None => self.context().await?,
+        };
+        let v = self.send(Method::GET, url, None, Some(&context), what).await?;
+        records(v, what)
+    }
+
+    async fn read(&self, model: &str, id: i64, fields: &[&str], what: &str) -> Result<Obj> {
+        let mut url = self.url(&format!("model/{model}/{id}"));
+        {
+            let mut q = url.query_pairs_mut();
+            for f in fields {
+                q.append_pair("f", f);
+            }
+        }
+        let context = self.context().await?;
+        let v = self.send(Method::GET, url, None, Some(&context), what).await?;
+        match v {
+            Value::Object(m) => Ok(m),
+            other => Err(ErpError::Decode { what: what.to_string(), detail: format!("expected a record, got {other}") }),
+        }
+    }
+
+    async fn create(&self, model: &str, values: Value, what: &str) -> Result<i64> {
+        let url = self.url(&format!("model/{model}"));
+        let context = self.context().await?;
+        let v = self.send(Method::POST, url, Some(&values), Some(&context), what).await?;
+        rest::id_of(&v).ok_or_else(|| ErpError::Decode { what: what.to_string(), detail: format!("no id in {v}") })
+    }
+
+    async fn write(&self, model: &str, id: i64, values: Value, what: &str) -> Result<()> {
+        let url = self.url(&format!("model/{model}/{id}"));
+        let context = self.context().await?;
+        self.send(Method::PUT, url, Some(&values), Some(&context), what).await.map(|_| ())
+    }
+
+    async fn delete(&self, model: &str, id: i64, what: &str) -> Result<()> {
+        let url = self.url(&format!("model/{model}/{id}"));
+        let context = self.context().await?;
+        self.send(Method::DELETE, url, None, Some(&context), what).await.map(|_| ())
+    }
+
+    /// A button or method on one record.
+    async fn call(&self, model: &str, id: i64, action: &str, what: &str) -> Result<Value> {
+        let url = self.url(&format!("model/{model}/{id}/{action}"));
+        let context = self.context().await?;
+        self.send(Method::POST, url, Some(&json!({})), Some(&context), what).await
+    }
+
+    // ----- lookups, cached ------------------------------------------------------
+
+    async fn company(&self) -> Result<i64> {
+        if let Some(id) = self.settings.company {
+            return Ok(id);
+        }
+        if let Some(id) = self.cache.lock().unwrap().company {
+            return Ok(id);
+        }
+        let url = {
+            let mut u = self.url("model/company.company");
+            u.query_pairs_mut().append_pair("f", "id").append_pair("s", "1").append_pair("o", &rest::b64(&json!([["id", "ASC"]])));
+            u
+        };
+        let v = self.send(Method::GET, url, None, None, "the companies").await?;
+        let first = records(v, "the companies")?.into_iter().next().and_then(|r| r.get("id").and_then(Value::as_i64));
+        let id = first.ok_or_else(|| ErpError::NotFound { what: "company the key's user can see".into() })?;
+        self.cache.lock().unwrap().company = Some(id);
+        Ok(id)
+    }
+
+    async fn company_currency(&self) -> Result<(i64, Currency)> {
+        if let Some(c) = self.cache.lock().unwrap().company_currency {
+            return Ok(c);
+        }
+        let company = self.company().await?;
+        let what = format!("company {company}");
+        let rec = self.read("company.company", company, &["currency.code"], &what).await?;
+        let cur = rec.get("currency").cloned().unwrap_or(Value::Null);
+        let id = rest::id_of(&cur).ok_or_else(|| decode(&what, "it has no currency"))?;
+        let code = cur.get("code").and_then(Value::as_str).unwrap_or_default();
+        let currency = Currency::parse(code).map_err(|e| decode(&what, &format!("currency {code:?}: {e}")))?;
+        self.cache.lock().unwrap().company_currency = Some((id, currency));
+        Ok((id, currency))
+    }
+
+    async fn currency_id(&self, currency: Currency) -> Result<i64> {
+        if let Some(id) = self.cache.lock().unwrap().currency_ids.get(currency.code()) {
+            return Ok(*id);
+        }
+        let found = self
+            .search("currency.currency", json!([["code", "=", currency.code()]]), &["code"], None, Some(1), "the currencies")
+            .await?;
+        let id = found
+            .first()
+            .and_then(|r| r.get("id").and_then(Value::as_i64))
+            .ok_or_else(|| ErpError::NotFound { what: format!("currency {} (add it in Tryton's currencies)", currency.code()) })?;
+        self.cache.lock().unwrap().currency_ids.insert(currency.code().to_string(), id);
+        Ok(id)
+    }
+
+    async fn has_field(&self, model: &str, field: &str) -> Result<bool> {
+        let found = self
+            .search(
+                "ir.model.field",
+                json!([["model", "=", model], ["name", "=", field]]),
+                &["name"],
+                None,
+                Some(1),
+                "Tryton's field list",
+            )
+            .await;
+        match found {
+            Ok(list) => Ok(!list.is_empty()),
+            // ir.model.field unreadable by the key's user: try the field itself.
+            Err(ErpError::Refused { .. }) => {
+                let probe = self.search(model, json!([]), &[field], None, Some(1), "a field probe").await;
+                Ok(probe.is_ok())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn payment_rule(&self) -> Result<PaymentRule> {
+        if self.settings.payment != PaymentRule::Auto {
+            return Ok(self.settings.payment);
+        }
+        if let Some(r) = self.cache.lock().unwrap().payment_rule {
+            return Ok(r);
+        }
+        let rule = if self.has_field("sale.sale", "payments").await? { PaymentRule::SalePayment } else { PaymentRule::InvoicePaid };
+        self.cache.lock().unwrap().payment_rule = Some(rule);
+        Ok(rule)
+    }
+
+    async fn packages_enabled(&self) -> Result<bool> {
+        if let Some(p) = self.cache.lock().unwrap().packages {
+            return Ok(p);
+        }
+        let on = self.has_field("stock.package", "shipping_reference").await?;
+        self.cache.lock().unwrap().packages = Some(on);
+        Ok(on)
+    }
+
+    async fn package_type(&self) -> Result<i64> {
+        if let Some(t) = self.cache.lock().unwrap().package_type {
+            return Ok(t);
+        }
+        let found = self.search("stock.package.type", json!([]), &["name"], Some(json!([["id", "ASC"]])), Some(1), "the package types").await?;
+        let id = found
+            .first()
+            .and_then(|r| r.get("id").and_then(Value::as_i64))
+            .ok_or_else(|| ErpError::NotFound { what: "stock.package.type (create one, e.g. \"Box\", for ShipStation parcels)".into() })?;
+        self.cache.lock().unwrap().package_type = Some(id);
+        Ok(id)
+    }
+
+    async fn warehouse(&self) -> Result<(i64, i64)> {
+        let code = &self.settings.warehouse;
+        let found = self
+            .search("stock.location", json!([["code", "=", code], ["type", "=", "warehouse"]]), &["storage_location"], None, Some(1), "the warehouse")
+            .await?;
+        let w = found.first().ok_or_else(|| ErpError::NotFound { what: format!("warehouse with code {code:?} (set erp.tryton.warehouse)") })?;
+        let id = w.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let storage = w.get("storage_location").and_then(rest::id_of).ok_or_else(|| decode("the warehouse", "it has no storage location"))?;
+        Ok((id, storage))
+    }
+
+    async fn product_by_code(&self, sku: &str) -> Result<i64> {
+        let found = self.search("product.product", json!([["code", "=", sku]]), &["code"], None, Some(2), "the product master").await?;
+        match found.as_slice() {
+            [one] => Ok(one.get("id").and_then(Value::as_i64).unwrap_or_default()),
+            [] => Err(ErpError::NotFound { what: format!("product with code {sku}") }),
+            _ => Err(ErpError::Refused { what: format!("product code {sku}"), message: "more than one product has this code".into() }),
+        }
+    }
+
+    // ----- orders ---------------------------------------------------------------
+
+    async fn sale_lines(&self, sale_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Obj>>> {
+        let found = self
+            .search(
+                "sale.line",
+                json!([["sale", "in", sale_ids]]),
+                &[
+                    "sale", "type", "sequence", "description", "quantity", "unit_price", "product.code", "product.rec_name",
+                    "product.type", "product.weight", "product.weight_uom.symbol",
+                ],
+                Some(json!([["sale", "ASC"], ["sequence", "ASC NULLS FIRST"], ["id", "ASC"]])),
+                None,
+                "the sale lines",
+            )
+            .await?;
+        let mut by_sale: BTreeMap<i64, Vec<Obj>> = BTreeMap::new();
+        for l in found {
+            if let Some(sale) = l.get("sale").and_then(rest::id_of) {
+                by_sale.entry(sale).or_default().push(l);
+            }
+        }
+        Ok(by_sale)
+    }
+
+    // ----- fulfilments ----------------------------------------------------------
+
+    /// Every outbound shipment of a sale (cancelled ones too), by its moves.
+    async fn sale_shipments(&self, sale_id: i64) -> Result<Vec<Obj>> {
+        let what = format!("the shipments of sale {sale_id}");
+        let moves = self
+            .search("stock.move", json!([["origin.sale", "=", sale_id, "sale.line"]]), &["shipment"], None, None, &what)
+            .await?;
+        let mut ids: Vec<i64> = moves
+            .iter()
+            .filter_map(|m| m.get("shipment").and_then(Value::as_str))
+            .filter_map(|s| s.strip_prefix("stock.shipment.out,"))
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.search("stock.shipment.out", json!([["id", "in", ids]]), SHIPMENT_FIELDS, Some(json!([["id", "ASC"]])), None, &what)
+            .await
+    }
+
+    async fn shipment_by_key(&self, key: &str) -> Result<Option<Obj>> {
+        let found = self
+            .search("stock.shipment.out", json!([["reference", "=", key]]), SHIPMENT_FIELDS, None, Some(2), &format!("the shipment for {key}"))
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn shipment(&self, id: i64) -> Result<Obj> {
+        self.read("stock.shipment.out", id, SHIPMENT_FIELDS, &format!("shipment {id}")).await
+    }
+
+    async fn moves_of(&self, shipment_id: i64) -> Result<Vec<Obj>> {
+        self.search(
+            "stock.move",
+            json!([["shipment", "=", format!("stock.shipment.out,{shipment_id}")]]),
+            &["quantity", "state", "origin", "from_location", "to_location", "product.code"],
+            Some(json!([["id", "ASC"]])),
+            None,
+            &format!("the moves of shipment {shipment_id}"),
+        )
+        .await
+    }
+
+    /// Run a transition unless the shipment is already past it; a refusal is read
+    /// again, so "already done" is recognised.
+    async fn transition(&self, id: i64, action: &str, reached: &[&str]) -> Result<Obj> {
+        let before = self.shipment(id).await?;
+        if reached.contains(&state(&before)) {
+            return Ok(before);
+        }
+        let what = format!("{action} on shipment {}", rec_name(&before));
+        match self.call("stock.shipment.out", id, action, &what).await {
+            Ok(_) => {}
+            Err(ErpError::Refused { what, message }) => {
+                let after = self.shipment(id).await?;
+                if reached.contains(&state(&after)) {
+                    return Ok(after);
+                }
+                return Err(ErpError::Refused { what, message });
+            }
+            Err(e) => return Err(e),
+        }
+        self.shipment(id).await
+    }
+
+    /// The sale's waiting shipment that can carry these lines (claiming it by our
+    /// key), asking the sale to process first when none is there yet.
+    async fn claim(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Obj> {
+        for attempt in 0..2 {
+            let shipments = self.sale_shipments(sale_id).await?;
+            let free = shipments.into_iter().find(|s| {
+                matches!(state(s), "draft" | "waiting" | "assigned") && rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none()
+            });
+            if let Some(s) = free {
+                let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                self.write("stock.shipment.out", id, json!({"reference": write.key}), &format!("claiming shipment {id} for {}", write.key))
+                    .await?;
+                return self.shipment(id).await;
+            }
+            if attempt == 0 {
+                // The remainder of a partial parcel appears when the sale processes.
+                let _ = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await;
+            }
+        }
+        Err(ErpError::Refused {
+            what: format!("packing {} for sale {sale_id}", write.key),
+            message: "the sale has no waiting shipment left for these lines (all its goods are in other parcels, or it is not confirmed)".into(),
+        })
+    }
+
+    /// Trim a claimed shipment's inventory moves to the label's lines.
+    async fn fit(&self, shipment: &Obj, write: &FulfilmentWrite) -> Result<()> {
+        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let moves = self.moves_of(id).await?;
+        // Outgoing moves (origin sale.line,X) by id, and the inventory moves that
+        // feed them (origin stock.move,OUTGOING).
+        let mut line_of_outgoing: HashMap<i64, String> = HashMap::new();
+        let mut available: BTreeMap<String, Decimal> = BTreeMap::new();
+        for m in &moves {
+            if let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) {
+                let mid = m.get("id").and_then(Value::as_i64).unwrap_or_default();
+                line_of_outgoing.insert(mid, line.to_string());
+                *available.entry(line.to_string()).or_default() += m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+            }
+        }
+        let mut wanted: BTreeMap<String, Decimal> = BTreeMap::new();
+        for (line, qty) in &write.lines {
+            *wanted.entry(line.clone()).or_default() += Decimal::from(*qty);
+        }
+        for (line, qty) in &wanted {
+            let have = available.get(line).copied().unwrap_or_default();
+            if *qty > have {
+                return Err(ErpError::Refused {
+                    what: format!("packing {} on shipment {}", write.key, rec_name(shipment)),
+                    message: format!("sale line {line} has {have} waiting in this shipment but the parcel holds {qty}"),
+                });
+            }
+        }
+        for m in &moves {
+            let Some(out) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix("stock.move,")).and_then(|s| s.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let Some(line) = line_of_outgoing.get(&out) else { continue };
+            let mid = m.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let have = m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+            let left = wanted.get(line).copied().unwrap_or_default();
+            let take = left.min(have);
+            if take.is_zero() {
+                self.delete("stock.move", mid, &format!("taking sale line {line} out of shipment {id}")).await?;
+            } else if take != have {
+                self.write("stock.move", mid, json!({"quantity": rest::decimal(take)}), &format!("sale line {line} in shipment {id}")).await?;
+            }
+            if let Some(w) = wanted.get_mut(line) {
+                *w -= take;
+            }
+        }
+        Ok(())
+    }
+
+    async fn pack(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Obj> {
+        let mut shipment = match self.shipment_by_key(&write.key).await? {
+            Some(s) => s,
+            None => self.claim(write, sale_id).await?,
+        };
+        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+        if matches!(state(&shipment), "packed" | "done" | "cancelled") {
+            return Ok(shipment);
+        }
+        if matches!(state(&shipment), "draft" | "waiting") {
+            if state(&shipment) == "draft" {
+                shipment = self.transition(id, "wait", &["waiting", "assigned", "picked", "packed", "done"]).await?;
+            }
+            let _ = &shipment;
+            self.fit(&self.shipment(id).await?, write).await?;
+            shipment = self.transition(id, "assign_try", &["assigned", "picked", "packed", "done"]).await?;
+            if state(&shipment) != "assigned" && state(&shipment) != "picked" && state(&shipment) != "packed" {
+                return Err(ErpError::Refused {
+                    what: format!("packing {} on shipment {}", write.key, rec_name(&shipment)),
+                    message: "Tryton could not assign the stock for this parcel (not enough on hand in the warehouse)".into(),
+                });
+            }
+        }
+        shipment = self.transition(id, "pick", &["picked", "packed", "done"]).await?;
+        let package = write.packages.first();
+        let tracking = package.map(|p| p.tracking_number.clone()).unwrap_or_default();
+        if state(&shipment) == "picked" {
+            if self.packages_enabled().await? && !tracking.is_empty() {
+                let existing = self
+                    .search(
+                        "stock.package",
+                        json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
+                        &["shipping_reference"],
+                        None,
+                        None,
+                        &format!("the packages of shipment {id}"),
+                    )
+                    .await?;
+                if existing.is_empty() {
+                    let moves: Vec<i64> = self
+                        .moves_of(id)
+                        .await?
+                        .iter()
+                        .filter(|m| m.get("origin").and_then(Value::as_str).is_some_and(|o| o.starts_with(SALE_LINE)))
+                        .filter(|m| m.get("quantity").and_then(rest::decimal_of).is_some_and(|q| !q.is_zero()))
+                        .filter_map(|m| m.get("id").and_then(Value::as_i64))
+                        .collect();
+                    let package_type = self.package_type().await?;
+                    self.create(
+                        "stock.package",
+                        json!({
+                            "shipment": format!("stock.shipment.out,{id}"),
+                            "type": package_type,
+                            "moves": [["add", moves]],
+                            "shipping_reference": tracking,
+                            "company": self.company().await?,
+                        }),
+                        &format!("the parcel {tracking} of shipment {id}"),
+                    )
+                    .await?;
+                }
+            }
+            let mut values = json!({"shipping_reference": tracking});
+            if let Some(cost) = package.and_then(|p| p.cost) {
+                values["cost_edit"] = json!(true);
+                values["cost"] = rest::decimal(cost.to_decimal());
+                values["cost_currency"] = json!(self.currency_id(cost.currency()).await?);
+            }
+            self.write("stock.shipment.out", id, values, &format!("tracking {tracking} on shipment {id}")).await?;
+            shipment = self.transition(id, "pack", &["packed", "done"]).await?;
+            // What stayed behind goes to a new waiting shipment.
+            let _ = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await;
+        }
+        Ok(shipment)
+    }
+
+    async fn cancel(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Option<Obj>> {
+        let Some(shipment) = self.shipment_by_key(&write.key).await? else { return Ok(None) };
+        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+        match state(&shipment) {
+            "cancelled" => return Ok(Some(shipment)),
+            "done" => {
+                return Err(ErpError::Refused {
+                    what: format!("reversing shipment {} of sale {sale_id}", rec_name(&shipment)),
+                    message: "it is done in Tryton; cancelling a done shipment puts its stock back, which shipledger leaves to a person".into(),
+                });
+            }
+            _ => {}
+        }
+        let cancelled = self.transition(id, "cancel", &["cancelled"]).await?;
+        // The sale recreates the cancelled outgoing moves, so the goods wait for the
+        // next label in a new shipment (what Tryton's "handle shipment exception"
+        // wizard does).
+        let moves: Vec<(i64, String)> = self
+            .moves_of(id)
+            .await?
+            .iter()
+            .filter_map(|m| {
+                let line = m.get("origin").and_then(Value::as_str)?.strip_prefix(SALE_LINE)?.to_string();
+                Some((m.get("id").and_then(Value::as_i64)?, line))
+            })
+            .collect();
+        let mut by_line: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for (mid, line) in moves {
+            by_line.entry(line).or_default().push(mid);
+        }
+        for (line, mids) in by_line {
+            if let Ok(line_id) = line.parse::<i64>() {
+                self.write("sale.line", line_id, json!({"moves_recreated": [["add", mids]]}), &format!("recreating sale line {line}")).await?;
+            }
+        }
+        self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await?;
+        Ok(Some(cancelled))
+    }
+
+    fn record_of(&self, s: &Obj, sale_id: i64, moves: &[Obj]) -> Option<FulfilmentRecord> {
+        let key = rest::text_of(s.get("reference")?)?;
+        let fstate = match state(s) {
+            "packed" => FulfilmentState::Packed,
+            "done" => FulfilmentState::Completed,
+            "cancelled" => FulfilmentState::Cancelled,
+            _ => return None,
+        };
+        let mut lines: BTreeMap<String, u32> = BTreeMap::new();
+        for m in moves {
+            if let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) {
+                let q = m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+                let q: u32 = q.trunc().try_into().unwrap_or(0);
+                if q > 0 {
+                    *lines.entry(line.to_string()).or_default() += q;
+                }
+            }
+        }
+        let carrier = s.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of).unwrap_or_default();
+        let ship_date = s.get("effective_date").and_then(rest::date_of);
+        let mut numbers: Vec<String> = s
+            .get("packages")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().filter_map(|p| p.get("shipping_reference").and_then(rest::text_of)).collect())
+            .unwrap_or_default();
+        if let Some(r) = s.get("shipping_reference").and_then(rest::text_of)
+            && !numbers.contains(&r)
+        {
+            numbers.push(r);
+        }
+        let cost = match (s.get("cost").and_then(rest::decimal_of), s.get("cost_currency").and_then(|c| c.get("code")).and_then(Value::as_str)) {
+            (Some(amount), Some(code)) => Currency::parse(code).ok().and_then(|c| Money::from_decimal(amount, c, Rounding::HalfEven).ok()),
+            _ => None,
+        };
+        let packages = numbers
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| Package { carrier: carrier.clone(), service: None, tracking_number: n, ship_date, cost: if i == 0 { cost } else { None } })
+            .collect();
+        let updated_at = s
+            .get("write_date")
+            .and_then(rest::timestamp_of)
+            .or_else(|| s.get("create_date").and_then(rest::timestamp_of))
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        Some(FulfilmentRecord {
+            id: s.get("number").and_then(rest::text_of).unwrap_or_else(|| s.get("id").map(|v| v.to_string()).unwrap_or_default()),
+            key,
+            erp_order_id: sale_id.to_string(),
+            state: fstate,
+            lines: lines.into_iter().collect(),
+            packages,
+            updated_at,
+        })
+    }
+}
+
+const SHIPMENT_FIELDS: &[&str] = &[
+    "number", "rec_name", "state", "reference", "shipping_reference", "packages.shipping_reference", "carrier.rec_name",
+    "effective_date", "cost", "cost_currency.code", "write_date", "create_date",
+];
+
+fn state(s: &Obj) -> &str {
+    s.get("state").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn rec_name(s: &Obj) -> String {
+    s.get("rec_name").and_then(rest::text_of).unwrap_or_else(|| s.get("id").map(|v| v.to_string()).unwrap_or_default())
+}
+
+fn records(v: Value, what: &str) -> Result<Vec<Obj>> {
+    match v {
+        Value::Array(items) => Ok(items.into_iter().filter_map(|i| if let Value::Object(m) = i { Some(m) } else { None }).collect()),
+        other => Err(ErpError::Decode { what: what.to_string(), detail: format!("expected a list of records, got {other}") }),
+    }
+}
+
+fn decode(what: &str, detail: &str) -> ErpError {
+    ErpError::Decode { what: what.to_string(), detail: detail.to_string() }
+}
+
+fn sale_id(erp_order_id: &str) -> Result<i64> {
+    erp_order_id.parse().map_err(|_| ErpError::NotFound { what: format!("sale {erp_order_id} (Tryton sale ids are numbers)") })
+}
+
+fn weight_of(value: Option<Decimal>, uom: Option<&str>, whose: &str) -> std::result::Result<Option<Weight>, String> {
+    let Some(value) = value.filter(|v| !v.is_zero()) else { return Ok(None) };
+    let unit = WeightUnit::parse(uom.unwrap_or("kg")).map_err(|e| format!("{whose}: weight unit: {e}"))?;
+    Weight::from_decimal(value, unit).map(Some).map_err(|e| format!("{whose}: weight {value}: {e}"))
+}
+
+fn address_of(a: &Value, party: Option<&str>) -> Address {
+    let text = |k: &str| a.get(k).and_then(rest::text_of);
+    let street = text("street").unwrap_or_default();
+    let mut street_lines = street.lines().map(str::trim).filter(|l| !l.is_empty());
+    let street1 = street_lines.next().map(str::to_string);
+    let rest_lines: Vec<&str> = street_lines.collect();
+    let country = a.get("country").and_then(|c| c.get("code")).and_then(rest::text_of);
+    let region = a.get("subdivision").and_then(|s| s.get("code")).and_then(rest::text_of).map(|code| match code.split_once('-') {
+        Some((_, r)) => r.to_string(),
+        None => code,
+    });
+    Address {
+        name: text("party_name").or_else(|| party.map(str::to_string)),
+        company: None,
+        street1,
+        street2: if rest_lines.is_empty() { None } else { Some(rest_lines.join(", ")) },
+        city: text("city"),
+        region,
+        postal_code: text("postal_code"),
+        country,
+        phone: None,
+        email: None,
+    }
+}
+
+impl TrytonClient {
+    fn order_of(&self, sale: &Obj, lines: &[Obj], rule: PaymentRule) -> std::result::Result<ErpOrder, String> {
+        let id = sale.get("id").and_then(Value::as_i64).ok_or("a sale without an id")?;
+        let whose = format!("sale {id}");
+        let code = sale.get("currency").and_then(|c| c.get("code")).and_then(Value::as_str).ok_or(format!("{whose} has no currency"))?;
+        let currency = Currency::parse(code).map_err(|e| format!("{whose}: currency {code:?}: {e}"))?;
+        let money = |v: Option<&Value>, what: &str| -> std::result::Result<Money, String> {
+            let d = v.and_then(rest::decimal_of).unwrap_or_default();
+            Money::from_decimal(d, currency, Rounding::HalfEven).map_err(|e| format!("{whose}: {what} {d}: {e}"))
+        };
+        let mut out_lines = Vec::new();
+        for l in lines {
+            if l.get("type").and_then(Value::as_str) != Some("line") {
+                continue;
+            }
+            let lid = l.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let lwhose = format!("{whose} line {lid}");
+            let qty = l.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+            if qty.fract() != Decimal::ZERO || qty.is_sign_negative() {
+                return Err(format!("{lwhose}: quantity {qty} is not a whole, positive number of units"));
+            }
+            let product = l.get("product").cloned().unwrap_or(Value::Null);
+            let sku = product.get("code").and_then(rest::text_of);
+            let physical = product.get("type").and_then(Value::as_str) == Some("goods");
+            let weight = weight_of(
+                product.get("weight").and_then(rest::decimal_of),
+                product.get("weight_uom").and_then(|u| u.get("symbol")).and_then(Value::as_str),
+                &lwhose,
+            )?;
+            out_lines.push(ErpLine {
+                line_id: lid.to_string(),
+                sku,
+                name: l
+                    .get("description")
+                    .and_then(rest::text_of)
+                    .or_else(|| product.get("rec_name").and_then(rest::text_of))
+                    .unwrap_or_default(),
+                quantity: qty.trunc().try_into().map_err(|_| format!("{lwhose}: quantity {qty} is too large"))?,
+                unit_price: money(l.get("unit_price"), "unit price")?,
+                unit_weight: weight,
+                physical,
+            });
+        }
+        let total = money(sale.get("total_amount"), "total")?;
+        let payment = match rule {
+            PaymentRule::SalePayment | PaymentRule::Auto => {
+                let payments = sale.get("payments").and_then(Value::as_array).cloned().unwrap_or_default();
+                let mut paid = Decimal::ZERO;
+                let mut ids = Vec::new();
+                let mut pending = false;
+                for p in &payments {
+                    let amount = p.get("amount").and_then(rest::decimal_of).unwrap_or_default();
+                    let receivable = p.get("kind").and_then(Value::as_str).is_none_or(|k| k == "receivable");
+                    match p.get("state").and_then(Value::as_str) {
+                        Some("succeeded") if receivable => {
+                            paid += amount;
+                            ids.push(rest::id_of(p).unwrap_or_default().to_string());
+                        }
+                        Some("approved" | "processing" | "submitted") => pending = true,
+                        _ => {}
+                    }
+                }
+                let amount = Money::from_decimal(paid, currency, Rounding::HalfEven).map_err(|e| format!("{whose}: payments {paid}: {e}"))?;
+                let state = if !paid.is_zero() && amount.checked_cmp(&total).is_ok_and(|o| o.is_ge()) {
+                    PaymentState::Captured
+                } else if pending || !paid.is_zero() {
+                    PaymentState::Authorised
+                } else {
+                    PaymentState::Unpaid
+                };
+                PaymentEvidence {
+                    state,
+                    source: if ids.is_empty() { "tryton:sale_payment:none".into() } else { format!("tryton:account.payment:{}", ids.join("+")) },
+                    amount,
+                    at: None,
+                }
+            }
+            PaymentRule::InvoicePaid => {
+                let invoice_state = sale.get("invoice_state").and_then(Value::as_str).unwrap_or("none");
+                let paid = invoice_state == "paid";
+                PaymentEvidence {
+                    state: if paid { PaymentState::Captured } else { PaymentState::Unpaid },
+                    source: format!("tryton:sale.invoice_state:{invoice_state}"),
+                    amount: if paid { total } else { Money::from_minor(0, currency) },
+                    at: None,
+                }
+            }
+        };
+        let status = match sale.get("state").and_then(Value::as_str) {
+            Some("cancelled") => ErpOrderStatus::Cancelled,
+            Some("processing" | "confirmed" | "done") => ErpOrderStatus::Open,
+            _ => ErpOrderStatus::OnHold,
+        };
+        let party = sale.get("party").and_then(|p| p.get("name")).and_then(Value::as_str);
+        let ship_to = address_of(sale.get("shipment_address").unwrap_or(&Value::Null), party);
+        let created = sale.get("create_date").and_then(rest::timestamp_of).unwrap_or(Timestamp::UNIX_EPOCH);
+        Ok(ErpOrder {
+            erp_id: id.to_string(),
+            number: sale.get("number").and_then(rest::text_of).unwrap_or_else(|| id.to_string()),
+            status,
+            currency: currency.code().to_string(),
+            placed_at: created,
+            updated_at: updated_of(sale),
+            customer_email: sale.get("party").and_then(|p| p.get("email")).and_then(rest::text_of),
+            ship_to,
+            bill_to: None,
+            lines: out_lines,
+            shipping_paid: None,
+            tax_paid: None,
+            payment,
+            requested_service: sale.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of),
+        })
+    }
+}
+
+fn updated_of(sale: &Obj) -> Timestamp {
+    sale.get("write_date")
+        .and_then(rest::timestamp_of)
+        .or_else(|| sale.get("create_date").and_then(rest::timestamp_of))
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// Our cursor keeps milliseconds; Tryton keeps microseconds. Sales compare by the
+/// millisecond, then by numeric id.
+fn position(t: Timestamp, id: i64) -> (i64, i64) {
+    (t.as_millisecond(), id)
+}
+
+impl Erp for TrytonClient {
+    fn kind(&self) -> &'static str {
+        "tryton"
+    }
+
+    fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {
+        Box::pin(async move {
+            let limit = limit.clamp(1, 500);
+            let mut domain = vec![self.settings.ready_domain.clone()];
+            let after = match since {
+                Some(c) => {
+                    let id: i64 = c.erp_id.parse().unwrap_or(0);
+                    let from = Timestamp::from_millisecond(c.updated_at.as_millisecond()).unwrap_or(c.updated_at);
+                    let t = rest::datetime(from);
+                    domain.push(json!(["OR", ["write_date", ">=", t], [["write_date", "=", null], ["create_date", ">=", t]]]));
+                    Some(position(c.updated_at, id))
+                }
+                None => None,
+            };
+            let rule = self.payment_rule().await?;
+            let mut fields = vec![
+                "number", "reference", "state", "shipment_state", "invoice_state", "create_date", "write_date", "sale_date",
+                "currency.code", "total_amount", "party.name", "party.email", "carrier.rec_name",
+                "shipment_address.party_name", "shipment_address.street", "shipment_address.city",
+                "shipment_address.postal_code", "shipment_address.country.code", "shipment_address.subdivision.code",
+            ];
+            if rule == PaymentRule::SalePayment {
+                fields.extend(["payments.state", "payments.amount", "payments.kind"]);
+            }
+            let sales = self
+                .search(
+                    "sale.sale",
+                    Value::Array(domain),
+                    &fields,
+                    Some(json!([["write_date", "ASC NULLS FIRST"], ["create_date", "ASC"], ["id", "ASC"]])),
+                    Some(limit + SLACK),
+                    "the changed sales",
+                )
+                .await?;
+            let mut sales: Vec<Obj> = sales
+                .into_iter()
+                .filter(|s| {
+                    let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    after.is_none_or(|a| position(updated_of(s), id) > a)
+                })
+                .collect();
+            sales.sort_by_key(|s| position(updated_of(s), s.get("id").and_then(Value::as_i64).unwrap_or_default()));
+            sales.truncate(limit as usize);
+            let ids: Vec<i64> = sales.iter().filter_map(|s| s.get("id").and_then(Value::as_i64)).collect();
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            let lines = self.sale_lines(&ids).await?;
+            sales
+                .iter()
+                .map(|s| {
+                    let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    self.order_of(s, lines.get(&id).map(Vec::as_slice).unwrap_or_default(), rule)
+                        .map_err(|detail| ErpError::Decode { what: format!("sale {id}"), detail })
+                })
+                .collect()
+        })
+    }
+
+    fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for chunk in skus.chunks(100) {
+                let found = self
+                    .search_in(
+                        "product.product",
+                        json!([["code", "in", chunk]]),
+                        &["code", "rec_name", "active", "weight", "weight_uom.symbol"],
+                        None,
+                        None,
+                        Some(json!({"company": self.company().await?, "active_test": false})),
+                        "the product master",
+                    )
+                    .await?;
+                for p in found {
+                    let Some(sku) = p.get("code").and_then(rest::text_of) else { continue };
+                    let weight = weight_of(
+                        p.get("weight").and_then(rest::decimal_of),
+                        p.get("weight_uom").and_then(|u| u.get("symbol")).and_then(Value::as_str),
+                        &format!("product {sku}"),
+                    )
+                    .map_err(|detail| ErpError::Decode { what: format!("product {sku}"), detail })?;
+                    out.push(Product {
+                        sku,
+                        name: p.get("rec_name").and_then(rest::text_of).unwrap_or_default(),
+                        unit_weight: weight,
+                        active: p.get("active").and_then(Value::as_bool).unwrap_or(true),
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn record_fulfilment<'a>(&'a self, write: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord>> {
+        Box::pin(async move {
+            let sale = sale_id(&write.erp_order_id)?;
+            let shipment = match write.state {
+                FulfilmentState::Packed => self.pack(write, sale).await?,
+                FulfilmentState::Completed => {
+                    let packed = self.pack(write, sale).await?;
+                    let id = packed.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    if state(&packed) == "cancelled" {
+                        return Err(ErpError::Refused {
+                            what: format!("completing shipment {} of sale {sale}", rec_name(&packed)),
+                            message: "it was cancelled (its label was voided)".into(),
+                        });
+                    }
+                    if let Some(date) = write.packages.first().and_then(|p| p.ship_date)
+                        && state(&packed) == "packed"
+                    {
+                        self.write("stock.shipment.out", id, json!({"effective_date": rest::date(date)}), &format!("the ship date of shipment {id}"))
+                            .await?;
+                    }
+                    self.transition(id, "do", &["done"]).await?
+                }
+                FulfilmentState::Cancelled => match self.cancel(write, sale).await? {
+                    Some(s) => s,
+                    None => {
+                        return Err(ErpError::NotFound { what: format!("shipment for {} in sale {sale}", write.key) });
+                    }
+                },
+            };
+            let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let moves = self.moves_of(id).await?;
+            self.record_of(&shipment, sale, &moves)
+                .ok_or_else(|| decode(&format!("shipment {id}"), &format!("it is {} after the write", state(&shipment))))
+        })
+    }
+
+    fn fulfilments<'a>(&'a self, erp_order_id: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>>> {
+        Box::pin(async move {
+            let sale = sale_id(erp_order_id)?;
+            let mut out = Vec::new();
+            for s in self.sale_shipments(sale).await? {
+                if rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none() {
+                    continue;
+                }
+                let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                let moves = self.moves_of(id).await?;
+                out.extend(self.record_of(&s, sale, &moves));
+            }
+            Ok(out)
+        })
+    }
+
+    fn base_currency(&self) -> BoxFuture<'_, Result<Currency>> {
+        Box::pin(async move { Ok(self.company_currency().await?.1) })
+    }
+
+    fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>> {
+        Box::pin(async move {
+            let (_, base) = self.company_currency().await?;
+            // One unit of the company currency is `rate` units of a currency.
+            let rate_of = |c: Currency| async move {
+                let cid = self.currency_id(c).await?;
+                let found = self
+                    .search(
+                        "currency.currency.rate",
+                        json!([["currency", "=", cid], ["date", "<=", rest::date(date)]]),
+                        &["rate", "date"],
+                        Some(json!([["date", "DESC"]])),
+                        Some(1),
+                        &format!("the {} rate on {date}", c.code()),
+                    )
+                    .await?;
+                Ok::<_, ErpError>(found.first().and_then(|r| {
+                    Some((r.get("rate").and_then(rest::decimal_of)?, r.get("date").and_then(rest::date_of)?, r.get("id").and_then(Value::as_i64)?))
+                }))
+            };
+            let side = |c: Currency| async move {
+                match rate_of(c).await? {
+                    Some(r) => Ok(Some(r)),
+                    None if c == base => Ok(Some((Decimal::ONE, Date::MIN, 0))),
+                    None => Ok::<_, ErpError>(None),
+                }
+            };
+            let (Some(f), Some(t)) = (side(from).await?, side(to).await?) else { return Ok(None) };
+            if f.0.is_zero() {
+                return Ok(None);
+            }
+            let rate = (t.0 / f.0).round_dp(10).normalize();
+            let ids: Vec<String> = [f.2, t.2].iter().filter(|i| **i != 0).map(i64::to_string).collect();
+            Ok(Some(FxRate {
+                from,
+                to,
+                rate,
+                date: f.1.max(t.1),
+                source: format!("tryton:currency.currency.rate:{}", ids.join("+")),
+            }))
+        })
+    }
+
+    fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>> {
+        Box::pin(async move {
+            let what = format!("journal {}", journal.key);
+            let tag = format!("[{}]", journal.key);
+            let existing = self
+                .search("account.move", json!([["description", "like", format!("%{tag}")]]), MOVE_FIELDS, None, None, &what)
+                .await?
+                .into_iter()
+                .find(|m| m.get("description").and_then(Value::as_str).is_some_and(|d| d.ends_with(&tag)));
+            let move_id = match existing {
+                Some(m) if m.get("state").and_then(Value::as_str) == Some("posted") => return self.journal_record(&m, journal),
+                Some(m) => m.get("id").and_then(Value::as_i64).unwrap_or_default(),
+                None => self.create_move(journal, &tag, &what).await?,
+            };
+            if let Err(e) = self.call("account.move", move_id, "post", &format!("posting {what}")).await {
+                let m = self.read("account.move", move_id, MOVE_FIELDS, &what).await?;
+                if m.get("state").and_then(Value::as_str) != Some("posted") {
+                    // Nothing half-written stays behind: the draft goes.
+                    let _ = self.delete("account.move", move_id, &format!("the unposted draft of {what}")).await;
+                    return Err(e);
+                }
+            }
+            let m = self.read("account.move", move_id, MOVE_FIELDS, &what).await?;
+            self.journal_record(&m, journal)
+        })
+    }
+
+    fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, Result<StockLevel>> {
+        Box::pin(async move {
+            let product = self.product_by_code(sku).await?;
+            let (warehouse, _) = self.warehouse().await?;
+            self.stock_at(sku, product, warehouse).await
+        })
+    }
+
+    fn adjust_stock<'a>(&'a self, adjustment: &'a StockAdjustment) -> BoxFuture<'a, Result<StockLevel>> {
+        Box::pin(async move {
+            let product = self.product_by_code(&adjustment.sku).await?;
+            let (warehouse, storage) = self.warehouse().await?;
+            let what = format!("stock adjustment {}", adjustment.key);
+            let seen = self
+                .search("ir.attachment", json!([["name", "=", adjustment.key], ["resource", "like", "stock.inventory,%"]]), &["resource"], None, Some(1), &what)
+                .await?;
+            let inventory = match seen.first().and_then(|a| a.get("resource")).and_then(Value::as_str).and_then(|r| r.strip_prefix("stock.inventory,")) {
+                Some(id) => id.parse::<i64>().unwrap_or_default(),
+                None => {
+                    let here = self.stock_at(&adjustment.sku, product, storage).await?;
+                    let target = here.on_hand + adjustment.delta;
+                    if target < 0 {
+                        return Err(ErpError::Refused {
+                            what,
+                            message: format!("{} has {} on hand in the storage location; removing {} would go below zero", adjustment.sku, here.on_hand, -adjustment.delta),
+                        });
+                    }
+                    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+                    let id = self
+                        .create(
+                            "stock.inventory",
+                            json!({
+                                "location": storage,
+                                "company": self.company().await?,
+                                "date": rest::date(today),
+                                "lines": [["create", [{"product": product, "quantity": target}]]],
+                            }),
+                            &what,
+                        )
+                        .await?;
+                    self.create(
+                        "ir.attachment",
+                        json!({"name": adjustment.key, "resource": format!("stock.inventory,{id}"), "type": "data", "description": adjustment.reason}),
+                        &what,
+                    )
+                    .await?;
+                    id
+                }
+            };
+            let inv = self.read("stock.inventory", inventory, &["state"], &what).await?;
+            if inv.get("state").and_then(Value::as_str) != Some("done") {
+                self.call("stock.inventory", inventory, "confirm", &format!("confirming {what}")).await?;
+            }
+            self.stock_at(&adjustment.sku, product, warehouse).await
+        })
+    }
+}
+
+const MOVE_FIELDS: &[&str] = &[
+    "number", "state", "date", "description", "lines.account.code", "lines.debit", "lines.credit", "lines.description",
+    "lines.second_currency.code", "lines.amount_second_currency",
+];
+
+impl TrytonClient {
+    async fn stock_at(&self, sku: &str, product: i64, location: i64) -> Result<StockLevel> {
+        let found = self
+            .search_in(
+                "product.product",
+                json!([["id", "=", product]]),
+                &["quantity", "forecast_quantity"],
+                None,
+                Some(1),
+                Some(json!({"company": self.company().await?, "locations": [location]})),
+                &format!("the stock of {sku}"),
+            )
+            .await?;
+        let p = found.first().ok_or_else(|| ErpError::NotFound { what: format!("product {sku}") })?;
+        let whole = |k: &str| -> i64 { p.get(k).and_then(rest::decimal_of).unwrap_or_default().trunc().try_into().unwrap_or(0) };
+        let on_hand = whole("quantity");
+        let forecast = whole("forecast_quantity");
+        Ok(StockLevel { sku: sku.to_string(), on_hand, reserved: (on_hand - forecast).max(0) })
+    }
+
+    async fn create_move(&self, journal: &JournalWrite, tag: &str, what: &str) -> Result<i64> {
+        let company = self.company().await?;
+        let (_, base) = self.company_currency().await?;
+        let journals = self.search("account.journal", json!([["code", "=", self.settings.journal]]), &["code"], None, Some(1), what).await?;
+        let journal_id = journals.first().and_then(|j| j.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::NotFound {
+            what: format!("journal with code {:?} (set erp.tryton.journal)", self.settings.journal),
+        })?;
+        let periods = self
+            .search(
+                "account.period",
+                json!([["company", "=", company], ["type", "=", "standard"], ["state", "=", "open"],
+                       ["start_date", "<=", rest::date(journal.date)], ["end_date", ">=", rest::date(journal.date)]]),
+                &["name"],
+                None,
+                Some(1),
+                what,
+            )
+            .await?;
+        let period = periods.first().and_then(|p| p.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::Refused {
+            what: what.to_string(),
+            message: format!("Tryton has no open period for {}; open one (or the fiscal year) and the journal is posted on the next try", journal.date),
+        })?;
+        let mut lines = Vec::new();
+        for l in &journal.lines {
+            for m in [&l.debit, &l.credit] {
+                if m.currency() != base {
+                    return Err(ErpError::Refused {
+                        what: what.to_string(),
+                        message: format!("line on account {} is in {}, not the company currency {}", l.account, m.currency().code(), base.code()),
+                    });
+                }
+            }
+            let accounts = self
+                .search("account.account", json!([["code", "=", l.account], ["company", "=", company]]), &["code", "party_required"], None, Some(1), what)
+                .await?;
+            let account = accounts.first().ok_or_else(|| ErpError::NotFound { what: format!("account {} in Tryton's chart", l.account) })?;
+            let mut line = json!({
+                "account": account.get("id").and_then(Value::as_i64),
+                "debit": rest::decimal(l.debit.to_decimal()),
+                "credit": rest::decimal(l.credit.to_decimal()),
+            });
+            if let Some(memo) = &l.memo {
+                line["description"] = json!(memo);
+            }
+            if let Some(original) = l.original.filter(|o| o.currency() != base) {
+                // Signed like the line: positive on a debit, negative on a credit.
+                let amount = original.to_decimal().abs();
+                let signed = if l.credit.minor() > 0 { -amount } else { amount };
+                line["second_currency"] = json!(self.currency_id(original.currency()).await?);
+                line["amount_second_currency"] = rest::decimal(signed);
+            }
+            if account.get("party_required").and_then(Value::as_bool) == Some(true) {
+                let name = self.settings.journal_party.as_deref().ok_or_else(|| ErpError::Refused {
+                    what: what.to_string(),
+                    message: format!("account {} needs a party; set erp.tryton.journal_party to the carrier's or ShipStation's party name", l.account),
+                })?;
+                let parties = self.search("party.party", json!([["name", "=", name]]), &["name"], None, Some(1), what).await?;
+                let party = parties.first().and_then(|p| p.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::NotFound {
+                    what: format!("party {name:?} (erp.tryton.journal_party)"),
+                })?;
+                line["party"] = json!(party);
+            }
+            lines.push(line);
+        }
+        self.create(
+            "account.move",
+            json!({
+                "company": company,
+                "journal": journal_id,
+                "period": period,
+                "date": rest::date(journal.date),
+                "description": format!("{} {tag}", journal.memo),
+                "lines": [["create", lines]],
+            }),
+            what,
+        )
+        .await
+    }
+
+    fn journal_record(&self, m: &Obj, journal: &JournalWrite) -> Result<JournalRecord> {
+        let what = format!("journal {}", journal.key);
+        let mut lines = Vec::new();
+        for l in m.get("lines").and_then(Value::as_array).cloned().unwrap_or_default() {
+            let base = journal.lines.first().map(|j| j.debit.currency()).unwrap_or(Currency::GBP);
+            let money = |k: &str| -> Result<Money> {
+                let d = l.get(k).and_then(rest::decimal_of).unwrap_or_default();
+                Money::from_decimal(d, base, Rounding::HalfEven).map_err(|e| decode(&what, &format!("{k} {d}: {e}")))
+            };
+            let original = match (
+                l.get("second_currency").and_then(|c| c.get("code")).and_then(Value::as_str),
+                l.get("amount_second_currency").and_then(rest::decimal_of),
+            ) {
+                (Some(code), Some(amount)) => {
+                    let c = Currency::parse(code).map_err(|e| decode(&what, &e.to_string()))?;
+                    Some(Money::from_decimal(amount.abs(), c, Rounding::HalfEven).map_err(|e| decode(&what, &e.to_string()))?)
+                }
+                _ => None,
+            };
+            lines.push(JournalLine {
+                account: l.get("account").and_then(|a| a.get("code")).and_then(rest::text_of).unwrap_or_default(),
+                debit: money("debit")?,
+                credit: money("credit")?,
+                original,
+                memo: l.get("description").and_then(rest::text_of),
+            });
+        }
+        Ok(JournalRecord {
+            id: m.get("number").and_then(rest::text_of).unwrap_or_else(|| m.get("id").map(|v| v.to_string()).unwrap_or_default()),
+            key: journal.key.clone(),
+            date: m.get("date").and_then(rest::date_of).unwrap_or(journal.date),
+            posted: m.get("state").and_then(Value::as_str) == Some("posted"),
+            lines,
+        })
+    }
+}
+
+impl FromStr for PaymentRule {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(PaymentRule::Auto),
+            "sale_payment" => Ok(PaymentRule::SalePayment),
+            "invoice_paid" => Ok(PaymentRule::InvoicePaid),
+            other => Err(format!("payment = {other:?}: use \"auto\", \"sale_payment\" or \"invoice_paid\"")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_must_name_the_database() {
+        assert!(TrytonClient::new("http://127.0.0.1:8000/", "k", TrytonSettings::default()).is_err());
+        let c = TrytonClient::new("http://127.0.0.1:8000/shop", "k", TrytonSettings::default()).unwrap();
+        assert_eq!(c.url("model/sale.sale").as_str(), "http://127.0.0.1:8000/shop/rest/model/sale.sale");
+        assert!(!format!("{c:?}").contains("\"k\""));
+    }
+
+    #[test]
+    fn a_multi_line_street_and_a_subdivision_become_our_address() {
+        let a = json!({"street": "Flat 2\n18 Deansgate\n", "city": "Manchester", "postal_code": "M3 1AZ",
+                       "country": {"code": "US"}, "subdivision": {"code": "US-NY"}, "party_name": null});
+        let got = address_of(&a, Some("Dan Brown"));
+        assert_eq!(got.street1.as_deref(), Some("Flat 2"));
+        assert_eq!(got.street2.as_deref(), Some("18 Deansgate"));
+        assert_eq!(got.region.as_deref(), Some("NY"));
+        assert_eq!(got.name.as_deref(), Some("Dan Brown"));
+    }
+
+    #[test]
+    fn weights_come_in_their_unit_and_zero_is_no_weight() {
+        let kg = weight_of(Some(Decimal::new(2, 1)), Some("kg"), "x").unwrap().unwrap();
+        assert_eq!(kg, Weight::from_grams(200));
+        assert_eq!(weight_of(Some(Decimal::ZERO), Some("kg"), "x").unwrap(), None);
+        assert_eq!(weight_of(None, None, "x").unwrap(), None);
+        assert!(weight_of(Some(Decimal::ONE), Some("stone"), "sale 1 line 2").unwrap_err().contains("sale 1 line 2"));
+    }
+}

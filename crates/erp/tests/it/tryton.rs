@@ -1,0 +1,304 @@
+//! The Tryton connector against a real Tryton 8.2 (from PyPI; `scripts/tryton.sh`):
+//! each test gets its own clone of the seeded shop (a GBP company; SHOP-1001 paid,
+//! SHOP-1002 paid with three lines, SHOP-1003 unpaid, SHOP-1004 paid with a
+//! weightless gift box) and checks what Tryton itself then shows.
+
+use base64::Engine as _;
+use jiff::civil::date;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use shipledger_core::money::{Currency, Money};
+use shipledger_core::order::{ErpOrder, PaymentState};
+use shipledger_core::exception::ExceptionKind;
+use shipledger_core::release::{GatePolicy, Verdict, check};
+use shipledger_erp::tryton::{TrytonClient, TrytonSettings};
+use shipledger_erp::{Cursor, Erp, ErpError, FulfilmentState, FulfilmentWrite, JournalLine, JournalWrite, Package, StockAdjustment};
+
+#[path = "../support/tryton_db.rs"]
+mod tryton_db;
+use tryton_db::TrytonDb;
+
+fn client(db: &TrytonDb) -> TrytonClient {
+    let settings = TrytonSettings { journal_party: Some("Royal Mail".into()), ..Default::default() };
+    TrytonClient::new(&db.url, &db.key, settings).unwrap()
+}
+
+/// Read straight from Tryton's REST API, as an auditor would.
+async fn tryton_get(db: &TrytonDb, path: &str, fields: &[&str], domain: Option<Value>) -> Value {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
+    let mut url = reqwest::Url::parse(&format!("{}/rest/model/{path}", db.url)).unwrap();
+    {
+        let mut q = url.query_pairs_mut();
+        for f in fields {
+            q.append_pair("f", f);
+        }
+        if let Some(d) = &domain {
+            q.append_pair("d", &b64(d));
+        }
+    }
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(&db.key)
+        .header("X-Tryton-Context", b64(&json!({"company": 1})))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+async fn all_orders(erp: &TrytonClient) -> Vec<ErpOrder> {
+    let mut out = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = erp.changed_orders(cursor.as_ref(), 1).await.unwrap();
+        let Some(last) = page.last() else { return out };
+        cursor = Some(Cursor { updated_at: last.updated_at, erp_id: last.erp_id.clone() });
+        out.extend(page);
+    }
+}
+
+fn by_reference<'a>(orders: &'a [ErpOrder], db: &TrytonDb, reference: &str) -> &'a ErpOrder {
+    let sale = db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == reference).unwrap();
+    let id = sale["id"].as_i64().unwrap().to_string();
+    orders.iter().find(|o| o.erp_id == id).unwrap_or_else(|| panic!("{reference} (sale {id}) is ready"))
+}
+
+fn line_of(order: &ErpOrder, sku: &str) -> String {
+    order.lines.iter().find(|l| l.sku.as_deref() == Some(sku)).unwrap_or_else(|| panic!("{} has {sku}", order.number)).line_id.clone()
+}
+
+fn label(order: &ErpOrder, n: u32, tracking: &str, lines: Vec<(String, u32)>, state: FulfilmentState) -> FulfilmentWrite {
+    FulfilmentWrite {
+        key: format!("shipledger:tryton-test:label:{n}"),
+        erp_order_id: order.erp_id.clone(),
+        state,
+        lines,
+        packages: vec![Package {
+            carrier: "royal_mail".into(),
+            service: Some("tracked_48".into()),
+            tracking_number: tracking.into(),
+            ship_date: Some(date(2026, 11, 24)),
+            cost: Some(Money::from_minor(410, Currency::USD)),
+        }],
+    }
+}
+
+async fn shipments_of(db: &TrytonDb, sale_id: &str) -> Vec<Value> {
+    let v = tryton_get(
+        db,
+        "stock.shipment.out",
+        &["state", "reference", "shipping_reference", "packages.shipping_reference"],
+        Some(json!([["moves.origin.sale", "=", sale_id.parse::<i64>().unwrap(), "sale.line"]])),
+    )
+    .await;
+    v.as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn ready_sales_arrive_with_skus_weights_and_payment_evidence_and_the_gate_holds_the_unpaid_and_the_weightless() {
+    let Some(db) = TrytonDb::create("ready") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    assert_eq!(orders.len(), 4, "the four processing sales, each once, paged one at a time");
+    let ids: std::collections::BTreeSet<_> = orders.iter().map(|o| o.erp_id.clone()).collect();
+    assert_eq!(ids.len(), 4);
+
+    let multi = by_reference(&orders, &db, "SHOP-1002");
+    assert_eq!(multi.currency, "GBP");
+    assert_eq!(multi.payment.state, PaymentState::Captured);
+    assert!(multi.payment.source.starts_with("tryton:account.payment:"), "{}", multi.payment.source);
+    let goods: Vec<_> = multi.physical_lines().map(|l| (l.sku.clone().unwrap(), l.quantity, l.unit_weight)).collect();
+    assert_eq!(
+        goods,
+        vec![
+            ("TEE-BLK-M".into(), 2, Some(shipledger_core::weight::Weight::from_grams(200))),
+            ("MUG-WHT".into(), 1, Some(shipledger_core::weight::Weight::from_grams(450))),
+            ("HOOD-GRY-L".into(), 1, Some(shipledger_core::weight::Weight::from_grams(700))),
+        ]
+    );
+    assert!(multi.lines.iter().any(|l| !l.physical), "the shipping service line is not a parcel item");
+    assert_eq!(multi.ship_to.country.as_deref(), Some("GB"));
+    assert!(multi.ship_to.street1.is_some() && multi.ship_to.postal_code.is_some() && multi.ship_to.city.is_some());
+
+    let skus: Vec<String> = orders.iter().flat_map(|o| o.lines.iter().filter_map(|l| l.sku.clone())).collect();
+    let products = erp.products(&skus).await.unwrap();
+    let gift = products.iter().find(|p| p.sku == "GIFT-CARD-BOX").expect("the gift box is a known product");
+    assert_eq!(gift.unit_weight, None);
+
+    let verdict = |o: &ErpOrder| check(o, |sku| products.iter().find(|p| p.sku == sku).cloned(), &GatePolicy::default());
+    assert!(matches!(verdict(multi), Verdict::Release { .. }), "{:?}", verdict(multi));
+    assert!(matches!(verdict(by_reference(&orders, &db, "SHOP-1001")), Verdict::Release { .. }));
+    let unpaid = by_reference(&orders, &db, "SHOP-1003");
+    assert_eq!(unpaid.payment.state, PaymentState::Unpaid);
+    let Verdict::Hold { findings } = verdict(unpaid) else { panic!("the unpaid sale is held") };
+    assert!(findings.iter().any(|f| f.kind == ExceptionKind::HeldUnpaid), "{findings:?}");
+    let Verdict::Hold { findings } = verdict(by_reference(&orders, &db, "SHOP-1004")) else { panic!("the weightless sale is held") };
+    assert!(findings.iter().any(|f| f.kind == ExceptionKind::HeldMissingWeight), "{findings:?}");
+    let us = by_reference(&orders, &db, "SHOP-1004");
+    assert_eq!((us.ship_to.country.as_deref(), us.ship_to.region.as_deref()), (Some("US"), Some("NY")));
+
+    // Nothing new after the last sale.
+    let last = orders.last().unwrap();
+    assert!(erp.changed_orders(Some(&Cursor { updated_at: last.updated_at, erp_id: last.erp_id.clone() }), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn two_parcels_are_two_tryton_shipments_packed_with_their_tracking_and_done_on_their_scans() {
+    let Some(db) = TrytonDb::create("parcels") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let sale = by_reference(&orders, &db, "SHOP-1002");
+    let (tee, mug, hood) = (line_of(sale, "TEE-BLK-M"), line_of(sale, "MUG-WHT"), line_of(sale, "HOOD-GRY-L"));
+
+    // Parcel 1: one of the two T-shirts and the mug.
+    let first = label(sale, 1, "RM100000001GB", vec![(tee.clone(), 1), (mug.clone(), 1)], FulfilmentState::Packed);
+    let packed = erp.record_fulfilment(&first).await.unwrap();
+    assert_eq!(packed.state, FulfilmentState::Packed);
+    assert_eq!(packed.lines, {
+        let mut l = vec![(tee.clone(), 1), (mug.clone(), 1)];
+        l.sort();
+        l
+    });
+    assert_eq!(packed.packages[0].tracking_number, "RM100000001GB");
+    assert_eq!(packed.packages[0].cost, Some(Money::from_minor(410, Currency::USD)));
+    // The same write again (a retried job) changes nothing.
+    assert_eq!(erp.record_fulfilment(&first).await.unwrap().id, packed.id);
+
+    // Parcel 2: the rest, which Tryton put in a new waiting shipment.
+    let second = label(sale, 2, "RM100000002GB", vec![(tee.clone(), 1), (hood.clone(), 1)], FulfilmentState::Packed);
+    assert_eq!(erp.record_fulfilment(&second).await.unwrap().state, FulfilmentState::Packed);
+    let beyond = label(sale, 3, "RM100000003GB", vec![(hood.clone(), 1)], FulfilmentState::Packed);
+    let err = erp.record_fulfilment(&beyond).await.unwrap_err();
+    assert!(matches!(err, ErpError::Refused { .. }), "nothing is left to ship: {err:?}");
+
+    // First scans complete them, one at a time.
+    let done = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Completed, ..first.clone() }).await.unwrap();
+    assert_eq!(done.state, FulfilmentState::Completed);
+    let again = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Completed, ..first.clone() }).await.unwrap();
+    assert_eq!(again.id, done.id, "a repeated completion is recognised as done");
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
+    assert_eq!(state["shipment_state"], "partially shipped");
+    erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Completed, ..second.clone() }).await.unwrap();
+
+    let docs = erp.fulfilments(&sale.erp_id).await.unwrap();
+    assert_eq!(docs.len(), 2);
+    assert!(docs.iter().all(|d| d.state == FulfilmentState::Completed));
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
+    assert_eq!(state["shipment_state"], "sent", "Tryton itself says the sale is shipped");
+    let mut refs: Vec<String> = shipments_of(&db, &sale.erp_id)
+        .await
+        .iter()
+        .filter(|s| s["state"] == "done")
+        .map(|s| s["shipping_reference"].as_str().unwrap().to_string())
+        .collect();
+    refs.sort();
+    assert_eq!(refs, ["RM100000001GB", "RM100000002GB"]);
+}
+
+#[tokio::test]
+async fn a_voided_label_cancels_its_packed_shipment_and_the_goods_wait_for_the_next_label() {
+    let Some(db) = TrytonDb::create("void") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let sale = by_reference(&orders, &db, "SHOP-1001");
+    let lines: Vec<(String, u32)> = sale.physical_lines().map(|l| (l.line_id.clone(), l.quantity)).collect();
+
+    let voided = label(sale, 10, "RM200000001GB", lines.clone(), FulfilmentState::Packed);
+    erp.record_fulfilment(&voided).await.unwrap();
+    let cancelled = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..voided.clone() }).await.unwrap();
+    assert_eq!(cancelled.state, FulfilmentState::Cancelled);
+    // Cancelling twice is the same cancellation.
+    assert_eq!(erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..voided.clone() }).await.unwrap().id, cancelled.id);
+
+    let live = label(sale, 11, "RM200000002GB", lines.clone(), FulfilmentState::Completed);
+    let done = erp.record_fulfilment(&live).await.unwrap();
+    assert_eq!(done.state, FulfilmentState::Completed);
+    let shipments = shipments_of(&db, &sale.erp_id).await;
+    let done_refs: Vec<_> = shipments.iter().filter(|s| s["state"] == "done").map(|s| s["shipping_reference"].clone()).collect();
+    assert_eq!(done_refs, vec![json!("RM200000002GB")], "only the live number is on a done shipment");
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
+    assert_eq!(state["shipment_state"], "sent");
+
+    // A label voided after the parcel was done: Tryton is not asked to undo it.
+    let err = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..live }).await.unwrap_err();
+    let ErpError::Refused { message, .. } = err else { panic!("expected a refusal") };
+    assert!(message.contains("done"), "{message}");
+}
+
+#[tokio::test]
+async fn a_shipping_cost_journal_posts_in_gbp_with_the_usd_original_once_and_an_unbalanced_one_leaves_nothing() {
+    let Some(db) = TrytonDb::create("journal") else { return };
+    let erp = client(&db);
+    assert_eq!(erp.base_currency().await.unwrap(), Currency::GBP);
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let usd = erp.fx_rate(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has a USD rate");
+    assert_eq!(usd.rate, (Decimal::ONE / Decimal::new(125, 2)).round_dp(10).normalize(), "1 GBP = 1.25 USD lately");
+    let old = erp.fx_rate(Currency::GBP, Currency::USD, date(2026, 1, 1)).await.unwrap().unwrap();
+    assert_eq!((old.rate, old.date), (Decimal::new(127, 2), date(2000, 1, 1)));
+    assert!(usd.source.starts_with("tryton:currency.currency.rate:"), "{}", usd.source);
+
+    let gbp = |m| Money::from_minor(m, Currency::GBP);
+    let cost = Money::from_minor(640, Currency::USD);
+    let converted = gbp(512); // 6.40 USD at 1.25
+    let mut journal = JournalWrite {
+        key: "costs:tryton-test:2026-11-24".into(),
+        date: today,
+        memo: "ShipStation shipping costs".into(),
+        lines: vec![
+            JournalLine { account: "5.1.3".into(), debit: converted, credit: gbp(0), original: Some(cost), memo: Some("label RM1".into()) },
+            JournalLine { account: "2.1.1".into(), debit: gbp(0), credit: gbp(500), original: Some(cost), memo: None },
+        ],
+    };
+    let err = erp.post_journal(&journal).await.unwrap_err();
+    let ErpError::Refused { message, .. } = &err else { panic!("expected Refused, got {err:?}") };
+    assert!(message.to_lowercase().contains("balance"), "Tryton's own words: {message}");
+    let drafts = tryton_get(&db, "account.move", &["state"], Some(json!([["description", "like", "%costs:tryton-test%"]]))).await;
+    assert_eq!(drafts, json!([]), "the refused move is not left behind");
+
+    journal.lines[1].credit = converted;
+    let posted = erp.post_journal(&journal).await.unwrap();
+    assert!(posted.posted);
+    assert_eq!(posted.lines.len(), 2);
+    assert!(posted.lines.iter().all(|l| l.original == Some(cost)));
+    assert_eq!(erp.post_journal(&journal).await.unwrap().id, posted.id, "the same key is not posted twice");
+
+    let moves = tryton_get(
+        &db,
+        "account.move",
+        &["state", "lines.debit", "lines.credit", "lines.second_currency.code", "lines.amount_second_currency"],
+        Some(json!([["description", "like", "%costs:tryton-test%"]])),
+    )
+    .await;
+    let moves = moves.as_array().unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0]["state"], "posted");
+    let dec = |v: &Value| v["decimal"].as_str().unwrap().parse::<Decimal>().unwrap();
+    let lines = moves[0]["lines"].as_array().unwrap();
+    let debit: Decimal = lines.iter().map(|l| dec(&l["debit"])).sum();
+    let credit: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
+    assert_eq!((debit, credit), (Decimal::new(512, 2), Decimal::new(512, 2)), "balanced in GBP");
+    assert!(lines.iter().all(|l| l["second_currency"]["code"] == "USD"));
+}
+
+#[tokio::test]
+async fn stock_is_read_from_the_warehouse_and_adjusted_once_per_key() {
+    let Some(db) = TrytonDb::create("stock") else { return };
+    let erp = client(&db);
+    let before = erp.stock("MUG-WHT").await.unwrap();
+    assert!(before.on_hand > 0, "{before:?}");
+    let adjustment = StockAdjustment { key: "adj:tryton-test:1".into(), sku: "MUG-WHT".into(), delta: -3, reason: "damaged in the warehouse".into() };
+    let after = erp.adjust_stock(&adjustment).await.unwrap();
+    assert_eq!(after.on_hand, before.on_hand - 3);
+    assert_eq!(erp.adjust_stock(&adjustment).await.unwrap().on_hand, before.on_hand - 3, "the same key adjusts once");
+    assert!(matches!(erp.stock("NO-SUCH-SKU").await, Err(ErpError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_unauthorized_and_says_where_to_look() {
+    let Some(db) = TrytonDb::create("auth") else { return };
+    let erp = TrytonClient::new(&db.url, "not-the-key", TrytonSettings::default()).unwrap();
+    let err = erp.changed_orders(None, 10).await.unwrap_err();
+    assert!(matches!(err, ErpError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("API key"), "{err}");
+}

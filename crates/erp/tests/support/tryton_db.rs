@@ -1,0 +1,90 @@
+//! A private Tryton database for one test: a clone of the seeded template that
+//! `scripts/tryton.sh up` builds, served by the trytond it started, dropped again
+//! when the test ends. Shared by the connector tests and the end-to-end tests
+//! (`#[path]`-included).
+//!
+//! Where Tryton is: `TRYTON_URL`, `TRYTON_API_KEY` and `TRYTON_SEED_JSON` from the
+//! environment, else `.cache/tryton/env` (written by `scripts/tryton.sh up`).
+//! Without either, the test says SKIPPED loudly, unless `CI` is set, where it fails:
+//! CI must run the Tryton tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+pub struct TrytonDb {
+    /// `http://127.0.0.1:PORT/DATABASE`: what `erp.url` names.
+    pub url: String,
+    pub key: String,
+    /// The seed's summary (ids of the company, currencies, products, sales, ...).
+    pub seed: Value,
+    pub name: String,
+    script: PathBuf,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root")
+}
+
+fn from_env_file(name: &str) -> Option<String> {
+    let text = std::fs::read_to_string(root().join(".cache/tryton/env")).ok()?;
+    text.lines().find_map(|l| {
+        let l = l.trim().strip_prefix("export ").unwrap_or(l.trim());
+        let (k, v) = l.split_once('=')?;
+        (k == name).then(|| v.trim_matches(|c| c == '"' || c == '\'').to_string())
+    })
+}
+
+fn setting(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| from_env_file(name))
+}
+
+impl TrytonDb {
+    /// A fresh clone, or `None` (with a loud message) when no Tryton is provisioned
+    /// and this is not CI.
+    pub fn create(label: &str) -> Option<TrytonDb> {
+        let (Some(base), Some(key), Some(seed_path)) = (setting("TRYTON_URL"), setting("TRYTON_API_KEY"), setting("TRYTON_SEED_JSON")) else {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI runs the Tryton tests but no Tryton is provisioned: run `scripts/tryton.sh up` (scripts/test does)");
+            }
+            eprintln!("SKIPPED {label}: no Tryton provisioned; run `scripts/tryton.sh up` (scripts/test does) to run the Tryton tests");
+            return None;
+        };
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!(
+            "sl_{}_{}_{}_{nanos}",
+            label.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect::<String>().to_lowercase(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let script = root().join("scripts/tryton.sh");
+        let out = Command::new("bash").arg(&script).arg("clone").arg(&name).output().expect("bash runs scripts/tryton.sh");
+        assert!(
+            out.status.success(),
+            "scripts/tryton.sh clone {name} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seed: Value = serde_json::from_str(&std::fs::read_to_string(&seed_path).expect("the seed summary")).expect("seed JSON");
+        Some(TrytonDb { url: format!("{}/{name}", base.trim_end_matches('/')), key, seed, name, script })
+    }
+
+    /// The seed's id at a JSON pointer, e.g. `/products/MUG-WHT/id`.
+    pub fn id(&self, pointer: &str) -> i64 {
+        self.seed.pointer(pointer).and_then(Value::as_i64).unwrap_or_else(|| panic!("seed has no {pointer}"))
+    }
+}
+
+impl Drop for TrytonDb {
+    fn drop(&mut self) {
+        if std::env::var_os("SHIPLEDGER_KEEP_TRYTON_DB").is_some() {
+            eprintln!("kept Tryton database {} ({})", self.name, self.url);
+            return;
+        }
+        let _ = Command::new("bash").arg(&self.script).arg("drop").arg(&self.name).output();
+    }
+}
