@@ -87,6 +87,9 @@ struct RawErp {
     kind: String,
     url: String,
     api_key_env: String,
+    /// `kind = "tryton"` only: which sales, company, warehouse and journal.
+    #[serde(default)]
+    tryton: Option<shipledger_erp::tryton::TrytonSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -176,6 +179,8 @@ pub struct ErpConfig {
     pub kind: String,
     pub url: Url,
     pub api_key: Secret,
+    /// Settings of a Tryton ERP (defaults when the table is absent).
+    pub tryton: shipledger_erp::tryton::TrytonSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,7 +214,7 @@ pub struct Config {
 }
 
 /// ERP kinds this build can talk to.
-pub const ERP_KINDS: &[&str] = &["sandbox"];
+pub const ERP_KINDS: &[&str] = &["sandbox", "tryton"];
 
 impl Config {
     /// Read, parse and check a configuration file, reading secrets from the
@@ -285,10 +290,21 @@ impl Config {
                     ERP_KINDS.join(", ")
                 )));
             }
+            if c.erp.tryton.is_some() && c.erp.kind != "tryton" {
+                return Err(err(format!("{at}: [connections.erp.tryton] is only for kind = \"tryton\"")));
+            }
+            let erp_url = url(&c.erp.url, "erp url")?;
+            if c.erp.kind == "tryton" && erp_url.path().trim_matches('/').is_empty() {
+                return Err(err(format!(
+                    "{at}: erp url {:?} names no Tryton database; use http://HOST:PORT/DATABASE",
+                    c.erp.url
+                )));
+            }
             let erp = ErpConfig {
                 kind: c.erp.kind.clone(),
-                url: url(&c.erp.url, "erp url")?,
+                url: erp_url,
                 api_key: secret(&c.erp.api_key_env, "the ERP API key")?,
+                tryton: c.erp.tryton.clone().unwrap_or_default(),
             };
             let ss = &c.shipstation;
             let shipstation = ShipStationConfig {
@@ -404,6 +420,38 @@ currencies = ["GBP", "usd"]
             "ACME_SS_SECRET" => Some("ss-secret-value".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_tryton_connection_names_its_database_and_may_tune_its_sales_domain_and_journal() {
+        let text = GOOD.replace(
+            "kind = \"sandbox\"\nurl = \"http://127.0.0.1:8000\"",
+            "kind = \"tryton\"\nurl = \"http://127.0.0.1:8000/shop\"",
+        ) + r#"
+[connections.erp.tryton]
+ready_domain = [["state", "=", "processing"], ["shipment_state", "in", ["waiting", "partially shipped"]]]
+payment = "invoice_paid"
+journal = "EXP"
+journal_party = "ShipStation"
+"#;
+        // The [connections.erp.tryton] table must follow [connections.erp]: move it.
+        let text = text.replace("[connections.shipstation]", "[connections.shipstation_placeholder]");
+        let (head, tail) = text.split_once("[connections.shipstation_placeholder]").unwrap();
+        let (ss, tryton) = tail.split_once("[connections.erp.tryton]").unwrap();
+        let text = format!("{head}[connections.erp.tryton]{tryton}\n[connections.shipstation]{ss}");
+        let config = Config::parse(&text, "t.toml", &env).unwrap();
+        let erp = &config.connections[0].erp;
+        assert_eq!(erp.kind, "tryton");
+        assert_eq!(erp.tryton.payment, shipledger_erp::tryton::PaymentRule::InvoicePaid);
+        assert_eq!(erp.tryton.journal, "EXP");
+        assert_eq!(erp.tryton.warehouse, "WH", "unset settings keep their defaults");
+        assert_eq!(erp.tryton.ready_domain[1][2][1], "partially shipped");
+
+        let no_db = GOOD.replace("kind = \"sandbox\"", "kind = \"tryton\"");
+        let e = Config::parse(&no_db, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("names no Tryton database"), "{e}");
+        let typo = text.replace("journal = \"EXP\"", "jornal = \"EXP\"");
+        assert!(Config::parse(&typo, "t.toml", &env).unwrap_err().message.contains("jornal"));
     }
 
     #[test]

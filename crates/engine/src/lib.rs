@@ -111,6 +111,11 @@ pub fn erp_for(config: &ConnectionConfig) -> Result<Arc<dyn Erp>, EngineError> {
             config.erp.url.as_str(),
             config.erp.api_key.expose(),
         )?)),
+        "tryton" => Ok(Arc::new(shipledger_erp::tryton::TrytonClient::new(
+            config.erp.url.as_str(),
+            config.erp.api_key.expose(),
+            config.erp.tryton.clone(),
+        )?)),
         other => Err(EngineError::Setup(format!("connection {}: ERP kind {other} is not supported", config.name))),
     }
 }

@@ -5,3 +5,4 @@ mod demo;
 mod fidelity;
 mod serve;
 mod shipments;
+mod tryton;

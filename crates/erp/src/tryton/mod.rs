@@ -137,6 +137,7 @@ struct Cache {
     payment_rule: Option<PaymentRule>,
     packages: Option<bool>,
     package_type: Option<i64>,
+    shipment_cost_lines: Option<bool>,
 }
 
 impl fmt::Debug for TrytonClient {
@@ -443,15 +444,29 @@ impl TrytonClient {
 
     // ----- orders ---------------------------------------------------------------
 
+    /// Whether `sale_shipment_cost` marks the sale's shipping charge lines.
+    async fn shipment_cost_lines(&self) -> Result<bool> {
+        if let Some(on) = self.cache.lock().unwrap().shipment_cost_lines {
+            return Ok(on);
+        }
+        let on = self.has_field("sale.line", "shipment_cost").await?;
+        self.cache.lock().unwrap().shipment_cost_lines = Some(on);
+        Ok(on)
+    }
+
     async fn sale_lines(&self, sale_ids: &[i64]) -> Result<BTreeMap<i64, Vec<Obj>>> {
+        let mut fields = vec![
+            "sale", "type", "sequence", "description", "quantity", "unit_price", "amount", "product.code", "product.rec_name",
+            "product.type", "product.weight", "product.weight_uom.symbol",
+        ];
+        if self.shipment_cost_lines().await? {
+            fields.push("shipment_cost");
+        }
         let found = self
             .search(
                 "sale.line",
                 json!([["sale", "in", sale_ids]]),
-                &[
-                    "sale", "type", "sequence", "description", "quantity", "unit_price", "product.code", "product.rec_name",
-                    "product.type", "product.weight", "product.weight_uom.symbol",
-                ],
+                &fields,
                 Some(json!([["sale", "ASC"], ["sequence", "ASC NULLS FIRST"], ["id", "ASC"]])),
                 None,
                 "the sale lines",
@@ -850,8 +865,19 @@ impl TrytonClient {
             Money::from_decimal(d, currency, Rounding::HalfEven).map_err(|e| format!("{whose}: {what} {d}: {e}"))
         };
         let mut out_lines = Vec::new();
+        let mut shipping: Option<Money> = None;
         for l in lines {
             if l.get("type").and_then(Value::as_str) != Some("line") {
+                continue;
+            }
+            if l.get("shipment_cost").is_some_and(|c| !c.is_null()) {
+                // The shipping charge (sale_shipment_cost): what the customer paid
+                // for shipping, not a parcel item.
+                let amount = money(l.get("amount"), "shipping charge")?;
+                shipping = Some(match shipping {
+                    Some(s) => s.checked_add(&amount).map_err(|e| format!("{whose}: shipping charge: {e}"))?,
+                    None => amount,
+                });
                 continue;
             }
             let lid = l.get("id").and_then(Value::as_i64).unwrap_or_default();
@@ -946,7 +972,7 @@ impl TrytonClient {
             ship_to,
             bill_to: None,
             lines: out_lines,
-            shipping_paid: None,
+            shipping_paid: shipping,
             tax_paid: None,
             payment,
             requested_service: sale.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of),

@@ -117,7 +117,8 @@ async fn ready_sales_arrive_with_skus_weights_and_payment_evidence_and_the_gate_
             ("HOOD-GRY-L".into(), 1, Some(shipledger_core::weight::Weight::from_grams(700))),
         ]
     );
-    assert!(multi.lines.iter().any(|l| !l.physical), "the shipping service line is not a parcel item");
+    assert_eq!(multi.lines.len(), 3, "the shipping charge line is not a parcel item");
+    assert_eq!(multi.shipping_paid, Some(Money::from_minor(395, Currency::GBP)), "it is what the customer paid for shipping");
     assert_eq!(multi.ship_to.country.as_deref(), Some("GB"));
     assert!(multi.ship_to.street1.is_some() && multi.ship_to.postal_code.is_some() && multi.ship_to.city.is_some());
 

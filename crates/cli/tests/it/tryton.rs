@@ -1,0 +1,325 @@
+//! End to end against a real Tryton (from PyPI, `scripts/tryton.sh`) and the sandbox
+//! ShipStation, through `shipledger serve` with `kind = "tryton"`: the paid sales
+//! are released and the unpaid and weightless held; the warehouse ships the
+//! three-line sale in two parcels and voids and re-makes the other's label; Tryton's
+//! shipments are packed on the labels and done only on the carrier's first scans,
+//! with the live tracking numbers; the labels' USD costs post as one GBP journal.
+//! Everything is checked by reading Tryton's own API.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use shipledger_core::money::{Currency, Money, Rounding};
+use shipledger_erp::tryton::{TrytonClient, TrytonSettings};
+use shipledger_erp::{Erp, JournalLine, JournalWrite};
+use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
+
+#[path = "../../../erp/tests/support/tryton_db.rs"]
+mod tryton_db;
+use tryton_db::TrytonDb;
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct World {
+    db: TrytonDb,
+    ss: SandboxHandle,
+    http: reqwest::Client,
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl World {
+    async fn tryton(&self, path: &str, fields: &[&str], domain: Value) -> Value {
+        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
+        let mut url = reqwest::Url::parse(&format!("{}/rest/model/{path}", self.db.url)).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            for f in fields {
+                q.append_pair("f", f);
+            }
+            q.append_pair("d", &b64(&domain));
+        }
+        let r = self
+            .http
+            .get(url)
+            .bearer_auth(&self.db.key)
+            .header("X-Tryton-Context", b64(&json!({"company": 1})))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// The outbound shipments of a sale, as Tryton has them.
+    async fn shipments(&self, sale: i64) -> Vec<Value> {
+        self.tryton(
+            "stock.shipment.out",
+            &["state", "reference", "shipping_reference", "packages.shipping_reference"],
+            json!([["moves.origin.sale", "=", sale, "sale.line"]]),
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        let url = format!("{}/_sandbox{path}", self.ss.base_url());
+        let r = self.http.post(&url).json(&body).send().await.unwrap();
+        assert!(r.status().is_success(), "POST {url}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    async fn ss_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.ss.base_url()))
+            .basic_auth("sandbox-key", Some("sandbox-secret"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_until(&self, what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
+        let started = Instant::now();
+        while !done().await {
+            if started.elapsed() >= deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("timed out waiting for {what}\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+
+    fn open_exceptions(&self) -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
+            .args(["exceptions", "list", "--format", "json", "--config"])
+            .arg(&self.config)
+            .env("E_ERP_KEY", &self.db.key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().cloned().unwrap_or_default()
+    }
+}
+
+fn sale_id(db: &TrytonDb, reference: &str) -> i64 {
+    db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == reference).unwrap()["id"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_posts_the_costs_in_gbp() {
+    let Some(db) = TrytonDb::create("e2e") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ss = Sandbox::start(SandboxConfig { rate_limit: 1_000, ..SandboxConfig::default() }, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("shipledger.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[store]
+url = "sqlite://{db_file}"
+[server]
+listen = "127.0.0.1:{port}"
+[[connections]]
+name = "acme-tryton"
+[connections.erp]
+kind = "tryton"
+url = "{erp}"
+api_key_env = "E_ERP_KEY"
+[connections.erp.tryton]
+journal_party = "Royal Mail"
+[connections.shipstation]
+base_url = "{ss}"
+api_key_env = "E_SS_KEY"
+api_secret_env = "E_SS_SECRET"
+v2_base_url = "{ss}"
+v2_api_key_env = "E_SS_V2_KEY"
+[connections.policy]
+poll_interval = "1s"
+shipment_poll_interval = "1s"
+"#,
+            db_file = dir.path().join("s.db").display(),
+            erp = db.url,
+            ss = ss.base_url(),
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let _serve = Serve(
+        Command::new(env!("CARGO_BIN_EXE_shipledger"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("E_ERP_KEY", &db.key)
+            .env("E_SS_KEY", "sandbox-key")
+            .env("E_SS_SECRET", "sandbox-secret")
+            .env("E_SS_V2_KEY", "sandbox-v2-key")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let w = World { db, ss, http: reqwest::Client::new(), config, log };
+    let (paid_one, paid_three, unpaid, weightless) =
+        (sale_id(&w.db, "SHOP-1001"), sale_id(&w.db, "SHOP-1002"), sale_id(&w.db, "SHOP-1003"), sale_id(&w.db, "SHOP-1004"));
+
+    // 1. Release: the two paid sales with weights reach ShipStation; the others are held.
+    w.wait_until("the paid sales in ShipStation and the others held", Duration::from_secs(90), async || {
+        w.ss.stats()["orders"] == json!(2) && w.open_exceptions().len() >= 2
+    })
+    .await;
+    let held: Vec<(String, String)> = w
+        .open_exceptions()
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["record"].as_str().unwrap().to_string()))
+        .collect();
+    assert!(held.contains(&("held_unpaid".into(), format!("order:{unpaid}"))), "{held:?}");
+    assert!(held.contains(&("held_missing_weight".into(), format!("order:{weightless}"))), "{held:?}");
+    let orders = w.ss_get("/orders?pageSize=100").await;
+    let order_of = |sale: i64| {
+        orders["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["orderKey"].as_str().unwrap_or_default() == format!("shipledger:acme-tryton:{sale}"))
+            .unwrap_or_else(|| panic!("sale {sale} is in ShipStation: {orders}"))
+            .clone()
+    };
+    let three = order_of(paid_three);
+    let one = order_of(paid_one);
+    let items = three["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "the shipping service line is not a parcel item");
+
+    // 2. The warehouse: SHOP-1002 in two parcels; SHOP-1001 labelled, voided, re-labelled.
+    let three_id = three["orderId"].as_i64().unwrap();
+    let one_id = one["orderId"].as_i64().unwrap();
+    let first = w
+        .control(&format!("/orders/{three_id}/labels"), json!({"shipmentCost": 4.10, "items": [{"lineItemKey": items[0]["lineItemKey"]}, {"lineItemKey": items[1]["lineItemKey"]}]}))
+        .await;
+    let voided = w.control(&format!("/orders/{one_id}/labels"), json!({"shipmentCost": 3.20})).await;
+    w.wait_until("the first two labels packed in Tryton", Duration::from_secs(90), async || {
+        let a = w.shipments(paid_three).await;
+        let b = w.shipments(paid_one).await;
+        a.iter().any(|s| s["state"] == "packed") && b.iter().any(|s| s["state"] == "packed")
+    })
+    .await;
+    w.control(&format!("/shipments/{}/void", voided["shipment"]["shipmentId"]), json!({})).await;
+    let relabel = w.control(&format!("/orders/{one_id}/labels"), json!({"shipmentCost": 3.20})).await;
+    let second = w.control(&format!("/orders/{three_id}/labels"), json!({"shipmentCost": 5.75})).await;
+    let live: Vec<String> =
+        [&first, &relabel, &second].iter().map(|l| l["trackingNumber"].as_str().unwrap().to_string()).collect();
+    w.wait_until("every live label packed in Tryton and the voided one cancelled", Duration::from_secs(120), async || {
+        let a = w.shipments(paid_three).await;
+        let b = w.shipments(paid_one).await;
+        a.iter().filter(|s| s["state"] == "packed").count() == 2
+            && b.iter().filter(|s| s["state"] == "packed").count() == 1
+            && b.iter().any(|s| s["state"] == "cancelled")
+    })
+    .await;
+    // No scan yet: nothing is done.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for sale in [paid_one, paid_three] {
+        assert!(w.shipments(sale).await.iter().all(|s| s["state"] != "done"), "a shipment was done before its first scan");
+    }
+
+    // 3. The carrier: an electronic notice is not a scan; the first real scan is.
+    for number in &live {
+        w.control("/tracking/events", json!({"trackingNumber": number, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(w.shipments(paid_three).await.iter().all(|s| s["state"] != "done"), "an electronic notice completed a shipment");
+    for number in &live {
+        w.control("/tracking/events", json!({"trackingNumber": number, "statusCode": "IT"})).await;
+    }
+    w.wait_until("both sales sent in Tryton", Duration::from_secs(120), async || {
+        let sales = w.tryton("sale.sale", &["shipment_state"], json!([["id", "in", [paid_one, paid_three]]])).await;
+        sales.as_array().unwrap().iter().all(|s| s["shipment_state"] == "sent")
+    })
+    .await;
+
+    // Read straight from Tryton: one done shipment per label, with its live number.
+    let mut done_refs = Vec::new();
+    for sale in [paid_one, paid_three] {
+        for s in w.shipments(sale).await {
+            match s["state"].as_str().unwrap() {
+                "done" => {
+                    done_refs.push(s["shipping_reference"].as_str().unwrap().to_string());
+                    let packages: Vec<&str> =
+                        s["packages"].as_array().unwrap().iter().filter_map(|p| p["shipping_reference"].as_str()).collect();
+                    assert_eq!(packages, vec![s["shipping_reference"].as_str().unwrap()], "the parcel carries the number");
+                }
+                "cancelled" => assert_eq!(s["shipping_reference"], voided["trackingNumber"], "only the voided label is cancelled"),
+                other => panic!("sale {sale} has a shipment left {other}: {s}"),
+            }
+        }
+    }
+    done_refs.sort();
+    let mut expected = live.clone();
+    expected.sort();
+    assert_eq!(done_refs, expected, "one done shipment per live label, with the live tracking number");
+    assert_eq!(w.shipments(paid_three).await.iter().filter(|s| s["state"] == "done").count(), 2, "two parcels, two shipments");
+
+    // 4. The labels' costs, in USD from ShipStation, post as one GBP journal at
+    // Tryton's own rate, with the USD originals.
+    let erp = TrytonClient::new(&w.db.url, &w.db.key, TrytonSettings { journal_party: Some("Royal Mail".into()), ..Default::default() }).unwrap();
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let rate = erp.fx_rate(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has today's USD rate");
+    let shipments = w.ss_get("/shipments?pageSize=100").await;
+    let mut lines = Vec::new();
+    for s in shipments["shipments"].as_array().unwrap().iter().filter(|s| s["voided"] == json!(false)) {
+        let usd = Money::parse(&s["shipmentCost"].to_string(), Currency::USD, Rounding::HalfEven).unwrap();
+        let gbp = usd.convert(rate.rate, Currency::GBP, Rounding::HalfEven).unwrap();
+        let memo = Some(format!("label {}", s["trackingNumber"].as_str().unwrap()));
+        lines.push(JournalLine { account: "5.1.3".into(), debit: gbp, credit: Money::from_minor(0, Currency::GBP), original: Some(usd), memo });
+    }
+    assert_eq!(lines.len(), 3);
+    let total_gbp = Money::checked_sum(Currency::GBP, lines.iter().map(|l| &l.debit)).unwrap();
+    let total_usd = Money::checked_sum(Currency::USD, lines.iter().map(|l| l.original.as_ref().unwrap())).unwrap();
+    assert_eq!(total_usd, Money::from_minor(410 + 320 + 575, Currency::USD), "the voided label's cost is not in it");
+    lines.push(JournalLine { account: "2.1.1".into(), debit: Money::from_minor(0, Currency::GBP), credit: total_gbp, original: Some(total_usd), memo: Some("ShipStation".into()) });
+    let journal = JournalWrite { key: format!("costs:acme-tryton:{today}"), date: today, memo: "ShipStation shipping costs".into(), lines };
+    let posted = erp.post_journal(&journal).await.unwrap();
+    assert!(posted.posted);
+    let moves = w
+        .tryton(
+            "account.move",
+            &["state", "lines.debit", "lines.credit", "lines.second_currency.code"],
+            json!([["description", "like", "%costs:acme-tryton%"]]),
+        )
+        .await;
+    let moves = moves.as_array().unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!(moves[0]["state"], "posted", "Tryton accepted the journal");
+    let dec = |v: &Value| v["decimal"].as_str().unwrap().parse::<Decimal>().unwrap();
+    let move_lines = moves[0]["lines"].as_array().unwrap();
+    let debit: Decimal = move_lines.iter().map(|l| dec(&l["debit"])).sum();
+    let credit: Decimal = move_lines.iter().map(|l| dec(&l["credit"])).sum();
+    assert_eq!(debit, credit, "every posted move is balanced");
+    assert_eq!(debit, total_gbp.to_decimal());
+    assert!(move_lines.iter().all(|l| l["second_currency"]["code"] == "USD"));
+    // Every posted move in this company balances.
+    let all = w.tryton("account.move", &["lines.debit", "lines.credit"], json!([["state", "=", "posted"]])).await;
+    for m in all.as_array().unwrap() {
+        let lines = m["lines"].as_array().unwrap();
+        let d: Decimal = lines.iter().map(|l| dec(&l["debit"])).sum();
+        let c: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
+        assert_eq!(d, c, "move {} is balanced", m["id"]);
+    }
+}
