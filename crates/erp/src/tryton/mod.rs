@@ -113,9 +113,11 @@ impl Default for TrytonSettings {
     }
 }
 
-/// Sales read per request beyond the caller's limit, so sales sharing a
-/// millisecond are never cut in half by the page.
+/// Sales read per request beyond the caller's limit, so a page rarely has to drop
+/// its last millisecond.
 const SLACK: u32 = 50;
+/// How old a sale's write must be before it is read (see `changed_orders`).
+const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 /// Our prefix on shipment references and move descriptions.
 const SALE_LINE: &str = "sale.line,";
 
@@ -162,6 +164,12 @@ impl TrytonClient {
         }
         if base.path().trim_matches('/').is_empty() {
             return Err(bad("it names no database (the path must be /DATABASE)".into()));
+        }
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(ErpError::Refused {
+                what: "the Tryton URL".into(),
+                message: "it carries a user or password; put the REST key in the variable api_key_env names instead".into(),
+            });
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -381,8 +389,13 @@ impl TrytonClient {
             Ok(list) => Ok(!list.is_empty()),
             // ir.model.field unreadable by the key's user: try the field itself.
             Err(ErpError::Refused { .. }) => {
-                let probe = self.search(model, json!([]), &[field], None, Some(1), "a field probe").await;
-                Ok(probe.is_ok())
+                // Tryton answers an unknown field with a 500; anything else that
+                // fails (a timeout, a bad key) is not an answer, and is not cached.
+                match self.search(model, json!([]), &[field], None, Some(1), "a field probe").await {
+                    Ok(_) => Ok(true),
+                    Err(ErpError::Unavailable { detail, .. }) if detail.contains("HTTP 500") => Ok(false),
+                    Err(e) => Err(e),
+                }
             }
             Err(e) => Err(e),
         }
@@ -527,87 +540,128 @@ impl TrytonClient {
         .await
     }
 
-    /// Run a transition unless the shipment is already past it; a refusal is read
-    /// again, so "already done" is recognised.
+    /// Run a transition unless the shipment is already past it, then read it back:
+    /// Tryton's workflow quietly ignores a transition it does not allow, and answers
+    /// 400 to one already made, so only the state read afterwards decides.
     async fn transition(&self, id: i64, action: &str, reached: &[&str]) -> Result<Obj> {
         let before = self.shipment(id).await?;
         if reached.contains(&state(&before)) {
             return Ok(before);
         }
         let what = format!("{action} on shipment {}", rec_name(&before));
-        match self.call("stock.shipment.out", id, action, &what).await {
-            Ok(_) => {}
-            Err(ErpError::Refused { what, message }) => {
-                let after = self.shipment(id).await?;
-                if reached.contains(&state(&after)) {
-                    return Ok(after);
-                }
-                return Err(ErpError::Refused { what, message });
-            }
+        let refusal = match self.call("stock.shipment.out", id, action, &what).await {
+            Ok(_) => None,
+            Err(ErpError::Refused { message, .. }) => Some(message),
             Err(e) => return Err(e),
+        };
+        let after = self.shipment(id).await?;
+        if reached.contains(&state(&after)) {
+            return Ok(after);
         }
-        self.shipment(id).await
+        Err(ErpError::Refused {
+            what,
+            message: match refusal {
+                Some(m) => m,
+                None => format!("Tryton left the shipment {} instead of moving it on", state(&after)),
+            },
+        })
     }
 
-    /// The sale's waiting shipment that can carry these lines (claiming it by our
-    /// key), asking the sale to process first when none is there yet.
+    /// Outgoing quantity per sale line in a shipment's moves.
+    fn outgoing(moves: &[Obj]) -> BTreeMap<String, Decimal> {
+        let mut out: BTreeMap<String, Decimal> = BTreeMap::new();
+        for m in moves {
+            if let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) {
+                *out.entry(line.to_string()).or_default() += m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+            }
+        }
+        out
+    }
+
+    fn wanted(write: &FulfilmentWrite) -> BTreeMap<String, Decimal> {
+        let mut wanted: BTreeMap<String, Decimal> = BTreeMap::new();
+        for (line, qty) in &write.lines {
+            *wanted.entry(line.clone()).or_default() += Decimal::from(*qty);
+        }
+        wanted
+    }
+
+    /// The sale's unclaimed shipment (draft, waiting or assigned) whose goods cover
+    /// the label's lines, claimed by writing our key into its `reference`; the sale
+    /// is asked to process first when there is none yet.
     async fn claim(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Obj> {
+        let wanted = Self::wanted(write);
         for attempt in 0..2 {
-            let shipments = self.sale_shipments(sale_id).await?;
-            let free = shipments.into_iter().find(|s| {
-                matches!(state(s), "draft" | "waiting" | "assigned") && rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none()
-            });
-            if let Some(s) = free {
+            for s in self.sale_shipments(sale_id).await? {
+                let free = matches!(state(&s), "draft" | "waiting" | "assigned")
+                    && rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none();
+                if !free {
+                    continue;
+                }
                 let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                let have = Self::outgoing(&self.moves_of(id).await?);
+                if !wanted.iter().all(|(line, q)| have.get(line).is_some_and(|h| h >= q)) {
+                    continue;
+                }
                 self.write("stock.shipment.out", id, json!({"reference": write.key}), &format!("claiming shipment {id} for {}", write.key))
                     .await?;
                 return self.shipment(id).await;
             }
             if attempt == 0 {
                 // The remainder of a partial parcel appears when the sale processes.
-                let _ = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await;
+                if let Err(e) = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await {
+                    tracing::warn!(sale = sale_id, error = %e, "Tryton would not process the sale");
+                }
             }
         }
         Err(ErpError::Refused {
             what: format!("packing {} for sale {sale_id}", write.key),
-            message: "the sale has no waiting shipment left for these lines (all its goods are in other parcels, or it is not confirmed)".into(),
+            message: format!(
+                "no waiting shipment of the sale holds {} (the goods are in other parcels, or the sale is not confirmed)",
+                wanted.iter().map(|(l, q)| format!("{q} of sale line {l}")).collect::<Vec<_>>().join(", ")
+            ),
         })
     }
 
-    /// Trim a claimed shipment's inventory moves to the label's lines.
-    async fn fit(&self, shipment: &Obj, write: &FulfilmentWrite) -> Result<()> {
-        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+    /// Trim a claimed, waiting shipment to the label's lines: its inventory moves
+    /// (storage to output) carry what is picked; what is not in the parcel is taken
+    /// out and Tryton puts it in a new waiting shipment.
+    async fn fit(&self, id: i64, write: &FulfilmentWrite) -> Result<()> {
         let moves = self.moves_of(id).await?;
-        // Outgoing moves (origin sale.line,X) by id, and the inventory moves that
-        // feed them (origin stock.move,OUTGOING).
         let mut line_of_outgoing: HashMap<i64, String> = HashMap::new();
-        let mut available: BTreeMap<String, Decimal> = BTreeMap::new();
         for m in &moves {
             if let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) {
-                let mid = m.get("id").and_then(Value::as_i64).unwrap_or_default();
-                line_of_outgoing.insert(mid, line.to_string());
-                *available.entry(line.to_string()).or_default() += m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
+                line_of_outgoing.insert(m.get("id").and_then(Value::as_i64).unwrap_or_default(), line.to_string());
             }
         }
-        let mut wanted: BTreeMap<String, Decimal> = BTreeMap::new();
-        for (line, qty) in &write.lines {
-            *wanted.entry(line.clone()).or_default() += Decimal::from(*qty);
-        }
+        let available = Self::outgoing(&moves);
+        let mut wanted = Self::wanted(write);
+        let what = || format!("packing {} on shipment {id}", write.key);
         for (line, qty) in &wanted {
             let have = available.get(line).copied().unwrap_or_default();
             if *qty > have {
-                return Err(ErpError::Refused {
-                    what: format!("packing {} on shipment {}", write.key, rec_name(shipment)),
-                    message: format!("sale line {line} has {have} waiting in this shipment but the parcel holds {qty}"),
-                });
+                return Err(ErpError::Refused { what: what(), message: format!("sale line {line} has {have} waiting in this shipment but the parcel holds {qty}") });
             }
         }
-        for m in &moves {
-            let Some(out) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix("stock.move,")).and_then(|s| s.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            let Some(line) = line_of_outgoing.get(&out) else { continue };
+        let inventory: Vec<&Obj> = moves
+            .iter()
+            .filter(|m| m.get("origin").and_then(Value::as_str).is_some_and(|o| o.starts_with("stock.move,")))
+            .collect();
+        if inventory.is_empty() {
+            // A one-step warehouse (storage is the output): nothing to trim, so the
+            // parcel must be the whole shipment.
+            let whole = available.iter().filter(|(_, q)| !q.is_zero()).all(|(l, q)| wanted.get(l) == Some(q));
+            if !whole {
+                return Err(ErpError::Refused {
+                    what: what(),
+                    message: "this warehouse ships in one step, so a parcel must hold the whole shipment; split it in Tryton first".into(),
+                });
+            }
+            return Ok(());
+        }
+        for m in inventory {
+            let out = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix("stock.move,")).and_then(|s| s.parse::<i64>().ok());
+            let Some(line) = out.and_then(|o| line_of_outgoing.get(&o)) else { continue };
             let mid = m.get("id").and_then(Value::as_i64).unwrap_or_default();
             let have = m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
             let left = wanted.get(line).copied().unwrap_or_default();
@@ -630,24 +684,29 @@ impl TrytonClient {
             None => self.claim(write, sale_id).await?,
         };
         let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
-        if matches!(state(&shipment), "packed" | "done" | "cancelled") {
+        if matches!(state(&shipment), "packed" | "shipped" | "done" | "cancelled") {
             return Ok(shipment);
         }
-        if matches!(state(&shipment), "draft" | "waiting") {
-            if state(&shipment) == "draft" {
-                shipment = self.transition(id, "wait", &["waiting", "assigned", "picked", "packed", "done"]).await?;
+        if matches!(state(&shipment), "draft" | "waiting" | "assigned") {
+            // Back to waiting (assigned by a clerk or Tryton's scheduler), so the
+            // moves can be trimmed to the parcel; trimming twice changes nothing.
+            if state(&shipment) != "waiting" {
+                self.transition(id, "wait", &["waiting"]).await?;
             }
-            let _ = &shipment;
-            self.fit(&self.shipment(id).await?, write).await?;
-            shipment = self.transition(id, "assign_try", &["assigned", "picked", "packed", "done"]).await?;
-            if state(&shipment) != "assigned" && state(&shipment) != "picked" && state(&shipment) != "packed" {
-                return Err(ErpError::Refused {
-                    what: format!("packing {} on shipment {}", write.key, rec_name(&shipment)),
-                    message: "Tryton could not assign the stock for this parcel (not enough on hand in the warehouse)".into(),
-                });
+            if let Err(e) = self.fit(id, write).await {
+                // Not this shipment: give it back for another label.
+                let _ = self.write("stock.shipment.out", id, json!({"reference": null}), &format!("releasing shipment {id}")).await;
+                return Err(e);
             }
+            self.transition(id, "assign_try", &["assigned", "picked", "packed", "shipped", "done"]).await.map_err(|e| match e {
+                ErpError::Refused { what, .. } => ErpError::Refused {
+                    what,
+                    message: "Tryton could not assign the stock for this parcel (not enough on hand in the warehouse); it is tried again".into(),
+                },
+                other => other,
+            })?;
         }
-        shipment = self.transition(id, "pick", &["picked", "packed", "done"]).await?;
+        shipment = self.transition(id, "pick", &["picked", "packed", "shipped", "done"]).await?;
         let package = write.packages.first();
         let tracking = package.map(|p| p.tracking_number.clone()).unwrap_or_default();
         if state(&shipment) == "picked" {
@@ -693,47 +752,39 @@ impl TrytonClient {
                 values["cost_currency"] = json!(self.currency_id(cost.currency()).await?);
             }
             self.write("stock.shipment.out", id, values, &format!("tracking {tracking} on shipment {id}")).await?;
-            shipment = self.transition(id, "pack", &["packed", "done"]).await?;
+            shipment = self.transition(id, "pack", &["packed", "shipped", "done"]).await?;
             // What stayed behind goes to a new waiting shipment.
-            let _ = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await;
+            if let Err(e) = self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await {
+                tracing::warn!(sale = sale_id, error = %e, "Tryton would not process the sale after packing");
+            }
         }
         Ok(shipment)
     }
 
+    /// Reverse a voided label: a packed shipment is cancelled and its goods go back
+    /// to the sale for the next label; resumable at every step.
     async fn cancel(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Option<Obj>> {
         let Some(shipment) = self.shipment_by_key(&write.key).await? else { return Ok(None) };
         let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
-        match state(&shipment) {
-            "cancelled" => return Ok(Some(shipment)),
-            "done" => {
-                return Err(ErpError::Refused {
-                    what: format!("reversing shipment {} of sale {sale_id}", rec_name(&shipment)),
-                    message: "it is done in Tryton; cancelling a done shipment puts its stock back, which shipledger leaves to a person".into(),
-                });
-            }
-            _ => {}
+        if state(&shipment) == "done" {
+            return Err(ErpError::Refused {
+                what: format!("reversing shipment {} of sale {sale_id}", rec_name(&shipment)),
+                message: "it is done in Tryton; cancelling a done shipment puts its stock back, which shipledger leaves to a person".into(),
+            });
         }
         let cancelled = self.transition(id, "cancel", &["cancelled"]).await?;
         // The sale recreates the cancelled outgoing moves, so the goods wait for the
         // next label in a new shipment (what Tryton's "handle shipment exception"
-        // wizard does).
-        let moves: Vec<(i64, String)> = self
-            .moves_of(id)
-            .await?
-            .iter()
-            .filter_map(|m| {
-                let line = m.get("origin").and_then(Value::as_str)?.strip_prefix(SALE_LINE)?.to_string();
-                Some((m.get("id").and_then(Value::as_i64)?, line))
-            })
-            .collect();
-        let mut by_line: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        for (mid, line) in moves {
-            by_line.entry(line).or_default().push(mid);
+        // wizard does). Adding a move already recreated changes nothing, so a retry
+        // after a crash between the steps finishes the job.
+        let mut by_line: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for m in self.moves_of(id).await? {
+            let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) else { continue };
+            let line: i64 = line.parse().map_err(|_| decode(&format!("shipment {id}"), &format!("a move's origin names sale line {line:?}")))?;
+            by_line.entry(line).or_default().extend(m.get("id").and_then(Value::as_i64));
         }
         for (line, mids) in by_line {
-            if let Ok(line_id) = line.parse::<i64>() {
-                self.write("sale.line", line_id, json!({"moves_recreated": [["add", mids]]}), &format!("recreating sale line {line}")).await?;
-            }
+            self.write("sale.line", line, json!({"moves_recreated": [["add", mids]]}), &format!("recreating the goods of sale line {line}")).await?;
         }
         self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await?;
         Ok(Some(cancelled))
@@ -742,7 +793,8 @@ impl TrytonClient {
     fn record_of(&self, s: &Obj, sale_id: i64, moves: &[Obj]) -> Option<FulfilmentRecord> {
         let key = rest::text_of(s.get("reference")?)?;
         let fstate = match state(s) {
-            "packed" => FulfilmentState::Packed,
+            // Handed over in Tryton but not yet done: packed, as far as we are concerned.
+            "packed" | "shipped" => FulfilmentState::Packed,
             "done" => FulfilmentState::Completed,
             "cancelled" => FulfilmentState::Cancelled,
             _ => return None,
@@ -882,13 +934,19 @@ impl TrytonClient {
             }
             let lid = l.get("id").and_then(Value::as_i64).unwrap_or_default();
             let lwhose = format!("{whose} line {lid}");
-            let qty = l.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
-            if qty.fract() != Decimal::ZERO || qty.is_sign_negative() {
-                return Err(format!("{lwhose}: quantity {qty} is not a whole, positive number of units"));
-            }
+            let mut qty = l.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
             let product = l.get("product").cloned().unwrap_or(Value::Null);
             let sku = product.get("code").and_then(rest::text_of);
             let physical = product.get("type").and_then(Value::as_str) == Some("goods");
+            let mut unit_price = money(l.get("unit_price"), "unit price")?;
+            if qty.fract() != Decimal::ZERO || qty.is_sign_negative() {
+                if physical {
+                    return Err(format!("{lwhose}: quantity {qty} of goods is not a whole, positive number of units"));
+                }
+                // A service by the hour, say: one unit at the line's amount.
+                unit_price = money(l.get("amount"), "line amount")?;
+                qty = Decimal::ONE;
+            }
             let weight = weight_of(
                 product.get("weight").and_then(rest::decimal_of),
                 product.get("weight_uom").and_then(|u| u.get("symbol")).and_then(Value::as_str),
@@ -903,7 +961,7 @@ impl TrytonClient {
                     .or_else(|| product.get("rec_name").and_then(rest::text_of))
                     .unwrap_or_default(),
                 quantity: qty.trunc().try_into().map_err(|_| format!("{lwhose}: quantity {qty} is too large"))?,
-                unit_price: money(l.get("unit_price"), "unit price")?,
+                unit_price,
                 unit_weight: weight,
                 physical,
             });
@@ -917,19 +975,24 @@ impl TrytonClient {
                 let mut pending = false;
                 for p in &payments {
                     let amount = p.get("amount").and_then(rest::decimal_of).unwrap_or_default();
-                    let receivable = p.get("kind").and_then(Value::as_str).is_none_or(|k| k == "receivable");
+                    // Refunds are payable payments: Tryton subtracts them too.
+                    let sign = if p.get("kind").and_then(Value::as_str) == Some("payable") { -Decimal::ONE } else { Decimal::ONE };
                     match p.get("state").and_then(Value::as_str) {
-                        Some("succeeded") if receivable => {
-                            paid += amount;
+                        Some("succeeded") => {
+                            paid += sign * amount;
                             ids.push(rest::id_of(p).unwrap_or_default().to_string());
                         }
-                        Some("approved" | "processing" | "submitted") => pending = true,
+                        Some("approved" | "processing" | "submitted") if sign.is_sign_positive() => pending = true,
                         _ => {}
                     }
                 }
-                let amount = Money::from_decimal(paid, currency, Rounding::HalfEven).map_err(|e| format!("{whose}: payments {paid}: {e}"))?;
-                let state = if !paid.is_zero() && amount.checked_cmp(&total).is_ok_and(|o| o.is_ge()) {
+                let amount = Money::from_decimal(paid.max(Decimal::ZERO), currency, Rounding::HalfEven)
+                    .map_err(|e| format!("{whose}: payments {paid}: {e}"))?;
+                let covered = amount.checked_cmp(&total).is_ok_and(|o| o.is_ge());
+                let state = if covered && (paid > Decimal::ZERO || total.minor() == 0) {
                     PaymentState::Captured
+                } else if paid < Decimal::ZERO || (paid.is_zero() && !ids.is_empty()) {
+                    PaymentState::Refunded
                 } else if pending || !paid.is_zero() {
                     PaymentState::Authorised
                 } else {
@@ -987,6 +1050,29 @@ fn updated_of(sale: &Obj) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
+fn id(s: &Obj) -> i64 {
+    s.get("id").and_then(Value::as_i64).unwrap_or_default()
+}
+
+/// Sales last written (or, never written, created) in `[from, to)`.
+fn updated_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Value {
+    let clause = |field: &str| {
+        let mut c = Vec::new();
+        if let Some(f) = from {
+            c.push(json!([field, ">=", rest::datetime(f)]));
+        }
+        if let Some(t) = to {
+            c.push(json!([field, "<", rest::datetime(t)]));
+        }
+        c
+    };
+    let mut written = vec![json!(["write_date", "!=", null])];
+    written.extend(clause("write_date"));
+    let mut created = vec![json!(["write_date", "=", null])];
+    created.extend(clause("create_date"));
+    json!(["OR", written, created])
+}
+
 /// Our cursor keeps milliseconds; Tryton keeps microseconds. Sales compare by the
 /// millisecond, then by numeric id.
 fn position(t: Timestamp, id: i64) -> (i64, i64) {
@@ -1000,18 +1086,7 @@ impl Erp for TrytonClient {
 
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {
         Box::pin(async move {
-            let limit = limit.clamp(1, 500);
-            let mut domain = vec![self.settings.ready_domain.clone()];
-            let after = match since {
-                Some(c) => {
-                    let id: i64 = c.erp_id.parse().unwrap_or(0);
-                    let from = Timestamp::from_millisecond(c.updated_at.as_millisecond()).unwrap_or(c.updated_at);
-                    let t = rest::datetime(from);
-                    domain.push(json!(["OR", ["write_date", ">=", t], [["write_date", "=", null], ["create_date", ">=", t]]]));
-                    Some(position(c.updated_at, id))
-                }
-                None => None,
-            };
+            let limit = limit.clamp(1, 500) as usize;
             let rule = self.payment_rule().await?;
             let mut fields = vec![
                 "number", "reference", "state", "shipment_state", "invoice_state", "create_date", "write_date", "sale_date",
@@ -1022,36 +1097,70 @@ impl Erp for TrytonClient {
             if rule == PaymentRule::SalePayment {
                 fields.extend(["payments.state", "payments.amount", "payments.kind"]);
             }
-            let sales = self
-                .search(
-                    "sale.sale",
-                    Value::Array(domain),
-                    &fields,
-                    Some(json!([["write_date", "ASC NULLS FIRST"], ["create_date", "ASC"], ["id", "ASC"]])),
-                    Some(limit + SLACK),
-                    "the changed sales",
+            // Tryton stamps write_date when a transaction starts: a sale committed
+            // late could carry a time before one already read. Sales are read only
+            // once they are SETTLE old.
+            let settled = Timestamp::now() - SETTLE;
+            let ms = |t: Timestamp| Timestamp::from_millisecond(t.as_millisecond()).unwrap_or(t);
+            let next_ms = |t: Timestamp| Timestamp::from_millisecond(t.as_millisecond() + 1).unwrap_or(t);
+            let search = |window: Value, order: Value, n: usize| {
+                let domain = json!([self.settings.ready_domain.clone(), window, updated_between(None, Some(settled))]);
+                let fields = fields.clone();
+                async move { self.search("sale.sale", domain, &fields, Some(order), Some(n as u32), "the changed sales").await }
+            };
+            let by_id = json!([["id", "ASC"]]);
+            let mut picked: Vec<Obj> = Vec::new();
+            let mut after = None;
+            if let Some(c) = since {
+                // First the rest of the cursor's millisecond, by id.
+                let cid: i64 = c.erp_id.parse().unwrap_or(0);
+                let group = search(
+                    json!([updated_between(Some(ms(c.updated_at)), Some(next_ms(c.updated_at))), ["id", ">", cid]]),
+                    by_id.clone(),
+                    limit,
                 )
                 .await?;
-            let mut sales: Vec<Obj> = sales
-                .into_iter()
-                .filter(|s| {
-                    let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
-                    after.is_none_or(|a| position(updated_of(s), id) > a)
-                })
-                .collect();
-            sales.sort_by_key(|s| position(updated_of(s), s.get("id").and_then(Value::as_i64).unwrap_or_default()));
-            sales.truncate(limit as usize);
-            let ids: Vec<i64> = sales.iter().filter_map(|s| s.get("id").and_then(Value::as_i64)).collect();
+                picked.extend(group);
+                after = Some(next_ms(c.updated_at));
+            }
+            if picked.len() < limit {
+                // Then later sales by time; a page that comes back full may end in
+                // the middle of a millisecond, so its last millisecond is left for
+                // the next call (or, when it is all one millisecond, read by id).
+                let want = limit - picked.len();
+                let mut later = search(
+                    updated_between(after, None),
+                    json!([["write_date", "ASC NULLS FIRST"], ["create_date", "ASC"], ["id", "ASC"]]),
+                    want + SLACK as usize,
+                )
+                .await?;
+                later.sort_by_key(|s| position(updated_of(s), id(s)));
+                if later.len() >= want + SLACK as usize
+                    && let (Some(first), Some(last)) = (later.first(), later.last())
+                {
+                    let last_ms = updated_of(last).as_millisecond();
+                    if updated_of(first).as_millisecond() == last_ms {
+                        let t = updated_of(last);
+                        later = search(updated_between(Some(ms(t)), Some(next_ms(t))), by_id.clone(), want).await?;
+                    } else {
+                        later.retain(|s| updated_of(s).as_millisecond() != last_ms);
+                    }
+                }
+                later.truncate(want);
+                picked.extend(later);
+            }
+            picked.sort_by_key(|s| position(updated_of(s), id(s)));
+            let ids: Vec<i64> = picked.iter().map(id).collect();
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
             let lines = self.sale_lines(&ids).await?;
-            sales
+            picked
                 .iter()
                 .map(|s| {
-                    let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
-                    self.order_of(s, lines.get(&id).map(Vec::as_slice).unwrap_or_default(), rule)
-                        .map_err(|detail| ErpError::Decode { what: format!("sale {id}"), detail })
+                    let sid = id(s);
+                    self.order_of(s, lines.get(&sid).map(Vec::as_slice).unwrap_or_default(), rule)
+                        .map_err(|detail| ErpError::Decode { what: format!("sale {sid}"), detail })
                 })
                 .collect()
         })
@@ -1107,7 +1216,7 @@ impl Erp for TrytonClient {
                         });
                     }
                     if let Some(date) = write.packages.first().and_then(|p| p.ship_date)
-                        && state(&packed) == "packed"
+                        && matches!(state(&packed), "packed" | "shipped")
                     {
                         self.write("stock.shipment.out", id, json!({"effective_date": rest::date(date)}), &format!("the ship date of shipment {id}"))
                             .await?;
@@ -1150,7 +1259,6 @@ impl Erp for TrytonClient {
 
     fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>> {
         Box::pin(async move {
-            let (_, base) = self.company_currency().await?;
             // One unit of the company currency is `rate` units of a currency.
             let rate_of = |c: Currency| async move {
                 let cid = self.currency_id(c).await?;
@@ -1171,7 +1279,8 @@ impl Erp for TrytonClient {
             let side = |c: Currency| async move {
                 match rate_of(c).await? {
                     Some(r) => Ok(Some(r)),
-                    None if c == base => Ok(Some((Decimal::ONE, Date::MIN, 0))),
+                    // No rate on or before the date: Tryton itself would refuse to
+                    // convert, and so do we.
                     None => Ok::<_, ErpError>(None),
                 }
             };
@@ -1200,16 +1309,27 @@ impl Erp for TrytonClient {
                 .await?
                 .into_iter()
                 .find(|m| m.get("description").and_then(Value::as_str).is_some_and(|d| d.ends_with(&tag)));
-            let move_id = match existing {
+            match existing {
                 Some(m) if m.get("state").and_then(Value::as_str) == Some("posted") => return self.journal_record(&m, journal),
-                Some(m) => m.get("id").and_then(Value::as_i64).unwrap_or_default(),
-                None => self.create_move(journal, &tag, &what).await?,
-            };
+                // A draft left by a crash between create and post: it may not be what
+                // is asked now, so it goes and the move is made again.
+                Some(m) => {
+                    let id = m.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    self.delete("account.move", id, &format!("the unposted draft of {what}")).await?;
+                }
+                None => {}
+            }
+            let move_id = self.create_move(journal, &tag, &what).await?;
             if let Err(e) = self.call("account.move", move_id, "post", &format!("posting {what}")).await {
                 let m = self.read("account.move", move_id, MOVE_FIELDS, &what).await?;
                 if m.get("state").and_then(Value::as_str) != Some("posted") {
                     // Nothing half-written stays behind: the draft goes.
-                    let _ = self.delete("account.move", move_id, &format!("the unposted draft of {what}")).await;
+                    if let Err(d) = self.delete("account.move", move_id, &format!("the unposted draft of {what}")).await {
+                        return Err(ErpError::Refused {
+                            what,
+                            message: format!("{e}; and its draft move {move_id} could not be deleted ({d}): delete it in Tryton"),
+                        });
+                    }
                     return Err(e);
                 }
             }
@@ -1235,16 +1355,8 @@ impl Erp for TrytonClient {
                 .search("ir.attachment", json!([["name", "=", adjustment.key], ["resource", "like", "stock.inventory,%"]]), &["resource"], None, Some(1), &what)
                 .await?;
             let inventory = match seen.first().and_then(|a| a.get("resource")).and_then(Value::as_str).and_then(|r| r.strip_prefix("stock.inventory,")) {
-                Some(id) => id.parse::<i64>().unwrap_or_default(),
+                Some(id) => id.parse::<i64>().map_err(|_| decode(&what, &format!("the attachment names inventory {id:?}")))?,
                 None => {
-                    let here = self.stock_at(&adjustment.sku, product, storage).await?;
-                    let target = here.on_hand + adjustment.delta;
-                    if target < 0 {
-                        return Err(ErpError::Refused {
-                            what,
-                            message: format!("{} has {} on hand in the storage location; removing {} would go below zero", adjustment.sku, here.on_hand, -adjustment.delta),
-                        });
-                    }
                     let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
                     let id = self
                         .create(
@@ -1253,11 +1365,13 @@ impl Erp for TrytonClient {
                                 "location": storage,
                                 "company": self.company().await?,
                                 "date": rest::date(today),
-                                "lines": [["create", [{"product": product, "quantity": target}]]],
+                                "empty_quantity": "keep",
+                                "lines": [["create", [{"product": product}]]],
                             }),
                             &what,
                         )
                         .await?;
+                    // Our key, so a retry finds this inventory instead of making another.
                     self.create(
                         "ir.attachment",
                         json!({"name": adjustment.key, "resource": format!("stock.inventory,{id}"), "type": "data", "description": adjustment.reason}),
@@ -1269,6 +1383,30 @@ impl Erp for TrytonClient {
             };
             let inv = self.read("stock.inventory", inventory, &["state"], &what).await?;
             if inv.get("state").and_then(Value::as_str) != Some("done") {
+                // An inventory counts absolute quantities: the count is what Tryton
+                // expects in the storage location now, plus the adjustment.
+                let url = self.url(&format!("model/stock.inventory/{inventory}/complete_lines"));
+                let context = self.context().await?;
+                self.send(Method::POST, url, Some(&json!({"fill": false})), Some(&context), &format!("counting {what}")).await?;
+                let lines = self
+                    .search("stock.inventory.line", json!([["inventory", "=", inventory], ["product", "=", product]]), &["expected_quantity"], None, Some(1), &what)
+                    .await?;
+                let line = lines.first().ok_or_else(|| decode(&what, "the inventory has no line for the product"))?;
+                let expected = line.get("expected_quantity").and_then(rest::decimal_of).unwrap_or_default();
+                let target = expected + Decimal::from(adjustment.delta);
+                if target.is_sign_negative() {
+                    return Err(ErpError::Refused {
+                        what,
+                        message: format!("{} has {expected} in the storage location; removing {} would go below zero", adjustment.sku, -adjustment.delta),
+                    });
+                }
+                let line_id = line.get("id").and_then(Value::as_i64).unwrap_or_default();
+                // Tryton keeps quantities as floats; a count of units is a whole number.
+                let count: i64 = target.trunc().try_into().map_err(|_| decode(&what, &format!("count {target}")))?;
+                if target.fract() != Decimal::ZERO {
+                    return Err(ErpError::Refused { what, message: format!("{} is counted in fractions ({expected}); adjust it in Tryton", adjustment.sku) });
+                }
+                self.write("stock.inventory.line", line_id, json!({"quantity": count}), &what).await?;
                 self.call("stock.inventory", inventory, "confirm", &format!("confirming {what}")).await?;
             }
             self.stock_at(&adjustment.sku, product, warehouse).await
@@ -1346,9 +1484,10 @@ impl TrytonClient {
                 line["description"] = json!(memo);
             }
             if let Some(original) = l.original.filter(|o| o.currency() != base) {
-                // Signed like the line: positive on a debit, negative on a credit.
+                // Signed like the line's balance (debit - credit), as Tryton wants.
                 let amount = original.to_decimal().abs();
-                let signed = if l.credit.minor() > 0 { -amount } else { amount };
+                let balance = l.debit.minor() - l.credit.minor();
+                let signed = if balance < 0 { -amount } else { amount };
                 line["second_currency"] = json!(self.currency_id(original.currency()).await?);
                 line["amount_second_currency"] = rest::decimal(signed);
             }

@@ -47,6 +47,20 @@ async fn tryton_get(db: &TrytonDb, path: &str, fields: &[&str], domain: Option<V
     r.json().await.unwrap()
 }
 
+/// Press a button in Tryton directly, as a clerk (or a crashed run) would have.
+async fn tryton_button(db: &TrytonDb, path: &str) {
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
+    let r = reqwest::Client::new()
+        .post(format!("{}/rest/model/{path}", db.url))
+        .bearer_auth(&db.key)
+        .header("X-Tryton-Context", b64(&json!({"company": 1})))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+}
+
 async fn all_orders(erp: &TrytonClient) -> Vec<ErpOrder> {
     let mut out = Vec::new();
     let mut cursor: Option<Cursor> = None;
@@ -165,6 +179,8 @@ async fn two_parcels_are_two_tryton_shipments_packed_with_their_tracking_and_don
     assert_eq!(packed.packages[0].cost, Some(Money::from_minor(410, Currency::USD)));
     // The same write again (a retried job) changes nothing.
     assert_eq!(erp.record_fulfilment(&first).await.unwrap().id, packed.id);
+    let parcels = tryton_get(&db, "stock.package", &["shipping_reference"], Some(json!([["shipping_reference", "=", "RM100000001GB"]]))).await;
+    assert_eq!(parcels.as_array().unwrap().len(), 1, "one Tryton package for the label, however often it is written");
 
     // Parcel 2: the rest, which Tryton put in a new waiting shipment.
     let second = label(sale, 2, "RM100000002GB", vec![(tee.clone(), 1), (hood.clone(), 1)], FulfilmentState::Packed);
@@ -280,6 +296,13 @@ async fn a_shipping_cost_journal_posts_in_gbp_with_the_usd_original_once_and_an_
     let credit: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
     assert_eq!((debit, credit), (Decimal::new(512, 2), Decimal::new(512, 2)), "balanced in GBP");
     assert!(lines.iter().all(|l| l["second_currency"]["code"] == "USD"));
+    // The USD original carries the line's sign: + on the debit, - on the credit.
+    for l in lines {
+        let second = dec(&l["amount_second_currency"]);
+        let balance = dec(&l["debit"]) - dec(&l["credit"]);
+        assert_eq!(second.is_sign_negative(), balance.is_sign_negative(), "{l}");
+        assert_eq!(second.abs(), Decimal::new(640, 2));
+    }
 }
 
 #[tokio::test]
@@ -302,4 +325,44 @@ async fn a_wrong_key_is_unauthorized_and_says_where_to_look() {
     let err = erp.changed_orders(None, 10).await.unwrap_err();
     assert!(matches!(err, ErpError::Unauthorized { .. }), "{err:?}");
     assert!(err.to_string().contains("API key"), "{err}");
+}
+
+#[tokio::test]
+async fn a_shipment_a_clerk_already_assigned_is_still_trimmed_to_the_parcel() {
+    let Some(db) = TrytonDb::create("assigned") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let sale = by_reference(&orders, &db, "SHOP-1002");
+    let waiting = shipments_of(&db, &sale.erp_id).await;
+    assert_eq!(waiting.len(), 1);
+    tryton_button(&db, &format!("stock.shipment.out/{}/assign_try", waiting[0]["id"])).await;
+
+    let only_the_mug = label(sale, 20, "RM300000001GB", vec![(line_of(sale, "MUG-WHT"), 1)], FulfilmentState::Packed);
+    let packed = erp.record_fulfilment(&only_the_mug).await.unwrap();
+    assert_eq!(packed.lines, vec![(line_of(sale, "MUG-WHT"), 1)], "only the mug is in the packed shipment");
+    let rest = shipments_of(&db, &sale.erp_id).await;
+    assert!(rest.iter().any(|s| s["state"] == "waiting"), "the T-shirts and the hoodie wait for their own label: {rest:?}");
+}
+
+#[tokio::test]
+async fn a_void_interrupted_after_tryton_cancelled_the_shipment_is_finished_on_the_retry() {
+    let Some(db) = TrytonDb::create("voidresume") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let sale = by_reference(&orders, &db, "SHOP-1001");
+    let lines: Vec<(String, u32)> = sale.physical_lines().map(|l| (l.line_id.clone(), l.quantity)).collect();
+    let write = label(sale, 30, "RM400000001GB", lines.clone(), FulfilmentState::Packed);
+    erp.record_fulfilment(&write).await.unwrap();
+    // The process died right after Tryton cancelled the shipment.
+    let packed = shipments_of(&db, &sale.erp_id).await;
+    tryton_button(&db, &format!("stock.shipment.out/{}/cancel", packed[0]["id"])).await;
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
+    assert_eq!(state["shipment_state"], "exception", "Tryton now waits for someone to handle it");
+
+    let retried = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..write }).await.unwrap();
+    assert_eq!(retried.state, FulfilmentState::Cancelled);
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
+    assert_eq!(state["shipment_state"], "waiting", "the goods wait for the next label again");
+    let next = label(sale, 31, "RM400000002GB", lines, FulfilmentState::Completed);
+    assert_eq!(erp.record_fulfilment(&next).await.unwrap().state, FulfilmentState::Completed);
 }
