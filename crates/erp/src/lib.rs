@@ -57,6 +57,17 @@ impl ErpError {
 
 pub type Result<T> = std::result::Result<T, ErpError>;
 
+/// How a request failed before any answer came, in words for an error message.
+pub(crate) fn transport_failure(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "failed"
+    }
+}
+
 /// Where reading changed orders left off: the last order's `updated_at` and id.
 /// Orders are read in `(updated_at, erp_id)` order, strictly after the cursor.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -107,13 +107,7 @@ impl SandboxErpClient {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
         let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "failed"
-            };
+            let kind = crate::transport_failure(&e);
             self.unavailable(format!("{method} {} {kind}: {e}", url.path()))
         })?;
         let status = resp.status();

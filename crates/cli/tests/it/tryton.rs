@@ -9,7 +9,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shipledger_core::money::{Currency, Money, Rounding};
@@ -40,38 +39,11 @@ struct World {
 
 impl World {
     async fn tryton(&self, path: &str, fields: &[&str], domain: Value) -> Value {
-        let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
-        let mut url = reqwest::Url::parse(&format!("{}/rest/model/{path}", self.db.url)).unwrap();
-        {
-            let mut q = url.query_pairs_mut();
-            for f in fields {
-                q.append_pair("f", f);
-            }
-            q.append_pair("d", &b64(&domain));
-        }
-        let r = self
-            .http
-            .get(url)
-            .bearer_auth(&self.db.key)
-            .header("X-Tryton-Context", b64(&json!({"company": 1})))
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().await.unwrap()
+        self.db.get(path, fields, Some(domain)).await
     }
 
-    /// The outbound shipments of a sale, as Tryton has them.
     async fn shipments(&self, sale: i64) -> Vec<Value> {
-        self.tryton(
-            "stock.shipment.out",
-            &["state", "reference", "shipping_reference", "packages.shipping_reference"],
-            json!([["moves.origin.sale", "=", sale, "sale.line"]]),
-        )
-        .await
-        .as_array()
-        .unwrap()
-        .clone()
+        self.db.shipments_of(sale).await
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {

@@ -206,13 +206,7 @@ impl TrytonClient {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.to_string());
         }
         let resp = req.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "failed"
-            };
+            let kind = crate::transport_failure(&e);
             self.unavailable(format!("{what}: {method} {} {kind}: {e}", url.path()))
         })?;
         let status = resp.status();

@@ -3,7 +3,6 @@
 //! SHOP-1002 paid with three lines, SHOP-1003 unpaid, SHOP-1004 paid with a
 //! weightless gift box) and checks what Tryton itself then shows.
 
-use base64::Engine as _;
 use jiff::civil::date;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -23,42 +22,12 @@ fn client(db: &TrytonDb) -> TrytonClient {
     TrytonClient::new(&db.url, &db.key, settings).unwrap()
 }
 
-/// Read straight from Tryton's REST API, as an auditor would.
 async fn tryton_get(db: &TrytonDb, path: &str, fields: &[&str], domain: Option<Value>) -> Value {
-    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
-    let mut url = reqwest::Url::parse(&format!("{}/rest/model/{path}", db.url)).unwrap();
-    {
-        let mut q = url.query_pairs_mut();
-        for f in fields {
-            q.append_pair("f", f);
-        }
-        if let Some(d) = &domain {
-            q.append_pair("d", &b64(d));
-        }
-    }
-    let r = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(&db.key)
-        .header("X-Tryton-Context", b64(&json!({"company": 1})))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.unwrap()
+    db.get(path, fields, domain).await
 }
 
-/// Press a button in Tryton directly, as a clerk (or a crashed run) would have.
 async fn tryton_button(db: &TrytonDb, path: &str) {
-    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE.encode(v.to_string());
-    let r = reqwest::Client::new()
-        .post(format!("{}/rest/model/{path}", db.url))
-        .bearer_auth(&db.key)
-        .header("X-Tryton-Context", b64(&json!({"company": 1})))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{path}: {}", r.status());
+    db.button(path).await
 }
 
 async fn all_orders(erp: &TrytonClient) -> Vec<ErpOrder> {
@@ -99,14 +68,7 @@ fn label(order: &ErpOrder, n: u32, tracking: &str, lines: Vec<(String, u32)>, st
 }
 
 async fn shipments_of(db: &TrytonDb, sale_id: &str) -> Vec<Value> {
-    let v = tryton_get(
-        db,
-        "stock.shipment.out",
-        &["state", "reference", "shipping_reference", "packages.shipping_reference"],
-        Some(json!([["moves.origin.sale", "=", sale_id.parse::<i64>().unwrap(), "sale.line"]])),
-    )
-    .await;
-    v.as_array().unwrap().clone()
+    db.shipments_of(sale_id.parse().unwrap()).await
 }
 
 #[tokio::test]

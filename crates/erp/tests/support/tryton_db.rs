@@ -79,6 +79,61 @@ impl TrytonDb {
     }
 }
 
+impl TrytonDb {
+    fn b64(v: &Value) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE.encode(v.to_string())
+    }
+
+    /// Read straight from Tryton's REST API (company 1), as an auditor would.
+    pub async fn get(&self, path: &str, fields: &[&str], domain: Option<Value>) -> Value {
+        let mut url = reqwest::Url::parse(&format!("{}/rest/model/{path}", self.url)).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            for f in fields {
+                q.append_pair("f", f);
+            }
+            if let Some(d) = &domain {
+                q.append_pair("d", &Self::b64(d));
+            }
+        }
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", Self::b64(&serde_json::json!({"company": 1})))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Press a button in Tryton directly, as a clerk (or a crashed run) would have.
+    pub async fn button(&self, path: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/rest/model/{path}", self.url))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", Self::b64(&serde_json::json!({"company": 1})))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+
+    /// The outbound shipments of a sale, as Tryton has them.
+    pub async fn shipments_of(&self, sale: i64) -> Vec<Value> {
+        let v = self
+            .get(
+                "stock.shipment.out",
+                &["state", "reference", "shipping_reference", "packages.shipping_reference"],
+                Some(serde_json::json!([["moves.origin.sale", "=", sale, "sale.line"]])),
+            )
+            .await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+}
+
 impl Drop for TrytonDb {
     fn drop(&mut self) {
         if std::env::var_os("SHIPLEDGER_KEEP_TRYTON_DB").is_some() {
