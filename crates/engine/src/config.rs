@@ -109,6 +109,9 @@ struct RawShipStation {
     /// The ShipStation store orders go to (the first manual store when absent).
     #[serde(default)]
     store_id: Option<i64>,
+    /// The currency ShipStation bills labels in (v1 costs carry none); USD when absent.
+    #[serde(default)]
+    account_currency: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -196,6 +199,8 @@ pub struct ShipStationConfig {
     /// webhooks are refused when unset.
     pub v2_webhook_keys_url: Option<Url>,
     pub store_id: Option<i64>,
+    /// The currency of label costs (ShipStation's account currency).
+    pub account_currency: Currency,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -320,6 +325,12 @@ impl Config {
                     .map(|u| url(u, "shipstation v2_webhook_keys_url"))
                     .transpose()?,
                 store_id: ss.store_id,
+                account_currency: match &ss.account_currency {
+                    Some(code) => Currency::parse(code).map_err(|e| {
+                        err(format!("{at}: shipstation account_currency = {code:?}: {e}; use the ISO code ShipStation bills you in"))
+                    })?,
+                    None => Currency::USD,
+                },
             };
             let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
             connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
@@ -420,6 +431,17 @@ currencies = ["GBP", "usd"]
             "ACME_SS_SECRET" => Some("ss-secret-value".into()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn label_costs_are_in_the_shipstation_accounts_currency_usd_unless_configured() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        assert_eq!(config.connections[0].shipstation.account_currency, Currency::USD);
+        let gbp = GOOD.replace("api_secret_env = \"ACME_SS_SECRET\"", "api_secret_env = \"ACME_SS_SECRET\"\naccount_currency = \"GBP\"");
+        assert_eq!(Config::parse(&gbp, "t.toml", &env).unwrap().connections[0].shipstation.account_currency, Currency::GBP);
+        let bad = GOOD.replace("api_secret_env = \"ACME_SS_SECRET\"", "api_secret_env = \"ACME_SS_SECRET\"\naccount_currency = \"POUNDS\"");
+        let e = Config::parse(&bad, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("account_currency") && e.message.contains("acme-uk"), "{e}");
     }
 
     #[test]

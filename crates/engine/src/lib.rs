@@ -139,7 +139,7 @@ impl Engine {
                 erp: erp_for(c)?,
                 shipstation,
                 shipstation_v2,
-                account_currency: shipledger_core::Currency::USD,
+                account_currency: c.shipstation.account_currency,
                 gate: GatePolicy { currencies: c.policy.currencies.clone() },
                 policy: c.policy.clone(),
                 store_id: ss.store_id,
