@@ -50,7 +50,7 @@ use axum::Router;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 pub use clock::Clock;
 pub use faults::Faults;
@@ -190,30 +190,15 @@ impl Sandbox {
             shared.with_world(|w| w.simulation = sim);
         }
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(delivery::run(shared.clone(), stop_rx.clone())));
-        tasks.push(tokio::spawn(simulator::run(shared.clone(), stop_rx.clone())));
+        let mut running = persist::Running::new();
+        running.spawn(delivery::run(shared.clone(), running.stop_signal()));
+        running.spawn(simulator::run(shared.clone(), running.stop_signal()));
         if let Some(path) = shared.config.state_path.clone() {
-            let saver = shared.clone();
-            let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let save = || saver.read_world(|w| persist::write(w, &path));
-                persist::keep_saved(&saver.dirty, save, &path, stop).await
-            }));
+            running.keep_saved(shared.clone(), |s| &s.dirty, |s, path| s.read_world(|w| persist::write(w, path)), path);
         }
-
-        let app = router(shared.clone());
-        let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        running.serve(listener, router(shared.clone()));
         tracing::info!(%addr, "sandbox shipstation listening");
-        Ok(SandboxHandle { addr, base_url, shared, stop: stop_tx, server: Some(server), tasks })
+        Ok(SandboxHandle { addr, base_url, shared, running })
     }
 }
 
@@ -234,9 +219,7 @@ pub struct SandboxHandle {
     addr: SocketAddr,
     base_url: String,
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: persist::Running,
 }
 
 impl SandboxHandle {
@@ -271,13 +254,7 @@ impl SandboxHandle {
 
     /// Stop serving, let the background tasks finish and write the state file.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+        self.running.stop().await;
         if let Some(path) = &self.shared.config.state_path
             && let Err(e) = self.shared.read_world(|w| persist::write(w, path))
         {
@@ -286,8 +263,3 @@ impl SandboxHandle {
     }
 }
 
-impl Drop for SandboxHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}

@@ -47,3 +47,68 @@ pub(crate) async fn keep_saved(
         }
     }
 }
+
+/// A sandbox at work in the background: its HTTP server and its helper tasks (the
+/// state saver, webhook delivery, the simulator), stopped together. Dropping it
+/// signals the stop; [`Running::stop`] also waits for them to finish.
+pub(crate) struct Running {
+    stop: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub(crate) fn new() -> Running {
+        Running { stop: watch::channel(false).0, server: None, tasks: Vec::new() }
+    }
+
+    /// What a helper task watches to know when to stop.
+    pub(crate) fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    pub(crate) fn spawn(&mut self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.push(tokio::spawn(task));
+    }
+
+    /// Save `save`'s world to `path` a moment after each change, until stopped.
+    pub(crate) fn keep_saved<S: Send + Sync + 'static>(
+        &mut self,
+        owner: std::sync::Arc<S>,
+        dirty: fn(&S) -> &Notify,
+        save: fn(&S, &Path) -> std::io::Result<()>,
+        path: std::path::PathBuf,
+    ) {
+        let stop = self.stop_signal();
+        self.spawn(async move { keep_saved(dirty(&owner), || save(&owner, &path), &path, stop).await });
+    }
+
+    /// Serve `app` until stopped, finishing the requests in flight.
+    pub(crate) fn serve(&mut self, listener: tokio::net::TcpListener, app: axum::Router) {
+        let mut stop = self.stop_signal();
+        self.server = Some(tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+        }));
+    }
+
+    /// Stop the server and every task, and wait for them.
+    pub(crate) async fn stop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use shipledger_core::money::Currency;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use super::model::{ErpWorld, Refusal};
 use crate::clock::Clock;
@@ -115,27 +115,13 @@ impl SandboxErp {
         let world = loaded.unwrap_or_else(|| shared.fresh_world());
         *shared.world.lock().expect("fresh lock") = world;
 
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let mut running = crate::persist::Running::new();
         if let Some(path) = shared.config.state_path.clone() {
-            let saver = shared.clone();
-            let stop = stop_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let save = || saver.read_world(|w| crate::persist::write(w, &path));
-                crate::persist::keep_saved(&saver.dirty, save, &path, stop).await
-            }));
+            running.keep_saved(shared.clone(), |s| &s.dirty, |s, path| s.read_world(|w| crate::persist::write(w, path)), path);
         }
-        let app = router(shared.clone());
-        let mut server_stop = stop_rx.clone();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = server_stop.wait_for(|stop| *stop).await;
-                })
-                .await;
-        });
+        running.serve(listener, router(shared.clone()));
         tracing::info!(%addr, "sandbox ERP listening");
-        Ok(SandboxErpHandle { addr, base_url, shared, stop: stop_tx, server: Some(server), tasks })
+        Ok(SandboxErpHandle { addr, base_url, shared, running })
     }
 }
 
@@ -251,9 +237,7 @@ pub struct SandboxErpHandle {
     addr: SocketAddr,
     base_url: String,
     shared: Arc<ErpShared>,
-    stop: watch::Sender<bool>,
-    server: Option<tokio::task::JoinHandle<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    running: crate::persist::Running,
 }
 
 impl SandboxErpHandle {
@@ -287,13 +271,7 @@ impl SandboxErpHandle {
 
     /// Stop serving and write the state file.
     pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+        self.running.stop().await;
         if let Some(path) = &self.shared.config.state_path
             && let Err(e) = self.shared.read_world(|w| crate::persist::write(w, path))
         {
@@ -302,11 +280,6 @@ impl SandboxErpHandle {
     }
 }
 
-impl Drop for SandboxErpHandle {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
 
 fn load(path: &Path) -> Result<Option<ErpWorld>, SandboxErpError> {
     crate::persist::read(path).map_err(|detail| SandboxErpError::State { path: path.to_path_buf(), detail })
