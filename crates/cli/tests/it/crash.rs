@@ -6,7 +6,7 @@
 //! `TEST_DATABASE_URL` is set. Bounded: a fixed number of kills and a deadline.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
@@ -15,20 +15,15 @@ use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
 use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig};
 
+use crate::support::{Process, v1_get};
+
+const AUTH: (&str, &str) = ("crash-key", "crash-secret");
+
 const ORDERS: usize = 1_100;
 const KILLS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(300);
 
-struct Engine(Child);
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_sync(config: &Path, log: &Path) -> Engine {
+fn spawn_sync(config: &Path, log: &Path) -> Process {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_shipledger"))
         .args(["sync", "--config"])
@@ -42,7 +37,7 @@ fn spawn_sync(config: &Path, log: &Path) -> Engine {
         .stderr(log)
         .spawn()
         .expect("the shipledger binary runs");
-    Engine(child)
+    Process(child)
 }
 
 /// The engine's configuration for one crash run: the sandboxes, the store, a 1 s
@@ -106,15 +101,7 @@ async fn keys_in_shipstation(http: &reqwest::Client, base: &str) -> std::collect
     let mut keys = std::collections::BTreeMap::new();
     let mut page = 1;
     loop {
-        let body: Value = http
-            .get(format!("{base}/orders?pageSize=500&page={page}"))
-            .basic_auth("crash-key", Some("crash-secret"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = v1_get(http, base, &format!("/orders?pageSize=500&page={page}"), AUTH).await;
         for o in body["orders"].as_array().unwrap() {
             *keys.entry(o["orderKey"].as_str().unwrap().to_string()).or_insert(0) += 1;
         }
@@ -285,15 +272,7 @@ async fn write_back_survives_kills(store_url: String) {
     let http = reqwest::Client::new();
     let started = Instant::now();
     loop {
-        let labels: Value = http
-            .get(format!("{}/shipments?pageSize=500", ss.base_url()))
-            .basic_auth("crash-key", Some("crash-secret"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let labels = v1_get(&http, &ss.base_url(), "/shipments?pageSize=500", AUTH).await;
         let live: Vec<String> = labels["shipments"]
             .as_array()
             .unwrap()

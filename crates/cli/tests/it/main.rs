@@ -5,4 +5,5 @@ mod demo;
 mod fidelity;
 mod serve;
 mod shipments;
+mod support;
 mod tryton;

@@ -3,45 +3,24 @@
 //! announces), or by polling alone when every webhook is dropped — the same end state
 //! in the ERP either way.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shipledger_sandbox::erp::model::FulfilmentStatus;
 use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig, SandboxErpHandle};
 use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Process, post_json, v1_get, wait_until};
 
 const ORDERS: usize = 6;
+const AUTH: (&str, &str) = ("sandbox-key", "sandbox-secret");
 
-async fn post(http: &reqwest::Client, url: String, body: Value) -> Value {
-    let r = http.post(&url).json(&body).send().await.unwrap();
-    assert!(r.status().is_success(), "POST {url}: {}", r.status());
-    r.json().await.unwrap_or(Value::Null)
-}
-
-async fn wait_until(what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !done().await {
-        if started.elapsed() >= deadline {
-            let log = std::env::var("SHIPLEDGER_TEST_LOG").ok().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
-            panic!("timed out waiting for {what}\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// Start both sandboxes and `serve`; returns them once every order is in ShipStation.
-async fn start(webhooks: bool, poll: &str, dir: &std::path::Path) -> (SandboxHandle, SandboxErpHandle, Serve, String) {
+/// Start both sandboxes and `serve`; returns them, and `serve`'s log, once every order
+/// is in ShipStation.
+async fn start(webhooks: bool, poll: &str, dir: &Path) -> (SandboxHandle, SandboxErpHandle, Process, PathBuf) {
     let ss = Sandbox::start(SandboxConfig { rate_limit: 1_000, ..SandboxConfig::default() }, "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
@@ -82,9 +61,8 @@ shipment_poll_interval = "{poll}"
         ),
     )
     .unwrap();
-    // SAFETY-free: tests in this binary run one per process under nextest.
-    unsafe { std::env::set_var("SHIPLEDGER_TEST_LOG", dir.join("serve.log")) };
-    let serve = Serve(
+    let log = dir.join("serve.log");
+    let serve = Process(
         Command::new(env!("CARGO_BIN_EXE_shipledger"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -95,7 +73,7 @@ shipment_poll_interval = "{poll}"
             .env("W_HOOK_TOKEN", "hook-token-123")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -105,7 +83,7 @@ shipment_poll_interval = "{poll}"
         for event in ["SHIP_NOTIFY", "FULFILLMENT_SHIPPED"] {
             let r = http
                 .post(format!("{}/webhooks/subscribe", ss.base_url()))
-                .basic_auth("sandbox-key", Some("sandbox-secret"))
+                .basic_auth(AUTH.0, Some(AUTH.1))
                 .json(&json!({"target_url": format!("{base}/webhooks/shipstation/acme/hook-token-123"), "event": event}))
                 .send()
                 .await
@@ -121,39 +99,31 @@ shipment_poll_interval = "{poll}"
             .unwrap();
         assert!(r.status().is_success());
     }
-    wait_until("every order in ShipStation", Duration::from_secs(60), async || ss.stats()["orders"] == json!(ORDERS)).await;
-    (ss, erp, serve, base)
+    wait_until("every order in ShipStation", Duration::from_secs(60), &log, async || ss.stats()["orders"] == json!(ORDERS)).await;
+    (ss, erp, serve, log)
 }
 
 /// Label every order (the first two in two parcels, one voided and re-made), scan
 /// every live label, and wait for the ERP to show them all completed.
-async fn ship_everything(ss: &SandboxHandle, erp: &SandboxErpHandle) {
+async fn ship_everything(ss: &SandboxHandle, erp: &SandboxErpHandle, log: &Path) {
     let http = reqwest::Client::new();
-    let orders: Value = http
-        .get(format!("{}/orders?pageSize=500", ss.base_url()))
-        .basic_auth("sandbox-key", Some("sandbox-secret"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders = v1_get(&http, &ss.base_url(), "/orders?pageSize=500", AUTH).await;
     let control = format!("{}/_sandbox", ss.base_url());
     let mut live = Vec::new();
     for (n, order) in orders["orders"].as_array().unwrap().iter().enumerate() {
         let id = order["orderId"].as_i64().unwrap();
         let items = order["items"].as_array().unwrap();
         if n < 2 && items.len() > 1 {
-            let first = post(&http, format!("{control}/orders/{id}/labels"), json!({"items": [{"lineItemKey": items[0]["lineItemKey"]}]})).await;
+            let first = post_json(&http, &format!("{control}/orders/{id}/labels"), json!({"items": [{"lineItemKey": items[0]["lineItemKey"]}]})).await;
             live.push(first["trackingNumber"].as_str().unwrap().to_string());
         }
-        let label = post(&http, format!("{control}/orders/{id}/labels"), json!({})).await;
+        let label = post_json(&http, &format!("{control}/orders/{id}/labels"), json!({})).await;
         if n == 2 {
             let shipment = label["shipment"]["shipmentId"].as_i64().unwrap();
             // Let the packed write happen, then void and re-label.
             tokio::time::sleep(Duration::from_secs(3)).await;
-            post(&http, format!("{control}/shipments/{shipment}/void"), json!({})).await;
-            let again = post(&http, format!("{control}/orders/{id}/labels"), json!({})).await;
+            post_json(&http, &format!("{control}/shipments/{shipment}/void"), json!({})).await;
+            let again = post_json(&http, &format!("{control}/orders/{id}/labels"), json!({})).await;
             live.push(again["trackingNumber"].as_str().unwrap().to_string());
         } else {
             live.push(label["trackingNumber"].as_str().unwrap().to_string());
@@ -161,11 +131,11 @@ async fn ship_everything(ss: &SandboxHandle, erp: &SandboxErpHandle) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for number in &live {
-        post(&http, format!("{control}/tracking/events"), json!({"trackingNumber": number, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
-        post(&http, format!("{control}/tracking/events"), json!({"trackingNumber": number, "statusCode": "IT"})).await;
+        post_json(&http, &format!("{control}/tracking/events"), json!({"trackingNumber": number, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
+        post_json(&http, &format!("{control}/tracking/events"), json!({"trackingNumber": number, "statusCode": "IT"})).await;
     }
     let expected = live.clone();
-    wait_until("every live label completed in the ERP", Duration::from_secs(90), async || {
+    wait_until("every live label completed in the ERP", Duration::from_secs(90), log, async || {
         let world = erp.snapshot();
         let completed: Vec<&str> = world
             .fulfilments
@@ -198,11 +168,11 @@ async fn ship_everything(ss: &SandboxHandle, erp: &SandboxErpHandle) {
 async fn webhooks_delivered_twice_bring_shipments_back_once() {
     let dir = tempfile::tempdir().unwrap();
     // Polling stays on as the fallback: v1 has no void webhook, only the void window.
-    let (ss, erp, _serve, _) = start(true, "3s", dir.path()).await;
+    let (ss, erp, _serve, log) = start(true, "3s", dir.path()).await;
     let http = reqwest::Client::new();
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({"webhook_duplicate": 1.0})).send().await.unwrap();
     assert!(r.status().is_success());
-    ship_everything(&ss, &erp).await;
+    ship_everything(&ss, &erp, &log).await;
     let stats = ss.stats();
     assert!(stats["webhooks"]["duplicated"].as_u64().unwrap() > 0, "{stats}");
     // Nothing written twice: one fulfilment document per label, each written once per phase.
@@ -220,10 +190,10 @@ async fn webhooks_delivered_twice_bring_shipments_back_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_webhook_dropped_polling_alone_reaches_the_same_end() {
     let dir = tempfile::tempdir().unwrap();
-    let (ss, erp, _serve, _) = start(true, "1s", dir.path()).await;
+    let (ss, erp, _serve, log) = start(true, "1s", dir.path()).await;
     let http = reqwest::Client::new();
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({"webhook_drop": 1.0})).send().await.unwrap();
     assert!(r.status().is_success());
-    ship_everything(&ss, &erp).await;
+    ship_everything(&ss, &erp, &log).await;
     assert_eq!(ss.stats()["webhooks"]["delivered"], json!(0));
 }

@@ -6,8 +6,8 @@
 //! with the live tracking numbers; the labels' USD costs post as one GBP journal.
 //! Everything is checked by reading Tryton's own API.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -20,14 +20,7 @@ use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 mod tryton_db;
 use tryton_db::TrytonDb;
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Process, post_json, v1_get, wait_until};
 
 struct World {
     db: TrytonDb,
@@ -47,33 +40,15 @@ impl World {
     }
 
     async fn control(&self, path: &str, body: Value) -> Value {
-        let url = format!("{}/_sandbox{path}", self.ss.base_url());
-        let r = self.http.post(&url).json(&body).send().await.unwrap();
-        assert!(r.status().is_success(), "POST {url}: {}", r.status());
-        r.json().await.unwrap_or(Value::Null)
+        post_json(&self.http, &format!("{}/_sandbox{path}", self.ss.base_url()), body).await
     }
 
     async fn ss_get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.ss.base_url()))
-            .basic_auth("sandbox-key", Some("sandbox-secret"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        v1_get(&self.http, &self.ss.base_url(), path, ("sandbox-key", "sandbox-secret")).await
     }
 
-    async fn wait_until(&self, what: &str, deadline: Duration, mut done: impl AsyncFnMut() -> bool) {
-        let started = Instant::now();
-        while !done().await {
-            if started.elapsed() >= deadline {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("timed out waiting for {what}\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
-            }
-            tokio::time::sleep(Duration::from_millis(400)).await;
-        }
+    async fn wait_until(&self, what: &str, deadline: Duration, done: impl AsyncFnMut() -> bool) {
+        wait_until(what, deadline, &self.log, done).await
     }
 
     fn open_exceptions(&self) -> Vec<Value> {
@@ -134,7 +109,7 @@ shipment_poll_interval = "1s"
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let _serve = Serve(
+    let _serve = Process(
         Command::new(env!("CARGO_BIN_EXE_shipledger"))
             .args(["serve", "--config"])
             .arg(&config)
