@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_shipstation::v2::signature::{DEFAULT_WINDOW, KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shipledger_shipstation::{VerifyError, WebhookKeys};
-use shipledger_store::{Change, ExceptionOpen, NewEvent, NewJob};
+use shipledger_store::{Change, NewEvent, NewJob};
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -200,11 +200,11 @@ async fn v1_webhook(
             "v1 webhook names a foreign host; refused, nothing fetched"
         );
         let mut change = Change::new(&hooks.name, now);
-        change.open_exceptions.push(ExceptionOpen {
-            kind: ExceptionKind::WebhookForeignHost,
-            record_type: "webhook".into(),
-            record_id: host.clone(),
-            detail: json!({
+        change.raise(
+            ExceptionKind::WebhookForeignHost,
+            "webhook",
+            host.clone(),
+            json!({
                 "message": format!(
                     "a v1 webhook with a valid token pointed at {host}, not at the configured ShipStation API {base}; \
                      nothing was fetched and no credentials were sent. Someone who knows this connection's webhook \
@@ -215,7 +215,7 @@ async fn v1_webhook(
                 "resource_type": payload.resource_type,
                 "allowed_base": base.as_str(),
             }),
-        });
+        );
         if let Err(e) = state.store.commit(change).await {
             tracing::error!(connection = %hooks.name, error = %e, "could not record the foreign-host webhook exception");
         }
@@ -339,18 +339,18 @@ async fn refuse_signature(
         _ => " Someone may be sending forged webhooks to this endpoint.",
     };
     let mut change = Change::new(&hooks.name, now);
-    change.open_exceptions.push(ExceptionOpen {
-        kind: ExceptionKind::WebhookSignatureInvalid,
-        record_type: "webhook".into(),
-        record_id: "v2".into(),
-        detail: json!({
+    change.raise(
+        ExceptionKind::WebhookSignatureInvalid,
+        "webhook",
+        "v2",
+        json!({
             "message": format!("a v2 webhook was refused and nothing was stored: {error}.{advice}"),
             "reason": error.to_string(),
             "key_id": key_id,
             "timestamp": timestamp,
             "answered": status.as_u16(),
         }),
-    });
+    );
     if let Err(e) = state.store.commit(change).await {
         tracing::error!(connection = %hooks.name, error = %e, "could not record the v2 signature exception");
     }

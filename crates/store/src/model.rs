@@ -427,6 +427,16 @@ impl Change {
     pub fn new(connection: &str, now: Timestamp) -> Change {
         Change { connection: connection.to_string(), now: Some(now), ..Change::default() }
     }
+
+    /// Open an exception of `kind` on a record (or refresh the one already open).
+    pub fn raise(&mut self, kind: ExceptionKind, record_type: &str, record_id: impl Into<String>, detail: Value) {
+        self.open_exceptions.push(ExceptionOpen { kind, record_type: record_type.to_string(), record_id: record_id.into(), detail });
+    }
+
+    /// Close the open exception of `kind` on a record: its condition cleared.
+    pub fn clear(&mut self, kind: ExceptionKind, record_type: &str, record_id: impl Into<String>) {
+        self.close_exceptions.push(ExceptionClose { kind, record_type: record_type.to_string(), record_id: record_id.into() });
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

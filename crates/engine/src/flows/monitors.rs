@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_store::{
-    Change, ExceptionClose, ExceptionFilter, ExceptionOpen, ExceptionState, OrderFilter, OrderState,
+    Change, ExceptionFilter, ExceptionState, OrderFilter, OrderState,
     ShipmentFilter, ShipmentKind,
 };
 
@@ -49,11 +49,11 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<u64, EngineError>
     let open_scan = open(engine, conn, ExceptionKind::ScanOverdue).await?;
     for s in &overdue {
         if !open_scan.contains(s.shipment_key.as_str()) {
-            change.open_exceptions.push(ExceptionOpen {
-                kind: ExceptionKind::ScanOverdue,
-                record_type: "shipment".into(),
-                record_id: s.shipment_key.clone(),
-                detail: json!({
+            change.raise(
+                ExceptionKind::ScanOverdue,
+                "shipment",
+                s.shipment_key.clone(),
+                json!({
                     "message": format!(
                         "{} label {} for order {} has had no carrier scan for {}; ask the carrier or check the parcel left the warehouse",
                         s.carrier,
@@ -65,15 +65,11 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<u64, EngineError>
                     "tracking_number": s.tracking_number,
                     "label_created": s.ss_created_at.to_string(),
                 }),
-            });
+            );
         }
     }
     for key in open_scan.iter().filter(|k| !overdue_keys.contains(k.as_str())) {
-        change.close_exceptions.push(ExceptionClose {
-            kind: ExceptionKind::ScanOverdue,
-            record_type: "shipment".into(),
-            record_id: key.clone(),
-        });
+        change.clear(ExceptionKind::ScanOverdue, "shipment", key.clone());
     }
 
     // Orders in ShipStation still waiting for a label.
@@ -100,11 +96,11 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<u64, EngineError>
     let open_late = open(engine, conn, ExceptionKind::AwaitingShipmentTooLong).await?;
     for erp_id in late.iter().filter(|id| !open_late.contains(id.as_str())) {
         let o = pushed.iter().find(|o| &o.erp_id == erp_id).expect("from the list");
-        change.open_exceptions.push(ExceptionOpen {
-            kind: ExceptionKind::AwaitingShipmentTooLong,
-            record_type: "order".into(),
-            record_id: erp_id.clone(),
-            detail: json!({
+        change.raise(
+            ExceptionKind::AwaitingShipmentTooLong,
+            "order",
+            erp_id.clone(),
+            json!({
                 "message": format!(
                     "order {} has waited in ShipStation (order #{}) for a label for {}",
                     o.number,
@@ -112,14 +108,10 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<u64, EngineError>
                     age(now, o.pushed_at.unwrap_or(now))
                 ),
             }),
-        });
+        );
     }
     for erp_id in open_late.iter().filter(|id| !late.contains(id.as_str())) {
-        change.close_exceptions.push(ExceptionClose {
-            kind: ExceptionKind::AwaitingShipmentTooLong,
-            record_type: "order".into(),
-            record_id: erp_id.clone(),
-        });
+        change.clear(ExceptionKind::AwaitingShipmentTooLong, "order", erp_id.clone());
     }
 
     let changed = (change.open_exceptions.len() + change.close_exceptions.len()) as u64;

@@ -23,7 +23,7 @@ use shipledger_core::{Weight, WeightUnit};
 use shipledger_shipstation::v1::model::{self as ss, OrderStatus};
 use shipledger_shipstation::v1::query::{OrderFilter, OrderSortBy, SortDir};
 use shipledger_store::{
-    Change, ExceptionClose, ExceptionOpen, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
+    Change, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
     OrderState, OrderUpsert,
 };
 
@@ -292,11 +292,7 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
         }),
     ));
     for kind in [ExceptionKind::PushRejected, ExceptionKind::PushUnverified] {
-        change.close_exceptions.push(ExceptionClose {
-            kind,
-            record_type: "order".into(),
-            record_id: p.record.erp_id.clone(),
-        });
+        change.clear(kind, "order", p.record.erp_id.clone());
     }
     change.finish_job = Some(JobFinish {
         job_id: p.job.id,
@@ -360,16 +356,16 @@ async fn give_up(
 ) -> Result<(), EngineError> {
     report.failed += 1;
     let mut change = Change::new(&conn.name, engine.clock.now());
-    change.open_exceptions.push(ExceptionOpen {
+    change.raise(
         kind,
-        record_type: "order".into(),
-        record_id: record.erp_id.clone(),
-        detail: json!({
+        "order",
+        record.erp_id.clone(),
+        json!({
             "message": format!("order {} ({}): {message}", record.number, record.order_key),
             "order_number": record.number,
             "attempts": job.attempts,
         }),
-    });
+    );
     change.events.push(event(&record.erp_id, "sync_failed", json!({"message": message, "attempts": job.attempts})));
     change.finish_job = Some(JobFinish {
         job_id: job.id,

@@ -20,7 +20,7 @@ use shipledger_core::order::{ErpOrder, ErpOrderStatus, Product, order_key};
 use shipledger_core::release::{self, Verdict};
 use shipledger_erp::Cursor;
 use shipledger_store::{
-    Change, ExceptionClose, ExceptionOpen, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert,
+    Change, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert,
 };
 
 use crate::{Connection, Engine, EngineError};
@@ -211,11 +211,7 @@ pub fn decide(
     };
     let close_held = |change: &mut Change, keep: &[ExceptionKind]| {
         for kind in held_kinds().filter(|k| !keep.contains(k)) {
-            change.close_exceptions.push(ExceptionClose {
-                kind,
-                record_type: "order".into(),
-                record_id: order.erp_id.clone(),
-            });
+            change.clear(kind, "order", order.erp_id.clone());
         }
     };
 
@@ -264,16 +260,16 @@ pub fn decide(
             match &verdict {
                 Verdict::Hold { findings } => {
                     for f in findings {
-                        change.open_exceptions.push(ExceptionOpen {
-                            kind: f.kind,
-                            record_type: "order".into(),
-                            record_id: order.erp_id.clone(),
-                            detail: json!({
+                        change.raise(
+                            f.kind,
+                            "order",
+                            order.erp_id.clone(),
+                            json!({
                                 "message": f.detail,
                                 "fields": f.fields,
                                 "order_number": order.number,
                             }),
-                        });
+                        );
                     }
                     let kinds: Vec<ExceptionKind> = findings.iter().map(|f| f.kind).collect();
                     close_held(&mut change, &kinds);

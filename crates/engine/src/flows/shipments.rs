@@ -31,7 +31,7 @@ use shipledger_erp::{ErpError, FulfilmentState, FulfilmentWrite, Package};
 use shipledger_shipstation::v1::model as ss;
 use shipledger_shipstation::v1::query::{FulfillmentFilter, ShipmentFilter, ShipmentSortBy, SortDir};
 use shipledger_store::{
-    Change, ExceptionClose, ExceptionOpen, Job, JobClaim, JobFinish, JobState, NewEvent, NewJob, OrderState,
+    Change, Job, JobClaim, JobFinish, JobState, NewEvent, NewJob, OrderState,
     OrderUpsert, ShipmentFilter as StoredShipments, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentState,
     ShipmentUpsert,
 };
@@ -360,17 +360,17 @@ async fn ingest_label(
                     change.jobs.push(job(&share.key, phase, now));
                 }
                 Some(_) => {}
-                None => change.open_exceptions.push(ExceptionOpen {
-                    kind: ExceptionKind::OrphanShipment,
-                    record_type: "shipment".into(),
-                    record_id: share.key.clone(),
-                    detail: json!({
+                None => change.raise(
+                    ExceptionKind::OrphanShipment,
+                    "shipment",
+                    share.key.clone(),
+                    json!({
                         "message": format!(
                             "label {tracking} (ShipStation order {ss_order_id}, orderKey {}) belongs to no order shipledger pushed; check whether it was created in ShipStation by hand",
                             label.order_key.clone().unwrap_or_default()
                         ),
                     }),
-                }),
+                ),
             }
             records.push(upsert);
         }
@@ -462,32 +462,31 @@ async fn mapping_exceptions(engine: &Engine, conn: &Connection, erp_id: &str, ch
         items: s.lines.iter().map(item).collect(),
     }));
     let mapping = map_lines(&ordered, &views);
-    let record = |kind| ExceptionClose { kind, record_type: "order".into(), record_id: erp_id.to_string() };
     if mapping.over.is_empty() {
-        change.close_exceptions.push(record(ExceptionKind::OverShipment));
+        change.clear(ExceptionKind::OverShipment, "order", erp_id);
     } else {
-        change.open_exceptions.push(ExceptionOpen {
-            kind: ExceptionKind::OverShipment,
-            record_type: "order".into(),
-            record_id: erp_id.to_string(),
-            detail: json!({
+        change.raise(
+            ExceptionKind::OverShipment,
+            "order",
+            erp_id.to_string(),
+            json!({
                 "message": mapping.over.iter().map(|o| format!("line {} ordered {} but {} shipped", o.line_id, o.ordered, o.shipped)).collect::<Vec<_>>().join("; "),
                 "lines": mapping.over,
             }),
-        });
+        );
     }
     if mapping.unknown.is_empty() {
-        change.close_exceptions.push(record(ExceptionKind::UnknownShipmentLine));
+        change.clear(ExceptionKind::UnknownShipmentLine, "order", erp_id);
     } else {
-        change.open_exceptions.push(ExceptionOpen {
-            kind: ExceptionKind::UnknownShipmentLine,
-            record_type: "order".into(),
-            record_id: erp_id.to_string(),
-            detail: json!({
+        change.raise(
+            ExceptionKind::UnknownShipmentLine,
+            "order",
+            erp_id.to_string(),
+            json!({
                 "message": format!("{} shipment item(s) name no line of order {erp_id}; fix the items in ShipStation or the ERP order", mapping.unknown.len()),
                 "items": mapping.unknown,
             }),
-        });
+        );
     }
     Ok(())
 }
@@ -635,12 +634,12 @@ async fn ingest_v1(
     if !shipledger_shipstation::resource_url_allowed(&url, conn.shipstation.base_url()) {
         // The receiver checks this too; credentials never leave for another host.
         let mut change = Change::new(&conn.name, engine.clock.now());
-        change.open_exceptions.push(ExceptionOpen {
-            kind: ExceptionKind::WebhookForeignHost,
-            record_type: "webhook".into(),
-            record_id: url.host_str().unwrap_or_default().to_string(),
-            detail: json!({"message": format!("a stored webhook pointed at {raw}, not at {}; nothing was fetched", conn.shipstation.base_url())}),
-        });
+        change.raise(
+            ExceptionKind::WebhookForeignHost,
+            "webhook",
+            url.host_str().unwrap_or_default().to_string(),
+            json!({"message": format!("a stored webhook pointed at {raw}, not at {}; nothing was fetched", conn.shipstation.base_url())}),
+        );
         engine.store.commit(change).await?;
         return Ok(());
     }
@@ -801,11 +800,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             let mut change = Change::new(&conn.name, now);
             change.shipments.push(upsert);
             change.events = events;
-            change.close_exceptions.push(ExceptionClose {
-                kind: ExceptionKind::TrackingWriteBackFailed,
-                record_type: "shipment".into(),
-                record_id: shipment.shipment_key.clone(),
-            });
+            change.clear(ExceptionKind::TrackingWriteBackFailed, "shipment", shipment.shipment_key.clone());
             if state == FulfilmentState::Completed {
                 maybe_order_shipped(engine, conn, &erp_id, &shipment.shipment_key, &mut change).await?;
             }
@@ -822,17 +817,17 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             if state == FulfilmentState::Cancelled && refused {
                 // The ERP will not undo it: say exactly what a person must undo.
                 let mut change = Change::new(&conn.name, now);
-                change.open_exceptions.push(ExceptionOpen {
-                    kind: ExceptionKind::VoidAfterWriteBack,
-                    record_type: "shipment".into(),
-                    record_id: shipment.shipment_key.clone(),
-                    detail: json!({"message": format!(
+                change.raise(
+                    ExceptionKind::VoidAfterWriteBack,
+                    "shipment",
+                    shipment.shipment_key.clone(),
+                    json!({"message": format!(
                         "label {} was voided in ShipStation after ERP fulfilment {} for order {erp_id} was {}; the ERP refused to reverse it ({reason}): reverse that fulfilment in the ERP by hand",
                         shipment.tracking_number.clone().unwrap_or_default(),
                         shipment.erp_fulfilment_id.clone().unwrap_or_default(),
                         shipment.state,
                     )}),
-                });
+                );
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 report.failed += 1;
                 return commit_job_change(engine, change).await;
@@ -842,15 +837,15 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             if job.attempts >= i64::from(conn.policy.max_push_attempts) {
                 report.failed += 1;
                 let mut change = Change::new(&conn.name, now);
-                change.open_exceptions.push(ExceptionOpen {
-                    kind: ExceptionKind::TrackingWriteBackFailed,
-                    record_type: "shipment".into(),
-                    record_id: shipment.shipment_key.clone(),
-                    detail: json!({"message": format!(
+                change.raise(
+                    ExceptionKind::TrackingWriteBackFailed,
+                    "shipment",
+                    shipment.shipment_key.clone(),
+                    json!({"message": format!(
                         "recording {phase} with tracking {} on ERP order {erp_id} failed after {} attempt(s): {reason}",
                         shipment.tracking_number.clone().unwrap_or_default(), job.attempts
                     )}),
-                });
+                );
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 return commit_job_change(engine, change).await;
             }
