@@ -46,7 +46,6 @@ pub mod rest;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -332,7 +331,7 @@ impl TrytonClient {
             u
         };
         let v = self.send(Method::GET, url, None, None, "the companies").await?;
-        let first = records(v, "the companies")?.into_iter().next().and_then(|r| r.get("id").and_then(Value::as_i64));
+        let first = records(v, "the companies")?.first().map(record_id);
         let id = first.ok_or_else(|| ErpError::NotFound { what: "company the key's user can see".into() })?;
         self.cache.lock().unwrap().company = Some(id);
         Ok(id)
@@ -362,7 +361,7 @@ impl TrytonClient {
             .await?;
         let id = found
             .first()
-            .and_then(|r| r.get("id").and_then(Value::as_i64))
+            .map(record_id)
             .ok_or_else(|| ErpError::NotFound { what: format!("currency {} (add it in Tryton's currencies)", currency.code()) })?;
         self.cache.lock().unwrap().currency_ids.insert(currency.code().to_string(), id);
         Ok(id)
@@ -423,7 +422,7 @@ impl TrytonClient {
         let found = self.search("stock.package.type", json!([]), &["name"], Some(json!([["id", "ASC"]])), Some(1), "the package types").await?;
         let id = found
             .first()
-            .and_then(|r| r.get("id").and_then(Value::as_i64))
+            .map(record_id)
             .ok_or_else(|| ErpError::NotFound { what: "stock.package.type (create one, e.g. \"Box\", for ShipStation parcels)".into() })?;
         self.cache.lock().unwrap().package_type = Some(id);
         Ok(id)
@@ -435,7 +434,7 @@ impl TrytonClient {
             .search("stock.location", json!([["code", "=", code], ["type", "=", "warehouse"]]), &["storage_location"], None, Some(1), "the warehouse")
             .await?;
         let w = found.first().ok_or_else(|| ErpError::NotFound { what: format!("warehouse with code {code:?} (set erp.tryton.warehouse)") })?;
-        let id = w.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let id = record_id(w);
         let storage = w.get("storage_location").and_then(rest::id_of).ok_or_else(|| decode("the warehouse", "it has no storage location"))?;
         Ok((id, storage))
     }
@@ -443,7 +442,7 @@ impl TrytonClient {
     async fn product_by_code(&self, sku: &str) -> Result<i64> {
         let found = self.search("product.product", json!([["code", "=", sku]]), &["code"], None, Some(2), "the product master").await?;
         match found.as_slice() {
-            [one] => Ok(one.get("id").and_then(Value::as_i64).unwrap_or_default()),
+            [one] => Ok(record_id(one)),
             [] => Err(ErpError::NotFound { what: format!("product with code {sku}") }),
             _ => Err(ErpError::Refused { what: format!("product code {sku}"), message: "more than one product has this code".into() }),
         }
@@ -592,7 +591,7 @@ impl TrytonClient {
                 if !free {
                     continue;
                 }
-                let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                let id = record_id(&s);
                 let have = Self::outgoing(&self.moves_of(id).await?);
                 if !wanted.iter().all(|(line, q)| have.get(line).is_some_and(|h| h >= q)) {
                     continue;
@@ -625,7 +624,7 @@ impl TrytonClient {
         let mut line_of_outgoing: HashMap<i64, String> = HashMap::new();
         for m in &moves {
             if let Some(line) = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix(SALE_LINE)) {
-                line_of_outgoing.insert(m.get("id").and_then(Value::as_i64).unwrap_or_default(), line.to_string());
+                line_of_outgoing.insert(record_id(m), line.to_string());
             }
         }
         let available = Self::outgoing(&moves);
@@ -656,7 +655,7 @@ impl TrytonClient {
         for m in inventory {
             let out = m.get("origin").and_then(Value::as_str).and_then(|o| o.strip_prefix("stock.move,")).and_then(|s| s.parse::<i64>().ok());
             let Some(line) = out.and_then(|o| line_of_outgoing.get(&o)) else { continue };
-            let mid = m.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let mid = record_id(m);
             let have = m.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
             let left = wanted.get(line).copied().unwrap_or_default();
             let take = left.min(have);
@@ -677,7 +676,7 @@ impl TrytonClient {
             Some(s) => s,
             None => self.claim(write, sale_id).await?,
         };
-        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let id = record_id(&shipment);
         if matches!(state(&shipment), "packed" | "shipped" | "done" | "cancelled") {
             return Ok(shipment);
         }
@@ -722,7 +721,7 @@ impl TrytonClient {
                         .iter()
                         .filter(|m| m.get("origin").and_then(Value::as_str).is_some_and(|o| o.starts_with(SALE_LINE)))
                         .filter(|m| m.get("quantity").and_then(rest::decimal_of).is_some_and(|q| !q.is_zero()))
-                        .filter_map(|m| m.get("id").and_then(Value::as_i64))
+                        .map(record_id)
                         .collect();
                     let package_type = self.package_type().await?;
                     self.create(
@@ -759,7 +758,7 @@ impl TrytonClient {
     /// to the sale for the next label; resumable at every step.
     async fn cancel(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Option<Obj>> {
         let Some(shipment) = self.shipment_by_key(&write.key).await? else { return Ok(None) };
-        let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+        let id = record_id(&shipment);
         if state(&shipment) == "done" {
             return Err(ErpError::Refused {
                 what: format!("reversing shipment {} of sale {sale_id}", rec_name(&shipment)),
@@ -926,7 +925,7 @@ impl TrytonClient {
                 });
                 continue;
             }
-            let lid = l.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let lid = record_id(l);
             let lwhose = format!("{whose} line {lid}");
             let mut qty = l.get("quantity").and_then(rest::decimal_of).unwrap_or_default();
             let product = l.get("product").cloned().unwrap_or(Value::Null);
@@ -1044,7 +1043,7 @@ fn updated_of(sale: &Obj) -> Timestamp {
         .unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-fn id(s: &Obj) -> i64 {
+fn record_id(s: &Obj) -> i64 {
     s.get("id").and_then(Value::as_i64).unwrap_or_default()
 }
 
@@ -1128,7 +1127,7 @@ impl Erp for TrytonClient {
                     want + SLACK as usize,
                 )
                 .await?;
-                later.sort_by_key(|s| position(updated_of(s), id(s)));
+                later.sort_by_key(|s| position(updated_of(s), record_id(s)));
                 if later.len() >= want + SLACK as usize
                     && let (Some(first), Some(last)) = (later.first(), later.last())
                 {
@@ -1143,8 +1142,8 @@ impl Erp for TrytonClient {
                 later.truncate(want);
                 picked.extend(later);
             }
-            picked.sort_by_key(|s| position(updated_of(s), id(s)));
-            let ids: Vec<i64> = picked.iter().map(id).collect();
+            picked.sort_by_key(|s| position(updated_of(s), record_id(s)));
+            let ids: Vec<i64> = picked.iter().map(record_id).collect();
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -1152,7 +1151,7 @@ impl Erp for TrytonClient {
             picked
                 .iter()
                 .map(|s| {
-                    let sid = id(s);
+                    let sid = record_id(s);
                     self.order_of(s, lines.get(&sid).map(Vec::as_slice).unwrap_or_default(), rule)
                         .map_err(|detail| ErpError::Decode { what: format!("sale {sid}"), detail })
                 })
@@ -1202,7 +1201,7 @@ impl Erp for TrytonClient {
                 FulfilmentState::Packed => self.pack(write, sale).await?,
                 FulfilmentState::Completed => {
                     let packed = self.pack(write, sale).await?;
-                    let id = packed.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    let id = record_id(&packed);
                     if state(&packed) == "cancelled" {
                         return Err(ErpError::Refused {
                             what: format!("completing shipment {} of sale {sale}", rec_name(&packed)),
@@ -1224,7 +1223,7 @@ impl Erp for TrytonClient {
                     }
                 },
             };
-            let id = shipment.get("id").and_then(Value::as_i64).unwrap_or_default();
+            let id = record_id(&shipment);
             let moves = self.moves_of(id).await?;
             self.record_of(&shipment, sale, &moves)
                 .ok_or_else(|| decode(&format!("shipment {id}"), &format!("it is {} after the write", state(&shipment))))
@@ -1239,7 +1238,7 @@ impl Erp for TrytonClient {
                 if rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none() {
                     continue;
                 }
-                let id = s.get("id").and_then(Value::as_i64).unwrap_or_default();
+                let id = record_id(&s);
                 let moves = self.moves_of(id).await?;
                 out.extend(self.record_of(&s, sale, &moves));
             }
@@ -1308,7 +1307,7 @@ impl Erp for TrytonClient {
                 // A draft left by a crash between create and post: it may not be what
                 // is asked now, so it goes and the move is made again.
                 Some(m) => {
-                    let id = m.get("id").and_then(Value::as_i64).unwrap_or_default();
+                    let id = record_id(&m);
                     self.delete("account.move", id, &format!("the unposted draft of {what}")).await?;
                 }
                 None => {}
@@ -1394,7 +1393,7 @@ impl Erp for TrytonClient {
                         message: format!("{} has {expected} in the storage location; removing {} would go below zero", adjustment.sku, -adjustment.delta),
                     });
                 }
-                let line_id = line.get("id").and_then(Value::as_i64).unwrap_or_default();
+                let line_id = record_id(line);
                 // Tryton keeps quantities as floats; a count of units is a whole number.
                 let count: i64 = target.trunc().try_into().map_err(|_| decode(&what, &format!("count {target}")))?;
                 if target.fract() != Decimal::ZERO {
@@ -1437,7 +1436,7 @@ impl TrytonClient {
         let company = self.company().await?;
         let (_, base) = self.company_currency().await?;
         let journals = self.search("account.journal", json!([["code", "=", self.settings.journal]]), &["code"], None, Some(1), what).await?;
-        let journal_id = journals.first().and_then(|j| j.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::NotFound {
+        let journal_id = journals.first().map(record_id).ok_or_else(|| ErpError::NotFound {
             what: format!("journal with code {:?} (set erp.tryton.journal)", self.settings.journal),
         })?;
         let periods = self
@@ -1451,7 +1450,7 @@ impl TrytonClient {
                 what,
             )
             .await?;
-        let period = periods.first().and_then(|p| p.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::Refused {
+        let period = periods.first().map(record_id).ok_or_else(|| ErpError::Refused {
             what: what.to_string(),
             message: format!("Tryton has no open period for {}; open one (or the fiscal year) and the journal is posted on the next try", journal.date),
         })?;
@@ -1491,7 +1490,7 @@ impl TrytonClient {
                     message: format!("account {} needs a party; set erp.tryton.journal_party to the carrier's or ShipStation's party name", l.account),
                 })?;
                 let parties = self.search("party.party", json!([["name", "=", name]]), &["name"], None, Some(1), what).await?;
-                let party = parties.first().and_then(|p| p.get("id").and_then(Value::as_i64)).ok_or_else(|| ErpError::NotFound {
+                let party = parties.first().map(record_id).ok_or_else(|| ErpError::NotFound {
                     what: format!("party {name:?} (erp.tryton.journal_party)"),
                 })?;
                 line["party"] = json!(party);
@@ -1547,18 +1546,6 @@ impl TrytonClient {
             posted: m.get("state").and_then(Value::as_str) == Some("posted"),
             lines,
         })
-    }
-}
-
-impl FromStr for PaymentRule {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "auto" => Ok(PaymentRule::Auto),
-            "sale_payment" => Ok(PaymentRule::SalePayment),
-            "invoice_paid" => Ok(PaymentRule::InvoicePaid),
-            other => Err(format!("payment = {other:?}: use \"auto\", \"sale_payment\" or \"invoice_paid\"")),
-        }
     }
 }
 
