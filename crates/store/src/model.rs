@@ -303,11 +303,29 @@ pub struct ShipmentLine {
 }
 
 /// A ShipStation shipment (label) or fulfillment as shipledger keeps it: the same
-/// shipment seen any number of times, by webhook or poll, is one record.
+/// shipment seen any number of times, by webhook or poll, is one record. It reads as
+/// its [`ShipmentUpsert`] (through `Deref`), plus where and when the store keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShipmentRecord {
     pub connection: String,
-    /// `label:{shipmentId}` or `fulfillment:{fulfillmentId}`: unique per connection.
+    #[serde(flatten)]
+    pub shipment: ShipmentUpsert,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::ops::Deref for ShipmentRecord {
+    type Target = ShipmentUpsert;
+    fn deref(&self) -> &ShipmentUpsert {
+        &self.shipment
+    }
+}
+
+/// A shipment as written: everything but the store's own timestamps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentUpsert {
+    /// `label:{shipmentId}` (`label:{shipmentId}/{erp_id}` for an order merged into
+    /// another) or `fulfillment:{fulfillmentId}`: unique per connection.
     pub shipment_key: String,
     pub kind: ShipmentKind,
     /// ShipStation's `shipmentId` or `fulfillmentId`.
@@ -336,62 +354,8 @@ pub struct ShipmentRecord {
     pub state: ShipmentState,
     /// The ERP fulfilment document this shipment was written to.
     pub erp_fulfilment_id: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
 }
 
-/// Write a shipment (everything but the store's own timestamps).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ShipmentUpsert {
-    pub shipment_key: String,
-    pub kind: ShipmentKind,
-    pub ss_id: i64,
-    pub ss_order_id: i64,
-    pub ss_order_key: Option<String>,
-    pub erp_id: Option<String>,
-    pub carrier: String,
-    pub service: Option<String>,
-    pub tracking_number: Option<String>,
-    pub ship_date: Option<jiff::civil::Date>,
-    pub cost_minor: Option<i64>,
-    pub cost_currency: Option<String>,
-    pub ss_created_at: Timestamp,
-    pub voided: bool,
-    pub voided_at: Option<Timestamp>,
-    pub lines: Vec<ShipmentLine>,
-    pub first_scan_at: Option<Timestamp>,
-    pub tracking_status: Option<String>,
-    pub state: ShipmentState,
-    pub erp_fulfilment_id: Option<String>,
-}
-
-impl ShipmentUpsert {
-    /// The upsert that writes `record` back unchanged (edit fields, then commit).
-    pub fn from_record(r: &ShipmentRecord) -> ShipmentUpsert {
-        ShipmentUpsert {
-            shipment_key: r.shipment_key.clone(),
-            kind: r.kind,
-            ss_id: r.ss_id,
-            ss_order_id: r.ss_order_id,
-            ss_order_key: r.ss_order_key.clone(),
-            erp_id: r.erp_id.clone(),
-            carrier: r.carrier.clone(),
-            service: r.service.clone(),
-            tracking_number: r.tracking_number.clone(),
-            ship_date: r.ship_date,
-            cost_minor: r.cost_minor,
-            cost_currency: r.cost_currency.clone(),
-            ss_created_at: r.ss_created_at,
-            voided: r.voided,
-            voided_at: r.voided_at,
-            lines: r.lines.clone(),
-            first_scan_at: r.first_scan_at,
-            tracking_status: r.tracking_status.clone(),
-            state: r.state,
-            erp_fulfilment_id: r.erp_fulfilment_id.clone(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Default)]
 pub struct ShipmentFilter {

@@ -11,7 +11,7 @@ use shipledger_core::exception::ExceptionKind;
 
 use crate::{
     EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
-    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentState, StoreError,
+    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError,
 };
 
 /// Typed column access, implemented for `SqliteRow` and `PgRow`.
@@ -221,26 +221,28 @@ pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {
 pub(crate) fn shipment(row: &impl RowExt) -> Result<ShipmentRecord> {
     Ok(ShipmentRecord {
         connection: row.text("connection")?,
-        shipment_key: row.text("shipment_key")?,
-        kind: row.parsed("kind", ShipmentKind::parse)?,
-        ss_id: row.int("ss_id")?,
-        ss_order_id: row.int("ss_order_id")?,
-        ss_order_key: row.opt_text("ss_order_key")?,
-        erp_id: row.opt_text("erp_id")?,
-        carrier: row.text("carrier")?,
-        service: row.opt_text("service")?,
-        tracking_number: row.opt_text("tracking_number")?,
-        ship_date: row.opt_date("ship_date")?,
-        cost_minor: row.opt_int("cost_minor")?,
-        cost_currency: row.opt_text("cost_currency")?,
-        ss_created_at: row.time("ss_created_at")?,
-        voided: row.flag("voided")?,
-        voided_at: row.opt_time("voided_at")?,
-        lines: row.json_as::<Vec<ShipmentLine>>("lines")?,
-        first_scan_at: row.opt_time("first_scan_at")?,
-        tracking_status: row.opt_text("tracking_status")?,
-        state: row.parsed("state", ShipmentState::parse)?,
-        erp_fulfilment_id: row.opt_text("erp_fulfilment_id")?,
+        shipment: ShipmentUpsert {
+            shipment_key: row.text("shipment_key")?,
+            kind: row.parsed("kind", ShipmentKind::parse)?,
+            ss_id: row.int("ss_id")?,
+            ss_order_id: row.int("ss_order_id")?,
+            ss_order_key: row.opt_text("ss_order_key")?,
+            erp_id: row.opt_text("erp_id")?,
+            carrier: row.text("carrier")?,
+            service: row.opt_text("service")?,
+            tracking_number: row.opt_text("tracking_number")?,
+            ship_date: row.opt_date("ship_date")?,
+            cost_minor: row.opt_int("cost_minor")?,
+            cost_currency: row.opt_text("cost_currency")?,
+            ss_created_at: row.time("ss_created_at")?,
+            voided: row.flag("voided")?,
+            voided_at: row.opt_time("voided_at")?,
+            lines: row.json_as::<Vec<ShipmentLine>>("lines")?,
+            first_scan_at: row.opt_time("first_scan_at")?,
+            tracking_status: row.opt_text("tracking_status")?,
+            state: row.parsed("state", ShipmentState::parse)?,
+            erp_fulfilment_id: row.opt_text("erp_fulfilment_id")?,
+        },
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

@@ -288,7 +288,7 @@ async fn ingest_label(
             // Seen before and nothing changed that matters: one record, no new work.
             return Ok(());
         }
-        records.extend(existing.iter().filter(|s| !s.voided).map(ShipmentUpsert::from_record));
+        records.extend(existing.iter().filter(|s| !s.voided).map(|s| s.shipment.clone()));
         report.voided += 1;
         for upsert in &mut records {
             upsert.voided = true;
@@ -570,7 +570,7 @@ async fn record_tracking(
         return Ok(false);
     }
     let now = engine.clock.now();
-    let mut upsert = ShipmentUpsert::from_record(s);
+    let mut upsert = s.shipment.clone();
     upsert.tracking_status = status.clone();
     let mut change = Change::new(&conn.name, now);
     if let (true, Some(at)) = (first_scan, accepted) {
@@ -789,7 +789,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
     match shown {
         Some(doc) if doc.state == state && doc.packages.iter().any(|p| p.tracking_number == write.packages[0].tracking_number) => {
             report.written += 1;
-            let mut upsert = ShipmentUpsert::from_record(&shipment);
+            let mut upsert = shipment.shipment.clone();
             upsert.state = wanted;
             upsert.erp_fulfilment_id = Some(doc.id.clone());
             let events = vec![event(

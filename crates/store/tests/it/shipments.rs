@@ -72,7 +72,7 @@ async fn save(
 }
 
 fn keys(shipments: Vec<ShipmentRecord>) -> Vec<String> {
-    shipments.into_iter().map(|s| s.shipment_key).collect()
+    shipments.into_iter().map(|s| s.shipment.shipment_key).collect()
 }
 
 pub async fn a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its_first_sighting(
@@ -89,30 +89,32 @@ pub async fn a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its
         first,
         ShipmentRecord {
             connection: ACME.into(),
-            shipment_key: "label:5001".into(),
-            kind: ShipmentKind::Label,
-            ss_id: 5001,
-            ss_order_id: 9001,
-            ss_order_key: Some("key-1001".into()),
-            erp_id: Some("1001".into()),
-            carrier: "royal_mail".into(),
-            service: Some("rm_tracked_48".into()),
-            tracking_number: Some("RM5001GB".into()),
-            ship_date: Some(jiff::civil::date(2025, 3, 1)),
-            cost_minor: Some(385),
-            cost_currency: Some("GBP".into()),
-            ss_created_at: t(0),
-            voided: false,
-            voided_at: None,
-            lines: vec![ShipmentLine {
-                line_item_key: Some("L1".into()),
-                sku: Some("MUG".into()),
-                quantity: 2,
-            }],
-            first_scan_at: None,
-            tracking_status: None,
-            state: ShipmentState::Seen,
-            erp_fulfilment_id: None,
+            shipment: ShipmentUpsert {
+                shipment_key: "label:5001".into(),
+                kind: ShipmentKind::Label,
+                ss_id: 5001,
+                ss_order_id: 9001,
+                ss_order_key: Some("key-1001".into()),
+                erp_id: Some("1001".into()),
+                carrier: "royal_mail".into(),
+                service: Some("rm_tracked_48".into()),
+                tracking_number: Some("RM5001GB".into()),
+                ship_date: Some(jiff::civil::date(2025, 3, 1)),
+                cost_minor: Some(385),
+                cost_currency: Some("GBP".into()),
+                ss_created_at: t(0),
+                voided: false,
+                voided_at: None,
+                lines: vec![ShipmentLine {
+                    line_item_key: Some("L1".into()),
+                    sku: Some("MUG".into()),
+                    quantity: 2,
+                }],
+                first_scan_at: None,
+                tracking_status: None,
+                state: ShipmentState::Seen,
+                erp_fulfilment_id: None,
+            },
             created_at: t(10),
             updated_at: t(10),
         }
@@ -120,7 +122,7 @@ pub async fn a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its
 
     // Seen again by the poll after the carrier scanned it and the ERP was written:
     // the same record, now the second version, first sighting kept.
-    let mut again = ShipmentUpsert::from_record(&first);
+    let mut again = first.shipment.clone();
     again.first_scan_at = Some(t(3600));
     again.tracking_status = Some("IT".into());
     again.state = ShipmentState::Completed;
@@ -138,7 +140,7 @@ pub async fn a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its
         .await?
         .expect("still there");
     assert_eq!(
-        ShipmentUpsert::from_record(&second),
+        second.shipment.clone(),
         again,
         "the second version is kept"
     );
@@ -156,7 +158,7 @@ pub async fn a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its
         .get_shipment(BETA, "label:5001")
         .await?
         .expect("saved on beta");
-    assert_eq!((beta.erp_id, beta.created_at), (None, t(20)));
+    assert_eq!((beta.shipment.erp_id, beta.created_at), (None, t(20)));
     assert_eq!(
         store
             .get_shipment(ACME, "label:5001")
@@ -345,12 +347,12 @@ pub async fn awaiting_scan_lists_live_unscanned_labels_not_voided_ones_fulfillme
 
     // The carrier scans the oldest label: it stops waiting.
     let mut now_scanned =
-        ShipmentUpsert::from_record(&store.get_shipment(ACME, "label:5001").await?.unwrap());
+        store.get_shipment(ACME, "label:5001").await?.unwrap().shipment;
     now_scanned.first_scan_at = Some(t(70));
     save(db, ACME, 70, vec![now_scanned]).await?;
     // The newer one is voided: it stops waiting too.
     let mut now_voided =
-        ShipmentUpsert::from_record(&store.get_shipment(ACME, "label:5002").await?.unwrap());
+        store.get_shipment(ACME, "label:5002").await?.unwrap().shipment;
     now_voided.voided = true;
     now_voided.voided_at = Some(t(71));
     save(db, ACME, 71, vec![now_voided]).await?;
