@@ -10,10 +10,15 @@ pub mod push;
 pub mod release;
 pub mod shipments;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use shipledger_store::{Change, Job, StoreError};
 
 use crate::{Engine, EngineError};
+
+/// How long a claimed job is ours before another worker may take it over (a worker
+/// that died delays its jobs this long; one that is merely slow may see its jobs
+/// redone by another, which idempotency keys make harmless).
+pub(crate) const LEASE: SignedDuration = SignedDuration::from_secs(30);
 
 /// Commit a change that finishes a job; a lease lost to another worker means that
 /// worker redoes the job (idempotently), so it is not an error here.

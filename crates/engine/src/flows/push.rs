@@ -28,13 +28,9 @@ use shipledger_store::{
 };
 
 use crate::flows::release::SYNC_ORDER;
-use crate::flows::{commit_job_change, retry_job};
+use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
-/// How long a claimed job is ours before another worker may take it over (a worker
-/// that died delays its jobs this long; one that is merely slow may see its jobs
-/// redone by another, which the orderKey makes harmless).
-const LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// How far back the read-back looks for recently modified orders.
 const READ_BACK_WINDOW: SignedDuration = SignedDuration::from_mins(30);
 /// Pages of 500 the read-back may read before calling an order unverified.

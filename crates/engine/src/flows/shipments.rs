@@ -37,7 +37,7 @@ use shipledger_store::{
 };
 
 use crate::config::FulfilOn;
-use crate::flows::{commit_job_change, retry_job};
+use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
 /// Watermarks: the latest ShipStation time each window has covered (epoch ms).
@@ -51,7 +51,6 @@ pub const INGEST_V2: &str = "ingest_v2_track";
 pub const WRITE_FULFILMENT: &str = "write_fulfilment";
 /// How far each poll reaches back before its watermark.
 const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
-const LEASE: SignedDuration = SignedDuration::from_secs(30);
 /// Labels asked about per scan pass.
 const SCANS_PER_PASS: u32 = 40;
 
