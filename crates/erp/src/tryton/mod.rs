@@ -489,25 +489,35 @@ impl TrytonClient {
 
     // ----- fulfilments ----------------------------------------------------------
 
-    /// Every outbound shipment of a sale (cancelled ones too), by its moves.
-    async fn sale_shipments(&self, sale_id: i64) -> Result<Vec<Obj>> {
+    /// Every outbound shipment of a sale (cancelled ones too), each with the sale's
+    /// moves in it (the outgoing ones, whose origin is a sale line), from one read of
+    /// the moves.
+    async fn sale_shipments(&self, sale_id: i64) -> Result<Vec<(Obj, Vec<Obj>)>> {
         let what = format!("the shipments of sale {sale_id}");
-        let moves = self
-            .search("stock.move", json!([["origin.sale", "=", sale_id, "sale.line"]]), &["shipment"], None, None, &what)
-            .await?;
-        let mut ids: Vec<i64> = moves
-            .iter()
-            .filter_map(|m| m.get("shipment").and_then(Value::as_str))
-            .filter_map(|s| s.strip_prefix("stock.shipment.out,"))
-            .filter_map(|s| s.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        if ids.is_empty() {
+        let mut fields = vec!["shipment"];
+        fields.extend_from_slice(MOVE_FIELDS_IN_SHIPMENT);
+        let moves = self.search("stock.move", json!([["origin.sale", "=", sale_id, "sale.line"]]), &fields, None, None, &what).await?;
+        let mut by_shipment: BTreeMap<i64, Vec<Obj>> = BTreeMap::new();
+        for m in moves {
+            let shipment = m.get("shipment").and_then(Value::as_str).and_then(|s| s.strip_prefix("stock.shipment.out,")).and_then(|s| s.parse().ok());
+            if let Some(id) = shipment {
+                by_shipment.entry(id).or_default().push(m);
+            }
+        }
+        if by_shipment.is_empty() {
             return Ok(Vec::new());
         }
-        self.search("stock.shipment.out", json!([["id", "in", ids]]), SHIPMENT_FIELDS, Some(json!([["id", "ASC"]])), None, &what)
-            .await
+        let ids: Vec<i64> = by_shipment.keys().copied().collect();
+        let shipments = self
+            .search("stock.shipment.out", json!([["id", "in", ids]]), SHIPMENT_FIELDS, Some(json!([["id", "ASC"]])), None, &what)
+            .await?;
+        Ok(shipments
+            .into_iter()
+            .map(|s| {
+                let moves = by_shipment.remove(&record_id(&s)).unwrap_or_default();
+                (s, moves)
+            })
+            .collect())
     }
 
     async fn shipment_by_key(&self, key: &str) -> Result<Option<Obj>> {
@@ -525,7 +535,7 @@ impl TrytonClient {
         self.search(
             "stock.move",
             json!([["shipment", "=", format!("stock.shipment.out,{shipment_id}")]]),
-            &["quantity", "state", "origin", "from_location", "to_location", "product.code"],
+            MOVE_FIELDS_IN_SHIPMENT,
             Some(json!([["id", "ASC"]])),
             None,
             &format!("the moves of shipment {shipment_id}"),
@@ -585,14 +595,14 @@ impl TrytonClient {
     async fn claim(&self, write: &FulfilmentWrite, sale_id: i64) -> Result<Obj> {
         let wanted = Self::wanted(write);
         for attempt in 0..2 {
-            for s in self.sale_shipments(sale_id).await? {
+            for (s, moves) in self.sale_shipments(sale_id).await? {
                 let free = matches!(state(&s), "draft" | "waiting" | "assigned")
                     && rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none();
                 if !free {
                     continue;
                 }
                 let id = record_id(&s);
-                let have = Self::outgoing(&self.moves_of(id).await?);
+                let have = Self::outgoing(&moves);
                 if !wanted.iter().all(|(line, q)| have.get(line).is_some_and(|h| h >= q)) {
                     continue;
                 }
@@ -839,6 +849,9 @@ impl TrytonClient {
         })
     }
 }
+
+/// What is read of a move in a shipment.
+const MOVE_FIELDS_IN_SHIPMENT: &[&str] = &["quantity", "state", "origin", "from_location", "to_location", "product.code"];
 
 const SHIPMENT_FIELDS: &[&str] = &[
     "number", "rec_name", "state", "reference", "shipping_reference", "packages.shipping_reference", "carrier.rec_name",
@@ -1234,12 +1247,10 @@ impl Erp for TrytonClient {
         Box::pin(async move {
             let sale = sale_id(erp_order_id)?;
             let mut out = Vec::new();
-            for s in self.sale_shipments(sale).await? {
+            for (s, moves) in self.sale_shipments(sale).await? {
                 if rest::text_of(s.get("reference").unwrap_or(&Value::Null)).is_none() {
                     continue;
                 }
-                let id = record_id(&s);
-                let moves = self.moves_of(id).await?;
                 out.extend(self.record_of(&s, sale, &moves));
             }
             Ok(out)
