@@ -1,7 +1,7 @@
 //! The gate every request passes: authentication, the rate limits, injected faults
 //! and the request statistics. v1 paths need Basic auth and spend the fixed window of
-//! their key pair (`X-Rate-Limit-Limit/Remaining/Reset` on every answer, 429 when
-//! spent); `/v2/` paths need `API-Key` and get 200 a minute with `Retry-After`. The
+//! their key pair (`X-Rate-Limit-Limit/Remaining/Reset` on every answer, 401s
+//! included, which spend nothing; 429 when spent); `/v2/` paths need `API-Key` and get 200 a minute with `Retry-After`. The
 //! control API under `/_sandbox/` and the public key at `/jwks` pass freely.
 
 use std::sync::Arc;
@@ -47,20 +47,28 @@ pub async fn gate(State(shared): State<Arc<Shared>>, request: Request, next: Nex
         Api::V1 => v1_credential(&shared, request.headers()),
         Api::V2 => v2_credential(&shared, request.headers()),
     };
-    let Some(credential) = credential else {
-        shared.with_world(|w| w.stats.unauthorized += 1);
-        return match api {
-            Api::V1 => unauthorized_v1(),
-            Api::V2 => V2Error::unauthorized().into_response(),
-        };
-    };
-
     let now = shared.clock.now();
     let (limit, window_len) = match api {
         Api::V1 => (shared.config.rate_limit, shared.config.rate_window),
         Api::V2 => (shared.config.v2_rate_limit, std::time::Duration::from_secs(60)),
     };
     let window_len = SignedDuration::try_from(window_len).unwrap_or(SignedDuration::from_secs(60));
+    let Some(credential) = credential else {
+        shared.with_world(|w| w.stats.unauthorized += 1);
+        return match api {
+            Api::V1 => {
+                // Every v1 answer carries the rate headers. A refused request spends
+                // nothing: they show the window of the key it named, as it stands.
+                let named = v1_key_named(request.headers()).unwrap_or_default();
+                let window = shared.read_world(|w| w.windows.get(&named).cloned()).unwrap_or_default();
+                let (remaining, reset_secs) = peek(&window, now, window_len, limit);
+                let mut response = unauthorized_v1();
+                rate_headers(response.headers_mut(), limit, remaining, reset_secs);
+                response
+            }
+            Api::V2 => V2Error::unauthorized().into_response(),
+        };
+    };
     let admitted = shared.with_world(|w| {
         let windows = match api {
             Api::V1 => &mut w.windows,
@@ -135,6 +143,18 @@ fn spend(window: &mut Window, now: Timestamp, len: SignedDuration, limit: u32) -
     (true, limit - window.used, reset_secs)
 }
 
+/// A window's `(remaining, seconds to reset)` without spending from it; a window
+/// not started yet (or over) is a whole fresh one.
+fn peek(window: &Window, now: Timestamp, len: SignedDuration, limit: u32) -> (u32, u64) {
+    match window.started {
+        Some(started) if now < started + len => {
+            let left = (started + len).duration_since(now);
+            (limit.saturating_sub(window.used), (left.as_millis().max(0) as u64).div_ceil(1000))
+        }
+        _ => (limit, (len.as_millis().max(0) as u64).div_ceil(1000)),
+    }
+}
+
 fn limited(api: Api, limit: u32, reset_secs: u64) -> Response {
     match api {
         Api::V1 => {
@@ -183,7 +203,8 @@ fn decide_fault(shared: &Shared, path: &str, method: &Method) -> Fault {
     }
 }
 
-fn v1_credential(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+/// The `(key, secret)` a Basic `Authorization` header carries, checked or not.
+fn v1_pair(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get("authorization")?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -192,7 +213,17 @@ fn v1_credential(shared: &Shared, headers: &HeaderMap) -> Option<String> {
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
     let decoded = String::from_utf8(decoded).ok()?;
     let (key, secret) = decoded.split_once(':')?;
-    (eq(key, &shared.config.api_key) & eq(secret, &shared.config.api_secret)).then(|| key.to_string())
+    Some((key.to_string(), secret.to_string()))
+}
+
+/// The API key a refused request named (its window is the one it reports).
+fn v1_key_named(headers: &HeaderMap) -> Option<String> {
+    v1_pair(headers).map(|(key, _)| key)
+}
+
+fn v1_credential(shared: &Shared, headers: &HeaderMap) -> Option<String> {
+    let (key, secret) = v1_pair(headers)?;
+    (eq(&key, &shared.config.api_key) & eq(&secret, &shared.config.api_secret)).then_some(key)
 }
 
 fn v2_credential(shared: &Shared, headers: &HeaderMap) -> Option<String> {

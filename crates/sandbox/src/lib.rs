@@ -5,9 +5,10 @@
 //! offline. One port serves:
 //!
 //! - **v1** at the root (`/orders`, `/shipments`, `/fulfillments`, `/webhooks`, stores,
-//!   warehouses, carriers): Basic auth, the fixed-window rate limit with its
-//!   `X-Rate-Limit-*` headers, US Pacific times without an offset, `orderKey` upserts,
-//!   ASP.NET-shaped errors and a 404 for every path ShipStation does not have;
+//!   warehouses, carriers, products, customers, users): Basic auth, the fixed-window
+//!   rate limit with its `X-Rate-Limit-*` headers on every answer, US Pacific times
+//!   without an offset, `orderKey` upserts, ASP.NET-shaped errors and a 404 for every
+//!   path ShipStation does not have;
 //! - **v2**, the parts shipledger uses (`/v2/labels`, `/v2/tracking`,
 //!   `/v2/environment/webhooks`, `/v2/inventory`): `API-Key` auth, 200 requests a minute
 //!   with `Retry-After`, `se-` ids that match the v1 integers, RSA-SHA256 signed `track`

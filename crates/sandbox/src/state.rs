@@ -1,5 +1,7 @@
-//! The sandbox's world: every order, label (v1 "shipment"), fulfilment, webhook
-//! subscription and tracking history, and the rules ShipStation applies to them.
+//! The sandbox's world: every order, label (v1 "shipment", with or without an
+//! order), fulfilment, product, webhook subscription and tracking history, the
+//! account's stores, warehouses and carriers (with their rate card and balances), and
+//! the rules ShipStation applies to them.
 //!
 //! Handlers render these records in v1 or v2 shapes; the rules live here so both APIs
 //! and the control API see one truth: an order is shipped when live labels cover all
@@ -21,6 +23,10 @@ pub const OPEN_STATUSES: [&str; 4] = ["awaiting_payment", "awaiting_shipment", "
 pub const ALL_STATUSES: [&str; 6] =
     ["awaiting_payment", "awaiting_shipment", "pending_fulfillment", "shipped", "on_hold", "cancelled"];
 
+fn yes() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Store {
     pub store_id: i64,
@@ -28,6 +34,28 @@ pub struct Store {
     pub marketplace_id: i64,
     pub marketplace_name: String,
     pub create_date: Timestamp,
+    /// `POST /stores/deactivate` clears it, `/stores/reactivate` sets it again.
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub modify_date: Option<Timestamp>,
+    /// What `PUT /stores/{id}` may change, as last sent.
+    #[serde(default)]
+    pub settings: StoreSettings,
+}
+
+/// The editable part of a store (`PUT /stores/{id}` replaces all of it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreSettings {
+    pub email: Option<String>,
+    pub integration_url: Option<String>,
+    pub company_name: String,
+    pub phone: String,
+    pub public_email: String,
+    pub website: String,
+    pub auto_refresh: bool,
+    /// `(orderStatus, statusKey)`; the default mappings when empty.
+    pub status_mappings: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,8 +63,37 @@ pub struct Warehouse {
     pub warehouse_id: i64,
     pub warehouse_name: String,
     pub origin_address: Value,
+    /// The origin address when none was given.
+    #[serde(default)]
+    pub return_address: Value,
     pub create_date: Timestamp,
     pub is_default: bool,
+    /// `DELETE /warehouses/{id}` is a soft delete: the location goes inactive.
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+/// A product, one per SKU: made when an order line first shows the SKU (as
+/// ShipStation does on import), with an id that never changes afterwards, and
+/// replaced wholesale by `PUT /products/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Product {
+    pub product_id: i64,
+    pub sku: String,
+    pub name: String,
+    pub price: Option<Decimal>,
+    pub default_cost: Option<Decimal>,
+    pub length: Option<Decimal>,
+    pub width: Option<Decimal>,
+    pub height: Option<Decimal>,
+    /// Exact ounces, as sent or as converted from the line's weight.
+    pub weight_oz: Option<Decimal>,
+    pub customs_value: Option<Decimal>,
+    pub active: bool,
+    /// Every other product field, as the client last sent it.
+    pub rest: serde_json::Map<String, Value>,
+    pub create_date: Timestamp,
+    pub modify_date: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +106,16 @@ pub struct Carrier {
     pub packages: Vec<(String, String, bool, bool)>,
     /// Prefix of the tracking numbers this carrier issues.
     pub tracking_prefix: String,
+    /// Prepaid postage (funded carriers only), raised by `POST /carriers/addfunds`.
+    #[serde(default)]
+    pub balance: Decimal,
+}
+
+impl Carrier {
+    /// Postage is bought in advance from a balance (Stamps.com), not invoiced.
+    pub fn requires_funded_account(&self) -> bool {
+        self.code == "stamps_com"
+    }
 }
 
 /// One order line as ShipStation keeps it.
@@ -176,9 +243,10 @@ pub struct ShipmentItem {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Shipment {
     pub shipment_id: i64,
-    pub order_id: i64,
-    pub order_key: String,
-    pub order_number: String,
+    /// `None` for a label made without an order (`POST /shipments/createlabel`).
+    pub order_id: Option<i64>,
+    pub order_key: Option<String>,
+    pub order_number: Option<String>,
     pub user_id: Option<String>,
     pub customer_email: Option<String>,
     pub create_date: Timestamp,
@@ -327,8 +395,14 @@ pub struct Window {
     pub used: u32,
 }
 
+fn first_product_id() -> i64 {
+    5_000_000
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ids {
+    #[serde(default = "first_product_id")]
+    pub product: i64,
     pub order: i64,
     pub item: i64,
     pub shipment: i64,
@@ -348,6 +422,9 @@ pub struct World {
     pub tags: Vec<(i64, String, String)>,
     pub orders: BTreeMap<i64, Order>,
     pub order_keys: HashMap<String, i64>,
+    /// By product id; one per SKU.
+    #[serde(default)]
+    pub products: BTreeMap<i64, Product>,
     pub customers: HashMap<String, i64>,
     pub shipments: BTreeMap<i64, Shipment>,
     pub fulfillments: BTreeMap<i64, Fulfillment>,
@@ -413,6 +490,9 @@ impl World {
                     marketplace_id: 0,
                     marketplace_name: "ShipStation".into(),
                     create_date: now,
+                    active: true,
+                    modify_date: None,
+                    settings: StoreSettings::default(),
                 },
                 Store {
                     store_id: 310_002,
@@ -420,6 +500,9 @@ impl World {
                     marketplace_id: 0,
                     marketplace_name: "ShipStation".into(),
                     create_date: now,
+                    active: true,
+                    modify_date: None,
+                    settings: StoreSettings::default(),
                 },
             ],
             warehouses: vec![Warehouse {
@@ -431,13 +514,16 @@ impl World {
                     "postalCode": "78701", "country": "US", "phone": "512-555-0100",
                     "residential": false, "addressVerified": null
                 }),
+                return_address: Value::Null,
                 create_date: now,
                 is_default: true,
+                active: true,
             }],
             carriers: default_carriers(),
             tags: vec![(1001, "Priority".into(), "#FF0000".into()), (1002, "Gift".into(), "#00AA00".into())],
             orders: BTreeMap::new(),
             order_keys: HashMap::new(),
+            products: BTreeMap::new(),
             customers: HashMap::new(),
             shipments: BTreeMap::new(),
             fulfillments: BTreeMap::new(),
@@ -454,6 +540,7 @@ impl World {
             simulation: Default::default(),
             sim_plans: BTreeMap::new(),
             ids: Ids {
+                product: first_product_id(),
                 order: 94_100_000,
                 item: 128_000_000,
                 shipment: 72_500_000,
@@ -512,10 +599,45 @@ impl World {
         Some(id)
     }
 
+    /// The product of an order line's SKU, made the first time the SKU is seen with
+    /// the next product id; later lines with the SKU get the same id and change
+    /// nothing (`PUT /products/{id}` is how a product changes).
+    pub fn product_for(&mut self, item: &Item, now: Timestamp) -> Option<i64> {
+        let sku = item.sku.as_deref().filter(|s| !s.is_empty() && !item.adjustment)?;
+        if let Some(p) = self.products.values().find(|p| p.sku == sku) {
+            return Some(p.product_id);
+        }
+        self.ids.product += 1;
+        let product_id = self.ids.product;
+        let mut rest = serde_json::Map::new();
+        rest.insert("fulfillmentSku".into(), serde_json::json!(item.fulfillment_sku));
+        rest.insert("warehouseLocation".into(), serde_json::json!(item.warehouse_location));
+        self.products.insert(
+            product_id,
+            Product {
+                product_id,
+                sku: sku.to_string(),
+                name: item.name.clone(),
+                price: item.unit_price,
+                default_cost: None,
+                length: None,
+                width: None,
+                height: None,
+                weight_oz: weight_in_ounces(&item.weight),
+                customs_value: None,
+                active: true,
+                rest,
+                create_date: now,
+                modify_date: now,
+            },
+        );
+        Some(product_id)
+    }
+
     /// Quantity of each order item already in live (not voided) labels.
     pub fn shipped_quantities(&self, order_id: i64) -> HashMap<i64, i64> {
         let mut out = HashMap::new();
-        for s in self.shipments.values().filter(|s| s.order_id == order_id && !s.voided) {
+        for s in self.shipments.values().filter(|s| s.order_id == Some(order_id) && !s.voided) {
             for item in &s.items {
                 *out.entry(item.order_item_id).or_insert(0) += item.quantity;
             }
@@ -604,13 +726,6 @@ impl World {
             .clone()
             .or_else(|| order.service_code.clone())
             .unwrap_or_else(|| carrier.services[0].0.clone());
-        self.ids.shipment += 1;
-        let shipment_id = self.ids.shipment;
-        self.ids.tracking += 1;
-        let tracking_number = req
-            .tracking_number
-            .clone()
-            .unwrap_or_else(|| format!("{}{:010}", carrier.tracking_prefix, shipment_id * 7 + self.ids.tracking));
         let items: Vec<ShipmentItem> = lines
             .iter()
             .map(|(idx, qty)| {
@@ -633,46 +748,37 @@ impl World {
                 }
             })
             .collect();
-        let batch_id = self.next_batch();
         let ship_date = req.ship_date.unwrap_or_else(|| pacific_date(now));
-        let shipment = Shipment {
-            shipment_id,
-            order_id,
-            order_key: order.order_key.clone(),
-            order_number: order.order_number.clone(),
-            user_id: order.user_id.clone(),
-            customer_email: order.customer_email.clone(),
-            create_date: now,
-            ship_date,
-            shipment_cost: req.shipment_cost.unwrap_or_else(|| Decimal::new(895, 2)),
-            insurance_cost: req.insurance_cost.unwrap_or_default(),
-            currency: req.currency.clone().unwrap_or_else(|| "USD".into()).to_ascii_uppercase(),
-            tracking_number: tracking_number.clone(),
-            carrier_code: carrier.code.clone(),
-            service_code,
-            package_code: req.package_code.clone().unwrap_or_else(|| "package".into()),
-            confirmation: req.confirmation.clone().or_else(|| Some("none".into())),
-            warehouse_id: order.advanced.warehouse_id,
-            store_id: order.store_id(),
-            voided: false,
-            void_date: None,
-            ship_to: order.ship_to.clone(),
-            weight: order.weight.clone(),
-            dimensions: order.dimensions.clone(),
-            items,
-            batch_id,
-        };
-        self.shipments.insert(shipment_id, shipment);
-        self.tracking.insert(
-            tracking_number.clone(),
-            Tracking {
-                tracking_number,
+        let shipment_id = self.issue_label(
+            Shipment {
+                shipment_id: 0,
+                order_id: Some(order_id),
+                order_key: Some(order.order_key.clone()),
+                order_number: Some(order.order_number.clone()),
+                user_id: order.user_id.clone(),
+                customer_email: order.customer_email.clone(),
+                create_date: now,
+                ship_date,
+                shipment_cost: req.shipment_cost.unwrap_or_else(|| Decimal::new(895, 2)),
+                insurance_cost: req.insurance_cost.unwrap_or_default(),
+                currency: req.currency.clone().unwrap_or_else(|| "USD".into()).to_ascii_uppercase(),
+                tracking_number: String::new(),
                 carrier_code: carrier.code.clone(),
-                label_shipment_id: Some(shipment_id),
-                ship_date: Some(ship_date),
-                events: Vec::new(),
-                started: false,
+                service_code,
+                package_code: req.package_code.clone().unwrap_or_else(|| "package".into()),
+                confirmation: req.confirmation.clone().or_else(|| Some("none".into())),
+                warehouse_id: order.advanced.warehouse_id,
+                store_id: order.store_id(),
+                voided: false,
+                void_date: None,
+                ship_to: order.ship_to.clone(),
+                weight: order.weight.clone(),
+                dimensions: order.dimensions.clone(),
+                items,
+                batch_id: 0,
             },
+            &carrier,
+            req.tracking_number.clone(),
         );
         let fully_shipped = {
             let order = &self.orders[&order_id];
@@ -685,6 +791,33 @@ impl World {
             order.ship_date = Some(ship_date);
         }
         Ok(shipment_id)
+    }
+
+    /// Give a label its shipment id, tracking number (unless one is given) and
+    /// notification batch, and start tracking it. Shared by labels for orders and
+    /// labels without one.
+    pub fn issue_label(&mut self, mut shipment: Shipment, carrier: &Carrier, tracking_number: Option<String>) -> i64 {
+        self.ids.shipment += 1;
+        let shipment_id = self.ids.shipment;
+        self.ids.tracking += 1;
+        let tracking_number = tracking_number
+            .unwrap_or_else(|| format!("{}{:010}", carrier.tracking_prefix, shipment_id * 7 + self.ids.tracking));
+        shipment.shipment_id = shipment_id;
+        shipment.tracking_number = tracking_number.clone();
+        shipment.batch_id = self.next_batch();
+        self.tracking.insert(
+            tracking_number.clone(),
+            Tracking {
+                tracking_number,
+                carrier_code: carrier.code.clone(),
+                label_shipment_id: Some(shipment_id),
+                ship_date: Some(shipment.ship_date),
+                events: Vec::new(),
+                started: false,
+            },
+        );
+        self.shipments.insert(shipment_id, shipment);
+        shipment_id
     }
 
     /// Void a label: it stays listed with `voided` and `voidDate`; its lines are
@@ -700,7 +833,7 @@ impl World {
         shipment.voided = true;
         shipment.void_date = Some(now);
         let order_id = shipment.order_id;
-        if let Some(order) = self.orders.get_mut(&order_id) {
+        if let Some(order) = order_id.and_then(|id| self.orders.get_mut(&id)) {
             if order.order_status == "shipped" {
                 order.order_status = "awaiting_shipment".into();
                 order.ship_date = None;
@@ -888,6 +1021,102 @@ impl World {
     }
 }
 
+/// One rate, as `POST /shipments/getrates` lists it (and `createlabel` charges).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rate {
+    pub service_code: String,
+    pub service_name: String,
+    pub shipment_cost: Decimal,
+    pub other_cost: Decimal,
+}
+
+/// What a rate depends on.
+pub struct RateRequest<'a> {
+    pub service_code: Option<&'a str>,
+    pub ounces: Decimal,
+    pub international: bool,
+    pub confirmation: Option<&'a str>,
+    pub residential: bool,
+}
+
+impl Carrier {
+    /// The sandbox's rate card, deterministic from weight and service: the n-th
+    /// service (0-based) of a carrier costs 5.50 + 3.25·n for the first pound and
+    /// 0.75 + 0.50·n for each further started pound, international services 12.00
+    /// and 1.75 more; `otherCost` is a 4 % fuel surcharge plus the confirmation fee
+    /// (signature 2.95, adult 6.95, direct 4.25) and, for UPS and FedEx, 3.50 to a
+    /// residence. Every amount is rounded half-even to the cent. Services that do
+    /// not serve the destination (domestic or international) are left out.
+    pub fn rates(&self, req: &RateRequest) -> Result<Vec<Rate>, Refusal> {
+        if let Some(code) = req.service_code
+            && !self.services.iter().any(|(c, ..)| c.eq_ignore_ascii_case(code))
+        {
+            return Err(Refusal::Invalid(format!(
+                "serviceCode {code} is not a service of carrier {}; see GET /carriers/listservices?carrierCode={}",
+                self.code, self.code
+            )));
+        }
+        let cent = |d: Decimal| d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointNearestEven);
+        let pounds = (req.ounces / Decimal::from(16)).ceil().max(Decimal::ONE);
+        let fee = match req.confirmation.unwrap_or("none") {
+            "signature" => Decimal::new(295, 2),
+            "adult_signature" => Decimal::new(695, 2),
+            "direct_signature" => Decimal::new(425, 2),
+            _ => Decimal::ZERO,
+        };
+        let residence = if req.residential && matches!(self.code.as_str(), "ups" | "fedex") {
+            Decimal::new(350, 2)
+        } else {
+            Decimal::ZERO
+        };
+        let mut out = Vec::new();
+        for (n, (code, name, domestic, international)) in self.services.iter().enumerate() {
+            if req.service_code.is_some_and(|c| !c.eq_ignore_ascii_case(code)) {
+                continue;
+            }
+            if (req.international && !international) || (!req.international && !domestic) {
+                continue;
+            }
+            let n = Decimal::from(n as i64);
+            let (mut first, mut further) = (Decimal::new(550, 2) + Decimal::new(325, 2) * n, Decimal::new(75, 2) + Decimal::new(50, 2) * n);
+            if req.international {
+                first += Decimal::new(1200, 2);
+                further += Decimal::new(175, 2);
+            }
+            let shipment_cost = cent(first + further * (pounds - Decimal::ONE));
+            let other_cost = cent(shipment_cost * Decimal::new(4, 2)) + fee + residence;
+            out.push(Rate { service_code: code.clone(), service_name: name.clone(), shipment_cost, other_cost });
+        }
+        if out.is_empty() && let Some(code) = req.service_code {
+            let reach = if req.international { "international" } else { "domestic" };
+            return Err(Refusal::Invalid(format!("serviceCode {code} of carrier {} does not serve {reach} shipments", self.code)));
+        }
+        Ok(out)
+    }
+}
+
+/// A v1 `{value, units}` weight in ounces, on exact decimals: ounces as sent,
+/// pounds × 16, grams and kilograms ÷ 28.349523125 g (rounded half-even to
+/// 6 places, the only inexact case). `None` when absent or unreadable.
+pub fn weight_in_ounces(weight: &Value) -> Option<Decimal> {
+    use shipledger_core::WeightUnit;
+    let text = match weight.get("value")? {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        _ => return None,
+    };
+    let value = if text.contains(['e', 'E']) { Decimal::from_scientific(&text).ok()? } else { text.parse::<Decimal>().ok()? };
+    let unit = WeightUnit::parse(weight.get("units")?.as_str()?).ok()?;
+    let grams_per_ounce = Decimal::new(28_349_523_125, 9);
+    let ounces = match unit {
+        WeightUnit::Ounces => value,
+        WeightUnit::Pounds => value * Decimal::from(16),
+        WeightUnit::Grams => (value / grams_per_ounce).round_dp(6),
+        WeightUnit::Kilograms => (value * Decimal::from(1000) / grams_per_ounce).round_dp(6),
+    };
+    Some(ounces.normalize())
+}
+
 /// The Pacific calendar date of an instant (ShipStation's `shipDate`).
 pub fn pacific_date(ts: Timestamp) -> Date {
     ts.to_zoned(jiff::tz::TimeZone::get("America/Los_Angeles").expect("bundled tzdb"))
@@ -917,6 +1146,7 @@ fn default_carriers() -> Vec<Carrier> {
             ],
             packages: vec![s("package", "Package", true, true), s("ups_letter", "UPS Letter", true, true)],
             tracking_prefix: "1Z999AA1".into(),
+            balance: Decimal::ZERO,
         },
         Carrier {
             code: "fedex".into(),
@@ -930,6 +1160,7 @@ fn default_carriers() -> Vec<Carrier> {
             ],
             packages: vec![s("package", "Package", true, true), s("fedex_envelope", "FedEx® Envelope", true, true)],
             tracking_prefix: "7946".into(),
+            balance: Decimal::ZERO,
         },
         Carrier {
             code: "stamps_com".into(),
@@ -943,6 +1174,7 @@ fn default_carriers() -> Vec<Carrier> {
             ],
             packages: vec![s("package", "Package", true, true), s("flat_rate_envelope", "Flat Rate Envelope", true, true)],
             tracking_prefix: "9400".into(),
+            balance: Decimal::new(250, 0),
         },
         Carrier {
             code: "royal_mail".into(),
@@ -955,6 +1187,7 @@ fn default_carriers() -> Vec<Carrier> {
             ],
             packages: vec![s("package", "Parcel", true, true)],
             tracking_prefix: "RM".into(),
+            balance: Decimal::ZERO,
         },
     ]
 }

@@ -1,10 +1,17 @@
-//! ShipStation v1 (`ssapi.shipstation.com`): orders, shipments, fulfillments,
-//! webhooks, and the stores, warehouses and carriers a client configures itself from.
+//! ShipStation v1 (`ssapi.shipstation.com`): orders (and the users assigned to them),
+//! shipments (rates, labels with or without an order, voids), fulfillments, webhooks,
+//! and the account a client configures itself from: stores (update, deactivate,
+//! reactivate, refresh status, marketplaces), warehouses (create, update, soft
+//! delete), carriers (services, packages, funds), products (one per SKU, made when an
+//! order line first shows it, with an id that never moves; `PUT` replaces one),
+//! customers (`stateCode`, `countryCode`, `sortBy`, `sortDir`) and users.
 //!
 //! Times go out as US Pacific wall-clock strings without an offset (7 fractional
 //! digits on orders and shipments, 3 on items, dates alone for `shipDate`) and come in
-//! the same way. Money goes out as bare JSON numbers with no currency. Bodies that do
-//! not parse get ASP.NET's `{"Message", "ModelState"}`.
+//! the same way. Money and weights go out as bare JSON numbers with no currency, from
+//! exact decimals (`weightOz` is the line's weight converted on decimals, never
+//! through milligrams). Bodies that do not parse get ASP.NET's `{"Message",
+//! "ModelState"}`.
 
 use std::sync::Arc;
 
@@ -25,7 +32,9 @@ use crate::Shared;
 use crate::delivery;
 use crate::error::V1Error;
 use crate::query::{Query, page_of};
-use crate::state::{ALL_STATUSES, Advanced, Fulfillment, Item, LabelRequest, Order, Shipment, World, uuid_like};
+use crate::state::{
+    ALL_STATUSES, Advanced, Fulfillment, Item, LabelRequest, Order, Product, Shipment, World, uuid_like, weight_in_ounces,
+};
 
 type Shared_ = State<Arc<Shared>>;
 
@@ -42,23 +51,33 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/orders/addtag", post(add_tag))
         .route("/orders/removetag", post(remove_tag))
         .route("/orders/createlabelfororder", post(create_label_for_order))
+        .route("/orders/assignuser", post(assign_user))
+        .route("/orders/unassignuser", post(unassign_user))
         .route("/shipments", get(list_shipments))
+        .route("/shipments/getrates", post(get_rates))
+        .route("/shipments/createlabel", post(create_label))
         .route("/shipments/voidlabel", post(void_label))
         .route("/fulfillments", get(list_fulfillments))
         .route("/webhooks", get(list_webhooks))
         .route("/webhooks/subscribe", post(subscribe))
         .route("/webhooks/{webhook_id}", delete(unsubscribe))
         .route("/stores", get(list_stores))
-        .route("/stores/{store_id}", get(get_store))
+        .route("/stores/marketplaces", get(list_marketplaces))
+        .route("/stores/getrefreshstatus", get(get_refresh_status))
+        .route("/stores/deactivate", post(deactivate_store))
+        .route("/stores/reactivate", post(reactivate_store))
+        .route("/stores/{store_id}", get(get_store).put(update_store))
         .route("/warehouses", get(list_warehouses))
-        .route("/warehouses/{warehouse_id}", get(get_warehouse))
+        .route("/warehouses/createwarehouse", post(create_warehouse))
+        .route("/warehouses/{warehouse_id}", get(get_warehouse).put(update_warehouse).delete(delete_warehouse))
         .route("/carriers", get(list_carriers))
+        .route("/carriers/addfunds", post(add_funds))
         .route("/carriers/getcarrier", get(get_carrier))
         .route("/carriers/listservices", get(list_services))
         .route("/carriers/listpackages", get(list_packages))
         .route("/accounts/listtags", get(list_tags))
         .route("/products", get(list_products))
-        .route("/products/{product_id}", get(get_product))
+        .route("/products/{product_id}", get(get_product).put(update_product))
         .route("/customers", get(list_customers))
         .route("/customers/{customer_id}", get(get_customer))
         .route("/users", get(list_users))
@@ -368,10 +387,10 @@ fn obj_or_null(v: &Value, key: &str) -> Value {
     }
 }
 
-fn address(v: &Value, key: &str) -> Result<Value, V1Error> {
+fn address(v: &Value, key: &str, what: &str) -> Result<Value, V1Error> {
     let Some(Value::Object(obj)) = v.get(key) else {
         return Err(V1Error::Invalid {
-            field: format!("apiOrder.{key}"),
+            field: format!("{what}.{key}"),
             message: format!("The {key} field is required."),
         });
     };
@@ -419,8 +438,8 @@ fn order_from_body(world: &mut World, v: &Value, existing: Option<&Order>, now: 
             ),
         });
     }
-    let bill_to = address(v, "billTo")?;
-    let ship_to = address(v, "shipTo")?;
+    let bill_to = address(v, "billTo", F)?;
+    let ship_to = address(v, "shipTo", F)?;
 
     let mut items = Vec::new();
     if let Some(list) = v.get("items").and_then(Value::as_array) {
@@ -461,6 +480,12 @@ fn order_from_body(world: &mut World, v: &Value, existing: Option<&Order>, now: 
                 create_date: kept.map(|k| k.create_date).unwrap_or(now),
                 modify_date: now,
             });
+        }
+    }
+
+    for item in &mut items {
+        if item.product_id.is_none() {
+            item.product_id = world.product_for(item, now);
         }
     }
 
@@ -917,10 +942,13 @@ async fn create_label_for_order(State(shared): Shared_, body: Bytes) -> Result<J
         "shipmentCost": num(Some(shipment.shipment_cost)),
         "insuranceCost": num(Some(shipment.insurance_cost)),
         "trackingNumber": shipment.tracking_number,
-        "labelData": "JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSPj4Kc3RyZWFtCg==",
+        "labelData": LABEL_PDF,
         "formData": null,
     })))
 }
+
+/// The label document every label comes with: the start of a PDF, base64.
+const LABEL_PDF: &str = "JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSPj4Kc3RyZWFtCg==";
 
 // ---------------------------------------------------------------- shipments
 
@@ -945,13 +973,17 @@ async fn list_shipments(State(shared): Shared_, RawQuery(raw): RawQuery) -> Resu
         let mut list: Vec<&Shipment> = w
             .shipments
             .values()
-            .filter(|s| w.orders.get(&s.order_id).is_some_and(Order::visible))
+            .filter(|s| s.order_id.is_none_or(|id| w.orders.get(&id).is_some_and(Order::visible)))
             .filter(|s| recipient.as_ref().is_none_or(|r| {
                 s.ship_to.get("name").and_then(Value::as_str).is_some_and(|n| n.to_ascii_lowercase().contains(r.as_str()))
             }))
             .filter(|s| country.is_none_or(|c| s.ship_to.get("country").and_then(Value::as_str).is_some_and(|x| x.eq_ignore_ascii_case(c))))
-            .filter(|s| number.as_ref().is_none_or(|n| s.order_number.to_ascii_lowercase().starts_with(n.as_str())))
-            .filter(|s| order_id.is_none_or(|id| s.order_id == id))
+            .filter(|s| {
+                number.as_ref().is_none_or(|n| {
+                    s.order_number.as_deref().is_some_and(|x| x.to_ascii_lowercase().starts_with(n.as_str()))
+                })
+            })
+            .filter(|s| order_id.is_none_or(|id| s.order_id == Some(id)))
             .filter(|s| carrier.is_none_or(|c| s.carrier_code.eq_ignore_ascii_case(c)))
             .filter(|s| service.is_none_or(|c| s.service_code.eq_ignore_ascii_case(c)))
             .filter(|s| tracking.is_none_or(|t| s.tracking_number == t))
@@ -981,6 +1013,163 @@ async fn list_shipments(State(shared): Shared_, RawQuery(raw): RawQuery) -> Resu
     })?;
     let (items, total, pages) = page_of(&all, page, size);
     Ok(Json(json!({"shipments": items, "total": total, "page": page, "pages": pages})))
+}
+
+/// The country labels leave from: the named ship-from location's, else the
+/// default one's.
+fn origin_country(w: &World, warehouse_id: Option<i64>) -> String {
+    let wh = match warehouse_id {
+        Some(id) => w.warehouses.iter().find(|wh| wh.warehouse_id == id),
+        None => w.warehouses.iter().find(|wh| wh.is_default && wh.active),
+    };
+    wh.and_then(|wh| wh.origin_address.get("country").and_then(Value::as_str)).unwrap_or("US").to_string()
+}
+
+/// A positive weight in ounces from a required `weight` object.
+fn weight_required(v: &Value, what: &str) -> Result<Decimal, V1Error> {
+    weight_in_ounces(&v["weight"]).filter(|oz| *oz > Decimal::ZERO).ok_or_else(|| V1Error::Invalid {
+        field: format!("{what}.weight"),
+        message: "The weight field is required: a positive {value, units} in ounces, pounds or grams.".into(),
+    })
+}
+
+fn required_str(v: &Value, key: &str, what: &str) -> Result<String, V1Error> {
+    opt_str(v, key).filter(|s| !s.trim().is_empty()).ok_or_else(|| V1Error::Invalid {
+        field: format!("{what}.{key}"),
+        message: format!("The {key} field is required."),
+    })
+}
+
+fn rate_json(r: &crate::state::Rate) -> Value {
+    json!({
+        "serviceName": r.service_name,
+        "serviceCode": r.service_code,
+        "shipmentCost": num(Some(r.shipment_cost)),
+        "otherCost": num(Some(r.other_cost)),
+    })
+}
+
+/// `POST /shipments/getrates`: the carrier's services that reach the destination,
+/// priced by the sandbox's rate card ([`Carrier::rates`](crate::state::Carrier::rates)).
+async fn get_rates(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    const F: &str = "rateOptions";
+    let v = parse_body(&body, F)?;
+    let carrier_code = required_str(&v, "carrierCode", F)?;
+    required_str(&v, "fromPostalCode", F)?;
+    let to_country = required_str(&v, "toCountry", F)?;
+    required_str(&v, "toPostalCode", F)?;
+    if carrier_code.eq_ignore_ascii_case("ups") {
+        required_str(&v, "toState", F).map_err(|_| V1Error::Invalid {
+            field: format!("{F}.toState"),
+            message: "The toState field is required for UPS rates.".into(),
+        })?;
+    }
+    let ounces = weight_required(&v, F)?;
+    let warehouse = opt_i64(&v, "fromWarehouseId", F)?;
+    let service = opt_str(&v, "serviceCode").filter(|s| !s.is_empty());
+    let confirmation = opt_str(&v, "confirmation");
+    let residential = opt_bool(&v, "residential");
+    shared.read_world(|w| {
+        let carrier = w
+            .carrier(&carrier_code)
+            .ok_or_else(|| V1Error::BadRequest(format!("unknown carrierCode {carrier_code}; see GET /carriers")))?;
+        let rates = carrier.rates(&crate::state::RateRequest {
+            service_code: service.as_deref(),
+            ounces,
+            international: !origin_country(w, warehouse).eq_ignore_ascii_case(&to_country),
+            confirmation: confirmation.as_deref(),
+            residential,
+        })?;
+        Ok(Json(Value::Array(rates.iter().map(rate_json).collect())))
+    })
+}
+
+/// `POST /shipments/createlabel`: a label without an order. It is charged what
+/// `getrates` quotes for its service (`shipmentCost + otherCost`), is listed by
+/// `GET /shipments` with `orderId` null, and tells SHIP_NOTIFY subscribers.
+async fn create_label(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    const F: &str = "shipmentOptions";
+    let v = parse_body(&body, F)?;
+    let carrier_code = required_str(&v, "carrierCode", F)?;
+    let service_code = required_str(&v, "serviceCode", F)?;
+    let package_code = required_str(&v, "packageCode", F)?;
+    let ship_date = opt_date(&v, "shipDate", F)?.ok_or_else(|| V1Error::Invalid {
+        field: format!("{F}.shipDate"),
+        message: "The shipDate field is required.".into(),
+    })?;
+    let ounces = weight_required(&v, F)?;
+    let ship_from = address(&v, "shipFrom", F)?;
+    let ship_to = address(&v, "shipTo", F)?;
+    let confirmation = opt_str(&v, "confirmation").unwrap_or_else(|| "none".into());
+    let adv = v.get("advancedOptions").cloned().unwrap_or(Value::Null);
+    let store = opt_i64(&adv, "storeId", F)?;
+    let warehouse_id = opt_i64(&adv, "warehouseId", F)?;
+    let now = shared.clock.now();
+    let shipment = shared.with_world(|w| -> Result<Shipment, V1Error> {
+        let carrier = w
+            .carrier(&carrier_code)
+            .cloned()
+            .ok_or_else(|| V1Error::BadRequest(format!("unknown carrierCode {carrier_code}; see GET /carriers")))?;
+        if !carrier.packages.iter().any(|(c, ..)| c.eq_ignore_ascii_case(&package_code)) {
+            return Err(V1Error::BadRequest(format!(
+                "packageCode {package_code} is not a package of carrier {}; see GET /carriers/listpackages?carrierCode={}",
+                carrier.code, carrier.code
+            )));
+        }
+        let from_country = ship_from.get("country").and_then(Value::as_str).unwrap_or("US").to_string();
+        let to_country = ship_to.get("country").and_then(Value::as_str).unwrap_or("US").to_string();
+        let rate = carrier
+            .rates(&crate::state::RateRequest {
+                service_code: Some(&service_code),
+                ounces,
+                international: !from_country.eq_ignore_ascii_case(&to_country),
+                confirmation: Some(&confirmation),
+                residential: ship_to.get("residential").and_then(Value::as_bool).unwrap_or(false),
+            })?
+            .remove(0);
+        let store_id = match store {
+            Some(id) if w.stores.iter().any(|s| s.store_id == id) => id,
+            Some(id) => return Err(V1Error::BadRequest(format!("storeId {id} is not a store of this account; see GET /stores"))),
+            None => w.default_store_id(),
+        };
+        let id = w.issue_label(
+            Shipment {
+                shipment_id: 0,
+                order_id: None,
+                order_key: None,
+                order_number: None,
+                user_id: None,
+                customer_email: None,
+                create_date: now,
+                ship_date,
+                shipment_cost: rate.shipment_cost + rate.other_cost,
+                insurance_cost: Decimal::ZERO,
+                currency: "USD".into(),
+                tracking_number: String::new(),
+                carrier_code: carrier.code.clone(),
+                service_code: rate.service_code.clone(),
+                package_code: package_code.to_ascii_lowercase(),
+                confirmation: Some(confirmation.clone()),
+                warehouse_id,
+                store_id,
+                voided: false,
+                void_date: None,
+                ship_to: ship_to.clone(),
+                weight: obj_or_null(&v, "weight"),
+                dimensions: obj_or_null(&v, "dimensions"),
+                items: Vec::new(),
+                batch_id: 0,
+            },
+            &carrier,
+            None,
+        );
+        let shipment = w.shipments[&id].clone();
+        delivery::ship_notify(&shared, w, shipment.store_id, shipment.batch_id);
+        Ok(shipment)
+    })?;
+    let mut out = shipment_json(&shipment, false);
+    out["labelData"] = json!(LABEL_PDF);
+    Ok(Json(out))
 }
 
 fn date_bound(s: &str) -> Result<jiff::civil::Date, V1Error> {
@@ -1128,40 +1317,61 @@ async fn unsubscribe(State(shared): Shared_, Path(id): Path<String>) -> Result<S
 
 // ---------------------------------------------------------------- account setup
 
+const DEFAULT_STATUS_MAPPINGS: [(&str, &str); 5] = [
+    ("awaiting_payment", "Awaiting Payment"),
+    ("awaiting_shipment", "Awaiting Shipment"),
+    ("shipped", "Shipped"),
+    ("cancelled", "Cancelled"),
+    ("on_hold", "On Hold"),
+];
+
 fn store_json(s: &crate::state::Store, with_mappings: bool) -> Value {
+    let set = &s.settings;
     let mut v = json!({
         "storeId": s.store_id,
         "storeName": s.store_name,
         "marketplaceId": s.marketplace_id,
         "marketplaceName": s.marketplace_name,
         "accountName": null,
-        "email": null,
-        "integrationUrl": null,
-        "active": true,
-        "companyName": "",
-        "phone": "",
-        "publicEmail": "",
-        "website": "",
+        "email": set.email,
+        "integrationUrl": set.integration_url,
+        "active": s.active,
+        "companyName": set.company_name,
+        "phone": set.phone,
+        "publicEmail": set.public_email,
+        "website": set.website,
         "refreshDate": null,
         "lastRefreshAttempt": null,
         "createDate": format_v1_timestamp_millis(s.create_date),
-        "modifyDate": format_v1_timestamp_millis(s.create_date),
-        "autoRefresh": false,
+        "modifyDate": format_v1_timestamp_millis(s.modify_date.unwrap_or(s.create_date)),
+        "autoRefresh": set.auto_refresh,
     });
     if with_mappings {
-        v["statusMappings"] = json!([
-            {"orderStatus": "awaiting_payment", "statusKey": "Awaiting Payment"},
-            {"orderStatus": "awaiting_shipment", "statusKey": "Awaiting Shipment"},
-            {"orderStatus": "shipped", "statusKey": "Shipped"},
-            {"orderStatus": "cancelled", "statusKey": "Cancelled"},
-            {"orderStatus": "on_hold", "statusKey": "On Hold"},
-        ]);
+        let mappings: Vec<Value> = if set.status_mappings.is_empty() {
+            DEFAULT_STATUS_MAPPINGS.iter().map(|(o, k)| json!({"orderStatus": o, "statusKey": k})).collect()
+        } else {
+            set.status_mappings.iter().map(|(o, k)| json!({"orderStatus": o, "statusKey": k})).collect()
+        };
+        v["statusMappings"] = Value::Array(mappings);
     }
     v
 }
 
-async fn list_stores(State(shared): Shared_) -> Json<Value> {
-    shared.read_world(|w| Json(Value::Array(w.stores.iter().map(|s| store_json(s, false)).collect())))
+/// `GET /stores?showInactive=&marketplaceId=`: active stores unless `showInactive`.
+async fn list_stores(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
+    let q = Query::parse(raw.as_deref());
+    let show_inactive = q.bool("showInactive")?.unwrap_or(false);
+    let marketplace = q.i64("marketplaceId")?;
+    Ok(shared.read_world(|w| {
+        Json(Value::Array(
+            w.stores
+                .iter()
+                .filter(|s| show_inactive || s.active)
+                .filter(|s| marketplace.is_none_or(|m| s.marketplace_id == m))
+                .map(|s| store_json(s, false))
+                .collect(),
+        ))
+    }))
 }
 
 async fn get_store(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
@@ -1174,28 +1384,286 @@ async fn get_store(State(shared): Shared_, Path(id): Path<String>) -> Result<Jso
     })
 }
 
+/// `PUT /stores/{id}`: the whole store, replaced; `storeName` is required and the
+/// marketplace cannot change. Answers the store as it now is.
+async fn update_store(State(shared): Shared_, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, V1Error> {
+    const F: &str = "store";
+    let n: i64 = id.parse().map_err(|_| no_resource(&format!("/stores/{id}")))?;
+    let v = parse_body(&body, F)?;
+    if !v.is_object() {
+        return Err(V1Error::Invalid { field: F.into(), message: "A store must be a JSON object.".into() });
+    }
+    if let Some(sent) = opt_i64(&v, "storeId", F)?
+        && sent != n
+    {
+        return Err(V1Error::BadRequest(format!(
+            "storeId {sent} in the body does not match store {n} in the URL; send the store's own id"
+        )));
+    }
+    let name = opt_str(&v, "storeName").filter(|s| !s.trim().is_empty()).ok_or_else(|| V1Error::Invalid {
+        field: "store.storeName".into(),
+        message: "The storeName field is required: PUT /stores/{id} replaces the whole store.".into(),
+    })?;
+    let mut mappings = Vec::new();
+    if let Some(list) = v.get("statusMappings").and_then(Value::as_array) {
+        for (i, m) in list.iter().enumerate() {
+            let status = opt_str(m, "orderStatus").unwrap_or_default();
+            if !ALL_STATUSES.contains(&status.as_str()) {
+                return Err(V1Error::Invalid {
+                    field: format!("store.statusMappings[{i}].orderStatus"),
+                    message: format!("'{status}' is not an orderStatus; use one of {}.", ALL_STATUSES.join(", ")),
+                });
+            }
+            mappings.push((status, opt_str(m, "statusKey").unwrap_or_default()));
+        }
+    }
+    let text = |key: &str| opt_str(&v, key).unwrap_or_default();
+    let settings = crate::state::StoreSettings {
+        email: opt_str(&v, "email"),
+        integration_url: opt_str(&v, "integrationUrl"),
+        company_name: text("companyName"),
+        phone: text("phone"),
+        public_email: text("publicEmail"),
+        website: text("website"),
+        auto_refresh: opt_bool(&v, "autoRefresh"),
+        status_mappings: mappings,
+    };
+    let marketplace = opt_i64(&v, "marketplaceId", F)?;
+    let now = shared.clock.now();
+    shared.with_world(|w| {
+        let store = w
+            .stores
+            .iter_mut()
+            .find(|s| s.store_id == n)
+            .ok_or_else(|| V1Error::NotFound(format!("store {n} not found")))?;
+        if let Some(m) = marketplace
+            && m != store.marketplace_id
+        {
+            return Err(V1Error::BadRequest(format!(
+                "store {n} is a {} store (marketplaceId {}); a store's marketplace cannot change",
+                store.marketplace_name, store.marketplace_id
+            )));
+        }
+        store.store_name = name;
+        store.active = v.get("active").and_then(Value::as_bool).unwrap_or(store.active);
+        store.settings = settings;
+        store.modify_date = Some(now);
+        Ok(Json(store_json(store, true)))
+    })
+}
+
+fn store_id_in(v: &Value) -> Result<i64, V1Error> {
+    opt_i64(v, "storeId", "request")?.ok_or_else(|| V1Error::Invalid {
+        field: "request.storeId".into(),
+        message: "The storeId field is required.".into(),
+    })
+}
+
+/// Deactivate or reactivate a store: an inactive store leaves `GET /stores` unless
+/// `showInactive=true`.
+fn set_store_active(shared: &Shared, body: &Bytes, active: bool) -> Result<Json<Value>, V1Error> {
+    let v = parse_body(body, "request")?;
+    let id = store_id_in(&v)?;
+    let now = shared.clock.now();
+    shared.with_world(|w| {
+        let store = w
+            .stores
+            .iter_mut()
+            .find(|s| s.store_id == id)
+            .ok_or_else(|| V1Error::NotFound(format!("store {id} not found; see GET /stores?showInactive=true")))?;
+        store.active = active;
+        store.modify_date = Some(now);
+        let message = if active {
+            "The requested store has been reactivated."
+        } else {
+            "The requested store has been deactivated."
+        };
+        Ok(Json(json!({"success": true, "message": message})))
+    })
+}
+
+async fn deactivate_store(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    set_store_active(&shared, &body, false)
+}
+
+async fn reactivate_store(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    set_store_active(&shared, &body, true)
+}
+
+/// The marketplaces a store can be of: `(marketplaceId, name, canRefresh)`. Every
+/// sandbox store is a manual one (`0`, "ShipStation").
+const MARKETPLACES: [(i64, &str, bool); 5] =
+    [(0, "ShipStation", false), (2, "Amazon", true), (23, "3DCart", true), (32, "Amazon CA", true), (36, "WooCommerce", true)];
+
+async fn list_marketplaces() -> Json<Value> {
+    Json(Value::Array(
+        MARKETPLACES
+            .iter()
+            .map(|(id, name, refresh)| {
+                json!({
+                    "name": name,
+                    "marketplaceId": id,
+                    "canRefresh": refresh,
+                    "supportsCustomMappings": *id != 0,
+                    "supportsCustomStatuses": false,
+                    "canConfirmShipments": *id != 0,
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /stores/getrefreshstatus?storeId=`: manual stores never import, so a store
+/// has never been refreshed (no dates) and is idle.
+async fn get_refresh_status(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
+    let q = Query::parse(raw.as_deref());
+    let id = q.i64("storeId")?.ok_or_else(|| V1Error::Invalid {
+        field: "storeId".into(),
+        message: "The storeId parameter is required.".into(),
+    })?;
+    shared.read_world(|w| {
+        let store = w.stores.iter().find(|s| s.store_id == id).ok_or_else(|| V1Error::NotFound(format!("store {id} not found")))?;
+        Ok(Json(json!({
+            "storeId": store.store_id,
+            "refreshStatusId": 1,
+            "refreshStatus": "Idle",
+            "lastRefreshAttempt": null,
+            "refreshDate": null,
+        })))
+    })
+}
+
 fn warehouse_json(wh: &crate::state::Warehouse) -> Value {
+    let return_address = if wh.return_address.is_object() { &wh.return_address } else { &wh.origin_address };
     json!({
         "warehouseId": wh.warehouse_id,
         "warehouseName": wh.warehouse_name,
         "originAddress": wh.origin_address,
-        "returnAddress": wh.origin_address,
+        "returnAddress": return_address,
         "createDate": format_v1_timestamp(wh.create_date),
         "isDefault": wh.is_default,
     })
 }
 
+/// Ship-from locations still in use (a deleted one is inactive and gone from the API).
 async fn list_warehouses(State(shared): Shared_) -> Json<Value> {
-    shared.read_world(|w| Json(Value::Array(w.warehouses.iter().map(warehouse_json).collect())))
+    shared.read_world(|w| Json(Value::Array(w.warehouses.iter().filter(|wh| wh.active).map(warehouse_json).collect())))
+}
+
+fn active_warehouse<'w>(w: &'w mut World, id: &str) -> Result<&'w mut crate::state::Warehouse, V1Error> {
+    w.warehouses
+        .iter_mut()
+        .find(|wh| wh.active && wh.warehouse_id.to_string() == id)
+        .ok_or_else(|| V1Error::NotFound(format!("warehouse {id} not found; see GET /warehouses")))
 }
 
 async fn get_warehouse(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
     shared.read_world(|w| {
         w.warehouses
             .iter()
-            .find(|wh| wh.warehouse_id.to_string() == id)
+            .find(|wh| wh.active && wh.warehouse_id.to_string() == id)
             .map(|wh| Json(warehouse_json(wh)))
             .ok_or_else(|| V1Error::NotFound(format!("warehouse {id} not found")))
+    })
+}
+
+/// What a create or a full update of a ship-from location sends.
+struct WarehouseBody {
+    name: Option<String>,
+    origin: Value,
+    return_address: Value,
+    is_default: Option<bool>,
+}
+
+fn warehouse_body(body: &Bytes) -> Result<WarehouseBody, V1Error> {
+    const F: &str = "warehouse";
+    let v = parse_body(body, F)?;
+    let origin = match v.get("originAddress") {
+        Some(Value::Object(_)) => address(&v, "originAddress", F)?,
+        _ => {
+            return Err(V1Error::Invalid {
+                field: "warehouse.originAddress".into(),
+                message: "The originAddress field is required: rates are calculated from it.".into(),
+            });
+        }
+    };
+    let return_address = match v.get("returnAddress") {
+        Some(Value::Object(_)) => address(&v, "returnAddress", F)?,
+        _ => Value::Null,
+    };
+    Ok(WarehouseBody {
+        name: opt_str(&v, "warehouseName").filter(|n| !n.trim().is_empty()),
+        origin,
+        return_address,
+        is_default: v.get("isDefault").and_then(Value::as_bool),
+    })
+}
+
+/// Make `id` the one default ship-from location.
+fn make_default(w: &mut World, id: i64) {
+    for wh in &mut w.warehouses {
+        wh.is_default = wh.warehouse_id == id;
+    }
+}
+
+async fn create_warehouse(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    let b = warehouse_body(&body)?;
+    let now = shared.clock.now();
+    shared.with_world(|w| {
+        let id = w.warehouses.iter().map(|wh| wh.warehouse_id).max().unwrap_or(51_000) + 1;
+        w.warehouses.push(crate::state::Warehouse {
+            warehouse_id: id,
+            warehouse_name: b.name.unwrap_or_else(|| "New Ship From Location".into()),
+            origin_address: b.origin,
+            return_address: b.return_address,
+            create_date: now,
+            is_default: false,
+            active: true,
+        });
+        if b.is_default == Some(true) {
+            make_default(w, id);
+        }
+        let wh = w.warehouses.iter().find(|wh| wh.warehouse_id == id).expect("just added");
+        Ok(Json(warehouse_json(wh)))
+    })
+}
+
+/// `PUT /warehouses/{id}`: the whole location, replaced (no return address means
+/// the origin address).
+async fn update_warehouse(State(shared): Shared_, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, V1Error> {
+    let b = warehouse_body(&body)?;
+    shared.with_world(|w| {
+        let wh = active_warehouse(w, &id)?;
+        if wh.is_default && b.is_default == Some(false) {
+            return Err(V1Error::BadRequest(format!(
+                "warehouse {id} is the default ship-from location; make another one the default instead"
+            )));
+        }
+        let warehouse_id = wh.warehouse_id;
+        if let Some(name) = b.name {
+            wh.warehouse_name = name;
+        }
+        wh.origin_address = b.origin;
+        wh.return_address = b.return_address;
+        if b.is_default == Some(true) {
+            make_default(w, warehouse_id);
+        }
+        let wh = w.warehouses.iter().find(|wh| wh.warehouse_id == warehouse_id).expect("exists");
+        Ok(Json(warehouse_json(wh)))
+    })
+}
+
+/// `DELETE /warehouses/{id}`: a soft delete (inactive, gone from the API).
+async fn delete_warehouse(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
+    shared.with_world(|w| {
+        let wh = active_warehouse(w, &id)?;
+        if wh.is_default {
+            return Err(V1Error::BadRequest(format!(
+                "warehouse {id} is the default ship-from location; make another one the default before deleting it"
+            )));
+        }
+        wh.active = false;
+        Ok(Json(json!({"success": true, "message": "The requested warehouse has been deleted."})))
     })
 }
 
@@ -1204,11 +1672,52 @@ fn carrier_json(c: &crate::state::Carrier, primary: bool) -> Value {
         "name": c.name,
         "code": c.code,
         "accountNumber": format!("SB{}", c.shipping_provider_id),
-        "requiresFundedAccount": c.code == "stamps_com",
-        "balance": if c.code == "stamps_com" { json!(250.0) } else { json!(0.0) },
+        "requiresFundedAccount": c.requires_funded_account(),
+        "balance": num(Some(c.balance)),
         "nickname": null,
         "shippingProviderId": c.shipping_provider_id,
         "primary": primary,
+    })
+}
+
+/// `POST /carriers/addfunds` `{carrierCode, amount}`: 10.00 to 10,000.00 onto a
+/// funded carrier's balance; answers the carrier with its new balance.
+async fn add_funds(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    let v = parse_body(&body, "request")?;
+    let code = opt_str(&v, "carrierCode").filter(|c| !c.is_empty()).ok_or_else(|| V1Error::Invalid {
+        field: "request.carrierCode".into(),
+        message: "The carrierCode field is required.".into(),
+    })?;
+    let amount = opt_decimal(&v, "amount", "request")?.ok_or_else(|| V1Error::Invalid {
+        field: "request.amount".into(),
+        message: "The amount field is required.".into(),
+    })?;
+    if amount < Decimal::new(10, 0) || amount > Decimal::new(10_000, 0) || amount.round_dp(2) != amount {
+        return Err(V1Error::BadRequest(format!(
+            "amount {amount} cannot be added: send between 10.00 and 10000.00, in cents at most"
+        )));
+    }
+    shared.with_world(|w| {
+        let carrier = w
+            .carriers
+            .iter_mut()
+            .find(|c| c.code.eq_ignore_ascii_case(&code))
+            .ok_or_else(|| V1Error::NotFound(format!("carrier '{code}' is not connected to this account")))?;
+        if !carrier.requires_funded_account() {
+            return Err(V1Error::BadRequest(format!(
+                "carrier '{}' bills its account and holds no balance; only funded carriers take funds",
+                carrier.code
+            )));
+        }
+        carrier.balance += amount;
+        let c = json!({
+            "name": carrier.name,
+            "code": carrier.code,
+            "accountNumber": format!("SB{}", carrier.shipping_provider_id),
+            "requiresFundedAccount": true,
+            "balance": num(Some(carrier.balance)),
+        });
+        Ok(Json(c))
     })
 }
 
@@ -1268,56 +1777,49 @@ async fn list_tags(State(shared): Shared_) -> Json<Value> {
 
 // ---------------------------------------------------------------- products, customers, users
 
-/// Products as ShipStation keeps them: one per SKU seen on an order line (ShipStation
-/// creates them on import), with the product id the lines carry.
-fn products(w: &World) -> Vec<Value> {
-    let mut by_sku: std::collections::BTreeMap<String, &Item> = std::collections::BTreeMap::new();
-    for o in w.orders.values() {
-        for i in &o.items {
-            if let Some(sku) = &i.sku
-                && !i.adjustment
-            {
-                by_sku.entry(sku.clone()).or_insert(i);
-            }
-        }
+/// The product fields besides the typed ones, in ShipStation's order; a PUT
+/// replaces them all (absent means null).
+const PRODUCT_FIELDS: [&str; 19] = [
+    "internalNotes",
+    "fulfillmentSku",
+    "productCategory",
+    "productType",
+    "warehouseLocation",
+    "defaultCarrierCode",
+    "defaultServiceCode",
+    "defaultPackageCode",
+    "defaultIntlCarrierCode",
+    "defaultIntlServiceCode",
+    "defaultIntlPackageCode",
+    "defaultConfirmation",
+    "defaultIntlConfirmation",
+    "customsDescription",
+    "customsTariffNo",
+    "customsCountryCode",
+    "noCustoms",
+    "tags",
+    "aliases",
+];
+
+fn product_json(p: &Product) -> Value {
+    let mut map = Map::new();
+    map.insert("productId".into(), json!(p.product_id));
+    map.insert("sku".into(), json!(p.sku));
+    map.insert("name".into(), json!(p.name));
+    map.insert("price".into(), num(p.price));
+    map.insert("defaultCost".into(), num(p.default_cost));
+    map.insert("length".into(), num(p.length));
+    map.insert("width".into(), num(p.width));
+    map.insert("height".into(), num(p.height));
+    map.insert("weightOz".into(), num(p.weight_oz));
+    map.insert("customsValue".into(), num(p.customs_value));
+    map.insert("active".into(), json!(p.active));
+    for key in PRODUCT_FIELDS {
+        map.insert(key.into(), p.rest.get(key).cloned().unwrap_or(Value::Null));
     }
-    by_sku
-        .into_iter()
-        .enumerate()
-        .map(|(n, (sku, i))| {
-            let weight_oz = i
-                .weight
-                .get("value")
-                .and_then(|v| v.to_string().parse::<Decimal>().ok())
-                .zip(i.weight.get("units").and_then(Value::as_str))
-                .and_then(|(v, u)| shipledger_core::WeightUnit::parse(u).ok().and_then(|u| shipledger_core::Weight::from_decimal(v, u).ok()))
-                .map(|w| num(Some(w.to_decimal(shipledger_core::WeightUnit::Ounces))));
-            json!({
-                "productId": 5_000_000 + n as i64,
-                "sku": sku,
-                "name": i.name,
-                "price": num(i.unit_price),
-                "defaultCost": null,
-                "length": null, "width": null, "height": null,
-                "weightOz": weight_oz,
-                "internalNotes": null,
-                "fulfillmentSku": i.fulfillment_sku,
-                "active": true,
-                "productCategory": null,
-                "productType": null,
-                "warehouseLocation": i.warehouse_location,
-                "defaultCarrierCode": null, "defaultServiceCode": null, "defaultPackageCode": null,
-                "defaultIntlCarrierCode": null, "defaultIntlServiceCode": null, "defaultIntlPackageCode": null,
-                "defaultConfirmation": null, "defaultIntlConfirmation": null,
-                "customsDescription": null, "customsValue": null, "customsTariffNo": null, "customsCountryCode": null,
-                "noCustoms": null,
-                "tags": null,
-                "aliases": null,
-                "createDate": format_v1_timestamp_millis(i.create_date),
-                "modifyDate": format_v1_timestamp_millis(i.modify_date),
-            })
-        })
-        .collect()
+    map.insert("createDate".into(), json!(format_v1_timestamp_millis(p.create_date)));
+    map.insert("modifyDate".into(), json!(format_v1_timestamp_millis(p.modify_date)));
+    Value::Object(map)
 }
 
 async fn list_products(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
@@ -1325,27 +1827,98 @@ async fn list_products(State(shared): Shared_, RawQuery(raw): RawQuery) -> Resul
     let (page, size) = q.paging()?;
     let sku = q.str("sku").map(str::to_ascii_lowercase);
     let name = q.str("name").map(str::to_ascii_lowercase);
-    let all: Vec<Value> = shared
-        .read_world(products)
-        .into_iter()
-        .filter(|p| sku.as_ref().is_none_or(|s| p["sku"].as_str().is_some_and(|x| x.to_ascii_lowercase().contains(s.as_str()))))
-        .filter(|p| name.as_ref().is_none_or(|s| p["name"].as_str().is_some_and(|x| x.to_ascii_lowercase().contains(s.as_str()))))
-        .collect();
+    let show_inactive = q.bool("showInactive")?.unwrap_or(false);
+    let all: Vec<Value> = shared.read_world(|w| {
+        w.products
+            .values()
+            .filter(|p| show_inactive || p.active)
+            .filter(|p| sku.as_ref().is_none_or(|s| p.sku.to_ascii_lowercase().contains(s.as_str())))
+            .filter(|p| name.as_ref().is_none_or(|s| p.name.to_ascii_lowercase().contains(s.as_str())))
+            .map(product_json)
+            .collect()
+    });
     let (items, total, pages) = page_of(&all, page, size);
     Ok(Json(json!({"products": items, "total": total, "page": page, "pages": pages})))
 }
 
 async fn get_product(State(shared): Shared_, Path(id): Path<String>) -> Result<Json<Value>, V1Error> {
     let n: i64 = id.parse().map_err(|_| no_resource(&format!("/products/{id}")))?;
-    shared
-        .read_world(products)
-        .into_iter()
-        .find(|p| p["productId"] == json!(n))
-        .map(Json)
-        .ok_or_else(|| V1Error::NotFound(format!("product {n} not found")))
+    shared.read_world(|w| {
+        w.products.get(&n).map(|p| Json(product_json(p))).ok_or_else(|| V1Error::NotFound(format!("product {n} not found")))
+    })
 }
 
-fn customers(w: &World) -> Vec<Value> {
+/// `PUT /products/{id}`: the whole product, replaced (no partial updates).
+async fn update_product(State(shared): Shared_, Path(id): Path<String>, body: Bytes) -> Result<Json<Value>, V1Error> {
+    const F: &str = "product";
+    let n: i64 = id.parse().map_err(|_| no_resource(&format!("/products/{id}")))?;
+    let v = parse_body(&body, F)?;
+    if !v.is_object() {
+        return Err(V1Error::Invalid { field: F.into(), message: "A product must be a JSON object.".into() });
+    }
+    if let Some(sent) = opt_i64(&v, "productId", F)?
+        && sent != n
+    {
+        return Err(V1Error::BadRequest(format!(
+            "productId {sent} in the body does not match product {n} in the URL; send the product's own id"
+        )));
+    }
+    let required = |key: &str| {
+        opt_str(&v, key).filter(|s| !s.trim().is_empty()).ok_or_else(|| V1Error::Invalid {
+            field: format!("{F}.{key}"),
+            message: format!("The {key} field is required: PUT /products/{{id}} replaces the whole product."),
+        })
+    };
+    let sku = required("sku")?;
+    let name = required("name")?;
+    let price = opt_decimal(&v, "price", F)?;
+    let default_cost = opt_decimal(&v, "defaultCost", F)?;
+    let length = opt_decimal(&v, "length", F)?;
+    let width = opt_decimal(&v, "width", F)?;
+    let height = opt_decimal(&v, "height", F)?;
+    let weight_oz = opt_decimal(&v, "weightOz", F)?.map(|d| d.normalize());
+    let customs_value = opt_decimal(&v, "customsValue", F)?;
+    let active = v.get("active").and_then(Value::as_bool).unwrap_or(true);
+    let mut rest = Map::new();
+    for key in PRODUCT_FIELDS {
+        if let Some(value) = v.get(key) {
+            rest.insert(key.into(), value.clone());
+        }
+    }
+    let now = shared.clock.now();
+    shared.with_world(|w| {
+        if !w.products.contains_key(&n) {
+            return Err(V1Error::NotFound(format!("product {n} not found")));
+        }
+        if let Some(other) = w.products.values().find(|p| p.product_id != n && p.sku == sku) {
+            return Err(V1Error::BadRequest(format!(
+                "SKU '{sku}' already belongs to product {}; a SKU names one product",
+                other.product_id
+            )));
+        }
+        let p = w.products.get_mut(&n).expect("checked");
+        *p = Product {
+            product_id: n,
+            sku,
+            name,
+            price,
+            default_cost,
+            length,
+            width,
+            height,
+            weight_oz,
+            customs_value,
+            active,
+            rest,
+            create_date: p.create_date,
+            modify_date: now,
+        };
+        Ok(Json(json!({"success": true, "message": "The requested product has been updated"})))
+    })
+}
+
+/// Every customer with its create and modify instants (for sorting).
+fn customers(w: &World) -> Vec<(Timestamp, Timestamp, Value)> {
     let mut seen = std::collections::BTreeMap::new();
     for o in w.orders.values().filter(|o| o.visible()) {
         if let Some(id) = o.customer_id {
@@ -1355,7 +1928,7 @@ fn customers(w: &World) -> Vec<Value> {
     seen.into_iter()
         .map(|(id, o)| {
             let a = &o.ship_to;
-            json!({
+            let customer = json!({
                 "customerId": id,
                 "createDate": format_v1_timestamp(o.create_date),
                 "modifyDate": format_v1_timestamp(o.modify_date),
@@ -1372,15 +1945,44 @@ fn customers(w: &World) -> Vec<Value> {
                 "addressVerified": "Address not yet validated",
                 "marketplaceUsernames": [],
                 "tags": null,
-            })
+            });
+            (o.create_date, o.modify_date, customer)
         })
         .collect()
 }
 
+/// `GET /customers`: `stateCode` and `countryCode` match the address exactly
+/// (ignoring case); `sortBy` is `Name`, `ModifyDate` or `CreateDate` (customer id
+/// order without it), `sortDir` `ASC` or `DESC`.
 async fn list_customers(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<Json<Value>, V1Error> {
     let q = Query::parse(raw.as_deref());
     let (page, size) = q.paging()?;
-    let all = shared.read_world(customers);
+    let state = q.str("stateCode");
+    let country = q.str("countryCode");
+    let text = |c: &Value, key: &str| c[key].as_str().unwrap_or_default().to_string();
+    let mut all: Vec<(Timestamp, Timestamp, Value)> = shared
+        .read_world(customers)
+        .into_iter()
+        .filter(|(_, _, c)| state.is_none_or(|s| text(c, "state").eq_ignore_ascii_case(s)))
+        .filter(|(_, _, c)| country.is_none_or(|s| text(c, "countryCode").eq_ignore_ascii_case(s)))
+        .collect();
+    let id = |c: &Value| c["customerId"].as_i64().unwrap_or_default();
+    match q.str("sortBy").map(str::to_ascii_lowercase).as_deref() {
+        Some("name") => all.sort_by_key(|(_, _, c)| (text(c, "name").to_lowercase(), id(c))),
+        Some("modifydate") => all.sort_by_key(|(_, modified, c)| (*modified, id(c))),
+        Some("createdate") => all.sort_by_key(|(created, _, c)| (*created, id(c))),
+        Some(other) => {
+            return Err(V1Error::Invalid {
+                field: "sortBy".into(),
+                message: format!("'{other}' is not a valid sortBy; use Name, ModifyDate or CreateDate."),
+            });
+        }
+        None => {}
+    }
+    if q.descending() {
+        all.reverse();
+    }
+    let all: Vec<Value> = all.into_iter().map(|(_, _, c)| c).collect();
     let (items, total, pages) = page_of(&all, page, size);
     Ok(Json(json!({"customers": items, "total": total, "page": page, "pages": pages})))
 }
@@ -1390,11 +1992,78 @@ async fn get_customer(State(shared): Shared_, Path(id): Path<String>) -> Result<
     shared
         .read_world(customers)
         .into_iter()
+        .map(|(_, _, c)| c)
         .find(|c| c["customerId"] == json!(n))
         .map(Json)
         .ok_or_else(|| V1Error::NotFound(format!("customer {n} not found")))
 }
 
+/// The account's users: `(name, userId, userName)`.
+const USERS: [(&str, &str, &str); 2] = [
+    ("Sandbox Packer", "f9a4b3f2-1111-4c1d-9a5e-0d5e5a5b0001", "packer@sandbox.invalid"),
+    ("Sandbox Supervisor", "f9a4b3f2-1111-4c1d-9a5e-0d5e5a5b0002", "supervisor@sandbox.invalid"),
+];
+
 async fn list_users() -> Json<Value> {
-    Json(json!([{"name": "Sandbox Packer", "userId": "f9a4b3f2-1111-4c1d-9a5e-0d5e5a5b0001", "userName": "packer@sandbox.invalid"}]))
+    Json(Value::Array(
+        USERS.iter().map(|(name, id, user)| json!({"name": name, "userId": id, "userName": user})).collect(),
+    ))
+}
+
+// ---------------------------------------------------------------- user assignment
+
+fn order_ids_in(v: &Value) -> Result<Vec<i64>, V1Error> {
+    let field = "request.orderIds";
+    let list = v.get("orderIds").and_then(Value::as_array).filter(|l| !l.is_empty()).ok_or_else(|| V1Error::Invalid {
+        field: field.into(),
+        message: "The orderIds field is required: a list of orderId numbers.".into(),
+    })?;
+    list.iter()
+        .map(|id| match id {
+            Value::Number(n) => n.as_i64().ok_or_else(|| invalid("request", "orderIds", n)),
+            Value::String(s) => s.parse().map_err(|_| invalid("request", "orderIds", s)),
+            other => Err(invalid("request", "orderIds", other)),
+        })
+        .collect()
+}
+
+/// Set (or clear) the user of every order named, or of none when one is missing.
+fn assign(shared: &Shared, ids: &[i64], user: Option<String>) -> Result<(), V1Error> {
+    let now = shared.clock.now();
+    shared.with_world(|w| {
+        let missing: Vec<String> = ids.iter().filter(|id| w.visible_order(**id).is_err()).map(i64::to_string).collect();
+        if !missing.is_empty() {
+            return Err(V1Error::NotFound(format!(
+                "order(s) {} not found; no order was changed (all orderIds must exist)",
+                missing.join(", ")
+            )));
+        }
+        for id in ids {
+            let order = w.orders.get_mut(id).expect("checked");
+            order.user_id = user.clone();
+            order.modify_date = now;
+        }
+        Ok(())
+    })
+}
+
+async fn assign_user(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    let v = parse_body(&body, "request")?;
+    let ids = order_ids_in(&v)?;
+    let user = opt_str(&v, "userId").filter(|u| !u.is_empty()).ok_or_else(|| V1Error::Invalid {
+        field: "request.userId".into(),
+        message: "The userId field is required: the GUID of a user from GET /users.".into(),
+    })?;
+    let Some((_, user, _)) = USERS.iter().find(|(_, id, _)| id.eq_ignore_ascii_case(&user)) else {
+        return Err(V1Error::BadRequest(format!("userId {user} is not a user of this account; see GET /users")));
+    };
+    assign(&shared, &ids, Some(user.to_string()))?;
+    Ok(Json(json!({"success": true, "message": "User assigned successfully."})))
+}
+
+async fn unassign_user(State(shared): Shared_, body: Bytes) -> Result<Json<Value>, V1Error> {
+    let v = parse_body(&body, "request")?;
+    let ids = order_ids_in(&v)?;
+    assign(&shared, &ids, None)?;
+    Ok(Json(json!({"success": true, "message": "User unassigned successfully."})))
 }

@@ -84,7 +84,7 @@ pub fn label_json(w: &World, s: &Shipment) -> Value {
     json!({
         "label_id": format!("se-{}", s.shipment_id),
         "status": status,
-        "shipment_id": format!("se-{}", s.order_id),
+        "shipment_id": s.order_id.map(|id| format!("se-{id}")),
         "external_shipment_id": s.order_key,
         "external_order_id": null,
         "ship_date": format!("{}T00:00:00Z", s.ship_date),
@@ -231,7 +231,7 @@ async fn list_labels(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<
             .values()
             .filter(|s| status.is_none_or(|st| if st == "voided" { s.voided } else { st == "completed" && !s.voided }))
             .filter(|s| tracking.is_none_or(|t| s.tracking_number == t))
-            .filter(|s| shipment.is_none_or(|id| format!("se-{}", s.order_id) == id))
+            .filter(|s| shipment.is_none_or(|id| s.order_id.is_some_and(|o| format!("se-{o}") == id)))
             .filter(|s| carrier.is_none_or(|c| carrier_id(w, &s.carrier_code) == c))
             .filter(|s| service.is_none_or(|c| s.service_code == c))
             .filter(|s| start.is_none_or(|t| s.create_date >= t) && end.is_none_or(|t| s.create_date <= t))

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::json;
 use shipledger_sandbox::SandboxConfig;
 
-use crate::helpers::TestSandbox;
+use crate::helpers::{TestSandbox, order_body};
 
 #[tokio::test]
 async fn a_request_without_the_key_pair_is_refused_and_costs_nothing() {
@@ -91,4 +91,41 @@ async fn a_smaller_configured_limit_is_what_the_headers_report() {
         assert_eq!(r.headers()["x-rate-limit-remaining"], expected);
     }
     assert_eq!(sb.v1(Method::GET, "/stores").send().await.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn a_refused_request_reports_the_window_of_the_key_it_named_without_spending_it() {
+    let sb = TestSandbox::start().await;
+    sb.v1(Method::GET, "/stores").send().await.unwrap();
+    let r = sb.http.get(format!("{}/orders", sb.base)).basic_auth(&sb.key, Some("wrong")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-rate-limit-limit"], "40");
+    assert_eq!(r.headers()["x-rate-limit-remaining"], "39", "the one request spent so far");
+    let reset: u64 = r.headers()["x-rate-limit-reset"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&reset));
+    let r = sb.http.get(format!("{}/orders", sb.base)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["x-rate-limit-remaining"], "40", "no key named: a fresh window");
+    let r = sb.v1(Method::GET, "/stores").send().await.unwrap();
+    assert_eq!(r.headers()["x-rate-limit-remaining"], "38", "the 401s cost nothing");
+}
+
+#[tokio::test]
+async fn product_weights_are_exact_ounces_whatever_unit_the_line_used() {
+    let sb = TestSandbox::start().await;
+    let mut body = order_body("W1", "w1");
+    body["items"][0]["weight"] = json!({"value": 0.5, "units": "pounds"});
+    body["items"][1]["weight"] = json!({"value": 8, "units": "ounces"});
+    sb.order(body).await;
+    let mut grams = order_body("W2", "w2");
+    grams["items"][0]["sku"] = json!("GRAMS-1");
+    grams["items"][0]["weight"] = json!({"value": 226.796185, "units": "grams"});
+    sb.order(grams).await;
+    let products = sb.get("/products").await;
+    let oz = |sku: &str| {
+        products["products"].as_array().unwrap().iter().find(|p| p["sku"] == sku).unwrap()["weightOz"].to_string()
+    };
+    assert_eq!(oz("MUG-BLUE"), "8");
+    assert_eq!(oz("TEA-EARL"), "8", "8 oz is 8, not 7.999993");
+    assert_eq!(oz("GRAMS-1"), "8", "226.796185 g is exactly 8 oz");
 }

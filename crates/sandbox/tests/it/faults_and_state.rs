@@ -81,3 +81,57 @@ async fn with_a_state_file_orders_and_labels_survive_a_restart() {
     assert_eq!(status, 400, "and the shipped order is still locked");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn with_a_state_file_products_stores_warehouses_and_funds_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("shipledger-sandbox-account-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    let _ = std::fs::remove_file(&path);
+    let config = SandboxConfig { state_path: Some(path.clone()), ..Default::default() };
+    let sb = TestSandbox::with(config.clone()).await;
+    sb.order(order_body("P1", "p1")).await;
+    let products = sb.get("/products?sku=MUG-BLUE").await;
+    let mug = products["products"][0].clone();
+    let mug_id = mug["productId"].as_i64().unwrap();
+    let mut renamed = mug.clone();
+    renamed["name"] = json!("Blue mug, large");
+    let r = sb.v1(reqwest::Method::PUT, &format!("/products/{mug_id}")).json(&renamed).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = sb.post("/stores/deactivate", json!({"storeId": 310002})).await;
+    assert_eq!(status, 200);
+    let (status, wh) = sb
+        .post("/warehouses/createwarehouse", json!({"warehouseName": "Annex", "originAddress": {"name": "Annex", "city": "Austin", "country": "US"}}))
+        .await;
+    assert_eq!(status, 200, "{wh}");
+    let (status, _) = sb.post("/carriers/addfunds", json!({"carrierCode": "stamps_com", "amount": 10})).await;
+    assert_eq!(status, 200);
+    sb.handle.shutdown().await;
+
+    let sb = TestSandbox::with(config).await;
+    let product = sb.get(&format!("/products/{mug_id}")).await;
+    assert_eq!(product["name"], json!("Blue mug, large"));
+    // A SKU seen before the restart keeps its product; a new one gets a new id.
+    sb.order(order_body("P2", "p2")).await;
+    let mut other = order_body("P3", "p3");
+    other["items"][0]["sku"] = json!("AAA-NEW");
+    sb.order(other).await;
+    let listed = sb.get("/products").await;
+    let ids: Vec<(String, i64)> = listed["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["sku"].as_str().unwrap().to_string(), p["productId"].as_i64().unwrap()))
+        .collect();
+    assert!(ids.contains(&("MUG-BLUE".into(), mug_id)), "{ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.iter().all(|(sku, id)| sku == "MUG-BLUE" || *id != mug_id), "{ids:?}");
+    let stores = sb.get("/stores").await;
+    assert!(stores.as_array().unwrap().iter().all(|s| s["storeId"] != json!(310002)), "{stores}");
+    let warehouses = sb.get("/warehouses").await;
+    assert!(warehouses.as_array().unwrap().iter().any(|w| w["warehouseId"] == wh["warehouseId"]), "{warehouses}");
+    let carriers = sb.get("/carriers").await;
+    let stamps = carriers.as_array().unwrap().iter().find(|c| c["code"] == "stamps_com").unwrap().clone();
+    assert_eq!(stamps["balance"], json!(260));
+    std::fs::remove_dir_all(&dir).ok();
+}

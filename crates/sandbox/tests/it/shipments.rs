@@ -209,3 +209,64 @@ async fn the_simulated_warehouse_labels_splits_and_the_carrier_scans_on_the_virt
     let tracked = labels["labels"].as_array().unwrap().iter().filter(|l| l["tracking_status"] != json!("unknown")).count();
     assert!(tracked > 0 && tracked < live, "some parcels were scanned, some never: {tracked} of {live}");
 }
+
+#[tokio::test]
+async fn getrates_and_createlabel_refuse_what_shipstation_requires_and_name_the_field() {
+    let sb = TestSandbox::start().await;
+    let rate = json!({"carrierCode": "ups", "fromPostalCode": "78701", "toCountry": "US", "toPostalCode": "78756",
+                      "weight": {"value": 16, "units": "ounces"}});
+    let (status, body) = sb.post("/shipments/getrates", rate.clone()).await;
+    assert_eq!(status, 400, "UPS needs toState: {body}");
+    assert!(body["ModelState"]["rateOptions.toState"].is_array(), "{body}");
+    let mut no_weight = rate.clone();
+    no_weight["toState"] = json!("TX");
+    no_weight["weight"] = json!({"value": 0, "units": "ounces"});
+    let (status, body) = sb.post("/shipments/getrates", no_weight).await;
+    assert_eq!(status, 400);
+    assert!(body["ModelState"]["rateOptions.weight"].is_array(), "{body}");
+    let mut other_service = rate.clone();
+    other_service["toState"] = json!("TX");
+    other_service["serviceCode"] = json!("fedex_ground");
+    let (status, body) = sb.post("/shipments/getrates", other_service).await;
+    assert_eq!(status, 400);
+    assert!(body["Message"].as_str().unwrap().contains("fedex_ground"), "{body}");
+    // A gram weight is priced by its ounces: 1000 g is 35.27 oz, three started pounds.
+    let mut grams = rate.clone();
+    grams["toState"] = json!("TX");
+    grams["serviceCode"] = json!("ups_ground");
+    grams["weight"] = json!({"value": 1000, "units": "grams"});
+    let (status, rates) = sb.post("/shipments/getrates", grams).await;
+    assert_eq!(status, 200, "{rates}");
+    assert_eq!(rates, json!([{"serviceName": "UPS® Ground", "serviceCode": "ups_ground", "shipmentCost": 7, "otherCost": 0.28}]));
+
+    let (status, body) = sb
+        .post("/shipments/createlabel", json!({"carrierCode": "ups", "serviceCode": "ups_ground", "packageCode": "package",
+                                                "shipDate": "2024-03-04", "weight": {"value": 3, "units": "pounds"},
+                                                "shipTo": {"name": "A", "country": "US"}}))
+        .await;
+    assert_eq!(status, 400, "shipFrom is required: {body}");
+    assert!(body["ModelState"]["shipmentOptions.shipFrom"].is_array(), "{body}");
+    assert_eq!(sb.get("/shipments").await["total"], json!(0), "a refused label leaves nothing behind");
+}
+
+#[tokio::test]
+async fn a_label_without_an_order_is_tracked_and_voided_like_any_other() {
+    let sb = TestSandbox::start().await;
+    let address = json!({"name": "A", "street1": "1 Main St", "city": "Austin", "state": "TX", "postalCode": "78701", "country": "US"});
+    let (status, label) = sb
+        .post("/shipments/createlabel", json!({"carrierCode": "stamps_com", "serviceCode": "usps_priority_mail",
+                                                "packageCode": "package", "shipDate": "2024-03-04",
+                                                "weight": {"value": 20, "units": "ounces"},
+                                                "shipFrom": address, "shipTo": address}))
+        .await;
+    assert_eq!(status, 200, "{label}");
+    let tracking = label["trackingNumber"].as_str().unwrap().to_string();
+    let (status, track) = sb.v2_get(&format!("/v2/labels/se-{}/track", label["shipmentId"])).await;
+    assert_eq!(status, 200, "{track}");
+    assert_eq!(track["tracking_number"], json!(tracking));
+    let (status, voided) = sb.post("/shipments/voidlabel", json!({"shipmentId": label["shipmentId"]})).await;
+    assert_eq!((status, voided["approved"].clone()), (200, json!(true)), "{voided}");
+    let listed = sb.get(&format!("/shipments?trackingNumber={tracking}")).await;
+    assert_eq!(listed["shipments"][0]["voided"], json!(true), "{listed}");
+    assert_eq!(listed["shipments"][0]["orderId"], Value::Null);
+}
