@@ -13,6 +13,11 @@
 // is also checked to resolve under SANDBOX_URL, so nothing can reach the real
 // ShipStation.
 //
+// Modes: `node run.mjs` (the order, label and webhook story) or
+// `node run.mjs gaps` (products, user assignment, rates and labels without an
+// order, carrier funds, stores, warehouses, and the rate headers on a 401),
+// each against a sandbox of its own.
+//
 // Exit code: 0 when every call behaved as the real API would let a caller
 // expect (including the client's known markshipped bug getting a 404);
 // 1 with {"error": ...} on stdout otherwise. Assertions about *values* are the
@@ -34,6 +39,7 @@ const BASE = need("SANDBOX_URL").replace(/\/+$/, "");
 const KEY = need("SANDBOX_KEY");
 const SECRET = need("SANDBOX_SECRET");
 const WEBHOOK_WAIT_MS = Number(process.env.WEBHOOK_WAIT_MS ?? "10000");
+const MODE = process.argv[2] ?? "main";
 
 function need(name) {
   const v = process.env[name];
@@ -84,7 +90,7 @@ async function attempt(fn) {
   try {
     return { status: 200, body: await fn() };
   } catch (e) {
-    if (e?.response) return { status: e.response.status, body: e.response.data };
+    if (e?.response) return { status: e.response.status, body: e.response.data, headers: e.response.headers };
     throw e;
   }
 }
@@ -113,6 +119,7 @@ async function control(method, p, body) {
 
 // A webhook receiver so deliveries (thin {resource_url, resource_type}) can be seen.
 const deliveries = [];
+const shipDeliveries = [];
 const receiver = http.createServer((req, res) => {
   let body = "";
   req.on("data", (c) => (body += c));
@@ -123,7 +130,7 @@ const receiver = http.createServer((req, res) => {
     } catch {
       // keep raw
     }
-    deliveries.push({ method: req.method, path: req.url, body: parsed });
+    (req.url.endsWith("/ship") ? shipDeliveries : deliveries).push({ method: req.method, path: req.url, body: parsed });
     res.writeHead(200).end();
   });
 });
@@ -184,7 +191,7 @@ const pick = (o) =>
     customField1: o.advancedOptions?.customField1 ?? null,
   };
 
-try {
+async function main() {
   const ss = makeClient(KEY, SECRET);
 
   // Wrong credentials are refused (401), before anything else touches state.
@@ -325,6 +332,202 @@ try {
   const listedAfter = await must("GET /webhooks after delete", () => ss.v1.webhooks.list());
   const hooksAfter = Array.isArray(listedAfter) ? listedAfter : listedAfter?.webhooks;
   obs.webhook.listedAfterDelete = (hooksAfter ?? []).map((h) => ({ WebHookID: h.WebHookID, Url: h.Url }));
+}
+
+const rateHeaders = (h) =>
+  h && {
+    limit: h["x-rate-limit-limit"] ?? null,
+    remaining: h["x-rate-limit-remaining"] ?? null,
+    reset: h["x-rate-limit-reset"] ?? null,
+  };
+
+const sku = (products, s) => (products?.products ?? []).find((p) => p.sku === s) ?? null;
+
+async function gaps() {
+  // The client spends a token bucket of its own (40 a minute) before every
+  // request; each part below gets a fresh client so the script never waits on it.
+  let ss = makeClient(KEY, SECRET);
+
+  // A 401 carries the X-Rate-Limit-* headers every answer does.
+  const wrong = makeClient(KEY, SECRET + "-wrong");
+  const refused = await attempt(() => wrong.v1.orders.list());
+  obs.refused = { status: refused.status, rate: rateHeaders(refused.headers) };
+
+  // Products: made at the first sight of a SKU; the id never moves when a SKU
+  // that sorts before it appears; weightOz exact; PUT replaces the product.
+  const first = order({ key: orderKey, number: orderNumber, internalNotes: "gaps" });
+  first.items[0].weight = { value: 8, units: "ounces" };
+  const created = await must("POST /orders/createorder", () => ss.v1.orders.createOrUpdate(first));
+  const before = await must("GET /products", () => ss.v1.products.list({ sku: "ENGINE-1" }));
+  const second = order({ key: `${orderKey}-2`, number: `${orderNumber}-2`, internalNotes: "gaps 2" });
+  second.items = [
+    { lineItemKey: "line-a", sku: "AAA-FIRST", name: "Abacus", weight: { value: 1.5, units: "pounds" }, quantity: 1, unitPrice: 3.1 },
+    ...second.items,
+  ];
+  const other = await must("POST /orders/createorder (new SKU)", () => ss.v1.orders.createOrUpdate(second));
+  const after = await must("GET /products (after a new SKU)", () => ss.v1.products.list({ pageSize: 500 }));
+  const engine = sku(after, "ENGINE-1");
+  const abacus = sku(after, "AAA-FIRST");
+  obs.products = {
+    before: sku(before, "ENGINE-1"),
+    after: engine,
+    abacus,
+    lineProductIds: [created.items?.[0]?.productId ?? null, other.items?.map((i) => i.productId) ?? null],
+  };
+  if (!engine) fail("GET /products does not list ENGINE-1", { products: after });
+  const update = await must("PUT /products/{id}", () =>
+    ss.v1.products.update({ ...engine, name: "Difference engine, mark II", weightOz: 8.5, price: 21.5 }),
+  );
+  const reread = await must("GET /products/{id} after PUT", () => ss.v1.products.get(engine.productId));
+  obs.products.update = { response: update, reread };
+
+  // Users: assign and unassign, all-or-nothing.
+  ss = makeClient(KEY, SECRET);
+  const users = await must("GET /users", () => ss.v1.users.list());
+  const userId = users?.[0]?.userId;
+  const assigned = await must("POST /orders/assignuser", () => ss.v1.orders.assignUser([created.orderId, other.orderId], userId));
+  const assignedOrders = [
+    await must("GET /orders/{id}", () => ss.v1.orders.get(created.orderId)),
+    await must("GET /orders/{id}", () => ss.v1.orders.get(other.orderId)),
+  ];
+  const partial = await attempt(() => ss.v1.orders.unassignUser([created.orderId, 999999999]));
+  const afterPartial = await must("GET /orders/{id}", () => ss.v1.orders.get(created.orderId));
+  const unassigned = await must("POST /orders/unassignuser", () => ss.v1.orders.unassignUser([created.orderId]));
+  const afterUnassign = await must("GET /orders/{id}", () => ss.v1.orders.get(created.orderId));
+  obs.users = {
+    userId,
+    assigned,
+    userIdsAfterAssign: assignedOrders.map((o) => o.userId),
+    partialStatus: partial.status,
+    userIdAfterPartial: afterPartial.userId,
+    unassigned,
+    userIdAfterUnassign: afterUnassign.userId,
+  };
+
+  ss = makeClient(KEY, SECRET);
+  // Rates, then a label without an order: listed by /shipments, SHIP_NOTIFY sent.
+  await must("POST /webhooks/subscribe (SHIP_NOTIFY)", () =>
+    ss.v1.webhooks.subscribe({ target_url: hookUrl + "/ship", event: "SHIP_NOTIFY", store_id: null, friendly_name: "gaps" }),
+  );
+  const rateRequest = {
+    carrierCode: "fedex",
+    fromPostalCode: "78701",
+    toCountry: "US",
+    toState: "TX",
+    toPostalCode: "78756",
+    weight: { value: 40, units: "ounces" },
+  };
+  const rates = await must("POST /shipments/getrates", () => ss.v1.shipments.getRates(rateRequest));
+  const heavier = await must("POST /shipments/getrates (heavier)", () =>
+    ss.v1.shipments.getRates({ ...rateRequest, weight: { value: 5, units: "pounds" }, serviceCode: "fedex_ground" }),
+  );
+  const abroad = await must("POST /shipments/getrates (abroad)", () =>
+    ss.v1.shipments.getRates({ ...rateRequest, toCountry: "GB", toState: "", toPostalCode: "SW1A 1AA" }),
+  );
+  const address = (name, city, state, postalCode) => ({
+    name, company: null, street1: "1 Test St", street2: null, street3: null, city, state, postalCode, country: "US", phone: null, residential: false,
+  });
+  const label = await must("POST /shipments/createlabel", () =>
+    ss.v1.shipments.createLabel({
+      carrierCode: "fedex",
+      serviceCode: "fedex_ground",
+      packageCode: "package",
+      confirmation: "none",
+      shipDate: "2024-03-04",
+      weight: { value: 40, units: "ounces" },
+      shipFrom: address("Sandbox Goods", "Austin", "TX", "78701"),
+      shipTo: address("Katherine Johnson", "Austin", "TX", "78756"),
+      testLabel: false,
+    }),
+  );
+  const listed = await must("GET /shipments?trackingNumber=", () => ss.v1.shipments.list({ trackingNumber: label.trackingNumber }));
+  const deadline = Date.now() + WEBHOOK_WAIT_MS;
+  while (shipDeliveries.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  let refetched = null;
+  const hook = shipDeliveries.find((d) => d.body?.resource_url);
+  if (hook && hook.body.resource_url.startsWith(BASE + "/")) {
+    const r = await attempt(() => ss.v1.request({ url: hook.body.resource_url, method: "GET" }));
+    refetched = { status: r.status, shipmentIds: (r.body?.shipments ?? []).map((x) => x.shipmentId) };
+  }
+  obs.rates = { rates, heavier, abroad };
+  obs.createLabel = {
+    label,
+    listed: listed?.shipments ?? [],
+    deliveries: shipDeliveries,
+    refetched,
+  };
+
+  // Carrier funds.
+  ss = makeClient(KEY, SECRET);
+  const funded = await must("POST /carriers/addfunds", () => ss.v1.carriers.addFunds("stamps_com", 25.5));
+  const carriers = await must("GET /carriers", () => ss.v1.carriers.list());
+  const tooLittle = await attempt(() => ss.v1.carriers.addFunds("stamps_com", 5));
+  obs.carriers = {
+    funded,
+    balanceAfter: carriers.find((c) => c.code === "stamps_com")?.balance ?? null,
+    tooLittleStatus: tooLittle.status,
+    balanceAfterRefusal: (await must("GET /carriers", () => ss.v1.carriers.list())).find((c) => c.code === "stamps_com")?.balance ?? null,
+  };
+
+  ss = makeClient(KEY, SECRET);
+  // Stores: marketplaces, deactivate/reactivate, refresh status, PUT.
+  const stores = await must("GET /stores", () => ss.v1.stores.list());
+  const store = stores[stores.length - 1];
+  const marketplaces = await must("GET /stores/marketplaces", () => ss.v1.stores.listMarketplaces());
+  const deactivated = await must("POST /stores/deactivate", () => ss.v1.stores.deactivate(store.storeId));
+  const activeAfter = await must("GET /stores", () => ss.v1.stores.list());
+  const allAfter = await must("GET /stores?showInactive=true", () => ss.v1.stores.list({ showInactive: true }));
+  const reactivated = await must("POST /stores/reactivate", () => ss.v1.stores.reactivate(store.storeId));
+  const activeAgain = await must("GET /stores", () => ss.v1.stores.list());
+  const refresh = await must("GET /stores/getrefreshstatus", () => ss.v1.stores.getRefreshRate(store.storeId));
+  const full = await must("GET /stores/{id}", () => ss.v1.stores.get(store.storeId));
+  const updated = await must("PUT /stores/{id}", () =>
+    ss.v1.stores.update(store.storeId, { ...full, storeName: "Renamed by shipstation-node", website: "https://shop.example" }),
+  );
+  const storeReread = await must("GET /stores/{id} after PUT", () => ss.v1.stores.get(store.storeId));
+  const ids = (list) => list.map((s) => s.storeId);
+  obs.stores = {
+    storeId: store.storeId,
+    marketplaces,
+    deactivated,
+    activeAfterDeactivate: ids(activeAfter),
+    inactiveListed: allAfter.filter((s) => s.storeId === store.storeId).map((s) => s.active),
+    reactivated,
+    activeAgain: ids(activeAgain),
+    refresh,
+    updated: { storeName: updated.storeName, website: updated.website },
+    reread: { storeName: storeReread.storeName, website: storeReread.website, active: storeReread.active },
+  };
+
+  ss = makeClient(KEY, SECRET);
+  // Warehouses (ship-from locations): create, update, delete, list.
+  const origin = address("Dock 2", "Round Rock", "TX", "78664");
+  const made = await must("POST /warehouses/createwarehouse", () =>
+    ss.v1.warehouses.create({ warehouseName: "Overflow", originAddress: origin, isDefault: false }),
+  );
+  const listedMade = await must("GET /warehouses", () => ss.v1.warehouses.list());
+  const changed = await must("PUT /warehouses/{id}", () =>
+    ss.v1.warehouses.update(made.warehouseId, { ...made, warehouseName: "Overflow East", originAddress: { ...origin, city: "Pflugerville" } }),
+  );
+  const got = await must("GET /warehouses/{id}", () => ss.v1.warehouses.get(made.warehouseId));
+  const deleted = await must("DELETE /warehouses/{id}", () => ss.v1.warehouses.delete(made.warehouseId));
+  const listedAfterDelete = await must("GET /warehouses after delete", () => ss.v1.warehouses.list());
+  const gone = await attempt(() => ss.v1.warehouses.get(made.warehouseId));
+  obs.warehouses = {
+    made,
+    listedIds: listedMade.map((w) => w.warehouseId),
+    changed: { warehouseName: changed.warehouseName, city: changed.originAddress?.city },
+    got: { warehouseName: got.warehouseName, city: got.originAddress?.city, returnCity: got.returnAddress?.city },
+    deleted,
+    listedIdsAfterDelete: listedAfterDelete.map((w) => w.warehouseId),
+    getAfterDeleteStatus: gone.status,
+  };
+}
+
+try {
+  if (MODE === "gaps") await gaps();
+  else if (MODE === "main") await main();
+  else fail(`unknown mode '${MODE}' (use no argument or 'gaps')`);
 } catch (e) {
   fail(`unexpected exception: ${e?.stack ?? e}`);
 } finally {

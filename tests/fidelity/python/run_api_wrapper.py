@@ -12,6 +12,10 @@ was fetched with GET — the documented "GET, modify, POST the full object"
 update), POST /orders/holduntil, GET /accounts/listtags, GET /customers,
 GET /products. Its `shipments.list()` is buggy: it calls GET /orders.
 
+`run_api_wrapper.py gaps` instead orders for three customers in different
+states and countries, and lists them through `customers.list` with its
+stateCode / countryCode / sortBy / sortDir parameters.
+
 Prints one JSON object of observations; exits 1 on anything unexpected.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import sys
 
 from fidelity_common import Run, order_summary
 from shipstation_api_wrapper.api import ShipStationClient
@@ -146,4 +151,45 @@ def main() -> None:
     obs["shipmentsListBug"] = {"path": shipments["path"], "status": shipments["status"]}
 
 
-run.finish(main)
+def customer_order(number: str, name: str, email: str, state: str, country: str) -> dict:
+    order = new_order(number, f"wrap-key-{number}")
+    order["customerEmail"] = email
+    order["customerUsername"] = email
+    order["billTo"] = {"name": name}
+    order["shipTo"] = {**order["shipTo"], "name": name, "state": state, "country": country}
+    return order
+
+
+def gaps() -> None:
+    obs = run.obs
+    ss = ShipStationClient(run.basic(), base_url=run.base)
+    people = [
+        ("Grace Hopper", "grace@example.com", "VA", "US"),
+        ("Ada Lovelace", "ada@example.com", "", "GB"),
+        ("Katherine Johnson", "katherine@example.com", "WV", "US"),
+    ]
+    for n, (name, email, state, country) in enumerate(people):
+        run.expect_ok(
+            f"create the order of {name}",
+            run.exchange(
+                lambda: ss.orders.add_note("gaps", customer_order(f"WRAP-{run.tag}-C{n}", name, email, state, country))
+            ),
+        )
+
+    def names(what: str, **params) -> list:
+        body = run.expect_ok(what, run.exchange(lambda: ss.customers.list(**params)))
+        return [c.get("name") for c in body.get("customers") or []]
+
+    obs["customers"] = {
+        "all": names("GET /customers"),
+        "us": names("GET /customers?countryCode=US", countryCode="US"),
+        "usVirginia": names("GET /customers?stateCode=VA&countryCode=US", stateCode="VA", countryCode="US"),
+        "byNameDesc": names("GET /customers?sortBy=Name&sortDir=DESC", sortBy="Name", sortDir="DESC"),
+        "byNameAsc": names("GET /customers?sortBy=Name", sortBy="Name"),
+        "byCreateDesc": names("GET /customers?sortBy=CreateDate&sortDir=DESC", sortBy="CreateDate", sortDir="DESC"),
+    }
+    bad = run.exchange(lambda: ss.customers.list(sortBy="Email"))
+    obs["customers"]["badSortStatus"] = bad["status"]
+
+
+run.finish(gaps if sys.argv[1:] == ["gaps"] else main)

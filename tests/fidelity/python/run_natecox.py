@@ -158,5 +158,14 @@ def main() -> None:
         else None,
     }
 
+    # 7. The product its orders made: the line weighed "8" (a string) ounces.
+    products = run.expect_ok(
+        "GET /products?sku=", run.exchange(lambda: ss.get(endpoint="/products", payload={"sku": "ENIGMA-1"}))
+    )
+    obs["product"] = next(
+        (p for p in products.get("products") or [] if p.get("sku") == "ENIGMA-1"), None
+    )
+    obs["sentWeight"] = created["sent"]["items"][0].get("weight")
+
 
 run.finish(main)

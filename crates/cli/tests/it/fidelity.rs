@@ -279,7 +279,11 @@ impl Drop for Sandbox {
 
 enum Client {
     ShipstationNode,
+    /// `run.mjs gaps`: the endpoints, ids, weights and headers of issue 9.
+    ShipstationNodeGaps,
     ApiWrapper,
+    /// `run_api_wrapper.py gaps`: customers' filters and sort.
+    ApiWrapperGaps,
     Natecox,
 }
 
@@ -289,15 +293,21 @@ fn drive(client: Client) -> Option<(Sandbox, Value)> {
     let deps = deps()?;
     let root = repo_root();
     let (name, command) = match client {
-        Client::ShipstationNode => {
+        Client::ShipstationNode | Client::ShipstationNodeGaps => {
             let mut c = Command::new("node");
             c.arg(root.join("tests/fidelity/node/run.mjs"))
                 .env("FIDELITY_NODE_MODULES", &deps.node_modules);
+            if matches!(client, Client::ShipstationNodeGaps) {
+                c.arg("gaps");
+            }
             ("shipstation-node", c)
         }
-        Client::ApiWrapper => {
+        Client::ApiWrapper | Client::ApiWrapperGaps => {
             let mut c = Command::new(&deps.python);
             c.arg(root.join("tests/fidelity/python/run_api_wrapper.py"));
+            if matches!(client, Client::ApiWrapperGaps) {
+                c.arg("gaps");
+            }
             ("api-wrapper", c)
         }
         Client::Natecox => {
@@ -611,6 +621,217 @@ fn shipstation_node_is_refused_with_a_wrong_secret_and_gets_carriers_as_an_array
     assert!(i64_at(&obs, "/carriersGet/count") >= 1, "{obs:#}");
 }
 
+// npm shipstation-node 1.5.6, issue 9: what a third-party client found
+// missing or wrong (reference §1.2, §1.6, §1.9)
+
+#[test]
+fn a_refused_request_still_carries_the_rate_limit_headers() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    assert_eq!(i64_at(&obs, "/refused/status"), 401);
+    // The sandbox runs with --rate-limit 1000; a 401 spends nothing.
+    assert_eq!(str_at(&obs, "/refused/rate/limit"), "1000", "{obs:#}");
+    assert_eq!(str_at(&obs, "/refused/rate/remaining"), "1000", "{obs:#}");
+    let reset: u64 = str_at(&obs, "/refused/rate/reset").parse().expect("reset is seconds");
+    assert!((1..=60).contains(&reset), "X-Rate-Limit-Reset counts seconds down: {reset}");
+}
+
+#[test]
+fn a_product_id_never_moves_when_a_sku_that_sorts_first_appears() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let before = i64_at(&obs, "/products/before/productId");
+    assert_eq!(
+        i64_at(&obs, "/products/after/productId"),
+        before,
+        "ENGINE-1 keeps its productId after AAA-FIRST appears: {obs:#}"
+    );
+    let abacus = i64_at(&obs, "/products/abacus/productId");
+    assert_ne!(abacus, before, "a new SKU is a new product");
+    // Order lines carry the product id of their SKU.
+    assert_eq!(
+        at(&obs, "/products/lineProductIds"),
+        &serde_json::json!([before, [abacus, before]]),
+        "{obs:#}"
+    );
+}
+
+#[test]
+fn a_product_weight_in_ounces_reads_back_exactly() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    // The line weighed { value: 8, units: "ounces" }; 1.5 pounds is 24 ounces.
+    assert_eq!(
+        at(&obs, "/products/before/weightOz"),
+        &serde_json::json!(8),
+        "{obs:#}"
+    );
+    assert_eq!(
+        at(&obs, "/products/abacus/weightOz"),
+        &serde_json::json!(24),
+        "{obs:#}"
+    );
+}
+
+#[test]
+fn a_product_updated_with_put_is_what_get_returns() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    assert_eq!(at(&obs, "/products/update/response/success"), true, "{obs:#}");
+    let reread = at(&obs, "/products/update/reread");
+    assert_eq!(reread["productId"], at(&obs, "/products/before/productId").clone());
+    assert_eq!(reread["name"], "Difference engine, mark II");
+    assert_eq!(reread["weightOz"], serde_json::json!(8.5));
+    assert_eq!(reread["price"], serde_json::json!(21.5));
+    assert_eq!(reread["sku"], "ENGINE-1");
+}
+
+#[test]
+fn assigning_a_user_records_it_on_every_order_or_on_none() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let user = str_at(&obs, "/users/userId");
+    assert_eq!(at(&obs, "/users/assigned/success"), true, "{obs:#}");
+    assert_eq!(
+        at(&obs, "/users/userIdsAfterAssign"),
+        &serde_json::json!([user, user]),
+        "{obs:#}"
+    );
+    // unassignuser naming a missing order changes nothing.
+    assert_eq!(i64_at(&obs, "/users/partialStatus"), 404, "{obs:#}");
+    assert_eq!(str_at(&obs, "/users/userIdAfterPartial"), user);
+    assert_eq!(at(&obs, "/users/unassigned/success"), true);
+    assert_eq!(at(&obs, "/users/userIdAfterUnassign"), &Value::Null, "{obs:#}");
+}
+
+#[test]
+fn rates_depend_on_weight_and_destination_and_are_what_a_label_costs() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let rates = array_at(&obs, "/rates/rates");
+    let codes: Vec<&str> = rates.iter().filter_map(|r| r["serviceCode"].as_str()).collect();
+    assert_eq!(codes, ["fedex_ground", "fedex_2day"], "domestic services only: {rates:#?}");
+    for r in rates {
+        let keys: Vec<&String> = r.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        assert_eq!(keys, ["otherCost", "serviceCode", "serviceName", "shipmentCost"], "{r:#}");
+    }
+    let ground = |list: &[Value]| {
+        list.iter()
+            .find(|r| r["serviceCode"] == "fedex_ground")
+            .map(|r| (r["shipmentCost"].to_string(), r["otherCost"].to_string()))
+            .unwrap_or_else(|| panic!("no fedex_ground rate: {list:#?}"))
+    };
+    // 40 oz is three started pounds; 5 lb is five.
+    assert_eq!(ground(rates), ("7".into(), "0.28".into()));
+    assert_eq!(ground(array_at(&obs, "/rates/heavier")), ("8.5".into(), "0.34".into()));
+    assert_eq!(array_at(&obs, "/rates/heavier").len(), 1, "serviceCode narrows the list");
+    let abroad = array_at(&obs, "/rates/abroad");
+    assert!(
+        abroad.iter().all(|r| r["serviceCode"] == "fedex_international_economy"),
+        "to GB only international services: {abroad:#?}"
+    );
+
+    let label = at(&obs, "/createLabel/label");
+    assert_eq!(label["orderId"], Value::Null, "a label without an order: {label:#}");
+    assert_eq!(label["serviceCode"], "fedex_ground");
+    assert_eq!(
+        label["shipmentCost"].to_string(),
+        "7.28",
+        "the label costs the quote: shipmentCost + otherCost"
+    );
+    assert!(label["labelData"].as_str().is_some_and(|d| !d.is_empty()), "{label:#}");
+}
+
+#[test]
+fn a_label_without_an_order_is_listed_and_notified_like_any_label() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let label = at(&obs, "/createLabel/label");
+    let listed = array_at(&obs, "/createLabel/listed");
+    assert_eq!(listed.len(), 1, "GET /shipments?trackingNumber= finds it: {obs:#}");
+    assert_eq!(listed[0]["shipmentId"], label["shipmentId"]);
+    assert_eq!(listed[0]["trackingNumber"], label["trackingNumber"]);
+    assert_eq!(listed[0]["labelData"], Value::Null, "lists carry no label data");
+    let deliveries = array_at(&obs, "/createLabel/deliveries");
+    assert_eq!(deliveries.len(), 1, "one SHIP_NOTIFY: {deliveries:#?}");
+    assert_eq!(deliveries[0]["body"]["resource_type"], "SHIP_NOTIFY");
+    assert_eq!(i64_at(&obs, "/createLabel/refetched/status"), 200, "{obs:#}");
+    assert_eq!(
+        at(&obs, "/createLabel/refetched/shipmentIds"),
+        &serde_json::json!([label["shipmentId"]]),
+        "the resource_url lists the new label: {obs:#}"
+    );
+}
+
+#[test]
+fn added_funds_raise_the_balance_get_carriers_shows() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    // Stamps.com starts at 250.00 in the sandbox.
+    assert_eq!(at(&obs, "/carriers/funded/code"), "stamps_com");
+    assert_eq!(at(&obs, "/carriers/funded/balance"), &serde_json::json!(275.5), "{obs:#}");
+    assert_eq!(at(&obs, "/carriers/balanceAfter"), &serde_json::json!(275.5), "{obs:#}");
+    // Below the 10.00 minimum: refused, balance unchanged.
+    assert_eq!(i64_at(&obs, "/carriers/tooLittleStatus"), 400);
+    assert_eq!(at(&obs, "/carriers/balanceAfterRefusal"), &serde_json::json!(275.5));
+}
+
+#[test]
+fn a_deactivated_store_leaves_the_list_until_it_is_reactivated_and_put_renames_it() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let id = at(&obs, "/stores/storeId").clone();
+    assert_eq!(at(&obs, "/stores/deactivated/success"), true, "{obs:#}");
+    assert!(!array_at(&obs, "/stores/activeAfterDeactivate").contains(&id), "{obs:#}");
+    assert_eq!(
+        at(&obs, "/stores/inactiveListed"),
+        &serde_json::json!([false]),
+        "showInactive=true lists it with active false: {obs:#}"
+    );
+    assert_eq!(at(&obs, "/stores/reactivated/success"), true);
+    assert!(array_at(&obs, "/stores/activeAgain").contains(&id), "{obs:#}");
+    assert_eq!(at(&obs, "/stores/refresh/storeId"), &id);
+    assert!(at(&obs, "/stores/refresh/refreshStatusId").is_i64(), "{obs:#}");
+    assert_eq!(str_at(&obs, "/stores/reread/storeName"), "Renamed by shipstation-node");
+    assert_eq!(str_at(&obs, "/stores/reread/website"), "https://shop.example");
+    assert_eq!(at(&obs, "/stores/reread/active"), true);
+    let marketplaces = array_at(&obs, "/stores/marketplaces");
+    assert!(
+        marketplaces.iter().all(|m| m["marketplaceId"].is_i64() && m["name"].is_string() && m["canRefresh"].is_boolean()),
+        "{marketplaces:#?}"
+    );
+}
+
+#[test]
+fn a_warehouse_is_created_updated_listed_and_deleted() {
+    let Some((_sandbox, obs)) = drive(Client::ShipstationNodeGaps) else {
+        return;
+    };
+    let id = at(&obs, "/warehouses/made/warehouseId").clone();
+    assert!(id.is_i64(), "{obs:#}");
+    assert_eq!(at(&obs, "/warehouses/made/isDefault"), false);
+    assert_eq!(
+        at(&obs, "/warehouses/made/returnAddress/city"),
+        "Round Rock",
+        "no returnAddress means the origin address"
+    );
+    assert!(array_at(&obs, "/warehouses/listedIds").contains(&id));
+    assert_eq!(str_at(&obs, "/warehouses/got/warehouseName"), "Overflow East");
+    assert_eq!(str_at(&obs, "/warehouses/got/city"), "Pflugerville");
+    assert_eq!(at(&obs, "/warehouses/deleted/success"), true);
+    assert!(!array_at(&obs, "/warehouses/listedIdsAfterDelete").contains(&id), "{obs:#}");
+    assert_eq!(i64_at(&obs, "/warehouses/getAfterDeleteStatus"), 404);
+}
+
 // ---------------------------------------------------------------------------
 // PyPI shipstation-api-wrapper 0.1.2
 // ---------------------------------------------------------------------------
@@ -707,9 +928,60 @@ fn api_wrapper_lists_customers_and_products() {
     assert_eq!(at(&obs, "/products/hasProductsKey"), true);
 }
 
+#[test]
+fn api_wrapper_filters_customers_by_state_and_country_and_sorts_them() {
+    let Some((_sandbox, obs)) = drive(Client::ApiWrapperGaps) else {
+        return;
+    };
+    let names = |pointer: &str| at(&obs, pointer).clone();
+    assert_eq!(
+        names("/customers/all"),
+        serde_json::json!(["Grace Hopper", "Ada Lovelace", "Katherine Johnson"]),
+        "customer id order without sortBy: {obs:#}"
+    );
+    assert_eq!(names("/customers/us"), serde_json::json!(["Grace Hopper", "Katherine Johnson"]));
+    assert_eq!(names("/customers/usVirginia"), serde_json::json!(["Grace Hopper"]));
+    assert_eq!(
+        names("/customers/byNameDesc"),
+        serde_json::json!(["Katherine Johnson", "Grace Hopper", "Ada Lovelace"])
+    );
+    assert_eq!(
+        names("/customers/byNameAsc"),
+        serde_json::json!(["Ada Lovelace", "Grace Hopper", "Katherine Johnson"])
+    );
+    assert_eq!(
+        names("/customers/byCreateDesc"),
+        serde_json::json!(["Katherine Johnson", "Ada Lovelace", "Grace Hopper"])
+    );
+    assert_eq!(
+        i64_at(&obs, "/customers/badSortStatus"),
+        400,
+        "sortBy is Name, ModifyDate or CreateDate"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // PyPI shipstation 0.1.3 (natecox/pyshipstation)
 // ---------------------------------------------------------------------------
+
+#[test]
+fn natecox_client_sees_the_eight_ounce_line_as_a_product_of_exactly_eight_ounces() {
+    let Some((_sandbox, obs)) = drive(Client::Natecox) else {
+        return;
+    };
+    assert_eq!(
+        at(&obs, "/sentWeight"),
+        &serde_json::json!({"units": "ounces", "value": "8"}),
+        "it sends the weight as a string"
+    );
+    assert_eq!(str_at(&obs, "/product/sku"), "ENIGMA-1", "{obs:#}");
+    assert_eq!(
+        at(&obs, "/product/weightOz"),
+        &serde_json::json!(8),
+        "8 oz reads 8, not 7.999993: {obs:#}"
+    );
+    assert!(i64_at(&obs, "/product/productId") > 0);
+}
 
 #[test]
 fn natecox_client_upserts_string_typed_orders_by_order_key() {
