@@ -483,12 +483,6 @@ fn order_from_body(world: &mut World, v: &Value, existing: Option<&Order>, now: 
         }
     }
 
-    for item in &mut items {
-        if item.product_id.is_none() {
-            item.product_id = world.product_for(item, now);
-        }
-    }
-
     let adv_in = v.get("advancedOptions").cloned().unwrap_or(Value::Null);
     let mut rest = Map::new();
     if let Value::Object(obj) = &adv_in {
@@ -573,6 +567,16 @@ fn order_from_body(world: &mut World, v: &Value, existing: Option<&Order>, now: 
     })
 }
 
+/// Give each line without a `productId` the product of its SKU (made at the SKU's
+/// first sight), once the order is accepted.
+fn assign_products(world: &mut World, order: &mut Order, now: Timestamp) {
+    for item in &mut order.items {
+        if item.product_id.is_none() {
+            item.product_id = world.product_for(item, now);
+        }
+    }
+}
+
 /// Create or update (by `orderKey`, else `orderId`) one order. Returns the order id and
 /// whether it was new.
 fn upsert(world: &mut World, v: &Value, now: Timestamp, batch: &str) -> Result<(i64, bool), V1Error> {
@@ -607,6 +611,7 @@ fn upsert(world: &mut World, v: &Value, now: Timestamp, batch: &str) -> Result<(
                 )));
             }
             let mut order = order_from_body(world, v, Some(&existing), now, batch)?;
+            assign_products(world, &mut order, now);
             order.order_id = id;
             order.active = existing.active;
             world.orders.insert(id, order);
@@ -614,6 +619,7 @@ fn upsert(world: &mut World, v: &Value, now: Timestamp, batch: &str) -> Result<(
         }
         None => {
             let mut order = order_from_body(world, v, None, now, batch)?;
+            assign_products(world, &mut order, now);
             world.ids.order += 1;
             let id = world.ids.order;
             order.order_id = id;

@@ -179,3 +179,20 @@ async fn a_deleted_order_is_hidden_from_lists() {
     assert_eq!(r.status(), 200);
     assert_eq!(sb.get("/orders?orderNumber=8001").await["total"], json!(0));
 }
+
+#[tokio::test]
+async fn a_refused_order_makes_no_product_and_an_accepted_one_makes_one_per_sku() {
+    let sb = TestSandbox::start().await;
+    let mut refused = order_body("R1", "r1");
+    refused["advancedOptions"] = json!({"storeId": 999});
+    let (status, body) = sb.post("/orders/createorder", refused).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(sb.get("/products").await["total"], json!(0), "a refused order's SKUs are not seen");
+    let order = sb.order(order_body("R2", "r2")).await;
+    let products = sb.get("/products").await;
+    assert_eq!(products["total"], json!(2));
+    for item in order["items"].as_array().unwrap() {
+        let product = products["products"].as_array().unwrap().iter().find(|p| p["sku"] == item["sku"]).unwrap();
+        assert_eq!(item["productId"], product["productId"], "the line carries its SKU's product id");
+    }
+}
