@@ -174,7 +174,8 @@ impl Sandbox {
             Some(path) => persist::read(path).map_err(|detail| SandboxError::State { path: path.clone(), detail })?,
             None => None,
         };
-        let world = world.unwrap_or_else(|| state::World::new(clock.now()));
+        let mut world: state::World = world.unwrap_or_else(|| state::World::new(clock.now()));
+        world.backfill_products(clock.now());
         let signer = signing::Signer::generate(config.seed).map_err(SandboxError::Key)?;
         let shared = Arc::new(Shared {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),

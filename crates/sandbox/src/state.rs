@@ -634,6 +634,21 @@ impl World {
         Some(product_id)
     }
 
+    /// Products for a state file written before the sandbox kept them: every SKU of
+    /// the orders gets its product in order-id order (the order ShipStation first saw
+    /// them), and lines without a product id get theirs. Does nothing when every
+    /// line already has one.
+    pub fn backfill_products(&mut self, now: Timestamp) {
+        let ids: Vec<i64> = self.orders.keys().copied().collect();
+        for id in ids {
+            let mut items = std::mem::take(&mut self.orders.get_mut(&id).expect("listed").items);
+            for item in items.iter_mut().filter(|i| i.product_id.is_none()) {
+                item.product_id = self.product_for(item, now);
+            }
+            self.orders.get_mut(&id).expect("listed").items = items;
+        }
+    }
+
     /// Quantity of each order item already in live (not voided) labels.
     pub fn shipped_quantities(&self, order_id: i64) -> HashMap<i64, i64> {
         let mut out = HashMap::new();

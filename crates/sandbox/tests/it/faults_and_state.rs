@@ -135,3 +135,33 @@ async fn with_a_state_file_products_stores_warehouses_and_funds_survive_a_restar
     assert_eq!(stamps["balance"], json!(260));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[tokio::test]
+async fn a_state_file_from_before_products_were_kept_gets_one_product_per_sku_on_start() {
+    let dir = std::env::temp_dir().join(format!("shipledger-sandbox-old-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("state.json");
+    let _ = std::fs::remove_file(&path);
+    let config = SandboxConfig { state_path: Some(path.clone()), ..Default::default() };
+    let sb = TestSandbox::with(config.clone()).await;
+    let id = sb.order(order_body("O1", "o1")).await["orderId"].as_i64().unwrap();
+    sb.handle.shutdown().await;
+    // Make it look like an older sandbox's file: no products, no product ids.
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    state.as_object_mut().unwrap().remove("products");
+    state["ids"].as_object_mut().unwrap().remove("product");
+    for item in state["orders"][id.to_string()]["items"].as_array_mut().unwrap() {
+        item["product_id"] = serde_json::Value::Null;
+    }
+    std::fs::write(&path, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let sb = TestSandbox::with(config).await;
+    let products = sb.get("/products").await;
+    assert_eq!(products["total"], json!(2), "{products}");
+    let order = sb.get(&format!("/orders/{id}")).await;
+    for item in order["items"].as_array().unwrap() {
+        let product = products["products"].as_array().unwrap().iter().find(|p| p["sku"] == item["sku"]).unwrap();
+        assert_eq!(item["productId"], product["productId"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
