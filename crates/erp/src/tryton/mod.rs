@@ -36,12 +36,16 @@
 //!   adjustment is a confirmed `stock.inventory` on the warehouse's storage
 //!   location, found again by an attachment named after our key.
 //!
+//! - **Check** (`check-config --connect`, `tryton/check.rs`): server, database, key,
+//!   modules and the records shipledger needs, read without writing.
+//!
 //! Errors keep Tryton's words: a 400 is [`ErpError::Refused`] with Tryton's
 //! message and the record it was about; 401 `Unauthorized`; 404 `NotFound`
 //! (Tryton answers 404 for an unknown database too); 403 `Refused` (an access
 //! rule or a method the key's user may not call); 429, 5xx and transport failures
 //! `Unavailable`.
 
+mod check;
 pub mod rest;
 
 use std::collections::{BTreeMap, HashMap};
@@ -1088,6 +1092,10 @@ fn position(t: Timestamp, id: i64) -> (i64, i64) {
 impl Erp for TrytonClient {
     fn kind(&self) -> &'static str {
         "tryton"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Vec<crate::CheckItem>> {
+        Box::pin(self.check_connection())
     }
 
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {
