@@ -212,7 +212,15 @@ shipment_poll_interval = "1s"
                         s["packages"].as_array().unwrap().iter().filter_map(|p| p["shipping_reference"].as_str()).collect();
                     assert_eq!(packages, vec![s["shipping_reference"].as_str().unwrap()], "the parcel carries the number");
                 }
-                "cancelled" => assert_eq!(s["shipping_reference"], voided["trackingNumber"], "only the voided label is cancelled"),
+                "cancelled" => {
+                    // The voided label's number stays on its cancelled shipment and parcel,
+                    // marked dead, so a lookup by number finds only live parcels.
+                    let dead = format!("VOID-{}", voided["trackingNumber"].as_str().unwrap());
+                    assert_eq!(s["shipping_reference"], json!(dead), "only the voided label is cancelled");
+                    let packages: Vec<&str> =
+                        s["packages"].as_array().unwrap().iter().filter_map(|p| p["shipping_reference"].as_str()).collect();
+                    assert_eq!(packages, vec![dead.as_str()], "its parcel is marked too");
+                }
                 other => panic!("sale {sale} has a shipment left {other}: {s}"),
             }
         }

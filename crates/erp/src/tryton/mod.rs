@@ -19,10 +19,13 @@
 //!   waiting shipment), runs `assign_try`, `pick`, puts the label's tracking number
 //!   on a `stock.package` (where `stock_package_shipping` is active) and on the
 //!   shipment's `shipping_reference`, records the label cost, then `pack`.
-//!   *Completed* is `do`. *Cancelled* (a voided label) cancels a packed shipment and
-//!   has the sale recreate its moves, so the goods wait for the next label; a
-//!   shipment already `done` is not cancelled by a machine (cancelling it puts
-//!   stock back): that is refused, and the engine raises what a person must undo.
+//!   *Completed* is `do`. *Cancelled* (a voided label) cancels a packed shipment,
+//!   marks its dead tracking number `VOID-<number>` on the shipment and its package
+//!   (a lookup of a number finds only live parcels; the record we read back still
+//!   names the label's number), and has the sale recreate its moves, so the goods
+//!   wait for the next label; a shipment already `done` is not cancelled by a
+//!   machine (cancelling it puts stock back): that is refused, and the engine
+//!   raises what a person must undo.
 //!   Every step reads the state first, so a repeated or resumed write does nothing
 //!   twice, and a 400 on a transition already made is recognised as done.
 //! - **Journals** are `account.move` records in the company currency on the
@@ -123,6 +126,9 @@ const SLACK: u32 = 50;
 const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 /// Our prefix on shipment references and move descriptions.
 const SALE_LINE: &str = "sale.line,";
+/// Put in front of a voided label's tracking number on its cancelled shipment and
+/// package.
+const VOID_MARK: &str = "VOID-";
 
 /// A client of one Tryton database.
 pub struct TrytonClient {
@@ -780,6 +786,7 @@ impl TrytonClient {
             });
         }
         let cancelled = self.transition(id, "cancel", &["cancelled"]).await?;
+        self.mark_void(id, &cancelled).await?;
         // The sale recreates the cancelled outgoing moves, so the goods wait for the
         // next label in a new shipment (what Tryton's "handle shipment exception"
         // wizard does). Adding a move already recreated changes nothing, so a retry
@@ -794,7 +801,42 @@ impl TrytonClient {
             self.write("sale.line", line, json!({"moves_recreated": [["add", mids]]}), &format!("recreating the goods of sale line {line}")).await?;
         }
         self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await?;
-        Ok(Some(cancelled))
+        Ok(Some(self.shipment(id).await?))
+    }
+
+    /// Mark a voided label's tracking number on its cancelled shipment and package
+    /// (`VOID-` in front), so that looking a number up in Tryton finds only live
+    /// parcels, while the dead number stays readable; marking twice changes nothing.
+    async fn mark_void(&self, id: i64, shipment: &Obj) -> Result<()> {
+        if let Some(number) = shipment.get("shipping_reference").and_then(rest::text_of)
+            && !number.starts_with(VOID_MARK)
+        {
+            let values = json!({"shipping_reference": format!("{VOID_MARK}{number}")});
+            self.write("stock.shipment.out", id, values, &format!("marking the voided tracking {number} on shipment {id}")).await?;
+        }
+        if !self.packages_enabled().await? {
+            return Ok(());
+        }
+        let packages = self
+            .search(
+                "stock.package",
+                json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
+                &["shipping_reference"],
+                None,
+                None,
+                &format!("the packages of shipment {id}"),
+            )
+            .await?;
+        for p in packages {
+            if let Some(number) = p.get("shipping_reference").and_then(rest::text_of)
+                && !number.starts_with(VOID_MARK)
+            {
+                let pid = record_id(&p);
+                let values = json!({"shipping_reference": format!("{VOID_MARK}{number}")});
+                self.write("stock.package", pid, values, &format!("marking the voided tracking {number} on package {pid}")).await?;
+            }
+        }
+        Ok(())
     }
 
     fn record_of(&self, s: &Obj, sale_id: i64, moves: &[Obj]) -> Option<FulfilmentRecord> {
@@ -818,12 +860,21 @@ impl TrytonClient {
         }
         let carrier = s.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of).unwrap_or_default();
         let ship_date = s.get("effective_date").and_then(rest::date_of);
+        // A cancelled shipment's numbers are marked dead in Tryton (`mark_void`); the
+        // record still names the label they came from.
+        let number = |v: &Value| {
+            let n = rest::text_of(v)?;
+            Some(match (fstate, n.strip_prefix(VOID_MARK)) {
+                (FulfilmentState::Cancelled, Some(live)) => live.to_string(),
+                _ => n,
+            })
+        };
         let mut numbers: Vec<String> = s
             .get("packages")
             .and_then(Value::as_array)
-            .map(|ps| ps.iter().filter_map(|p| p.get("shipping_reference").and_then(rest::text_of)).collect())
+            .map(|ps| ps.iter().filter_map(|p| p.get("shipping_reference").and_then(number)).collect())
             .unwrap_or_default();
-        if let Some(r) = s.get("shipping_reference").and_then(rest::text_of)
+        if let Some(r) = s.get("shipping_reference").and_then(number)
             && !numbers.contains(&r)
         {
             numbers.push(r);
