@@ -161,6 +161,11 @@ pub struct ErpOrder {
     pub payment: PaymentEvidence,
     /// The service the customer chose, if the ERP records one.
     pub requested_service: Option<String>,
+    /// The customer's own reference for the order (their PO number, say), if the ERP
+    /// records one; the warehouse sees it in ShipStation. Absent in snapshots stored
+    /// before it existed.
+    #[serde(default)]
+    pub customer_reference: Option<String>,
 }
 
 impl ErpOrder {

@@ -368,6 +368,7 @@ fn order_of(o: WireOrder) -> std::result::Result<ErpOrder, String> {
         shipping_paid: o.shipping.map(|d| amount(d, "shipping")).transpose()?,
         tax_paid: o.tax.map(|d| amount(d, "tax")).transpose()?,
         requested_service: o.requested_service,
+        customer_reference: None,
     })
 }
 

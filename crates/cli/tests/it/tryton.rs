@@ -153,6 +153,8 @@ shipment_poll_interval = "1s"
     let one = order_of(paid_one);
     let items = three["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "the shipping service line is not a parcel item");
+    assert_eq!(three["advancedOptions"]["customField3"], "SHOP-1002", "the warehouse sees the customer's reference");
+    assert_eq!(one["advancedOptions"]["customField3"], "SHOP-1001");
 
     // 2. The warehouse: SHOP-1002 in two parcels; SHOP-1001 labelled, voided, re-labelled.
     let three_id = three["orderId"].as_i64().unwrap();

@@ -1100,6 +1100,7 @@ impl TrytonClient {
             tax_paid: None,
             payment,
             requested_service: sale.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of),
+            customer_reference: sale.get("reference").and_then(rest::text_of),
         })
     }
 }

@@ -81,6 +81,7 @@ async fn ready_sales_arrive_with_skus_weights_and_payment_evidence_and_the_gate_
     assert_eq!(ids.len(), 4);
 
     let multi = by_reference(&orders, &db, "SHOP-1002");
+    assert_eq!(multi.customer_reference.as_deref(), Some("SHOP-1002"), "the sale's customer reference comes along");
     assert_eq!(multi.currency, "GBP");
     assert_eq!(multi.payment.state, PaymentState::Captured);
     assert!(multi.payment.source.starts_with("tryton:account.payment:"), "{}", multi.payment.source);
