@@ -534,6 +534,17 @@ journal_party = "ShipStation"
     }
 
     #[test]
+    fn the_example_files_load_with_their_public_url_and_account_currency() {
+        let any = |_: &str| Some("set".to_string());
+        let sandbox = Config::parse(include_str!("../../../examples/shipledger.toml"), "examples/shipledger.toml", &any).unwrap();
+        assert_eq!(sandbox.public_url.map(String::from), Some("http://127.0.0.1:8080/".to_string()));
+        let tryton = Config::parse(include_str!("../../../examples/tryton.toml"), "examples/tryton.toml", &any).unwrap();
+        assert_eq!(tryton.connections[0].erp.kind, "tryton");
+        assert_eq!(tryton.connections[0].shipstation.account_currency, Currency::USD);
+        assert!(tryton.public_url.is_some());
+    }
+
+    #[test]
     fn a_missing_secret_names_the_variable_to_export() {
         let err = Config::parse(GOOD, "test.toml", &|n| if n == "ACME_SS_SECRET" { None } else { env(n) }).unwrap_err();
         assert!(err.to_string().contains("$ACME_SS_SECRET"), "{err}");
