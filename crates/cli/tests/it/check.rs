@@ -11,9 +11,7 @@ use serde_json::json;
 use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
 use shipledger_sandbox::{Sandbox, SandboxConfig};
 
-#[path = "../../../erp/tests/support/tryton_db.rs"]
-mod tryton_db;
-use tryton_db::TrytonDb;
+use crate::tryton::tryton_db::TrytonDb;
 
 const SECRET: &str = "a-very-secret-value";
 const TOKEN: &str = "the-webhook-token-nobody-sees";

@@ -17,7 +17,7 @@ use shipledger_erp::{Erp, JournalLine, JournalWrite};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 #[path = "../../../erp/tests/support/tryton_db.rs"]
-mod tryton_db;
+pub(crate) mod tryton_db;
 use tryton_db::TrytonDb;
 
 use crate::support::{Process, post_json, v1_get, wait_until};
