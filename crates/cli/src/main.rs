@@ -1,7 +1,11 @@
 //! The `shipledger` command: argument parsing and wiring only. Every behaviour lives in
 //! a library crate; this file turns flags into their configuration and runs them.
 //!
-//! Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
+//! Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. A file that
+//! does not load (bad syntax, a bad value, a missing secret) is 2; `check-config
+//! --connect` on a file that loads is 1 when any check fails (a system unreachable, a
+//! credential refused, something required missing in the ERP), and 0 with warnings
+//! alone.
 
 mod demo;
 mod inspect;
@@ -38,10 +42,16 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
-    /// Check a configuration file (and that its secrets are in the environment).
+    /// Check a configuration file (and that its secrets are in the environment);
+    /// `--connect` also reaches every system it names, read only, and reports what
+    /// works and what does not.
     CheckConfig {
         #[arg(long)]
         config: PathBuf,
+        /// Reach the ERP and ShipStation with the configured credentials (nothing is
+        /// written); exit 1 when any check fails.
+        #[arg(long)]
+        connect: bool,
     },
     /// Exceptions: what needs a person, and whose.
     #[command(subcommand)]
@@ -83,7 +93,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Serve { config } => run::serve(&config).await,
             Command::Sync { config, once } => run::sync(&config, once).await,
-            Command::CheckConfig { config } => run::check_config(&config).await,
+            Command::CheckConfig { config, connect } => run::check_config(&config, connect).await,
             Command::Exceptions(command) => inspect::exceptions(command).await,
             Command::Timeline(args) => inspect::timeline(args).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,

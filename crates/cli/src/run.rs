@@ -1,5 +1,5 @@
-//! `shipledger check-config`, `sync` and `serve`: the engine over a configuration
-//! file.
+//! `shipledger check-config` (with `--connect`, every system reached read only), `sync`
+//! and `serve`: the engine over a configuration file.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use shipledger_engine::Engine;
 use shipledger_engine::clock::SystemClock;
 use shipledger_engine::config::Config;
+use shipledger_erp::CheckStatus;
 use tokio::sync::watch;
 
 /// A configuration problem: exit code 2.
@@ -32,12 +33,15 @@ pub fn load_config_for_reading(path: &Path) -> anyhow::Result<Config> {
     Config::load_for_reading(path).map_err(|e| anyhow::Error::new(BadConfig(e.to_string())))
 }
 
-pub async fn check_config(path: &Path) -> anyhow::Result<()> {
+pub async fn check_config(path: &Path, connect: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
     println!("{}: ok", path.display());
     println!("  store: {}", redact_url(&config.store_url));
     if let Some(listen) = config.listen {
         println!("  server: {listen}");
+    }
+    if let Some(public) = &config.public_url {
+        println!("  public url: {public}");
     }
     for c in &config.connections {
         println!("  connection {}:", c.name);
@@ -58,7 +62,43 @@ pub async fn check_config(path: &Path) -> anyhow::Result<()> {
             c.policy.poll_interval
         );
     }
+    if connect {
+        check_connections(&config).await?;
+    }
     Ok(())
+}
+
+/// `check-config --connect`: one table row per item checked, then an error (exit 1)
+/// naming every failed item, if any.
+async fn check_connections(config: &Config) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    let mut warnings = 0;
+    for c in &config.connections {
+        let report = shipledger_engine::check::check_connection(c, config.public_url.as_ref()).await;
+        for (system, item) in report.items() {
+            let status = match item.status {
+                CheckStatus::Ok => "ok",
+                CheckStatus::Warning => {
+                    warnings += 1;
+                    "warning"
+                }
+                CheckStatus::Failed => {
+                    failed.push(format!("{} {system} {}: {}", c.name, item.what, item.detail));
+                    "FAILED"
+                }
+            };
+            rows.push(vec![c.name.clone(), system.to_string(), item.what.clone(), status.to_string(), item.detail.clone()]);
+        }
+    }
+    println!();
+    print!("{}", crate::output::table(&["connection", "system", "check", "status", "detail"], &rows));
+    println!();
+    if failed.is_empty() {
+        println!("check-config --connect: every system is reachable with valid credentials and has what it needs ({warnings} warning(s))");
+        return Ok(());
+    }
+    anyhow::bail!("check-config --connect: {} check(s) failed:\n  {}", failed.len(), failed.join("\n  "))
 }
 
 /// A store URL without its password.

@@ -161,6 +161,11 @@ pub struct ErpOrder {
     pub payment: PaymentEvidence,
     /// The service the customer chose, if the ERP records one.
     pub requested_service: Option<String>,
+    /// The customer's own reference for the order (their PO number, say), if the ERP
+    /// records one; the warehouse sees it in ShipStation. Absent in snapshots stored
+    /// before it existed.
+    #[serde(default)]
+    pub customer_reference: Option<String>,
 }
 
 impl ErpOrder {
@@ -195,6 +200,37 @@ mod tests {
     fn an_order_key_is_the_same_every_time_and_differs_across_connections() {
         assert_eq!(order_key("acme-uk", "SO-1"), order_key("acme-uk", "SO-1"));
         assert_ne!(order_key("acme-uk", "SO-1"), order_key("acme-us", "SO-1"));
+    }
+
+    #[test]
+    fn a_snapshot_stored_before_the_customer_reference_existed_still_reads() {
+        let order = ErpOrder {
+            erp_id: "SO-1".into(),
+            number: "SO-1".into(),
+            status: ErpOrderStatus::Open,
+            currency: "GBP".into(),
+            placed_at: Timestamp::from_second(1_790_000_000).unwrap(),
+            updated_at: Timestamp::from_second(1_790_000_000).unwrap(),
+            customer_email: None,
+            ship_to: Address::default(),
+            bill_to: None,
+            lines: Vec::new(),
+            shipping_paid: None,
+            tax_paid: None,
+            payment: PaymentEvidence {
+                state: PaymentState::Unpaid,
+                source: "none".into(),
+                amount: Money::from_minor(0, crate::money::Currency::GBP),
+                at: None,
+            },
+            requested_service: None,
+            customer_reference: Some("PO-778".into()),
+        };
+        let mut stored = serde_json::to_value(&order).unwrap();
+        assert_eq!(stored["customer_reference"], "PO-778");
+        stored.as_object_mut().unwrap().remove("customer_reference");
+        let read: ErpOrder = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, ErpOrder { customer_reference: None, ..order });
     }
 
     #[test]

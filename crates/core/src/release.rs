@@ -362,6 +362,7 @@ mod tests {
                 at: None,
             },
             requested_service: None,
+            customer_reference: None,
         }
     }
 

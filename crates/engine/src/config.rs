@@ -1,5 +1,6 @@
-//! The configuration file (TOML, DESIGN §3): the store, the HTTP listener and one or
-//! more connections, each an ERP plus a ShipStation account with its policies.
+//! The configuration file (TOML, DESIGN §3): the store, the HTTP listener (and the
+//! public URL ShipStation reaches it at) and one or more connections, each an ERP
+//! plus a ShipStation account with its policies.
 //!
 //! Secrets are never in the file: a connection names the environment variable that
 //! holds each one (`api_key_env = "ACME_SS_KEY"`), and [`Config::load`] reads them,
@@ -68,7 +69,12 @@ struct RawStore {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
-    listen: String,
+    #[serde(default)]
+    listen: Option<String>,
+    /// Where ShipStation reaches this server from outside (webhooks are subscribed
+    /// to `{public_url}/webhooks/...`).
+    #[serde(default)]
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,6 +221,10 @@ pub struct ConnectionConfig {
 pub struct Config {
     pub store_url: String,
     pub listen: Option<SocketAddr>,
+    /// `[server] public_url`: this server's address as ShipStation reaches it (an
+    /// http(s) URL without query or fragment; a trailing slash after a path is
+    /// dropped); `check-config --connect` looks for webhook subscriptions under it.
+    pub public_url: Option<Url>,
     pub connections: Vec<ConnectionConfig>,
 }
 
@@ -255,10 +265,12 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let err = |message: String| ConfigError { path: origin.to_string(), message };
         let raw: RawConfig = toml::from_str(text).map_err(|e| err(format!("not valid configuration: {e}")))?;
-        let listen = raw
-            .server
-            .map(|s| s.listen.parse::<SocketAddr>().map_err(|e| err(format!("[server] listen = {:?}: {e}", s.listen))))
+        let server = raw.server.unwrap_or(RawServer { listen: None, public_url: None });
+        let listen = server
+            .listen
+            .map(|l| l.parse::<SocketAddr>().map_err(|e| err(format!("[server] listen = {l:?}: {e}"))))
             .transpose()?;
+        let public_url = server.public_url.as_deref().map(|u| public_url(u).map_err(err)).transpose()?;
         if !(raw.store.url.starts_with("sqlite:") || raw.store.url.starts_with("postgres")) {
             return Err(err(format!(
                 "[store] url = {:?}: use sqlite://FILE or postgres://USER@HOST/DB",
@@ -335,8 +347,29 @@ impl Config {
             let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
             connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
         }
-        Ok(Config { store_url: raw.store.url, listen, connections })
+        Ok(Config { store_url: raw.store.url, listen, public_url, connections })
     }
+}
+
+/// `[server] public_url`: an http(s) URL with a host, and neither query nor fragment;
+/// a trailing slash after a path is dropped.
+fn public_url(raw: &str) -> Result<Url, String> {
+    let bad = |why: &str| {
+        format!("[server] public_url = {raw:?}: {why}; use the https://HOST[:PORT][/PATH] ShipStation reaches this server at")
+    };
+    let mut url = Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("it is not an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("it has a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("it carries a user or password"));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
 }
 
 fn duration(raw: &str, what: &str) -> Result<Duration, String> {
@@ -486,6 +519,29 @@ journal_party = "ShipStation"
         let printed = format!("{config:?}");
         assert!(!printed.contains("ss-secret-value") && !printed.contains("erp-secret-value"), "{printed}");
         assert!(printed.contains("ACME_SS_SECRET"));
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_url_without_a_trailing_slash_and_anything_else_is_refused_by_name() {
+        assert_eq!(Config::parse(GOOD, "t.toml", &env).unwrap().public_url, None, "optional");
+        let with = |u: &str| GOOD.replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:8080\"\npublic_url = \"{u}\""));
+        let config = Config::parse(&with("https://ops.example.com/shipledger/"), "t.toml", &env).unwrap();
+        assert_eq!(config.public_url.unwrap().as_str(), "https://ops.example.com/shipledger");
+        for bad in ["ops.example.com", "ftp://ops.example.com", "https://ops.example.com/?a=1", "not a url"] {
+            let e = Config::parse(&with(bad), "t.toml", &env).unwrap_err();
+            assert!(e.message.contains("public_url") && e.message.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_example_files_load_with_their_public_url_and_account_currency() {
+        let any = |_: &str| Some("set".to_string());
+        let sandbox = Config::parse(include_str!("../../../examples/shipledger.toml"), "examples/shipledger.toml", &any).unwrap();
+        assert_eq!(sandbox.public_url.map(String::from), Some("http://127.0.0.1:8080/".to_string()));
+        let tryton = Config::parse(include_str!("../../../examples/tryton.toml"), "examples/tryton.toml", &any).unwrap();
+        assert_eq!(tryton.connections[0].erp.kind, "tryton");
+        assert_eq!(tryton.connections[0].shipstation.account_currency, Currency::USD);
+        assert!(tryton.public_url.is_some());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 //! Time comes from an injected [`Clock`](clock::Clock).
 
 pub mod budget;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod flows;

@@ -12,6 +12,10 @@
 //!    rates from the ERP ([`Erp::fx_rate`]).
 //! 5. **Stock**: read and adjust ([`Erp::stock`], [`Erp::adjust_stock`]).
 //!
+//! [`Erp::check`] (for `shipledger check-config --connect`) says, without writing
+//! anything, whether the ERP answers, accepts the key and holds what shipledger
+//! needs, as [`CheckItem`]s.
+//!
 //! A connector knows nothing of the store or of ShipStation, and refuses nothing the
 //! ERP would accept: the ERP's own refusals (completing a completed fulfilment, an
 //! unbalanced journal) come back as [`ErpError::Refused`] with the ERP's words.
@@ -191,10 +195,59 @@ pub struct StockAdjustment {
     pub reason: String,
 }
 
+/// How one item of a connection check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    /// Works, but something is missing or degraded that a person should know of.
+    Warning,
+    /// Does not work: shipledger cannot run against this system until it is fixed.
+    Failed,
+}
+
+/// One thing a connection check looked at: what (`database`, `key`, `module
+/// stock_package_shipping`, ...), how it came out, and in words what was seen and,
+/// when it is not ok, what to do. Never holds a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckItem {
+    pub what: String,
+    pub status: CheckStatus,
+    pub detail: String,
+}
+
+impl CheckItem {
+    pub fn ok(what: impl Into<String>, detail: impl Into<String>) -> CheckItem {
+        CheckItem { what: what.into(), status: CheckStatus::Ok, detail: detail.into() }
+    }
+
+    pub fn warning(what: impl Into<String>, detail: impl Into<String>) -> CheckItem {
+        CheckItem { what: what.into(), status: CheckStatus::Warning, detail: detail.into() }
+    }
+
+    pub fn failed(what: impl Into<String>, detail: impl Into<String>) -> CheckItem {
+        CheckItem { what: what.into(), status: CheckStatus::Failed, detail: detail.into() }
+    }
+}
+
 /// An ERP, as shipledger uses it.
 pub trait Erp: Send + Sync {
     /// `sandbox`, `tryton`, ...
     fn kind(&self) -> &'static str;
+
+    /// Check the connection without writing anything: the ERP answers, the key is
+    /// accepted, and what shipledger needs there exists. One item per thing looked
+    /// at; an item that could not be looked at because an earlier one failed is left
+    /// out. The default reads the base currency (reachable, key valid); connectors
+    /// add what their ERP must hold.
+    fn check(&self) -> BoxFuture<'_, Vec<CheckItem>> {
+        Box::pin(async move {
+            match self.base_currency().await {
+                Ok(c) => vec![CheckItem::ok("reachable, key valid", format!("base currency {}", c.code()))],
+                Err(e) => vec![CheckItem::failed("reachable, key valid", e.to_string())],
+            }
+        })
+    }
 
     /// Orders created or changed strictly after `since` (all when `None`), ordered by
     /// `(updated_at, erp_id)`, at most `limit`. Unpaid, held and cancelled orders are

@@ -15,6 +15,9 @@
 //! (summed) win, else authorised ones, else refunded, else an unpaid one; the source
 //! is `payment:PAY-…` (several joined by `+`), or `none` when the order has no
 //! payment document at all.
+//!
+//! [`Erp::check`] reads the company: the server answers, the key is accepted, the
+//! base currency is set.
 
 use std::fmt;
 use std::time::Duration;
@@ -32,7 +35,7 @@ use shipledger_core::weight::{Weight, WeightUnit};
 use url::Url;
 
 use crate::{
-    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalRecord,
+    BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalRecord,
     JournalWrite, Package, Result, StockAdjustment, StockLevel,
 };
 
@@ -365,6 +368,7 @@ fn order_of(o: WireOrder) -> std::result::Result<ErpOrder, String> {
         shipping_paid: o.shipping.map(|d| amount(d, "shipping")).transpose()?,
         tax_paid: o.tax.map(|d| amount(d, "tax")).transpose()?,
         requested_service: o.requested_service,
+        customer_reference: None,
     })
 }
 
@@ -419,6 +423,33 @@ fn decode(what: &str) -> impl Fn(String) -> ErpError + '_ {
 impl Erp for SandboxErpClient {
     fn kind(&self) -> &'static str {
         "sandbox"
+    }
+
+    /// The server answers, the key is accepted, and the company has a base currency
+    /// (the sandbox ERP holds nothing else that must be set up first).
+    fn check(&self) -> BoxFuture<'_, Vec<CheckItem>> {
+        Box::pin(async move {
+            let server = || CheckItem::ok("server", format!("the sandbox ERP at {} answers", self.base));
+            match self.call::<Company>(Method::GET, self.url(&["company"]), None, "the company").await {
+                Ok(c) => vec![
+                    server(),
+                    CheckItem::ok("key", "accepted"),
+                    CheckItem::ok("company", format!("base currency {}", c.base_currency)),
+                ],
+                Err(ErpError::Unavailable { detail, .. }) => {
+                    vec![CheckItem::failed("server", format!("{detail}; start the sandbox ERP or fix erp.url"))]
+                }
+                Err(ErpError::Unauthorized { detail }) => vec![
+                    server(),
+                    CheckItem::failed("key", format!("refused ({detail}); put the sandbox ERP's key in the variable api_key_env names")),
+                ],
+                Err(ErpError::NotFound { what }) => vec![CheckItem::failed(
+                    "server",
+                    format!("{} answers, but not as the sandbox ERP ({what} is not found); check erp.url", self.base),
+                )],
+                Err(e) => vec![server(), CheckItem::failed("company", e.to_string())],
+            }
+        })
     }
 
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {

@@ -17,7 +17,7 @@ use shipledger_erp::{Erp, JournalLine, JournalWrite};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 #[path = "../../../erp/tests/support/tryton_db.rs"]
-mod tryton_db;
+pub(crate) mod tryton_db;
 use tryton_db::TrytonDb;
 
 use crate::support::{Process, post_json, v1_get, wait_until};
@@ -153,6 +153,8 @@ shipment_poll_interval = "1s"
     let one = order_of(paid_one);
     let items = three["items"].as_array().unwrap();
     assert_eq!(items.len(), 3, "the shipping service line is not a parcel item");
+    assert_eq!(three["advancedOptions"]["customField3"], "SHOP-1002", "the warehouse sees the customer's reference");
+    assert_eq!(one["advancedOptions"]["customField3"], "SHOP-1001");
 
     // 2. The warehouse: SHOP-1002 in two parcels; SHOP-1001 labelled, voided, re-labelled.
     let three_id = three["orderId"].as_i64().unwrap();
@@ -212,7 +214,15 @@ shipment_poll_interval = "1s"
                         s["packages"].as_array().unwrap().iter().filter_map(|p| p["shipping_reference"].as_str()).collect();
                     assert_eq!(packages, vec![s["shipping_reference"].as_str().unwrap()], "the parcel carries the number");
                 }
-                "cancelled" => assert_eq!(s["shipping_reference"], voided["trackingNumber"], "only the voided label is cancelled"),
+                "cancelled" => {
+                    // The voided label's number stays on its cancelled shipment and parcel,
+                    // marked dead, so a lookup by number finds only live parcels.
+                    let dead = format!("VOID-{}", voided["trackingNumber"].as_str().unwrap());
+                    assert_eq!(s["shipping_reference"], json!(dead), "only the voided label is cancelled");
+                    let packages: Vec<&str> =
+                        s["packages"].as_array().unwrap().iter().filter_map(|p| p["shipping_reference"].as_str()).collect();
+                    assert_eq!(packages, vec![dead.as_str()], "its parcel is marked too");
+                }
                 other => panic!("sale {sale} has a shipment left {other}: {s}"),
             }
         }

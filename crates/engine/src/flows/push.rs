@@ -392,7 +392,10 @@ fn grams(w: Weight) -> ss::Weight {
 }
 
 /// The ShipStation order for a record: every field from the ERP snapshot (a full
-/// replace, as ShipStation updates are), weights as resolved at release.
+/// replace, as ShipStation updates are), weights as resolved at release. The
+/// advanced options carry our ERP id (`customField1`), the order's currency
+/// (`customField2`) and the customer's own reference (`customField3`), where the
+/// warehouse sees them.
 pub fn build_order(
     conn: &Connection,
     record: &OrderRecord,
@@ -448,6 +451,7 @@ pub fn build_order(
         store_id: conn.store_id,
         custom_field1: Some(snapshot.erp_id.clone()),
         custom_field2: Some(snapshot.currency.clone()),
+        custom_field3: snapshot.customer_reference.clone(),
         source: Some("shipledger".into()),
         ..ss::AdvancedOptions::default()
     });

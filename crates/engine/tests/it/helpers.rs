@@ -208,6 +208,7 @@ pub fn paid_order(erp_id: &str) -> ErpOrder {
             at: Some(Timestamp::from_second(1_790_000_100).unwrap()),
         },
         requested_service: None,
+        customer_reference: None,
     }
 }
 

@@ -19,10 +19,13 @@
 //!   waiting shipment), runs `assign_try`, `pick`, puts the label's tracking number
 //!   on a `stock.package` (where `stock_package_shipping` is active) and on the
 //!   shipment's `shipping_reference`, records the label cost, then `pack`.
-//!   *Completed* is `do`. *Cancelled* (a voided label) cancels a packed shipment and
-//!   has the sale recreate its moves, so the goods wait for the next label; a
-//!   shipment already `done` is not cancelled by a machine (cancelling it puts
-//!   stock back): that is refused, and the engine raises what a person must undo.
+//!   *Completed* is `do`. *Cancelled* (a voided label) cancels a packed shipment,
+//!   marks its dead tracking number `VOID-<number>` on the shipment and its package
+//!   (a lookup of a number finds only live parcels; the record we read back still
+//!   names the label's number), and has the sale recreate its moves, so the goods
+//!   wait for the next label; a shipment already `done` is not cancelled by a
+//!   machine (cancelling it puts stock back): that is refused, and the engine
+//!   raises what a person must undo.
 //!   Every step reads the state first, so a repeated or resumed write does nothing
 //!   twice, and a 400 on a transition already made is recognised as done.
 //! - **Journals** are `account.move` records in the company currency on the
@@ -36,12 +39,16 @@
 //!   adjustment is a confirmed `stock.inventory` on the warehouse's storage
 //!   location, found again by an attachment named after our key.
 //!
+//! - **Check** (`check-config --connect`, `tryton/check.rs`): server, database, key,
+//!   modules and the records shipledger needs, read without writing.
+//!
 //! Errors keep Tryton's words: a 400 is [`ErpError::Refused`] with Tryton's
 //! message and the record it was about; 401 `Unauthorized`; 404 `NotFound`
 //! (Tryton answers 404 for an unknown database too); 403 `Refused` (an access
 //! rule or a method the key's user may not call); 429, 5xx and transport failures
 //! `Unavailable`.
 
+mod check;
 pub mod rest;
 
 use std::collections::{BTreeMap, HashMap};
@@ -119,6 +126,9 @@ const SLACK: u32 = 50;
 const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
 /// Our prefix on shipment references and move descriptions.
 const SALE_LINE: &str = "sale.line,";
+/// Put in front of a voided label's tracking number on its cancelled shipment and
+/// package.
+const VOID_MARK: &str = "VOID-";
 
 /// A client of one Tryton database.
 pub struct TrytonClient {
@@ -776,6 +786,7 @@ impl TrytonClient {
             });
         }
         let cancelled = self.transition(id, "cancel", &["cancelled"]).await?;
+        self.mark_void(id, &cancelled).await?;
         // The sale recreates the cancelled outgoing moves, so the goods wait for the
         // next label in a new shipment (what Tryton's "handle shipment exception"
         // wizard does). Adding a move already recreated changes nothing, so a retry
@@ -790,7 +801,42 @@ impl TrytonClient {
             self.write("sale.line", line, json!({"moves_recreated": [["add", mids]]}), &format!("recreating the goods of sale line {line}")).await?;
         }
         self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await?;
-        Ok(Some(cancelled))
+        Ok(Some(self.shipment(id).await?))
+    }
+
+    /// Mark a voided label's tracking number on its cancelled shipment and package
+    /// (`VOID-` in front), so that looking a number up in Tryton finds only live
+    /// parcels, while the dead number stays readable; marking twice changes nothing.
+    async fn mark_void(&self, id: i64, shipment: &Obj) -> Result<()> {
+        if let Some(number) = shipment.get("shipping_reference").and_then(rest::text_of)
+            && !number.starts_with(VOID_MARK)
+        {
+            let values = json!({"shipping_reference": format!("{VOID_MARK}{number}")});
+            self.write("stock.shipment.out", id, values, &format!("marking the voided tracking {number} on shipment {id}")).await?;
+        }
+        if !self.packages_enabled().await? {
+            return Ok(());
+        }
+        let packages = self
+            .search(
+                "stock.package",
+                json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
+                &["shipping_reference"],
+                None,
+                None,
+                &format!("the packages of shipment {id}"),
+            )
+            .await?;
+        for p in packages {
+            if let Some(number) = p.get("shipping_reference").and_then(rest::text_of)
+                && !number.starts_with(VOID_MARK)
+            {
+                let pid = record_id(&p);
+                let values = json!({"shipping_reference": format!("{VOID_MARK}{number}")});
+                self.write("stock.package", pid, values, &format!("marking the voided tracking {number} on package {pid}")).await?;
+            }
+        }
+        Ok(())
     }
 
     fn record_of(&self, s: &Obj, sale_id: i64, moves: &[Obj]) -> Option<FulfilmentRecord> {
@@ -814,12 +860,21 @@ impl TrytonClient {
         }
         let carrier = s.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of).unwrap_or_default();
         let ship_date = s.get("effective_date").and_then(rest::date_of);
+        // A cancelled shipment's numbers are marked dead in Tryton (`mark_void`); the
+        // record still names the label they came from.
+        let number = |v: &Value| {
+            let n = rest::text_of(v)?;
+            Some(match (fstate, n.strip_prefix(VOID_MARK)) {
+                (FulfilmentState::Cancelled, Some(live)) => live.to_string(),
+                _ => n,
+            })
+        };
         let mut numbers: Vec<String> = s
             .get("packages")
             .and_then(Value::as_array)
-            .map(|ps| ps.iter().filter_map(|p| p.get("shipping_reference").and_then(rest::text_of)).collect())
+            .map(|ps| ps.iter().filter_map(|p| p.get("shipping_reference").and_then(number)).collect())
             .unwrap_or_default();
-        if let Some(r) = s.get("shipping_reference").and_then(rest::text_of)
+        if let Some(r) = s.get("shipping_reference").and_then(number)
             && !numbers.contains(&r)
         {
             numbers.push(r);
@@ -1045,6 +1100,7 @@ impl TrytonClient {
             tax_paid: None,
             payment,
             requested_service: sale.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of),
+            customer_reference: sale.get("reference").and_then(rest::text_of),
         })
     }
 }
@@ -1088,6 +1144,10 @@ fn position(t: Timestamp, id: i64) -> (i64, i64) {
 impl Erp for TrytonClient {
     fn kind(&self) -> &'static str {
         "tryton"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Vec<crate::CheckItem>> {
+        Box::pin(self.check_connection())
     }
 
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {

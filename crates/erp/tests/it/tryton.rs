@@ -81,6 +81,7 @@ async fn ready_sales_arrive_with_skus_weights_and_payment_evidence_and_the_gate_
     assert_eq!(ids.len(), 4);
 
     let multi = by_reference(&orders, &db, "SHOP-1002");
+    assert_eq!(multi.customer_reference.as_deref(), Some("SHOP-1002"), "the sale's customer reference comes along");
     assert_eq!(multi.currency, "GBP");
     assert_eq!(multi.payment.state, PaymentState::Captured);
     assert!(multi.payment.source.starts_with("tryton:account.payment:"), "{}", multi.payment.source);
@@ -187,6 +188,19 @@ async fn a_voided_label_cancels_its_packed_shipment_and_the_goods_wait_for_the_n
     erp.record_fulfilment(&voided).await.unwrap();
     let cancelled = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..voided.clone() }).await.unwrap();
     assert_eq!(cancelled.state, FulfilmentState::Cancelled);
+    assert_eq!(cancelled.packages[0].tracking_number, "RM200000001GB", "our record still names the voided label");
+    // In Tryton the dead number is marked on the cancelled shipment and its parcel,
+    // so looking the number up finds no parcel that seems to be on its way.
+    let by_number = |number: &'static str| {
+        let db = &db;
+        async move {
+            let shipments = tryton_get(db, "stock.shipment.out", &["state"], Some(json!([["shipping_reference", "=", number]]))).await;
+            let packages = tryton_get(db, "stock.package", &["id"], Some(json!([["shipping_reference", "=", number]]))).await;
+            (shipments.as_array().unwrap().len(), packages.as_array().unwrap().len())
+        }
+    };
+    assert_eq!(by_number("RM200000001GB").await, (0, 0), "no shipment or parcel carries the voided number as live");
+    assert_eq!(by_number("VOID-RM200000001GB").await, (1, 1), "the cancelled shipment and its parcel keep it, marked");
     // Cancelling twice is the same cancellation.
     assert_eq!(erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..voided.clone() }).await.unwrap().id, cancelled.id);
 
@@ -196,6 +210,7 @@ async fn a_voided_label_cancels_its_packed_shipment_and_the_goods_wait_for_the_n
     let shipments = shipments_of(&db, &sale.erp_id).await;
     let done_refs: Vec<_> = shipments.iter().filter(|s| s["state"] == "done").map(|s| s["shipping_reference"].clone()).collect();
     assert_eq!(done_refs, vec![json!("RM200000002GB")], "only the live number is on a done shipment");
+    assert_eq!(by_number("RM200000002GB").await, (1, 1), "the live number finds the live shipment and its parcel");
     let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
     assert_eq!(state["shipment_state"], "sent");
 
@@ -323,6 +338,9 @@ async fn a_void_interrupted_after_tryton_cancelled_the_shipment_is_finished_on_t
 
     let retried = erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Cancelled, ..write }).await.unwrap();
     assert_eq!(retried.state, FulfilmentState::Cancelled);
+    let marked = tryton_get(&db, &format!("stock.shipment.out/{}", packed[0]["id"]), &["shipping_reference", "packages.shipping_reference"], None).await;
+    assert_eq!(marked["shipping_reference"], "VOID-RM400000001GB", "the retry marks the dead number too");
+    assert_eq!(marked["packages"][0]["shipping_reference"], "VOID-RM400000001GB");
     let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_state"], None).await;
     assert_eq!(state["shipment_state"], "waiting", "the goods wait for the next label again");
     let next = label(sale, 31, "RM400000002GB", lines, FulfilmentState::Completed);

@@ -121,6 +121,19 @@ impl TrytonDb {
         assert!(r.status().is_success(), "{path}: {}", r.status());
     }
 
+    /// Delete a record straight through Tryton's REST API, e.g.
+    /// `stock.package.type/1`, as an administrator would.
+    pub async fn delete(&self, path: &str) {
+        let r = reqwest::Client::new()
+            .delete(format!("{}/rest/model/{path}", self.url))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", Self::b64(&serde_json::json!({"company": 1})))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
+    }
+
     /// The outbound shipments of a sale, as Tryton has them.
     pub async fn shipments_of(&self, sale: i64) -> Vec<Value> {
         let v = self
