@@ -81,7 +81,7 @@ poll_interval = "1s"
 
 /// Run `story` against a fresh PostgreSQL database (dropped afterwards), or skip
 /// loudly when `TEST_DATABASE_URL` is not set (failing in CI).
-async fn on_postgres<F: std::future::Future<Output = ()>>(story: impl FnOnce(String) -> F) {
+pub async fn on_postgres<F: std::future::Future<Output = ()>>(story: impl FnOnce(String) -> F) {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
         eprintln!("SKIPPED: TEST_DATABASE_URL is not set; this PostgreSQL crash test did not run");
