@@ -1029,6 +1029,31 @@ mod tests {
     }
 
     #[test]
+    fn a_createorders_refusal_of_a_shipped_or_merged_order_is_locked_and_others_are_not() {
+        let result = |success: bool, id: i64, message: Option<&str>| CreateOrderResult {
+            order_id: Some(id),
+            order_number: Some("SO-1".into()),
+            order_key: Some("k".into()),
+            success,
+            error_message: message.map(Into::into),
+        };
+        assert_eq!(result(true, 12, None).refusal(), None);
+        for locked in [
+            "order 12 (SO-1) is shipped and can no longer be updated",
+            "order 12 (SO-1) was merged into order 13 and can no longer be updated",
+            "This order Cannot Be Updated.",
+        ] {
+            assert_eq!(result(false, 0, Some(locked)).refusal(), Some(OrderRefusal::Locked), "{locked}");
+        }
+        assert_eq!(
+            result(false, 0, Some("An error occurred while saving the order. Please try again.")).refusal(),
+            Some(OrderRefusal::Other)
+        );
+        // Success without an orderId is no acceptance.
+        assert_eq!(result(true, 0, None).refusal(), Some(OrderRefusal::Other));
+    }
+
+    #[test]
     fn the_documented_order_example_reads_with_pacific_times_and_exact_money() {
         let json = r#"{
             "orderId": 94113592, "orderNumber": "TEST-ORDER-API-DOCS", "orderKey": "0f6bec18-3e89-4881-83aa-f392d84f4c74",
