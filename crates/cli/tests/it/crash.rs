@@ -121,7 +121,7 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     // answer was lost often meets an order that is already shipped when it retries.
     let warehouse = shipledger_sandbox::SimulationConfig {
         enabled: true,
-        label_delay_secs: [1, 6],
+        label_delay_secs: [1, 4],
         split_share: 0.0,
         void_share: 0.0,
         scan_share: 0.0,
@@ -153,7 +153,7 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     // On the order paths (createorders and its read-backs): tracking on v2 is not this
     // story, and a 429 there would only make the engine wait out v2's minute.
     let faults = json!({
-        "rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.2, "rate_slow": 0.1, "slow_ms": 1500, "paths": ["/orders"],
+        "rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.4, "rate_slow": 0.1, "slow_ms": 1500, "paths": ["/orders"],
     });
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
@@ -189,7 +189,11 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
 
     // Our ledger catches up with ShipStation while the faults go on: every order there
     // recorded with its orderId and a `pushed` event, no push job failed or waiting.
+    // (The test reads ShipStation with the faults paused: its reading is not the story.)
+    let _ = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({})).send().await;
     let keys = keys_in_shipstation(&http, &ss.base_url()).await;
+    let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
+    assert!(r.status().is_success());
     let store = shipledger_store::open(&store_url).await.unwrap();
     let mut gaps = ledger_gaps(store.as_ref(), &keys).await;
     let settling = Instant::now();
