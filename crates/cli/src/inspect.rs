@@ -1,5 +1,9 @@
 //! `shipledger exceptions ...` and `shipledger timeline`: what the store knows, for
-//! people (tables) and programs (JSON).
+//! people (tables) and programs (JSON). An order's timeline is its whole story: its
+//! own events (released, held, pushed, ...) merged by time with those of its shipments
+//! (labels, voids, scans, ERP packed / completed / cancelled, failed write-backs), each
+//! with its tracking number and in words; the header shows ShipStation's status as the
+//! order's live labels leave it.
 
 use std::path::PathBuf;
 
@@ -7,7 +11,10 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use shipledger_core::exception::{ExceptionKind, Owner};
-use shipledger_store::{ExceptionFilter, ExceptionRecord, ExceptionState, Store};
+use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
+use shipledger_store::{
+    EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, OrderLineRecord, OrderRecord, ShipmentFilter, ShipmentRecord, Store,
+};
 
 use crate::output::{Format, clip, table, time};
 
@@ -202,29 +209,54 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
         None => bail!("the file has several connections; name one with --connection"),
     };
     let order = store.get_order(&connection, &args.order).await?;
-    let events = store.timeline(&connection, "order", &args.order).await?;
-    let exceptions = store
-        .list_exceptions(ExceptionFilter {
-            connection: Some(connection.clone()),
-            record_type: Some("order".into()),
-            record_id: Some(args.order.clone()),
-            limit: 1000,
-            ..Default::default()
-        })
+    // The order's own events and its shipments' (labels, voids, scans, ERP write-backs).
+    let events = store.order_timeline(&connection, &args.order).await?;
+    let shipments = store
+        .list_shipments(ShipmentFilter { connection: Some(connection.clone()), erp_id: Some(args.order.clone()), ..Default::default() })
         .await?;
+    let mut exceptions = Vec::new();
+    for (record_type, record_id) in std::iter::once(("order", args.order.clone()))
+        .chain(shipments.iter().map(|s| ("shipment", s.shipment_key.clone())))
+    {
+        exceptions.extend(
+            store
+                .list_exceptions(ExceptionFilter {
+                    connection: Some(connection.clone()),
+                    record_type: Some(record_type.into()),
+                    record_id: Some(record_id),
+                    limit: 1000,
+                    ..Default::default()
+                })
+                .await?,
+        );
+    }
     if order.is_none() && events.is_empty() {
         bail!("order {} is unknown on connection {connection}", args.order);
     }
+    let lines = store.order_lines(&connection, &args.order).await?;
+    let status = order.as_ref().map(|o| shipstation_status(o, &lines, &shipments));
     match args.format {
         Format::Json => {
             let out = json!({
                 "order": order.as_ref().map(|o| json!({
                     "erp_id": o.erp_id, "number": o.number, "state": o.state.as_str(), "order_key": o.order_key,
-                    "shipstation_order_id": o.ss_order_id, "shipstation_status": o.ss_status,
+                    "shipstation_order_id": o.ss_order_id, "shipstation_status": status,
                     "payment": o.payment, "released_at": o.released_at.map(|t| t.to_string()),
                     "pushed_at": o.pushed_at.map(|t| t.to_string()),
                 })),
-                "events": events.iter().map(|e| json!({"at": e.at.to_string(), "kind": e.kind, "detail": e.detail})).collect::<Vec<_>>(),
+                "shipments": shipments.iter().map(|s| json!({
+                    "shipment_key": s.shipment_key, "kind": s.kind.as_str(), "shipstation_order_id": s.ss_order_id,
+                    "tracking_number": s.tracking_number, "carrier": s.carrier, "voided": s.voided,
+                    "state": s.state.as_str(), "first_scan_at": s.first_scan_at.map(|t| t.to_string()),
+                })).collect::<Vec<_>>(),
+                "events": events.iter().map(|e| json!({
+                    "at": e.event.at.to_string(),
+                    "record": record_of(&e.event),
+                    "kind": e.event.kind,
+                    "tracking_number": e.tracking_number,
+                    "message": what_happened(&e.event.detail),
+                    "detail": e.event.detail,
+                })).collect::<Vec<_>>(),
                 "exceptions": exceptions.iter().map(exception_json).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -238,26 +270,110 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
                     o.connection,
                     o.state,
                     o.order_key,
-                    o.ss_order_id.map(|id| format!("#{id} {}", o.ss_status.clone().unwrap_or_default())).unwrap_or_else(|| "-".into())
+                    o.ss_order_id.map(|id| format!("#{id} {}", status.clone().unwrap_or_default())).unwrap_or_else(|| "-".into())
                 );
             }
             let rows: Vec<Vec<String>> = events
                 .iter()
                 .map(|e| {
-                    let what = e
-                        .detail
-                        .get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| e.detail.to_string());
-                    vec![time(e.at), e.kind.clone(), clip(&what, 100)]
+                    vec![
+                        time(e.event.at),
+                        e.event.kind.clone(),
+                        e.tracking_number.clone().unwrap_or_else(|| "-".into()),
+                        clip(&what_happened(&e.event.detail), 100),
+                    ]
                 })
                 .collect();
-            print!("{}", table(&["AT", "EVENT", "DETAIL"], &rows));
+            print!("{}", table(&["AT", "EVENT", "TRACKING", "DETAIL"], &rows));
             for e in &exceptions {
-                println!("exception {} {} ({}, {})", e.id, e.kind.code(), e.owner, e.state);
+                println!(
+                    "exception {} {} ({}, {}) on {}:{}: {}",
+                    e.id,
+                    e.kind.code(),
+                    e.owner,
+                    e.state,
+                    e.record_type,
+                    e.record_id,
+                    clip(&what_happened(&e.detail), 100)
+                );
             }
         }
     }
     Ok(())
+}
+
+/// `order` for the order's own events, `shipment:{key}` for its shipments'.
+fn record_of(e: &EventRecord) -> String {
+    if e.record_type == "order" { "order".into() } else { format!("{}:{}", e.record_type, e.record_id) }
+}
+
+/// What ShipStation shows for the order now: `shipped` once live labels (or a
+/// fulfillment) carry every physical line, `partially shipped` while some do (a split
+/// or a parcel still to come), otherwise the status last written or read back (a
+/// voided label puts the order back to awaiting shipment).
+fn shipstation_status(order: &OrderRecord, lines: &[OrderLineRecord], shipments: &[ShipmentRecord]) -> String {
+    let stored = order.ss_status.clone().unwrap_or_else(|| "-".into());
+    let live: Vec<&ShipmentRecord> = shipments.iter().filter(|s| !s.voided).collect();
+    if live.is_empty() || stored == "cancelled" {
+        return stored;
+    }
+    let ordered: Vec<OrderedLine> = lines
+        .iter()
+        .map(|l| OrderedLine { line_id: l.line_id.clone(), sku: l.sku.clone(), quantity: l.quantity, physical: l.physical })
+        .collect();
+    let views: Vec<ShipmentView> = live
+        .iter()
+        .map(|s| ShipmentView {
+            key: s.shipment_key.clone(),
+            voided: false,
+            items: s
+                .lines
+                .iter()
+                .map(|l| ShippedItem { line_item_key: l.line_item_key.clone(), sku: l.sku.clone(), quantity: l.quantity })
+                .collect(),
+        })
+        .collect();
+    let tracking: Vec<String> = live.iter().filter_map(|s| s.tracking_number.clone()).collect();
+    let how = if map_lines(&ordered, &views).complete(&ordered) { "shipped" } else { "partially shipped" };
+    format!("{how} ({})", tracking.join(", "))
+}
+
+/// An event's or exception's detail in words: its `message`, else the findings or
+/// reasons it carries, else its plain fields — never raw JSON.
+fn what_happened(detail: &serde_json::Value) -> String {
+    if let Some(message) = detail.get("message").and_then(|m| m.as_str()) {
+        return message.to_string();
+    }
+    if let Some(findings) = detail.get("findings").and_then(|f| f.as_array()).filter(|f| !f.is_empty()) {
+        return findings
+            .iter()
+            .map(|f| {
+                let what = f.get("detail").and_then(|d| d.as_str()).unwrap_or_default();
+                match f.get("kind").and_then(|k| k.as_str()) {
+                    Some(kind) if !what.is_empty() => format!("{kind}: {what}"),
+                    Some(kind) => kind.to_string(),
+                    None => what.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    if let Some(reasons) = detail.get("reasons").and_then(|r| r.as_array()).filter(|r| !r.is_empty()) {
+        return reasons.iter().filter_map(|r| r.as_str()).collect::<Vec<_>>().join(", ");
+    }
+    match detail {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some(format!("{k} {s}")),
+                serde_json::Value::Number(n) => Some(format!("{k} {n}")),
+                serde_json::Value::Bool(b) => Some(format!("{k} {b}")),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }

@@ -95,6 +95,7 @@ impl TickReport {
     pub fn busy(&self) -> bool {
         self.poll.seen > 0
             || self.push.requests > 0
+            || self.push.pushed > 0
             || self.push.already_in_sync > 0
             || self.push.failed > 0
             || self.shipments.new > 0

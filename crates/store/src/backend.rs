@@ -613,6 +613,17 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn order_timeline<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<TimelineEntry>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::ORDER_TIMELINE).bind(connection).bind(erp_id))
+                            .await
+                            .map_err(failed(format_args!("read the timeline of order {erp_id}")))?;
+                        rows::all(&found, rows::timeline_entry)
+                    })
+                }
+
                 fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>> {
                     Box::pin(async move {
                         let found = self

@@ -101,6 +101,10 @@ pub trait Store: Send + Sync {
     // ---- the event log
 
     fn timeline<'a>(&'a self, connection: &'a str, record_type: &'a str, record_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>>;
+    /// The whole story of an order: its own events and those of every shipment mapped
+    /// to it (labels, voids, scans, ERP write-backs), merged by time, each shipment
+    /// event with its tracking number.
+    fn order_timeline<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<TimelineEntry>>>;
 
     // ---- exceptions
 

@@ -231,6 +231,17 @@ pub struct EventRecord {
     pub at: Timestamp,
 }
 
+/// One row of an order's timeline ([`crate::Store::order_timeline`]): an event of the
+/// order or of one of its shipments, with that shipment's tracking number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    #[serde(flatten)]
+    pub event: EventRecord,
+    /// The tracking number of the shipment the event belongs to (`None` for the
+    /// order's own events and for shipments without one).
+    pub tracking_number: Option<String>,
+}
+
 /// Open an exception, or refresh it (`last_seen`, `detail`, `occurrences + 1`) when
 /// one of the same kind is already open on the record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

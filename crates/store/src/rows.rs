@@ -11,7 +11,7 @@ use shipledger_core::exception::ExceptionKind;
 
 use crate::{
     EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
-    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError,
+    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError, TimelineEntry,
 };
 
 /// Typed column access, implemented for `SqliteRow` and `PgRow`.
@@ -198,6 +198,10 @@ pub(crate) fn event(row: &impl RowExt) -> Result<EventRecord> {
         detail: row.json("detail")?,
         at: row.time("at")?,
     })
+}
+
+pub(crate) fn timeline_entry(row: &impl RowExt) -> Result<TimelineEntry> {
+    Ok(TimelineEntry { event: event(row)?, tracking_number: row.opt_text("tracking_number")? })
 }
 
 pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {

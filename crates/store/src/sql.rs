@@ -241,6 +241,17 @@ pub(crate) const TIMELINE: &str = concat!(
      ORDER BY at, id"
 );
 
+/// An order's events and those of its shipments (labels, fulfillments, its shares of
+/// merged labels), each with the shipment's tracking number, in the order they
+/// happened. `$1` connection, `$2` ERP order id.
+pub(crate) const ORDER_TIMELINE: &str = "SELECT e.id, e.connection, e.record_type, e.record_id, e.kind, e.detail, e.at, s.tracking_number
+     FROM events e
+     LEFT JOIN shipments s ON e.record_type = 'shipment' AND s.connection = e.connection AND s.shipment_key = e.record_id
+     WHERE e.connection = $1
+       AND ((e.record_type = 'order' AND e.record_id = $2)
+         OR (e.record_type = 'shipment' AND e.record_id IN (SELECT shipment_key FROM shipments WHERE connection = $1 AND erp_id = $2)))
+     ORDER BY e.at, e.id";
+
 // ---- exceptions
 
 /// Open an exception, or refresh the open one of the same kind on the record. The

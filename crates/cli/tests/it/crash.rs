@@ -1,8 +1,11 @@
 //! Exactly once under fire: the engine (`shipledger sync`, a real process) pushes more
 //! than a thousand orders while the sandbox ShipStation answers a share of requests
-//! with 429, 500 (some after doing the work) or slowly, and the process is killed with
+//! with 429, 500 (some after doing the work) or slowly, its warehouse labels each
+//! order within seconds (so a retried push meets a shipped order), and the process is killed with
 //! SIGKILL at random moments and restarted. Afterwards every released order is in
-//! ShipStation exactly once. Runs on SQLite, and on PostgreSQL when
+//! ShipStation exactly once, and our ledger agrees: every order ShipStation has is
+//! recorded in the store with its ShipStation `orderId` and a `pushed` event, and no
+//! push job for it is failed or still waiting. Runs on SQLite, and on PostgreSQL when
 //! `TEST_DATABASE_URL` is set. Bounded: a fixed number of kills and a deadline.
 
 use std::path::Path;
@@ -78,7 +81,7 @@ poll_interval = "1s"
 
 /// Run `story` against a fresh PostgreSQL database (dropped afterwards), or skip
 /// loudly when `TEST_DATABASE_URL` is not set (failing in CI).
-async fn on_postgres<F: std::future::Future<Output = ()>>(story: impl FnOnce(String) -> F) {
+pub async fn on_postgres<F: std::future::Future<Output = ()>>(story: impl FnOnce(String) -> F) {
     let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
         assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
         eprintln!("SKIPPED: TEST_DATABASE_URL is not set; this PostgreSQL crash test did not run");
@@ -96,14 +99,14 @@ async fn stats(http: &reqwest::Client, base: &str) -> Value {
     http.get(format!("{base}/_sandbox/stats")).send().await.unwrap().json().await.unwrap()
 }
 
-/// Every orderKey ShipStation holds, with how many orders carry it.
-async fn keys_in_shipstation(http: &reqwest::Client, base: &str) -> std::collections::BTreeMap<String, u64> {
+/// Every orderKey ShipStation holds, with the orderIds of the orders that carry it.
+async fn keys_in_shipstation(http: &reqwest::Client, base: &str) -> std::collections::BTreeMap<String, Vec<i64>> {
     let mut keys = std::collections::BTreeMap::new();
     let mut page = 1;
     loop {
         let body = v1_get(http, base, &format!("/orders?pageSize=500&page={page}"), AUTH).await;
         for o in body["orders"].as_array().unwrap() {
-            *keys.entry(o["orderKey"].as_str().unwrap().to_string()).or_insert(0) += 1;
+            keys.entry(o["orderKey"].as_str().unwrap().to_string()).or_insert_with(Vec::new).push(o["orderId"].as_i64().unwrap());
         }
         if page >= body["pages"].as_u64().unwrap_or(0) {
             return keys;
@@ -114,12 +117,23 @@ async fn keys_in_shipstation(http: &reqwest::Client, base: &str) -> std::collect
 
 async fn pushes_survive_kills_and_faults(store_url: String) {
     let dir = tempfile::tempdir().unwrap();
+    // The warehouse labels each order a few seconds after it arrives, so a push whose
+    // answer was lost often meets an order that is already shipped when it retries.
+    let warehouse = shipledger_sandbox::SimulationConfig {
+        enabled: true,
+        label_delay_secs: [1, 4],
+        split_share: 0.0,
+        void_share: 0.0,
+        scan_share: 0.0,
+        ..shipledger_sandbox::SimulationConfig::default()
+    };
     let ss = Sandbox::start(
         SandboxConfig {
             api_key: "crash-key".into(),
             api_secret: "crash-secret".into(),
             rate_window: Duration::from_secs(10),
             seed: 11,
+            simulation: Some(warehouse),
             ..SandboxConfig::default()
         },
         "127.0.0.1:0".parse().unwrap(),
@@ -136,11 +150,16 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     plan.apply(&erp.base_url()).await.unwrap();
 
     let http = reqwest::Client::new();
-    let faults = json!({"rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.05, "rate_slow": 0.05, "slow_ms": 1500});
+    // On the order paths (createorders and its read-backs): tracking on v2 is not this
+    // story, and a 429 there would only make the engine wait out v2's minute.
+    let faults = json!({
+        "rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.4, "rate_slow": 0.1, "slow_ms": 1500, "paths": ["/orders"],
+    });
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
 
-    let config = write_config(dir.path(), &store_url, &erp.base_url(), &ss.base_url(), "");
+    // Shipments are another test's story: polled once per start, not in between.
+    let config = write_config(dir.path(), &store_url, &erp.base_url(), &ss.base_url(), "shipment_poll_interval = \"1h\"");
     let log = dir.path().join("sync.log");
 
     // Kill the engine at random moments while it works.
@@ -167,21 +186,73 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Our ledger catches up with ShipStation while the faults go on: every order there
+    // recorded with its orderId and a `pushed` event, no push job failed or waiting.
+    // (The test reads ShipStation with the faults paused: its reading is not the story.)
+    let _ = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({})).send().await;
+    let keys = keys_in_shipstation(&http, &ss.base_url()).await;
+    let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
+    assert!(r.status().is_success());
+    let store = shipledger_store::open(&store_url).await.unwrap();
+    let mut gaps = ledger_gaps(store.as_ref(), &keys).await;
+    let settling = Instant::now();
+    while !gaps.is_empty() && settling.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        gaps = ledger_gaps(store.as_ref(), &keys).await;
+    }
     drop(_engine);
+    assert!(
+        gaps.is_empty(),
+        "{} of {ORDERS} orders in ShipStation disagree with our ledger, e.g.:\n{}\nengine log:\n{}",
+        gaps.len(),
+        gaps.iter().take(10).cloned().collect::<Vec<_>>().join("\n"),
+        std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n")
+    );
 
     let _ = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&json!({})).send().await;
     let s = stats(&http, &ss.base_url()).await;
     assert_eq!(s["duplicate_order_keys"], json!(0), "{s}");
     assert!(s["faults"].as_object().is_some_and(|f| !f.is_empty()), "faults were injected: {s}");
+    assert!(s["faults"]["500_after"].as_u64().unwrap_or(0) > 0 && s["faults"]["slow"].as_u64().unwrap_or(0) > 0, "lost answers and slow answers were injected: {s}");
     let keys = keys_in_shipstation(&http, &ss.base_url()).await;
     assert_eq!(keys.len(), ORDERS, "one ShipStation order per released ERP order");
-    assert!(keys.values().all(|n| *n == 1), "no orderKey twice");
+    assert!(keys.values().all(|ids| ids.len() == 1), "no orderKey twice");
     let erp_ids: std::collections::BTreeSet<String> = erp.snapshot().orders.keys().cloned().collect();
     let pushed_ids: std::collections::BTreeSet<String> =
         keys.keys().map(|k| k.trim_start_matches("shipledger:crash:").to_string()).collect();
     assert_eq!(erp_ids, pushed_ids, "exactly the ERP's orders, no stranger");
     ss.shutdown().await;
     erp.shutdown().await;
+}
+
+/// What our store says wrong about the orders ShipStation has (empty when the ledger
+/// agrees): an order not recorded with ShipStation's orderId, without a `pushed` event,
+/// or with a push job that failed or is still waiting.
+async fn ledger_gaps(store: &dyn shipledger_store::Store, in_shipstation: &std::collections::BTreeMap<String, Vec<i64>>) -> Vec<String> {
+    use shipledger_store::{JobFilter, JobState};
+    let mut gaps = Vec::new();
+    let jobs = store
+        .list_jobs(JobFilter { connection: Some("crash".into()), kind: Some("sync_order".into()), limit: 100_000, ..Default::default() })
+        .await
+        .unwrap();
+    for (key, ids) in in_shipstation {
+        let Some(order) = store.get_order_by_key("crash", key).await.unwrap() else {
+            gaps.push(format!("{key}: in ShipStation as {ids:?} but not in the store"));
+            continue;
+        };
+        if order.ss_order_id != ids.first().copied() {
+            gaps.push(format!("{}: ShipStation has orderId {ids:?}, the store records {:?}", order.erp_id, order.ss_order_id));
+        }
+        let events = store.timeline("crash", "order", &order.erp_id).await.unwrap();
+        if !events.iter().any(|e| e.kind == "pushed") {
+            gaps.push(format!("{}: no pushed event ({:?})", order.erp_id, events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>()));
+        }
+        for job in jobs.iter().filter(|j| j.payload["erp_id"] == json!(order.erp_id) && j.state != JobState::Done) {
+            gaps.push(format!("{}: push job {} is {} after {} attempt(s): {:?}", order.erp_id, job.id, job.state, job.attempts, job.last_error));
+        }
+    }
+    gaps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,4 +7,5 @@ mod fidelity;
 mod serve;
 mod shipments;
 mod support;
+mod timeline;
 mod tryton;

@@ -4,13 +4,29 @@
 //! from the order's *current* record — not from the job — so a late job can never
 //! undo a newer change, and sends them in one `createorders` request keyed by the
 //! deterministic `orderKey` (an upsert: a retry after a crash between ShipStation's
-//! answer and our commit updates the same order instead of making a second one). Per
-//! order it handles the bulk answer's own success or error, then reads the accepted
-//! orders back from ShipStation (a page of recently modified orders) and commits
-//! `orderId`, status and the pushed snapshot only for what it saw. A refusal is
-//! retried with backoff and becomes an owned exception after the last attempt; an
-//! order ShipStation has already shipped or cancelled cannot change any more and
-//! becomes a `change_after_shipment` exception at once.
+//! answer and our commit updates the same order instead of making a second one).
+//!
+//! **Read back before retrying.** A job claimed before (attempts > 1: its answer was
+//! lost to a 5xx or a timeout, its read-back came up short, its worker was killed) may
+//! already have reached ShipStation. Before anything is sent, one read-back for the
+//! whole batch reads the orders ShipStation modified since the earliest moment those
+//! jobs could have touched them (an order's release while its `orderId` is unknown,
+//! else the job's creation; minus a margin), newest first, 500 a page, matching
+//! `orderKey` here (v1 has no such filter). An order ShipStation holds as we want it —
+//! or already shipped with our content — is recorded (`orderId`, status, a `pushed`
+//! or `updated_in_shipstation` event) and its job is done without a request; one that
+//! is still open and differs is sent as an update of that `orderId`; one that is
+//! shipped or cancelled and does not hold our change is a `change_after_shipment`
+//! exception (its `orderId` recorded all the same). The read-back is bounded (4 pages,
+//! 60 s); when the window holds more, up to 10 missing orders are looked up by
+//! `orderNumber` (a starts-with match; the `orderKey` is compared here) and the rest
+//! are retried later.
+//!
+//! **After sending**, per order: a refusal ShipStation words as "can no longer be
+//! updated" is [`OrderRefusal::Locked`]; any other refusal is retried with backoff and
+//! becomes an owned exception after the last attempt. Accepted orders, locked ones,
+//! and those whose answer was lost (the request failed, or the answer left them out)
+//! are read back at once the same way, and only what ShipStation shows is committed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,7 +36,7 @@ use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::order::{Address, ErpOrder, ErpOrderStatus};
 use shipledger_core::{Weight, WeightUnit};
-use shipledger_shipstation::v1::model::{self as ss, OrderStatus};
+use shipledger_shipstation::v1::model::{self as ss, OrderRefusal, OrderStatus};
 use shipledger_shipstation::v1::query::{OrderFilter, OrderSortBy, SortDir};
 use shipledger_store::{
     Change, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
@@ -31,10 +47,18 @@ use crate::flows::release::SYNC_ORDER;
 use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
-/// How far back the read-back looks for recently modified orders.
-const READ_BACK_WINDOW: SignedDuration = SignedDuration::from_mins(30);
-/// Pages of 500 the read-back may read before calling an order unverified.
+/// How far before the earliest moment a push could have touched an order the read-back
+/// starts (clocks differ, and ShipStation's Pacific times have whole seconds).
+const READ_BACK_MARGIN: SignedDuration = SignedDuration::from_mins(10);
+/// Orders a read-back page holds (ShipStation's largest page).
+const READ_BACK_PAGE_SIZE: u32 = 500;
+/// Pages a read-back reads at most before looking orders up one by one.
 const READ_BACK_PAGES: u32 = 4;
+/// How long a read-back pages at most before looking orders up one by one.
+const READ_BACK_TIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// Orders one batch may look up by orderNumber when the read-back window is too large;
+/// the rest are retried later.
+const LOOKUPS_PER_BATCH: usize = 10;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PushReport {
@@ -131,147 +155,405 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
         return Ok(());
     }
 
-    let mut orders = Vec::with_capacity(batch.len());
+    let mut orders = HashMap::with_capacity(batch.len());
     for (p, _) in &batch {
         let lines = engine.store.order_lines(&conn.name, &p.record.erp_id).await?;
-        orders.push(build_order(conn, &p.record, &p.snapshot, &lines, p.status.clone()));
+        orders.insert(p.record.order_key.clone(), build_order(conn, &p.record, &p.snapshot, &lines, p.status.clone()));
     }
-    report.requests += 1;
-    let answer = conn.shipstation.create_orders(&orders).await;
-    let started = engine.clock.now();
-    let results = match answer {
-        Ok(result) => result.results,
-        Err(e) => {
-            // Nothing is known about this request's effect; the orderKeys make a
-            // later attempt safe.
-            let message = format!("createorders failed: {e}");
-            for (p, extra) in batch {
-                retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, report).await?;
-                for job in extra {
-                    finish(engine, conn, job, JobState::Done, None, vec![]).await?;
-                }
-            }
-            return Ok(());
-        }
-    };
-    let by_key: HashMap<String, ss::CreateOrderResult> =
-        results.into_iter().filter_map(|r| Some((r.order_key.clone()?, r))).collect();
 
-    let mut accepted: Vec<(Pending, Vec<Job>, i64)> = Vec::new();
-    for (p, extra) in batch {
-        match by_key.get(&p.record.order_key) {
-            Some(r) if r.success && r.order_id.is_some_and(|id| id > 0) => {
-                let id = r.order_id.expect("checked");
-                accepted.push((p, extra, id));
-            }
-            Some(r) => {
-                let message = r.error_message.clone().unwrap_or_else(|| "no reason given".into());
-                let locked = message.contains("can no longer be updated")
-                    || message.contains("cannot be updated")
-                    || message.contains("shipped")
-                    || message.contains("cancelled");
-                if locked && p.record.ss_order_id.is_some() {
-                    give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::ChangeAfterShipment, report).await?;
-                } else {
-                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, report).await?;
-                }
-                for job in extra {
-                    finish(engine, conn, job, JobState::Done, None, vec![]).await?;
+    // A job claimed before (its answer lost, its read-back short, its worker killed)
+    // may already have reached ShipStation: read back first, record what is there,
+    // and send only what is missing or differs.
+    let (unknown, mut to_send): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(p, _)| p.job.attempts > 1);
+    if !unknown.is_empty() {
+        let since = unknown.iter().map(|(p, _)| earliest_effect(p)).min().expect("not empty") - READ_BACK_MARGIN;
+        match read_back(conn, &unknown, since).await {
+            Err(e) => {
+                let message = format!("an earlier attempt's outcome is unknown and reading ShipStation back failed: {e}");
+                for (p, extra) in unknown {
+                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
+                    done(engine, conn, extra).await?;
                 }
             }
-            None => {
-                let message = "ShipStation's answer did not mention this order".to_string();
-                retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
-                for job in extra {
-                    finish(engine, conn, job, JobState::Done, None, vec![]).await?;
+            Ok(seen) => {
+                for (p, extra) in unknown {
+                    match seen.get(&p.record.order_key) {
+                        Known::Found(held) => match compare(&p, &orders[&p.record.order_key], held) {
+                            Held::Differs => {
+                                // Still open and not what we want: an update of that order.
+                                orders.get_mut(&p.record.order_key).expect("built").order_id = held.order_id;
+                                to_send.push((p, extra));
+                            }
+                            outcome => {
+                                settle_held(engine, conn, p, held, outcome, "read back before retrying", report).await?;
+                                done(engine, conn, extra).await?;
+                            }
+                        },
+                        Known::Absent => to_send.push((p, extra)),
+                        Known::Unknown => {
+                            let message = "an earlier attempt's outcome is unknown and ShipStation holds more recent orders than one read-back covers; will look again";
+                            retry_or_give_up(engine, conn, p.job, &p.record, message, ExceptionKind::PushUnverified, report).await?;
+                            done(engine, conn, extra).await?;
+                        }
+                    }
                 }
             }
         }
     }
-    if accepted.is_empty() {
+    if to_send.is_empty() {
         return Ok(());
     }
 
-    // Read back: what ShipStation shows for each accepted orderKey.
-    let seen = read_back(conn, &accepted, started).await;
-    for (p, extra, order_id) in accepted {
-        let verified = seen.as_ref().ok().and_then(|s| s.get(&p.record.order_key));
-        match verified {
-            Some((seen_id, seen_status)) if *seen_id == order_id && *seen_status == p.status => {
-                report.pushed += 1;
-                commit_pushed(engine, conn, &p, order_id).await?;
-                for job in extra {
-                    finish(engine, conn, job, JobState::Done, None, vec![]).await?;
+    let sending: Vec<ss::Order> = to_send.iter().map(|(p, _)| orders[&p.record.order_key].clone()).collect();
+    report.requests += 1;
+    let started = engine.clock.now();
+    let answer = conn.shipstation.create_orders(&sending).await;
+    // A failed request says nothing about its effect (it may have done its work and
+    // lost the answer): the read-back below says what it did.
+    let (by_key, failed): (HashMap<String, ss::CreateOrderResult>, Option<String>) = match answer {
+        Ok(result) => (result.results.into_iter().filter_map(|r| Some((r.order_key.clone()?, r))).collect(), None),
+        Err(e) => (HashMap::new(), Some(format!("createorders failed: {e}"))),
+    };
+
+    // What each order's answer leaves to the read-back, with the reason it is unverified.
+    let mut check: Vec<(Pending, Vec<Job>, Sent)> = Vec::new();
+    for (p, extra) in to_send {
+        let sent = match (by_key.get(&p.record.order_key), &failed) {
+            (_, Some(e)) => Sent::Lost(e.clone()),
+            (None, None) => Sent::Lost("ShipStation's answer did not mention this order".to_string()),
+            (Some(r), None) => match r.refusal() {
+                None => Sent::Accepted(r.order_id.expect("an accepted order has an orderId")),
+                Some(OrderRefusal::Locked) => Sent::Locked(r.error_message.clone().unwrap_or_default()),
+                Some(OrderRefusal::Other) => {
+                    let message = r.error_message.clone().unwrap_or_else(|| "no reason given".into());
+                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, report).await?;
+                    done(engine, conn, extra).await?;
+                    continue;
                 }
+            },
+        };
+        check.push((p, extra, sent));
+    }
+    if check.is_empty() {
+        return Ok(());
+    }
+
+    // Read back: what ShipStation shows for each orderKey the request may have touched.
+    // An order refused as locked, or whose answer was lost, may have been there since
+    // its release; one just accepted is among the newest.
+    let since = check
+        .iter()
+        .map(|(p, _, sent)| if matches!(sent, Sent::Accepted(_)) { started } else { earliest_effect(p) })
+        .min()
+        .expect("not empty")
+        - READ_BACK_MARGIN;
+    let seen = read_back_keys(conn, check.iter().map(|(p, _, _)| (p.record.order_key.as_str(), p.snapshot.number.as_str())), since).await;
+    for (p, extra, sent) in check {
+        let held = match &seen {
+            Ok(seen) => match seen.get(&p.record.order_key) {
+                Known::Found(held) => Some(held),
+                Known::Absent | Known::Unknown => None,
+            },
+            Err(_) => None,
+        };
+        match (held, &sent) {
+            (Some(held), Sent::Accepted(order_id)) if held.order_id == Some(*order_id) && held.order_status == p.status => {
+                report.pushed += 1;
+                commit_pushed(engine, conn, &p, *order_id, &p.status, "read back").await?;
+                done(engine, conn, extra).await?;
             }
-            other => {
-                let message = match (&seen, other) {
-                    (Err(e), _) => format!("read-back failed: {e}"),
-                    (Ok(_), Some((id, status))) => format!(
-                        "read back as orderId {id} with status {status}, expected orderId {order_id} with status {}",
+            (Some(held), _) if !held.order_status.is_open() || !matches!(sent, Sent::Accepted(_)) => {
+                // Locked, or there although the answer was lost: it holds what it holds.
+                match compare(&p, &orders[&p.record.order_key], held) {
+                    Held::Differs => {
+                        let message = format!(
+                            "ShipStation holds orderId {} with status {} but not this version ({})",
+                            held.order_id.unwrap_or_default(),
+                            held.order_status,
+                            sent.reason()
+                        );
+                        retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
+                    }
+                    outcome => settle_held(engine, conn, p, held, outcome, "read back", report).await?,
+                }
+                done(engine, conn, extra).await?;
+            }
+            (None, Sent::Locked(message)) if p.record.ss_order_id.is_some() => {
+                // Long locked (not modified since this change was planned): the change
+                // cannot reach it.
+                give_up(engine, conn, p.job, &p.record, message, ExceptionKind::ChangeAfterShipment, report).await?;
+                done(engine, conn, extra).await?;
+            }
+            (held, _) => {
+                let message = match (&seen, held, &sent) {
+                    (Err(e), _, _) => format!("{}; read-back failed: {e}", sent.reason()),
+                    (Ok(_), Some(held), Sent::Accepted(order_id)) => format!(
+                        "read back as orderId {} with status {}, expected orderId {order_id} with status {}",
+                        held.order_id.unwrap_or_default(),
+                        held.order_status,
                         p.status
                     ),
-                    (Ok(_), None) => format!("orderId {order_id} was accepted but not found when read back"),
+                    (Ok(_), _, Sent::Accepted(order_id)) => format!("orderId {order_id} was accepted but not found when read back"),
+                    (Ok(_), _, _) => format!("{}; not found when read back", sent.reason()),
                 };
                 retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
-                for job in extra {
-                    finish(engine, conn, job, JobState::Done, None, vec![]).await?;
-                }
+                done(engine, conn, extra).await?;
             }
         }
     }
     Ok(())
 }
 
-/// Read recently modified orders (newest first) until every accepted key is found.
-async fn read_back(
+/// What one order's part of a `createorders` answer says.
+enum Sent {
+    Accepted(i64),
+    /// Refused: the order exists and takes no more changes (the refusal's words).
+    Locked(String),
+    /// No word about it (the request failed, or the answer left it out).
+    Lost(String),
+}
+
+impl Sent {
+    fn reason(&self) -> String {
+        match self {
+            Sent::Accepted(id) => format!("accepted as orderId {id}"),
+            Sent::Locked(m) | Sent::Lost(m) => m.clone(),
+        }
+    }
+}
+
+/// Finish the other jobs of an order whose first job was decided.
+async fn done(engine: &Engine, conn: &Connection, extra: Vec<Job>) -> Result<(), EngineError> {
+    for job in extra {
+        finish(engine, conn, job, JobState::Done, None, vec![]).await?;
+    }
+    Ok(())
+}
+
+/// The earliest time an earlier attempt for this order could have created or modified
+/// it in ShipStation: its release when ShipStation's id was never recorded (any job
+/// since may have created it), this job's creation otherwise.
+fn earliest_effect(p: &Pending) -> Timestamp {
+    match (p.record.ss_order_id, p.record.released_at) {
+        (None, Some(released)) => released.min(p.job.created_at),
+        _ => p.job.created_at,
+    }
+}
+
+/// What ShipStation holding an order means for this push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// It holds what we want: record it, send nothing.
+    InSync,
+    /// It still takes changes and holds something else: send ours as an update.
+    Differs,
+    /// It takes no more changes (shipped, cancelled). `undelivered` when what it holds
+    /// is not what we want: a change that can no longer reach it.
+    Locked { undelivered: bool },
+}
+
+/// Compare what we would send with what ShipStation holds.
+fn compare(p: &Pending, ours: &ss::Order, held: &ss::Order) -> Held {
+    let same = same_content(ours, held);
+    if held.order_status.is_open() {
+        return if held.order_status == p.status && same { Held::InSync } else { Held::Differs };
+    }
+    let delivered = match (&held.order_status, &p.status) {
+        // A cancellation arrived: nothing else matters for a cancelled order.
+        (OrderStatus::Cancelled, OrderStatus::Cancelled) => true,
+        // Shipped is where an open order goes next: ours arrived if its content did.
+        (OrderStatus::Shipped, OrderStatus::AwaitingShipment | OrderStatus::AwaitingPayment) => same,
+        _ => false,
+    };
+    Held::Locked { undelivered: !delivered }
+}
+
+/// Does ShipStation's order carry what ours says (number, ship-to, amount paid, and the
+/// lines, unless ShipStation split or merged it)?
+fn same_content(ours: &ss::Order, held: &ss::Order) -> bool {
+    fn address(a: &ss::Address) -> [&str; 8] {
+        [&a.name, &a.company, &a.street1, &a.street2, &a.city, &a.state, &a.postal_code, &a.country]
+            .map(|s| s.as_deref().map(str::trim).unwrap_or_default())
+    }
+    let lines = |o: &ss::Order| {
+        let mut lines: Vec<_> = o.items.iter().map(|i| (i.line_item_key.clone(), i.sku.clone(), i.quantity, i.unit_price)).collect();
+        lines.sort();
+        lines
+    };
+    let reshaped = held.advanced_options.as_ref().is_some_and(|a| a.merged_or_split == Some(true));
+    ours.order_number == held.order_number
+        && address(&ours.ship_to) == address(&held.ship_to)
+        && ours.amount_paid == held.amount_paid
+        && (reshaped || lines(ours) == lines(held))
+}
+
+/// Record an order ShipStation holds, as [`compare`] judged it: what it holds is ours
+/// (pushed or updated, even when already shipped), or a change that cannot reach it.
+async fn settle_held(
+    engine: &Engine,
     conn: &Connection,
-    accepted: &[(Pending, Vec<Job>, i64)],
-    started: Timestamp,
-) -> Result<HashMap<String, (i64, OrderStatus)>, EngineError> {
-    let wanted: std::collections::HashSet<&str> = accepted.iter().map(|(p, _, _)| p.record.order_key.as_str()).collect();
-    let mut seen = HashMap::new();
+    p: Pending,
+    held: &ss::Order,
+    outcome: Held,
+    how: &str,
+    report: &mut PushReport,
+) -> Result<(), EngineError> {
+    let order_id = held.order_id.unwrap_or_default();
+    match outcome {
+        Held::InSync | Held::Locked { undelivered: false } => {
+            report.pushed += 1;
+            commit_pushed(engine, conn, &p, order_id, &held.order_status, how).await
+        }
+        Held::Locked { undelivered: true } => {
+            let message = format!(
+                "ShipStation order #{order_id} is {} and can no longer be updated; this change did not reach it (wanted {})",
+                held.order_status, p.status
+            );
+            report.failed += 1;
+            let mut change = Change::new(&conn.name, engine.clock.now());
+            if p.record.ss_order_id != Some(order_id) {
+                // Our ledger learns where the order is, whatever happens to the change.
+                let fresh = engine.store.get_order(&conn.name, &p.record.erp_id).await?.unwrap_or_else(|| p.record.clone());
+                let mut upsert = OrderUpsert::from_record(&fresh);
+                upsert.ss_order_id = Some(order_id);
+                upsert.ss_status = Some(held.order_status.as_str().to_string());
+                if upsert.state == OrderState::Released {
+                    upsert.state = OrderState::Pushed;
+                }
+                change.order = Some(upsert);
+                change.events.push(event(
+                    &p.record.erp_id,
+                    if p.record.ss_order_id.is_none() { "pushed" } else { "updated_in_shipstation" },
+                    json!({
+                        "message": format!("ShipStation order #{order_id} is {} ({how}; an earlier version)", held.order_status),
+                        "order_id": order_id, "order_key": p.record.order_key, "status": held.order_status.as_str(), "verified": true,
+                    }),
+                ));
+            }
+            raise_failed(&mut change, &p.job, &p.record, &message, ExceptionKind::ChangeAfterShipment);
+            commit_job_change(engine, change).await
+        }
+        Held::Differs => unreachable!("an order that differs is sent, not settled"),
+    }
+}
+
+/// Whether ShipStation holds an orderKey, as far as one read-back can tell.
+enum Known<'a> {
+    Found(&'a ss::Order),
+    /// Not there: every order modified in the window was read, or it was looked up.
+    Absent,
+    /// The window held more than one read-back reads.
+    Unknown,
+}
+
+/// What one read-back found: ShipStation's orders by orderKey.
+struct ReadBack {
+    found: HashMap<String, ss::Order>,
+    /// Every order in the window was read.
+    complete: bool,
+    /// Keys looked up one by one (by orderNumber) because the window was too large.
+    looked_up: std::collections::HashSet<String>,
+}
+
+impl ReadBack {
+    fn get(&self, key: &str) -> Known<'_> {
+        match self.found.get(key) {
+            Some(order) => Known::Found(order),
+            None if self.complete || self.looked_up.contains(key) => Known::Absent,
+            None => Known::Unknown,
+        }
+    }
+}
+
+async fn read_back(conn: &Connection, batch: &[(Pending, Vec<Job>)], since: Timestamp) -> Result<ReadBack, EngineError> {
+    read_back_keys(conn, batch.iter().map(|(p, _)| (p.record.order_key.as_str(), p.snapshot.number.as_str())), since).await
+}
+
+/// Read orders modified since `since`, newest first, 500 a page, until every wanted
+/// `(orderKey, orderNumber)` is found, the window is exhausted, or the read-back's
+/// bounds ([`READ_BACK_PAGES`], [`READ_BACK_TIME`]) are reached. ShipStation v1
+/// cannot filter by orderKey: keys are matched here. When the bounds cut the window
+/// short, up to [`LOOKUPS_PER_BATCH`] missing orders are looked up by orderNumber (a
+/// starts-with match, so the orderKey is compared here too).
+async fn read_back_keys<'a>(
+    conn: &Connection,
+    wanted: impl Iterator<Item = (&'a str, &'a str)>,
+    since: Timestamp,
+) -> Result<ReadBack, EngineError> {
+    let wanted: HashMap<&str, &str> = wanted.collect();
+    let mut seen = ReadBack { found: HashMap::new(), complete: false, looked_up: Default::default() };
     let filter = OrderFilter {
-        modify_date_start: Some(started - READ_BACK_WINDOW),
+        modify_date_start: Some(since),
         sort_by: Some(OrderSortBy::ModifyDate),
         sort_dir: Some(SortDir::Desc),
-        page_size: Some(500),
+        page_size: Some(READ_BACK_PAGE_SIZE),
         ..Default::default()
     };
+    let deadline = std::time::Instant::now() + READ_BACK_TIME;
     let mut pager = conn.shipstation.orders_pager(&filter)?;
     for _ in 0..READ_BACK_PAGES {
-        let Some(page) = pager.next_page().await? else { break };
+        let Some(page) = pager.next_page().await? else {
+            seen.complete = true;
+            break;
+        };
+        let short = page.len() < READ_BACK_PAGE_SIZE as usize;
         for order in page {
-            if let (Some(key), Some(id)) = (order.order_key.as_deref(), order.order_id)
-                && wanted.contains(key)
+            if let Some(key) = order.order_key.as_deref()
+                && wanted.contains_key(key)
+                && order.order_id.is_some()
             {
-                seen.insert(key.to_string(), (id, order.order_status.clone()));
+                seen.found.insert(key.to_string(), order);
             }
         }
-        if wanted.iter().all(|k| seen.contains_key(*k)) {
+        if short || wanted.keys().all(|k| seen.found.contains_key(*k)) {
+            seen.complete = true;
             break;
+        }
+        if std::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    if !seen.complete {
+        let missing: Vec<(&str, &str)> =
+            wanted.iter().filter(|(k, _)| !seen.found.contains_key(**k)).map(|(k, n)| (*k, *n)).take(LOOKUPS_PER_BATCH).collect();
+        for (key, number) in missing {
+            let filter = OrderFilter { order_number: Some(number.to_string()), page_size: Some(READ_BACK_PAGE_SIZE), ..Default::default() };
+            let page = conn.shipstation.list_orders(&filter).await?;
+            if let Some(order) = page.items.into_iter().find(|o| o.order_key.as_deref() == Some(key) && o.order_id.is_some()) {
+                seen.found.insert(key.to_string(), order);
+            }
+            seen.looked_up.insert(key.to_string());
         }
     }
     Ok(seen)
 }
 
-async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id: i64) -> Result<(), EngineError> {
+/// Record that ShipStation holds this order's latest snapshot as `order_id` with
+/// `status` (which may be further along than what we sent: shipped), and finish the job.
+async fn commit_pushed(
+    engine: &Engine,
+    conn: &Connection,
+    p: &Pending,
+    order_id: i64,
+    status: &OrderStatus,
+    how: &str,
+) -> Result<(), EngineError> {
     let now = engine.clock.now();
     // Write the ShipStation side onto the freshest record, so a snapshot that arrived
     // while we were pushing is kept (its own job pushes it next).
     let fresh = engine.store.get_order(&conn.name, &p.record.erp_id).await?.unwrap_or_else(|| p.record.clone());
     let mut upsert = OrderUpsert::from_record(&fresh);
     upsert.ss_order_id = Some(order_id);
-    upsert.ss_status = Some(p.status.as_str().to_string());
+    upsert.ss_status = Some(status.as_str().to_string());
     upsert.pushed_hash = Some(p.record.snapshot_hash.clone());
     upsert.pushed_at = Some(now);
-    if fresh.snapshot_hash == p.record.snapshot_hash {
-        upsert.state = match p.status {
+    if fresh.snapshot_hash == p.record.snapshot_hash && fresh.state != OrderState::Shipped {
+        upsert.state = match status {
             OrderStatus::Cancelled => OrderState::Cancelled,
             _ => OrderState::Pushed,
         };
     }
-    let kind = match (p.record.ss_order_id, &p.status) {
+    let kind = match (p.record.ss_order_id, status) {
         (_, OrderStatus::Cancelled) => "cancelled_in_shipstation",
         (_, OrderStatus::OnHold) => "held_in_shipstation",
         (None, _) => "pushed",
@@ -283,8 +565,8 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
         &p.record.erp_id,
         kind,
         json!({
-            "message": format!("ShipStation order #{order_id} is {} (read back)", p.status.as_str()),
-            "order_id": order_id, "order_key": p.record.order_key, "status": p.status.as_str(), "verified": true,
+            "message": format!("ShipStation order #{order_id} is {} ({how})", status.as_str()),
+            "order_id": order_id, "order_key": p.record.order_key, "status": status.as_str(), "verified": true,
         }),
     ));
     for kind in [ExceptionKind::PushRejected, ExceptionKind::PushUnverified] {
@@ -296,8 +578,7 @@ async fn commit_pushed(engine: &Engine, conn: &Connection, p: &Pending, order_id
         state: JobState::Done,
         error: None,
     });
-    engine.store.commit(change).await?;
-    Ok(())
+    commit_job_change(engine, change).await
 }
 
 fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
@@ -352,6 +633,13 @@ async fn give_up(
 ) -> Result<(), EngineError> {
     report.failed += 1;
     let mut change = Change::new(&conn.name, engine.clock.now());
+    raise_failed(&mut change, &job, record, message, kind);
+    commit_job_change(engine, change).await
+}
+
+/// The push of `record` failed for good: an owned exception, a `sync_failed` event,
+/// and the job dead.
+fn raise_failed(change: &mut Change, job: &Job, record: &OrderRecord, message: &str, kind: ExceptionKind) {
     change.raise(
         kind,
         "order",
@@ -369,7 +657,6 @@ async fn give_up(
         state: JobState::Dead,
         error: Some(message.to_string()),
     });
-    commit_job_change(engine, change).await
 }
 
 fn ss_address(a: &Address) -> ss::Address {

@@ -827,6 +827,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                         shipment.state,
                     )}),
                 );
+                change.events.push(write_failed(&shipment, &phase, &reason));
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 report.failed += 1;
                 return commit_job_change(engine, change).await;
@@ -845,6 +846,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                         shipment.tracking_number.clone().unwrap_or_default(), job.attempts
                     )}),
                 );
+                change.events.push(write_failed(&shipment, &phase, &reason));
                 change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
                 return commit_job_change(engine, change).await;
             }
@@ -853,6 +855,18 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             retry_job(engine, &job, now + wait, &reason).await
         }
     }
+}
+
+/// The timeline's note that a write-back gave up (its exception says what to do).
+fn write_failed(shipment: &ShipmentRecord, phase: &str, reason: &str) -> NewEvent {
+    event(
+        &shipment.shipment_key,
+        &format!("erp_{phase}_failed"),
+        json!({"message": format!(
+            "recording {phase} with tracking {} in the ERP failed: {reason}",
+            shipment.tracking_number.clone().unwrap_or_default()
+        )}),
+    )
 }
 
 /// When every physical line is shipped and every live shipment completed, the order

@@ -1,10 +1,72 @@
-//! Pushing: batches, propagation of ERP changes, and exactly-once under faults.
+//! Pushing: batches, propagation of ERP changes, exactly-once under faults, and a
+//! ledger that agrees with ShipStation after lost answers.
 
 use serde_json::json;
-use shipledger_core::order::ErpOrderStatus;
-use shipledger_store::OrderState;
+use shipledger_core::exception::ExceptionKind;
+use shipledger_core::order::{ErpOrder, ErpOrderStatus};
+use shipledger_shipstation::v1::model::OrderStatus;
+use shipledger_store::{ExceptionFilter, ExceptionState, JobClaim, JobFilter, JobState, OrderState};
 
 use crate::helpers::{Backend, World, paid_order};
+
+/// `createorders` requests the sandbox has answered so far.
+async fn createorders_sent(w: &World) -> u64 {
+    w.stats().await["requests"]["POST /orders/createorders"].as_u64().unwrap_or(0)
+}
+
+/// Settle until `done` holds, waiting out retry backoffs (bounded).
+async fn settle_until(w: &World, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..40 {
+        w.settle().await;
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    panic!("{what} did not happen");
+}
+
+async fn open_exceptions(w: &World) -> Vec<ExceptionKind> {
+    w.store
+        .list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect()
+}
+
+async fn event_kinds(w: &World, erp_id: &str) -> Vec<String> {
+    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
+/// A worker claims the order's push job, gets `createorders` through to ShipStation,
+/// and dies before it commits anything: ShipStation has the order, our store does not
+/// know, and the job comes back when its lease runs out. Returns ShipStation's orderId.
+async fn push_and_die(w: &World, erp_id: &str) -> i64 {
+    let conn = &w.engine.connections[0];
+    shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+    let jobs = w
+        .store
+        .claim_jobs(JobClaim {
+            kind: "sync_order",
+            connection: Some("acme-uk"),
+            now: jiff::Timestamp::now(),
+            lease: jiff::SignedDuration::from_millis(1),
+            limit: 10,
+            worker: "doomed",
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    let record = w.store.get_order("acme-uk", erp_id).await.unwrap().unwrap();
+    let snapshot: ErpOrder = serde_json::from_value(record.snapshot.clone()).unwrap();
+    let lines = w.store.order_lines("acme-uk", erp_id).await.unwrap();
+    let order = shipledger_engine::flows::push::build_order(conn, &record, &snapshot, &lines, OrderStatus::AwaitingShipment);
+    let answer = conn.shipstation.create_orders(&[order]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    answer.results[0].order_id.unwrap()
+}
 
 crate::stories! {
     async fn erp_changes_after_release_reach_the_open_shipstation_order(w: World) {
@@ -50,6 +112,83 @@ crate::stories! {
         assert_eq!(stats["orders"], json!(30));
         assert_eq!(stats["duplicate_order_keys"], json!(0));
         assert_eq!(w.store.count_orders_by_state("acme-uk").await.unwrap(), vec![(OrderState::Pushed, 30)]);
+    }
+
+    async fn a_lost_answer_is_read_back_at_once_and_the_orders_are_never_sent_again(w: World) {
+        w.put_faults(json!({"rate_500_after": 1.0, "paths": ["/orders/createorders"]})).await;
+        for n in 0..30 {
+            w.erp.put(paid_order(&format!("R-{n}")));
+        }
+        // Every createorders (the client's own retries too) saves the orders, then answers 500.
+        let _ = w.engine.tick().await;
+        let sent = createorders_sent(&w).await;
+        w.put_faults(json!({})).await;
+        settle_until(&w, "every order recorded as pushed", async || {
+            w.store.count_orders_by_state("acme-uk").await.unwrap() == vec![(OrderState::Pushed, 30)]
+        })
+        .await;
+        assert_eq!(createorders_sent(&w).await, sent, "what ShipStation already had was read back, not sent again");
+        for n in 0..30 {
+            let erp_id = format!("R-{n}");
+            let record = w.store.get_order("acme-uk", &erp_id).await.unwrap().unwrap();
+            let in_shipstation = w.ss_orders(&erp_id).await;
+            assert_eq!(in_shipstation.len(), 1);
+            assert_eq!(record.ss_order_id, in_shipstation[0]["orderId"].as_i64(), "{erp_id} is recorded with ShipStation's orderId");
+            assert!(event_kinds(&w, &erp_id).await.contains(&"pushed".to_string()), "{erp_id} has its pushed event");
+        }
+        assert!(open_exceptions(&w).await.is_empty());
+    }
+
+    async fn an_order_shipstation_saved_and_shipped_before_the_retry_is_recorded_as_pushed_not_failed(w: World) {
+        w.erp.put(paid_order("SO-40"));
+        let order_id = push_and_die(&w, "SO-40").await;
+        // The warehouse labels it before any worker retries: it can no longer be updated.
+        w.control(&format!("/orders/{order_id}/labels"), json!({})).await;
+        let sent = createorders_sent(&w).await;
+        settle_until(&w, "SO-40 recorded", async || {
+            w.store.get_order("acme-uk", "SO-40").await.unwrap().unwrap().ss_order_id.is_some()
+        })
+        .await;
+        w.settle().await;
+        let record = w.store.get_order("acme-uk", "SO-40").await.unwrap().unwrap();
+        assert_eq!(record.ss_order_id, Some(order_id));
+        assert_eq!(record.ss_status.as_deref(), Some("shipped"));
+        assert!(event_kinds(&w, "SO-40").await.contains(&"pushed".to_string()));
+        assert!(!event_kinds(&w, "SO-40").await.contains(&"sync_failed".to_string()));
+        assert_eq!(createorders_sent(&w).await, sent, "nothing was sent to an order ShipStation already had");
+        let jobs = w.store.list_jobs(JobFilter { kind: Some("sync_order".into()), ..Default::default() }).await.unwrap();
+        assert!(jobs.iter().all(|j| j.state == JobState::Done), "{jobs:?}");
+        assert!(open_exceptions(&w).await.is_empty(), "{:?}", open_exceptions(&w).await);
+        assert_eq!(w.ss_orders("SO-40").await.len(), 1);
+    }
+
+    async fn an_order_that_changed_after_its_lost_push_is_sent_again_as_an_update_of_shipstations_order(w: World) {
+        w.erp.put(paid_order("SO-41"));
+        let order_id = push_and_die(&w, "SO-41").await;
+        w.erp.edit("SO-41", |o| o.ship_to.street1 = Some("2 Other Road".into()));
+        settle_until(&w, "SO-41 recorded", async || {
+            w.store.get_order("acme-uk", "SO-41").await.unwrap().unwrap().ss_order_id.is_some()
+        })
+        .await;
+        let record = w.store.get_order("acme-uk", "SO-41").await.unwrap().unwrap();
+        assert_eq!(record.ss_order_id, Some(order_id));
+        assert_eq!(record.pushed_hash.as_deref(), Some(record.snapshot_hash.as_str()));
+        let in_shipstation = w.ss_orders("SO-41").await;
+        assert_eq!(in_shipstation.len(), 1);
+        assert_eq!(in_shipstation[0]["shipTo"]["street1"], json!("2 Other Road"));
+        assert!(open_exceptions(&w).await.is_empty());
+    }
+
+    async fn a_change_that_can_no_longer_reach_a_shipped_order_is_a_change_after_shipment(w: World) {
+        w.erp.put(paid_order("SO-42"));
+        let order_id = push_and_die(&w, "SO-42").await;
+        w.control(&format!("/orders/{order_id}/labels"), json!({})).await;
+        w.erp.edit("SO-42", |o| o.ship_to.street1 = Some("3 Too Late Lane".into()));
+        settle_until(&w, "SO-42 settled", async || !open_exceptions(&w).await.is_empty()).await;
+        assert_eq!(open_exceptions(&w).await, vec![ExceptionKind::ChangeAfterShipment]);
+        let record = w.store.get_order("acme-uk", "SO-42").await.unwrap().unwrap();
+        assert_eq!(record.ss_order_id, Some(order_id), "the ledger knows where the order is");
+        assert!(event_kinds(&w, "SO-42").await.contains(&"pushed".to_string()));
     }
 }
 

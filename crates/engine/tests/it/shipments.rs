@@ -97,6 +97,10 @@ crate::stories! {
         assert_eq!(open.len(), 1);
         assert_eq!(open[0].kind, ExceptionKind::VoidAfterWriteBack);
         assert!(open[0].detail["message"].as_str().unwrap().contains("FUL-1"), "{}", open[0].detail);
+        // The order's timeline says the reversal failed, with the label's tracking number.
+        let story = w.store.order_timeline("acme-uk", "SO-103").await.unwrap();
+        let failed = story.iter().find(|e| e.event.kind == "erp_cancelled_failed").expect("the failed write-back is on the timeline");
+        assert_eq!(failed.tracking_number.as_deref(), label["trackingNumber"].as_str());
     }
 
     async fn an_order_marked_shipped_elsewhere_completes_its_erp_fulfilment(w: World) {

@@ -603,6 +603,32 @@ pub struct CreateOrderResult {
     pub error_message: Option<String>,
 }
 
+/// Why ShipStation refused one order of a `createorders` batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderRefusal {
+    /// The order exists but takes no more changes: it is shipped, cancelled or merged
+    /// into another ("order 12 (SO-1) is shipped and can no longer be updated").
+    Locked,
+    /// Anything else: a field ShipStation rejects, or a save that failed on its side.
+    Other,
+}
+
+impl CreateOrderResult {
+    /// `None` when ShipStation accepted the order; otherwise why it did not. ShipStation
+    /// says it only in words, so this is the one place that reads them.
+    pub fn refusal(&self) -> Option<OrderRefusal> {
+        if self.success && self.order_id.is_some_and(|id| id > 0) {
+            return None;
+        }
+        let message = self.error_message.as_deref().unwrap_or_default().to_ascii_lowercase();
+        if message.contains("can no longer be updated") || message.contains("cannot be updated") {
+            Some(OrderRefusal::Locked)
+        } else {
+            Some(OrderRefusal::Other)
+        }
+    }
+}
+
 /// One page of a v1 list: `{orders|shipments|fulfillments|..., total, page, pages}`.
 ///
 /// `pages` can be `0` while `total > 0` (it is in ShipStation's own examples); the
@@ -1000,6 +1026,31 @@ mod tests {
         assert_eq!(s, OrderStatus::PendingFulfillment);
         assert!(s.is_open());
         assert!(!OrderStatus::Shipped.is_open());
+    }
+
+    #[test]
+    fn a_createorders_refusal_of_a_shipped_or_merged_order_is_locked_and_others_are_not() {
+        let result = |success: bool, id: i64, message: Option<&str>| CreateOrderResult {
+            order_id: Some(id),
+            order_number: Some("SO-1".into()),
+            order_key: Some("k".into()),
+            success,
+            error_message: message.map(Into::into),
+        };
+        assert_eq!(result(true, 12, None).refusal(), None);
+        for locked in [
+            "order 12 (SO-1) is shipped and can no longer be updated",
+            "order 12 (SO-1) was merged into order 13 and can no longer be updated",
+            "This order Cannot Be Updated.",
+        ] {
+            assert_eq!(result(false, 0, Some(locked)).refusal(), Some(OrderRefusal::Locked), "{locked}");
+        }
+        assert_eq!(
+            result(false, 0, Some("An error occurred while saving the order. Please try again.")).refusal(),
+            Some(OrderRefusal::Other)
+        );
+        // Success without an orderId is no acceptance.
+        assert_eq!(result(true, 0, None).refusal(), Some(OrderRefusal::Other));
     }
 
     #[test]

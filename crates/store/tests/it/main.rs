@@ -58,6 +58,7 @@ stories! {
     exceptions::exceptions_filter_by_owner_state_and_kind,
     exceptions::a_person_resolving_an_exception_is_on_the_records_timeline,
     timeline::the_timeline_returns_events_in_order,
+    timeline::an_orders_timeline_merges_the_events_of_its_shipments_by_time_with_their_tracking_numbers,
     timeline::watermarks_advance_per_connection,
     orders::orders_list_filter_and_count_by_state,
     orders::an_order_is_found_by_its_shipstation_order_key,

@@ -11,7 +11,7 @@ use shipledger_store::{
 use crate::harness::{ACME, BETA, TestDb, claim, job, line, order, t};
 
 /// A live label made `created` seconds after the stories' base time.
-fn label(shipment_id: i64, ss_order_id: i64, erp_id: Option<&str>, created: i64) -> ShipmentUpsert {
+pub fn label(shipment_id: i64, ss_order_id: i64, erp_id: Option<&str>, created: i64) -> ShipmentUpsert {
     ShipmentUpsert {
         shipment_key: format!("label:{shipment_id}"),
         kind: ShipmentKind::Label,
