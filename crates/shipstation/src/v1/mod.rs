@@ -563,6 +563,29 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_resource_url_is_refused_for_the_reason_that_applies() {
+        let base: Url = "https://ssapi.shipstation.com".parse().unwrap();
+        let reason = |url: &str| resource_url_mismatch(&url.parse().unwrap(), &base);
+        assert_eq!(reason("https://ssapi11.shipstation.com:443/shipments"), None);
+        assert_eq!(reason("http://ssapi.shipstation.com/shipments"), Some(ForeignReason::Scheme));
+        assert_eq!(reason("ftp://ssapi.shipstation.com/shipments"), Some(ForeignReason::Scheme));
+        assert_eq!(reason("https://u:p@ssapi.shipstation.com/shipments"), Some(ForeignReason::Userinfo));
+        assert_eq!(reason("https://ssapi.shipstation.com.evil.com/shipments"), Some(ForeignReason::Host));
+        assert_eq!(reason("https://evil.com:8443/shipments"), Some(ForeignReason::Host), "the host first");
+        assert_eq!(reason("https://ssapi.shipstation.com:8443/shipments"), Some(ForeignReason::Port));
+    }
+
+    #[test]
+    fn an_over_long_resource_url_is_refused_before_it_is_parsed() {
+        let base: Url = "https://ssapi.shipstation.com".parse().unwrap();
+        let at = |len: usize| format!("https://ssapi.shipstation.com/orders?x={}", "1".repeat(len - 39));
+        assert_eq!(at(MAX_RESOURCE_URL_LEN).len(), MAX_RESOURCE_URL_LEN);
+        assert!(checked_resource_url(&at(MAX_RESOURCE_URL_LEN), &base).is_ok());
+        let err = checked_resource_url(&at(MAX_RESOURCE_URL_LEN + 1), &base).unwrap_err();
+        assert!(err.to_string().contains("2049 characters"), "{err}");
+    }
+
+    #[test]
     fn an_order_without_an_order_key_is_refused() {
         let mut order = Order::new(
             "k",
