@@ -41,9 +41,14 @@ where
     })
 }
 
+/// The longest redirect target an error repeats, in characters (the same bound as a
+/// webhook's `resource_url`); a longer one is cut and ends in `…`.
+const MAX_TARGET_SHOWN: usize = 2048;
+
 /// The redirect a [`policy`] refused to follow: `(from, to)`, where `from` is the URL
 /// that answered 3xx and `to` is its `Location` resolved against it (as given when
-/// it cannot be resolved). `None` when the answer is not a redirect.
+/// it cannot be resolved), with any password blanked and cut to 2,048 characters.
+/// `None` when the answer is not a redirect.
 pub fn refused(response: &reqwest::Response) -> Option<(Url, String)> {
     // The statuses a policy is asked about; others (300, 304) are not redirects here.
     if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
@@ -52,8 +57,21 @@ pub fn refused(response: &reqwest::Response) -> Option<(Url, String)> {
     let location = response.headers().get(reqwest::header::LOCATION)?;
     let location = String::from_utf8_lossy(location.as_bytes()).trim().to_owned();
     let from = response.url().clone();
-    let to = from.join(&location).map(|u| u.to_string()).unwrap_or(location);
-    Some((from, to))
+    let to = match from.join(&location) {
+        Ok(mut url) => {
+            if url.password().is_some() {
+                let _ = url.set_password(Some("redacted"));
+            }
+            url.to_string()
+        }
+        Err(_) => location,
+    };
+    if to.chars().count() <= MAX_TARGET_SHOWN {
+        return Some((from, to));
+    }
+    let mut cut: String = to.chars().take(MAX_TARGET_SHOWN).collect();
+    cut.push('…');
+    Some((from, cut))
 }
 
 #[cfg(test)]

@@ -76,6 +76,27 @@ async fn a_redirect_to_another_port_or_scheme_of_the_same_host_is_refused_too() 
 }
 
 #[tokio::test]
+async fn a_refused_redirect_target_is_repeated_without_its_password_and_at_most_2048_characters_long() {
+    let secret = "http://ops:hunter2@localhost:1/orders/1".to_string();
+    let long = format!("http://localhost:1/orders/2?x={}", "y".repeat(5_000));
+    let mock = Mock::start(
+        Router::new()
+            .route("/orders/1", redirect(StatusCode::FOUND, secret))
+            .route("/orders/2", redirect(StatusCode::FOUND, long.clone())),
+    )
+    .await;
+    let client = v1_client(&mock);
+
+    let with_password = client.get_order(1).await.unwrap_err();
+    assert_eq!(refused_to(&with_password), "http://ops:redacted@localhost:1/orders/1");
+    assert!(!with_password.to_string().contains("hunter2"), "{with_password}");
+    let too_long = client.get_order(2).await.unwrap_err();
+    let shown = refused_to(&too_long);
+    assert_eq!(shown.chars().count(), 2049, "2,048 characters and an ellipsis");
+    assert!(shown.ends_with('…') && long.starts_with(shown.trim_end_matches('…')));
+}
+
+#[tokio::test]
 async fn a_redirect_within_the_configured_origin_is_followed_with_the_credentials() {
     let mock = Mock::start(
         Router::new().route("/orders/5", redirect(StatusCode::FOUND, "/orders/5/moved".into())).route(
