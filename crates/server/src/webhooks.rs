@@ -239,18 +239,18 @@ async fn v1_webhook(
             );
         }
     };
-    let too_long = |len: usize| {
+    let too_long = |len: usize, how: &str| {
         tracing::warn!(connection = %hooks.name, len, "v1 webhook resource_url too long; refused");
         text(
             StatusCode::BAD_REQUEST,
             format!(
-                "resource_url is {len} characters long; at most {MAX_RESOURCE_URL_LEN} are accepted (ShipStation's are far shorter). Refused, nothing stored"
+                "resource_url is {len} characters long{how}; at most {MAX_RESOURCE_URL_LEN} are accepted (ShipStation's are far shorter). Refused, nothing stored"
             ),
         )
     };
     let raw = payload.resource_url.trim();
     if raw.chars().count() > MAX_RESOURCE_URL_LEN {
-        return too_long(raw.chars().count());
+        return too_long(raw.chars().count(), "");
     }
     let Ok(resource_url) = Url::parse(raw) else {
         return text(StatusCode::BAD_REQUEST, format!("resource_url {:?} is not a URL", payload.resource_url));
@@ -290,7 +290,7 @@ async fn v1_webhook(
     let resource_url = with_shipment_items(&resource_url);
     if resource_url.as_str().chars().count() > MAX_RESOURCE_URL_LEN {
         // With includeShipmentItems=true it would be too long for the engine to fetch.
-        return too_long(resource_url.as_str().chars().count());
+        return too_long(resource_url.as_str().chars().count(), " with includeShipmentItems=true");
     }
     let key = format!("v1hook:{}", sha256_hex(&body));
     let mut change = Change::new(&hooks.name, now);

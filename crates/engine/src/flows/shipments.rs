@@ -767,7 +767,10 @@ pub struct ForeignWebhook<'a> {
 /// or `redirect`) and its detail keeps the reasons seen and the distinct offending
 /// URLs, the latest [`FOREIGN_URLS_KEPT`] of them (a redirect's target, else the
 /// `resource_url`), each cut to [`MAX_RESOURCE_URL_LEN`] characters with any password
-/// blanked, so the detail stays bounded however often it is refreshed.
+/// blanked, so the detail stays bounded however often it is refreshed. The earlier
+/// list is read before the commit, outside its transaction: of two refusals of one
+/// host committed at the same moment, the list may keep only the later one's URL;
+/// the `refused` events keep every one.
 pub async fn foreign_webhook(store: &dyn Store, connection: &str, now: Timestamp, refused: &ForeignWebhook<'_>) -> Result<Change, StoreError> {
     let resource_url = shown_url(refused.resource_url);
     let offending = shown_url(refused.redirect_to.as_deref().unwrap_or(refused.resource_url));
