@@ -36,7 +36,7 @@ pub(crate) struct AppState {
     hooks: Arc<Vec<ConnectionHooks>>,
 }
 
-/// A bound HTTP server; [`Server::port`] lets a test start it on port 0.
+/// A bound HTTP server; [`Server::local_addr`] lets a test start it on port 0.
 pub struct Server {
     listener: TcpListener,
     app: Router,
