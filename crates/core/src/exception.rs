@@ -96,7 +96,7 @@ kinds! {
     TrackingWriteBackFailed => "tracking_write_back_failed", Ops, Error,
         "the ERP refused or did not show a fulfilment with its tracking";
     WebhookForeignHost => "webhook_foreign_host", Admin, Critical,
-        "a webhook pointed at a host that is not the configured ShipStation; nothing was fetched";
+        "a webhook pointed at, or its fetch was redirected to, a host that is not the configured ShipStation; nothing was fetched from it";
     WebhookSignatureInvalid => "webhook_signature_invalid", Admin, Error,
         "a v2 webhook's signature or timestamp did not verify; it was refused";
 }

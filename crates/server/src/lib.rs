@@ -8,8 +8,8 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, 503 otherwise |
 //! | `GET /metrics` | orders by state, outbox jobs by kind and state, open exceptions by kind and owner, per connection |
-//! | `POST /webhooks/shipstation/{connection}/{token}` | a v1 webhook, stored as an `ingest_v1_webhook` job (200), or 404 / 400 / 503 |
-//! | `POST /webhooks/shipstation-v2/{connection}` | a signed v2 `track` webhook, stored as an `ingest_v2_track` job (200), or 404 / 400 / 401 / 503 |
+//! | `POST /webhooks/shipstation/{connection}/{token}` | a v1 webhook, stored as an `ingest_v1_webhook` job (200), or 404 / 400 / 413 / 503 |
+//! | `POST /webhooks/shipstation-v2/{connection}` | a signed v2 `track` webhook, stored as an `ingest_v2_track` job (200), or 404 / 400 / 401 / 413 / 503 |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +25,10 @@ use tokio::sync::watch;
 
 pub mod webhooks;
 
-pub use webhooks::{ConnectionHooks, hooks_from_config, load_webhook_keys, resource_url_allowed, with_shipment_items};
+pub use webhooks::{
+    ConnectionHooks, MAX_WEBHOOK_BODY, hooks_from_config, load_webhook_keys, resource_url_allowed, resource_url_mismatch,
+    with_shipment_items,
+};
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -33,7 +36,7 @@ pub(crate) struct AppState {
     hooks: Arc<Vec<ConnectionHooks>>,
 }
 
-/// A bound HTTP server; [`Server::port`] lets a test start it on port 0.
+/// A bound HTTP server; [`Server::local_addr`] lets a test start it on port 0.
 pub struct Server {
     listener: TcpListener,
     app: Router,

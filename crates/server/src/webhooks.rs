@@ -5,28 +5,39 @@
 //! 200, so a delivery we acknowledged cannot be lost; the engine does the fetching
 //! and deciding later. Nothing here calls ShipStation.
 //!
+//! Who sent it is checked before the body is read: a delivery for an unknown
+//! connection, with a wrong token or without signature headers is answered without
+//! reading its body, and no body is read past [`MAX_WEBHOOK_BODY`] (1 MiB; 413).
+//!
 //! - **v1** (`POST /webhooks/shipstation/{connection}/{token}`): v1 deliveries are
 //!   unsigned `{resource_url, resource_type}` pointers, so the secret path token is
 //!   the only proof of origin. It is compared in constant time; an unknown
-//!   connection, a connection without a token, or a wrong token all answer 404. The
-//!   `resource_url` must point at the configured ShipStation API
-//!   ([`resource_url_allowed`]): anything else is refused, never fetched and never
-//!   sent credentials, and raised as a `webhook_foreign_host` exception. Accepted
-//!   deliveries become an `ingest_v1_webhook` job keyed by the body's SHA-256, so a
-//!   repeated delivery plans nothing new.
+//!   connection, a connection without a token, or a wrong token all answer 404. A
+//!   `resource_url` longer than [`MAX_RESOURCE_URL_LEN`] characters answers 400 and
+//!   nothing is stored. The `resource_url` must point at the configured ShipStation
+//!   API ([`resource_url_mismatch`]): anything else is refused, never fetched and
+//!   never sent credentials, and raised as a `webhook_foreign_host` exception that
+//!   names the reason and keeps the offending URLs
+//!   ([`shipledger_engine::flows::shipments::foreign_webhook`], shared with the
+//!   engine, which raises the same exception when the fetch is redirected off the
+//!   API). Accepted deliveries become an `ingest_v1_webhook` job keyed by the body's
+//!   SHA-256, so a repeated delivery plans nothing new.
 //! - **v2** (`POST /webhooks/shipstation-v2/{connection}`): `track` deliveries carry
 //!   an RSA-SHA256 signature over the timestamp and the raw body, checked against the
 //!   connection's published keys with a 5-minute window. Missing headers answer 404
 //!   (ShipStation's advice); a bad signature or a stale timestamp answers 401 or 400
 //!   and opens (or refreshes) a `webhook_signature_invalid` exception. Verified track
-//!   deliveries become an `ingest_v2_track` job keyed by the body's SHA-256.
+//!   deliveries become an `ingest_v2_track` job keyed by the body's SHA-256. The keys
+//!   are fetched at startup ([`load_webhook_keys`]), following no redirect off the
+//!   origin of `v2_webhook_keys_url`.
 
 use std::fmt;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -35,6 +46,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipledger_core::exception::ExceptionKind;
+use shipledger_engine::flows::shipments::{ForeignWebhook, foreign_webhook};
+use shipledger_shipstation::{MAX_RESOURCE_URL_LEN, redirect};
 use shipledger_shipstation::v2::signature::{DEFAULT_WINDOW, KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shipledger_shipstation::{VerifyError, WebhookKeys};
 use shipledger_store::{Change, NewEvent, NewJob};
@@ -101,13 +114,22 @@ pub async fn hooks_from_config(config: &shipledger_engine::config::Config) -> Re
 }
 
 /// Fetch a JWK set (ShipStation's `https://api.shipengine.com/jwks`, the sandbox's
-/// `/jwks`) and read its RSA keys; a set without any is an error.
+/// `/jwks`) and read its RSA keys; a set without any is an error. A redirect is
+/// followed only within `url`'s origin; one elsewhere is not sent and is an error.
 pub async fn load_webhook_keys(url: &Url) -> Result<WebhookKeys, String> {
+    let origin = url.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .redirect(redirect::policy(move |target| redirect::same_origin(target, &origin)))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let response = http.get(url.clone()).send().await.map_err(|e| format!("the request failed: {e}"))?;
+    if let Some((_, to)) = redirect::refused(&response) {
+        return Err(format!(
+            "it redirected to {to}, off the origin of the configured URL; the redirect was not followed. \
+             Set v2_webhook_keys_url to where the keys really are"
+        ));
+    }
     let status = response.status();
     if !status.is_success() {
         return Err(format!("it answered HTTP {status}"));
@@ -120,7 +142,10 @@ pub async fn load_webhook_keys(url: &Url) -> Result<WebhookKeys, String> {
     Ok(keys)
 }
 
-pub use shipledger_shipstation::resource_url_allowed;
+pub use shipledger_shipstation::{resource_url_allowed, resource_url_mismatch};
+
+/// The largest webhook body read, in bytes (1 MiB); ShipStation's are a few hundred.
+pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 
 /// The receivers' routes.
 pub(crate) fn routes() -> Router<AppState> {
@@ -151,6 +176,35 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
     (status, message).into_response()
 }
 
+/// The body, once the sender is known to be who it says: refused with 413 when its
+/// declared length or what arrives exceeds [`MAX_WEBHOOK_BODY`], without reading on.
+async fn read_body(connection: &str, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        tracing::warn!(connection, limit = MAX_WEBHOOK_BODY, "webhook body too large; refused");
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the webhook body is larger than {MAX_WEBHOOK_BODY} bytes (1 MiB); ShipStation's are a few hundred bytes. Refused, nothing stored"
+            ),
+        )
+    };
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_WEBHOOK_BODY as u64) {
+        return Err(too_large());
+    }
+    let mut body = body;
+    let mut buffer = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| text(StatusCode::BAD_REQUEST, format!("the webhook body could not be read: {e}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        if buffer.len() + chunk.len() > MAX_WEBHOOK_BODY {
+            return Err(too_large());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
 #[derive(Deserialize)]
 struct V1Payload {
     resource_url: String,
@@ -160,7 +214,8 @@ struct V1Payload {
 async fn v1_webhook(
     State(state): State<AppState>,
     Path((connection, token)): Path<(String, String)>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Response {
     let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
         return not_found();
@@ -171,6 +226,10 @@ async fn v1_webhook(
     if !token_matches(expected, &token) {
         return not_found();
     }
+    let body = match read_body(&hooks.name, &headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let payload: V1Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
@@ -180,52 +239,59 @@ async fn v1_webhook(
             );
         }
     };
-    let Ok(resource_url) = Url::parse(payload.resource_url.trim()) else {
+    let too_long = |len: usize, how: &str| {
+        tracing::warn!(connection = %hooks.name, len, "v1 webhook resource_url too long; refused");
+        text(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "resource_url is {len} characters long{how}; at most {MAX_RESOURCE_URL_LEN} are accepted (ShipStation's are far shorter). Refused, nothing stored"
+            ),
+        )
+    };
+    let raw = payload.resource_url.trim();
+    if raw.chars().count() > MAX_RESOURCE_URL_LEN {
+        return too_long(raw.chars().count(), "");
+    }
+    let Ok(resource_url) = Url::parse(raw) else {
         return text(StatusCode::BAD_REQUEST, format!("resource_url {:?} is not a URL", payload.resource_url));
     };
     let now = Timestamp::now();
     let base = &hooks.shipstation_base;
 
-    if !resource_url_allowed(&resource_url, base) {
-        // The host as it was named, with its port when one was given.
-        let host = match (resource_url.host_str(), resource_url.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => "(no host)".to_string(),
-        };
+    if let Some(reason) = resource_url_mismatch(&resource_url, base) {
         tracing::warn!(
             connection = %hooks.name,
-            host = %host,
+            host = %resource_url.host_str().unwrap_or("(no host)"),
+            reason = reason.code(),
             resource_type = %payload.resource_type,
             "v1 webhook names a foreign host; refused, nothing fetched"
         );
-        let mut change = Change::new(&hooks.name, now);
-        change.raise(
-            ExceptionKind::WebhookForeignHost,
-            "webhook",
-            host.clone(),
-            json!({
-                "message": format!(
-                    "a v1 webhook with a valid token pointed at {host}, not at the configured ShipStation API {base}; \
-                     nothing was fetched and no credentials were sent. Someone who knows this connection's webhook \
-                     token may be probing the endpoint: rotate the token (webhook_token_env) and subscribe the \
-                     webhooks again with the new URL."
-                ),
-                "resource_url": payload.resource_url,
-                "resource_type": payload.resource_type,
-                "allowed_base": base.as_str(),
-            }),
-        );
-        if let Err(e) = state.store.commit(change).await {
-            tracing::error!(connection = %hooks.name, error = %e, "could not record the foreign-host webhook exception");
+        let refused = ForeignWebhook {
+            resource_url: raw,
+            resource_type: &payload.resource_type,
+            reason,
+            redirect_to: None,
+            base,
+        };
+        match foreign_webhook(state.store.as_ref(), &hooks.name, now, &refused).await {
+            Ok(change) => {
+                if let Err(e) = state.store.commit(change).await {
+                    tracing::error!(connection = %hooks.name, error = %e, "could not record the foreign-host webhook exception");
+                }
+            }
+            Err(e) => tracing::error!(connection = %hooks.name, error = %e, "could not read the foreign-host webhook exception"),
         }
         return text(
             StatusCode::BAD_REQUEST,
-            "resource_url does not point at the configured ShipStation API; refused",
+            format!("resource_url does not point at the configured ShipStation API ({}); refused", reason.code()),
         );
     }
 
     let resource_url = with_shipment_items(&resource_url);
+    if resource_url.as_str().chars().count() > MAX_RESOURCE_URL_LEN {
+        // With includeShipmentItems=true it would be too long for the engine to fetch.
+        return too_long(resource_url.as_str().chars().count(), " with includeShipmentItems=true");
+    }
     let key = format!("v1hook:{}", sha256_hex(&body));
     let mut change = Change::new(&hooks.name, now);
     change.jobs.push(NewJob {
@@ -270,7 +336,7 @@ async fn v2_webhook(
     State(state): State<AppState>,
     Path(connection): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
         return not_found();
@@ -283,6 +349,10 @@ async fn v2_webhook(
     if key_id.is_empty() || signature.is_empty() || timestamp.is_empty() {
         return not_found();
     }
+    let body = match read_body(&hooks.name, &headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
     let now = Timestamp::now();
     if let Err(e) = keys.verify(key_id, signature, timestamp, &body, now, DEFAULT_WINDOW) {
         return refuse_signature(&state, hooks, e, key_id, timestamp, now).await;

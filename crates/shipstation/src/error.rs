@@ -65,6 +65,22 @@ pub enum Error {
         source: reqwest::Error,
     },
 
+    /// A 3xx answer pointed off the origins this request may reach (the configured
+    /// ShipStation origin; for a webhook's `resource_url`, its `ssapiN` shards too).
+    /// The redirect was not followed, so nothing, credentials included, went to `to`.
+    /// Never retried.
+    #[error(
+        "{request} was redirected by {} to {to}, off the ShipStation origin it may reach; the redirect was not followed and no credentials were sent. If ShipStation moved, set base_url to its new address; otherwise something between shipledger and ShipStation is redirecting its requests",
+        without_query(from)
+    )]
+    RedirectRefused {
+        request: String,
+        /// The URL that answered with the redirect.
+        from: url::Url,
+        /// Its `Location`, resolved against `from`.
+        to: String,
+    },
+
     /// Refused before sending: the request breaks a documented ShipStation rule.
     #[error("{0}")]
     InvalidRequest(String),
@@ -110,6 +126,13 @@ impl TransportKind {
             TransportKind::Other
         }
     }
+}
+
+/// `url` without its query (which may hold customer names), for messages.
+fn without_query(url: &url::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
 }
 
 impl Error {

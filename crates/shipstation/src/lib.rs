@@ -32,7 +32,11 @@
 //! - [`verify_v2_webhook`] and [`WebhookKeys`] check the RSA-SHA256 signature of v2
 //!   webhooks ([`v2::signature`] documents the exact signed message). v1 webhooks are
 //!   unsigned hints: fetch their `resource_url` with [`V1Client::get_resource`] or
-//!   [`V1Client::fetch_webhook_resource`] after checking its host.
+//!   [`V1Client::fetch_webhook_resource`], which fetch only a URL on the configured
+//!   API or its `ssapiN` shards ([`resource_url_mismatch`] says why not).
+//! - No request leaves the origins it may reach ([`redirect`]): a redirect to another
+//!   scheme, host or port is never sent, so credentials never cross origins, and it
+//!   fails as [`Error::RedirectRefused`], which is never retried.
 //!
 //! # Idempotency
 //!
@@ -60,6 +64,7 @@ pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod redirect;
 pub mod retry;
 mod transport;
 pub mod v1;
@@ -71,7 +76,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ClientConfig, Secret};
 pub use error::{Error, Result, TransportKind, error_message};
 pub use retry::{Idempotency, is_retriable};
-pub use v1::{Pager, V1Client, WebhookResource, resource_url_allowed, with_shipment_items};
+pub use v1::{
+    ForeignReason, MAX_RESOURCE_URL_LEN, Pager, V1Client, WebhookResource, resource_url_allowed,
+    resource_url_mismatch, with_shipment_items,
+};
 pub use v2::V2Client;
 pub use v2::model::{label_id_to_shipment_id, shipment_id_to_label_id};
 pub use v2::signature::{VerifyError, WebhookKeys, verify_v2_webhook};

@@ -24,7 +24,7 @@ pub enum Idempotency {
 ///
 /// Retriable: 429 (after waiting for the window), 5xx, timeouts, connection and
 /// interrupted-transfer errors. Never retried: 401/403, 404, other 4xx, decode
-/// errors and requests refused client-side. A request that is not idempotent is
+/// errors, redirects off the allowed origin and requests refused client-side. A request that is not idempotent is
 /// retried only when it cannot have been processed: after a 429 or a failed connect.
 pub fn is_retriable(err: &Error, idempotency: Idempotency) -> bool {
     let processing_impossible = matches!(
@@ -42,6 +42,7 @@ pub fn is_retriable(err: &Error, idempotency: Idempotency) -> bool {
         Error::Unauthorized { .. }
         | Error::NotFound { .. }
         | Error::Decode { .. }
+        | Error::RedirectRefused { .. }
         | Error::InvalidRequest(_)
         | Error::Config(_) => false,
     };

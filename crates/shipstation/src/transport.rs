@@ -4,6 +4,10 @@
 //!
 //! Credentials are marked sensitive on the request so no `Debug` output of a request
 //! shows them, and the tracing spans carry only the method, the path and the attempt.
+//!
+//! A request follows a redirect only inside the origins it may [`Reach`] (see
+//! [`crate::redirect`]): one off them is never sent, so credentials never cross
+//! origins, and it fails as [`Error::RedirectRefused`], which is never retried.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +24,9 @@ use crate::budget::{Admission, RateBudget, RateObservation};
 use crate::clock::Clock;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, TransportKind, error_message, snippet};
+use crate::redirect;
 use crate::retry::{Backoff, Idempotency, is_retriable};
+use crate::v1::resource_url_allowed;
 
 /// Which ShipStation API a transport talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +44,21 @@ impl Api {
     }
 }
 
+/// Which origins a request may reach, by redirect as well as directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The configured `base_url`'s origin only: every request the client builds.
+    Configured,
+    /// A v1 webhook's `resource_url`: the configured origin and, when it is
+    /// `ssapi.<domain>`, its numbered shards ([`resource_url_allowed`]).
+    WebhookResource,
+}
+
 pub(crate) struct Transport {
+    /// Follows redirects within the configured origin only.
     http: reqwest::Client,
+    /// Follows redirects within the origins a webhook's `resource_url` may name.
+    resource_http: reqwest::Client,
     config: ClientConfig,
     auth_name: HeaderName,
     auth_value: HeaderValue,
@@ -110,15 +129,23 @@ impl Transport {
             Some(p) => Some(sensitive(p.expose(), "partner key")?),
             None => None,
         };
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(config.user_agent.clone())
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let client = |redirects: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+                .user_agent(config.user_agent.clone())
+                .redirect(redirects)
+                .build()
+                .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+        };
+        let base = config.base_url.clone();
+        let http = client(redirect::policy(move |target| redirect::same_origin(target, &base)))?;
+        let base = config.base_url.clone();
+        let resource_http = client(redirect::policy(move |target| resource_url_allowed(target, &base)))?;
         let budget_key = config.budget_key(api.label());
         Ok(Transport {
             http,
+            resource_http,
             config,
             auth_name,
             auth_value,
@@ -148,9 +175,14 @@ impl Transport {
     }
 
     pub(crate) async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T> {
+        self.get_within(Reach::Configured, url).await
+    }
+
+    /// `GET url`, following redirects only within `reach`.
+    pub(crate) async fn get_within<T: DeserializeOwned>(&self, reach: Reach, url: Url) -> Result<T> {
         let request = describe(&Method::GET, &url);
         let body = self
-            .call(Method::GET, url.clone(), None, Idempotency::Idempotent)
+            .call_within(reach, Method::GET, url.clone(), None, Idempotency::Idempotent)
             .await?;
         decode(&request, &url, &body)
     }
@@ -183,9 +215,23 @@ impl Transport {
         self.call(method, url, body, idempotency).await.map(|_| ())
     }
 
-    /// The request loop. Returns the body of a 2xx answer.
+    /// The request loop for a request the client built (on the configured origin).
+    /// Returns the body of a 2xx answer.
     pub(crate) async fn call(
         &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        idempotency: Idempotency,
+    ) -> Result<Vec<u8>> {
+        self.call_within(Reach::Configured, method, url, body, idempotency)
+            .await
+    }
+
+    /// The request loop, following redirects only within `reach`.
+    pub(crate) async fn call_within(
+        &self,
+        reach: Reach,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
@@ -201,7 +247,9 @@ impl Transport {
             let mut attempt: u32 = 0;
             loop {
                 self.wait_for_budget(&request).await?;
-                let outcome = self.attempt(&method, &url, body.as_deref(), &request).await;
+                let outcome = self
+                    .attempt(reach, &method, &url, body.as_deref(), &request)
+                    .await;
                 let err = match outcome {
                     Ok(body) => return Ok(body),
                     Err(err) => err,
@@ -251,13 +299,17 @@ impl Transport {
 
     async fn attempt(
         &self,
+        reach: Reach,
         method: &Method,
         url: &Url,
         body: Option<&[u8]>,
         request: &str,
     ) -> Result<Vec<u8>> {
-        let mut builder = self
-            .http
+        let http = match reach {
+            Reach::Configured => &self.http,
+            Reach::WebhookResource => &self.resource_http,
+        };
+        let mut builder = http
             .request(method.clone(), url.clone())
             .header(self.auth_name.clone(), self.auth_value.clone())
             .header(ACCEPT, "application/json");
@@ -279,6 +331,18 @@ impl Transport {
         let headers = response.headers().clone();
         if let Some(observation) = rate_headers(&headers) {
             self.budget.observe(&self.budget_key, observation).await;
+        }
+        if let Some((from, to)) = redirect::refused(&response) {
+            // The policy stopped here: the target is off the allowed origins.
+            tracing::warn!(
+                status = status.as_u16(),
+                "shipstation request redirected off its allowed origin; not followed"
+            );
+            return Err(Error::RedirectRefused {
+                request: request.to_owned(),
+                from,
+                to,
+            });
         }
         let body = response.bytes().await.map_err(transport)?;
         tracing::debug!(

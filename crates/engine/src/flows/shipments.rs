@@ -13,6 +13,11 @@
 //! - **Scans** ([`scans`]): live labels without a carrier scan are asked about on
 //!   ShipStation v2; the first physical acceptance (never `NY`/`UN` or an
 //!   electronic-only notice) is recorded with its time.
+//! - **Inbox** ([`inbox`]): the webhook receivers' jobs. A v1 hint's `resource_url`
+//!   is fetched only from the configured ShipStation API, never through a redirect to
+//!   another origin; a refused one is finished at once, never retried, and raised to
+//!   the admin as `webhook_foreign_host` ([`foreign_webhook`], shared with the
+//!   receiver). v2 track events record the first scan.
 //! - **Write-back** ([`write_back`]): a new label plans the ERP fulfilment *packed*
 //!   (carrier, service, tracking, ship date); its first scan plans *completed*
 //!   (`fulfil_on = "label"` completes at once); a void plans the reversal. Each is an
@@ -29,9 +34,10 @@ use shipledger_core::money::{Currency, Money, Rounding};
 use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
 use shipledger_erp::{ErpError, FulfilmentState, FulfilmentWrite, Package};
 use shipledger_shipstation::v1::model as ss;
+use shipledger_shipstation::{ForeignReason, MAX_RESOURCE_URL_LEN};
 use shipledger_shipstation::v1::query::{FulfillmentFilter, ShipmentFilter, ShipmentSortBy, SortDir};
 use shipledger_store::{
-    Change, Job, JobClaim, JobFinish, JobState, NewEvent, NewJob, OrderState,
+    Change, ExceptionFilter, ExceptionState, Job, JobClaim, JobFinish, JobState, NewEvent, NewJob, OrderState, Store, StoreError,
     OrderUpsert, ShipmentFilter as StoredShipments, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentState,
     ShipmentUpsert,
 };
@@ -590,7 +596,14 @@ async fn record_tracking(
 }
 
 /// Webhook inbox jobs the receivers stored: v1 hints whose resource is fetched (only
-/// from the configured ShipStation host, checked again here), and v2 track events.
+/// from the configured ShipStation host, checked again here, and never through a
+/// redirect to another origin), and v2 track events.
+///
+/// A v1 job whose `resource_url` is longer than [`MAX_RESOURCE_URL_LEN`], is not a
+/// URL, points off the configured API, or whose fetch is redirected off it, is
+/// finished dead at once, never retried and nothing ingested; the last two also
+/// raise the admin's `webhook_foreign_host` exception ([`foreign_webhook`]) in the
+/// same commit. Other failed fetches are retried with backoff.
 pub async fn inbox(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
     let mut parents = HashMap::new();
@@ -612,10 +625,18 @@ pub async fn inbox(engine: &Engine, conn: &Connection) -> Result<ShipmentReport,
             settle_inbox_job(engine, conn, job, outcome).await?;
         }
         for job in v2_jobs {
-            let outcome = ingest_v2(engine, conn, &job, &mut report).await;
+            let outcome = ingest_v2(engine, conn, &job, &mut report).await.map(|()| Inboxed::Done);
             settle_inbox_job(engine, conn, job, outcome).await?;
         }
     }
+}
+
+/// What became of an inbox job that did not fail in a way worth retrying.
+enum Inboxed {
+    /// Ingested (or nothing to ingest).
+    Done,
+    /// Refused for good: finished dead with `change` (an exception, an event) and why.
+    Refused { change: Change, why: String },
 }
 
 async fn ingest_v1(
@@ -624,42 +645,59 @@ async fn ingest_v1(
     job: &Job,
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
-) -> Result<(), EngineError> {
+) -> Result<Inboxed, EngineError> {
     let raw = job.payload["resource_url"].as_str().unwrap_or_default();
     let kind = job.payload["resource_type"].as_str().unwrap_or_default();
+    let base = conn.shipstation.base_url();
+    let refused = |why: String| Ok(Inboxed::Refused { change: Change::new(&conn.name, engine.clock.now()), why });
+    let len = raw.chars().count();
+    if len > MAX_RESOURCE_URL_LEN {
+        return refused(format!(
+            "the webhook's resource_url is {len} characters long, more than the {MAX_RESOURCE_URL_LEN} accepted; not fetched"
+        ));
+    }
     let Ok(url) = url::Url::parse(raw) else {
-        return Err(EngineError::Setup(format!("webhook resource_url {raw:?} is not a URL")));
+        return refused(format!("the webhook's resource_url {raw:?} is not a URL; not fetched"));
     };
-    if !shipledger_shipstation::resource_url_allowed(&url, conn.shipstation.base_url()) {
+    let foreign = |reason: ForeignReason, redirect_to: Option<&str>| ForeignWebhook {
+        resource_url: raw,
+        resource_type: kind,
+        reason,
+        redirect_to: redirect_to.map(str::to_string),
+        base,
+    };
+    if let Some(reason) = shipledger_shipstation::resource_url_mismatch(&url, base) {
         // The receiver checks this too; credentials never leave for another host.
-        let mut change = Change::new(&conn.name, engine.clock.now());
-        change.raise(
-            ExceptionKind::WebhookForeignHost,
-            "webhook",
-            url.host_str().unwrap_or_default().to_string(),
-            json!({"message": format!("a stored webhook pointed at {raw}, not at {}; nothing was fetched", conn.shipstation.base_url())}),
-        );
-        engine.store.commit(change).await?;
-        return Ok(());
+        let why = format!("refused: {raw} is not fetched because {}", reason.explain());
+        let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &foreign(reason, None)).await?;
+        return Ok(Inboxed::Refused { change, why });
     }
-    match kind {
-        "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => {
-            let page: ss::Page<ss::Shipment> =
-                conn.shipstation.get_resource(&shipledger_shipstation::with_shipment_items(&url)).await?;
-            for label in &page.items {
-                ingest_label(engine, conn, label, WM_CREATED, None, parents, report).await?;
-            }
-        }
-        "FULFILLMENT_SHIPPED" => {
-            let page: ss::Page<ss::Fulfillment> = conn.shipstation.get_resource(&url).await?;
-            for f in &page.items {
-                ingest_fulfillment(engine, conn, f, parents, report).await?;
-            }
-        }
+    let fetched = match kind {
+        "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => conn
+            .shipstation
+            .get_resource::<ss::Page<ss::Shipment>>(&shipledger_shipstation::with_shipment_items(&url))
+            .await
+            .map(|page| (page.items, Vec::new())),
+        "FULFILLMENT_SHIPPED" => conn.shipstation.get_resource::<ss::Page<ss::Fulfillment>>(&url).await.map(|page| (Vec::new(), page.items)),
         // New orders in ShipStation are ours (we pushed them): nothing to learn.
-        _ => {}
+        _ => Ok((Vec::new(), Vec::new())),
+    };
+    let (labels, fulfillments) = match fetched {
+        Ok(found) => found,
+        Err(err) => {
+            let shipledger_shipstation::Error::RedirectRefused { to, .. } = &err else { return Err(err.into()) };
+            let refused = foreign(ForeignReason::Redirect, Some(to));
+            let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &refused).await?;
+            return Ok(Inboxed::Refused { change, why: format!("refused: {err}") });
+        }
+    };
+    for label in &labels {
+        ingest_label(engine, conn, label, WM_CREATED, None, parents, report).await?;
     }
-    Ok(())
+    for f in &fulfillments {
+        ingest_fulfillment(engine, conn, f, parents, report).await?;
+    }
+    Ok(Inboxed::Done)
 }
 
 async fn ingest_v2(engine: &Engine, conn: &Connection, job: &Job, report: &mut ShipmentReport) -> Result<(), EngineError> {
@@ -679,11 +717,17 @@ async fn ingest_v2(engine: &Engine, conn: &Connection, job: &Job, report: &mut S
     Ok(())
 }
 
-/// Finish an inbox job, or retry it later when the fetch failed.
-async fn settle_inbox_job(engine: &Engine, conn: &Connection, job: Job, outcome: Result<(), EngineError>) -> Result<(), EngineError> {
+/// Finish an inbox job (dead at once when it was refused), or retry it later when
+/// the fetch failed.
+async fn settle_inbox_job(engine: &Engine, conn: &Connection, job: Job, outcome: Result<Inboxed, EngineError>) -> Result<(), EngineError> {
     let now = engine.clock.now();
     match outcome {
-        Ok(()) => finish(engine, conn, job, JobState::Done, None, None, vec![]).await,
+        Ok(Inboxed::Done) => finish(engine, conn, job, JobState::Done, None, None, vec![]).await,
+        Ok(Inboxed::Refused { mut change, why }) => {
+            tracing::warn!(connection = %conn.name, job = job.id, reason = %why, "webhook inbox job refused; not retried");
+            change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.unwrap_or_default(), state: JobState::Dead, error: Some(why) });
+            commit_job_change(engine, change).await
+        }
         Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
         Err(e) if job.attempts >= i64::from(conn.policy.max_push_attempts) => {
             // Polling will still find what this webhook pointed at.
@@ -694,6 +738,128 @@ async fn settle_inbox_job(engine: &Engine, conn: &Connection, job: Job, outcome:
             retry_job(engine, &job, now + wait, &e.to_string()).await
         }
     }
+}
+
+/// The most distinct offending URLs one `webhook_foreign_host` exception keeps (the
+/// latest; every refusal is also an event on the timeline).
+pub const FOREIGN_URLS_KEPT: usize = 50;
+
+/// A v1 webhook URL that was not fetched, or whose fetch was redirected off the
+/// configured ShipStation API.
+#[derive(Debug, Clone)]
+pub struct ForeignWebhook<'a> {
+    /// The webhook's `resource_url`, as it came.
+    pub resource_url: &'a str,
+    pub resource_type: &'a str,
+    pub reason: ForeignReason,
+    /// For [`ForeignReason::Redirect`]: where the redirect pointed.
+    pub redirect_to: Option<String>,
+    /// The configured ShipStation API.
+    pub base: &'a url::Url,
+}
+
+/// The change that raises (or refreshes) the admin's `webhook_foreign_host` exception
+/// for `refused`, with a `refused` event on the webhook's timeline; the caller commits
+/// it (with the job it finishes, if any).
+///
+/// The exception is on the offending host (`host[:port]` as named; a redirect's
+/// target host); its message names the reason (`scheme`, `userinfo`, `host`, `port`
+/// or `redirect`) and its detail keeps the reasons seen and the distinct offending
+/// URLs, the latest [`FOREIGN_URLS_KEPT`] of them (a redirect's target, else the
+/// `resource_url`), each cut to [`MAX_RESOURCE_URL_LEN`] characters with any password
+/// blanked, so the detail stays bounded however often it is refreshed. The earlier
+/// list is read before the commit, outside its transaction: of two refusals of one
+/// host committed at the same moment, the list may keep only the later one's URL;
+/// the `refused` events keep every one.
+pub async fn foreign_webhook(store: &dyn Store, connection: &str, now: Timestamp, refused: &ForeignWebhook<'_>) -> Result<Change, StoreError> {
+    let resource_url = shown_url(refused.resource_url);
+    let offending = shown_url(refused.redirect_to.as_deref().unwrap_or(refused.resource_url));
+    let host = url::Url::parse(refused.redirect_to.as_deref().unwrap_or(refused.resource_url))
+        .ok()
+        .and_then(|u| u.host_str().map(|h| match u.port() { Some(p) => format!("{h}:{p}"), None => h.to_string() }))
+        .unwrap_or_else(|| "(no host)".to_string());
+    let previous = store
+        .list_exceptions(ExceptionFilter {
+            connection: Some(connection.to_string()),
+            state: Some(ExceptionState::Open),
+            kind: Some(ExceptionKind::WebhookForeignHost),
+            record_type: Some("webhook".into()),
+            record_id: Some(host.clone()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    let earlier = |field: &str| -> Vec<String> {
+        previous
+            .first()
+            .and_then(|e| e.detail[field].as_array())
+            .map(|items| items.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let mut urls = earlier("offending_urls");
+    urls.retain(|u| *u != offending);
+    urls.push(offending.clone());
+    let drop = urls.len().saturating_sub(FOREIGN_URLS_KEPT);
+    urls.drain(..drop);
+    let mut reasons = earlier("reasons");
+    let reason = refused.reason.code();
+    if !reasons.iter().any(|r| r == reason) {
+        reasons.push(reason.to_string());
+    }
+    let base = refused.base;
+    let message = match refused.reason {
+        ForeignReason::Redirect => format!(
+            "fetching a v1 webhook's resource {resource_url} from the configured ShipStation API {base}, it answered with a redirect \
+             to {offending}, another origin; the redirect was not followed, nothing was sent there (no credentials either) and \
+             nothing was ingested. If ShipStation moved, set base_url to its new address; otherwise something between shipledger \
+             and ShipStation (a proxy, DNS) is redirecting its requests: find it before trusting this connection's webhooks again."
+        ),
+        reason => format!(
+            "a v1 webhook with a valid token pointed at {resource_url}, which is refused because {}; the configured ShipStation \
+             API is {base}; nothing was fetched and no credentials were sent. Someone who knows this connection's webhook token \
+             may be probing the endpoint: rotate the token (webhook_token_env) and subscribe the webhooks again with the new URL.",
+            reason.explain()
+        ),
+    };
+    let mut detail = json!({
+        "message": message,
+        "reason": reason,
+        "reasons": reasons,
+        "resource_url": resource_url,
+        "resource_type": refused.resource_type,
+        "allowed_base": base.as_str(),
+        "offending_urls": urls,
+    });
+    if refused.reason == ForeignReason::Redirect {
+        detail["redirect_to"] = json!(offending);
+    }
+    let mut change = Change::new(connection, now);
+    change.raise(ExceptionKind::WebhookForeignHost, "webhook", host.clone(), detail);
+    change.events.push(NewEvent {
+        record_type: "webhook".into(),
+        record_id: host,
+        kind: "refused".into(),
+        detail: json!({"reason": reason, "resource_url": resource_url, "offending_url": offending}),
+    });
+    Ok(change)
+}
+
+/// A URL as an exception may show it: any password blanked, at most
+/// [`MAX_RESOURCE_URL_LEN`] characters.
+fn shown_url(raw: &str) -> String {
+    let blanked = match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("redacted"));
+            url.to_string()
+        }
+        _ => raw.to_string(),
+    };
+    if blanked.chars().count() <= MAX_RESOURCE_URL_LEN {
+        return blanked;
+    }
+    let mut cut: String = blanked.chars().take(MAX_RESOURCE_URL_LEN).collect();
+    cut.push('…');
+    cut
 }
 
 /// Run `write_fulfilment` jobs: write the phase to the ERP, read it back, record it.

@@ -1,5 +1,13 @@
 //! The server's stories: shipledger's HTTP surface on a free port, over a SQLite store
-//! in a temporary directory, with the sandbox ShipStation sending real deliveries.
+//! in a temporary directory (the receivers' refusals on PostgreSQL as well, when
+//! `TEST_DATABASE_URL` is set), with the sandbox ShipStation sending real deliveries.
+
+// The engine's store fixtures and in-memory ERP, for the stories that run on both
+// stores and hand a delivery on to the engine.
+#[allow(dead_code, unused_imports)]
+#[path = "../../../engine/tests/it/helpers.rs"]
+mod helpers;
+mod redirects;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,33 +25,70 @@ use shipledger_server::{ConnectionHooks, Server, hooks_from_config};
 use shipledger_store::{ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobFilter, Store};
 use tokio::sync::watch;
 
+use crate::helpers::{Backend, TestDb};
+
 const CONNECTION: &str = "acme";
 const TOKEN: &str = "hook-token-5f1c9a7e";
 
 /// shipledger's server on a free port with its own store.
 struct Shipledger {
     url: String,
+    addr: SocketAddr,
     store: Arc<dyn Store>,
     http: reqwest::Client,
     _stop: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
+
+/// Stamp a story once per store backend: `on_both_stores! { async fn name(backend) { ... } }`;
+/// `Shipledger::on(backend, ..)` is `None` on PostgreSQL when it is not configured.
+macro_rules! on_both_stores {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $backend = $crate::helpers::Backend::Sqlite;
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let $backend = $crate::helpers::Backend::Postgres;
+                    $body
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_stores;
 
 impl Shipledger {
     async fn start(hooks: Vec<ConnectionHooks>) -> Shipledger {
-        let dir = tempfile::tempdir().unwrap();
-        let store = shipledger_store::open(&format!("sqlite://{}", dir.path().join("test.db").display()))
-            .await
-            .unwrap();
+        Shipledger::on(Backend::Sqlite, hooks).await.expect("SQLite always runs")
+    }
+
+    /// On `backend`'s store; `None` when that is PostgreSQL and it is not configured.
+    async fn on(backend: Backend, hooks: Vec<ConnectionHooks>) -> Option<Shipledger> {
+        let db = TestDb::new(backend)?;
+        let store = shipledger_store::open(&db.url).await.unwrap();
         for h in &hooks {
             store.ensure_connection(&h.name, Timestamp::now()).await.unwrap();
         }
         let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), hooks).await.unwrap();
-        let url = format!("http://{}", server.local_addr().unwrap());
+        let addr = server.local_addr().unwrap();
+        let url = format!("http://{addr}");
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(server.run(stop_rx));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Shipledger { url, store, http, _stop: stop, _dir: dir }
+        Some(Shipledger { url, addr, store, http, _stop: stop, _db: db })
     }
 
     /// A v1 connection whose ShipStation is at `base`.
@@ -61,6 +106,12 @@ impl Shipledger {
 
     async fn post(&self, url: &str, body: impl Into<String>) -> u16 {
         self.post_with(url, body, &[]).await
+    }
+
+    /// The status and the text of the answer.
+    async fn post_text(&self, url: &str, body: impl Into<String>) -> (u16, String) {
+        let r = self.http.post(url).header("content-type", "application/json").body(body.into()).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
     }
 
     async fn post_with(&self, url: &str, body: impl Into<String>, headers: &[(&str, &str)]) -> u16 {
@@ -198,33 +249,170 @@ async fn a_body_that_is_not_a_v1_webhook_is_a_400_and_nothing_is_stored() {
     assert!(sl.all_jobs().await.is_empty());
 }
 
-#[tokio::test]
-async fn a_resource_url_on_another_host_is_refused_never_fetched_and_raised_to_the_admin() {
-    let (configured, configured_hits) = counting_listener().await;
-    let (foreign, foreign_hits) = counting_listener().await;
-    let sl = Shipledger::v1(&format!("http://{configured}")).await;
+/// Send the head of a POST and then `body` (maybe less than the head announces), and
+/// read the answer's status: what a receiver says before, or without, reading the rest.
+async fn raw_post(addr: SocketAddr, path: &str, head: &[(&str, String)], body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n");
+    for (name, value) in head {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to POST {path} within 5 s: the receiver is waiting for the body");
+    let answer = String::from_utf8_lossy(&answer);
+    answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
 
-    let probe = format!("http://{foreign}/shipments?storeID=1&batchId=2");
-    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
-    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify("https://evil.example/shipments")).await, 400);
-    // Twice: the same open exception, seen twice.
-    assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
+/// A v1 delivery pointing at `base` with a query making it exactly `len` characters.
+fn resource_url_of_len(base: &str, path: &str, len: usize) -> String {
+    let head = format!("{base}{path}?importBatch=");
+    assert!(len > head.len());
+    format!("{head}{}", "7".repeat(len - head.len()))
+}
 
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(foreign_hits.load(Ordering::SeqCst), 0, "the foreign host was never contacted");
-    assert_eq!(configured_hits.load(Ordering::SeqCst), 0, "the receiver fetches nothing itself");
-    assert!(sl.all_jobs().await.is_empty());
+on_both_stores! {
+    async fn a_resource_url_on_another_host_is_refused_never_fetched_and_raised_to_the_admin(backend) {
+        let (configured, configured_hits) = counting_listener().await;
+        let (foreign, foreign_hits) = counting_listener().await;
+        let Some(sl) = Shipledger::on(backend, vec![hooks(&format!("http://{configured}"))]).await else { return };
 
-    let exceptions = sl.exceptions(ExceptionKind::WebhookForeignHost).await;
-    assert_eq!(exceptions.len(), 2, "{exceptions:?}");
-    let e = exceptions.iter().find(|e| e.record_id == foreign.to_string()).expect("one names the probed host");
-    assert_eq!((e.owner, e.state, e.record_type.as_str()), (Owner::Admin, ExceptionState::Open, "webhook"));
-    assert_eq!(e.occurrences, 2);
-    assert_eq!(e.detail["resource_url"], json!(probe));
-    assert_eq!(e.detail["resource_type"], json!("SHIP_NOTIFY"));
-    let message = e.detail["message"].as_str().unwrap();
-    assert!(message.contains("nothing was fetched") && message.contains("probing"), "{message}");
-    assert!(exceptions.iter().any(|e| e.record_id == "evil.example"));
+        let probe = format!("http://{foreign}/shipments?storeID=1&batchId=2");
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify("https://evil.example/shipments")).await, 400);
+        // Twice: the same open exception, seen twice.
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe)).await, 400);
+
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(foreign_hits.load(Ordering::SeqCst), 0, "the foreign host was never contacted");
+        assert_eq!(configured_hits.load(Ordering::SeqCst), 0, "the receiver fetches nothing itself");
+        assert!(sl.all_jobs().await.is_empty());
+
+        let exceptions = sl.exceptions(ExceptionKind::WebhookForeignHost).await;
+        assert_eq!(exceptions.len(), 2, "{exceptions:?}");
+        let e = exceptions.iter().find(|e| e.record_id == foreign.to_string()).expect("one names the probed host");
+        assert_eq!((e.owner, e.state, e.record_type.as_str()), (Owner::Admin, ExceptionState::Open, "webhook"));
+        assert_eq!(e.occurrences, 2);
+        assert_eq!(e.detail["resource_url"], json!(probe));
+        assert_eq!(e.detail["resource_type"], json!("SHIP_NOTIFY"));
+        assert_eq!(e.detail["reason"], json!("port"), "same address, another port");
+        let message = e.detail["message"].as_str().unwrap();
+        assert!(message.contains("nothing was fetched") && message.contains("probing"), "{message}");
+        assert!(message.contains("its port is not the configured API's port"), "{message}");
+        let evil = exceptions.iter().find(|e| e.record_id == "evil.example").expect("one names evil.example");
+        assert_eq!(evil.detail["reason"], json!("scheme"), "https where the API is http");
+    }
+
+    async fn the_foreign_host_exception_names_each_reason_and_keeps_the_latest_fifty_distinct_urls(backend) {
+        let base = "https://ssapi.shipstation.com";
+        let Some(sl) = Shipledger::on(backend, vec![hooks(base)]).await else { return };
+
+        for (url, host, reason) in [
+            ("http://ssapi.shipstation.com/shipments?batchId=1", "ssapi.shipstation.com", "scheme"),
+            ("https://ops:hunter2@ssapi.shipstation.com/shipments?batchId=1", "ssapi.shipstation.com", "userinfo"),
+            ("https://ssapi.shipstation.com:8443/shipments?batchId=1", "ssapi.shipstation.com:8443", "port"),
+        ] {
+            let (status, answer) = sl.post_text(&sl.v1_url(TOKEN), ship_notify(url)).await;
+            assert_eq!(status, 400, "{url}");
+            assert!(answer.contains(reason), "{url}: {answer}");
+            let found = sl.exceptions(ExceptionKind::WebhookForeignHost).await;
+            let e = found.iter().find(|e| e.record_id == host).unwrap_or_else(|| panic!("{host}: {found:?}"));
+            assert_eq!(e.detail["reason"], json!(reason), "{url}: {}", e.detail);
+        }
+        let same_host = sl.exceptions(ExceptionKind::WebhookForeignHost).await.into_iter().find(|e| e.record_id == "ssapi.shipstation.com").unwrap();
+        assert_eq!(same_host.detail["reasons"], json!(["scheme", "userinfo"]));
+        assert_eq!(same_host.detail["offending_urls"].as_array().unwrap().len(), 2);
+        let all = sl.exceptions(ExceptionKind::WebhookForeignHost).await;
+        assert!(all.iter().all(|e| !e.detail.to_string().contains("hunter2")), "a password is never kept: {all:?}");
+
+        // Sixty probes of one host, and one of them again: one exception, the latest fifty URLs.
+        let probe = |n: usize| format!("https://evil.example/shipments?batchId={n}");
+        for n in 1..=60 {
+            assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe(n))).await, 400);
+        }
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&probe(20))).await, 400);
+        let e = sl.exceptions(ExceptionKind::WebhookForeignHost).await.into_iter().find(|e| e.record_id == "evil.example").unwrap();
+        assert_eq!(e.occurrences, 61);
+        let urls: Vec<&str> = e.detail["offending_urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+        assert_eq!(urls.len(), 50, "{urls:?}");
+        assert_eq!(urls.first().copied(), Some(probe(11).as_str()), "the oldest ones dropped");
+        assert_eq!(urls.last().copied(), Some(probe(20).as_str()), "a URL seen again moves to the end");
+        assert_eq!(urls.iter().filter(|u| **u == probe(20)).count(), 1, "each URL once");
+        assert_eq!(e.detail["reasons"], json!(["host"]));
+        // Every refusal is on the timeline.
+        let refused = sl.store.timeline(CONNECTION, "webhook", "evil.example").await.unwrap();
+        assert_eq!(refused.iter().filter(|ev| ev.kind == "refused").count(), 61);
+    }
+
+    async fn a_wrong_token_or_an_unknown_connection_is_refused_without_reading_the_body(backend) {
+        let Some(sl) = Shipledger::on(backend, vec![hooks("https://ssapi.shipstation.com")]).await else { return };
+        // Ten megabytes announced, none sent: only an answer that does not wait for them arrives.
+        let ten_mb = vec![("content-length", (10 * 1024 * 1024).to_string())];
+        assert_eq!(raw_post(sl.addr, &format!("/webhooks/shipstation/{CONNECTION}/wrong-token"), &ten_mb, b"").await, 404);
+        assert_eq!(raw_post(sl.addr, &format!("/webhooks/shipstation/nobody/{TOKEN}"), &ten_mb, b"").await, 404);
+        assert_eq!(raw_post(sl.addr, &format!("/webhooks/shipstation-v2/{CONNECTION}"), &ten_mb, b"").await, 404);
+        // The right token, but more than 1 MiB announced: 413 before any of it is read.
+        assert_eq!(raw_post(sl.addr, &format!("/webhooks/shipstation/{CONNECTION}/{TOKEN}"), &ten_mb, b"").await, 413);
+
+        assert!(sl.all_jobs().await.is_empty());
+        let all = sl.store.list_exceptions(ExceptionFilter { limit: 100, ..Default::default() }).await.unwrap();
+        assert!(all.is_empty(), "{all:?}");
+    }
+
+    async fn a_body_over_one_mebibyte_is_refused_with_413_and_nothing_is_stored(backend) {
+        let Some(sl) = Shipledger::on(backend, vec![hooks("https://ssapi.shipstation.com")]).await else { return };
+        let delivery = ship_notify("https://ssapi.shipstation.com/shipments?storeID=1&batchId=2");
+        let padded = |len: usize| format!("{delivery}{}", " ".repeat(len - delivery.len()));
+
+        // Streamed without a length: refused once the 1,048,577th byte arrives.
+        let over = padded(shipledger_server::MAX_WEBHOOK_BODY + 1);
+        let chunked = [("transfer-encoding", "chunked".to_string())];
+        let chunk = [format!("{:x}\r\n", over.len()).as_bytes(), over.as_bytes()].concat();
+        assert_eq!(raw_post(sl.addr, &format!("/webhooks/shipstation/{CONNECTION}/{TOKEN}"), &chunked, &chunk).await, 413);
+        let (status, answer) = sl.post_text(&sl.v1_url(TOKEN), padded(2 * 1024 * 1024)).await;
+        assert_eq!(status, 413);
+        assert!(answer.contains("1 MiB") && answer.contains("nothing stored"), "{answer}");
+        assert!(sl.all_jobs().await.is_empty(), "nothing stored, so nothing to retry");
+
+        // Exactly 1 MiB is still a delivery.
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), padded(shipledger_server::MAX_WEBHOOK_BODY)).await, 200);
+        assert_eq!(sl.jobs("ingest_v1_webhook").await.len(), 1);
+    }
+
+    async fn a_resource_url_over_2048_characters_is_refused_and_nothing_is_stored(backend) {
+        let base = "https://ssapi.shipstation.com";
+        let Some(sl) = Shipledger::on(backend, vec![hooks(base)]).await else { return };
+
+        let (status, answer) = sl.post_text(&sl.v1_url(TOKEN), ship_notify(&resource_url_of_len(base, "/orders", 2049))).await;
+        assert_eq!(status, 400);
+        assert!(answer.contains("2049 characters") && answer.contains("at most 2048"), "{answer}");
+        // A megabyte-long URL, and one of 1.5 MB, which no longer fits in a webhook body.
+        let huge = resource_url_of_len(base, "/shipments", 1_000_000);
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&huge)).await, 400);
+        let huger = resource_url_of_len(base, "/shipments", 1_500_000);
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&huger)).await, 413);
+        // Short enough as sent, too long once includeShipmentItems=true is added.
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&resource_url_of_len(base, "/shipments", 2040))).await, 400);
+        assert!(sl.all_jobs().await.is_empty(), "nothing stored, so nothing to retry");
+        assert!(sl.store.list_exceptions(ExceptionFilter { limit: 10, ..Default::default() }).await.unwrap().is_empty());
+
+        assert_eq!(sl.post(&sl.v1_url(TOKEN), ship_notify(&resource_url_of_len(base, "/orders", 2048))).await, 200);
+        assert_eq!(sl.jobs("ingest_v1_webhook").await.len(), 1);
+    }
 }
 
 // ---- with the sandbox ShipStation: real deliveries

@@ -24,7 +24,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::retry::Idempotency;
-use crate::transport::{Api, Transport};
+use crate::transport::{Api, Reach, Transport};
 use model::*;
 use query::*;
 
@@ -295,40 +295,29 @@ impl V1Client {
 
     /// `GET <resource_url>` of a v1 webhook payload, with this client's credentials.
     ///
-    /// The caller must have checked the URL's host against the configured API host
-    /// (ShipStation may use numbered `ssapiN` hosts): this method sends the Basic
-    /// credentials wherever the URL points. For SHIP_NOTIFY URLs, pass them through
+    /// The URL must point at the configured API or one of its numbered `ssapiN`
+    /// shards ([`resource_url_mismatch`]) and be at most [`MAX_RESOURCE_URL_LEN`]
+    /// characters, else [`Error::InvalidRequest`] and nothing is sent. A redirect is
+    /// followed only within those origins; one elsewhere is not sent and fails as
+    /// [`Error::RedirectRefused`]. For SHIP_NOTIFY URLs, pass them through
     /// [`with_shipment_items`] first, or use [`V1Client::fetch_webhook_resource`].
     pub async fn get_resource<T: DeserializeOwned>(&self, resource_url: &Url) -> Result<T> {
-        if !matches!(resource_url.scheme(), "http" | "https") {
-            return Err(Error::InvalidRequest(format!(
-                "resource_url {resource_url} is not an http(s) URL"
-            )));
-        }
-        self.transport.get(resource_url.clone()).await
+        let url = checked_resource_url(resource_url.as_str(), self.base_url())?;
+        self.transport.get_within(Reach::WebhookResource, url).await
     }
 
     /// Everything a v1 webhook payload points at, every page, typed by its
-    /// `resource_type`; shipment URLs get `includeShipmentItems=true`. The host check
-    /// of [`V1Client::get_resource`] is still the caller's.
+    /// `resource_type`; shipment URLs get `includeShipmentItems=true`. The URL is
+    /// checked and redirects are limited as for [`V1Client::get_resource`].
     pub async fn fetch_webhook_resource(
         &self,
         payload: &WebhookPayload,
     ) -> Result<WebhookResource> {
-        let url = Url::parse(&payload.resource_url).map_err(|e| {
-            Error::InvalidRequest(format!(
-                "webhook resource_url {:?} is not a URL: {e}",
-                payload.resource_url
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::InvalidRequest(format!(
-                "resource_url {url} is not an http(s) URL"
-            )));
-        }
+        let url = checked_resource_url(&payload.resource_url, self.base_url())?;
         Ok(match &payload.resource_type {
             WebhookEvent::OrderNotify | WebhookEvent::ItemOrderNotify => WebhookResource::Orders(
                 Pager::new(&self.transport, url, None, |o: &Order| o.order_id)
+                    .within(Reach::WebhookResource)
                     .collect_all()
                     .await?,
             ),
@@ -339,6 +328,7 @@ impl V1Client {
                     None,
                     |s: &Shipment| Some(s.shipment_id),
                 )
+                .within(Reach::WebhookResource)
                 .collect_all()
                 .await?,
             ),
@@ -347,6 +337,7 @@ impl V1Client {
                     Pager::new(&self.transport, url, None, |f: &Fulfillment| {
                         Some(f.fulfillment_id)
                     })
+                    .within(Reach::WebhookResource)
                     .collect_all()
                     .await?,
                 )
@@ -457,6 +448,7 @@ pub fn with_shipment_items(url: &Url) -> Url {
 /// earlier page are dropped, since a live list can shift under a reader.
 pub struct Pager<'c, T> {
     transport: &'c Transport,
+    reach: Reach,
     base: Url,
     next_page: u32,
     done: bool,
@@ -474,6 +466,7 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
     ) -> Self {
         Pager {
             transport,
+            reach: Reach::Configured,
             base,
             next_page: first_page.unwrap_or(1).max(1),
             done: false,
@@ -481,6 +474,12 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
             id_of,
             _items: PhantomData,
         }
+    }
+
+    /// Follow redirects within `reach` instead of the configured origin only.
+    fn within(mut self, reach: Reach) -> Self {
+        self.reach = reach;
+        self
     }
 
     /// The next page's new records, or `None` when the list is exhausted.
@@ -503,7 +502,7 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
             }
             pairs.append_pair("page", &requested.to_string());
         }
-        let page: Page<T> = self.transport.get(url).await?;
+        let page: Page<T> = self.transport.get_within(self.reach, url).await?;
         self.next_page = requested.saturating_add(1);
         if page.items.is_empty() {
             self.done = true;
@@ -564,6 +563,29 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_resource_url_is_refused_for_the_reason_that_applies() {
+        let base: Url = "https://ssapi.shipstation.com".parse().unwrap();
+        let reason = |url: &str| resource_url_mismatch(&url.parse().unwrap(), &base);
+        assert_eq!(reason("https://ssapi11.shipstation.com:443/shipments"), None);
+        assert_eq!(reason("http://ssapi.shipstation.com/shipments"), Some(ForeignReason::Scheme));
+        assert_eq!(reason("ftp://ssapi.shipstation.com/shipments"), Some(ForeignReason::Scheme));
+        assert_eq!(reason("https://u:p@ssapi.shipstation.com/shipments"), Some(ForeignReason::Userinfo));
+        assert_eq!(reason("https://ssapi.shipstation.com.evil.com/shipments"), Some(ForeignReason::Host));
+        assert_eq!(reason("https://evil.com:8443/shipments"), Some(ForeignReason::Host), "the host first");
+        assert_eq!(reason("https://ssapi.shipstation.com:8443/shipments"), Some(ForeignReason::Port));
+    }
+
+    #[test]
+    fn an_over_long_resource_url_is_refused_before_it_is_parsed() {
+        let base: Url = "https://ssapi.shipstation.com".parse().unwrap();
+        let at = |len: usize| format!("https://ssapi.shipstation.com/orders?x={}", "1".repeat(len - 39));
+        assert_eq!(at(MAX_RESOURCE_URL_LEN).len(), MAX_RESOURCE_URL_LEN);
+        assert!(checked_resource_url(&at(MAX_RESOURCE_URL_LEN), &base).is_ok());
+        let err = checked_resource_url(&at(MAX_RESOURCE_URL_LEN + 1), &base).unwrap_err();
+        assert!(err.to_string().contains("2049 characters"), "{err}");
+    }
+
+    #[test]
     fn an_order_without_an_order_key_is_refused() {
         let mut order = Order::new(
             "k",
@@ -583,40 +605,113 @@ mod tests {
     }
 }
 
+/// The longest webhook `resource_url` shipledger accepts, in characters. ShipStation's
+/// are a host, a path and a few ids; anything longer is refused before it is stored.
+pub const MAX_RESOURCE_URL_LEN: usize = 2048;
+
+/// Why a URL is not one shipledger fetches with a connection's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForeignReason {
+    /// Not the configured API's scheme (or not http(s) at all).
+    Scheme,
+    /// It carries a user name or password.
+    Userinfo,
+    /// Another host (not the configured one, nor one of its `ssapiN` shards).
+    Host,
+    /// Another port (explicit or the scheme's default).
+    Port,
+    /// The allowed host answered with a redirect to a URL off the allowed origins.
+    Redirect,
+}
+
+impl ForeignReason {
+    /// The short name an exception's detail carries: `scheme`, `userinfo`, `host`,
+    /// `port` or `redirect`.
+    pub fn code(self) -> &'static str {
+        match self {
+            ForeignReason::Scheme => "scheme",
+            ForeignReason::Userinfo => "userinfo",
+            ForeignReason::Host => "host",
+            ForeignReason::Port => "port",
+            ForeignReason::Redirect => "redirect",
+        }
+    }
+
+    /// What was wrong, as the end of a sentence ("... because ...").
+    pub fn explain(self) -> &'static str {
+        match self {
+            ForeignReason::Scheme => "its scheme is not the configured API's",
+            ForeignReason::Userinfo => "it carries a user name or password",
+            ForeignReason::Host => "its host is not the configured API's host (nor one of its numbered ssapiN shards)",
+            ForeignReason::Port => "its port is not the configured API's port",
+            ForeignReason::Redirect => "the configured API answered it with a redirect to another origin",
+        }
+    }
+}
+
 /// Whether a v1 webhook's `resource_url` points at the configured ShipStation API,
-/// so that fetching it with our credentials is safe.
+/// so that fetching it with our credentials is safe: see [`resource_url_mismatch`].
+pub fn resource_url_allowed(resource_url: &Url, base: &Url) -> bool {
+    resource_url_mismatch(resource_url, base).is_none()
+}
+
+/// Why `resource_url` does not point at the configured ShipStation API `base`, or
+/// `None` when it does.
 ///
 /// The scheme and the port (explicit or the scheme's default) must equal `base`'s,
 /// the URL must carry no user information, and the host must equal `base`'s host or,
 /// when that is `ssapi.<domain>`, be a numbered shard `ssapi<digits>.<domain>`
 /// (ShipStation uses e.g. `ssapi11.shipstation.com`). IP addresses match only the
-/// same address given as `base`.
-pub fn resource_url_allowed(resource_url: &Url, base: &Url) -> bool {
+/// same address given as `base`. Hosts compare as [`Url`] normalises them (lowercase,
+/// IDNA in ASCII form).
+pub fn resource_url_mismatch(resource_url: &Url, base: &Url) -> Option<ForeignReason> {
     if resource_url.scheme() != base.scheme() || !matches!(resource_url.scheme(), "http" | "https") {
-        return false;
+        return Some(ForeignReason::Scheme);
     }
     if !resource_url.username().is_empty() || resource_url.password().is_some() {
-        return false;
+        return Some(ForeignReason::Userinfo);
     }
-    match (resource_url.port_or_known_default(), base.port_or_known_default()) {
-        (Some(a), Some(b)) if a == b => {}
-        _ => return false,
-    }
-    match (resource_url.host(), base.host()) {
+    let host_ok = match (resource_url.host(), base.host()) {
         (Some(Host::Domain(host)), Some(Host::Domain(base_host))) => {
-            if host == base_host {
-                return true;
-            }
-            let Some(domain) = base_host.strip_prefix("ssapi.").filter(|d| !d.is_empty()) else {
-                return false;
-            };
-            host.strip_suffix(domain)
-                .and_then(|rest| rest.strip_suffix('.'))
-                .and_then(|label| label.strip_prefix("ssapi"))
-                .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            host == base_host
+                || base_host
+                    .strip_prefix("ssapi.")
+                    .filter(|d| !d.is_empty())
+                    .and_then(|domain| host.strip_suffix(domain))
+                    .and_then(|rest| rest.strip_suffix('.'))
+                    .and_then(|label| label.strip_prefix("ssapi"))
+                    .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         }
         (Some(Host::Ipv4(a)), Some(Host::Ipv4(b))) => a == b,
         (Some(Host::Ipv6(a)), Some(Host::Ipv6(b))) => a == b,
         _ => false,
+    };
+    if !host_ok {
+        return Some(ForeignReason::Host);
     }
+    match (resource_url.port_or_known_default(), base.port_or_known_default()) {
+        (Some(a), Some(b)) if a == b => None,
+        _ => Some(ForeignReason::Port),
+    }
+}
+
+/// The URL of a webhook resource to fetch: no longer than [`MAX_RESOURCE_URL_LEN`],
+/// parseable, and on the configured API ([`resource_url_mismatch`]).
+fn checked_resource_url(raw: &str, base: &Url) -> Result<Url> {
+    let len = raw.chars().count();
+    if len > MAX_RESOURCE_URL_LEN {
+        return Err(Error::InvalidRequest(format!(
+            "webhook resource_url is {len} characters long, more than the {MAX_RESOURCE_URL_LEN} accepted; not fetched"
+        )));
+    }
+    let url = Url::parse(raw).map_err(|e| {
+        Error::InvalidRequest(format!("webhook resource_url {raw:?} is not a URL: {e}"))
+    })?;
+    if let Some(reason) = resource_url_mismatch(&url, base) {
+        return Err(Error::InvalidRequest(format!(
+            "webhook resource_url {url} is not fetched: {}, and only {base} is trusted with this connection's credentials",
+            reason.explain()
+        )));
+    }
+    Ok(url)
 }

@@ -5,6 +5,7 @@ mod errors_and_retries;
 mod exact_values;
 mod pagination;
 mod rate_budget;
+mod redirects;
 mod sandbox;
 mod support;
 mod webhooks;
