@@ -15,6 +15,10 @@
 //! (summed) win, else authorised ones, else refunded, else an unpaid one; the source
 //! is `payment:PAY-…` (several joined by `+`), or `none` when the order has no
 //! payment document at all.
+//!
+//! An order on hold or cancelled carries the ERP's reason (`hold_reason`,
+//! `cancel_reason`) as its `status_reason`; [`Erp::orders`] reads orders by id
+//! (`GET /api/orders?id=…`, 100 per request) whatever their status.
 
 use std::fmt;
 use std::time::Duration;
