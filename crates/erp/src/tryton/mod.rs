@@ -12,6 +12,12 @@
 //!   sale, summed against its total), else from the configured rule
 //!   (`invoice_paid`: the sale's `invoice_state` is `paid`); the source names what
 //!   was read either way.
+//! - **Orders read again** ([`Erp::orders`]) are the same `sale.sale` records by id,
+//!   outside the ready domain too, so a sale that left it says why: a processing
+//!   sale cannot be cancelled, its shipment is; shipment state `exception` (waiting
+//!   for someone to handle it) is on hold, and `none` once the cancelled moves were
+//!   ignored (the sale then `done`, or processing, with nothing to ship) is
+//!   cancelled, each with that reason in `status_reason`.
 //! - **Fulfilments** are `stock.shipment.out` records, one per ShipStation label,
 //!   found again by our key in the shipment's `reference`. *Packed* claims the
 //!   sale's waiting shipment, trims its inventory moves to the label's lines (what
