@@ -14,7 +14,8 @@
 //! 2. **Recheck** ([`flows::recheck`]), every `held_recheck_interval`: read every
 //!    held order and every released order not yet shipped again by id, in batches,
 //!    and judge each again: a held order fixed elsewhere (a product's weight) is
-//!    released, one the ERP no longer wants shipped is withdrawn.
+//!    released, one the ERP no longer wants shipped is withdrawn. On the ticks in
+//!    between, the held orders whose products or addresses the ERP says changed.
 //! 3. **Push** ([`flows::push`]): claim runnable `sync_order` jobs in batches of up to
 //!    100, send each batch as one `createorders`, read the accepted orders back and
 //!    commit what ShipStation shows.
@@ -85,6 +86,9 @@ pub struct Engine {
     shipments_polled: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
     /// When each connection last read its held and released orders again.
     rechecked: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
+    /// When each connection last asked the ERP which orders' products or addresses
+    /// changed (or read every held order again).
+    followed: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
 }
 
 /// What one tick did, summed over connections.
@@ -158,7 +162,7 @@ impl Engine {
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker, shipments_polled: Default::default(), rechecked: Default::default() }
+        Engine { store, clock, connections, worker, shipments_polled: Default::default(), rechecked: Default::default(), followed: Default::default() }
     }
 
     /// Make sure every connection exists in the store.
@@ -197,12 +201,23 @@ impl Engine {
                     now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.held_recheck_interval).unwrap_or_default()
                 })
             };
-            if recheck_due {
-                match flows::recheck::run(self, conn).await {
+            let followed = self.followed.lock().expect("follow times lock").get(&conn.name).copied();
+            let rechecked = if recheck_due {
+                Some(flows::recheck::run(self, conn).await)
+            } else if let Some(since) = followed {
+                Some(flows::recheck::follow(self, conn, since).await)
+            } else {
+                None
+            };
+            if let Some(result) = rechecked {
+                match result {
                     Ok(r) => {
                         // Due again an interval after a recheck that worked; one that
                         // failed is tried again on the next tick.
-                        self.rechecked.lock().expect("recheck times lock").insert(conn.name.clone(), now);
+                        if recheck_due {
+                            self.rechecked.lock().expect("recheck times lock").insert(conn.name.clone(), now);
+                        }
+                        self.followed.lock().expect("follow times lock").insert(conn.name.clone(), now);
                         let t = &mut report.recheck;
                         t.read += r.read;
                         t.requests += r.requests;

@@ -213,6 +213,15 @@ pub trait Erp: Send + Sync {
     /// are simply absent.
     fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>>>;
 
+    /// Ready orders whose products or ship-to address the ERP changed at or after
+    /// `since` while the order's own record did not change (an ERP that keeps them
+    /// apart, as Tryton does), so a held order is judged again at the next poll.
+    /// Empty where the ERP does not offer it: the scheduled re-read catches those.
+    fn orders_touched_since<'a>(&'a self, since: Timestamp) -> BoxFuture<'a, Result<Vec<String>>> {
+        let _ = since;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Product master entries for these SKUs (unknown SKUs are simply absent).
     fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>>>;
 

@@ -19,10 +19,15 @@
 //! - an order whose snapshot did not change, and that would still be held, is left
 //!   alone: nothing is written, no event is added.
 //!
+//! Where the ERP can name the orders whose products or addresses changed (Tryton),
+//! [`follow`] judges those held orders again at every poll, so a fix is picked up
+//! within a poll interval instead of a recheck interval.
+//!
 //! It never calls ShipStation itself.
 
 use std::collections::{BTreeSet, HashMap};
 
+use jiff::Timestamp;
 use shipledger_core::order::{ErpOrderStatus, Product};
 use shipledger_core::release::{self, Verdict};
 use shipledger_erp::ORDERS_PER_READ;
@@ -89,6 +94,40 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<RecheckReport, En
             offset += LIST_PAGE;
         }
     }
+    judge_again(engine, conn, &ids, &mut report).await?;
+    if report.changed() {
+        tracing::info!(
+            connection = %conn.name,
+            read = report.read,
+            released = report.released,
+            withdrawn = report.withdrawn,
+            updates = report.updates_planned,
+            "held and released orders read again"
+        );
+    }
+    Ok(report)
+}
+
+/// Between rechecks, at every poll: the held orders whose products or address the
+/// ERP says changed since the last poll ([`Erp::orders_touched_since`], where the
+/// ERP offers it), judged again at once. `since` is when the last call began.
+///
+/// [`Erp::orders_touched_since`]: shipledger_erp::Erp::orders_touched_since
+pub async fn follow(engine: &Engine, conn: &Connection, since: Timestamp) -> Result<RecheckReport, EngineError> {
+    let mut report = RecheckReport::default();
+    let mut held = Vec::new();
+    for id in conn.erp.orders_touched_since(since).await? {
+        if engine.store.get_order(&conn.name, &id).await?.is_some_and(|r| r.state == OrderState::Held) {
+            held.push(id);
+        }
+    }
+    judge_again(engine, conn, &held, &mut report).await?;
+    Ok(report)
+}
+
+/// Read these orders from the ERP in batches, with fresh products, and commit what
+/// each now means (nothing for one with nothing new to decide).
+async fn judge_again(engine: &Engine, conn: &Connection, ids: &[String], report: &mut RecheckReport) -> Result<(), EngineError> {
     for chunk in ids.chunks(ORDERS_PER_READ) {
         let fresh = conn.erp.orders(chunk).await?;
         report.requests += 1;
@@ -123,17 +162,7 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<RecheckReport, En
             }
         }
     }
-    if report.changed() {
-        tracing::info!(
-            connection = %conn.name,
-            read = report.read,
-            released = report.released,
-            withdrawn = report.withdrawn,
-            updates = report.updates_planned,
-            "held and released orders read again"
-        );
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Is there anything new to decide? A changed snapshot always is; an unchanged one

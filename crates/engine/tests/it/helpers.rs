@@ -30,6 +30,8 @@ pub struct FakeErp {
     pub fulfilment_writes: Mutex<Vec<FulfilmentWrite>>,
     /// Requests `orders` (read by id) would have made, at most 100 ids each.
     pub reads_by_id: Mutex<u64>,
+    /// Orders whose products or address changed, for the next `orders_touched_since`.
+    pub touched: Mutex<Vec<String>>,
     tick: Mutex<i64>,
 }
 
@@ -107,6 +109,10 @@ impl Erp for FakeErp {
             let orders = self.orders.lock().unwrap();
             Ok(erp_ids.iter().filter_map(|id| orders.iter().find(|o| &o.erp_id == id).cloned()).collect())
         })
+    }
+
+    fn orders_touched_since<'a>(&'a self, _since: Timestamp) -> BoxFuture<'a, Result<Vec<String>, ErpError>> {
+        Box::pin(async move { Ok(std::mem::take(&mut *self.touched.lock().unwrap())) })
     }
 
     fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>, ErpError>> {

@@ -239,4 +239,21 @@ crate::stories! {
         assert_eq!(open[0].kind, ExceptionKind::OrderWithdrawn);
         assert_eq!(open[0].detail["reason"], json!("cancelled in the sandbox ERP: out of stock"));
     }
+
+    async fn a_held_order_whose_product_the_erp_reports_changed_is_released_at_the_next_poll_without_waiting_for_the_recheck(w: World) {
+        let _clock = w.manual_clock(); // time stands still: no scheduled recheck comes
+        let mut order = paid_order("SO-24");
+        order.lines[0].sku = Some("BOX".into());
+        w.erp.put(order);
+        w.settle().await;
+        assert_eq!(w.store.get_order("acme-uk", "SO-24").await.unwrap().unwrap().state, OrderState::Held);
+        w.erp.products.lock().unwrap().get_mut("BOX").unwrap().unit_weight = Some(Weight::from_grams(500));
+        w.settle().await;
+        assert!(w.ss_orders("SO-24").await.is_empty(), "nobody said the product changed");
+
+        w.erp.touched.lock().unwrap().extend(["SO-24".to_string(), "SO-NOT-HELD".to_string()]);
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-24").await.len(), 1, "released at the next poll");
+        assert!(open_exceptions(&w, "SO-24").await.is_empty());
+    }
 }

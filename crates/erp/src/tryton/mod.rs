@@ -123,6 +123,8 @@ impl Default for TrytonSettings {
 const SLACK: u32 = 50;
 /// How old a sale's write must be before it is read (see `changed_orders`).
 const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// Sales named per `orders_touched_since` (more wait for the scheduled re-read).
+const TOUCHED_MAX: u32 = 1000;
 /// Our prefix on shipment references and move descriptions.
 const SALE_LINE: &str = "sale.line,";
 
@@ -1210,6 +1212,24 @@ impl Erp for TrytonClient {
             }
             picked.sort_by_key(|s| position(updated_of(s), record_id(s)));
             self.orders_of(&picked, rule).await
+        })
+    }
+
+    /// Ready sales with a line whose product (`product.product` or its template) or
+    /// whose shipment address (`party.address`) was written since `since`, less the
+    /// settling time (a write is stamped when its transaction starts).
+    fn orders_touched_since<'a>(&'a self, since: Timestamp) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let t = rest::datetime(since - SETTLE);
+            let domain = json!([
+                self.settings.ready_domain.clone(),
+                ["OR",
+                    ["lines.product.write_date", ">=", t],
+                    ["lines.product.template.write_date", ">=", t],
+                    ["shipment_address.write_date", ">=", t]],
+            ]);
+            let sales = self.search("sale.sale", domain, &["id"], Some(json!([["id", "ASC"]])), Some(TOUCHED_MAX), "the sales whose products or addresses changed").await?;
+            Ok(sales.iter().map(|s| record_id(s).to_string()).collect())
         })
     }
 

@@ -466,3 +466,37 @@ async fn a_sale_paid_by_a_submitted_or_processing_payment_is_authorised_only_unt
     assert_eq!(captured.payment.source, format!("tryton:account.payment:{pid}"));
     assert!(matches!(gate(&captured, &erp.products(&["HOOD-GRY-L".to_string()]).await.unwrap()), Verdict::Release { .. }));
 }
+
+#[tokio::test]
+async fn sales_whose_product_or_address_changed_are_named_although_the_sales_themselves_did_not_change() {
+    let Some(db) = TrytonDb::create("touched") else { return };
+    let erp = client(&db);
+    let sale_of = |reference: &str| {
+        db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == reference).unwrap()["id"].as_i64().unwrap().to_string()
+    };
+    // Nothing in the seed is newer than a moment from now.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    assert!(erp.orders_touched_since(later).await.unwrap().is_empty());
+
+    let before = jiff::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let untouched = erp.orders_touched_since(before).await.unwrap();
+    let mug = tryton_get(&db, &format!("product.template/{}", db.id("/products/MUG-WHT/template_id")), &["weight_uom"], None).await;
+    let kg = mug["weight_uom"].as_i64().or_else(|| mug["weight_uom"]["id"].as_i64()).unwrap();
+    db.send(
+        reqwest::Method::PUT,
+        &format!("product.template/{}", db.id("/products/GIFT-CARD-BOX/template_id")),
+        json!({"weight": 0.12, "weight_uom": kg}),
+    )
+    .await;
+    let touched = erp.orders_touched_since(before).await.unwrap();
+    assert!(touched.contains(&sale_of("SHOP-1004")), "the gift box's sale: {touched:?}");
+    assert!(!untouched.contains(&sale_of("SHOP-1004")), "{untouched:?}");
+    assert!(!touched.contains(&sale_of("SHOP-1002")), "a sale without the gift box: {touched:?}");
+
+    let addr = tryton_get(&db, &format!("sale.sale/{}", sale_of("SHOP-1003")), &["shipment_address"], None).await;
+    let addr = addr["shipment_address"].as_i64().or_else(|| addr["shipment_address"]["id"].as_i64()).unwrap();
+    db.send(reqwest::Method::PUT, &format!("party.address/{addr}"), json!({"postal_code": "EH2 2PR"})).await;
+    let touched = erp.orders_touched_since(before).await.unwrap();
+    assert!(touched.contains(&sale_of("SHOP-1003")) && touched.contains(&sale_of("SHOP-1004")), "{touched:?}");
+}
