@@ -12,8 +12,8 @@
 //! weight), and released without anyone touching it once it passes. A released order
 //! the ERP cancels is cancelled in ShipStation and raised as `order_withdrawn` with
 //! the ERP's reason; for one ShipStation has already labelled (withdrawn, held, or
-//! its lines changed) the exception names at once the labels to undo. A duplicate appearance
-//! of an unchanged order changes nothing.
+//! its lines changed) the exception names at once the labels to undo. A duplicate
+//! appearance of an unchanged order changes nothing.
 
 use std::collections::{BTreeSet, HashMap};
 
