@@ -79,6 +79,8 @@ kinds! {
         "ShipStation refused the order; the message says why";
     PushUnverified => "push_unverified", Ops, Error,
         "ShipStation accepted the order but it could not be read back";
+    OrderWithdrawn => "order_withdrawn", Ops, Warning,
+        "the ERP no longer wants a released order shipped: it is cancelled in ShipStation, or the labels already made are named to void";
     ChangeAfterShipment => "change_after_shipment", Ops, Warning,
         "the ERP changed an order ShipStation has already shipped or cancelled";
     OverShipment => "over_shipment", Ops, Error,

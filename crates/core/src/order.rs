@@ -145,6 +145,11 @@ pub struct ErpOrder {
     /// The number people see (`SO-1001`).
     pub number: String,
     pub status: ErpOrderStatus,
+    /// Why the ERP holds the order or no longer wants it shipped, in the connector's
+    /// words when the ERP says (a hold reason; "its shipment was cancelled and its
+    /// moves ignored in Tryton"); `None` for an open order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
     /// The order's currency code as the ERP gives it (checked by the gate).
     pub currency: String,
     #[serde(with = "crate::time::serde_millis")]
@@ -208,6 +213,7 @@ mod tests {
             erp_id: "SO-1".into(),
             number: "SO-1".into(),
             status: ErpOrderStatus::Open,
+            status_reason: None,
             currency: "GBP".into(),
             placed_at: Timestamp::from_second(1_790_000_000).unwrap(),
             updated_at: Timestamp::from_second(1_790_000_000).unwrap(),

@@ -311,6 +311,7 @@ mod tests {
             erp_id: "SO-1".into(),
             number: "SO-1".into(),
             status: ErpOrderStatus::Open,
+            status_reason: None,
             currency: "GBP".into(),
             placed_at: Timestamp::UNIX_EPOCH,
             updated_at: Timestamp::UNIX_EPOCH,

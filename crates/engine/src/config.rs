@@ -132,6 +132,7 @@ struct RawPolicy {
     currencies: Option<Vec<String>>,
     poll_interval: Option<String>,
     shipment_poll_interval: Option<String>,
+    held_recheck_interval: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
 }
@@ -159,6 +160,11 @@ pub struct Policy {
     /// How often ShipStation is polled for labels, voids, fulfillments and scans
     /// (webhooks bring them sooner; polling catches what they miss).
     pub shipment_poll_interval: Duration,
+    /// How often every held order, and every released order not yet labelled, is
+    /// read again from the ERP (in batches), so a fix made elsewhere (a product's
+    /// weight, an address) releases a held order and an order the ERP no longer wants
+    /// shipped is withdrawn, even when the order's own record did not change.
+    pub held_recheck_interval: Duration,
     /// Orders per `createorders` request (at most 100).
     pub push_batch: u32,
     /// Attempts before a push is given up and raised as an exception.
@@ -177,6 +183,7 @@ impl Default for Policy {
             currencies: Vec::new(),
             poll_interval: Duration::from_secs(30),
             shipment_poll_interval: Duration::from_secs(60),
+            held_recheck_interval: Duration::from_secs(300),
             push_batch: 100,
             max_push_attempts: 8,
         }
@@ -415,6 +422,9 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     if let Some(d) = &raw.shipment_poll_interval {
         p.shipment_poll_interval = duration(d, "shipment_poll_interval")?;
     }
+    if let Some(d) = &raw.held_recheck_interval {
+        p.held_recheck_interval = duration(d, "held_recheck_interval")?;
+    }
     if let Some(b) = raw.push_batch {
         if !(1..=100).contains(&b) {
             return Err(format!("push_batch = {b}: ShipStation takes 1 to 100 orders per createorders request"));
@@ -542,6 +552,18 @@ journal_party = "ShipStation"
         assert_eq!(tryton.connections[0].erp.kind, "tryton");
         assert_eq!(tryton.connections[0].shipstation.account_currency, Currency::USD);
         assert!(tryton.public_url.is_some());
+    }
+
+    #[test]
+    fn held_orders_are_read_again_every_five_minutes_unless_the_policy_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        assert_eq!(config.connections[0].policy.held_recheck_interval, Duration::from_secs(300));
+        let often = GOOD.replace("scan_overdue_after = \"24h\"", "scan_overdue_after = \"24h\"\nheld_recheck_interval = \"90s\"");
+        let config = Config::parse(&often, "t.toml", &env).unwrap();
+        assert_eq!(config.connections[0].policy.held_recheck_interval, Duration::from_secs(90));
+        let bad = GOOD.replace("scan_overdue_after = \"24h\"", "held_recheck_interval = \"soon\"");
+        let e = Config::parse(&bad, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("held_recheck_interval = \"soon\""), "{e}");
     }
 
     #[test]

@@ -11,7 +11,12 @@
 //!    watermark, judge each with the release gate and commit the decision — state,
 //!    lines, a `sync_order` job when ShipStation must change, events, exceptions, the
 //!    advanced watermark — in one transaction per order.
-//! 2. **Push** ([`flows::push`]): claim runnable `sync_order` jobs in batches of up to
+//! 2. **Recheck** ([`flows::recheck`]), every `held_recheck_interval`: read every
+//!    held order and every released order not yet shipped again by id, in batches,
+//!    and judge each again: a held order fixed elsewhere (a product's weight) is
+//!    released, one the ERP no longer wants shipped is withdrawn. On the ticks in
+//!    between, the held orders whose products or addresses the ERP says changed.
+//! 3. **Push** ([`flows::push`]): claim runnable `sync_order` jobs in batches of up to
 //!    100, send each batch as one `createorders`, read the accepted orders back and
 //!    commit what ShipStation shows.
 //!
@@ -80,12 +85,18 @@ pub struct Engine {
     pub worker: String,
     /// When each connection last polled ShipStation for shipments.
     shipments_polled: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
+    /// When each connection last read its held and released orders again.
+    rechecked: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
+    /// When each connection last asked the ERP which orders' products or addresses
+    /// changed (or read every held order again).
+    followed: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
 }
 
 /// What one tick did, summed over connections.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct TickReport {
     pub poll: flows::release::PollReport,
+    pub recheck: flows::recheck::RecheckReport,
     pub push: flows::push::PushReport,
     pub shipments: flows::shipments::ShipmentReport,
 }
@@ -94,6 +105,7 @@ impl TickReport {
     /// Did this tick change anything?
     pub fn busy(&self) -> bool {
         self.poll.seen > 0
+            || self.recheck.changed()
             || self.push.requests > 0
             || self.push.pushed > 0
             || self.push.already_in_sync > 0
@@ -152,7 +164,7 @@ impl Engine {
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker, shipments_polled: Default::default() }
+        Engine { store, clock, connections, worker, shipments_polled: Default::default(), rechecked: Default::default(), followed: Default::default() }
     }
 
     /// Make sure every connection exists in the store.
@@ -163,7 +175,8 @@ impl Engine {
         Ok(())
     }
 
-    /// One full pass: release, then push, for every connection. A connection that
+    /// One full pass: release, recheck when due, push, then shipments, for every
+    /// connection. A connection that
     /// fails is logged and the others still run.
     pub async fn tick(&self) -> Result<TickReport, EngineError> {
         let mut report = TickReport::default();
@@ -181,6 +194,46 @@ impl Engine {
                 Err(e) => {
                     tracing::warn!(connection = %conn.name, error = %e, "reading the ERP failed; will retry");
                     first_error.get_or_insert(e);
+                }
+            }
+            let now = self.clock.now();
+            let recheck_due = {
+                let rechecked = self.rechecked.lock().expect("recheck times lock");
+                rechecked.get(&conn.name).is_none_or(|last| {
+                    now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.held_recheck_interval).unwrap_or_default()
+                })
+            };
+            let followed = self.followed.lock().expect("follow times lock").get(&conn.name).copied();
+            let rechecked = if recheck_due {
+                Some(flows::recheck::run(self, conn).await)
+            } else if let Some(since) = followed {
+                Some(flows::recheck::follow(self, conn, since).await)
+            } else {
+                None
+            };
+            if let Some(result) = rechecked {
+                match result {
+                    Ok(r) => {
+                        // Due again an interval after a recheck that worked; one that
+                        // failed is tried again on the next tick.
+                        if recheck_due {
+                            self.rechecked.lock().expect("recheck times lock").insert(conn.name.clone(), now);
+                        }
+                        self.followed.lock().expect("follow times lock").insert(conn.name.clone(), now);
+                        let t = &mut report.recheck;
+                        t.read += r.read;
+                        t.requests += r.requests;
+                        t.released += r.released;
+                        t.withdrawn += r.withdrawn;
+                        t.updates_planned += r.updates_planned;
+                        t.held += r.held;
+                        t.cancelled += r.cancelled;
+                        t.missing += r.missing;
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %conn.name, error = %e, "reading held and released orders again failed; will retry");
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
             match flows::push::run(self, conn).await {

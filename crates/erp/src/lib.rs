@@ -3,7 +3,9 @@
 //!
 //! 1. **Ready orders**: orders changed since a [`Cursor`], oldest first, each with
 //!    its lines and the payment evidence the ERP holds ([`Erp::changed_orders`]);
-//!    the product master for SKUs and weights ([`Erp::products`]).
+//!    the product master for SKUs and weights ([`Erp::products`]); and orders read
+//!    again by id, in batches, whether or not they are still ready ([`Erp::orders`]),
+//!    so held orders are judged again and withdrawn ones are noticed.
 //! 2. **Lines** come with the orders: SKU, quantity, per-unit weight.
 //! 3. **Fulfilments**: record one as packed or completed, with packages and
 //!    tracking ([`Erp::record_fulfilment`]), and read them back
@@ -71,6 +73,9 @@ pub(crate) fn transport_failure(e: &reqwest::Error) -> &'static str {
         "failed"
     }
 }
+
+/// Orders read by id per request ([`Erp::orders`]).
+pub const ORDERS_PER_READ: usize = 100;
 
 /// Where reading changed orders left off: the last order's `updated_at` and id.
 /// Orders are read in `(updated_at, erp_id)` order, strictly after the cursor.
@@ -253,6 +258,22 @@ pub trait Erp: Send + Sync {
     /// `(updated_at, erp_id)`, at most `limit`. Unpaid, held and cancelled orders are
     /// included: the gate decides, not the connector.
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>>>;
+
+    /// These orders as the ERP holds them now, read in batches of at most
+    /// [`ORDERS_PER_READ`], whether or not they are still in the ready set: an order
+    /// the ERP no longer wants shipped comes back with a status that says so (and the
+    /// ERP's reason in `status_reason`), never as a gap. Ids the ERP does not know
+    /// are simply absent.
+    fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>>>;
+
+    /// Ready orders whose products or ship-to address the ERP changed at or after
+    /// `since` while the order's own record did not change (an ERP that keeps them
+    /// apart, as Tryton does), so a held order is judged again at the next poll.
+    /// Empty where the ERP does not offer it: the scheduled re-read catches those.
+    fn orders_touched_since<'a>(&'a self, since: Timestamp) -> BoxFuture<'a, Result<Vec<String>>> {
+        let _ = since;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 
     /// Product master entries for these SKUs (unknown SKUs are simply absent).
     fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>>>;

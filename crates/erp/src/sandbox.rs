@@ -18,6 +18,10 @@
 //!
 //! [`Erp::check`] reads the company: the server answers, the key is accepted, the
 //! base currency is set.
+//!
+//! An order on hold or cancelled carries the ERP's reason (`hold_reason`,
+//! `cancel_reason`) as its `status_reason`; [`Erp::orders`] reads orders by id
+//! (`GET /api/orders?id=…`, 100 per request) whatever their status.
 
 use std::fmt;
 use std::time::Duration;
@@ -184,6 +188,10 @@ struct WireOrder {
     id: String,
     number: String,
     status: String,
+    #[serde(default)]
+    hold_reason: Option<String>,
+    #[serde(default)]
+    cancel_reason: Option<String>,
     currency: String,
     placed_at: Timestamp,
     updated_at_ms: i64,
@@ -353,7 +361,13 @@ fn order_of(o: WireOrder) -> std::result::Result<ErpOrder, String> {
         });
     }
     let updated_at = Timestamp::from_millisecond(o.updated_at_ms).map_err(|e| format!("order {id} updated_at_ms: {e}"))?;
+    let status_reason = match status {
+        ErpOrderStatus::Open => None,
+        ErpOrderStatus::OnHold => Some(format!("on hold in the sandbox ERP: {}", o.hold_reason.as_deref().unwrap_or("no reason given"))),
+        ErpOrderStatus::Cancelled => Some(format!("cancelled in the sandbox ERP: {}", o.cancel_reason.as_deref().unwrap_or("no reason given"))),
+    };
     Ok(ErpOrder {
+        status_reason,
         payment: evidence(&id, currency, &o.payments)?,
         erp_id: o.id,
         number: o.number,
@@ -466,6 +480,22 @@ impl Erp for SandboxErpClient {
             let what = "the changed orders";
             let page: OrdersPage = self.call(Method::GET, url, None, what).await?;
             page.orders.into_iter().map(|o| order_of(o).map_err(decode(what))).collect()
+        })
+    }
+
+    fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for chunk in erp_ids.chunks(crate::ORDERS_PER_READ) {
+                let mut url = self.url(&["orders"]);
+                url.query_pairs_mut().extend_pairs(chunk.iter().map(|id| ("id", id.as_str())));
+                let what = "the orders read by id";
+                let page: OrdersPage = self.call(Method::GET, url, None, what).await?;
+                for o in page.orders {
+                    out.push(order_of(o).map_err(decode(what))?);
+                }
+            }
+            Ok(out)
         })
     }
 

@@ -4,6 +4,10 @@
 //! three-line sale in two parcels and voids and re-makes the other's label; Tryton's
 //! shipments are packed on the labels and done only on the carrier's first scans,
 //! with the live tracking numbers; the labels' USD costs post as one GBP journal.
+//! And: held sales are released within `held_recheck_interval` once fixed where the
+//! clerk fixes them (the product's weight, the customer's address, the payment), and
+//! a released sale whose shipment is cancelled and its moves ignored is cancelled in
+//! ShipStation with an ops exception giving Tryton's reason.
 //! Everything is checked by reading Tryton's own API.
 
 use std::process::{Command, Stdio};
@@ -67,9 +71,9 @@ fn sale_id(db: &TrytonDb, reference: &str) -> i64 {
     db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == reference).unwrap()["id"].as_i64().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_posts_the_costs_in_gbp() {
-    let Some(db) = TrytonDb::create("e2e") else { return };
+/// `shipledger serve` over a fresh SQLite store, against this Tryton database and
+/// a new sandbox ShipStation, with these extra `[connections.policy]` lines.
+async fn serve(db: TrytonDb, policy: &str) -> (World, Process, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let ss = Sandbox::start(SandboxConfig { rate_limit: 1_000, ..SandboxConfig::default() }, "127.0.0.1:0".parse().unwrap())
         .await
@@ -101,6 +105,7 @@ v2_api_key_env = "E_SS_V2_KEY"
 [connections.policy]
 poll_interval = "1s"
 shipment_poll_interval = "1s"
+{policy}
 "#,
             db_file = dir.path().join("s.db").display(),
             erp = db.url,
@@ -109,7 +114,7 @@ shipment_poll_interval = "1s"
     )
     .unwrap();
     let log = dir.path().join("serve.log");
-    let _serve = Process(
+    let serve = Process(
         Command::new(env!("CARGO_BIN_EXE_shipledger"))
             .args(["serve", "--config"])
             .arg(&config)
@@ -123,7 +128,13 @@ shipment_poll_interval = "1s"
             .spawn()
             .unwrap(),
     );
-    let w = World { db, ss, http: reqwest::Client::new(), config, log };
+    (World { db, ss, http: reqwest::Client::new(), config, log }, serve, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_posts_the_costs_in_gbp() {
+    let Some(db) = TrytonDb::create("e2e") else { return };
+    let (w, _serve, _dir) = serve(db, "").await;
     let (paid_one, paid_three, unpaid, weightless) =
         (sale_id(&w.db, "SHOP-1001"), sale_id(&w.db, "SHOP-1002"), sale_id(&w.db, "SHOP-1003"), sale_id(&w.db, "SHOP-1004"));
 
@@ -279,4 +290,105 @@ shipment_poll_interval = "1s"
         let c: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
         assert_eq!(d, c, "move {} is balanced", m["id"]);
     }
+}
+
+/// ShipStation's order for a sale, if it has one.
+async fn ss_order(w: &World, sale: i64) -> Option<Value> {
+    let orders = w.ss_get("/orders?pageSize=100").await;
+    orders["orders"].as_array().unwrap().iter().find(|o| o["orderKey"] == format!("shipledger:acme-tryton:{sale}")).cloned()
+}
+
+fn id_in(v: &Value, field: &str) -> i64 {
+    v[field].as_i64().or_else(|| v[field]["id"].as_i64()).unwrap_or_else(|| panic!("no {field} id in {v}"))
+}
+
+/// How long a fix may take to reach ShipStation: the recheck interval, plus a poll
+/// and a push.
+const RECHECK: Duration = Duration::from_secs(4);
+const WITHIN_RECHECK: Duration = Duration::from_secs(4 + 15);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_against_a_real_tryton_releases_held_sales_once_fixed_where_the_clerk_fixes_them_and_withdraws_a_sale_whose_shipment_is_cancelled() {
+    let Some(db) = TrytonDb::create("e2erecheck") else { return };
+    let (bob, alice, unpaid, weightless) =
+        (sale_id(&db, "SHOP-1002"), sale_id(&db, "SHOP-1001"), sale_id(&db, "SHOP-1003"), sale_id(&db, "SHOP-1004"));
+    // Bob's address lost its postal code before shipledger first saw his sale.
+    let address = id_in(&db.get(&format!("sale.sale/{bob}"), &["shipment_address"], None).await, "shipment_address");
+    db.send(reqwest::Method::PUT, &format!("party.address/{address}"), json!({"postal_code": null})).await;
+    let (w, _serve, _dir) = serve(db, &format!("held_recheck_interval = \"{}s\"", RECHECK.as_secs())).await;
+
+    w.wait_until("Alice's sale in ShipStation and the three others held", Duration::from_secs(90), async || {
+        // ShipStation first: `exceptions list` must not open the store before serve
+        // has made it.
+        if w.ss.stats()["orders"] != json!(1) {
+            return false;
+        }
+        let kinds: Vec<String> = w.open_exceptions().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+        ["held_unpaid", "held_missing_weight", "held_incomplete_address"].iter().all(|k| kinds.iter().any(|h| h == k))
+    })
+    .await;
+    assert!(ss_order(&w, alice).await.is_some());
+
+    // The clerk fixes each where the hold message says; none of it touches the sale.
+    let kg = id_in(&w.db.get(&format!("product.template/{}", w.db.id("/products/MUG-WHT/template_id")), &["weight_uom"], None).await, "weight_uom");
+    w.db.send(
+        reqwest::Method::PUT,
+        &format!("product.template/{}", w.db.id("/products/GIFT-CARD-BOX/template_id")),
+        json!({"weight": 0.12, "weight_uom": kg}),
+    )
+    .await;
+    w.db.send(reqwest::Method::PUT, &format!("party.address/{address}"), json!({"postal_code": "M3 2BW"})).await;
+    w.wait_until("the weightless and the addressless sales released within the recheck interval", WITHIN_RECHECK, async || {
+        ss_order(&w, weightless).await.is_some() && ss_order(&w, bob).await.is_some()
+    })
+    .await;
+    let gift = ss_order(&w, weightless).await.unwrap();
+    assert!(gift["items"].as_array().unwrap().iter().any(|i| i["sku"] == "GIFT-CARD-BOX" && i["weight"]["value"] == json!(120)), "{gift}");
+    assert_eq!(ss_order(&w, bob).await.unwrap()["shipTo"]["postalCode"], "M3 2BW");
+
+    // The unpaid sale: a card payment submitted and processing is not money yet.
+    let total = w.db.seed["sales"].as_array().unwrap().iter().find(|s| s["id"] == unpaid).unwrap()["total_amount"].clone();
+    let party = id_in(&w.db.get(&format!("sale.sale/{unpaid}"), &["party"], None).await, "party");
+    let payment = w
+        .db
+        .send(
+            reqwest::Method::POST,
+            "account.payment",
+            json!({
+                "company": w.db.id("/company/id"), "journal": w.db.id("/payment_journal_id"), "kind": "receivable",
+                "party": party, "origin": format!("sale.sale,{unpaid}"),
+                "amount": {"__class__": "Decimal", "decimal": total},
+                "date": {"__class__": "date", "year": 2026, "month": 11, "day": 24},
+            }),
+        )
+        .await;
+    let pid = payment.as_i64().or_else(|| payment["id"].as_i64()).expect("the payment id");
+    w.db.button(&format!("account.payment/{pid}/submit")).await;
+    w.db.proteus(&format!("payment = Model.get('account.payment')({pid})\npayment.click('process_wizard')"));
+    tokio::time::sleep(RECHECK * 2).await;
+    assert!(ss_order(&w, unpaid).await.is_none(), "an authorised payment does not release the sale");
+    assert!(w.open_exceptions().iter().any(|e| e["kind"] == "held_unpaid" && e["record"] == format!("order:{unpaid}")));
+    w.db.button(&format!("account.payment/{pid}/succeed")).await;
+    w.wait_until("the sale released once its payment succeeded", WITHIN_RECHECK, async || ss_order(&w, unpaid).await.is_some()).await;
+
+    // Alice's shipment is cancelled in Tryton and the exception handled by ignoring
+    // the moves: the sale is done with nothing shipped.
+    let shipment = w.shipments(alice).await;
+    w.db.button(&format!("stock.shipment.out/{}/cancel", shipment[0]["id"])).await;
+    let moves = w.tryton("stock.move", &["origin"], json!([["origin.sale", "=", alice, "sale.line"]])).await;
+    for m in moves.as_array().unwrap() {
+        let line = m["origin"].as_str().and_then(|o| o.strip_prefix("sale.line,")).unwrap();
+        w.db.send(reqwest::Method::PUT, &format!("sale.line/{line}"), json!({"moves_ignored": [["add", [m["id"]]]]})).await;
+    }
+    w.db.button(&format!("sale.sale/{alice}/process")).await;
+    w.wait_until("Alice's order cancelled in ShipStation", WITHIN_RECHECK, async || {
+        ss_order(&w, alice).await.is_some_and(|o| o["orderStatus"] == "cancelled")
+    })
+    .await;
+    let withdrawn: Vec<Value> =
+        w.open_exceptions().into_iter().filter(|e| e["kind"] == "order_withdrawn" && e["record"] == format!("order:{alice}")).collect();
+    assert_eq!(withdrawn.len(), 1, "one ops exception says why");
+    assert_eq!(withdrawn[0]["owner"], "ops");
+    let text = withdrawn[0].to_string();
+    assert!(text.contains("sale done in Tryton with its shipment cancelled and the moves ignored"), "{text}");
 }

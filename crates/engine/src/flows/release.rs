@@ -7,8 +7,13 @@
 //! plans the `sync_order` job; later ERP changes (address, lines, hold, cancellation)
 //! plan another `sync_order` keyed by the new snapshot, and the push flow brings
 //! ShipStation in line with whatever the latest snapshot says. A held order is
-//! re-judged whenever the ERP record changes and released without anyone touching it
-//! once it passes. A duplicate appearance of an unchanged order changes nothing.
+//! re-judged whenever the ERP record changes, and on schedule by
+//! [`recheck`](crate::flows::recheck) when what held it lives elsewhere (a product's
+//! weight), and released without anyone touching it once it passes. A released order
+//! the ERP cancels is cancelled in ShipStation and raised as `order_withdrawn` with
+//! the ERP's reason; for one ShipStation has already labelled (withdrawn, held, or
+//! its lines changed) the exception names at once the labels to undo. A duplicate
+//! appearance of an unchanged order changes nothing.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -20,7 +25,7 @@ use shipledger_core::order::{ErpOrder, ErpOrderStatus, Product, order_key};
 use shipledger_core::release::{self, Verdict};
 use shipledger_erp::Cursor;
 use shipledger_store::{
-    Change, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert,
+    Change, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert, ShipmentFilter, ShipmentKind,
 };
 
 use crate::{Connection, Engine, EngineError};
@@ -64,22 +69,66 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, Engi
         let count = orders.len();
         for order in &orders {
             let existing = engine.store.get_order(&conn.name, &order.erp_id).await?;
+            let labels = live_labels(engine, conn, order, existing.as_ref()).await?;
             let now = engine.clock.now();
-            let (change, outcome) = decide(conn, order, existing.as_ref(), &products, now);
+            let (change, outcome) = judge(conn, order, existing.as_ref(), &products, &labels, Seen::Feed, now);
             engine.store.commit(change).await?;
             report.seen += 1;
-            match outcome {
-                Outcome::Released => report.released += 1,
-                Outcome::Held => report.held += 1,
-                Outcome::UpdatePlanned => report.updates_planned += 1,
-                Outcome::Cancelled => report.cancelled += 1,
-                Outcome::Unchanged => report.unchanged += 1,
-            }
+            report.count(outcome);
         }
         if count < PAGE as usize {
             return Ok(report);
         }
     }
+}
+
+impl PollReport {
+    pub(crate) fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Released => self.released += 1,
+            Outcome::Held => self.held += 1,
+            Outcome::UpdatePlanned => self.updates_planned += 1,
+            Outcome::Cancelled => self.cancelled += 1,
+            Outcome::Unchanged => self.unchanged += 1,
+        }
+    }
+}
+
+/// How a snapshot came to be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// From the change feed: the watermark moves past it, and an unchanged snapshot
+    /// is only noted.
+    Feed,
+    /// Read again by id on schedule ([`crate::flows::recheck`]): the watermark stays
+    /// where the feed left it, and the order is judged again even when its snapshot
+    /// did not change (a held order whose product was fixed).
+    Recheck,
+}
+
+/// The live (not voided) labels ShipStation made for a released order whose new
+/// snapshot changes it: what has to be undone if the ERP no longer wants it shipped.
+pub(crate) async fn live_labels(
+    engine: &Engine,
+    conn: &Connection,
+    order: &ErpOrder,
+    existing: Option<&OrderRecord>,
+) -> Result<Vec<String>, EngineError> {
+    let Some(record) = existing.filter(|r| r.released_at.is_some() && r.snapshot_hash != snapshot_hash(order)) else {
+        return Ok(Vec::new());
+    };
+    let shipments = engine
+        .store
+        .list_shipments(ShipmentFilter { connection: Some(conn.name.clone()), erp_id: Some(record.erp_id.clone()), ..Default::default() })
+        .await?;
+    Ok(shipments
+        .iter()
+        .filter(|s| !s.voided && s.kind == ShipmentKind::Label)
+        .map(|s| match &s.tracking_number {
+            Some(t) => format!("{} {t} (ShipStation shipment {})", s.carrier, s.ss_id),
+            None => format!("{} label of ShipStation shipment {}", s.carrier, s.ss_id),
+        })
+        .collect())
 }
 
 /// What a decision amounted to.
@@ -148,7 +197,8 @@ fn lines_of(conn: &str, order: &ErpOrder, verdict: &Verdict) -> Vec<OrderLineRec
         .collect()
 }
 
-/// Decide what one ERP snapshot means, as a [`Change`] to commit.
+/// Decide what one ERP snapshot from the change feed means, as a [`Change`] to
+/// commit (an order with no live label in ShipStation).
 pub fn decide(
     conn: &Connection,
     order: &ErpOrder,
@@ -156,13 +206,31 @@ pub fn decide(
     products: &HashMap<String, Product>,
     now: Timestamp,
 ) -> (Change, Outcome) {
+    judge(conn, order, existing, products, &[], Seen::Feed, now)
+}
+
+/// Decide what one ERP snapshot means, as a [`Change`] to commit. `labels` are the
+/// order's live ShipStation labels ([`live_labels`]): when the ERP withdraws or
+/// changes an order that already has one, the exception that says what to undo is
+/// raised at once instead of after the push is refused.
+pub fn judge(
+    conn: &Connection,
+    order: &ErpOrder,
+    existing: Option<&OrderRecord>,
+    products: &HashMap<String, Product>,
+    labels: &[String],
+    seen: Seen,
+    now: Timestamp,
+) -> (Change, Outcome) {
     let hash = snapshot_hash(order);
     let key = order_key(&conn.name, &order.erp_id);
     let mut change = Change::new(&conn.name, now);
-    change.watermark = Some((
-        WATERMARK.to_string(),
-        Cursor { updated_at: order.updated_at, erp_id: order.erp_id.clone() }.to_watermark(),
-    ));
+    if seen == Seen::Feed {
+        change.watermark = Some((
+            WATERMARK.to_string(),
+            Cursor { updated_at: order.updated_at, erp_id: order.erp_id.clone() }.to_watermark(),
+        ));
+    }
     let snapshot = serde_json::to_value(order).expect("an ERP order serializes");
     let mut upsert = match existing {
         Some(r) => OrderUpsert::from_record(r),
@@ -185,7 +253,8 @@ pub fn decide(
     };
     upsert.erp_updated_at = order.updated_at;
 
-    if let Some(record) = existing
+    if seen == Seen::Feed
+        && let Some(record) = existing
         && record.snapshot_hash == hash
     {
         change.events.push(event(
@@ -214,6 +283,49 @@ pub fn decide(
             change.clear(kind, "order", order.erp_id.clone());
         }
     };
+    let reason = order.status_reason.clone().unwrap_or_else(|| match order.status {
+        ErpOrderStatus::Cancelled => "cancelled in the ERP".into(),
+        ErpOrderStatus::OnHold => "on hold in the ERP".into(),
+        ErpOrderStatus::Open => "changed in the ERP".into(),
+    });
+    // A label already made cannot be taken back by pushing: say at once what to undo.
+    let lines_changed = existing
+        .and_then(|r| serde_json::from_value::<ErpOrder>(r.snapshot.clone()).ok())
+        .is_some_and(|before| before.lines != order.lines);
+    let labelled = was_released && !labels.is_empty();
+    let withdrawn = |change: &mut Change| {
+        let message = if labelled {
+            format!(
+                "{reason}, after ShipStation labelled it ({}): void the labels in ShipStation and stop the parcels \
+                 (or return them to stock), or reopen the order in the ERP",
+                labels.join(", ")
+            )
+        } else {
+            format!("{reason} after it was released; ShipStation's order {key} is being cancelled: make sure the warehouse does not pick it")
+        };
+        change.raise(
+            ExceptionKind::OrderWithdrawn,
+            "order",
+            order.erp_id.clone(),
+            json!({"message": message, "reason": reason, "labels": labels, "order_number": order.number}),
+        );
+    };
+    if labelled && order.status == ErpOrderStatus::Open && lines_changed {
+        change.raise(
+            ExceptionKind::ChangeAfterShipment,
+            "order",
+            order.erp_id.clone(),
+            json!({
+                "message": format!(
+                    "the ERP changed the lines after ShipStation labelled the order ({}): void the labels that carry \
+                     lines the ERP no longer has, or put those lines back in the ERP",
+                    labels.join(", ")
+                ),
+                "labels": labels,
+                "order_number": order.number,
+            }),
+        );
+    }
 
     let outcome = match order.status {
         ErpOrderStatus::Cancelled => {
@@ -225,8 +337,9 @@ pub fn decide(
                 change.events.push(event(
                     &order.erp_id,
                     "cancel_planned",
-                    json!({"message": "cancelled in the ERP after release; ShipStation's order will be cancelled"}),
+                    json!({"message": format!("{reason} after release; ShipStation's order will be cancelled"), "reason": reason}),
                 ));
+                withdrawn(&mut change);
             } else {
                 change.events.push(event(
                     &order.erp_id,
@@ -237,11 +350,14 @@ pub fn decide(
             Outcome::Cancelled
         }
         ErpOrderStatus::OnHold if was_released => {
+            if labelled {
+                withdrawn(&mut change);
+            }
             change.jobs.push(sync_job());
             change.events.push(event(
                 &order.erp_id,
                 "hold_planned",
-                json!({"message": "put on hold in the ERP; ShipStation's order will be put on hold"}),
+                json!({"message": format!("{reason}; ShipStation's order will be put on hold"), "reason": reason}),
             ));
             Outcome::UpdatePlanned
         }

@@ -9,7 +9,7 @@ use shipledger_core::money::{Currency, Money};
 use shipledger_core::order::{Address, ErpLine, ErpOrder, ErpOrderStatus, PaymentEvidence, PaymentState, Product};
 use shipledger_core::release::GatePolicy;
 use shipledger_core::weight::Weight;
-use shipledger_engine::clock::SystemClock;
+use shipledger_engine::clock::{ManualClock, SystemClock};
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_erp::{
@@ -28,6 +28,10 @@ pub struct FakeErp {
     /// Fulfilment documents by our key, with every write in order.
     pub fulfilments: Mutex<Vec<FulfilmentRecord>>,
     pub fulfilment_writes: Mutex<Vec<FulfilmentWrite>>,
+    /// Requests `orders` (read by id) would have made, at most 100 ids each.
+    pub reads_by_id: Mutex<u64>,
+    /// Orders whose products or address changed, for the next `orders_touched_since`.
+    pub touched: Mutex<Vec<String>>,
     tick: Mutex<i64>,
 }
 
@@ -55,6 +59,13 @@ impl FakeErp {
         let mut orders = self.orders.lock().unwrap();
         orders.retain(|o| o.erp_id != order.erp_id);
         orders.push(order);
+    }
+
+    /// Change an order behind the change feed's back (its `updated_at` stays), as
+    /// when the ERP changes something the feed does not follow.
+    pub fn edit_quietly(&self, erp_id: &str, f: impl FnOnce(&mut ErpOrder)) {
+        let mut orders = self.orders.lock().unwrap();
+        f(orders.iter_mut().find(|o| o.erp_id == erp_id).expect("order exists"));
     }
 
     /// Change an order in place; its `updated_at` moves on.
@@ -90,6 +101,18 @@ impl Erp for FakeErp {
             orders.truncate(limit as usize);
             Ok(orders)
         })
+    }
+
+    fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>, ErpError>> {
+        Box::pin(async move {
+            *self.reads_by_id.lock().unwrap() += erp_ids.len().div_ceil(shipledger_erp::ORDERS_PER_READ) as u64;
+            let orders = self.orders.lock().unwrap();
+            Ok(erp_ids.iter().filter_map(|id| orders.iter().find(|o| &o.erp_id == id).cloned()).collect())
+        })
+    }
+
+    fn orders_touched_since<'a>(&'a self, _since: Timestamp) -> BoxFuture<'a, Result<Vec<String>, ErpError>> {
+        Box::pin(async move { Ok(std::mem::take(&mut *self.touched.lock().unwrap())) })
     }
 
     fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>, ErpError>> {
@@ -166,6 +189,7 @@ pub fn paid_order(erp_id: &str) -> ErpOrder {
         erp_id: erp_id.into(),
         number: erp_id.into(),
         status: ErpOrderStatus::Open,
+        status_reason: None,
         currency: "GBP".into(),
         placed_at: Timestamp::from_second(1_790_000_000).unwrap(),
         updated_at: Timestamp::UNIX_EPOCH,
@@ -346,6 +370,15 @@ impl World {
         let engine = Engine::new(store.clone(), Arc::new(SystemClock), vec![connection]);
         engine.prepare().await.unwrap();
         World { erp, sandbox, store, engine, http: reqwest::Client::new(), _db: db }
+    }
+
+    /// From now on the engine's time moves only when the returned clock is advanced
+    /// (it starts at the real time, so ShipStation's answers stay recent).
+    pub fn manual_clock(&mut self) -> Arc<ManualClock> {
+        let clock = Arc::new(ManualClock::new(Timestamp::now()));
+        let connections = std::mem::take(&mut self.engine.connections);
+        self.engine = Engine::new(self.store.clone(), clock.clone(), connections);
+        clock
     }
 
     /// Tick until nothing is runnable (bounded).

@@ -8,6 +8,13 @@ use shipledger_store::{ExceptionFilter, ExceptionState, OrderState};
 
 use crate::helpers::{World, paid_order};
 
+/// Just past the default `held_recheck_interval` (5 minutes).
+const PAST_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(301);
+
+async fn timeline(w: &World, erp_id: &str) -> Vec<String> {
+    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind).collect()
+}
+
 async fn open_exceptions(w: &World, erp_id: &str) -> Vec<shipledger_store::ExceptionRecord> {
     w.store
         .list_exceptions(ExceptionFilter {
@@ -108,5 +115,145 @@ crate::stories! {
         assert!(w.ss_orders("SO-5").await.is_empty());
         assert_eq!(w.store.get_order("acme-uk", "SO-5").await.unwrap().unwrap().state, OrderState::Cancelled);
         assert!(open_exceptions(&w, "SO-5").await.is_empty(), "a cancelled order needs nobody");
+    }
+
+    async fn a_held_order_is_released_within_the_recheck_interval_once_its_product_gets_a_weight(w: World) {
+        let clock = w.manual_clock();
+        let mut order = paid_order("SO-20");
+        order.lines[0].sku = Some("BOX".into()); // no weight on the line or in the master
+        w.erp.put(order);
+        w.settle().await;
+        let open = open_exceptions(&w, "SO-20").await;
+        assert_eq!(open.iter().map(|e| e.kind).collect::<Vec<_>>(), [ExceptionKind::HeldMissingWeight]);
+        let before = timeline(&w, "SO-20").await;
+
+        // Read again unchanged after the interval: nothing is written, nothing refreshed.
+        clock.advance(PAST_RECHECK);
+        w.settle().await;
+        assert_eq!(timeline(&w, "SO-20").await, before);
+        assert_eq!(open_exceptions(&w, "SO-20").await[0].occurrences, 1);
+
+        // The fix is made on the product, not on the order: the feed never shows it.
+        w.erp.products.lock().unwrap().get_mut("BOX").unwrap().unit_weight = Some(Weight::from_grams(500));
+        w.settle().await;
+        assert!(w.ss_orders("SO-20").await.is_empty(), "not before the interval is up");
+        clock.advance(jiff::SignedDuration::from_secs(290));
+        w.settle().await;
+        assert!(w.ss_orders("SO-20").await.is_empty(), "still not: 5 minutes have not passed since the last recheck");
+
+        clock.advance(jiff::SignedDuration::from_secs(11));
+        w.settle().await;
+        let orders = w.ss_orders("SO-20").await;
+        assert_eq!(orders.len(), 1, "released by the recheck");
+        assert_eq!(orders[0]["items"][0]["weight"]["value"], json!(500));
+        assert!(open_exceptions(&w, "SO-20").await.is_empty(), "the hold closed by itself");
+        assert_eq!(w.store.get_order("acme-uk", "SO-20").await.unwrap().unwrap().state, OrderState::Pushed);
+        assert_eq!(
+            w.store.get_watermark("acme-uk", "erp_orders").await.unwrap().unwrap(),
+            shipledger_erp::Cursor { updated_at: w.erp.orders.lock().unwrap()[0].updated_at, erp_id: "SO-20".into() }.to_watermark(),
+            "the recheck leaves the change feed's watermark alone"
+        );
+    }
+
+    async fn held_orders_are_read_again_in_batches_of_a_hundred(w: World) {
+        let clock = w.manual_clock();
+        for n in 0..150 {
+            let mut order = paid_order(&format!("H-{n:03}"));
+            order.ship_to.postal_code = None;
+            w.erp.put(order);
+        }
+        w.settle().await;
+        assert_eq!(w.store.count_orders_by_state("acme-uk").await.unwrap(), vec![(OrderState::Held, 150)]);
+        let reads = *w.erp.reads_by_id.lock().unwrap();
+        for n in 0..150 {
+            w.erp.edit_quietly(&format!("H-{n:03}"), |o| o.ship_to.postal_code = Some("SW1Y 4JH".into()));
+        }
+        clock.advance(PAST_RECHECK);
+        w.settle().await;
+        assert_eq!(*w.erp.reads_by_id.lock().unwrap() - reads, 2, "150 held orders, two reads");
+        assert_eq!(w.store.count_orders_by_state("acme-uk").await.unwrap(), vec![(OrderState::Pushed, 150)]);
+        assert_eq!(w.stats().await["orders"], json!(150));
+    }
+
+    async fn a_released_order_the_erp_withdraws_behind_the_feed_is_cancelled_in_shipstation_with_an_ops_exception_giving_the_reason(w: World) {
+        let clock = w.manual_clock();
+        w.erp.put(paid_order("SO-21"));
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-21").await[0]["orderStatus"], json!("awaiting_shipment"));
+
+        let reason = "sale done in Tryton with its shipment cancelled and the moves ignored: nothing is left to ship";
+        w.erp.edit_quietly("SO-21", |o| {
+            o.status = ErpOrderStatus::Cancelled;
+            o.status_reason = Some(reason.into());
+        });
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-21").await[0]["orderStatus"], json!("awaiting_shipment"), "the feed does not show it");
+
+        clock.advance(PAST_RECHECK);
+        w.settle().await;
+        let orders = w.ss_orders("SO-21").await;
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0]["orderStatus"], json!("cancelled"));
+        assert_eq!(w.store.get_order("acme-uk", "SO-21").await.unwrap().unwrap().state, OrderState::Cancelled);
+        let open = open_exceptions(&w, "SO-21").await;
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert_eq!((open[0].kind, open[0].owner), (ExceptionKind::OrderWithdrawn, Owner::Ops));
+        assert_eq!(open[0].detail["reason"], json!(reason));
+        assert!(open[0].detail["message"].as_str().unwrap().contains("shipledger:acme-uk:SO-21"), "{}", open[0].detail);
+    }
+
+    async fn a_withdrawn_order_shipstation_already_labelled_raises_at_once_which_label_to_void(w: World) {
+        let clock = w.manual_clock();
+        w.erp.put(paid_order("SO-22"));
+        w.settle().await;
+        let id = w.ss_orders("SO-22").await[0]["orderId"].as_i64().unwrap();
+        let label = w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "ups"})).await;
+        let tracking = label["trackingNumber"].as_str().unwrap().to_string();
+        w.settle().await;
+
+        w.erp.edit_quietly("SO-22", |o| {
+            o.status = ErpOrderStatus::Cancelled;
+            o.status_reason = Some("cancelled in the sandbox ERP: customer changed their mind".into());
+        });
+        clock.advance(PAST_RECHECK);
+        w.engine.tick().await.unwrap();
+        let open = open_exceptions(&w, "SO-22").await;
+        let after = open.iter().find(|e| e.kind == ExceptionKind::OrderWithdrawn).expect("raised on the recheck itself");
+        let message = after.detail["message"].as_str().unwrap();
+        assert!(message.contains(&tracking) && message.contains("void"), "{message}");
+        assert!(message.contains("customer changed their mind"), "{message}");
+        assert_eq!(after.owner, Owner::Ops);
+    }
+
+    async fn a_released_order_cancelled_in_the_feed_raises_an_ops_exception_with_the_erps_reason(w: World) {
+        w.erp.put(paid_order("SO-23"));
+        w.settle().await;
+        w.erp.edit("SO-23", |o| {
+            o.status = ErpOrderStatus::Cancelled;
+            o.status_reason = Some("cancelled in the sandbox ERP: out of stock".into());
+        });
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-23").await[0]["orderStatus"], json!("cancelled"));
+        let open = open_exceptions(&w, "SO-23").await;
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].kind, ExceptionKind::OrderWithdrawn);
+        assert_eq!(open[0].detail["reason"], json!("cancelled in the sandbox ERP: out of stock"));
+    }
+
+    async fn a_held_order_whose_product_the_erp_reports_changed_is_released_at_the_next_poll_without_waiting_for_the_recheck(w: World) {
+        let _clock = w.manual_clock(); // time stands still: no scheduled recheck comes
+        let mut order = paid_order("SO-24");
+        order.lines[0].sku = Some("BOX".into());
+        w.erp.put(order);
+        w.settle().await;
+        assert_eq!(w.store.get_order("acme-uk", "SO-24").await.unwrap().unwrap().state, OrderState::Held);
+        w.erp.products.lock().unwrap().get_mut("BOX").unwrap().unit_weight = Some(Weight::from_grams(500));
+        w.settle().await;
+        assert!(w.ss_orders("SO-24").await.is_empty(), "nobody said the product changed");
+
+        w.erp.touched.lock().unwrap().extend(["SO-24".to_string(), "SO-NOT-HELD".to_string()]);
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-24").await.len(), 1, "released at the next poll");
+        assert!(open_exceptions(&w, "SO-24").await.is_empty());
     }
 }

@@ -12,6 +12,12 @@
 //!   sale, summed against its total), else from the configured rule
 //!   (`invoice_paid`: the sale's `invoice_state` is `paid`); the source names what
 //!   was read either way.
+//! - **Orders read again** ([`Erp::orders`]) are the same `sale.sale` records by id,
+//!   outside the ready domain too, so a sale that left it says why: a processing
+//!   sale cannot be cancelled, its shipment is; shipment state `exception` (waiting
+//!   for someone to handle it) is on hold, and `none` once the cancelled moves were
+//!   ignored (the sale then `done`, or processing, with nothing to ship) is
+//!   cancelled, each with that reason in `status_reason`.
 //! - **Fulfilments** are `stock.shipment.out` records, one per ShipStation label,
 //!   found again by our key in the shipment's `reference`. *Packed* claims the
 //!   sale's waiting shipment, trims its inventory moves to the label's lines (what
@@ -124,6 +130,8 @@ impl Default for TrytonSettings {
 const SLACK: u32 = 50;
 /// How old a sale's write must be before it is read (see `changed_orders`).
 const SETTLE: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// Sales named per `orders_touched_since` (more wait for the scheduled re-read).
+const TOUCHED_MAX: u32 = 1000;
 /// Our prefix on shipment references and move descriptions.
 const SALE_LINE: &str = "sale.line,";
 /// Put in front of a voided label's tracking number on its cancelled shipment and
@@ -967,7 +975,38 @@ fn address_of(a: &Value, party: Option<&str>) -> Address {
     }
 }
 
+/// The `sale.sale` fields an order is made of.
+fn sale_fields(rule: PaymentRule) -> Vec<&'static str> {
+    let mut fields = vec![
+        "number", "reference", "state", "shipment_state", "invoice_state", "create_date", "write_date", "sale_date",
+        "currency.code", "total_amount", "party.name", "party.email", "carrier.rec_name",
+        "shipment_address.party_name", "shipment_address.street", "shipment_address.city",
+        "shipment_address.postal_code", "shipment_address.country.code", "shipment_address.subdivision.code",
+    ];
+    if rule == PaymentRule::SalePayment {
+        fields.extend(["payments.state", "payments.amount", "payments.kind"]);
+    }
+    fields
+}
+
 impl TrytonClient {
+    /// These sales as orders, with their lines read in one request.
+    async fn orders_of(&self, sales: &[Obj], rule: PaymentRule) -> Result<Vec<ErpOrder>> {
+        let ids: Vec<i64> = sales.iter().map(record_id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lines = self.sale_lines(&ids).await?;
+        sales
+            .iter()
+            .map(|s| {
+                let sid = record_id(s);
+                self.order_of(s, lines.get(&sid).map(Vec::as_slice).unwrap_or_default(), rule)
+                    .map_err(|detail| ErpError::Decode { what: format!("sale {sid}"), detail })
+            })
+            .collect()
+    }
+
     fn order_of(&self, sale: &Obj, lines: &[Obj], rule: PaymentRule) -> std::result::Result<ErpOrder, String> {
         let id = sale.get("id").and_then(Value::as_i64).ok_or("a sale without an id")?;
         let whose = format!("sale {id}");
@@ -1077,11 +1116,7 @@ impl TrytonClient {
                 }
             }
         };
-        let status = match sale.get("state").and_then(Value::as_str) {
-            Some("cancelled") => ErpOrderStatus::Cancelled,
-            Some("processing" | "confirmed" | "done") => ErpOrderStatus::Open,
-            _ => ErpOrderStatus::OnHold,
-        };
+        let (status, status_reason) = status_of(sale, out_lines.iter().any(|l| l.physical));
         let party = sale.get("party").and_then(|p| p.get("name")).and_then(Value::as_str);
         let ship_to = address_of(sale.get("shipment_address").unwrap_or(&Value::Null), party);
         let created = sale.get("create_date").and_then(rest::timestamp_of).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -1089,6 +1124,7 @@ impl TrytonClient {
             erp_id: id.to_string(),
             number: sale.get("number").and_then(rest::text_of).unwrap_or_else(|| id.to_string()),
             status,
+            status_reason,
             currency: currency.code().to_string(),
             placed_at: created,
             updated_at: updated_of(sale),
@@ -1102,6 +1138,33 @@ impl TrytonClient {
             requested_service: sale.get("carrier").and_then(|c| c.get("rec_name")).and_then(rest::text_of),
             customer_reference: sale.get("reference").and_then(rest::text_of),
         })
+    }
+}
+
+/// Whether Tryton still wants a sale shipped, and why not. A processing sale cannot
+/// be cancelled in Tryton: its shipment is cancelled instead, which leaves the sale
+/// in shipment state `exception` until someone handles it (recreate the moves: it
+/// ships again; ignore them: nothing is left to ship, shipment state `none`, and the
+/// sale goes `done` once invoiced).
+fn status_of(sale: &Obj, has_goods: bool) -> (ErpOrderStatus, Option<String>) {
+    let state = sale.get("state").and_then(Value::as_str).unwrap_or("draft");
+    let shipment = sale.get("shipment_state").and_then(Value::as_str).unwrap_or("none");
+    match (state, shipment) {
+        ("cancelled", _) => (ErpOrderStatus::Cancelled, Some("sale cancelled in Tryton".into())),
+        ("processing" | "done", "exception") => (
+            ErpOrderStatus::OnHold,
+            Some(
+                "its shipment was cancelled in Tryton and waits for the sale's shipment exception to be handled \
+                 (recreate the moves to ship it, ignore them to withdraw it)"
+                    .into(),
+            ),
+        ),
+        ("processing" | "done", "none") if has_goods => (
+            ErpOrderStatus::Cancelled,
+            Some(format!("sale {state} in Tryton with its shipment cancelled and the moves ignored: nothing is left to ship")),
+        ),
+        ("processing" | "confirmed" | "done", _) => (ErpOrderStatus::Open, None),
+        (other, _) => (ErpOrderStatus::OnHold, Some(format!("sale is {other} in Tryton"))),
     }
 }
 
@@ -1154,15 +1217,7 @@ impl Erp for TrytonClient {
         Box::pin(async move {
             let limit = limit.clamp(1, 500) as usize;
             let rule = self.payment_rule().await?;
-            let mut fields = vec![
-                "number", "reference", "state", "shipment_state", "invoice_state", "create_date", "write_date", "sale_date",
-                "currency.code", "total_amount", "party.name", "party.email", "carrier.rec_name",
-                "shipment_address.party_name", "shipment_address.street", "shipment_address.city",
-                "shipment_address.postal_code", "shipment_address.country.code", "shipment_address.subdivision.code",
-            ];
-            if rule == PaymentRule::SalePayment {
-                fields.extend(["payments.state", "payments.amount", "payments.kind"]);
-            }
+            let fields = sale_fields(rule);
             // Tryton stamps write_date when a transaction starts: a sale committed
             // late could carry a time before one already read. Sales are read only
             // once they are SETTLE old.
@@ -1216,19 +1271,48 @@ impl Erp for TrytonClient {
                 picked.extend(later);
             }
             picked.sort_by_key(|s| position(updated_of(s), record_id(s)));
-            let ids: Vec<i64> = picked.iter().map(record_id).collect();
-            if ids.is_empty() {
-                return Ok(Vec::new());
+            self.orders_of(&picked, rule).await
+        })
+    }
+
+    /// Ready sales with a line whose product (`product.product` or its template) or
+    /// whose shipment address (`party.address`) was written since `since`, less the
+    /// settling time (a write is stamped when its transaction starts).
+    fn orders_touched_since<'a>(&'a self, since: Timestamp) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let t = rest::datetime(since - SETTLE);
+            let domain = json!([
+                self.settings.ready_domain.clone(),
+                ["OR",
+                    ["lines.product.write_date", ">=", t],
+                    ["lines.product.template.write_date", ">=", t],
+                    ["shipment_address.write_date", ">=", t]],
+            ]);
+            let sales = self.search("sale.sale", domain, &["id"], Some(json!([["id", "ASC"]])), Some(TOUCHED_MAX), "the sales whose products or addresses changed").await?;
+            Ok(sales.iter().map(|s| record_id(s).to_string()).collect())
+        })
+    }
+
+    fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>>> {
+        Box::pin(async move {
+            let rule = self.payment_rule().await?;
+            let fields = sale_fields(rule);
+            let mut out = Vec::new();
+            for chunk in erp_ids.chunks(crate::ORDERS_PER_READ) {
+                // Ids that are not sale ids name no sale: absent, like unknown ones.
+                let ids: Vec<i64> = chunk.iter().filter_map(|id| id.parse().ok()).collect();
+                if ids.is_empty() {
+                    continue;
+                }
+                // Whatever their state: a sale that left the ready set is read too,
+                // and its status says what became of it.
+                let sales = self.search("sale.sale", json!([["id", "in", ids]]), &fields, None, None, "the sales read by id").await?;
+                let mut orders = self.orders_of(&sales, rule).await?;
+                let asked: HashMap<&str, usize> = chunk.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                orders.sort_by_key(|o| asked.get(o.erp_id.as_str()).copied());
+                out.extend(orders);
             }
-            let lines = self.sale_lines(&ids).await?;
-            picked
-                .iter()
-                .map(|s| {
-                    let sid = record_id(s);
-                    self.order_of(s, lines.get(&sid).map(Vec::as_slice).unwrap_or_default(), rule)
-                        .map_err(|detail| ErpError::Decode { what: format!("sale {sid}"), detail })
-                })
-                .collect()
+            Ok(out)
         })
     }
 

@@ -165,6 +165,46 @@ async fn products_come_back_for_known_skus_and_unknown_ones_are_simply_absent() 
 }
 
 #[tokio::test]
+async fn orders_read_by_id_come_back_whatever_their_status_with_the_erps_reason_and_in_batches() {
+    let s = setup().await;
+    let open = s.mug_order(json!({"state": "captured"})).await;
+    let held = s.mug_order(json!({"state": "captured"})).await;
+    let cancelled = s.mug_order(json!({"state": "captured"})).await;
+    s.control(reqwest::Method::POST, &format!("/_sandbox/orders/{}/hold", held.erp_id), json!({"reason": "fraud review"})).await;
+    s.control(reqwest::Method::POST, &format!("/_sandbox/orders/{}/cancel", cancelled.erp_id), json!({"reason": "customer changed their mind"})).await;
+    // A product fixed in the master changes no order: only a read by id and the
+    // product master show it.
+    s.control(reqwest::Method::POST, "/_sandbox/products", json!({"products": [{"sku": "MUG", "name": "Mug", "weight": 360}]})).await;
+
+    let ids: Vec<String> = [&cancelled.erp_id, "SO-NOT-THERE", &open.erp_id, &held.erp_id].map(|s| s.to_string()).to_vec();
+    let read = s.client.orders(&ids).await.unwrap();
+    let got: Vec<(&str, ErpOrderStatus, Option<&str>)> =
+        read.iter().map(|o| (o.erp_id.as_str(), o.status, o.status_reason.as_deref())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (cancelled.erp_id.as_str(), ErpOrderStatus::Cancelled, Some("cancelled in the sandbox ERP: customer changed their mind")),
+            (open.erp_id.as_str(), ErpOrderStatus::Open, None),
+            (held.erp_id.as_str(), ErpOrderStatus::OnHold, Some("on hold in the sandbox ERP: fraud review")),
+        ],
+        "in the order asked, the unknown id absent"
+    );
+    assert_eq!(read[1], open, "the same order the feed gave");
+    assert!(s.client.orders(&[]).await.unwrap().is_empty());
+
+    // More ids than one request carries: read 100 at a time.
+    let before = s.erp.stats()["requests"].clone();
+    let many: Vec<String> = (0..230).map(|i| format!("SO-NOPE-{i}")).chain([open.erp_id.clone()]).collect();
+    assert_eq!(s.client.orders(&many).await.unwrap().len(), 1);
+    let after = s.erp.stats()["requests"].clone();
+    assert_eq!(requests_by_id(&after) - requests_by_id(&before), 3, "{before} → {after}");
+}
+
+fn requests_by_id(requests: &Value) -> u64 {
+    requests.as_object().map(|m| m.iter().filter(|(k, _)| k.starts_with("GET /api/orders")).filter_map(|(_, v)| v.as_u64()).sum()).unwrap_or(0)
+}
+
+#[tokio::test]
 async fn a_fulfilment_is_packed_then_completed_and_completing_it_again_is_refused() {
     let s = setup().await;
     let order = s.mug_order(json!({"state": "captured"})).await;

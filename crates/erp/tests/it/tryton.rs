@@ -7,7 +7,7 @@ use jiff::civil::date;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shipledger_core::money::{Currency, Money};
-use shipledger_core::order::{ErpOrder, PaymentState};
+use shipledger_core::order::{ErpOrder, ErpOrderStatus, PaymentState};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::release::{GatePolicy, Verdict, check};
 use shipledger_erp::tryton::{TrytonClient, TrytonSettings};
@@ -345,4 +345,176 @@ async fn a_void_interrupted_after_tryton_cancelled_the_shipment_is_finished_on_t
     assert_eq!(state["shipment_state"], "waiting", "the goods wait for the next label again");
     let next = label(sale, 31, "RM400000002GB", lines, FulfilmentState::Completed);
     assert_eq!(erp.record_fulfilment(&next).await.unwrap().state, FulfilmentState::Completed);
+}
+
+fn gate(order: &ErpOrder, products: &[shipledger_core::order::Product]) -> Verdict {
+    check(order, |sku| products.iter().find(|p| p.sku == sku).cloned(), &GatePolicy::default())
+}
+
+fn held_for(verdict: &Verdict) -> Vec<ExceptionKind> {
+    match verdict {
+        Verdict::Hold { findings } => findings.iter().map(|f| f.kind).collect(),
+        Verdict::Release { .. } => Vec::new(),
+    }
+}
+
+async fn read_one(erp: &TrytonClient, id: &str) -> ErpOrder {
+    let mut read = erp.orders(&[id.to_string()]).await.unwrap();
+    assert_eq!(read.len(), 1, "sale {id} read by id");
+    read.remove(0)
+}
+
+#[tokio::test]
+async fn a_held_sale_read_again_by_id_shows_the_weight_set_on_its_product_and_the_postal_code_fixed_on_its_address() {
+    let Some(db) = TrytonDb::create("recheck") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let last = orders.last().unwrap();
+    let feed_end = Cursor { updated_at: last.updated_at, erp_id: last.erp_id.clone() };
+    let weightless = by_reference(&orders, &db, "SHOP-1004").clone();
+    let skus: Vec<String> = weightless.lines.iter().filter_map(|l| l.sku.clone()).collect();
+    assert_eq!(held_for(&gate(&weightless, &erp.products(&skus).await.unwrap())), [ExceptionKind::HeldMissingWeight]);
+
+    // The clerk sets the weight where the hold message says: on the product.
+    let mug = tryton_get(&db, &format!("product.template/{}", db.id("/products/MUG-WHT/template_id")), &["weight_uom"], None).await;
+    let kg = mug["weight_uom"].as_i64().or_else(|| mug["weight_uom"]["id"].as_i64()).expect("the kilogram's id");
+    db.send(
+        reqwest::Method::PUT,
+        &format!("product.template/{}", db.id("/products/GIFT-CARD-BOX/template_id")),
+        json!({"weight": 0.12, "weight_uom": kg}),
+    )
+    .await;
+    assert!(erp.changed_orders(Some(&feed_end), 10).await.unwrap().is_empty(), "the sale itself did not change: the feed never shows the fix");
+    let fixed = read_one(&erp, &weightless.erp_id).await;
+    let gift = fixed.lines.iter().find(|l| l.sku.as_deref() == Some("GIFT-CARD-BOX")).unwrap();
+    assert_eq!(gift.unit_weight, Some(shipledger_core::weight::Weight::from_grams(120)));
+    assert!(matches!(gate(&fixed, &erp.products(&skus).await.unwrap()), Verdict::Release { .. }));
+
+    // The postal code: missing on the customer's address, then fixed there.
+    let sale = by_reference(&orders, &db, "SHOP-1001");
+    let addr = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["shipment_address"], None).await;
+    let addr = addr["shipment_address"].as_i64().or_else(|| addr["shipment_address"]["id"].as_i64()).expect("the address id");
+    db.send(reqwest::Method::PUT, &format!("party.address/{addr}"), json!({"postal_code": null})).await;
+    let blank = read_one(&erp, &sale.erp_id).await;
+    let products = erp.products(&["MUG-WHT".to_string()]).await.unwrap();
+    assert_eq!(held_for(&gate(&blank, &products)), [ExceptionKind::HeldIncompleteAddress]);
+    db.send(reqwest::Method::PUT, &format!("party.address/{addr}"), json!({"postal_code": "SW1A 1AA"})).await;
+    let again = read_one(&erp, &sale.erp_id).await;
+    assert_eq!(again.ship_to.postal_code.as_deref(), Some("SW1A 1AA"));
+    assert!(matches!(gate(&again, &products), Verdict::Release { .. }));
+
+    // Several at once, unknown ids absent.
+    let ids = vec![weightless.erp_id.clone(), "999999".into(), "not-a-sale".into(), sale.erp_id.clone()];
+    let both: Vec<String> = erp.orders(&ids).await.unwrap().into_iter().map(|o| o.erp_id).collect();
+    assert_eq!(both, vec![weightless.erp_id.clone(), sale.erp_id.clone()], "in the order asked");
+}
+
+#[tokio::test]
+async fn a_sale_whose_shipment_is_cancelled_is_on_hold_and_once_its_moves_are_ignored_it_is_withdrawn_with_trytons_reason() {
+    let Some(db) = TrytonDb::create("withdrawn") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let sale = by_reference(&orders, &db, "SHOP-1001").clone();
+    assert_eq!((sale.status, sale.status_reason.as_deref()), (ErpOrderStatus::Open, None));
+
+    let shipment = shipments_of(&db, &sale.erp_id).await;
+    tryton_button(&db, &format!("stock.shipment.out/{}/cancel", shipment[0]["id"])).await;
+    let cancelled = read_one(&erp, &sale.erp_id).await;
+    assert_eq!(cancelled.status, ErpOrderStatus::OnHold, "Tryton waits for someone to handle the shipment exception");
+    assert!(cancelled.status_reason.as_deref().unwrap().contains("shipment was cancelled"), "{:?}", cancelled.status_reason);
+
+    // Handle the shipment exception as the wizard does: ignore the cancelled moves.
+    let moves = tryton_get(&db, "stock.move", &["state", "origin"], Some(json!([["origin.sale", "=", sale.erp_id.parse::<i64>().unwrap(), "sale.line"]]))).await;
+    for m in moves.as_array().unwrap() {
+        assert_eq!(m["state"], "cancelled");
+        let line = m["origin"].as_str().and_then(|o| o.strip_prefix("sale.line,")).expect("a sale line origin");
+        db.send(reqwest::Method::PUT, &format!("sale.line/{line}"), json!({"moves_ignored": [["add", [m["id"]]]]})).await;
+    }
+    tryton_button(&db, &format!("sale.sale/{}/process", sale.erp_id)).await;
+    let state = tryton_get(&db, &format!("sale.sale/{}", sale.erp_id), &["state", "shipment_state"], None).await;
+    assert_eq!((state["state"].as_str(), state["shipment_state"].as_str()), (Some("done"), Some("none")), "done with nothing shipped");
+    let last = orders.last().unwrap();
+    let after = erp.changed_orders(Some(&Cursor { updated_at: last.updated_at, erp_id: last.erp_id.clone() }), 10).await.unwrap();
+    assert!(after.iter().all(|o| o.erp_id != sale.erp_id), "a done sale is not in the ready set: only a read by id sees it");
+
+    let withdrawn = read_one(&erp, &sale.erp_id).await;
+    assert_eq!(withdrawn.status, ErpOrderStatus::Cancelled);
+    assert_eq!(
+        withdrawn.status_reason.as_deref(),
+        Some("sale done in Tryton with its shipment cancelled and the moves ignored: nothing is left to ship")
+    );
+}
+
+#[tokio::test]
+async fn a_sale_paid_by_a_submitted_or_processing_payment_is_authorised_only_until_the_payment_succeeds() {
+    let Some(db) = TrytonDb::create("authorised") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+    let unpaid = by_reference(&orders, &db, "SHOP-1003").clone();
+    let seed = db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == "SHOP-1003").unwrap().clone();
+    let party = tryton_get(&db, &format!("sale.sale/{}", unpaid.erp_id), &["party"], None).await;
+    let party = party["party"].as_i64().or_else(|| party["party"]["id"].as_i64()).unwrap();
+    let payment = db
+        .send(
+            reqwest::Method::POST,
+            "account.payment",
+            json!({
+                "company": db.id("/company/id"), "journal": db.id("/payment_journal_id"), "kind": "receivable",
+                "party": party, "origin": format!("sale.sale,{}", unpaid.erp_id),
+                "amount": {"__class__": "Decimal", "decimal": seed["total_amount"].as_str().unwrap()},
+                "date": {"__class__": "date", "year": 2026, "month": 11, "day": 24},
+            }),
+        )
+        .await;
+    let pid = payment.as_i64().or_else(|| payment["id"].as_i64()).or_else(|| payment[0]["id"].as_i64()).expect("the payment id");
+    let mut states = Vec::new();
+    tryton_button(&db, &format!("account.payment/{pid}/submit")).await;
+    states.push(("submitted", read_one(&erp, &unpaid.erp_id).await.payment.state));
+    // Tryton's "Process Payments" wizard is not on the REST API: a clerk runs it.
+    db.proteus(&format!("payment = Model.get('account.payment')({pid})\npayment.click('process_wizard')\npayment.reload()\nassert payment.state == 'processing', payment.state"));
+    states.push(("processing", read_one(&erp, &unpaid.erp_id).await.payment.state));
+    tryton_button(&db, &format!("account.payment/{pid}/succeed")).await;
+    states.push(("succeeded", read_one(&erp, &unpaid.erp_id).await.payment.state));
+    assert_eq!(
+        states,
+        [("submitted", PaymentState::Authorised), ("processing", PaymentState::Authorised), ("succeeded", PaymentState::Captured)],
+        "only a succeeded payment is money"
+    );
+    let captured = read_one(&erp, &unpaid.erp_id).await;
+    assert_eq!(captured.payment.source, format!("tryton:account.payment:{pid}"));
+    assert!(matches!(gate(&captured, &erp.products(&["HOOD-GRY-L".to_string()]).await.unwrap()), Verdict::Release { .. }));
+}
+
+#[tokio::test]
+async fn sales_whose_product_or_address_changed_are_named_although_the_sales_themselves_did_not_change() {
+    let Some(db) = TrytonDb::create("touched") else { return };
+    let erp = client(&db);
+    let sale_of = |reference: &str| {
+        db.seed["sales"].as_array().unwrap().iter().find(|s| s["reference"] == reference).unwrap()["id"].as_i64().unwrap().to_string()
+    };
+    // Nothing in the seed is newer than a moment from now.
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60);
+    assert!(erp.orders_touched_since(later).await.unwrap().is_empty());
+
+    let before = jiff::Timestamp::now();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let untouched = erp.orders_touched_since(before).await.unwrap();
+    let mug = tryton_get(&db, &format!("product.template/{}", db.id("/products/MUG-WHT/template_id")), &["weight_uom"], None).await;
+    let kg = mug["weight_uom"].as_i64().or_else(|| mug["weight_uom"]["id"].as_i64()).unwrap();
+    db.send(
+        reqwest::Method::PUT,
+        &format!("product.template/{}", db.id("/products/GIFT-CARD-BOX/template_id")),
+        json!({"weight": 0.12, "weight_uom": kg}),
+    )
+    .await;
+    let touched = erp.orders_touched_since(before).await.unwrap();
+    assert!(touched.contains(&sale_of("SHOP-1004")), "the gift box's sale: {touched:?}");
+    assert!(!untouched.contains(&sale_of("SHOP-1004")), "{untouched:?}");
+    assert!(!touched.contains(&sale_of("SHOP-1002")), "a sale without the gift box: {touched:?}");
+
+    let addr = tryton_get(&db, &format!("sale.sale/{}", sale_of("SHOP-1003")), &["shipment_address"], None).await;
+    let addr = addr["shipment_address"].as_i64().or_else(|| addr["shipment_address"]["id"].as_i64()).unwrap();
+    db.send(reqwest::Method::PUT, &format!("party.address/{addr}"), json!({"postal_code": "EH2 2PR"})).await;
+    let touched = erp.orders_touched_since(before).await.unwrap();
+    assert!(touched.contains(&sale_of("SHOP-1003")) && touched.contains(&sale_of("SHOP-1004")), "{touched:?}");
 }

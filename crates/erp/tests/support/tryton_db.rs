@@ -134,6 +134,42 @@ impl TrytonDb {
         assert!(r.status().is_success(), "DELETE {path}: {}", r.status());
     }
 
+    /// Send `body` to Tryton's REST API as a clerk would (company 1): `POST
+    /// model/MODEL` creates, `PUT model/MODEL/ID` writes, `POST model/MODEL/ID/BUTTON`
+    /// presses a button. Answers Tryton's JSON.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let r = reqwest::Client::new()
+            .request(method.clone(), format!("{}/rest/model/{path}", self.url))
+            .bearer_auth(&self.key)
+            .header("X-Tryton-Context", Self::b64(&serde_json::json!({"company": 1})))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Run a Python snippet with proteus bound to this database (in-process trytond,
+    /// as the seed does), for what the REST API cannot do: wizards. `DB` and `CONF`
+    /// are set; `Model` and `Wizard` are imported.
+    pub fn proteus(&self, snippet: &str) {
+        let cache = root().join(".cache/tryton");
+        let script = format!(
+            "import sys\nfrom proteus import Model, Wizard, config\nDB, CONF = sys.argv[1], sys.argv[2]\nconfig.set_trytond(DB, config_file=CONF)\n{snippet}\n"
+        );
+        let out = Command::new(cache.join("venv/bin/python"))
+            .arg("-c")
+            .arg(&script)
+            .arg(&self.name)
+            .arg(cache.join("trytond.conf"))
+            .output()
+            .expect("the Tryton venv's python runs");
+        assert!(out.status.success(), "proteus on {}:\n{snippet}\n{}", self.name, String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The outbound shipments of a sale, as Tryton has them.
     pub async fn shipments_of(&self, sale: i64) -> Vec<Value> {
         let v = self

@@ -86,12 +86,14 @@ async fn set_payment(State(shared): St, Path(id): Path<String>, body: Bytes) -> 
     ok(json!({"order": order}))
 }
 
-async fn cancel(State(shared): St, Path(id): Path<String>) -> Answer {
+async fn cancel(State(shared): St, Path(id): Path<String>, body: Bytes) -> Answer {
+    let b: HoldBody = empty_or(&body)?;
     let now = shared.clock.now();
-    let order = shared.with_world(|w| w.cancel_order(&id, now))?;
+    let order = shared.with_world(|w| w.cancel_order(&id, b.reason, now))?;
     ok(json!({"order": order}))
 }
 
+/// The body of a hold or a cancel: `{reason?}`.
 #[derive(Deserialize, Default)]
 struct HoldBody {
     #[serde(default)]

@@ -22,6 +22,7 @@
 //! | --- | --- |
 //! | `GET /api/company` | `{name, base_currency}` |
 //! | `GET /api/orders?updated_after_ms=&after_id=&limit=` | `{orders: [...], next: {updated_after_ms, after_id} \| null}`: orders whose `(updated_at_ms, id)` is strictly after the cursor, in that order; `limit` 1–500 (default 100). Every change to an order (payment, cancel, hold, address, line, re-send) moves it to the end |
+//! | `GET /api/orders?id=A&id=B` | `{orders: [...], next: null}`: those orders whatever their status (cancelled, on hold), in the order asked; unknown ids absent; at most 500 |
 //! | `GET /api/orders/{id}` | one sales order, with `lines`, `payments`, `ship_to`, `bill_to`, `total` |
 //! | `GET /api/products?sku=A&sku=B` | `{products: [...]}`: the master entries for those SKUs (unknown ones absent); all products without `sku` |
 //! | `POST /api/orders/{id}/fulfilments` `{key, state: packed\|completed\|cancelled, lines: [{line_id, quantity}], packages: [{carrier, service?, tracking_number, ship_date?, cost?}]}` | 201 a new `FUL-…` document, 200 the same document for the same key and state (packed) or after a move forward; 409 completing a completed one, moving one back, or an order cancelled/on hold; 422 quantities beyond the order line, unknown lines |
@@ -39,7 +40,7 @@
 //! | `POST /_sandbox/orders` [`OrderInput`](model::OrderInput) | create an order (201) or, for a known `id`/`external_ref`, update and re-stamp it (200, `duplicate: true`); answers `{order, created}` |
 //! | `POST /_sandbox/orders/bulk` `{orders: [...]}` | several at once, all stamped in the same millisecond |
 //! | `POST /_sandbox/orders/{id}/payment` `{state, amount?, method?}` | open a payment document or move the latest one (unpaid → authorised → captured → refunded) |
-//! | `POST /_sandbox/orders/{id}/cancel` | cancel (packed fulfilments are cancelled with it; refused once shipped) |
+//! | `POST /_sandbox/orders/{id}/cancel` `{reason?}` | cancel (packed fulfilments are cancelled with it; refused once shipped); the reason is kept as `cancel_reason` |
 //! | `POST /_sandbox/orders/{id}/hold` `{reason?}`, `POST /_sandbox/orders/{id}/release` | put on hold / release |
 //! | `PUT /_sandbox/orders/{id}/ship-to` (an address) | change the ship-to address |
 //! | `PATCH /_sandbox/orders/{id}/lines/{line_id}` [`LinePatch`](model::LinePatch) | change a line (quantity, SKU, price, weight) |

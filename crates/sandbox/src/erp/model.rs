@@ -124,6 +124,9 @@ pub struct SalesOrder {
     pub updated_at_ms: i64,
     #[serde(default)]
     pub cancelled_at: Option<Timestamp>,
+    /// Why it was cancelled, when the canceller said.
+    #[serde(default)]
+    pub cancel_reason: Option<String>,
     #[serde(default)]
     pub customer_email: Option<String>,
     pub ship_to: Address,
@@ -526,6 +529,11 @@ impl ErpWorld {
         all
     }
 
+    /// These orders, whatever their status, in the order asked (unknown ids absent).
+    pub fn orders_by_id<'a>(&'a self, ids: &[&str]) -> Vec<&'a SalesOrder> {
+        ids.iter().filter_map(|id| self.orders.get(*id)).collect()
+    }
+
     pub fn order(&self, id: &str) -> Result<&SalesOrder> {
         self.orders.get(id).ok_or_else(|| Refusal::NotFound(format!("sales order {id} does not exist")))
     }
@@ -683,6 +691,7 @@ impl ErpWorld {
             updated_at: now,
             updated_at_ms: now.as_millisecond(),
             cancelled_at: None,
+            cancel_reason: None,
             customer_email: input.customer_email.clone(),
             ship_to: input.ship_to.clone(),
             bill_to: input.bill_to.clone(),
@@ -775,7 +784,7 @@ impl ErpWorld {
     /// Cancel an order: open (packed) fulfilments are cancelled with it and its stock
     /// reservation is released. An order with a completed fulfilment has shipped and
     /// cannot be cancelled.
-    pub fn cancel_order(&mut self, order_id: &str, now: Timestamp) -> Result<SalesOrder> {
+    pub fn cancel_order(&mut self, order_id: &str, reason: Option<String>, now: Timestamp) -> Result<SalesOrder> {
         let order = self.order(order_id)?;
         if order.status == OrderStatus::Cancelled {
             return Err(Refusal::Conflict(format!("sales order {order_id} is already cancelled")));
@@ -794,6 +803,7 @@ impl ErpWorld {
         self.change_order(order_id, now, |o, _| {
             o.status = OrderStatus::Cancelled;
             o.cancelled_at = Some(now);
+            o.cancel_reason = reason;
             o.hold_reason = None;
             Ok(())
         })?;

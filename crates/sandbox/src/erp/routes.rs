@@ -54,6 +54,16 @@ async fn company(State(shared): St) -> Answer {
 
 async fn orders(State(shared): St, RawQuery(q): RawQuery) -> Answer {
     let q = pairs(&q);
+    let ids: Vec<&str> = q.iter().filter(|(k, _)| k == "id").map(|(_, v)| v.as_str()).filter(|v| !v.is_empty()).collect();
+    if !ids.is_empty() {
+        if ids.len() > 500 {
+            return Err(ApiError::invalid(format!("at most 500 ids per request, got {}", ids.len())));
+        }
+        if q.iter().any(|(k, _)| k != "id") {
+            return Err(ApiError::invalid("id cannot be combined with the change feed's parameters"));
+        }
+        return ok(shared.read_world(|w| json!({"orders": w.orders_by_id(&ids), "next": null})));
+    }
     let after_ms = match first(&q, "updated_after_ms") {
         Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::invalid(format!("updated_after_ms must be epoch milliseconds, got '{v}'")))?),
         None => None,
