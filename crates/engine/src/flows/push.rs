@@ -48,8 +48,11 @@ use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
 /// How far before the earliest moment a push could have touched an order the read-back
-/// starts (clocks differ, and ShipStation's Pacific times have whole seconds).
-const READ_BACK_MARGIN: SignedDuration = SignedDuration::from_mins(10);
+/// starts: our clock and ShipStation's may differ (ShipStation's Pacific times have
+/// whole seconds, and an engine's injected clock may run ahead), and the read-back
+/// reads newest first and stops once every key is found, so a wide margin costs a
+/// page at most.
+const READ_BACK_MARGIN: SignedDuration = SignedDuration::from_mins(30);
 /// Orders a read-back page holds (ShipStation's largest page).
 const READ_BACK_PAGE_SIZE: u32 = 500;
 /// Pages a read-back reads at most before looking orders up one by one.
