@@ -257,3 +257,15 @@ crate::stories! {
         assert!(open_exceptions(&w, "SO-24").await.is_empty());
     }
 }
+
+#[test]
+fn an_order_without_a_customer_reference_keeps_the_hash_it_was_stored_with_and_a_reference_is_a_change_to_push() {
+    use shipledger_engine::flows::release::snapshot_hash;
+    let order = paid_order("SO-1");
+    // The hash this order was stored with before customer references existed: were it
+    // to move, every stored order would look changed and be pushed again after an upgrade.
+    assert_eq!(snapshot_hash(&order), "9402e50ff16eb7e54502d110729c06fc");
+    let mut with_reference = order.clone();
+    with_reference.customer_reference = Some("PO-778".into());
+    assert_ne!(snapshot_hash(&with_reference), snapshot_hash(&order), "a new reference must reach ShipStation");
+}
