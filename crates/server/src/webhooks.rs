@@ -120,7 +120,7 @@ pub async fn load_webhook_keys(url: &Url) -> Result<WebhookKeys, String> {
     let origin = url.clone();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
-        .redirect(redirect::policy(move |target| redirect::same_origin(target, &origin)))
+        .redirect(redirect::policy(move |target, _| redirect::same_origin(target, &origin)))
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
     let response = http.get(url.clone()).send().await.map_err(|e| format!("the request failed: {e}"))?;

@@ -3,9 +3,10 @@
 //! An origin is a scheme, a host and a port, compared as [`url`] normalises them
 //! (scheme and host lowercase, IDNA hosts in their ASCII form, a scheme's default
 //! port the same as no port). Every ShipStation request may follow a redirect only to
-//! the configured origin; the fetch of a v1 webhook's `resource_url` may also follow
-//! one to a numbered `ssapiN` shard ([`resource_url_allowed`](crate::resource_url_allowed)).
-//! A redirect anywhere else is never sent: [`policy`] stops there, and the 3xx answer
+//! the configured origin; the fetch of a v1 webhook's `resource_url` (which may name a
+//! numbered `ssapiN` shard, [`resource_url_allowed`](crate::resource_url_allowed)) only
+//! within the origin it was sent to, since reqwest drops the credentials on a hop to
+//! another host. A redirect anywhere else is never sent: [`policy`] stops there, and the 3xx answer
 //! comes back to the caller, which [`refused`] reads as the hop that was refused.
 //! A redirect target that carries user information is refused too, and no more than
 //! [`MAX_HOPS`] redirects are followed.
@@ -21,16 +22,17 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
     matches!(a.scheme(), "http" | "https") && a.origin() == b.origin()
 }
 
-/// A redirect policy that follows a redirect only when `allowed(target)` holds and
-/// the target names no user, for at most [`MAX_HOPS`] hops; any other redirect is not
+/// A redirect policy that follows a redirect only when `allowed(target, from)` holds
+/// (`from` is the URL that answered with the redirect) and the target names no user, for at most [`MAX_HOPS`] hops; any other redirect is not
 /// followed and its 3xx answer is returned as it came.
 pub fn policy<F>(allowed: F) -> reqwest::redirect::Policy
 where
-    F: Fn(&Url) -> bool + Send + Sync + 'static,
+    F: Fn(&Url, &Url) -> bool + Send + Sync + 'static,
 {
     reqwest::redirect::Policy::custom(move |attempt| {
         let target = attempt.url();
-        let ok = allowed(target) && target.username().is_empty() && target.password().is_none();
+        let from = attempt.previous().last().unwrap_or(target);
+        let ok = allowed(target, from) && target.username().is_empty() && target.password().is_none();
         if !ok {
             attempt.stop()
         } else if attempt.previous().len() > MAX_HOPS {

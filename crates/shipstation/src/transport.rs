@@ -139,9 +139,9 @@ impl Transport {
                 .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
         };
         let base = config.base_url.clone();
-        let http = client(redirect::policy(move |target| redirect::same_origin(target, &base)))?;
+        let http = client(redirect::policy(move |target, _| redirect::same_origin(target, &base)))?;
         let base = config.base_url.clone();
-        let resource_http = client(redirect::policy(move |target| resource_url_allowed(target, &base)))?;
+        let resource_http = client(redirect::policy(move |target, from| resource_url_allowed(target, &base) && redirect::same_origin(target, from)))?;
         let budget_key = config.budget_key(api.label());
         Ok(Transport {
             http,

@@ -39,7 +39,7 @@ use shipledger_core::{Weight, WeightUnit};
 use shipledger_shipstation::v1::model::{self as ss, OrderRefusal, OrderStatus};
 use shipledger_shipstation::v1::query::{OrderFilter, OrderSortBy, SortDir};
 use shipledger_store::{
-    Change, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
+    Change, ExceptionFilter, ExceptionState, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
     OrderState, OrderUpsert,
 };
 
@@ -433,7 +433,8 @@ async fn settle_held(
                     }),
                 ));
             }
-            raise_failed(&mut change, &p.job, &p.record, &message, ExceptionKind::ChangeAfterShipment);
+            let kind = change_after_shipment_unless_withdrawn(engine, conn, &p.record).await?;
+            raise_failed(&mut change, &p.job, &p.record, &message, kind);
             commit_job_change(engine, change).await
         }
         Held::Differs => unreachable!("an order that differs is sent, not settled"),
@@ -499,7 +500,9 @@ async fn read_back_keys<'a>(
             seen.complete = true;
             break;
         };
-        let short = page.len() < READ_BACK_PAGE_SIZE as usize;
+        // The pager drops orders an earlier page already showed (ShipStation's pages
+        // shift while orders are modified), so a page's length says nothing about
+        // whether it was the last: the pager says so by answering None.
         for order in page {
             if let Some(key) = order.order_key.as_deref()
                 && wanted.contains_key(key)
@@ -508,7 +511,7 @@ async fn read_back_keys<'a>(
                 seen.found.insert(key.to_string(), order);
             }
         }
-        if short || wanted.keys().all(|k| seen.found.contains_key(*k)) {
+        if wanted.keys().all(|k| seen.found.contains_key(*k)) {
             seen.complete = true;
             break;
         }
@@ -635,24 +638,53 @@ async fn give_up(
     report: &mut PushReport,
 ) -> Result<(), EngineError> {
     report.failed += 1;
+    let kind = match kind {
+        ExceptionKind::ChangeAfterShipment => change_after_shipment_unless_withdrawn(engine, conn, record).await?,
+        other => Some(other),
+    };
     let mut change = Change::new(&conn.name, engine.clock.now());
     raise_failed(&mut change, &job, record, message, kind);
     commit_job_change(engine, change).await
 }
 
-/// The push of `record` failed for good: an owned exception, a `sync_failed` event,
-/// and the job dead.
-fn raise_failed(change: &mut Change, job: &Job, record: &OrderRecord, message: &str, kind: ExceptionKind) {
-    change.raise(
-        kind,
-        "order",
-        record.erp_id.clone(),
-        json!({
-            "message": format!("order {} ({}): {message}", record.number, record.order_key),
-            "order_number": record.number,
-            "attempts": job.attempts,
-        }),
-    );
+/// `change_after_shipment`, unless the order was withdrawn by the ERP and its open
+/// `order_withdrawn` exception already names the labels to void: then ops need no
+/// second exception for the cancel (or hold) ShipStation refused.
+async fn change_after_shipment_unless_withdrawn(
+    engine: &Engine,
+    conn: &Connection,
+    record: &OrderRecord,
+) -> Result<Option<ExceptionKind>, EngineError> {
+    let open = engine
+        .store
+        .list_exceptions(ExceptionFilter {
+            connection: Some(conn.name.clone()),
+            state: Some(ExceptionState::Open),
+            kind: Some(ExceptionKind::OrderWithdrawn),
+            record_type: Some("order".into()),
+            record_id: Some(record.erp_id.clone()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    Ok(if open.is_empty() { Some(ExceptionKind::ChangeAfterShipment) } else { None })
+}
+
+/// The push of `record` failed for good: an owned exception (none when another open
+/// one already says what to do), a `sync_failed` event, and the job dead.
+fn raise_failed(change: &mut Change, job: &Job, record: &OrderRecord, message: &str, kind: Option<ExceptionKind>) {
+    if let Some(kind) = kind {
+        change.raise(
+            kind,
+            "order",
+            record.erp_id.clone(),
+            json!({
+                "message": format!("order {} ({}): {message}", record.number, record.order_key),
+                "order_number": record.number,
+                "attempts": job.attempts,
+            }),
+        );
+    }
     change.events.push(event(&record.erp_id, "sync_failed", json!({"message": message, "attempts": job.attempts})));
     change.finish_job = Some(JobFinish {
         job_id: job.id,

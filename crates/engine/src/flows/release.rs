@@ -144,7 +144,10 @@ pub enum Outcome {
 /// The shipping-relevant content of a snapshot, hashed: what, if it changes, has to
 /// reach ShipStation.
 pub fn snapshot_hash(order: &ErpOrder) -> String {
-    let mut relevant = json!({
+    // Not the customer reference or the status reason: they travel with every push,
+    // but a change to them alone is not worth one, and hashing them would make every
+    // order stored before they existed look changed (pushed again) after an upgrade.
+    let relevant = json!({
         "status": order.status,
         "number": order.number,
         "currency": order.currency,
@@ -157,11 +160,6 @@ pub fn snapshot_hash(order: &ErpOrder) -> String {
         "email": order.customer_email,
         "service": order.requested_service,
     });
-    // Added later: only when present, so that an order without one keeps the hash it
-    // was stored with (no re-push of every order after an upgrade).
-    if let Some(reference) = &order.customer_reference {
-        relevant["reference"] = json!(reference);
-    }
     let digest = Sha256::digest(relevant.to_string().as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -223,6 +223,14 @@ crate::stories! {
         assert!(message.contains(&tracking) && message.contains("void"), "{message}");
         assert!(message.contains("customer changed their mind"), "{message}");
         assert_eq!(after.owner, Owner::Ops);
+
+        // The cancel ShipStation refuses for the labelled order raises nothing more:
+        // the one exception already says what to undo.
+        w.settle().await;
+        let open = open_exceptions(&w, "SO-22").await;
+        assert_eq!(open.iter().map(|e| e.kind).collect::<Vec<_>>(), [ExceptionKind::OrderWithdrawn], "{open:?}");
+        assert_eq!(w.store.get_order("acme-uk", "SO-22").await.unwrap().unwrap().state, OrderState::Cancelled);
+        assert_eq!(w.ss_orders("SO-22").await[0]["orderStatus"], json!("shipped"), "the labelled order is left for a person to void");
     }
 
     async fn a_released_order_cancelled_in_the_feed_raises_an_ops_exception_with_the_erps_reason(w: World) {
@@ -259,13 +267,18 @@ crate::stories! {
 }
 
 #[test]
-fn an_order_without_a_customer_reference_keeps_the_hash_it_was_stored_with_and_a_reference_is_a_change_to_push() {
+fn an_order_keeps_the_hash_it_was_stored_with_so_an_upgrade_pushes_nothing_again() {
     use shipledger_engine::flows::release::snapshot_hash;
     let order = paid_order("SO-1");
-    // The hash this order was stored with before customer references existed: were it
-    // to move, every stored order would look changed and be pushed again after an upgrade.
+    // The hash this order was stored with before customer references and status reasons
+    // existed: were it to move, the recheck would find every stored order changed and
+    // push it again (refused as locked for those already labelled).
     assert_eq!(snapshot_hash(&order), "9402e50ff16eb7e54502d110729c06fc");
-    let mut with_reference = order.clone();
-    with_reference.customer_reference = Some("PO-778".into());
-    assert_ne!(snapshot_hash(&with_reference), snapshot_hash(&order), "a new reference must reach ShipStation");
+    let mut with_new_fields = order.clone();
+    with_new_fields.customer_reference = Some("PO-778".into());
+    with_new_fields.status_reason = Some("on hold for a credit check".into());
+    assert_eq!(snapshot_hash(&with_new_fields), snapshot_hash(&order));
+    let mut moved = order.clone();
+    moved.ship_to.postal_code = Some("EC1A 1BB".into());
+    assert_ne!(snapshot_hash(&moved), snapshot_hash(&order), "what ShipStation must know still counts");
 }

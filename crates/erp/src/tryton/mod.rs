@@ -794,7 +794,6 @@ impl TrytonClient {
             });
         }
         let cancelled = self.transition(id, "cancel", &["cancelled"]).await?;
-        self.mark_void(id, &cancelled).await?;
         // The sale recreates the cancelled outgoing moves, so the goods wait for the
         // next label in a new shipment (what Tryton's "handle shipment exception"
         // wizard does). Adding a move already recreated changes nothing, so a retry
@@ -809,6 +808,9 @@ impl TrytonClient {
             self.write("sale.line", line, json!({"moves_recreated": [["add", mids]]}), &format!("recreating the goods of sale line {line}")).await?;
         }
         self.call("sale.sale", sale_id, "process", &format!("processing sale {sale_id}")).await?;
+        // Last, so that the goods are back on the sale (its shipment state no longer
+        // `exception`) even while marking the dead number keeps failing.
+        self.mark_void(id, &cancelled).await?;
         Ok(Some(self.shipment(id).await?))
     }
 
