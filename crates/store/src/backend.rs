@@ -143,6 +143,17 @@ macro_rules! store_impl {
                         }
                     }
 
+                    // 4b. Pending jobs this change frees run now.
+                    for key in &change.wake_jobs {
+                        query(sql::WAKE_JOB)
+                            .bind(conn)
+                            .bind(key)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("wake job {key}")))?;
+                    }
+
                     // 5. The timeline.
                     for event in &change.events {
                         query(sql::INSERT_EVENT)

@@ -396,6 +396,10 @@ pub struct Change {
     /// Shipments to write (insert or replace, by `shipment_key`).
     #[serde(default)]
     pub shipments: Vec<ShipmentUpsert>,
+    /// Idempotency keys of pending jobs to run now rather than at their `next_run_at`
+    /// (what this change freed them to do); keys of no pending job are ignored.
+    #[serde(default)]
+    pub wake_jobs: Vec<String>,
 }
 
 impl Change {

@@ -190,6 +190,11 @@ pub(crate) const FINISH_JOB: &str = "UPDATE jobs
         SET state = $2, last_error = $3, lease_until = NULL, lease_token = NULL, updated_at = $4
       WHERE id = $1";
 
+/// `$1` connection, `$2` idempotency key, `$3` now: a pending job runs now, not later.
+pub(crate) const WAKE_JOB: &str = "UPDATE jobs
+        SET next_run_at = $3, updated_at = $3
+      WHERE connection = $1 AND idempotency_key = $2 AND state = 'pending' AND next_run_at > $3";
+
 /// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now.
 pub(crate) const RETRY_JOB: &str = "UPDATE jobs
         SET state = 'pending', next_run_at = $3, last_error = $4,

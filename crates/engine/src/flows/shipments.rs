@@ -943,6 +943,17 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
                 .map(|(m, c)| Money::from_minor(m, c)),
         }],
     };
+    // A new fulfilment document takes its quantities from what the order's other
+    // documents leave, and the ERP refuses one that does not fit. When the store
+    // already knows the ERP holds those quantities on another label's fulfilment (a
+    // re-made label seen before the old one's void, or the void seen but its reversal
+    // not yet written), writing now is a write certain to be refused: wait instead,
+    // and let that fulfilment's reversal wake this job.
+    if shipment.erp_fulfilment_id.is_none()
+        && let Some(reason) = crowded_out(engine, conn, &shipment, &erp_id, &ordered, &write).await?
+    {
+        return give_up_or_retry(engine, conn, job, &shipment, &phase, &erp_id, reason, report).await;
+    }
     let written = conn.erp.record_fulfilment(&write).await;
     // Whatever the answer, the ERP's own record decides: read it back.
     let read_back = conn.erp.fulfilments(&erp_id).await;
@@ -968,6 +979,19 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             change.clear(ExceptionKind::TrackingWriteBackFailed, "shipment", shipment.shipment_key.clone());
             if state == FulfilmentState::Completed {
                 maybe_order_shipped(engine, conn, &erp_id, &shipment.shipment_key, &mut change).await?;
+            }
+            if state == FulfilmentState::Cancelled {
+                // The quantities are free again: the order's labels waiting for them
+                // are written now, not at their next retry.
+                let waiting = engine
+                    .store
+                    .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.clone()), ..Default::default() })
+                    .await?;
+                for s in waiting.iter().filter(|s| s.shipment_key != shipment.shipment_key && !s.voided && s.erp_fulfilment_id.is_none()) {
+                    for phase in ["packed", "completed"] {
+                        change.wake_jobs.push(self::job(&s.shipment_key, phase, now).idempotency_key);
+                    }
+                }
             }
             change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Done, error: None });
             commit_job_change(engine, change).await
@@ -1000,27 +1024,113 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             }
             // A refusal can clear (a void reversed elsewhere frees the quantity), so it
             // is retried like a failure, and raised after the last attempt.
-            if job.attempts >= i64::from(conn.policy.max_push_attempts) {
-                report.failed += 1;
-                let mut change = Change::new(&conn.name, now);
-                change.raise(
-                    ExceptionKind::TrackingWriteBackFailed,
-                    "shipment",
-                    shipment.shipment_key.clone(),
-                    json!({"message": format!(
-                        "recording {phase} with tracking {} on ERP order {erp_id} failed after {} attempt(s): {reason}",
-                        shipment.tracking_number.clone().unwrap_or_default(), job.attempts
-                    )}),
-                );
-                change.events.push(write_failed(&shipment, &phase, &reason));
-                change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
-                return commit_job_change(engine, change).await;
-            }
-            // At most 30 s apart: a refusal usually clears as soon as a void is seen.
-            let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(30));
-            retry_job(engine, &job, now + wait, &reason).await
+            give_up_or_retry(engine, conn, job, &shipment, &phase, &erp_id, reason, report).await
         }
     }
+}
+
+/// A write-back that did not happen (failed, refused, or waiting for quantities):
+/// retried with backoff, and after the last attempt finished dead with a
+/// `tracking_write_back_failed` exception that says why.
+#[allow(clippy::too_many_arguments)]
+async fn give_up_or_retry(
+    engine: &Engine,
+    conn: &Connection,
+    job: Job,
+    shipment: &ShipmentRecord,
+    phase: &str,
+    erp_id: &str,
+    reason: String,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    let now = engine.clock.now();
+    if job.attempts >= i64::from(conn.policy.max_push_attempts) {
+        report.failed += 1;
+        let mut change = Change::new(&conn.name, now);
+        change.raise(
+            ExceptionKind::TrackingWriteBackFailed,
+            "shipment",
+            shipment.shipment_key.clone(),
+            json!({"message": format!(
+                "recording {phase} with tracking {} on ERP order {erp_id} failed after {} attempt(s): {reason}",
+                shipment.tracking_number.clone().unwrap_or_default(), job.attempts
+            )}),
+        );
+        change.events.push(write_failed(shipment, phase, &reason));
+        change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state: JobState::Dead, error: Some(reason) });
+        return commit_job_change(engine, change).await;
+    }
+    // At most 30 s apart: a refusal usually clears as soon as a void is seen (and a
+    // reversal written wakes the jobs waiting for it at once).
+    let wait = SignedDuration::from_secs(2i64.saturating_pow(job.attempts.clamp(1, 8) as u32).min(30));
+    retry_job(engine, &job, now + wait, &reason).await
+}
+
+/// Why the ERP would refuse `write` as a new fulfilment document, when the store
+/// knows: some of its lines are already taken, up to the ordered quantity, by the
+/// fulfilments of the order's other labels that the ERP holds (written packed or
+/// completed and not reversed, voided or not). `None` when they fit.
+async fn crowded_out(
+    engine: &Engine,
+    conn: &Connection,
+    shipment: &ShipmentRecord,
+    erp_id: &str,
+    ordered: &[OrderedLine],
+    write: &FulfilmentWrite,
+) -> Result<Option<String>, EngineError> {
+    let holders: Vec<ShipmentRecord> = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.to_string()), ..Default::default() })
+        .await?
+        .into_iter()
+        .filter(|s| s.shipment_key != shipment.shipment_key && matches!(s.state, ShipmentState::Packed | ShipmentState::Completed))
+        .collect();
+    if holders.is_empty() {
+        return Ok(None);
+    }
+    let mut held: HashMap<String, i64> = HashMap::new();
+    let mut holding: HashMap<String, Vec<&ShipmentRecord>> = HashMap::new();
+    for h in &holders {
+        let mapping = map_lines(ordered, &[view(h)]);
+        for (line, q) in mapping.by_shipment.get(&h.shipment_key).into_iter().flatten() {
+            *held.entry(line.clone()).or_default() += *q;
+            holding.entry(line.clone()).or_default().push(h);
+        }
+    }
+    let mut full = Vec::new();
+    let mut by: Vec<&ShipmentRecord> = Vec::new();
+    for (line, q) in &write.lines {
+        let Some(line_ordered) = ordered.iter().find(|l| &l.line_id == line) else { continue };
+        let already = held.get(line).copied().unwrap_or(0);
+        if already > 0 && already + i64::from(*q) > line_ordered.quantity {
+            full.push(format!("{line} ({already} of {} taken)", line_ordered.quantity));
+            for h in holding.get(line).into_iter().flatten() {
+                if !by.iter().any(|b| b.shipment_key == h.shipment_key) {
+                    by.push(h);
+                }
+            }
+        }
+    }
+    if full.is_empty() {
+        return Ok(None);
+    }
+    let labels: Vec<String> = by
+        .iter()
+        .map(|h| {
+            format!(
+                "label {} (ERP fulfilment {}, {}{})",
+                h.tracking_number.clone().unwrap_or_default(),
+                h.erp_fulfilment_id.clone().unwrap_or_default(),
+                h.state,
+                if h.voided { ", voided: its reversal is not written yet" } else { ", not voided" }
+            )
+        })
+        .collect();
+    Ok(Some(format!(
+        "not sent: the ERP would refuse it, lines {} are on the fulfilments of {}; it is written once they are reversed (a void of the old label)",
+        full.join(", "),
+        labels.join(", ")
+    )))
 }
 
 /// The timeline's note that a write-back gave up (its exception says what to do).

@@ -32,6 +32,11 @@ pub struct FakeErp {
     pub reads_by_id: Mutex<u64>,
     /// Orders whose products or address changed, for the next `orders_touched_since`.
     pub touched: Mutex<Vec<String>>,
+    /// Refuse, like a real ERP, a new document whose lines go beyond what the order's
+    /// other (not cancelled) documents leave of each line; off unless a story says so.
+    pub checks_quantities: std::sync::atomic::AtomicBool,
+    /// The writes refused, with why.
+    pub refused: Mutex<Vec<(FulfilmentWrite, String)>>,
     tick: Mutex<i64>,
 }
 
@@ -128,7 +133,10 @@ impl Erp for FakeErp {
         Box::pin(async move {
             self.fulfilment_writes.lock().unwrap().push(w.clone());
             let mut docs = self.fulfilments.lock().unwrap();
-            let refuse = |m: &str| Err(ErpError::Refused { what: format!("fulfilment {}", w.key), message: m.into() });
+            let refuse = |m: &str| {
+                self.refused.lock().unwrap().push((w.clone(), m.to_string()));
+                Err(ErpError::Refused { what: format!("fulfilment {}", w.key), message: m.into() })
+            };
             let stamp = Timestamp::now();
             if let Some(doc) = docs.iter_mut().find(|d| d.key == w.key) {
                 match (doc.state, w.state) {
@@ -141,6 +149,22 @@ impl Erp for FakeErp {
                         doc.packages = w.packages.clone();
                         doc.updated_at = stamp;
                         return Ok(doc.clone());
+                    }
+                }
+            }
+            if self.checks_quantities.load(std::sync::atomic::Ordering::SeqCst) {
+                let orders = self.orders.lock().unwrap();
+                let order = orders.iter().find(|o| o.erp_id == w.erp_order_id).expect("the order exists");
+                for (line, q) in &w.lines {
+                    let ordered = order.lines.iter().find(|l| &l.line_id == line).map_or(0, |l| i64::from(l.quantity));
+                    let taken: i64 = docs
+                        .iter()
+                        .filter(|d| d.erp_order_id == w.erp_order_id && d.state != FulfilmentState::Cancelled)
+                        .flat_map(|d| d.lines.iter().filter(|(l, _)| l == line).map(|(_, q)| i64::from(*q)))
+                        .sum();
+                    if taken + i64::from(*q) > ordered {
+                        drop(orders);
+                        return refuse(&format!("line {line} is for {ordered} and {taken} are already on other fulfilments"));
                     }
                 }
             }

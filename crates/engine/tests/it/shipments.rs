@@ -85,6 +85,52 @@ crate::stories! {
         assert!(open_kinds(&w).await.is_empty());
     }
 
+    async fn a_label_made_again_before_the_old_ones_void_is_seen_waits_for_the_reversal_and_is_never_refused(w: World) {
+        // The ERP refuses a fulfilment beyond the order's lines, as real ones do.
+        w.erp.checks_quantities.store(true, std::sync::atomic::Ordering::SeqCst);
+        let id = pushed_order_id(&w, "SO-108").await;
+        let first = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-108")[0].state, FulfilmentState::Packed);
+        // Voided and made again; the new label comes by webhook, while the void (v1
+        // announces none) waits for the next poll: every line is still on the first
+        // label's packed fulfilment, so the new one must wait, not be sent and refused.
+        w.engine.connections[0].policy.shipment_poll_interval = std::time::Duration::from_secs(3600);
+        w.control(&format!("/shipments/{}/void", first["shipment"]["shipmentId"]), json!({})).await;
+        let second = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        let (a, b) = (first["trackingNumber"].as_str().unwrap().to_string(), second["trackingNumber"].as_str().unwrap().to_string());
+        let mut hint = shipledger_store::Change::new("acme-uk", jiff::Timestamp::now());
+        hint.jobs.push(shipledger_store::NewJob {
+            kind: shipledger_engine::flows::shipments::INGEST_V1.into(),
+            idempotency_key: format!("v1hook:{b}"),
+            payload: json!({
+                "resource_url": format!("{}/shipments?trackingNumber={b}&includeShipmentItems=True", w.sandbox.base_url()),
+                "resource_type": "SHIP_NOTIFY",
+            }),
+            run_at: jiff::Timestamp::now(),
+        });
+        w.store.commit(hint).await.unwrap();
+        w.settle().await;
+        assert!(w.store.get_shipment("acme-uk", &format!("label:{}", second["shipment"]["shipmentId"])).await.unwrap().is_some(), "the webhook brought the new label");
+        assert_eq!(w.erp_fulfilments("SO-108").len(), 1, "nothing written for the new label while the old one holds its lines");
+        // The poll sees the void: the reversal is written, then at once the new label.
+        w.engine.connections[0].policy.shipment_poll_interval = std::time::Duration::ZERO;
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-108");
+        assert_eq!(docs.iter().map(|d| d.state).collect::<Vec<_>>(), vec![FulfilmentState::Cancelled, FulfilmentState::Packed]);
+        assert_eq!(docs[1].packages[0].tracking_number, b);
+        let refused = w.erp.refused.lock().unwrap().clone();
+        assert!(refused.is_empty(), "no write the ERP refused: {refused:?}");
+        let writes: Vec<(String, FulfilmentState)> =
+            w.erp.fulfilment_writes.lock().unwrap().iter().map(|w| (w.packages[0].tracking_number.clone(), w.state)).collect();
+        assert_eq!(
+            writes,
+            vec![(a.clone(), FulfilmentState::Packed), (a, FulfilmentState::Cancelled), (b, FulfilmentState::Packed)],
+            "each label written once per phase, the old one's reversal first"
+        );
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
     async fn a_label_voided_after_completion_is_an_exception_that_says_what_to_undo(w: World) {
         let id = pushed_order_id(&w, "SO-103").await;
         let label = w.control(&format!("/orders/{id}/labels"), json!({})).await;
