@@ -43,6 +43,7 @@ use shipledger_store::{
 };
 
 use crate::config::FulfilOn;
+use crate::flows::release::SYNC_ORDER;
 use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
 
@@ -309,6 +310,7 @@ async fn ingest_label(
                 json!({"message": format!("label {} voided", upsert.tracking_number.clone().unwrap_or_default())}),
             ));
         }
+        resend_after_void(engine, conn, &records, label.shipment_id, now, &mut change).await?;
     } else {
         report.new += 1;
         let erp_id = resolve(engine, conn, label.order_key.as_deref(), ss_order_id, parents).await?;
@@ -506,6 +508,42 @@ fn item(l: &ShipmentLine) -> ShippedItem {
 
 fn view(s: &ShipmentRecord) -> ShipmentView {
     ShipmentView { key: s.shipment_key.clone(), voided: s.voided, items: s.lines.iter().map(item).collect() }
+}
+
+/// A void reopens the order in ShipStation: an ERP change that could not reach it
+/// while it was labelled (a withdrawal, changed lines) is planned again now, as a
+/// `sync_order` for the order's latest snapshot.
+async fn resend_after_void(
+    engine: &Engine,
+    conn: &Connection,
+    voided: &[ShipmentUpsert],
+    ss_id: i64,
+    now: Timestamp,
+    change: &mut Change,
+) -> Result<(), EngineError> {
+    let erp_ids: std::collections::BTreeSet<&str> = voided.iter().filter_map(|u| u.erp_id.as_deref()).collect();
+    for erp_id in erp_ids {
+        let Some(order) = engine.store.get_order(&conn.name, erp_id).await? else { continue };
+        if order.released_at.is_none() || order.pushed_hash.as_deref() == Some(order.snapshot_hash.as_str()) {
+            continue;
+        }
+        change.jobs.push(NewJob {
+            kind: SYNC_ORDER.into(),
+            idempotency_key: format!("sync:{}:{}:void:{ss_id}", order.order_key, order.snapshot_hash),
+            payload: json!({"erp_id": erp_id, "hash": order.snapshot_hash}),
+            run_at: now,
+        });
+        change.events.push(NewEvent {
+            record_type: "order".into(),
+            record_id: erp_id.to_string(),
+            kind: "resend_planned".into(),
+            detail: json!({"message": format!(
+                "a label was voided, so ShipStation takes changes again: the ERP's latest version (order {}) is sent",
+                order.state
+            )}),
+        });
+    }
+    Ok(())
 }
 
 fn job(shipment_key: &str, phase: &str, now: Timestamp) -> NewJob {

@@ -202,7 +202,7 @@ crate::stories! {
         assert!(open[0].detail["message"].as_str().unwrap().contains("shipledger:acme-uk:SO-21"), "{}", open[0].detail);
     }
 
-    async fn a_withdrawn_order_shipstation_already_labelled_raises_at_once_which_label_to_void(w: World) {
+    async fn a_withdrawn_order_shipstation_already_labelled_raises_at_once_which_label_to_void_and_is_cancelled_once_it_is(w: World) {
         let clock = w.manual_clock();
         w.erp.put(paid_order("SO-22"));
         w.settle().await;
@@ -231,6 +231,11 @@ crate::stories! {
         assert_eq!(open.iter().map(|e| e.kind).collect::<Vec<_>>(), [ExceptionKind::OrderWithdrawn], "{open:?}");
         assert_eq!(w.store.get_order("acme-uk", "SO-22").await.unwrap().unwrap().state, OrderState::Cancelled);
         assert_eq!(w.ss_orders("SO-22").await[0]["orderStatus"], json!("shipped"), "the labelled order is left for a person to void");
+
+        // Once the label is voided, ShipStation takes changes again: the withdrawal reaches it.
+        w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+        w.settle().await;
+        assert_eq!(w.ss_orders("SO-22").await[0]["orderStatus"], json!("cancelled"), "cancelled once nothing is labelled");
     }
 
     async fn a_released_order_cancelled_in_the_feed_raises_an_ops_exception_with_the_erps_reason(w: World) {
