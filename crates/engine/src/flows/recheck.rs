@@ -25,7 +25,7 @@
 //!
 //! It never calls ShipStation itself.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use shipledger_core::order::{ErpOrderStatus, Product};
@@ -33,7 +33,7 @@ use shipledger_core::release::{self, Verdict};
 use shipledger_erp::ORDERS_PER_READ;
 use shipledger_store::{OrderFilter, OrderRecord, OrderState};
 
-use crate::flows::release::{Outcome, Seen, judge, live_labels, snapshot_hash};
+use crate::flows::release::{Outcome, Seen, judge, live_labels, products_of, snapshot_hash};
 use crate::{Connection, Engine, EngineError};
 
 /// Orders listed from the store per query.
@@ -133,14 +133,7 @@ async fn judge_again(engine: &Engine, conn: &Connection, ids: &[String], report:
         report.requests += 1;
         report.read += fresh.len() as u64;
         report.missing += (chunk.len() - fresh.len().min(chunk.len())) as u64;
-        let skus: Vec<String> = fresh
-            .iter()
-            .flat_map(|o| o.lines.iter().filter_map(|l| l.sku.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let products: HashMap<String, Product> =
-            conn.erp.products(&skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+        let products = products_of(conn, &fresh).await?;
         for order in &fresh {
             // The record as it stands now: the feed or the push may have moved it
             // since the list was read.

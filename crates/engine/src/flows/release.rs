@@ -58,14 +58,7 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, Engi
         if orders.is_empty() {
             return Ok(report);
         }
-        let skus: Vec<String> = orders
-            .iter()
-            .flat_map(|o| o.lines.iter().filter_map(|l| l.sku.clone()))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let products: HashMap<String, Product> =
-            conn.erp.products(&skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect();
+        let products = products_of(conn, &orders).await?;
         let count = orders.len();
         for order in &orders {
             let existing = engine.store.get_order(&conn.name, &order.erp_id).await?;
@@ -129,6 +122,17 @@ pub(crate) async fn live_labels(
             None => format!("{} label of ShipStation shipment {}", s.carrier, s.ss_id),
         })
         .collect())
+}
+
+/// The product master entries of every SKU these orders name, by SKU: one ERP read.
+pub(crate) async fn products_of(conn: &Connection, orders: &[ErpOrder]) -> Result<HashMap<String, Product>, EngineError> {
+    let skus: Vec<String> = orders
+        .iter()
+        .flat_map(|o| o.lines.iter().filter_map(|l| l.sku.clone()))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(conn.erp.products(&skus).await?.into_iter().map(|p| (p.sku.clone(), p)).collect())
 }
 
 /// What a decision amounted to.

@@ -732,16 +732,7 @@ impl TrytonClient {
         let tracking = package.map(|p| p.tracking_number.clone()).unwrap_or_default();
         if state(&shipment) == "picked" {
             if self.packages_enabled().await? && !tracking.is_empty() {
-                let existing = self
-                    .search(
-                        "stock.package",
-                        json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
-                        &["shipping_reference"],
-                        None,
-                        None,
-                        &format!("the packages of shipment {id}"),
-                    )
-                    .await?;
+                let existing = self.packages_of(id).await?;
                 if existing.is_empty() {
                     let moves: Vec<i64> = self
                         .moves_of(id)
@@ -814,6 +805,19 @@ impl TrytonClient {
         Ok(Some(self.shipment(id).await?))
     }
 
+    /// The `stock.package` records of shipment `id`, with their `shipping_reference`.
+    async fn packages_of(&self, id: i64) -> Result<Vec<Obj>> {
+        self.search(
+            "stock.package",
+            json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
+            &["shipping_reference"],
+            None,
+            None,
+            &format!("the packages of shipment {id}"),
+        )
+        .await
+    }
+
     /// Mark a voided label's tracking number on its cancelled shipment and package
     /// (`VOID-` in front), so that looking a number up in Tryton finds only live
     /// parcels, while the dead number stays readable; marking twice changes nothing.
@@ -827,16 +831,7 @@ impl TrytonClient {
         if !self.packages_enabled().await? {
             return Ok(());
         }
-        let packages = self
-            .search(
-                "stock.package",
-                json!([["shipment", "=", format!("stock.shipment.out,{id}")]]),
-                &["shipping_reference"],
-                None,
-                None,
-                &format!("the packages of shipment {id}"),
-            )
-            .await?;
+        let packages = self.packages_of(id).await?;
         for p in packages {
             if let Some(number) = p.get("shipping_reference").and_then(rest::text_of)
                 && !number.starts_with(VOID_MARK)
