@@ -11,8 +11,13 @@
 //! - [`exception`]: exception kinds, each with its owner and severity.
 //! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
+//! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
+//! - [`retry`]: the one retry policy: errors classify themselves, one backoff decides.
 
 pub mod json;
+
+pub mod clock;
+pub mod retry;
 
 pub mod exception;
 pub mod money;

@@ -54,10 +54,26 @@ pub enum ErpError {
     Decode { what: String, detail: String },
 }
 
+use shipledger_core::retry::Classify as _;
+
 impl ErpError {
     /// Worth trying again later.
     pub fn is_retriable(&self) -> bool {
-        matches!(self, ErpError::Unavailable { .. })
+        matches!(self.classify(), shipledger_core::retry::Verdict::Backoff)
+    }
+}
+
+impl shipledger_core::retry::Classify for ErpError {
+    /// An ERP that is down or failing: backoff. Credentials and answers we cannot
+    /// read: an admin must act. A business refusal or a missing record: ops.
+    fn classify(&self) -> shipledger_core::retry::Verdict {
+        use shipledger_core::exception::Owner;
+        use shipledger_core::retry::Verdict;
+        match self {
+            ErpError::Unavailable { .. } => Verdict::Backoff,
+            ErpError::Unauthorized { .. } | ErpError::Decode { .. } => Verdict::GiveUp { owner: Owner::Admin },
+            ErpError::Refused { .. } | ErpError::NotFound { .. } => Verdict::GiveUp { owner: Owner::Ops },
+        }
     }
 }
 

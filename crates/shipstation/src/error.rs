@@ -155,6 +155,26 @@ impl Error {
     }
 }
 
+impl shipledger_core::retry::Classify for Error {
+    /// Spent budget: after the named wait. Network failures, timeouts, 408, 425 and
+    /// 5xx: backoff. Credentials, redirects off the origin, configuration and answers
+    /// we cannot read: an admin must act. Other refusals (4xx, a record not found, a
+    /// request we would not send): ops must fix the data.
+    fn classify(&self) -> shipledger_core::retry::Verdict {
+        use shipledger_core::exception::Owner;
+        use shipledger_core::retry::Verdict;
+        match self {
+            Error::RateLimited { retry_after: Some(after), .. } => Verdict::RetryAfter { after: *after },
+            Error::RateLimited { retry_after: None, .. } | Error::Transport { .. } => Verdict::Backoff,
+            Error::Api { status, .. } if *status >= 500 || *status == 408 || *status == 425 => Verdict::Backoff,
+            Error::Unauthorized { .. } | Error::RedirectRefused { .. } | Error::Config(_) | Error::Decode { .. } => {
+                Verdict::GiveUp { owner: Owner::Admin }
+            }
+            Error::Api { .. } | Error::NotFound { .. } | Error::InvalidRequest(_) => Verdict::GiveUp { owner: Owner::Ops },
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The human message in a ShipStation error body, whatever its shape:

@@ -56,6 +56,22 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl shipledger_core::retry::Classify for StoreError {
+    /// A failed query (a dropped connection, a serialization conflict, a busy
+    /// database) and a lost lease: backoff (the work is redone idempotently). Data
+    /// that cannot be read, a store that cannot open or migrate: an admin must act.
+    /// A missing record: ops.
+    fn classify(&self) -> shipledger_core::retry::Verdict {
+        use shipledger_core::exception::Owner;
+        use shipledger_core::retry::Verdict;
+        match self {
+            StoreError::Database(_) | StoreError::LeaseLost { .. } => Verdict::Backoff,
+            StoreError::Open { .. } | StoreError::Migrate(_) | StoreError::Corrupt(_) => Verdict::GiveUp { owner: Owner::Admin },
+            StoreError::NotFound { .. } => Verdict::GiveUp { owner: Owner::Ops },
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, StoreError>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
