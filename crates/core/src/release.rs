@@ -469,4 +469,212 @@ mod tests {
         let f = findings(check(&order, master, &GatePolicy::default()));
         assert!(f.iter().any(|f| f.kind == ExceptionKind::HeldUnsupportedCurrency));
     }
+
+    fn kinds(v: Verdict) -> Vec<ExceptionKind> {
+        findings(v).iter().map(|f| f.kind).collect()
+    }
+
+    fn cleared(v: Verdict) -> Vec<ClearedLine> {
+        match v {
+            Verdict::Release { lines, .. } => lines,
+            Verdict::Hold { findings } => panic!("expected a release, got {findings:?}"),
+        }
+    }
+
+    #[test]
+    fn an_order_with_no_payment_recorded_is_held_saying_that_nothing_was_paid() {
+        let mut order = paid_order();
+        order.payment.state = PaymentState::Unpaid;
+        order.payment.source = "none".into();
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, ExceptionKind::HeldUnpaid);
+        assert_eq!(f[0].fields, ["payment"]);
+        assert_eq!(f[0].detail, "order SO-1 has no payment recorded in the ERP; it ships once payment is captured");
+    }
+
+    #[test]
+    fn a_refunded_order_is_held_as_unpaid_naming_the_refund() {
+        let mut order = paid_order();
+        order.payment.state = PaymentState::Refunded;
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldUnpaid]);
+        assert_eq!(f[0].detail, "order SO-1 payment is refunded (per payment:PAY-1); it ships once payment is captured");
+    }
+
+    #[test]
+    fn a_capture_of_exactly_the_total_releases_one_penny_short_holds_and_more_releases() {
+        // 2 × 12.50 + 20.00 − 5.00 discount + 4.95 shipping = 44.95, as captured.
+        assert_eq!(order_total(&paid_order(), Currency::GBP), Some(gbp(4495)));
+        assert!(check(&paid_order(), master, &GatePolicy::default()).is_release());
+        let mut short = paid_order();
+        short.payment.amount = gbp(4494);
+        let f = findings(check(&short, master, &GatePolicy::default()));
+        assert_eq!(f[0].kind, ExceptionKind::HeldUnpaid);
+        assert_eq!(f[0].detail, "order SO-1 totals 44.95 GBP but only 44.94 GBP is captured (per payment:PAY-1); capture the rest in the ERP");
+        let mut over = paid_order();
+        over.payment.amount = gbp(5000);
+        assert!(check(&over, master, &GatePolicy::default()).is_release());
+    }
+
+    #[test]
+    fn tax_counts_toward_the_total_that_must_be_captured() {
+        let mut order = paid_order();
+        order.tax_paid = Some(gbp(899));
+        assert_eq!(order_total(&order, Currency::GBP), Some(gbp(5394)));
+        assert_eq!(kinds(check(&order, master, &GatePolicy::default())), [ExceptionKind::HeldUnpaid]);
+        order.payment.amount = gbp(5394);
+        assert!(check(&order, master, &GatePolicy::default()).is_release());
+    }
+
+    #[test]
+    fn a_capture_in_another_currency_is_held_for_finance_even_when_the_number_is_enough() {
+        let mut order = paid_order();
+        order.payment.amount = Money::from_minor(99_999, Currency::USD);
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, ExceptionKind::HeldUnpaid);
+        assert_eq!(f[0].fields, ["payment.amount"]);
+        assert!(f[0].detail.contains("is in GBP") && f[0].detail.contains("is in USD"), "{}", f[0].detail);
+    }
+
+    #[test]
+    fn line_prices_in_another_currency_than_the_order_hold_it_for_finance() {
+        let mut order = paid_order();
+        order.lines[1].unit_price = Money::from_minor(2000, Currency::EUR);
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldUnsupportedCurrency]);
+        assert_eq!(f[0].fields, ["lines.unit_price"]);
+        assert_eq!(order_total(&order, Currency::GBP), None);
+    }
+
+    #[test]
+    fn a_currency_the_policy_names_is_released_and_a_refusal_lists_what_is_accepted() {
+        let policy = GatePolicy { currencies: vec![Currency::EUR, Currency::GBP] };
+        assert!(check(&paid_order(), master, &policy).is_release());
+        let policy = GatePolicy { currencies: vec![Currency::EUR, Currency::USD] };
+        let f = findings(check(&paid_order(), master, &policy));
+        assert_eq!(f[0].fields, ["currency"]);
+        assert!(f[0].detail.contains("it accepts EUR, USD"), "{}", f[0].detail);
+        assert_eq!(f[0].kind.owner(), crate::exception::Owner::Finance);
+    }
+
+    #[test]
+    fn a_line_without_a_sku_is_held_as_an_unknown_sku_for_ops() {
+        let mut order = paid_order();
+        order.lines[1].sku = Some("   ".into());
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldUnknownSku]);
+        assert_eq!(f[0].fields, ["lines[L2].sku"]);
+        assert!(f[0].detail.contains("line L2 has no SKU"), "{}", f[0].detail);
+        assert_eq!(f[0].kind.owner(), crate::exception::Owner::Ops);
+    }
+
+    #[test]
+    fn an_inactive_product_is_held_as_unknown_even_though_the_master_has_its_weight() {
+        let inactive = |s: &str| master(s).map(|mut p| { p.active = s != "TEA"; p });
+        let f = findings(check(&paid_order(), inactive, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldUnknownSku]);
+        assert!(f[0].detail.contains("SKU TEA is inactive in the product master"), "{}", f[0].detail);
+    }
+
+    #[test]
+    fn a_line_weight_wins_over_the_master_and_a_zero_on_the_line_falls_back_to_the_master() {
+        let mut order = paid_order();
+        order.lines[0].unit_weight = Some(Weight::from_grams(400));
+        let lines = cleared(check(&order, master, &GatePolicy::default()));
+        assert_eq!((lines[0].unit_weight, lines[0].weight_source), (Weight::from_grams(400), WeightSource::Line));
+        order.lines[0].unit_weight = Some(Weight::ZERO);
+        let lines = cleared(check(&order, master, &GatePolicy::default()));
+        assert_eq!((lines[0].unit_weight, lines[0].weight_source), (Weight::from_grams(350), WeightSource::Product));
+    }
+
+    #[test]
+    fn a_zero_weight_in_the_master_and_none_on_the_line_holds_the_order() {
+        let mut order = paid_order();
+        order.lines[1].sku = Some("CARD".into());
+        let zero = |s: &str| match s {
+            "CARD" => Some(Product { sku: "CARD".into(), name: "Card".into(), unit_weight: Some(Weight::ZERO), active: true }),
+            other => master(other),
+        };
+        let f = findings(check(&order, zero, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldMissingWeight]);
+        assert_eq!(f[0].fields, ["lines[L2].weight"]);
+        assert!(f[0].detail.contains("shipledger never assumes one"), "{}", f[0].detail);
+    }
+
+    #[test]
+    fn a_line_of_zero_quantity_is_not_checked_and_is_not_cleared() {
+        let mut order = paid_order();
+        order.lines[1].quantity = 0;
+        order.lines[1].sku = Some("NOPE".into());
+        let lines = cleared(check(&order, master, &GatePolicy::default()));
+        assert_eq!(lines.iter().map(|l| l.line_id.as_str()).collect::<Vec<_>>(), ["L1"]);
+    }
+
+    #[test]
+    fn an_order_with_nothing_physical_to_ship_is_held() {
+        let mut order = paid_order();
+        for line in &mut order.lines {
+            if line.physical {
+                line.quantity = 0;
+            }
+        }
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(f.iter().map(|f| f.kind).collect::<Vec<_>>(), [ExceptionKind::HeldNothingToShip]);
+        assert_eq!(f[0].fields, ["lines"]);
+        let mut services_only = paid_order();
+        services_only.lines.retain(|l| !l.physical);
+        assert_eq!(kinds(check(&services_only, master, &GatePolicy::default())), [ExceptionKind::HeldNothingToShip]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_once_per_kind_in_a_fixed_order() {
+        let mut order = paid_order();
+        order.payment.state = PaymentState::Authorised;
+        order.lines[0].sku = Some("NOPE".into());
+        order.lines[1].sku = Some("GONE".into());
+        order.lines.push(ErpLine {
+            line_id: "L3".into(),
+            sku: Some("BOX".into()),
+            name: "Box".into(),
+            quantity: 1,
+            unit_price: gbp(0),
+            unit_weight: None,
+            physical: true,
+        });
+        order.ship_to.street1 = None;
+        let f = findings(check(&order, master, &GatePolicy::default()));
+        assert_eq!(
+            f.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            [
+                ExceptionKind::HeldUnpaid,
+                ExceptionKind::HeldMissingWeight,
+                ExceptionKind::HeldUnknownSku,
+                ExceptionKind::HeldIncompleteAddress
+            ]
+        );
+        let unknown = f.iter().find(|f| f.kind == ExceptionKind::HeldUnknownSku).unwrap();
+        assert_eq!(unknown.fields, ["lines[L1].sku", "lines[L2].sku"]);
+        let weight = f.iter().find(|f| f.kind == ExceptionKind::HeldMissingWeight).unwrap();
+        assert_eq!(weight.fields, ["lines[L3].weight"]);
+    }
+
+    #[test]
+    fn an_address_needs_a_name_street_city_and_a_real_country_and_a_postal_code_where_it_has_them() {
+        let complete = paid_order().ship_to;
+        assert!(missing_address_fields(&complete).is_empty());
+        let blank = Address { name: Some(" ".into()), country: Some("GB".into()), ..Address::default() };
+        assert_eq!(
+            missing_address_fields(&blank),
+            ["ship_to.name", "ship_to.street1", "ship_to.city", "ship_to.postal_code"]
+        );
+        // A country is an ISO code as written, padding aside: no guessing from "gb" or "UK".
+        for (country, missing) in [(" GB ", None), ("gb", Some("ship_to.country")), ("UK", Some("ship_to.country"))] {
+            let a = Address { country: Some(country.into()), ..complete.clone() };
+            assert_eq!(missing_address_fields(&a).first().map(String::as_str), missing, "{country}");
+        }
+        let no_country = Address { country: None, postal_code: None, ..complete };
+        assert_eq!(missing_address_fields(&no_country), ["ship_to.country"], "the postal code is judged once the country is known");
+    }
 }

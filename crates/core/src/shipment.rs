@@ -198,4 +198,119 @@ mod tests {
         let m = map_lines(&two_mugs, &[shipment("a", false, vec![item(None, Some("MUG"), 1)])]);
         assert_eq!(m.unknown.len(), 1, "two MUG lines: no guessing");
     }
+
+    #[test]
+    fn nothing_shipped_yet_is_neither_partial_nor_complete_and_lists_every_physical_line_at_zero() {
+        let m = map_lines(&lines(), &[]);
+        assert!(!m.partial(&lines()) && !m.complete(&lines()));
+        assert_eq!(m.shipped, BTreeMap::from([("L1".to_string(), 0), ("L2".to_string(), 0)]), "the discount is never shipped");
+    }
+
+    #[test]
+    fn one_line_split_over_two_parcels_adds_up_across_them() {
+        let first = shipment("a", false, vec![item(Some("L1"), Some("MUG"), 1), item(Some("L2"), Some("TEA"), 1)]);
+        let second = shipment("b", false, vec![item(Some("L1"), Some("MUG"), 1)]);
+        let m = map_lines(&lines(), std::slice::from_ref(&first));
+        assert_eq!(m.shipped["L1"], 1);
+        assert!(m.partial(&lines()), "one mug of two is a partial shipment");
+        let m = map_lines(&lines(), &[first, second]);
+        assert_eq!(m.shipped["L1"], 2);
+        assert!(m.complete(&lines()) && !m.partial(&lines()));
+        assert_eq!(m.by_shipment["a"], vec![("L1".to_string(), 1), ("L2".to_string(), 1)]);
+        assert_eq!(m.by_shipment["b"], vec![("L1".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_third_parcel_beyond_the_ordered_quantity_is_an_over_shipment_of_that_line_only() {
+        let s = [
+            shipment("a", false, vec![item(Some("L1"), None, 1), item(Some("L2"), None, 1)]),
+            shipment("b", false, vec![item(Some("L1"), None, 1)]),
+            shipment("c", false, vec![item(Some("L1"), None, 1)]),
+        ];
+        let m = map_lines(&lines(), &s);
+        assert_eq!(m.over, vec![OverShipment { line_id: "L1".into(), ordered: 2, shipped: 3 }]);
+        assert!(m.unknown.is_empty());
+        assert!(!m.complete(&lines()), "an over-shipped order is not complete");
+        assert!(m.partial(&lines()));
+    }
+
+    #[test]
+    fn voiding_a_label_gives_its_quantities_back() {
+        let a = shipment("a", false, vec![item(Some("L1"), None, 2)]);
+        let b = shipment("b", false, vec![item(Some("L2"), None, 1)]);
+        assert!(map_lines(&lines(), &[a.clone(), b.clone()]).complete(&lines()));
+        let voided_b = ShipmentView { voided: true, ..b };
+        let m = map_lines(&lines(), &[a, voided_b]);
+        assert_eq!(m.shipped["L2"], 0, "the tea's only label was voided");
+        assert!(m.partial(&lines()) && !m.complete(&lines()));
+        assert_eq!(m.by_shipment["b"], vec![("L2".to_string(), 1)], "the voided label still shows what it carried");
+    }
+
+    #[test]
+    fn a_void_ends_an_over_shipment() {
+        let s = [
+            shipment("a", false, vec![item(Some("L1"), None, 2)]),
+            shipment("b", true, vec![item(Some("L1"), None, 2)]),
+            shipment("c", false, vec![item(Some("L2"), None, 1)]),
+        ];
+        let m = map_lines(&lines(), &s);
+        assert!(m.over.is_empty());
+        assert!(m.complete(&lines()));
+    }
+
+    #[test]
+    fn an_item_naming_the_discount_line_is_unknown_since_a_discount_is_never_packed() {
+        let s = [shipment("a", false, vec![item(Some("D1"), None, 1)])];
+        let m = map_lines(&lines(), &s);
+        assert_eq!(
+            m.unknown,
+            vec![UnknownItem { shipment: "a".into(), line_item_key: Some("D1".into()), sku: None, quantity: 1 }]
+        );
+        assert!(m.by_shipment["a"].is_empty());
+        assert!(!m.shipped.contains_key("D1"));
+    }
+
+    #[test]
+    fn a_voided_label_with_a_stranger_item_raises_nothing() {
+        let s = [shipment("a", true, vec![item(Some("L9"), Some("X"), 1), item(None, Some("NOPE"), 1)])];
+        let m = map_lines(&lines(), &s);
+        assert!(m.unknown.is_empty(), "{:?}", m.unknown);
+    }
+
+    #[test]
+    fn a_keyless_item_whose_sku_no_line_has_is_unknown_and_keeps_its_sku() {
+        let s = [shipment("a", false, vec![item(None, Some("SPOON"), 3)])];
+        let m = map_lines(&lines(), &s);
+        assert_eq!(
+            m.unknown,
+            vec![UnknownItem { shipment: "a".into(), line_item_key: None, sku: Some("SPOON".into()), quantity: 3 }]
+        );
+    }
+
+    #[test]
+    fn a_line_ordered_at_zero_needs_no_parcel_to_be_complete() {
+        let mut ordered = lines();
+        ordered[1].quantity = 0;
+        let m = map_lines(&ordered, &[shipment("a", false, vec![item(Some("L1"), None, 2)])]);
+        assert!(m.complete(&ordered));
+    }
+
+    #[test]
+    fn the_merged_label_items_of_several_orders_count_once_each_against_their_own_lines() {
+        // A merged order's label is shared out before mapping: this order's share holds
+        // only its own lines, so the survivor's and the absorbed order's quantities
+        // never mix. Both shares of one label map cleanly against their own lines.
+        let survivor = shipment("label:7", false, vec![item(Some("L1"), None, 2), item(Some("L2"), None, 1)]);
+        assert!(map_lines(&lines(), &[survivor]).complete(&lines()));
+        let absorbed_lines = vec![OrderedLine { line_id: "M1".into(), sku: Some("MUG".into()), quantity: 1, physical: true }];
+        let share = shipment("label:7/SO-2", false, vec![item(Some("M1"), Some("MUG"), 1)]);
+        let m = map_lines(&absorbed_lines, &[share]);
+        assert!(m.complete(&absorbed_lines));
+        assert_eq!(m.by_shipment["label:7/SO-2"], vec![("M1".to_string(), 1)]);
+        // Left unshared, the absorbed order's line is reported, not guessed onto a mug line.
+        let unshared = shipment("label:7", false, vec![item(Some("L1"), None, 2), item(Some("M1"), Some("MUG"), 1)]);
+        let m = map_lines(&lines(), &[unshared]);
+        assert_eq!(m.unknown.len(), 1);
+        assert_eq!(m.shipped["L1"], 2);
+    }
 }
