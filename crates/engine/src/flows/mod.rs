@@ -12,6 +12,8 @@ pub mod push;
 pub mod recheck;
 pub mod release;
 pub mod shipments;
+#[cfg(test)]
+mod test_support;
 
 use jiff::{SignedDuration, Timestamp};
 use shipledger_store::{Change, Job, StoreError};

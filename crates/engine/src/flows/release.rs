@@ -448,3 +448,7 @@ pub fn judge(
     change.order = Some(upsert);
     (change, outcome)
 }
+
+#[cfg(test)]
+#[path = "release_tests.rs"]
+mod tests;
