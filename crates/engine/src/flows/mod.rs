@@ -9,6 +9,7 @@
 //!   written back packed then completed.
 pub mod monitors;
 pub mod push;
+mod push_plan;
 pub mod recheck;
 pub mod release;
 pub mod shipments;

@@ -28,7 +28,7 @@
 //! and those whose answer was lost (the request failed, or the answer left them out)
 //! are read back at once the same way, and only what ShipStation shows is committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
 use rand::Rng;
@@ -43,6 +43,7 @@ use shipledger_store::{
     OrderState, OrderUpsert,
 };
 
+use crate::flows::push_plan;
 use crate::flows::release::SYNC_ORDER;
 use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
@@ -114,11 +115,7 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, Engin
 
 async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {
     // Group the jobs by order: one order is sent once however many jobs name it.
-    let mut by_order: BTreeMap<String, Vec<Job>> = BTreeMap::new();
-    for job in jobs {
-        let erp_id = job.payload.get("erp_id").and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        by_order.entry(erp_id).or_default().push(job);
-    }
+    let by_order = push_plan::coalesce(jobs, |job| job.payload.get("erp_id").and_then(|v| v.as_str()).unwrap_or_default().to_string());
     let mut batch: Vec<(Pending, Vec<Job>)> = Vec::new();
     for (erp_id, mut jobs) in by_order {
         let first = jobs.remove(0);
@@ -138,13 +135,8 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
             }
         };
         let status = desired_status(&snapshot);
-        let in_sync = record.pushed_hash.as_deref() == Some(record.snapshot_hash.as_str())
-            && record.ss_status.as_deref() == Some(status.as_str());
-        // An order that was never released is never pushed, and one that fails the
-        // gate after release keeps its last good version in ShipStation.
-        let not_releasable = record.released_at.is_none() || (record.state == OrderState::Held);
-        if in_sync || not_releasable {
-            let note = if in_sync { "already in sync with ShipStation" } else { "not releasable; nothing sent" };
+        if let Some(skip) = push_plan::no_request(&record, &status) {
+            let note = skip.note();
             report.already_in_sync += 1;
             finish(engine, conn, first, JobState::Done, None, vec![event(&erp_id, "sync_skipped", json!({"message": note}))]).await?;
             for job in jobs {
@@ -167,7 +159,7 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
     // A job claimed before (its answer lost, its read-back short, its worker killed)
     // may already have reached ShipStation: read back first, record what is there,
     // and send only what is missing or differs.
-    let (unknown, mut to_send): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(p, _)| p.job.attempts > 1);
+    let (unknown, mut to_send): (Vec<_>, Vec<_>) = batch.into_iter().partition(|(p, _)| push_plan::read_back_first(&p.job));
     if !unknown.is_empty() {
         let since = unknown.iter().map(|(p, _)| earliest_effect(p)).min().expect("not empty") - READ_BACK_MARGIN;
         match read_back(conn, &unknown, since).await {
@@ -779,3 +771,7 @@ pub fn build_order(
     });
     order
 }
+
+#[cfg(test)]
+#[path = "push_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use shipledger_core::order::{Address, ErpLine, ErpOrder, ErpOrderStatus, Payment
 use shipledger_core::release::GatePolicy;
 use shipledger_core::weight::Weight;
 use shipledger_shipstation::{ClientConfig, V1Client};
-use shipledger_store::{Change, OrderRecord};
+use shipledger_store::{Change, Job, JobState, OrderRecord};
 
 use crate::Connection;
 use crate::config::Policy;
@@ -140,5 +140,25 @@ pub(crate) fn committed(change: &Change) -> OrderRecord {
         pushed_at: u.pushed_at,
         created_at: now,
         updated_at: now,
+    }
+}
+
+/// A `sync_order` job for `erp_id` as a worker holds it after claiming it for the
+/// `attempts`-th time; planned at `at(0)`.
+pub(crate) fn claimed(id: i64, erp_id: &str, attempts: i64) -> Job {
+    Job {
+        id,
+        connection: "acme-uk".into(),
+        kind: "sync_order".into(),
+        idempotency_key: format!("sync:{erp_id}:{id}"),
+        payload: serde_json::json!({"erp_id": erp_id}),
+        state: JobState::Running,
+        attempts,
+        next_run_at: at(0),
+        lease_until: Some(at(30)),
+        lease_token: Some("lease".into()),
+        last_error: None,
+        created_at: at(0),
+        updated_at: at(0),
     }
 }
