@@ -7,6 +7,7 @@
 //! - [`push`]: outbox `sync_order` jobs → ShipStation `createorders` → read back.
 //! - [`shipments`]: ShipStation labels, voids, fulfillments and scans → ERP lines,
 //!   written back packed then completed.
+mod label_shares;
 pub mod monitors;
 pub mod push;
 mod push_plan;

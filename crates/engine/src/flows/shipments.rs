@@ -43,6 +43,7 @@ use shipledger_store::{
 };
 
 use crate::config::FulfilOn;
+use crate::flows::label_shares::{self, Share};
 use crate::flows::release::SYNC_ORDER;
 use crate::flows::{LEASE, commit_job_change, retry_job};
 use crate::{Connection, Engine, EngineError};
@@ -177,23 +178,12 @@ async fn resolve(
     Ok(found)
 }
 
-fn lines_of(items: &[ss::OrderItem]) -> Vec<ShipmentLine> {
+pub(crate) fn lines_of(items: &[ss::OrderItem]) -> Vec<ShipmentLine> {
     items
         .iter()
         .filter(|i| !i.adjustment)
         .map(|i| ShipmentLine { line_item_key: i.line_item_key.clone(), sku: i.sku.clone(), quantity: i.quantity })
         .collect()
-}
-
-/// One ERP order's share of a label. A label for merged orders carries the lines of
-/// several ERP orders: the survivor's share keeps the label's own key
-/// (`label:{shipmentId}`), each absorbed order's share is `label:{shipmentId}/{erp_id}`.
-struct Share {
-    key: String,
-    erp_id: Option<String>,
-    lines: Vec<ShipmentLine>,
-    /// The survivor's share: it carries the label's cost, once.
-    primary: bool,
 }
 
 /// Split a label's items among the ERP orders they belong to. Only when an item names
@@ -241,23 +231,7 @@ async fn shares(
             }
         }
     }
-    let mut primary = Vec::new();
-    let mut absorbed: std::collections::BTreeMap<String, Vec<ShipmentLine>> = Default::default();
-    for line in lines {
-        match line.line_item_key.as_ref().filter(|_| foreign(&line)).and_then(|k| owner.get(k)) {
-            Some(other) if Some(other) != erp_id.as_ref() => absorbed.entry(other.clone()).or_default().push(line),
-            _ => primary.push(line),
-        }
-    }
-    // A label with nothing of the survivor's has no share for it.
-    let mut out = if primary.is_empty() && !absorbed.is_empty() { Vec::new() } else { single(primary) };
-    out.extend(absorbed.into_iter().map(|(other, lines)| Share {
-        key: format!("{key}/{other}"),
-        erp_id: Some(other),
-        lines,
-        primary: false,
-    }));
-    Ok(out)
+    Ok(label_shares::split(&key, erp_id, lines, &own, &owner))
 }
 
 async fn ingest_label(
