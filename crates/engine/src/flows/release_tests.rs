@@ -359,3 +359,24 @@ fn a_released_order_that_now_fails_the_gate_keeps_its_last_good_version_in_ships
     let upsert = change.order.as_ref().unwrap();
     assert_eq!((upsert.state, upsert.released_at), (OrderState::Released, Some(at(20))), "released it stays");
 }
+
+#[test]
+fn a_new_hold_reason_alone_is_not_worth_a_push() {
+    let mut order = paid_order("SO-1");
+    order.status = ErpOrderStatus::OnHold;
+    order.status_reason = Some("credit check".into());
+    let (change, _) = decide(&connection(), &order, None, &products(), at(20));
+    let reworded = later(&order, |o| o.status_reason = Some("credit check (second look)".into()));
+    let (change, outcome) = decide(&connection(), &reworded, Some(&committed(&change)), &products(), at(30));
+    assert_eq!(outcome, Outcome::Unchanged);
+    assert!(pushes(&change).is_empty());
+}
+
+#[test]
+fn a_released_order_read_again_unchanged_plans_only_the_push_it_already_has() {
+    let order = paid_order("SO-1");
+    let (first, _) = decide(&connection(), &order, None, &products(), at(20));
+    let (again, outcome) = judge(&connection(), &order, Some(&committed(&first)), &products(), &[], Seen::Recheck, at(40));
+    assert_eq!(outcome, Outcome::UpdatePlanned);
+    assert_eq!(pushes(&again), pushes(&first), "the same key: the store plans it once");
+}
