@@ -18,7 +18,7 @@ use clap::Args;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use shipledger_core::release::GatePolicy;
-use shipledger_engine::clock::SystemClock;
+use shipledger_core::clock::{Clock, SystemClock};
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
@@ -104,26 +104,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // shipledger itself.
     let store_url = format!("sqlite://{}", dir.join("demo.db").display());
     let store = shipledger_store::open(&store_url).await.context("opening the demo store")?;
-    let clock = Arc::new(SystemClock);
+    // The one clock of this process: the engine, the rate budget, both ShipStation
+    // clients and the webhook receivers read it.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
     let client_config = ClientConfig::v1(shipstation.base_url().parse()?, ss_key, ss_secret);
-    let client = V1Client::with_budget(client_config.clone(), budget.clone(), Arc::new(shipledger_shipstation::SystemClock))?;
+    let client = V1Client::with_budget(client_config.clone(), budget.clone(), clock.clone())?;
     // The report's own reader of ShipStation, spending the same budget.
-    let reader = V1Client::with_budget(client_config, budget, Arc::new(shipledger_shipstation::SystemClock))?;
+    let reader = V1Client::with_budget(client_config, budget, clock.clone())?;
     let connection = Connection {
         name: CONNECTION.into(),
         erp: Arc::new(shipledger_erp::sandbox::SandboxErpClient::new(&erp.base_url(), &erp_key)?),
         shipstation: client,
-        shipstation_v2: Some(shipledger_shipstation::V2Client::new(ClientConfig::v2(
-            shipstation.base_url().parse()?,
-            ss_v2_key.clone(),
-        ))?),
+        shipstation_v2: Some(shipledger_shipstation::V2Client::with_budget(
+            ClientConfig::v2(shipstation.base_url().parse()?, ss_v2_key.clone()),
+            Arc::new(shipledger_shipstation::InMemoryRateBudget::with_clock(clock.clone())),
+            clock.clone(),
+        )?),
         account_currency: shipledger_core::Currency::USD,
         policy: Policy { shipment_poll_interval: Duration::from_secs(10), ..Policy::default() },
         gate: GatePolicy::default(),
         store_id: None,
     };
-    let engine = Engine::new(store.clone(), clock, vec![connection]);
+    let engine = Engine::new(store.clone(), clock.clone(), vec![connection]);
     engine.prepare().await?;
     let webhook_token = {
         use std::hash::{BuildHasher, Hasher};
@@ -145,7 +148,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("loading the sandbox's v2 webhook keys: {e}"))?,
         ),
     };
-    let server = shipledger_server::Server::bind(args.listen, store.clone(), vec![hooks]).await?;
+    let server = shipledger_server::Server::bind(args.listen, store.clone(), clock.clone(), vec![hooks]).await?;
     let server_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(stop_rx.clone()));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shipledger_engine::Engine;
-use shipledger_engine::clock::SystemClock;
+use shipledger_core::clock::SystemClock;
 use shipledger_engine::config::Config;
 use shipledger_erp::CheckStatus;
 use tokio::sync::watch;
@@ -168,7 +168,7 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let listen = config.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
     let engine = engine(&config).await?;
     let hooks = shipledger_server::hooks_from_config(&config).await.map_err(anyhow::Error::msg)?;
-    let server = shipledger_server::Server::bind(listen, engine.store.clone(), hooks)
+    let server = shipledger_server::Server::bind(listen, engine.store.clone(), engine.clock.clone(), hooks)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     println!("shipledger serving on http://{} (/healthz, /readyz, /metrics)", server.local_addr()?);

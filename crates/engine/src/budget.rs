@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::SignedDuration;
+use shipledger_core::clock::{BoxFuture, Clock};
 use shipledger_shipstation::budget::{Admission, RateBudget, RateObservation};
-use shipledger_shipstation::clock::BoxFuture;
 use shipledger_store::Store;
 
-use crate::clock::Clock;
 
 pub struct StoreRateBudget {
     store: Arc<dyn Store>,

@@ -24,7 +24,8 @@ use std::time::Duration;
 use shipledger_erp::{CheckItem, CheckStatus};
 use shipledger_shipstation::v1::model::WebhookEvent;
 use shipledger_shipstation::v2::LabelFilter;
-use shipledger_shipstation::{ClientConfig, Error as SsError, InMemoryRateBudget, SystemClock, V1Client, V2Client};
+use shipledger_core::clock::SystemClock;
+use shipledger_shipstation::{ClientConfig, Error as SsError, InMemoryRateBudget, V1Client, V2Client};
 use url::Url;
 
 use crate::config::ConnectionConfig;

@@ -25,25 +25,28 @@
 //! told to stop; a crash anywhere leaves work either committed or still planned, and
 //! doing it again is safe because every external write is keyed.
 //!
-//! Time comes from an injected [`Clock`](clock::Clock).
+//! Time comes from the injected [`Clock`](shipledger_core::clock::Clock), the one
+//! clock of every crate: the engine, its store-backed rate budget and the ShipStation
+//! clients it builds all read the same one, so a test that injects a
+//! [`ManualClock`](shipledger_core::clock::ManualClock) decides what "now" is for
+//! every threshold (recheck and poll intervals, overdue scans, job backoffs).
 
 pub mod budget;
 pub mod check;
-pub mod clock;
 pub mod config;
 pub mod flows;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use shipledger_core::clock::Clock;
 use shipledger_core::release::GatePolicy;
 use shipledger_erp::Erp;
-use shipledger_shipstation::{ClientConfig, V1Client};
+use shipledger_shipstation::{ClientConfig, InMemoryRateBudget, V1Client};
 use shipledger_store::Store;
 use tokio::sync::watch;
 
 use crate::budget::StoreRateBudget;
-use crate::clock::Clock;
 use crate::config::{Config, ConnectionConfig, Policy};
 
 /// Why a pass of the engine stopped early. Work already committed stays committed;
@@ -143,9 +146,13 @@ impl Engine {
         for c in &config.connections {
             let ss = &c.shipstation;
             let client_config = ClientConfig::v1(ss.base_url.clone(), ss.api_key.expose(), ss.api_secret.expose());
-            let shipstation = V1Client::with_budget(client_config, budget.clone(), Arc::new(shipledger_shipstation::SystemClock))?;
+            let shipstation = V1Client::with_budget(client_config, budget.clone(), clock.clone())?;
             let shipstation_v2 = match (&ss.v2_base_url, &ss.v2_api_key) {
-                (Some(url), Some(key)) => Some(shipledger_shipstation::V2Client::new(ClientConfig::v2(url.clone(), key.expose()))?),
+                (Some(url), Some(key)) => {
+                    let v2 = ClientConfig::v2(url.clone(), key.expose());
+                    let v2_budget = Arc::new(InMemoryRateBudget::with_clock(clock.clone()));
+                    Some(shipledger_shipstation::V2Client::with_budget(v2, v2_budget, clock.clone())?)
+                }
                 _ => None,
             };
             connections.push(Connection {
@@ -334,6 +341,10 @@ impl Engine {
                 }
             };
             let wait = if busy { Duration::from_millis(50) } else { interval };
+            // Pacing, not time semantics: the loop waits on tokio's real timer, never on
+            // the injected clock. What is due is decided inside `tick` from
+            // `self.clock`; a `ManualClock`'s sleep returns at once, so pacing on it
+            // would spin.
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}

@@ -53,7 +53,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-pub use clock::Clock;
+pub use clock::VirtualClock;
 pub use faults::Faults;
 pub use simulator::SimulationConfig;
 
@@ -130,7 +130,7 @@ pub enum SandboxError {
 /// Everything the handlers share.
 pub(crate) struct Shared {
     pub config: SandboxConfig,
-    pub clock: Clock,
+    pub clock: VirtualClock,
     pub world: Mutex<state::World>,
     pub rng: Mutex<ChaCha8Rng>,
     pub signer: signing::Signer,
@@ -169,7 +169,7 @@ impl Sandbox {
         let addr = listener.local_addr().map_err(|source| SandboxError::Bind { addr: listen, source })?;
         let base_url = format!("http://{addr}");
 
-        let clock = Clock::new();
+        let clock = VirtualClock::new();
         let world = match &config.state_path {
             Some(path) => persist::read(path).map_err(|detail| SandboxError::State { path: path.clone(), detail })?,
             None => None,
@@ -235,7 +235,7 @@ impl SandboxHandle {
     }
 
     /// The sandbox's virtual clock (shared with its HTTP control API).
-    pub fn clock(&self) -> &Clock {
+    pub fn clock(&self) -> &VirtualClock {
         &self.shared.clock
     }
 

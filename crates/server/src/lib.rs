@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use shipledger_core::clock::Clock;
 use shipledger_store::{ExceptionFilter, ExceptionState, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,6 +34,9 @@ pub use webhooks::{
 #[derive(Clone)]
 pub(crate) struct AppState {
     store: Arc<dyn Store>,
+    /// The process's one clock: the receivers stamp deliveries and judge the v2
+    /// signature window with it.
+    clock: Arc<dyn Clock>,
     hooks: Arc<Vec<ConnectionHooks>>,
 }
 
@@ -44,10 +48,16 @@ pub struct Server {
 
 impl Server {
     /// Listen on `addr`, serving the connections `hooks` describes (their names are
-    /// also the connections `/metrics` reports).
-    pub async fn bind(addr: SocketAddr, store: Arc<dyn Store>, hooks: Vec<ConnectionHooks>) -> std::io::Result<Server> {
+    /// also the connections `/metrics` reports). `clock` is the one the engine runs on
+    /// (a [`SystemClock`](shipledger_core::clock::SystemClock) in production).
+    pub async fn bind(
+        addr: SocketAddr,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        hooks: Vec<ConnectionHooks>,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
-        let state = AppState { store, hooks: Arc::new(hooks) };
+        let state = AppState { store, clock, hooks: Arc::new(hooks) };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))

@@ -27,7 +27,9 @@
 //!   connection's published keys with a 5-minute window. Missing headers answer 404
 //!   (ShipStation's advice); a bad signature or a stale timestamp answers 401 or 400
 //!   and opens (or refreshes) a `webhook_signature_invalid` exception. Verified track
-//!   deliveries become an `ingest_v2_track` job keyed by the body's SHA-256. The keys
+//!   deliveries become an `ingest_v2_track` job keyed by the body's SHA-256. "Now"
+//!   for the window is the server's injected clock (the process's one
+//!   [`Clock`](shipledger_core::clock::Clock)), so a test can move it. The keys
 //!   are fetched at startup ([`load_webhook_keys`]), following no redirect off the
 //!   origin of `v2_webhook_keys_url`.
 
@@ -255,7 +257,7 @@ async fn v1_webhook(
     let Ok(resource_url) = Url::parse(raw) else {
         return text(StatusCode::BAD_REQUEST, format!("resource_url {:?} is not a URL", payload.resource_url));
     };
-    let now = Timestamp::now();
+    let now = state.clock.now();
     let base = &hooks.shipstation_base;
 
     if let Some(reason) = resource_url_mismatch(&resource_url, base) {
@@ -353,7 +355,7 @@ async fn v2_webhook(
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let now = Timestamp::now();
+    let now = state.clock.now();
     if let Err(e) = keys.verify(key_id, signature, timestamp, &body, now, DEFAULT_WINDOW) {
         return refuse_signature(&state, hooks, e, key_id, timestamp, now).await;
     }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::clock::{BoxFuture, Clock, SystemClock};
+use shipledger_core::clock::{BoxFuture, Clock, SystemClock};
 
 /// What the server said about the window, read from one response's headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl InMemoryRateBudget {
     }
 
     fn acquire_now(&self, key: &str) -> Admission {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut windows = self.windows.lock().expect("budget lock");
         let window = windows.entry(key.to_owned()).or_insert(Window {
             limit: None,
@@ -132,7 +132,7 @@ impl InMemoryRateBudget {
     }
 
     fn observe_now(&self, key: &str, observation: RateObservation) {
-        let now = self.clock.now();
+        let now = self.clock.instant();
         let mut windows = self.windows.lock().expect("budget lock");
         let window = windows.entry(key.to_owned()).or_insert(Window {
             limit: None,
@@ -189,7 +189,7 @@ impl RateBudget for UnlimitedBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use shipledger_core::clock::ManualClock;
 
     fn obs(limit: u32, remaining: u32, reset_secs: u64) -> RateObservation {
         RateObservation {
@@ -201,13 +201,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_key_may_send_its_first_request() {
-        let budget = InMemoryRateBudget::with_clock(Arc::new(ManualClock::new()));
+        let budget = InMemoryRateBudget::with_clock(Arc::new(ManualClock::starting_now()));
         assert_eq!(budget.acquire("k").await, Admission::Proceed);
     }
 
     #[tokio::test]
     async fn a_spent_window_makes_callers_wait_until_the_reset_plus_margin() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualClock::starting_now());
         let budget =
             InMemoryRateBudget::with_clock(clock.clone()).with_margin(Duration::from_millis(100));
         budget.observe("k", obs(40, 1, 20)).await;
@@ -216,12 +216,12 @@ mod tests {
             budget.acquire("k").await,
             Admission::Wait(Duration::from_millis(20_100))
         );
-        clock.advance(Duration::from_secs(10));
+        clock.advance_std(Duration::from_secs(10));
         assert_eq!(
             budget.acquire("k").await,
             Admission::Wait(Duration::from_millis(10_100))
         );
-        clock.advance(Duration::from_millis(10_100));
+        clock.advance_std(Duration::from_millis(10_100));
         // New window: the last known limit applies again.
         assert_eq!(budget.acquire("k").await, Admission::Proceed);
         assert_eq!(budget.remaining("k"), Some(39));
@@ -229,7 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn keys_do_not_share_a_window() {
-        let budget = InMemoryRateBudget::with_clock(Arc::new(ManualClock::new()));
+        let budget = InMemoryRateBudget::with_clock(Arc::new(ManualClock::starting_now()));
         budget.observe("a", obs(40, 0, 30)).await;
         assert!(matches!(budget.acquire("a").await, Admission::Wait(_)));
         assert_eq!(budget.acquire("b").await, Admission::Proceed);
@@ -237,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_response_does_not_give_back_requests_already_spent() {
-        let clock = Arc::new(ManualClock::new());
+        let clock = Arc::new(ManualClock::starting_now());
         let budget = InMemoryRateBudget::with_clock(clock.clone());
         budget.observe("k", obs(40, 5, 30)).await;
         for _ in 0..5 {

@@ -25,7 +25,10 @@
 //! - [`RateBudget`] is keyed by a fingerprint of the API key, so every client and
 //!   every process using one key can share one budget. [`InMemoryRateBudget`] serves
 //!   one process; a store-backed implementation plugs into the same trait. Time comes
-//!   from a [`Clock`] so tests can use [`ManualClock`] instead of sleeping.
+//!   from shipledger's one [`Clock`](shipledger_core::clock::Clock) (`instant()` for
+//!   rate windows, `now()` for `Retry-After` dates, `sleep()` for every wait), so
+//!   tests inject a [`ManualClock`](shipledger_core::clock::ManualClock) and assert
+//!   what the client would have waited instead of sleeping.
 //! - [`Error`] names the failed request and what to do about it; the message of an
 //!   API error is read from whichever shape ShipStation used (`Message`, `message`,
 //!   `ExceptionMessage`, `ModelState`, v2 `errors[]`).
@@ -61,7 +64,6 @@
 //! ```
 
 pub mod budget;
-pub mod clock;
 pub mod config;
 pub mod error;
 pub mod redirect;
@@ -72,7 +74,6 @@ pub mod v2;
 pub mod wire;
 
 pub use budget::{Admission, InMemoryRateBudget, RateBudget, RateObservation, UnlimitedBudget};
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ClientConfig, Secret};
 pub use error::{Error, Result, TransportKind, error_message};
 pub use retry::{Idempotency, is_retriable};

@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 use url::Url;
 
 use crate::budget::{Admission, RateBudget, RateObservation};
-use crate::clock::Clock;
+use shipledger_core::clock::Clock;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, TransportKind, error_message, snippet};
 use crate::redirect;
@@ -364,7 +364,7 @@ impl Transport {
                 path: url.path().to_owned(),
             },
             StatusCode::TOO_MANY_REQUESTS => {
-                let wait = retry_wait(&headers, self.clock.now_utc());
+                let wait = retry_wait(&headers, self.clock.now());
                 if let Some(wait) = wait {
                     // Pause every caller sharing this key, not just this one.
                     let limit = header_u32(&headers, "x-rate-limit-limit");

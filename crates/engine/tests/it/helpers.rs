@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
+use shipledger_core::clock::{Clock, ManualClock, SystemClock};
 use shipledger_core::money::{Currency, Money};
 use shipledger_core::order::{Address, ErpLine, ErpOrder, ErpOrderStatus, PaymentEvidence, PaymentState, Product};
 use shipledger_core::release::GatePolicy;
 use shipledger_core::weight::Weight;
-use shipledger_engine::clock::{ManualClock, SystemClock};
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_erp::{
@@ -372,8 +372,12 @@ impl World {
         let mut client_config = ClientConfig::v1(sandbox.base_url().parse().unwrap(), key, secret);
         client_config.backoff_base = std::time::Duration::from_millis(50);
         client_config.backoff_max = std::time::Duration::from_millis(500);
-        let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), Arc::new(SystemClock), 0));
-        let shipstation = V1Client::with_budget(client_config, budget, Arc::new(shipledger_shipstation::SystemClock)).unwrap();
+        // The ShipStation client and its budget keep real time: the sandbox they talk
+        // to keeps its own (real time plus whatever a story advances it by), and a
+        // story's manual clock moves only shipledger's decisions (see `manual_clock`).
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
+        let shipstation = V1Client::with_budget(client_config, budget, clock.clone()).unwrap();
         let connection = Connection {
             name: "acme-uk".into(),
             erp: erp.clone(),
@@ -385,19 +389,25 @@ impl World {
             account_currency: shipledger_core::Currency::USD,
             policy: Policy {
                 max_push_attempts: 4,
+                // Poll ShipStation on every pass: these stories are about what a poll
+                // finds, not when it is due, and `settle` runs on real time. The story
+                // of the interval itself sets the default back and moves a manual clock
+                // past it (shipments.rs: a label made again before the old one's void
+                // is seen).
                 shipment_poll_interval: std::time::Duration::ZERO,
                 ..Policy::default()
             },
             gate: GatePolicy::default(),
             store_id: None,
         };
-        let engine = Engine::new(store.clone(), Arc::new(SystemClock), vec![connection]);
+        let engine = Engine::new(store.clone(), clock, vec![connection]);
         engine.prepare().await.unwrap();
         World { erp, sandbox, store, engine, http: reqwest::Client::new(), _db: db }
     }
 
     /// From now on the engine's time moves only when the returned clock is advanced
-    /// (it starts at the real time, so ShipStation's answers stay recent).
+    /// (it starts at the real time, so ShipStation's answers stay recent). Call it
+    /// first in a story: it starts a new engine, which has polled nothing yet.
     pub fn manual_clock(&mut self) -> Arc<ManualClock> {
         let clock = Arc::new(ManualClock::new(Timestamp::now()));
         let connections = std::mem::take(&mut self.engine.connections);
@@ -432,6 +442,13 @@ impl World {
             .await
             .unwrap();
         page["orders"].as_array().unwrap().iter().filter(|o| o["orderNumber"] == number).cloned().collect()
+    }
+
+    /// Time passes for both systems: shipledger's manual `clock` and the sandbox
+    /// ShipStation's own virtual clock move forward by `by`.
+    pub async fn pass(&self, clock: &ManualClock, by: SignedDuration) {
+        clock.advance(by);
+        self.control("/clock/advance", serde_json::json!({"seconds": by.as_secs()})).await;
     }
 
     /// POST to the sandbox's control API.

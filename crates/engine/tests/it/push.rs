@@ -7,6 +7,8 @@ use shipledger_core::order::{ErpOrder, ErpOrderStatus};
 use shipledger_shipstation::v1::model::OrderStatus;
 use shipledger_store::{ExceptionFilter, ExceptionState, JobClaim, JobFilter, JobState, OrderState};
 
+use shipledger_core::clock::{Clock, ManualClock};
+
 use crate::helpers::{Backend, World, paid_order};
 
 /// `createorders` requests the sandbox has answered so far.
@@ -14,14 +16,20 @@ async fn createorders_sent(w: &World) -> u64 {
     w.stats().await["requests"]["POST /orders/createorders"].as_u64().unwrap_or(0)
 }
 
-/// Settle until `done` holds, waiting out retry backoffs (bounded).
-async fn settle_until(w: &World, what: &str, mut done: impl AsyncFnMut() -> bool) {
+/// How far a story's manual clock moves between passes while it waits out retry
+/// backoffs and leases: forty steps are more than three minutes, under the five of
+/// the recheck interval.
+const WAIT_STEP: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
+/// Settle until `done` holds, moving the engine's manual clock on between passes so
+/// retry backoffs run out (bounded).
+async fn settle_until(w: &World, clock: &ManualClock, what: &str, mut done: impl AsyncFnMut() -> bool) {
     for _ in 0..40 {
         w.settle().await;
         if done().await {
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        clock.advance(WAIT_STEP);
     }
     panic!("{what} did not happen");
 }
@@ -42,8 +50,9 @@ async fn event_kinds(w: &World, erp_id: &str) -> Vec<String> {
 
 /// A worker claims the order's push job, gets `createorders` through to ShipStation,
 /// and dies before it commits anything: ShipStation has the order, our store does not
-/// know, and the job comes back when its lease runs out. Returns ShipStation's orderId.
-async fn push_and_die(w: &World, erp_id: &str) -> i64 {
+/// know, and the job comes back when its lease runs out (the engine's manual clock is
+/// moved past it). Returns ShipStation's orderId.
+async fn push_and_die(w: &World, clock: &ManualClock, erp_id: &str) -> i64 {
     let conn = &w.engine.connections[0];
     shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
     let jobs = w
@@ -51,7 +60,7 @@ async fn push_and_die(w: &World, erp_id: &str) -> i64 {
         .claim_jobs(JobClaim {
             kind: "sync_order",
             connection: Some("acme-uk"),
-            now: jiff::Timestamp::now(),
+            now: clock.now(),
             lease: jiff::SignedDuration::from_millis(1),
             limit: 10,
             worker: "doomed",
@@ -64,7 +73,7 @@ async fn push_and_die(w: &World, erp_id: &str) -> i64 {
     let lines = w.store.order_lines("acme-uk", erp_id).await.unwrap();
     let order = shipledger_engine::flows::push::build_order(conn, &record, &snapshot, &lines, OrderStatus::AwaitingShipment);
     let answer = conn.shipstation.create_orders(&[order]).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    clock.advance(jiff::SignedDuration::from_millis(5));
     answer.results[0].order_id.unwrap()
 }
 
@@ -94,6 +103,7 @@ crate::stories! {
     }
 
     async fn a_lost_answer_is_retried_under_the_same_order_key_without_a_duplicate(w: World) {
+        let clock = w.manual_clock();
         w.put_faults(json!({"rate_500_after": 1.0, "paths": ["/orders/createorders"]})).await;
         for n in 0..30 {
             w.erp.put(paid_order(&format!("L-{n}")));
@@ -106,7 +116,7 @@ crate::stories! {
             if w.store.count_orders_by_state("acme-uk").await.unwrap() == vec![(OrderState::Pushed, 30)] {
                 break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            clock.advance(WAIT_STEP);
         }
         let stats = w.stats().await;
         assert_eq!(stats["orders"], json!(30));
@@ -115,6 +125,7 @@ crate::stories! {
     }
 
     async fn a_lost_answer_is_read_back_at_once_and_the_orders_are_never_sent_again(w: World) {
+        let clock = w.manual_clock();
         w.put_faults(json!({"rate_500_after": 1.0, "paths": ["/orders/createorders"]})).await;
         for n in 0..30 {
             w.erp.put(paid_order(&format!("R-{n}")));
@@ -123,7 +134,7 @@ crate::stories! {
         let _ = w.engine.tick().await;
         let sent = createorders_sent(&w).await;
         w.put_faults(json!({})).await;
-        settle_until(&w, "every order recorded as pushed", async || {
+        settle_until(&w, &clock, "every order recorded as pushed", async || {
             w.store.count_orders_by_state("acme-uk").await.unwrap() == vec![(OrderState::Pushed, 30)]
         })
         .await;
@@ -140,12 +151,13 @@ crate::stories! {
     }
 
     async fn an_order_shipstation_saved_and_shipped_before_the_retry_is_recorded_as_pushed_not_failed(w: World) {
+        let clock = w.manual_clock();
         w.erp.put(paid_order("SO-40"));
-        let order_id = push_and_die(&w, "SO-40").await;
+        let order_id = push_and_die(&w, &clock, "SO-40").await;
         // The warehouse labels it before any worker retries: it can no longer be updated.
         w.control(&format!("/orders/{order_id}/labels"), json!({})).await;
         let sent = createorders_sent(&w).await;
-        settle_until(&w, "SO-40 recorded", async || {
+        settle_until(&w, &clock, "SO-40 recorded", async || {
             w.store.get_order("acme-uk", "SO-40").await.unwrap().unwrap().ss_order_id.is_some()
         })
         .await;
@@ -163,10 +175,11 @@ crate::stories! {
     }
 
     async fn an_order_that_changed_after_its_lost_push_is_sent_again_as_an_update_of_shipstations_order(w: World) {
+        let clock = w.manual_clock();
         w.erp.put(paid_order("SO-41"));
-        let order_id = push_and_die(&w, "SO-41").await;
+        let order_id = push_and_die(&w, &clock, "SO-41").await;
         w.erp.edit("SO-41", |o| o.ship_to.street1 = Some("2 Other Road".into()));
-        settle_until(&w, "SO-41 recorded", async || {
+        settle_until(&w, &clock, "SO-41 recorded", async || {
             w.store.get_order("acme-uk", "SO-41").await.unwrap().unwrap().ss_order_id.is_some()
         })
         .await;
@@ -180,11 +193,12 @@ crate::stories! {
     }
 
     async fn a_change_that_can_no_longer_reach_a_shipped_order_is_a_change_after_shipment(w: World) {
+        let clock = w.manual_clock();
         w.erp.put(paid_order("SO-42"));
-        let order_id = push_and_die(&w, "SO-42").await;
+        let order_id = push_and_die(&w, &clock, "SO-42").await;
         w.control(&format!("/orders/{order_id}/labels"), json!({})).await;
         w.erp.edit("SO-42", |o| o.ship_to.street1 = Some("3 Too Late Lane".into()));
-        settle_until(&w, "SO-42 settled", async || !open_exceptions(&w).await.is_empty()).await;
+        settle_until(&w, &clock, "SO-42 settled", async || !open_exceptions(&w).await.is_empty()).await;
         assert_eq!(open_exceptions(&w).await, vec![ExceptionKind::ChangeAfterShipment]);
         let record = w.store.get_order("acme-uk", "SO-42").await.unwrap().unwrap();
         assert_eq!(record.ss_order_id, Some(order_id), "the ledger knows where the order is");

@@ -6,6 +6,9 @@ use shipledger_core::exception::ExceptionKind;
 use shipledger_erp::FulfilmentState;
 use shipledger_store::{ExceptionFilter, ExceptionState, OrderState};
 
+use shipledger_core::clock::Clock;
+use shipledger_engine::config::Policy;
+
 use crate::helpers::{World, paid_order};
 
 async fn pushed_order_id(w: &World, erp_id: &str) -> i64 {
@@ -86,20 +89,26 @@ crate::stories! {
     }
 
     async fn a_label_made_again_before_the_old_ones_void_is_seen_waits_for_the_reversal_and_is_never_refused(w: World) {
+        // ShipStation is polled at the default interval, on a clock that moves only
+        // when the story says.
+        let clock = w.manual_clock();
+        let poll = Policy::default().shipment_poll_interval;
+        w.engine.connections[0].policy.shipment_poll_interval = poll;
+        let poll_due = jiff::SignedDuration::try_from(poll).unwrap() + jiff::SignedDuration::from_secs(1);
         // The ERP refuses a fulfilment beyond the order's lines, as real ones do.
         w.erp.checks_quantities.store(true, std::sync::atomic::Ordering::SeqCst);
         let id = pushed_order_id(&w, "SO-108").await;
         let first = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        clock.advance(poll_due);
         w.settle().await;
         assert_eq!(w.erp_fulfilments("SO-108")[0].state, FulfilmentState::Packed);
         // Voided and made again; the new label comes by webhook, while the void (v1
         // announces none) waits for the next poll: every line is still on the first
         // label's packed fulfilment, so the new one must wait, not be sent and refused.
-        w.engine.connections[0].policy.shipment_poll_interval = std::time::Duration::from_secs(3600);
         w.control(&format!("/shipments/{}/void", first["shipment"]["shipmentId"]), json!({})).await;
         let second = w.control(&format!("/orders/{id}/labels"), json!({})).await;
         let (a, b) = (first["trackingNumber"].as_str().unwrap().to_string(), second["trackingNumber"].as_str().unwrap().to_string());
-        let mut hint = shipledger_store::Change::new("acme-uk", jiff::Timestamp::now());
+        let mut hint = shipledger_store::Change::new("acme-uk", clock.now());
         hint.jobs.push(shipledger_store::NewJob {
             kind: shipledger_engine::flows::shipments::INGEST_V1.into(),
             idempotency_key: format!("v1hook:{b}"),
@@ -107,14 +116,14 @@ crate::stories! {
                 "resource_url": format!("{}/shipments?trackingNumber={b}&includeShipmentItems=True", w.sandbox.base_url()),
                 "resource_type": "SHIP_NOTIFY",
             }),
-            run_at: jiff::Timestamp::now(),
+            run_at: clock.now(),
         });
         w.store.commit(hint).await.unwrap();
         w.settle().await;
         assert!(w.store.get_shipment("acme-uk", &format!("label:{}", second["shipment"]["shipmentId"])).await.unwrap().is_some(), "the webhook brought the new label");
         assert_eq!(w.erp_fulfilments("SO-108").len(), 1, "nothing written for the new label while the old one holds its lines");
         // The poll sees the void: the reversal is written, then at once the new label.
-        w.engine.connections[0].policy.shipment_poll_interval = std::time::Duration::ZERO;
+        clock.advance(poll_due);
         w.settle().await;
         let docs = w.erp_fulfilments("SO-108");
         assert_eq!(docs.iter().map(|d| d.state).collect::<Vec<_>>(), vec![FulfilmentState::Cancelled, FulfilmentState::Packed]);
@@ -239,12 +248,20 @@ crate::stories! {
     }
 
     async fn a_label_without_a_scan_past_the_policy_is_raised_for_ops_and_closes_itself_on_the_scan(w: World) {
-        w.engine.connections[0].policy.scan_overdue_after = std::time::Duration::ZERO;
-        w.engine.connections[0].policy.awaiting_shipment_after = std::time::Duration::ZERO;
+        // The default thresholds: a label within 48 hours, a scan within 24 hours of it.
+        let clock = w.manual_clock();
+        let past = |d: std::time::Duration| jiff::SignedDuration::try_from(d).unwrap() + jiff::SignedDuration::from_secs(1);
+        let policy = w.engine.connections[0].policy.clone();
+        assert_eq!(policy.awaiting_shipment_after, Policy::default().awaiting_shipment_after);
         let id = pushed_order_id(&w, "SO-106").await;
+        assert!(open_kinds(&w).await.is_empty(), "just pushed: nothing is late yet");
+        // Two days pass for both systems without a label.
+        w.pass(&clock, past(policy.awaiting_shipment_after)).await;
         w.settle().await;
         assert_eq!(open_kinds(&w).await, vec![ExceptionKind::AwaitingShipmentTooLong], "no label yet");
         let label = w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "fedex"})).await;
+        // A day passes without a carrier scan.
+        w.pass(&clock, past(policy.scan_overdue_after)).await;
         w.settle().await;
         let open = w.store.list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() }).await.unwrap();
         assert_eq!(open.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![ExceptionKind::ScanOverdue], "the label closed the wait");

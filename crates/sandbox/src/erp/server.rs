@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use super::model::{ErpWorld, Refusal};
-use crate::clock::Clock;
+use crate::clock::VirtualClock;
 
 /// How a sandbox ERP is started.
 #[derive(Clone)]
@@ -64,7 +64,7 @@ pub enum SandboxErpError {
 
 pub(crate) struct ErpShared {
     pub config: SandboxErpConfig,
-    pub clock: Clock,
+    pub clock: VirtualClock,
     pub world: Mutex<ErpWorld>,
     pub dirty: Notify,
 }
@@ -107,7 +107,7 @@ impl SandboxErp {
             None => None,
         };
         let shared = Arc::new(ErpShared {
-            clock: Clock::new(),
+            clock: VirtualClock::new(),
             world: Mutex::new(ErpWorld::new(config.base_currency, config.seed, jiff::civil::date(2000, 1, 1))),
             dirty: Notify::new(),
             config,
@@ -251,7 +251,7 @@ impl SandboxErpHandle {
     }
 
     /// The ERP's virtual clock (also moved by `POST /_sandbox/clock/advance`).
-    pub fn clock(&self) -> &Clock {
+    pub fn clock(&self) -> &VirtualClock {
         &self.shared.clock
     }
 

@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
+use shipledger_core::clock::{Clock, ManualClock, SystemClock};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_engine::config::Config;
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
@@ -35,6 +36,8 @@ struct Shipledger {
     url: String,
     addr: SocketAddr,
     store: Arc<dyn Store>,
+    /// The server's clock (real time unless the story gave it a manual one).
+    clock: Arc<dyn Clock>,
     http: reqwest::Client,
     _stop: watch::Sender<bool>,
     _db: TestDb,
@@ -77,18 +80,23 @@ impl Shipledger {
 
     /// On `backend`'s store; `None` when that is PostgreSQL and it is not configured.
     async fn on(backend: Backend, hooks: Vec<ConnectionHooks>) -> Option<Shipledger> {
+        Shipledger::on_clock(backend, hooks, Arc::new(SystemClock)).await
+    }
+
+    /// Like [`Shipledger::on`], the receivers reading now from `clock`.
+    async fn on_clock(backend: Backend, hooks: Vec<ConnectionHooks>, clock: Arc<dyn Clock>) -> Option<Shipledger> {
         let db = TestDb::new(backend)?;
         let store = shipledger_store::open(&db.url).await.unwrap();
         for h in &hooks {
-            store.ensure_connection(&h.name, Timestamp::now()).await.unwrap();
+            store.ensure_connection(&h.name, clock.now()).await.unwrap();
         }
-        let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), hooks).await.unwrap();
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), clock.clone(), hooks).await.unwrap();
         let addr = server.local_addr().unwrap();
         let url = format!("http://{addr}");
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(server.run(stop_rx));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        Some(Shipledger { url, addr, store, http, _stop: stop, _db: db })
+        Some(Shipledger { url, addr, store, clock, http, _stop: stop, _db: db })
     }
 
     /// A v1 connection whose ShipStation is at `base`.
@@ -650,6 +658,54 @@ async fn a_tampered_or_replayed_v2_delivery_is_refused_and_raised_as_one_signatu
     // The genuine delivery, as captured, is still accepted.
     assert_eq!(send(body, signed(&timestamp)).await, 200);
     assert_eq!(sl.jobs("ingest_v2_track").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_v2_delivery_is_judged_by_shipledgers_clock_refused_from_the_future_and_once_five_minutes_old() {
+    // A genuine signed track delivery from the sandbox ShipStation, sent at `sent`.
+    let sb = TestSandbox::start().await;
+    let (capture, seen) = recorder().await;
+    sb.v2_post("/v2/environment/webhooks", json!({"url": capture, "event": "track"})).await;
+    sb.ship_one_order().await;
+    let (headers, body) = seen.lock().unwrap().first().cloned().expect("the sandbox delivered a signed track webhook");
+    let signed: Vec<(String, String)> = ["x-shipengine-rsa-sha256-key-id", "x-shipengine-rsa-sha256-signature", "x-shipengine-timestamp"]
+        .iter()
+        .map(|name| (name.to_string(), headers[*name].to_str().unwrap().to_string()))
+        .collect();
+    let sent: Timestamp = signed[2].1.parse().unwrap();
+    let body = String::from_utf8(body.to_vec()).unwrap();
+
+    // shipledger's clock stands six minutes before the send time: the delivery comes
+    // from its future (a sender's clock far ahead, or a forgery dated ahead).
+    let clock = Arc::new(ManualClock::new(sent - SignedDuration::from_mins(6)));
+    let hooks = hooks_from_config(&sb.config()).await.unwrap();
+    let sl = Shipledger::on_clock(Backend::Sqlite, hooks, clock.clone()).await.unwrap();
+    let send = async || {
+        let h: Vec<(&str, &str)> = signed.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sl.post_with(&sl.v2_url(), body.clone(), &h).await
+    };
+    assert_eq!(send().await, 400, "six minutes ahead of shipledger's now");
+    assert!(sl.jobs("ingest_v2_track").await.is_empty());
+
+    // At its send time it is stored, stamped with shipledger's now.
+    clock.advance(SignedDuration::from_mins(6));
+    assert_eq!(send().await, 200);
+    let jobs = sl.jobs("ingest_v2_track").await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].created_at.as_millisecond(), sent.as_millisecond(), "stamped with shipledger's now");
+    // Five minutes later it is still inside the window (and still one job).
+    clock.advance(SignedDuration::from_mins(5));
+    assert_eq!(send().await, 200);
+    // A second more and it is a replay.
+    clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(send().await, 400, "more than five minutes old");
+    assert_eq!(sl.jobs("ingest_v2_track").await.len(), 1, "nothing refused is stored");
+
+    let exceptions = sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await;
+    assert_eq!(exceptions.len(), 1, "{exceptions:?}");
+    assert_eq!(exceptions[0].occurrences, 2, "the future delivery and the replay");
+    assert!(exceptions[0].detail["reason"].as_str().unwrap().contains("window"), "{}", exceptions[0].detail);
+    assert_eq!(sl.clock.now(), sent + SignedDuration::from_secs(5 * 60 + 1));
 }
 
 #[tokio::test]

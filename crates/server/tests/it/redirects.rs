@@ -11,7 +11,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 use shipledger_core::exception::{ExceptionKind, Owner};
-use shipledger_engine::clock::SystemClock;
+use shipledger_core::clock::SystemClock;
 use shipledger_engine::config::Policy;
 use shipledger_engine::flows::shipments::{WRITE_FULFILMENT, inbox};
 use shipledger_engine::{Connection, Engine};

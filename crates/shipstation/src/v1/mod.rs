@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use url::{Host, Url};
 
 use crate::budget::{InMemoryRateBudget, RateBudget};
-use crate::clock::{Clock, SystemClock};
+use shipledger_core::clock::{Clock, SystemClock};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::retry::Idempotency;

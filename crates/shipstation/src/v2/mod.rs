@@ -13,7 +13,7 @@ use reqwest::Method;
 use url::Url;
 
 use crate::budget::{InMemoryRateBudget, RateBudget};
-use crate::clock::{Clock, SystemClock};
+use shipledger_core::clock::{Clock, SystemClock};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::retry::Idempotency;

@@ -245,7 +245,7 @@ async fn a_slow_answer_times_out_and_is_retried() {
     let mut config = v1_config(&mock);
     config.timeout = Duration::from_millis(300);
     let client =
-        crate::support::v1_client_with(config, Arc::new(shipledger_shipstation::SystemClock));
+        crate::support::v1_client_with(config, Arc::new(shipledger_core::clock::SystemClock));
 
     let order = client.get_order(3).await.unwrap();
 

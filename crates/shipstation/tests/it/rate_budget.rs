@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use shipledger_shipstation::{Error, InMemoryRateBudget, ManualClock, V1Client};
+use shipledger_core::clock::ManualClock;
+use shipledger_shipstation::{Error, InMemoryRateBudget, V1Client};
 
 use crate::support::{Mock, order_json, v1_client, v1_client_with, v1_config};
 
@@ -112,7 +113,7 @@ async fn a_spent_budget_makes_the_client_wait_before_sending_not_after() {
         }),
     ))
     .await;
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(ManualClock::starting_now());
     let client = v1_client_with(v1_config(&mock), clock.clone());
 
     client.get_order(1).await.unwrap();
@@ -140,7 +141,7 @@ async fn clients_that_share_a_budget_share_the_window() {
         }),
     ))
     .await;
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(ManualClock::starting_now());
     let budget =
         Arc::new(InMemoryRateBudget::with_clock(clock.clone()).with_margin(Duration::ZERO));
     let first = V1Client::with_budget(v1_config(&mock), budget.clone(), clock.clone()).unwrap();
@@ -173,7 +174,7 @@ async fn a_window_longer_than_the_caller_will_wait_fails_fast_without_sending() 
         }),
     ))
     .await;
-    let clock = Arc::new(ManualClock::new());
+    let clock = Arc::new(ManualClock::starting_now());
     let client = v1_client_with(v1_config(&mock), clock.clone());
 
     client.get_order(1).await.unwrap();

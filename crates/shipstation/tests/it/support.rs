@@ -8,9 +8,8 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;
 use serde_json::{Value, json};
-use shipledger_shipstation::{
-    ClientConfig, Clock, InMemoryRateBudget, SystemClock, V1Client, V2Client,
-};
+use shipledger_core::clock::{Clock, SystemClock};
+use shipledger_shipstation::{ClientConfig, InMemoryRateBudget, V1Client, V2Client};
 use tokio::sync::oneshot;
 use url::Url;
 
