@@ -32,6 +32,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod flows;
+pub mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,7 +237,7 @@ impl Engine {
                     }
                 }
             }
-            match flows::push::run(self, conn).await {
+            match flows::run_jobs(self, conn, shipledger_store::JobKind::SyncOrder).await.map(|run| run.push) {
                 Ok(r) => {
                     report.push.requests += r.requests;
                     report.push.pushed += r.pushed;
@@ -264,9 +265,10 @@ impl Engine {
                     Default::default()
                 };
                 let hinted = flows::shipments::inbox(self, conn).await?;
-                let written = flows::shipments::write_back(self, conn).await?;
+                let written = flows::run_jobs(self, conn, shipledger_store::JobKind::WriteFulfilment).await?.shipments;
                 if due {
                     flows::monitors::run(self, conn).await?;
+                    flows::unknown_jobs::run(self, conn).await?;
                 }
                 Ok::<_, EngineError>((polled, scanned, hinted, written))
             };
@@ -295,12 +297,16 @@ impl Engine {
         }
     }
 
-    /// Is any outbox job still waiting (now or later) on any connection?
+    /// Is any outbox job this build can run still waiting (now or later) on any
+    /// connection? Jobs of an unknown kind never run here (an exception says so), so
+    /// they are not waited for.
     pub async fn has_pending_work(&self) -> Result<bool, EngineError> {
         for conn in &self.connections {
             let counts = self.store.count_jobs(&conn.name).await?;
-            if counts.iter().any(|(_, state, n)| {
-                *n > 0 && matches!(state, shipledger_store::JobState::Pending | shipledger_store::JobState::Running)
+            if counts.iter().any(|(kind, state, n)| {
+                *n > 0
+                    && shipledger_store::JobKind::parse(kind).is_some()
+                    && matches!(state, shipledger_store::JobState::Pending | shipledger_store::JobState::Running)
             }) {
                 return Ok(true);
             }
