@@ -6,3 +6,4 @@ mod helpers;
 mod push;
 mod release;
 mod shipments;
+mod upgrade;
