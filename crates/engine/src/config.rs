@@ -652,6 +652,46 @@ journal_party = "ShipStation"
     }
 
     #[test]
+    fn each_job_kind_retries_as_today_unless_its_retry_table_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        let sync = p.retry_policy(JobKind::SyncOrder);
+        assert_eq!((sync.initial, sync.max_delay, sync.jitter_pct, sync.max_attempts), (Duration::from_secs(2), Duration::from_secs(300), 20, 8));
+        let write = p.retry_policy(JobKind::WriteFulfilment);
+        assert_eq!((write.max_delay, write.jitter_pct), (Duration::from_secs(30), 0));
+        assert_eq!(p.retry_policy(JobKind::IngestV1Webhook).max_delay, Duration::from_secs(300));
+
+        // max_push_attempts stays every kind's default; a kind's table overrides it.
+        let tuned = GOOD.replace(
+            "currencies = [\"GBP\", \"usd\"]",
+            "currencies = [\"GBP\"]\nmax_push_attempts = 3\n\n[connections.policy.retry.write_fulfilment]\ninitial = \"5s\"\nmax_delay = \"10m\"\njitter_pct = 10\nmax_attempts = 12\ngive_up_after = \"2h\"",
+        );
+        let config = Config::parse(&tuned, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!(p.retry_policy(JobKind::SyncOrder).max_attempts, 3);
+        assert_eq!(
+            p.retry_policy(JobKind::WriteFulfilment),
+            RetryPolicy {
+                initial: Duration::from_secs(5),
+                max_delay: Duration::from_secs(600),
+                jitter_pct: 10,
+                max_attempts: 12,
+                give_up_after: Duration::from_secs(7200)
+            }
+        );
+
+        let typo = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_orders]\ninitial = \"1s\"");
+        let e = Config::parse(&typo, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("sync_orders") && e.message.contains("sync_order, write_fulfilment"), "{e}");
+        let wide = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\njitter_pct = 150");
+        let e = Config::parse(&wide, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("retry.sync_order.jitter_pct = 150"), "{e}");
+        let vague = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\ngive_up_after = \"a while\"");
+        let e = Config::parse(&vague, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("retry.sync_order.give_up_after"), "{e}");
+    }
+
+    #[test]
     fn a_missing_secret_names_the_variable_to_export() {
         let err = Config::parse(GOOD, "test.toml", &|n| if n == "ACME_SS_SECRET" { None } else { env(n) }).unwrap_err();
         assert!(err.to_string().contains("$ACME_SS_SECRET"), "{err}");

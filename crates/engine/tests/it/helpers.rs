@@ -405,6 +405,11 @@ impl World {
         clock
     }
 
+    /// The URL of the store the story runs on.
+    pub fn store_url(&self) -> String {
+        self._db.url.clone()
+    }
+
     /// Tick until nothing is runnable (bounded).
     pub async fn settle(&self) {
         for _ in 0..50 {

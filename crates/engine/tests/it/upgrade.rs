@@ -80,3 +80,64 @@ async fn a_sqlite_store_of_the_previous_release_migrates_and_its_pending_jobs_st
 async fn a_postgres_store_of_the_previous_release_migrates_and_its_pending_jobs_still_run() {
     the_previous_release_s_pending_jobs_still_run(Backend::Postgres).await;
 }
+
+/// Run SQL on a story's database behind the store's back, as another program would.
+fn sql(w: &World, statement: &str) {
+    let url = w.store_url();
+    let out = match url.strip_prefix("sqlite://") {
+        Some(path) => std::process::Command::new("sqlite3").arg(path).arg(statement).output(),
+        None => std::process::Command::new("psql").arg(&url).args(["-v", "ON_ERROR_STOP=1", "-q", "-c", statement]).output(),
+    }
+    .expect("the database client runs");
+    assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+crate::stories! {
+    async fn jobs_of_a_kind_this_version_does_not_know_are_raised_to_the_admin_by_name_and_never_run(w: World) {
+        use shipledger_core::exception::{ExceptionKind, Owner};
+        use shipledger_store::{ExceptionFilter, ExceptionState, StoreError};
+
+        // A newer release sharing the store planned journals this one cannot post.
+        for key in ["journal:2026-05", "journal:2026-06"] {
+            sql(&w, &format!(
+                "INSERT INTO jobs (connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at) \
+                 VALUES ('acme-uk', 'post_journal', '{key}', '{{}}', 'pending', 0, 0, 0, 0)"
+            ));
+        }
+        w.erp.put(crate::helpers::paid_order("SO-900"));
+        w.settle().await;
+
+        assert_eq!(w.ss_orders("SO-900").await.len(), 1, "known work still runs");
+        let open = w
+            .store
+            .list_exceptions(ExceptionFilter { kind: Some(ExceptionKind::JobKindUnknown), state: Some(ExceptionState::Open), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 1, "one exception per unknown kind: {open:?}");
+        let e = &open[0];
+        assert_eq!((e.owner, e.record_type.as_str(), e.record_id.as_str()), (Owner::Admin, "job_kind", "post_journal"));
+        assert_eq!(e.detail["count"], 2);
+        let ids: Vec<i64> = e.detail["job_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        assert_eq!(ids.len(), 2);
+        let message = e.detail["message"].as_str().unwrap();
+        assert!(message.contains("\"post_journal\"") && message.contains(&ids[0].to_string()) && message.contains("sync_order"), "{message}");
+
+        // Reading one names it; counting shows it; nothing waits for it.
+        let read = w.store.get_job(ids[0]).await;
+        assert!(matches!(&read, Err(StoreError::UnknownJobKind { job_id, kind }) if *job_id == ids[0] && kind == "post_journal"), "{read:?}");
+        assert!(read.unwrap_err().to_string().contains(&format!("job {} has kind \"post_journal\"", ids[0])));
+        let counts = w.store.count_jobs("acme-uk").await.unwrap();
+        assert!(counts.contains(&("post_journal".to_string(), JobState::Pending, 2)), "{counts:?}");
+        assert!(!w.engine.has_pending_work().await.unwrap(), "jobs that never run here are not waited for");
+
+        // Once they are dealt with (the newer release ran them), the exception closes.
+        sql(&w, "UPDATE jobs SET state = 'done' WHERE kind = 'post_journal'");
+        w.engine.tick().await.unwrap();
+        let open = w
+            .store
+            .list_exceptions(ExceptionFilter { kind: Some(ExceptionKind::JobKindUnknown), state: Some(ExceptionState::Open), ..Default::default() })
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "{open:?}");
+    }
+}
