@@ -37,6 +37,8 @@ pub struct FakeErp {
     pub checks_quantities: std::sync::atomic::AtomicBool,
     /// The writes refused, with why.
     pub refused: Mutex<Vec<(FulfilmentWrite, String)>>,
+    /// Failures the next fulfilment writes meet, one per write, before any is recorded.
+    pub write_failures: Mutex<std::collections::VecDeque<ErpError>>,
     tick: Mutex<i64>,
 }
 
@@ -132,6 +134,9 @@ impl Erp for FakeErp {
     fn record_fulfilment<'a>(&'a self, w: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
         Box::pin(async move {
             self.fulfilment_writes.lock().unwrap().push(w.clone());
+            if let Some(failure) = self.write_failures.lock().unwrap().pop_front() {
+                return Err(failure);
+            }
             let mut docs = self.fulfilments.lock().unwrap();
             let refuse = |m: &str| {
                 self.refused.lock().unwrap().push((w.clone(), m.to_string()));

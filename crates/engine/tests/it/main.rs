@@ -7,3 +7,4 @@ mod push;
 mod release;
 mod shipments;
 mod upgrade;
+mod lifecycle;
