@@ -20,6 +20,14 @@
 //!    100, send each batch as one `createorders`, read the accepted orders back and
 //!    commit what ShipStation shows.
 //!
+//! 4. **Shipments** ([`flows::shipments`]), when the poll is due: labels, voids,
+//!    fulfillments and scans; then the webhook inbox and the ERP write-backs, each
+//!    job kind through its handler ([`flows::run_jobs`]); then the monitors, and the
+//!    check for stored jobs of kinds this build does not know ([`flows::unknown_jobs`]).
+//!
+//! Every job ends through [`jobs`]: done, dead with its exception, or retried per its
+//! kind's [`RetryPolicy`](shipledger_core::retry::RetryPolicy) (`[policy.retry.<kind>]`).
+//!
 //! Reading the whole change feed before pushing is what keeps 1,000 new orders to ten
 //! `createorders` requests. [`Engine::run`] repeats the tick every poll interval until
 //! told to stop; a crash anywhere leaves work either committed or still planned, and

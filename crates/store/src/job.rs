@@ -9,7 +9,7 @@
 //! naming the job and its kind, and [`Store::unknown_jobs`](crate::Store::unknown_jobs)
 //! finds such rows cheaply so the engine can raise them to an admin.
 //!
-//! Adding a kind: a line in [`jobs!`] below with its payload struct, and its handler.
+//! Adding a kind: a line in `jobs!` below with its payload struct, and its handler.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

@@ -17,11 +17,11 @@
 //!   handler: [`ingest_v1_webhook`](crate::flows::ingest_v1_webhook) fetches a v1
 //!   hint's resource (only from the configured ShipStation API) and ingests it here;
 //!   [`ingest_v2_track`](crate::flows::ingest_v2_track) records a track event's scan
-//!   ([`record_tracking`]).
+//!   (`record_tracking`).
 //! - **Write-back planning**: a new label plans the ERP fulfilment *packed* (carrier,
 //!   service, tracking, ship date); its first scan plans *completed* (`fulfil_on =
 //!   "label"` completes at once); a void plans the reversal. Each is a
-//!   `write_fulfilment` job keyed by shipment and phase ([`job`]), run by
+//!   `write_fulfilment` job keyed by shipment and phase (`job`), run by
 //!   [`write_fulfilment`](crate::flows::write_fulfilment).
 
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! The `write_fulfilment` handler: one shipment's phase written to the ERP. A new
 //! label plans the ERP fulfilment *packed* (carrier, service, tracking, ship date);
 //! its first scan plans *completed* (`fulfil_on = "label"` completes at once); a void
-//! plans the reversal ([`shipments`](crate::flows::shipments) plans them). Each is
+//! plans the reversal ([`shipments`] plans them). Each is
 //! done only when the ERP shows it when read back; a write that did not happen is
 //! retried per the kind's policy and, once given up, raised as
 //! `tracking_write_back_failed`. A new document that the ERP would certainly refuse
