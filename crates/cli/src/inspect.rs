@@ -13,7 +13,7 @@ use serde_json::json;
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
 use shipledger_store::{
-    EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, OrderLineRecord, OrderRecord, ShipmentFilter, ShipmentRecord, Store,
+    EventRecord, RecordType, ExceptionFilter, ExceptionRecord, ExceptionState, OrderLineRecord, OrderRecord, ShipmentFilter, ShipmentRecord, Store,
 };
 
 use crate::output::{Format, clip, table, time};
@@ -278,7 +278,7 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
                 .map(|e| {
                     vec![
                         time(e.event.at),
-                        e.event.kind.clone(),
+                        e.event.kind.to_string(),
                         e.tracking_number.clone().unwrap_or_else(|| "-".into()),
                         clip(&what_happened(&e.event.detail), 100),
                     ]
@@ -304,7 +304,7 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
 
 /// `order` for the order's own events, `shipment:{key}` for its shipments'.
 fn record_of(e: &EventRecord) -> String {
-    if e.record_type == "order" { "order".into() } else { format!("{}:{}", e.record_type, e.record_id) }
+    if e.record_type == RecordType::Order { e.record_type.to_string() } else { format!("{}:{}", e.record_type, e.record_id) }
 }
 
 /// What ShipStation shows for the order now: `shipped` once live labels (or a

@@ -150,6 +150,18 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
         if engine.has_pending_work().await? {
             println!("sync: some work waits for a retry later; run sync again or keep `shipledger sync` running");
         }
+        for c in &engine.connections {
+            for u in engine.store.unknown_jobs(&c.name).await? {
+                let ids: Vec<String> = u.ids.iter().map(i64::to_string).collect();
+                println!(
+                    "sync: {}: {} job(s) of kind {:?} are not run by this version (ids {}); `shipledger exceptions list` shows its job_kind_unknown exception",
+                    c.name,
+                    u.count,
+                    u.kind,
+                    ids.join(", ")
+                );
+            }
+        }
         return Ok(());
     }
     let (stop_tx, stop_rx) = watch::channel(false);

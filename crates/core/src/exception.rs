@@ -101,6 +101,8 @@ kinds! {
         "a webhook pointed at, or its fetch was redirected to, a host that is not the configured ShipStation; nothing was fetched from it";
     WebhookSignatureInvalid => "webhook_signature_invalid", Admin, Error,
         "a v2 webhook's signature or timestamp did not verify; it was refused";
+    JobKindUnknown => "job_kind_unknown", Admin, Error,
+        "the store holds pending jobs of a kind this version of shipledger does not know; they are not run";
 }
 
 impl fmt::Display for ExceptionKind {

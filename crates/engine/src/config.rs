@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shipledger_core::money::Currency;
+use shipledger_core::retry::RetryPolicy;
+use shipledger_store::JobKind;
 use url::Url;
 
 /// A configuration error, naming the file, the place and what to do.
@@ -135,6 +137,31 @@ struct RawPolicy {
     held_recheck_interval: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
+    /// `[connections.policy.retry.<job kind>]`.
+    #[serde(default)]
+    retry: std::collections::BTreeMap<String, RawRetry>,
+}
+
+/// One job kind's retry policy; what is left out keeps its default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    initial: Option<String>,
+    max_delay: Option<String>,
+    jitter_pct: Option<u8>,
+    max_attempts: Option<u32>,
+    give_up_after: Option<String>,
+}
+
+/// What a connection's `[policy.retry.<kind>]` table changes in that kind's
+/// [`RetryPolicy`]; `None` keeps the default ([`Policy::retry_policy`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetryOverride {
+    pub initial: Option<Duration>,
+    pub max_delay: Option<Duration>,
+    pub jitter_pct: Option<u8>,
+    pub max_attempts: Option<u32>,
+    pub give_up_after: Option<Duration>,
 }
 
 /// When an ERP fulfilment is completed.
@@ -167,8 +194,40 @@ pub struct Policy {
     pub held_recheck_interval: Duration,
     /// Orders per `createorders` request (at most 100).
     pub push_batch: u32,
-    /// Attempts before a push is given up and raised as an exception.
+    /// Attempts before a job is given up (and raised as an exception where its kind
+    /// raises one): the default `max_attempts` of every job kind's retry policy.
     pub max_push_attempts: u32,
+    /// Per job kind, what `[policy.retry.<kind>]` changes in its retry policy.
+    pub retry: std::collections::BTreeMap<JobKind, RetryOverride>,
+}
+
+impl Policy {
+    /// How jobs of `kind` are retried: the kind's default (below), with
+    /// `max_attempts = max_push_attempts`, then what `[policy.retry.<kind>]` says.
+    ///
+    /// | kind | initial | max_delay | jitter | give_up_after |
+    /// | --- | --- | --- | --- | --- |
+    /// | `sync_order` | 2 s | 5 min | ± 20 % | 24 h |
+    /// | `ingest_v1_webhook`, `ingest_v2_track` | 2 s | 5 min | 0 | 24 h |
+    /// | `write_fulfilment` | 2 s | 30 s | 0 | 24 h |
+    pub fn retry_policy(&self, kind: JobKind) -> RetryPolicy {
+        let base = RetryPolicy { max_attempts: self.max_push_attempts, ..RetryPolicy::default() };
+        let default = match kind {
+            JobKind::SyncOrder => base,
+            JobKind::IngestV1Webhook | JobKind::IngestV2Track => RetryPolicy { jitter_pct: 0, ..base },
+            // At most 30 s apart: a refusal usually clears as soon as a void is seen (and
+            // a reversal written wakes the jobs waiting for it at once).
+            JobKind::WriteFulfilment => RetryPolicy { max_delay: Duration::from_secs(30), jitter_pct: 0, ..base },
+        };
+        let Some(o) = self.retry.get(&kind) else { return default };
+        RetryPolicy {
+            initial: o.initial.unwrap_or(default.initial),
+            max_delay: o.max_delay.unwrap_or(default.max_delay),
+            jitter_pct: o.jitter_pct.unwrap_or(default.jitter_pct),
+            max_attempts: o.max_attempts.unwrap_or(default.max_attempts),
+            give_up_after: o.give_up_after.unwrap_or(default.give_up_after),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -186,6 +245,7 @@ impl Default for Policy {
             held_recheck_interval: Duration::from_secs(300),
             push_batch: 100,
             max_push_attempts: 8,
+            retry: Default::default(),
         }
     }
 }
@@ -434,6 +494,31 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     if let Some(a) = raw.max_push_attempts {
         p.max_push_attempts = a.max(1);
     }
+    for (name, r) in &raw.retry {
+        let Some(kind) = JobKind::parse(name) else {
+            let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(format!("retry.{name}: there is no job kind {name:?}; the kinds are {}", kinds.join(", ")));
+        };
+        let at = |field: &str| format!("retry.{name}.{field}");
+        let o = RetryOverride {
+            initial: r.initial.as_deref().map(|d| duration(d, &at("initial"))).transpose()?,
+            max_delay: r.max_delay.as_deref().map(|d| duration(d, &at("max_delay"))).transpose()?,
+            jitter_pct: r.jitter_pct,
+            max_attempts: r.max_attempts.map(|a| a.max(1)),
+            give_up_after: r.give_up_after.as_deref().map(|d| duration(d, &at("give_up_after"))).transpose()?,
+        };
+        if let Some(pct) = o.jitter_pct
+            && pct > 100
+        {
+            return Err(format!("{} = {pct}: the spread is a percentage, 0 to 100", at("jitter_pct")));
+        }
+        if let (Some(initial), Some(max)) = (o.initial, o.max_delay)
+            && initial > max
+        {
+            return Err(format!("{}: initial ({initial:?}) is longer than max_delay ({max:?})", at("initial")));
+        }
+        p.retry.insert(kind, o);
+    }
     Ok(p)
 }
 
@@ -564,6 +649,46 @@ journal_party = "ShipStation"
         let bad = GOOD.replace("scan_overdue_after = \"24h\"", "held_recheck_interval = \"soon\"");
         let e = Config::parse(&bad, "t.toml", &env).unwrap_err();
         assert!(e.message.contains("held_recheck_interval = \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn each_job_kind_retries_as_today_unless_its_retry_table_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        let sync = p.retry_policy(JobKind::SyncOrder);
+        assert_eq!((sync.initial, sync.max_delay, sync.jitter_pct, sync.max_attempts), (Duration::from_secs(2), Duration::from_secs(300), 20, 8));
+        let write = p.retry_policy(JobKind::WriteFulfilment);
+        assert_eq!((write.max_delay, write.jitter_pct), (Duration::from_secs(30), 0));
+        assert_eq!(p.retry_policy(JobKind::IngestV1Webhook).max_delay, Duration::from_secs(300));
+
+        // max_push_attempts stays every kind's default; a kind's table overrides it.
+        let tuned = GOOD.replace(
+            "currencies = [\"GBP\", \"usd\"]",
+            "currencies = [\"GBP\"]\nmax_push_attempts = 3\n\n[connections.policy.retry.write_fulfilment]\ninitial = \"5s\"\nmax_delay = \"10m\"\njitter_pct = 10\nmax_attempts = 12\ngive_up_after = \"2h\"",
+        );
+        let config = Config::parse(&tuned, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!(p.retry_policy(JobKind::SyncOrder).max_attempts, 3);
+        assert_eq!(
+            p.retry_policy(JobKind::WriteFulfilment),
+            RetryPolicy {
+                initial: Duration::from_secs(5),
+                max_delay: Duration::from_secs(600),
+                jitter_pct: 10,
+                max_attempts: 12,
+                give_up_after: Duration::from_secs(7200)
+            }
+        );
+
+        let typo = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_orders]\ninitial = \"1s\"");
+        let e = Config::parse(&typo, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("sync_orders") && e.message.contains("sync_order, write_fulfilment"), "{e}");
+        let wide = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\njitter_pct = 150");
+        let e = Config::parse(&wide, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("retry.sync_order.jitter_pct = 150"), "{e}");
+        let vague = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\ngive_up_after = \"a while\"");
+        let e = Config::parse(&vague, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("retry.sync_order.give_up_after"), "{e}");
     }
 
     #[test]

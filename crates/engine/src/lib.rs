@@ -20,6 +20,14 @@
 //!    100, send each batch as one `createorders`, read the accepted orders back and
 //!    commit what ShipStation shows.
 //!
+//! 4. **Shipments** ([`flows::shipments`]), when the poll is due: labels, voids,
+//!    fulfillments and scans; then the webhook inbox and the ERP write-backs, each
+//!    job kind through its handler ([`flows::run_jobs`]); then the monitors, and the
+//!    check for stored jobs of kinds this build does not know ([`flows::unknown_jobs`]).
+//!
+//! Every job ends through [`jobs`]: done, dead with its exception, or retried per its
+//! kind's [`RetryPolicy`](shipledger_core::retry::RetryPolicy) (`[policy.retry.<kind>]`).
+//!
 //! Reading the whole change feed before pushing is what keeps 1,000 new orders to ten
 //! `createorders` requests. [`Engine::run`] repeats the tick every poll interval until
 //! told to stop; a crash anywhere leaves work either committed or still planned, and
@@ -35,6 +43,7 @@ pub mod budget;
 pub mod check;
 pub mod config;
 pub mod flows;
+pub mod jobs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,7 +252,7 @@ impl Engine {
                     }
                 }
             }
-            match flows::push::run(self, conn).await {
+            match flows::run_jobs(self, conn, shipledger_store::JobKind::SyncOrder).await.map(|run| run.push) {
                 Ok(r) => {
                     report.push.requests += r.requests;
                     report.push.pushed += r.pushed;
@@ -271,9 +280,10 @@ impl Engine {
                     Default::default()
                 };
                 let hinted = flows::shipments::inbox(self, conn).await?;
-                let written = flows::shipments::write_back(self, conn).await?;
+                let written = flows::run_jobs(self, conn, shipledger_store::JobKind::WriteFulfilment).await?.shipments;
                 if due {
                     flows::monitors::run(self, conn).await?;
+                    flows::unknown_jobs::run(self, conn).await?;
                 }
                 Ok::<_, EngineError>((polled, scanned, hinted, written))
             };
@@ -302,12 +312,16 @@ impl Engine {
         }
     }
 
-    /// Is any outbox job still waiting (now or later) on any connection?
+    /// Is any outbox job this build can run still waiting (now or later) on any
+    /// connection? Jobs of an unknown kind never run here (an exception says so), so
+    /// they are not waited for.
     pub async fn has_pending_work(&self) -> Result<bool, EngineError> {
         for conn in &self.connections {
             let counts = self.store.count_jobs(&conn.name).await?;
-            if counts.iter().any(|(_, state, n)| {
-                *n > 0 && matches!(state, shipledger_store::JobState::Pending | shipledger_store::JobState::Running)
+            if counts.iter().any(|(kind, state, n)| {
+                *n > 0
+                    && shipledger_store::JobKind::parse(kind).is_some()
+                    && matches!(state, shipledger_store::JobState::Pending | shipledger_store::JobState::Running)
             }) {
                 return Ok(true);
             }

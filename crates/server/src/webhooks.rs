@@ -18,7 +18,7 @@
 //!   API ([`resource_url_mismatch`]): anything else is refused, never fetched and
 //!   never sent credentials, and raised as a `webhook_foreign_host` exception that
 //!   names the reason and keeps the offending URLs
-//!   ([`shipledger_engine::flows::shipments::foreign_webhook`], shared with the
+//!   ([`shipledger_engine::flows::ingest_v1_webhook::foreign_webhook`], shared with the
 //!   engine, which raises the same exception when the fetch is redirected off the
 //!   API). Accepted deliveries become an `ingest_v1_webhook` job keyed by the body's
 //!   SHA-256, so a repeated delivery plans nothing new.
@@ -48,22 +48,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shipledger_core::exception::ExceptionKind;
-use shipledger_engine::flows::shipments::{ForeignWebhook, foreign_webhook};
+use shipledger_engine::flows::ingest_v1_webhook::{ForeignWebhook, foreign_webhook};
 use shipledger_shipstation::{MAX_RESOURCE_URL_LEN, redirect};
 use shipledger_shipstation::v2::signature::{DEFAULT_WINDOW, KEY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use shipledger_shipstation::{VerifyError, WebhookKeys};
-use shipledger_store::{Change, NewEvent, NewJob};
+use shipledger_store::{Change, EventKind, IngestV1Webhook, IngestV2Track, NewEvent, NewJob, RecordType};
 use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::AppState;
 
 pub use shipledger_shipstation::with_shipment_items;
-
-/// The job kind a v1 delivery becomes.
-pub const INGEST_V1_WEBHOOK: &str = "ingest_v1_webhook";
-/// The job kind a verified v2 `track` delivery becomes.
-pub const INGEST_V2_TRACK: &str = "ingest_v2_track";
 
 /// What the receivers of one connection need to know.
 #[derive(Clone)]
@@ -296,22 +291,21 @@ async fn v1_webhook(
     }
     let key = format!("v1hook:{}", sha256_hex(&body));
     let mut change = Change::new(&hooks.name, now);
-    change.jobs.push(NewJob {
-        kind: INGEST_V1_WEBHOOK.into(),
-        idempotency_key: key.clone(),
-        payload: json!({
-            "resource_url": resource_url.as_str(),
-            "resource_type": payload.resource_type,
-            "received_at": now.to_string(),
-        }),
-        run_at: now,
-    });
-    change.events.push(NewEvent {
-        record_type: "webhook".into(),
-        record_id: payload.resource_type.clone(),
-        kind: "received".into(),
-        detail: json!({"resource_url": resource_url.as_str(), "idempotency_key": key}),
-    });
+    change.jobs.push(NewJob::new(
+        IngestV1Webhook {
+            resource_url: resource_url.as_str().to_string(),
+            resource_type: payload.resource_type.clone(),
+            received_at: Some(now),
+        },
+        key.clone(),
+        now,
+    ));
+    change.events.push(NewEvent::new(
+        RecordType::Webhook,
+        payload.resource_type.clone(),
+        EventKind::Received,
+        json!({"resource_url": resource_url.as_str(), "idempotency_key": key}),
+    ));
     commit_inbox(&state, &hooks.name, change, &key).await
 }
 
@@ -367,28 +361,24 @@ async fn v2_webhook(
     let key = format!("v2hook:{}", sha256_hex(&body));
     let mut change = Change::new(&hooks.name, now);
     if matches!(resource_type.as_str(), "API_TRACK" | "TRACK_EVENT_V2") {
-        change.jobs.push(NewJob {
-            kind: INGEST_V2_TRACK.into(),
-            idempotency_key: key.clone(),
-            payload: payload.clone(),
-            run_at: now,
-        });
-        change.events.push(NewEvent {
-            record_type: "webhook".into(),
-            record_id: resource_type,
-            kind: "received".into(),
-            detail: json!({"resource_url": payload.get("resource_url"), "idempotency_key": key}),
-        });
+        let resource_url = payload.get("resource_url").cloned();
+        change.jobs.push(NewJob::new(IngestV2Track { body: payload }, key.clone(), now));
+        change.events.push(NewEvent::new(
+            RecordType::Webhook,
+            resource_type,
+            EventKind::Received,
+            json!({"resource_url": resource_url, "idempotency_key": key}),
+        ));
     } else {
         // Signed by ShipStation but not an event shipledger subscribes to: noted and
         // acknowledged so it is not sent again.
         tracing::info!(connection = %hooks.name, resource_type = %resource_type, "v2 webhook of a kind shipledger does not ingest");
-        change.events.push(NewEvent {
-            record_type: "webhook".into(),
-            record_id: if resource_type.is_empty() { "v2".into() } else { resource_type },
-            kind: "ignored".into(),
-            detail: json!({"message": "a signed v2 webhook shipledger does not ingest (only track events are)", "idempotency_key": key}),
-        });
+        change.events.push(NewEvent::new(
+            RecordType::Webhook,
+            if resource_type.is_empty() { "v2".into() } else { resource_type },
+            EventKind::Ignored,
+            json!({"message": "a signed v2 webhook shipledger does not ingest (only track events are)", "idempotency_key": key}),
+        ));
     }
     commit_inbox(&state, &hooks.name, change, &key).await
 }

@@ -127,9 +127,9 @@ macro_rules! store_impl {
                     for job in &change.jobs {
                         let id: Option<i64> = query(sql::INSERT_JOB)
                             .bind(conn)
-                            .bind(&job.kind)
+                            .bind(job.spec.kind().as_str())
                             .bind(&job.idempotency_key)
-                            .bind(&job.payload)
+                            .bind(job.spec.payload())
                             .bind(millis(job.run_at))
                             .bind(now)
                             .fetch_optional(&mut *tx)
@@ -158,9 +158,9 @@ macro_rules! store_impl {
                     for event in &change.events {
                         query(sql::INSERT_EVENT)
                             .bind(conn)
-                            .bind(&event.record_type)
+                            .bind(event.record_type.as_str())
                             .bind(&event.record_id)
-                            .bind(&event.kind)
+                            .bind(event.kind.as_str())
                             .bind(&event.detail)
                             .bind(now)
                             .execute(&mut *tx)
@@ -245,7 +245,7 @@ macro_rules! store_impl {
                     })?;
                     let mut tx = self.write().await?;
                     let rows = query(DIALECT.claim_jobs)
-                        .bind(claim.kind)
+                        .bind(claim.kind.as_str())
                         .bind(claim.connection)
                         .bind(millis(claim.now))
                         .bind(millis(lease_until))
@@ -364,7 +364,7 @@ macro_rules! store_impl {
                         .bind(&record.connection)
                         .bind(&record.record_type)
                         .bind(&record.record_id)
-                        .bind(format!("exception_{state}"))
+                        .bind(EventKind::exception(state).as_str())
                         .bind(serde_json::json!({
                             "exception_id": id,
                             "exception_kind": record.kind.code(),
@@ -577,7 +577,7 @@ macro_rules! store_impl {
                             .fetch_all(
                                 query(sql::LIST_JOBS)
                                     .bind(filter.connection.as_deref())
-                                    .bind(filter.kind.as_deref())
+                                    .bind(filter.kind.map(JobKind::as_str))
                                     .bind(filter.state.map(JobState::as_str))
                                     .bind(sql_limit(filter.limit)),
                             )
@@ -599,6 +599,34 @@ macro_rules! store_impl {
                         })?;
                         counts.sort();
                         Ok(counts)
+                    })
+                }
+
+                fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>> {
+                    Box::pin(async move {
+                        let kinds = self
+                            .reader()
+                            .fetch_all(query(sql::COUNT_LIVE_JOBS).bind(connection))
+                            .await
+                            .map_err(failed("count pending and running jobs by kind"))?;
+                        let kinds = rows::all(&kinds, |row| Ok((row.text("kind")?, rows::count(row)?)))?;
+                        let mut unknown = Vec::new();
+                        for (kind, count) in kinds.into_iter().filter(|(kind, _)| JobKind::parse(kind).is_none()) {
+                            let found = self
+                                .reader()
+                                .fetch_all(
+                                    query(sql::LIVE_JOB_IDS)
+                                        .bind(connection)
+                                        .bind(&kind)
+                                        .bind(UNKNOWN_IDS_KEPT as i64),
+                                )
+                                .await
+                                .map_err(failed(format_args!("list the {kind} jobs")))?;
+                            let ids = rows::all(&found, |row| row.int("id"))?;
+                            unknown.push(UnknownJobs { kind, count, ids });
+                        }
+                        unknown.sort_by(|a, b| a.kind.cmp(&b.kind));
+                        Ok(unknown)
                     })
                 }
 

@@ -25,7 +25,11 @@
 //! [`Store::rate_observe`]), so every worker of every process spends one budget per
 //! API key.
 
+#[macro_use]
+mod names;
 mod backend;
+pub mod event;
+pub mod job;
 pub mod model;
 pub mod postgres;
 mod rows;
@@ -54,6 +58,13 @@ pub enum StoreError {
     Database(String),
     #[error("stored data could not be read: {0}")]
     Corrupt(String),
+    #[error(
+        "job {job_id} has kind {kind:?}, which this version of shipledger does not know: it is not run. \
+         Run the shipledger version that planned it, or mark it dead once its work is done another way"
+    )]
+    UnknownJobKind { job_id: i64, kind: String },
+    #[error("job {job_id} ({kind}) has a payload this version cannot read ({detail}); it is not run")]
+    BadJob { job_id: i64, kind: String, detail: String },
 }
 
 impl shipledger_core::retry::Classify for StoreError {
@@ -66,7 +77,11 @@ impl shipledger_core::retry::Classify for StoreError {
         use shipledger_core::retry::Verdict;
         match self {
             StoreError::Database(_) | StoreError::LeaseLost { .. } => Verdict::Backoff,
-            StoreError::Open { .. } | StoreError::Migrate(_) | StoreError::Corrupt(_) => Verdict::GiveUp { owner: Owner::Admin },
+            StoreError::Open { .. }
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_)
+            | StoreError::UnknownJobKind { .. }
+            | StoreError::BadJob { .. } => Verdict::GiveUp { owner: Owner::Admin },
             StoreError::NotFound { .. } => Verdict::GiveUp { owner: Owner::Ops },
         }
     }
@@ -107,8 +122,12 @@ pub trait Store: Send + Sync {
     fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>>;
     fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>>;
     fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>>;
-    /// Jobs per (kind, state) on a connection.
+    /// Jobs per (kind, state) on a connection; the kind as stored, so jobs of a kind
+    /// this build does not know are counted too.
     fn count_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(String, JobState, u64)>>>;
+    /// Pending and running jobs on a connection whose kind this build does not know,
+    /// per kind (a grouped count, then the oldest ids of each unknown kind).
+    fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>>;
 
     // ---- watermarks
 

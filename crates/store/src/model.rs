@@ -8,30 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shipledger_core::exception::{ExceptionKind, Owner, Severity};
 
-macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($(#[$vmeta])* $variant,)* }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-            pub fn parse(s: &str) -> Option<$name> {
-                match s { $($text => Some($name::$variant),)* _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
+pub use crate::event::{EventKind, RecordType};
+pub use crate::job::*;
 
 string_enum! {
     /// Where an order stands in shipledger.
@@ -161,21 +139,27 @@ impl OrderUpsert {
 /// A job to plan: an external write with its idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
-    /// `push_order`, `update_order`, `cancel_order`, ...
-    pub kind: String,
+    /// What to do: the kind and its payload.
+    pub spec: JobSpec,
     /// Unique per connection; a second job with the same key is not planned.
     pub idempotency_key: String,
-    pub payload: Value,
     pub run_at: Timestamp,
 }
 
+impl NewJob {
+    pub fn new(spec: impl Into<JobSpec>, idempotency_key: impl Into<String>, run_at: Timestamp) -> NewJob {
+        NewJob { spec: spec.into(), idempotency_key: idempotency_key.into(), run_at }
+    }
+}
+
+/// A job as the store keeps it. Reading a row of a kind this build does not know is
+/// [`StoreError::UnknownJobKind`](crate::StoreError::UnknownJobKind), never a guess.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     pub id: i64,
     pub connection: String,
-    pub kind: String,
+    pub spec: JobSpec,
     pub idempotency_key: String,
-    pub payload: Value,
     pub state: JobState,
     pub attempts: i64,
     pub next_run_at: Timestamp,
@@ -186,10 +170,16 @@ pub struct Job {
     pub updated_at: Timestamp,
 }
 
+impl Job {
+    pub fn kind(&self) -> JobKind {
+        self.spec.kind()
+    }
+}
+
 /// What to claim.
 #[derive(Debug, Clone)]
 pub struct JobClaim<'a> {
-    pub kind: &'a str,
+    pub kind: JobKind,
     pub connection: Option<&'a str>,
     pub now: Timestamp,
     pub lease: jiff::SignedDuration,
@@ -212,21 +202,35 @@ pub struct JobFinish {
 /// An event for the timeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
-    /// `order`, `shipment`, `cost`, ...
-    pub record_type: String,
+    pub record_type: RecordType,
     pub record_id: String,
-    /// `released`, `held`, `pushed`, ...
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: Value,
+}
+
+impl NewEvent {
+    pub fn new(record_type: RecordType, record_id: impl Into<String>, kind: EventKind, detail: Value) -> NewEvent {
+        NewEvent { record_type, record_id: record_id.into(), kind, detail }
+    }
+
+    /// An event of an order (by ERP id).
+    pub fn order(erp_id: impl Into<String>, kind: EventKind, detail: Value) -> NewEvent {
+        NewEvent::new(RecordType::Order, erp_id, kind, detail)
+    }
+
+    /// An event of a shipment (by shipment key).
+    pub fn shipment(shipment_key: impl Into<String>, kind: EventKind, detail: Value) -> NewEvent {
+        NewEvent::new(RecordType::Shipment, shipment_key, kind, detail)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: i64,
     pub connection: String,
-    pub record_type: String,
+    pub record_type: RecordType,
     pub record_id: String,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: Value,
     pub at: Timestamp,
 }
@@ -446,7 +450,7 @@ pub struct OrderFilter {
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
     pub connection: Option<String>,
-    pub kind: Option<String>,
+    pub kind: Option<JobKind>,
     pub state: Option<JobState>,
     pub limit: u32,
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use shipledger_core::exception::ExceptionKind;
 
 use crate::{
-    EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
+    EventKind, JobDecodeError, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
     OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError, TimelineEntry,
 };
 
@@ -170,13 +170,20 @@ pub(crate) fn order_line(row: &impl RowExt) -> Result<OrderLineRecord> {
     })
 }
 
+/// A job row as its typed spec: an unknown kind or a payload of the wrong shape is an
+/// error naming the job, never a job that runs on a guess.
 pub(crate) fn job(row: &impl RowExt) -> Result<Job> {
+    let job_id = row.int("id")?;
+    let kind = row.text("kind")?;
+    let spec = JobSpec::decode(&kind, row.json("payload")?).map_err(|e| match e {
+        JobDecodeError::UnknownKind => StoreError::UnknownJobKind { job_id, kind: kind.clone() },
+        JobDecodeError::Payload(detail) => StoreError::BadJob { job_id, kind: kind.clone(), detail },
+    })?;
     Ok(Job {
-        id: row.int("id")?,
+        id: job_id,
         connection: row.text("connection")?,
-        kind: row.text("kind")?,
+        spec,
         idempotency_key: row.text("idempotency_key")?,
-        payload: row.json("payload")?,
         state: row.parsed("state", JobState::parse)?,
         attempts: row.int("attempts")?,
         next_run_at: row.time("next_run_at")?,
@@ -192,9 +199,9 @@ pub(crate) fn event(row: &impl RowExt) -> Result<EventRecord> {
     Ok(EventRecord {
         id: row.int("id")?,
         connection: row.text("connection")?,
-        record_type: row.text("record_type")?,
+        record_type: row.parsed("record_type", RecordType::parse)?,
         record_id: row.text("record_id")?,
-        kind: row.text("kind")?,
+        kind: row.parsed("kind", EventKind::parse)?,
         detail: row.json("detail")?,
         at: row.time("at")?,
     })

@@ -220,6 +220,15 @@ pub(crate) const LIST_JOBS: &str = concat!(
 pub(crate) const COUNT_JOBS: &str =
     "SELECT kind, state, COUNT(*) AS n FROM jobs WHERE connection = $1 GROUP BY kind, state";
 
+/// Pending and running jobs per kind: `$1` connection.
+pub(crate) const COUNT_LIVE_JOBS: &str =
+    "SELECT kind, COUNT(*) AS n FROM jobs WHERE connection = $1 AND state IN ('pending', 'running') GROUP BY kind";
+
+/// The oldest pending and running jobs of one kind: `$1` connection, `$2` kind, `$3` limit.
+pub(crate) const LIVE_JOB_IDS: &str = "SELECT id FROM jobs
+     WHERE connection = $1 AND kind = $2 AND state IN ('pending', 'running')
+     ORDER BY id LIMIT $3";
+
 // ---- watermarks
 
 pub(crate) const SET_WATERMARK: &str =

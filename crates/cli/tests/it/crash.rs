@@ -230,10 +230,10 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
 /// agrees): an order not recorded with ShipStation's orderId, without a `pushed` event,
 /// or with a push job that failed or is still waiting.
 async fn ledger_gaps(store: &dyn shipledger_store::Store, in_shipstation: &std::collections::BTreeMap<String, Vec<i64>>) -> Vec<String> {
-    use shipledger_store::{JobFilter, JobState};
+    use shipledger_store::{JobFilter, JobKind, JobSpec, JobState};
     let mut gaps = Vec::new();
     let jobs = store
-        .list_jobs(JobFilter { connection: Some("crash".into()), kind: Some("sync_order".into()), limit: 100_000, ..Default::default() })
+        .list_jobs(JobFilter { connection: Some("crash".into()), kind: Some(JobKind::SyncOrder), limit: 100_000, ..Default::default() })
         .await
         .unwrap();
     for (key, ids) in in_shipstation {
@@ -248,7 +248,8 @@ async fn ledger_gaps(store: &dyn shipledger_store::Store, in_shipstation: &std::
         if !events.iter().any(|e| e.kind == "pushed") {
             gaps.push(format!("{}: no pushed event ({:?})", order.erp_id, events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>()));
         }
-        for job in jobs.iter().filter(|j| j.payload["erp_id"] == json!(order.erp_id) && j.state != JobState::Done) {
+        let for_order = |j: &&shipledger_store::Job| matches!(&j.spec, JobSpec::SyncOrder(s) if s.erp_id == order.erp_id);
+        for job in jobs.iter().filter(for_order).filter(|j| j.state != JobState::Done) {
             gaps.push(format!("{}: push job {} is {} after {} attempt(s): {:?}", order.erp_id, job.id, job.state, job.attempts, job.last_error));
         }
     }

@@ -4,9 +4,22 @@
 //! - [`recheck`]: held and released-unshipped orders read again on schedule → the
 //!   same decision (released once fixed elsewhere, withdrawn once the ERP drops them).
 //! - [`monitors`]: scans overdue, orders waiting too long for a label.
-//! - [`push`]: outbox `sync_order` jobs → ShipStation `createorders` → read back.
 //! - [`shipments`]: ShipStation labels, voids, fulfillments and scans → ERP lines,
-//!   written back packed then completed.
+//!   and the write-backs they plan.
+//! - [`unknown_jobs`]: stored jobs of a kind this build does not know → an admin's
+//!   exception per kind.
+//!
+//! And one handler per outbox job kind, registered in [`run_jobs`]:
+//!
+//! - [`push`]: `sync_order` → ShipStation `createorders` → read back.
+//! - [`write_fulfilment`]: one shipment's phase → the ERP's fulfilment → read back.
+//! - [`ingest_v1_webhook`]: a v1 webhook's hint → its resource fetched → ingested.
+//! - [`ingest_v2_track`]: a v2 track webhook → the first scan recorded.
+//!
+//! How a job ends (done, dead, or retried per its kind's policy) is
+//! [`crate::jobs`]'s, for every handler.
+pub mod ingest_v1_webhook;
+pub mod ingest_v2_track;
 mod label_shares;
 pub mod monitors;
 pub mod push;
@@ -16,31 +29,29 @@ pub mod release;
 pub mod shipments;
 #[cfg(test)]
 mod test_support;
+pub mod unknown_jobs;
+pub mod write_fulfilment;
 
-use jiff::{SignedDuration, Timestamp};
-use shipledger_store::{Change, Job, StoreError};
+use shipledger_store::JobKind;
 
-use crate::{Engine, EngineError};
+use crate::{Connection, Engine, EngineError};
 
-/// How long a claimed job is ours before another worker may take it over (a worker
-/// that died delays its jobs this long; one that is merely slow may see its jobs
-/// redone by another, which idempotency keys make harmless).
-pub(crate) const LEASE: SignedDuration = SignedDuration::from_secs(30);
-
-/// Commit a change that finishes a job; a lease lost to another worker means that
-/// worker redoes the job (idempotently), so it is not an error here.
-pub(crate) async fn commit_job_change(engine: &Engine, change: Change) -> Result<(), EngineError> {
-    match engine.store.commit(change).await {
-        Ok(_) | Err(StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+/// What running one kind's jobs did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct JobsRun {
+    pub push: push::PushReport,
+    pub shipments: shipments::ShipmentReport,
 }
 
-/// Put a job back for another attempt at `at`, recording why (a lost lease is fine).
-pub(crate) async fn retry_job(engine: &Engine, job: &Job, at: Timestamp, error: &str) -> Result<(), EngineError> {
-    let token = job.lease_token.clone().unwrap_or_default();
-    match engine.store.retry_job(job.id, &token, at, error, engine.clock.now()).await {
-        Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+/// Run every runnable job of `kind` on `conn` through its handler: the one place a
+/// job kind finds its handler.
+pub async fn run_jobs(engine: &Engine, conn: &Connection, kind: JobKind) -> Result<JobsRun, EngineError> {
+    let mut run = JobsRun::default();
+    match kind {
+        JobKind::SyncOrder => run.push = push::run(engine, conn).await?,
+        JobKind::WriteFulfilment => run.shipments = write_fulfilment::run(engine, conn).await?,
+        JobKind::IngestV1Webhook => run.shipments = ingest_v1_webhook::run(engine, conn).await?,
+        JobKind::IngestV2Track => run.shipments = ingest_v2_track::run(engine, conn).await?,
     }
+    Ok(run)
 }

@@ -31,21 +31,20 @@
 use std::collections::HashMap;
 
 use jiff::{SignedDuration, Timestamp};
-use rand::Rng;
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
+use shipledger_core::retry::{Classify, Decision, Verdict};
 use shipledger_core::order::{Address, ErpOrder, ErpOrderStatus};
 use shipledger_core::{Weight, WeightUnit};
 use shipledger_shipstation::v1::model::{self as ss, OrderRefusal, OrderStatus};
 use shipledger_shipstation::v1::query::{OrderFilter, OrderSortBy, SortDir};
 use shipledger_store::{
-    Change, ExceptionFilter, ExceptionState, Job, JobClaim, JobFinish, JobState, NewEvent, OrderLineRecord, OrderRecord,
-    OrderState, OrderUpsert,
+    Change, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewEvent, OrderLineRecord, OrderRecord,
+    OrderState, OrderUpsert, SyncOrder,
 };
 
 use crate::flows::push_plan;
-use crate::flows::release::SYNC_ORDER;
-use crate::flows::{LEASE, commit_job_change, retry_job};
+use crate::jobs;
 use crate::{Connection, Engine, EngineError};
 
 /// How far before the earliest moment a push could have touched an order the read-back
@@ -94,18 +93,7 @@ struct Pending {
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, EngineError> {
     let mut report = PushReport::default();
     loop {
-        let now = engine.clock.now();
-        let jobs = engine
-            .store
-            .claim_jobs(JobClaim {
-                kind: SYNC_ORDER,
-                connection: Some(&conn.name),
-                now,
-                lease: LEASE,
-                limit: conn.policy.push_batch,
-                worker: &engine.worker,
-            })
-            .await?;
+        let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, conn.policy.push_batch).await?;
         if jobs.is_empty() {
             return Ok(report);
         }
@@ -115,14 +103,24 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, Engin
 
 async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {
     // Group the jobs by order: one order is sent once however many jobs name it.
-    let by_order = push_plan::coalesce(jobs, |job| job.payload.get("erp_id").and_then(|v| v.as_str()).unwrap_or_default().to_string());
+    let mut orders = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let JobSpec::SyncOrder(SyncOrder { erp_id, .. }) = &job.spec else {
+            let why = format!("job {} is a {} job, not a sync_order", job.id, job.kind());
+            jobs::dead(engine, &job, jobs::change(engine, conn), why).await?;
+            continue;
+        };
+        orders.push((erp_id.clone(), job));
+    }
+    let by_order = push_plan::coalesce(orders, |(erp_id, _)| erp_id.clone())
+        .into_iter()
+        .map(|(erp_id, jobs)| (erp_id, jobs.into_iter().map(|(_, job)| job).collect::<Vec<Job>>()));
     let mut batch: Vec<(Pending, Vec<Job>)> = Vec::new();
     for (erp_id, mut jobs) in by_order {
         let first = jobs.remove(0);
         let Some(record) = engine.store.get_order(&conn.name, &erp_id).await? else {
-            finish(engine, conn, first, JobState::Dead, Some(format!("order {erp_id} is not in the store")), vec![]).await?;
-            for job in jobs {
-                finish(engine, conn, job, JobState::Dead, Some(format!("order {erp_id} is not in the store")), vec![]).await?;
+            for job in std::iter::once(first).chain(jobs) {
+                jobs::dead(engine, &job, jobs::change(engine, conn), format!("order {erp_id} is not in the store")).await?;
             }
             continue;
         };
@@ -130,7 +128,7 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
             Ok(s) => s,
             Err(e) => {
                 let message = format!("order {erp_id}'s stored snapshot cannot be read: {e}");
-                finish(engine, conn, first, JobState::Dead, Some(message), vec![]).await?;
+                jobs::dead(engine, &first, jobs::change(engine, conn), message).await?;
                 continue;
             }
         };
@@ -138,10 +136,10 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
         if let Some(skip) = push_plan::no_request(&record, &status) {
             let note = skip.note();
             report.already_in_sync += 1;
-            finish(engine, conn, first, JobState::Done, None, vec![event(&erp_id, "sync_skipped", json!({"message": note}))]).await?;
-            for job in jobs {
-                finish(engine, conn, job, JobState::Done, None, vec![]).await?;
-            }
+            let mut change = jobs::change(engine, conn);
+            change.events.push(event(&erp_id, EventKind::SyncSkipped, json!({"message": note})));
+            jobs::done(engine, &first, change).await?;
+            done(engine, conn, jobs).await?;
             continue;
         }
         batch.push((Pending { job: first, record, snapshot, status }, jobs));
@@ -166,7 +164,8 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
             Err(e) => {
                 let message = format!("an earlier attempt's outcome is unknown and reading ShipStation back failed: {e}");
                 for (p, extra) in unknown {
-                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
+                    let verdict = e.classify();
+                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, verdict, report).await?;
                     done(engine, conn, extra).await?;
                 }
             }
@@ -187,7 +186,8 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
                         Known::Absent => to_send.push((p, extra)),
                         Known::Unknown => {
                             let message = "an earlier attempt's outcome is unknown and ShipStation holds more recent orders than one read-back covers; will look again";
-                            retry_or_give_up(engine, conn, p.job, &p.record, message, ExceptionKind::PushUnverified, report).await?;
+                            let verdict = Verdict::Backoff;
+                            retry_or_give_up(engine, conn, p.job, &p.record, message, ExceptionKind::PushUnverified, verdict, report).await?;
                             done(engine, conn, extra).await?;
                         }
                     }
@@ -221,7 +221,11 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
                 Some(OrderRefusal::Locked) => Sent::Locked(r.error_message.clone().unwrap_or_default()),
                 Some(OrderRefusal::Other) => {
                     let message = r.error_message.clone().unwrap_or_else(|| "no reason given".into());
-                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, report).await?;
+                    // ShipStation's refusals of one order in a batch carry no status; one
+                    // may clear (a store or a service set up meanwhile): back off, and
+                    // raise it once the attempts are spent.
+                    let verdict = Verdict::Backoff;
+                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, verdict, report).await?;
                     done(engine, conn, extra).await?;
                     continue;
                 }
@@ -267,7 +271,8 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
                             held.order_status,
                             sent.reason()
                         );
-                        retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
+                        let verdict = Verdict::Backoff;
+                        retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, verdict, report).await?;
                     }
                     outcome => settle_held(engine, conn, p, held, outcome, "read back", report).await?,
                 }
@@ -291,7 +296,11 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
                     (Ok(_), _, Sent::Accepted(order_id)) => format!("orderId {order_id} was accepted but not found when read back"),
                     (Ok(_), _, _) => format!("{}; not found when read back", sent.reason()),
                 };
-                retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, report).await?;
+                let verdict = match &seen {
+                    Err(e) => e.classify(),
+                    Ok(_) => Verdict::Backoff,
+                };
+                retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, verdict, report).await?;
                 done(engine, conn, extra).await?;
             }
         }
@@ -320,7 +329,7 @@ impl Sent {
 /// Finish the other jobs of an order whose first job was decided.
 async fn done(engine: &Engine, conn: &Connection, extra: Vec<Job>) -> Result<(), EngineError> {
     for job in extra {
-        finish(engine, conn, job, JobState::Done, None, vec![]).await?;
+        jobs::done(engine, &job, jobs::change(engine, conn)).await?;
     }
     Ok(())
 }
@@ -418,7 +427,7 @@ async fn settle_held(
                 change.order = Some(upsert);
                 change.events.push(event(
                     &p.record.erp_id,
-                    if p.record.ss_order_id.is_none() { "pushed" } else { "updated_in_shipstation" },
+                    if p.record.ss_order_id.is_none() { EventKind::Pushed } else { EventKind::UpdatedInShipstation },
                     json!({
                         "message": format!("ShipStation order #{order_id} is {} ({how}; an earlier version)", held.order_status),
                         "order_id": order_id, "order_key": p.record.order_key, "status": held.order_status.as_str(), "verified": true,
@@ -427,7 +436,7 @@ async fn settle_held(
             }
             let kind = change_after_shipment_unless_withdrawn(engine, conn, &p.record).await?;
             raise_failed(&mut change, &p.job, &p.record, &message, kind);
-            commit_job_change(engine, change).await
+            jobs::dead(engine, &p.job, change, message).await
         }
         Held::Differs => unreachable!("an order that differs is sent, not settled"),
     }
@@ -552,10 +561,10 @@ async fn commit_pushed(
         };
     }
     let kind = match (p.record.ss_order_id, status) {
-        (_, OrderStatus::Cancelled) => "cancelled_in_shipstation",
-        (_, OrderStatus::OnHold) => "held_in_shipstation",
-        (None, _) => "pushed",
-        (Some(_), _) => "updated_in_shipstation",
+        (_, OrderStatus::Cancelled) => EventKind::CancelledInShipstation,
+        (_, OrderStatus::OnHold) => EventKind::HeldInShipstation,
+        (None, _) => EventKind::Pushed,
+        (Some(_), _) => EventKind::UpdatedInShipstation,
     };
     let mut change = Change::new(&conn.name, now);
     change.order = Some(upsert);
@@ -570,40 +579,17 @@ async fn commit_pushed(
     for kind in [ExceptionKind::PushRejected, ExceptionKind::PushUnverified] {
         change.clear(kind, "order", p.record.erp_id.clone());
     }
-    change.finish_job = Some(JobFinish {
-        job_id: p.job.id,
-        lease_token: p.job.lease_token.clone().unwrap_or_default(),
-        state: JobState::Done,
-        error: None,
-    });
-    commit_job_change(engine, change).await
+    jobs::done(engine, &p.job, change).await
 }
 
-fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
-    NewEvent { record_type: "order".into(), record_id: erp_id.to_string(), kind: kind.into(), detail }
+fn event(erp_id: &str, kind: EventKind, detail: serde_json::Value) -> NewEvent {
+    NewEvent::order(erp_id, kind, detail)
 }
 
-async fn finish(
-    engine: &Engine,
-    conn: &Connection,
-    job: Job,
-    state: JobState,
-    error: Option<String>,
-    events: Vec<NewEvent>,
-) -> Result<(), EngineError> {
-    let mut change = Change::new(&conn.name, engine.clock.now());
-    change.events = events;
-    change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.unwrap_or_default(), state, error });
-    commit_job_change(engine, change).await
-}
-
-/// Backoff before attempt `attempts + 1`: 2 s doubling, at most 5 minutes, ±20%.
-fn backoff(attempts: i64) -> SignedDuration {
-    let base = 2_000i64.saturating_mul(1i64 << attempts.clamp(0, 10)).min(300_000);
-    let jitter = rand::thread_rng().gen_range(-(base / 5)..=(base / 5));
-    SignedDuration::from_millis(base + jitter)
-}
-
+/// A push that did not happen: run again per the `sync_order` retry policy, or —
+/// once its failure is permanent or its attempts or horizon are spent — given up
+/// with `kind`'s exception ([`give_up`]).
+#[allow(clippy::too_many_arguments)]
 async fn retry_or_give_up(
     engine: &Engine,
     conn: &Connection,
@@ -611,13 +597,16 @@ async fn retry_or_give_up(
     record: &OrderRecord,
     message: &str,
     kind: ExceptionKind,
+    verdict: Verdict,
     report: &mut PushReport,
 ) -> Result<(), EngineError> {
-    if job.attempts >= i64::from(conn.policy.max_push_attempts) {
-        return give_up(engine, conn, job, record, message, kind, report).await;
+    match jobs::decide(engine, conn, &job, verdict, kind.owner()) {
+        Decision::RetryAt { at } => {
+            report.retried += 1;
+            jobs::retry_at(engine, &job, at, message).await
+        }
+        Decision::GiveUp { .. } => give_up(engine, conn, job, record, message, kind, report).await,
     }
-    report.retried += 1;
-    retry_job(engine, &job, engine.clock.now() + backoff(job.attempts), message).await
 }
 
 async fn give_up(
@@ -634,9 +623,9 @@ async fn give_up(
         ExceptionKind::ChangeAfterShipment => change_after_shipment_unless_withdrawn(engine, conn, record).await?,
         other => Some(other),
     };
-    let mut change = Change::new(&conn.name, engine.clock.now());
+    let mut change = jobs::change(engine, conn);
     raise_failed(&mut change, &job, record, message, kind);
-    commit_job_change(engine, change).await
+    jobs::dead(engine, &job, change, message).await
 }
 
 /// `change_after_shipment`, unless the order was withdrawn by the ERP and its open
@@ -663,7 +652,8 @@ async fn change_after_shipment_unless_withdrawn(
 }
 
 /// The push of `record` failed for good: an owned exception (none when another open
-/// one already says what to do), a `sync_failed` event, and the job dead.
+/// one already says what to do) and a `sync_failed` event, for the change that
+/// finishes the job dead.
 fn raise_failed(change: &mut Change, job: &Job, record: &OrderRecord, message: &str, kind: Option<ExceptionKind>) {
     if let Some(kind) = kind {
         change.raise(
@@ -677,13 +667,7 @@ fn raise_failed(change: &mut Change, job: &Job, record: &OrderRecord, message: &
             }),
         );
     }
-    change.events.push(event(&record.erp_id, "sync_failed", json!({"message": message, "attempts": job.attempts})));
-    change.finish_job = Some(JobFinish {
-        job_id: job.id,
-        lease_token: job.lease_token.clone().unwrap_or_default(),
-        state: JobState::Dead,
-        error: Some(message.to_string()),
-    });
+    change.events.push(event(&record.erp_id, EventKind::SyncFailed, json!({"message": message, "attempts": job.attempts})));
 }
 
 fn ss_address(a: &Address) -> ss::Address {

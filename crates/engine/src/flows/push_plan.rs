@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn jobs_naming_the_same_order_become_one_push_decided_by_the_first_claimed() {
         let jobs = vec![job(1, "SO-2", 1), job(2, "SO-1", 1), job(3, "SO-2", 1), job(4, "SO-3", 1), job(5, "SO-2", 2)];
-        let by_order = coalesce(jobs, |j| j.payload["erp_id"].as_str().unwrap().to_string());
+        let by_order = coalesce(jobs, |j| match &j.spec {
+            shipledger_store::JobSpec::SyncOrder(s) => s.erp_id.clone(),
+            other => panic!("not a sync_order: {other:?}"),
+        });
         let ids: Vec<(&str, Vec<i64>)> = by_order.iter().map(|(o, js)| (o.as_str(), js.iter().map(|j| j.id).collect())).collect();
         assert_eq!(ids, [("SO-1", vec![2]), ("SO-2", vec![1, 3, 5]), ("SO-3", vec![4])]);
     }

@@ -25,15 +25,14 @@ use shipledger_core::order::{ErpOrder, ErpOrderStatus, Product, order_key};
 use shipledger_core::release::{self, Verdict};
 use shipledger_erp::Cursor;
 use shipledger_store::{
-    Change, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert, ShipmentFilter, ShipmentKind,
+    Change, EventKind, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert, ShipmentFilter, ShipmentKind,
+    SyncOrder,
 };
 
 use crate::{Connection, Engine, EngineError};
 
 /// The watermark of the ERP change feed.
 pub const WATERMARK: &str = "erp_orders";
-/// The job that brings one order in ShipStation in line with its latest snapshot.
-pub const SYNC_ORDER: &str = "sync_order";
 /// Orders read from the ERP per request.
 const PAGE: u32 = 200;
 
@@ -172,8 +171,8 @@ fn held_kinds() -> impl Iterator<Item = ExceptionKind> {
     ExceptionKind::ALL.iter().copied().filter(|k| k.code().starts_with("held_"))
 }
 
-fn event(erp_id: &str, kind: &str, detail: serde_json::Value) -> NewEvent {
-    NewEvent { record_type: "order".into(), record_id: erp_id.to_string(), kind: kind.into(), detail }
+fn event(erp_id: &str, kind: EventKind, detail: serde_json::Value) -> NewEvent {
+    NewEvent::order(erp_id, kind, detail)
 }
 
 fn lines_of(conn: &str, order: &ErpOrder, verdict: &Verdict) -> Vec<OrderLineRecord> {
@@ -266,7 +265,7 @@ pub fn judge(
     {
         change.events.push(event(
             &order.erp_id,
-            "erp_seen_unchanged",
+            EventKind::ErpSeenUnchanged,
             json!({"message": "the ERP presented the order again with nothing to ship changed; nothing to do"}),
         ));
         change.order = Some(upsert);
@@ -277,13 +276,14 @@ pub fn judge(
     upsert.snapshot = snapshot;
     upsert.snapshot_hash = hash.clone();
     let was_released = existing.is_some_and(|r| r.released_at.is_some());
-    let sync_job = || NewJob {
-        kind: SYNC_ORDER.into(),
-        // The ERP's change time makes the key unique per version: a snapshot that
-        // returns to an earlier content (on hold, then open again) is a new change.
-        idempotency_key: format!("sync:{key}:{hash}:{}", order.updated_at.as_millisecond()),
-        payload: json!({"erp_id": order.erp_id, "hash": hash}),
-        run_at: now,
+    let sync_job = || {
+        NewJob::new(
+            SyncOrder { erp_id: order.erp_id.clone(), hash: hash.clone() },
+            // The ERP's change time makes the key unique per version: a snapshot that
+            // returns to an earlier content (on hold, then open again) is a new change.
+            format!("sync:{key}:{hash}:{}", order.updated_at.as_millisecond()),
+            now,
+        )
     };
     let close_held = |change: &mut Change, keep: &[ExceptionKind]| {
         for kind in held_kinds().filter(|k| !keep.contains(k)) {
@@ -343,14 +343,14 @@ pub fn judge(
                 change.jobs.push(sync_job());
                 change.events.push(event(
                     &order.erp_id,
-                    "cancel_planned",
+                    EventKind::CancelPlanned,
                     json!({"message": format!("{reason} after release; ShipStation's order will be cancelled"), "reason": reason}),
                 ));
                 withdrawn(&mut change);
             } else {
                 change.events.push(event(
                     &order.erp_id,
-                    "cancelled_before_release",
+                    EventKind::CancelledBeforeRelease,
                     json!({"message": "cancelled in the ERP before it was released; nothing was sent to ShipStation"}),
                 ));
             }
@@ -363,7 +363,7 @@ pub fn judge(
             change.jobs.push(sync_job());
             change.events.push(event(
                 &order.erp_id,
-                "hold_planned",
+                EventKind::HoldPlanned,
                 json!({"message": format!("{reason}; ShipStation's order will be put on hold"), "reason": reason}),
             ));
             Outcome::UpdatePlanned
@@ -372,7 +372,7 @@ pub fn judge(
             upsert.state = OrderState::Held;
             change.events.push(event(
                 &order.erp_id,
-                "held_in_erp",
+                EventKind::HeldInErp,
                 json!({"message": "on hold in the ERP; it is released when the ERP releases it"}),
             ));
             Outcome::Held
@@ -401,11 +401,11 @@ pub fn judge(
                         "findings": findings,
                     });
                     if was_released {
-                        change.events.push(event(&order.erp_id, "change_refused_by_gate", detail));
+                        change.events.push(event(&order.erp_id, EventKind::ChangeRefusedByGate, detail));
                         Outcome::Held
                     } else {
                         upsert.state = OrderState::Held;
-                        change.events.push(event(&order.erp_id, "held", detail));
+                        change.events.push(event(&order.erp_id, EventKind::Held, detail));
                         Outcome::Held
                     }
                 }
@@ -415,7 +415,7 @@ pub fn judge(
                     if was_released {
                         change.events.push(event(
                             &order.erp_id,
-                            "update_planned",
+                            EventKind::UpdatePlanned,
                             json!({"message": "the ERP changed the order after release; ShipStation's order will be updated"}),
                         ));
                         Outcome::UpdatePlanned
@@ -425,7 +425,7 @@ pub fn judge(
                         upsert.payment = Some(serde_json::to_value(&order.payment).expect("evidence serializes"));
                         change.events.push(event(
                             &order.erp_id,
-                            "released",
+                            EventKind::Released,
                             json!({
                                 "message": format!(
                                     "payment captured ({}, {}); every pre-flight check passed",

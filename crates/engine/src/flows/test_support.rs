@@ -149,9 +149,8 @@ pub(crate) fn claimed(id: i64, erp_id: &str, attempts: i64) -> Job {
     Job {
         id,
         connection: "acme-uk".into(),
-        kind: "sync_order".into(),
+        spec: shipledger_store::JobSpec::SyncOrder(shipledger_store::SyncOrder { erp_id: erp_id.into(), hash: format!("hash-{id}") }),
         idempotency_key: format!("sync:{erp_id}:{id}"),
-        payload: serde_json::json!({"erp_id": erp_id}),
         state: JobState::Running,
         attempts,
         next_run_at: at(0),

@@ -37,6 +37,8 @@ pub struct FakeErp {
     pub checks_quantities: std::sync::atomic::AtomicBool,
     /// The writes refused, with why.
     pub refused: Mutex<Vec<(FulfilmentWrite, String)>>,
+    /// Failures the next fulfilment writes meet, one per write, before any is recorded.
+    pub write_failures: Mutex<std::collections::VecDeque<ErpError>>,
     tick: Mutex<i64>,
 }
 
@@ -132,6 +134,9 @@ impl Erp for FakeErp {
     fn record_fulfilment<'a>(&'a self, w: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
         Box::pin(async move {
             self.fulfilment_writes.lock().unwrap().push(w.clone());
+            if let Some(failure) = self.write_failures.lock().unwrap().pop_front() {
+                return Err(failure);
+            }
             let mut docs = self.fulfilments.lock().unwrap();
             let refuse = |m: &str| {
                 self.refused.lock().unwrap().push((w.clone(), m.to_string()));
@@ -413,6 +418,11 @@ impl World {
         let connections = std::mem::take(&mut self.engine.connections);
         self.engine = Engine::new(self.store.clone(), clock.clone(), connections);
         clock
+    }
+
+    /// The URL of the store the story runs on.
+    pub fn store_url(&self) -> String {
+        self._db.url.clone()
     }
 
     /// Tick until nothing is runnable (bounded).

@@ -6,3 +6,5 @@ mod helpers;
 mod push;
 mod release;
 mod shipments;
+mod upgrade;
+mod lifecycle;

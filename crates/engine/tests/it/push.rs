@@ -45,7 +45,7 @@ async fn open_exceptions(w: &World) -> Vec<ExceptionKind> {
 }
 
 async fn event_kinds(w: &World, erp_id: &str) -> Vec<String> {
-    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind).collect()
+    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind.to_string()).collect()
 }
 
 /// A worker claims the order's push job, gets `createorders` through to ShipStation,
@@ -58,7 +58,7 @@ async fn push_and_die(w: &World, clock: &ManualClock, erp_id: &str) -> i64 {
     let jobs = w
         .store
         .claim_jobs(JobClaim {
-            kind: "sync_order",
+            kind: shipledger_store::JobKind::SyncOrder,
             connection: Some("acme-uk"),
             now: clock.now(),
             lease: jiff::SignedDuration::from_millis(1),
@@ -168,7 +168,7 @@ crate::stories! {
         assert!(event_kinds(&w, "SO-40").await.contains(&"pushed".to_string()));
         assert!(!event_kinds(&w, "SO-40").await.contains(&"sync_failed".to_string()));
         assert_eq!(createorders_sent(&w).await, sent, "nothing was sent to an order ShipStation already had");
-        let jobs = w.store.list_jobs(JobFilter { kind: Some("sync_order".into()), ..Default::default() }).await.unwrap();
+        let jobs = w.store.list_jobs(JobFilter { kind: Some(shipledger_store::JobKind::SyncOrder), ..Default::default() }).await.unwrap();
         assert!(jobs.iter().all(|j| j.state == JobState::Done), "{jobs:?}");
         assert!(open_exceptions(&w).await.is_empty(), "{:?}", open_exceptions(&w).await);
         assert_eq!(w.ss_orders("SO-40").await.len(), 1);

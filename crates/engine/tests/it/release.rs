@@ -12,7 +12,7 @@ use crate::helpers::{World, paid_order};
 const PAST_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(301);
 
 async fn timeline(w: &World, erp_id: &str) -> Vec<String> {
-    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind).collect()
+    w.store.timeline("acme-uk", "order", erp_id).await.unwrap().into_iter().map(|e| e.kind.to_string()).collect()
 }
 
 async fn open_exceptions(w: &World, erp_id: &str) -> Vec<shipledger_store::ExceptionRecord> {
@@ -44,7 +44,7 @@ crate::stories! {
         assert_eq!(record.state, OrderState::Pushed);
         assert_eq!(record.ss_order_id, o["orderId"].as_i64());
         assert_eq!(record.payment.as_ref().unwrap()["source"], json!("payment:PAY-SO-1"));
-        let kinds: Vec<String> = w.store.timeline("acme-uk", "order", "SO-1").await.unwrap().into_iter().map(|e| e.kind).collect();
+        let kinds: Vec<String> = w.store.timeline("acme-uk", "order", "SO-1").await.unwrap().into_iter().map(|e| e.kind.to_string()).collect();
         assert_eq!(kinds, ["released", "pushed"]);
 
         // Seen again unchanged: nothing is sent.

@@ -109,15 +109,15 @@ crate::stories! {
         let second = w.control(&format!("/orders/{id}/labels"), json!({})).await;
         let (a, b) = (first["trackingNumber"].as_str().unwrap().to_string(), second["trackingNumber"].as_str().unwrap().to_string());
         let mut hint = shipledger_store::Change::new("acme-uk", clock.now());
-        hint.jobs.push(shipledger_store::NewJob {
-            kind: shipledger_engine::flows::shipments::INGEST_V1.into(),
-            idempotency_key: format!("v1hook:{b}"),
-            payload: json!({
-                "resource_url": format!("{}/shipments?trackingNumber={b}&includeShipmentItems=True", w.sandbox.base_url()),
-                "resource_type": "SHIP_NOTIFY",
-            }),
-            run_at: clock.now(),
-        });
+        hint.jobs.push(shipledger_store::NewJob::new(
+            shipledger_store::IngestV1Webhook {
+                resource_url: format!("{}/shipments?trackingNumber={b}&includeShipmentItems=True", w.sandbox.base_url()),
+                resource_type: "SHIP_NOTIFY".into(),
+                received_at: None,
+            },
+            format!("v1hook:{b}"),
+            clock.now(),
+        ));
         w.store.commit(hint).await.unwrap();
         w.settle().await;
         assert!(w.store.get_shipment("acme-uk", &format!("label:{}", second["shipment"]["shipmentId"])).await.unwrap().is_some(), "the webhook brought the new label");

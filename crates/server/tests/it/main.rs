@@ -23,7 +23,7 @@ use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_engine::config::Config;
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 use shipledger_server::{ConnectionHooks, Server, hooks_from_config};
-use shipledger_store::{ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobFilter, Store};
+use shipledger_store::{ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobFilter, JobKind, Store};
 use tokio::sync::watch;
 
 use crate::helpers::{Backend, TestDb};
@@ -134,7 +134,7 @@ impl Shipledger {
         self.store
             .list_jobs(JobFilter {
                 connection: Some(CONNECTION.into()),
-                kind: Some(kind.into()),
+                kind: Some(JobKind::parse(kind).expect("a job kind")),
                 limit: 100,
                 ..Default::default()
             })
@@ -222,13 +222,14 @@ async fn a_delivery_with_the_right_token_is_stored_as_an_inbox_job_that_asks_for
     let jobs = sl.jobs("ingest_v1_webhook").await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let job = &jobs[0];
+    let payload = job.spec.payload();
     assert!(job.idempotency_key.starts_with("v1hook:") && job.idempotency_key.len() == "v1hook:".len() + 64);
     assert_eq!(
-        job.payload["resource_url"],
+        payload["resource_url"],
         json!("https://ssapi11.shipstation.com/shipments?storeID=12&batchId=99&includeShipmentItems=true")
     );
-    assert_eq!(job.payload["resource_type"], json!("SHIP_NOTIFY"));
-    let received: Timestamp = job.payload["received_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(payload["resource_type"], json!("SHIP_NOTIFY"));
+    let received: Timestamp = payload["received_at"].as_str().unwrap().parse().unwrap();
     assert!(Timestamp::now().duration_since(received) < SignedDuration::from_secs(60));
     let timeline = sl.store.timeline(CONNECTION, "webhook", "SHIP_NOTIFY").await.unwrap();
     assert_eq!(timeline.iter().filter(|e| e.kind == "received").count(), 1);
@@ -587,15 +588,15 @@ async fn the_sandbox_deliveries_of_a_shipped_order_land_in_the_inbox_v1_by_token
 
     let v1 = sl.jobs("ingest_v1_webhook").await;
     assert_eq!(v1.len(), 1, "{v1:?}");
-    let url: url::Url = v1[0].payload["resource_url"].as_str().unwrap().parse().unwrap();
+    let url: url::Url = v1[0].spec.payload()["resource_url"].as_str().unwrap().parse().unwrap();
     assert_eq!(url.host_str(), Some("127.0.0.1"));
     assert!(url.query_pairs().any(|(k, v)| k == "includeShipmentItems" && v == "true"), "{url}");
 
     let v2 = sl.jobs("ingest_v2_track").await;
     assert_eq!(v2.len(), 1, "{v2:?}");
     assert!(v2[0].idempotency_key.starts_with("v2hook:"));
-    assert_eq!(v2[0].payload["resource_type"], json!("API_TRACK"));
-    assert_eq!(v2[0].payload["data"]["status_code"], json!("IT"));
+    assert_eq!(v2[0].spec.payload()["resource_type"], json!("API_TRACK"));
+    assert_eq!(v2[0].spec.payload()["data"]["status_code"], json!("IT"));
     assert!(sl.exceptions(ExceptionKind::WebhookSignatureInvalid).await.is_empty());
 
     // /metrics still reports the connection.

@@ -13,10 +13,10 @@ use serde_json::json;
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::clock::SystemClock;
 use shipledger_engine::config::Policy;
-use shipledger_engine::flows::shipments::{WRITE_FULFILMENT, inbox};
+use shipledger_engine::flows::shipments::inbox;
 use shipledger_engine::{Connection, Engine};
 use shipledger_shipstation::{ClientConfig, V1Client};
-use shipledger_store::{Change, JobState, NewJob, ShipmentFilter};
+use shipledger_store::{Change, IngestV1Webhook, JobKind, JobState, NewJob, ShipmentFilter};
 
 use crate::helpers::FakeErp;
 use crate::{CONNECTION, Shipledger, TOKEN, counting_listener, hooks, on_both_stores, ship_notify};
@@ -81,7 +81,7 @@ on_both_stores! {
         assert_eq!(allowed_hits.load(Ordering::SeqCst), 2, "each resource asked for once, never again");
         let stored = sl.store.list_shipments(ShipmentFilter { connection: Some(CONNECTION.into()), limit: 100, ..Default::default() }).await.unwrap();
         assert!(stored.is_empty(), "nothing ingested: {stored:?}");
-        assert!(sl.jobs(WRITE_FULFILMENT).await.is_empty(), "no ERP write planned");
+        assert!(sl.jobs(JobKind::WriteFulfilment.as_str()).await.is_empty(), "no ERP write planned");
         assert!(erp.fulfilment_writes.lock().unwrap().is_empty(), "nothing written to the ERP");
         for job in sl.jobs("ingest_v1_webhook").await {
             assert_eq!(job.state, JobState::Dead, "finished, never retried: {job:?}");
@@ -111,12 +111,11 @@ on_both_stores! {
         let huge = format!("http://{allowed}/shipments?batchId={}", "9".repeat(1_500_000));
         let now = jiff::Timestamp::now();
         let mut change = Change::new(CONNECTION, now);
-        change.jobs.push(NewJob {
-            kind: "ingest_v1_webhook".into(),
-            idempotency_key: "v1hook:huge".into(),
-            payload: json!({"resource_url": huge, "resource_type": "SHIP_NOTIFY"}),
-            run_at: now,
-        });
+        change.jobs.push(NewJob::new(
+            IngestV1Webhook { resource_url: huge, resource_type: "SHIP_NOTIFY".into(), received_at: None },
+            "v1hook:huge",
+            now,
+        ));
         sl.store.commit(change).await.unwrap();
 
         inbox(&engine, &engine.connections[0]).await.unwrap();

@@ -6,20 +6,21 @@ use shipledger_store::{
     Change, ExceptionFilter, ExceptionOpen, JobFilter, JobFinish, JobState, OrderState, StoreError,
 };
 
-use crate::harness::{ACME, BETA, TestDb, claim, event, job, line, order, t};
+use shipledger_store::JobKind;
+use crate::harness::{ACME, BETA, TestDb, claim, event, job, line, order, spec, t};
 
 pub async fn a_committed_change_is_all_or_nothing(db: &TestDb) -> anyhow::Result<()> {
     let store = &db.store;
     let mut plan = Change::new(ACME, t(0));
-    plan.jobs.push(job("push_order", "push:1", t(0)));
+    plan.jobs.push(job(JobKind::SyncOrder, "push:1", t(0)));
     store.commit(plan).await?;
-    let claimed = store.claim_jobs(claim("push_order", t(1), "w1", 1)).await?;
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(1), "w1", 1)).await?;
     let job_id = claimed[0].id;
 
     // A change whose finished job is no longer ours (a wrong token) leaves nothing behind.
     let mut change = Change::new(ACME, t(2));
     change.order = Some(order("1001", "SO-1001", OrderState::Pushed));
-    change.jobs.push(job("update_order", "update:1", t(2)));
+    change.jobs.push(job(JobKind::SyncOrder, "update:1", t(2)));
     change.events.push(event("1001", "pushed"));
     change.open_exceptions.push(ExceptionOpen {
         kind: ExceptionKind::PushUnverified,
@@ -106,7 +107,7 @@ pub async fn a_change_records_the_order_its_lines_jobs_events_and_watermark(
     change.order = Some(first);
     change
         .jobs
-        .push(job("push_order", "push:1001:hash-1001", t(5)));
+        .push(job(JobKind::SyncOrder, "push:1001:hash-1001", t(5)));
     change.events.push(event("1001", "released"));
     change.watermark = Some(("erp_orders".into(), "2025-03-01T08:59:00Z".into()));
     let outcome = store.commit(change).await?;
@@ -178,7 +179,7 @@ pub async fn a_change_records_the_order_its_lines_jobs_events_and_watermark(
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].state, JobState::Pending);
     assert_eq!(jobs[0].attempts, 0);
-    assert_eq!(jobs[0].payload, json!({"key": "push:1001:hash-1001"}));
+    assert_eq!(jobs[0].spec, spec(JobKind::SyncOrder, "push:1001:hash-1001"));
     assert_eq!(
         store.get_watermark(ACME, "erp_orders").await?.as_deref(),
         Some("2025-03-01T08:59:00Z")
@@ -192,12 +193,12 @@ pub async fn planning_the_same_idempotency_key_twice_plans_one_job(
 ) -> anyhow::Result<()> {
     let store = &db.store;
     let mut change = Change::new(ACME, t(0));
-    change.jobs.push(job("push_order", "push:1001", t(0)));
+    change.jobs.push(job(JobKind::SyncOrder, "push:1001", t(0)));
     let first = store.commit(change.clone()).await?;
     assert_eq!(first.jobs_planned.len(), 1);
 
     // The same decision made again (a retry, a second worker) plans nothing new.
-    change.jobs.push(job("push_order", "push:1002", t(0)));
+    change.jobs.push(job(JobKind::SyncOrder, "push:1002", t(0)));
     let again = store.commit(change).await?;
     assert_eq!(again.jobs_skipped, ["push:1001"]);
     assert_eq!(again.jobs_planned.len(), 1);
@@ -205,8 +206,8 @@ pub async fn planning_the_same_idempotency_key_twice_plans_one_job(
 
     // Twice in one change: once.
     let mut twice = Change::new(ACME, t(1));
-    twice.jobs.push(job("cancel_order", "cancel:1001", t(1)));
-    twice.jobs.push(job("cancel_order", "cancel:1001", t(1)));
+    twice.jobs.push(job(JobKind::WriteFulfilment, "cancel:1001", t(1)));
+    twice.jobs.push(job(JobKind::WriteFulfilment, "cancel:1001", t(1)));
     let outcome = store.commit(twice).await?;
     assert_eq!(
         (outcome.jobs_planned.len(), outcome.jobs_skipped.len()),
@@ -215,7 +216,7 @@ pub async fn planning_the_same_idempotency_key_twice_plans_one_job(
 
     // The key is unique per connection: another brand has its own.
     let mut other = Change::new(BETA, t(1));
-    other.jobs.push(job("push_order", "push:1001", t(1)));
+    other.jobs.push(job(JobKind::SyncOrder, "push:1001", t(1)));
     assert_eq!(store.commit(other).await?.jobs_planned.len(), 1);
 
     let acme = store
@@ -234,7 +235,7 @@ pub async fn a_change_without_a_time_is_stamped_with_the_clock(db: &TestDb) -> a
         connection: ACME.into(),
         ..Default::default()
     };
-    change.events.push(event("1001", "seen"));
+    change.events.push(event("1001", "label_seen"));
     db.store.commit(change).await?;
     let after = jiff::Timestamp::now();
     let events = db.store.timeline(ACME, "order", "1001").await?;
@@ -278,7 +279,7 @@ pub async fn many_workers_committing_at_once_never_fail_with_busy(
             change.order = Some(order(&id, &format!("SO-{id}"), OrderState::Released));
             change
                 .jobs
-                .push(job("push_order", &format!("push:{id}"), t(i)));
+                .push(job(JobKind::SyncOrder, &format!("push:{id}"), t(i)));
             change.events.push(event(&id, "released"));
             change.watermark = Some(("erp_orders".into(), format!("{i:04}")));
             store.commit(change).await

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use shipledger_store::{
-    JobClaim, NewEvent, NewJob, OrderLineRecord, OrderState, OrderUpsert, Store,
+    EventKind, IngestV1Webhook, IngestV2Track, JobClaim, JobKind, JobSpec, NewEvent, NewJob, OrderLineRecord, OrderState,
+    OrderUpsert, Phase, Store, SyncOrder, WriteFulfilment,
 };
 
 pub const ACME: &str = "acme-uk";
@@ -172,25 +173,29 @@ pub fn line(line_id: &str, sku: &str, quantity: i64) -> OrderLineRecord {
     }
 }
 
-pub fn job(kind: &str, key: &str, run_at: Timestamp) -> NewJob {
-    NewJob {
-        kind: kind.into(),
-        idempotency_key: key.into(),
-        payload: json!({"key": key}),
-        run_at,
+/// A job of `kind` whose payload carries `key` (its idempotency key) where that kind
+/// keeps an identifier, so a test can tell jobs apart by their spec.
+pub fn spec(kind: JobKind, key: &str) -> JobSpec {
+    match kind {
+        JobKind::SyncOrder => SyncOrder { erp_id: key.into(), hash: key.into() }.into(),
+        JobKind::WriteFulfilment => WriteFulfilment { shipment_key: key.into(), phase: Phase::Packed }.into(),
+        JobKind::IngestV1Webhook => {
+            IngestV1Webhook { resource_url: key.into(), resource_type: "SHIP_NOTIFY".into(), received_at: None }.into()
+        }
+        JobKind::IngestV2Track => IngestV2Track { body: json!({"key": key}) }.into(),
     }
 }
 
+pub fn job(kind: JobKind, key: &str, run_at: Timestamp) -> NewJob {
+    NewJob::new(spec(kind, key), key, run_at)
+}
+
+/// An order's event of `kind` (the kind's text).
 pub fn event(record_id: &str, kind: &str) -> NewEvent {
-    NewEvent {
-        record_type: "order".into(),
-        record_id: record_id.into(),
-        kind: kind.into(),
-        detail: json!({"why": kind}),
-    }
+    NewEvent::order(record_id, EventKind::parse(kind).expect("an event kind"), json!({"why": kind}))
 }
 
-pub fn claim<'a>(kind: &'a str, now: Timestamp, worker: &'a str, limit: u32) -> JobClaim<'a> {
+pub fn claim<'a>(kind: JobKind, now: Timestamp, worker: &'a str, limit: u32) -> JobClaim<'a> {
     JobClaim {
         kind,
         connection: None,

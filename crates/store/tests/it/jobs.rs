@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 
 use jiff::SignedDuration;
-use serde_json::json;
 use shipledger_store::{Change, JobClaim, JobFinish, JobState, StoreError};
 
-use crate::harness::{ACME, BETA, TestDb, claim, job, t};
+use shipledger_store::JobKind;
+use crate::harness::{ACME, BETA, TestDb, claim, job, spec, t};
 
 async fn plan(
     db: &TestDb,
@@ -34,7 +34,7 @@ pub async fn two_concurrent_claimers_never_get_the_same_job(db: &TestDb) -> anyh
         db,
         ACME,
         (0..60)
-            .map(|i| job("push_order", &format!("push:{i}"), t(0)))
+            .map(|i| job(JobKind::SyncOrder, &format!("push:{i}"), t(0)))
             .collect(),
     )
     .await?;
@@ -52,7 +52,7 @@ pub async fn two_concurrent_claimers_never_get_the_same_job(db: &TestDb) -> anyh
             let mut mine = Vec::new();
             loop {
                 let batch = store
-                    .claim_jobs(claim("push_order", t(1), &name, 3))
+                    .claim_jobs(claim(JobKind::SyncOrder, t(1), &name, 3))
                     .await?;
                 if batch.is_empty() {
                     return anyhow::Ok(mine);
@@ -76,9 +76,9 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
     db: &TestDb,
 ) -> anyhow::Result<()> {
     let store = &db.store;
-    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
+    let ids = plan(db, ACME, vec![job(JobKind::SyncOrder, "push:1", t(0))]).await?;
 
-    let first = store.claim_jobs(claim("push_order", t(0), "w1", 5)).await?;
+    let first = store.claim_jobs(claim(JobKind::SyncOrder, t(0), "w1", 5)).await?;
     assert_eq!(first.len(), 1);
     let first = &first[0];
     assert_eq!(
@@ -92,14 +92,14 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
     // Still leased: nobody else gets it.
     assert!(
         store
-            .claim_jobs(claim("push_order", t(29), "w2", 5))
+            .claim_jobs(claim(JobKind::SyncOrder, t(29), "w2", 5))
             .await?
             .is_empty()
     );
 
     // The worker died; its lease ran out.
     let second = store
-        .claim_jobs(claim("push_order", t(30), "w2", 5))
+        .claim_jobs(claim(JobKind::SyncOrder, t(30), "w2", 5))
         .await?;
     assert_eq!(second.len(), 1);
     assert_eq!((second[0].id, second[0].attempts), (ids[0], 2));
@@ -132,7 +132,7 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
     // Done is done.
     assert!(
         store
-            .claim_jobs(claim("push_order", t(1000), "w3", 5))
+            .claim_jobs(claim(JobKind::SyncOrder, t(1000), "w3", 5))
             .await?
             .is_empty()
     );
@@ -150,8 +150,8 @@ pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
     db: &TestDb,
 ) -> anyhow::Result<()> {
     let store = &db.store;
-    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
-    let claimed = store.claim_jobs(claim("push_order", t(0), "w1", 1)).await?;
+    let ids = plan(db, ACME, vec![job(JobKind::SyncOrder, "push:1", t(0))]).await?;
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(0), "w1", 1)).await?;
     let token = claimed[0].lease_token.clone().unwrap();
 
     store
@@ -174,15 +174,15 @@ pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
 
     assert!(
         store
-            .claim_jobs(claim("push_order", t(59), "w1", 1))
+            .claim_jobs(claim(JobKind::SyncOrder, t(59), "w1", 1))
             .await?
             .is_empty()
     );
     let again = store
-        .claim_jobs(claim("push_order", t(60), "w1", 1))
+        .claim_jobs(claim(JobKind::SyncOrder, t(60), "w1", 1))
         .await?;
     assert_eq!((again[0].id, again[0].attempts), (ids[0], 2));
-    assert_eq!(again[0].payload, json!({"key": "push:1"}));
+    assert_eq!(again[0].spec, spec(JobKind::SyncOrder, "push:1"));
 
     let missing = store.retry_job(999_999, "x", t(60), "e", t(60)).await;
     assert!(
@@ -201,19 +201,19 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
         db,
         ACME,
         vec![
-            job("push_order", "push:late", t(20)),
-            job("push_order", "push:early", t(10)),
-            job("cancel_order", "cancel:1", t(0)),
-            job("push_order", "push:future", t(500)),
+            job(JobKind::SyncOrder, "push:late", t(20)),
+            job(JobKind::SyncOrder, "push:early", t(10)),
+            job(JobKind::WriteFulfilment, "cancel:1", t(0)),
+            job(JobKind::SyncOrder, "push:future", t(500)),
         ],
     )
     .await?;
-    plan(db, BETA, vec![job("push_order", "beta:push", t(0))]).await?;
+    plan(db, BETA, vec![job(JobKind::SyncOrder, "beta:push", t(0))]).await?;
 
     let acme_only = JobClaim {
         connection: Some(ACME),
         lease: SignedDuration::from_hours(1),
-        ..claim("push_order", t(100), "w", 1)
+        ..claim(JobKind::SyncOrder, t(100), "w", 1)
     };
     let first = store.claim_jobs(acme_only.clone()).await?;
     assert_eq!(first[0].idempotency_key, "push:early");
@@ -232,7 +232,7 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
 
     // Any connection, oldest first.
     let any = store
-        .claim_jobs(claim("push_order", t(1000), "w", 10))
+        .claim_jobs(claim(JobKind::SyncOrder, t(1000), "w", 10))
         .await?;
     assert_eq!(
         any.iter()
@@ -242,7 +242,7 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
     );
     assert!(
         store
-            .claim_jobs(claim("push_order", t(1000), "w", 0))
+            .claim_jobs(claim(JobKind::SyncOrder, t(1000), "w", 0))
             .await?
             .is_empty()
     );
@@ -251,8 +251,8 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
     assert_eq!(
         counts,
         [
-            ("cancel_order".to_string(), JobState::Pending, 1),
-            ("push_order".to_string(), JobState::Running, 3)
+            ("sync_order".to_string(), JobState::Running, 3),
+            ("write_fulfilment".to_string(), JobState::Pending, 1)
         ]
     );
     let pending = store
@@ -271,7 +271,7 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
     assert_eq!(limited.len(), 2);
     let by_kind = store
         .list_jobs(shipledger_store::JobFilter {
-            kind: Some("cancel_order".into()),
+            kind: Some(JobKind::WriteFulfilment),
             ..Default::default()
         })
         .await?;
@@ -281,8 +281,8 @@ pub async fn jobs_are_claimed_oldest_first_by_kind_and_connection(
 
 pub async fn a_job_that_gives_up_is_dead_with_its_error(db: &TestDb) -> anyhow::Result<()> {
     let store = &db.store;
-    let ids = plan(db, ACME, vec![job("push_order", "push:1", t(0))]).await?;
-    let claimed = store.claim_jobs(claim("push_order", t(0), "w1", 1)).await?;
+    let ids = plan(db, ACME, vec![job(JobKind::SyncOrder, "push:1", t(0))]).await?;
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(0), "w1", 1)).await?;
     let token = claimed[0].lease_token.clone().unwrap();
 
     // Finishing as "pending" is not a way to finish.
@@ -304,7 +304,7 @@ pub async fn a_job_that_gives_up_is_dead_with_its_error(db: &TestDb) -> anyhow::
     assert_eq!(dead.last_error.as_deref(), Some("rejected 8 times"));
     assert!(
         store
-            .claim_jobs(claim("push_order", t(10_000), "w2", 1))
+            .claim_jobs(claim(JobKind::SyncOrder, t(10_000), "w2", 1))
             .await?
             .is_empty()
     );

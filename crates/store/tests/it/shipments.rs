@@ -8,6 +8,7 @@ use shipledger_store::{
     ShipmentLine, ShipmentRecord, ShipmentState, ShipmentUpsert, StoreError,
 };
 
+use shipledger_store::{EventKind, JobKind};
 use crate::harness::{ACME, BETA, TestDb, claim, job, line, order, t};
 
 /// A live label made `created` seconds after the stories' base time.
@@ -380,10 +381,10 @@ pub async fn a_shipment_written_with_its_job_and_event_is_all_or_nothing(
 ) -> anyhow::Result<()> {
     let store = &db.store;
     let mut plan = Change::new(ACME, t(0));
-    plan.jobs.push(job("poll_shipments", "poll:1", t(0)));
+    plan.jobs.push(job(JobKind::IngestV1Webhook, "poll:1", t(0)));
     store.commit(plan).await?;
     let claimed = store
-        .claim_jobs(claim("poll_shipments", t(1), "w1", 1))
+        .claim_jobs(claim(JobKind::IngestV1Webhook, t(1), "w1", 1))
         .await?;
     let (job_id, token) = (claimed[0].id, claimed[0].lease_token.clone().unwrap());
 
@@ -393,13 +394,8 @@ pub async fn a_shipment_written_with_its_job_and_event_is_all_or_nothing(
     change.shipments.push(label(5001, 9001, Some("1001"), 0));
     change
         .jobs
-        .push(job("write_fulfilment", "fulfil:label:5001", t(2)));
-    change.events.push(NewEvent {
-        record_type: "shipment".into(),
-        record_id: "label:5001".into(),
-        kind: "seen".into(),
-        detail: json!({"tracking_number": "RM5001GB"}),
-    });
+        .push(job(JobKind::WriteFulfilment, "fulfil:label:5001", t(2)));
+    change.events.push(NewEvent::shipment("label:5001", EventKind::LabelSeen, json!({"tracking_number": "RM5001GB"})));
     change.finish_job = Some(JobFinish {
         job_id,
         lease_token: "somebody-else".into(),
@@ -472,7 +468,7 @@ pub async fn a_shipment_written_with_its_job_and_event_is_all_or_nothing(
     let timeline = store.timeline(ACME, "shipment", "label:5001").await?;
     assert_eq!(
         timeline.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
-        ["seen"]
+        ["label_seen"]
     );
     let jobs = store.list_jobs(JobFilter::default()).await?;
     assert_eq!(

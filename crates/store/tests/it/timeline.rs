@@ -36,7 +36,7 @@ pub async fn the_timeline_returns_events_in_order(db: &TestDb) -> anyhow::Result
 }
 
 fn shipment_event(key: &str, kind: &str) -> NewEvent {
-    NewEvent { record_type: "shipment".into(), record_id: key.into(), kind: kind.into(), detail: serde_json::json!({"why": kind}) }
+    NewEvent::shipment(key, shipledger_store::EventKind::parse(kind).expect("an event kind"), serde_json::json!({"why": kind}))
 }
 
 pub async fn an_orders_timeline_merges_the_events_of_its_shipments_by_time_with_their_tracking_numbers(db: &TestDb) -> anyhow::Result<()> {

@@ -1,0 +1,54 @@
+//! The `ingest_v2_track` handler: a v2 track webhook, stored whole by the receiver,
+//! records the carrier's first scan on every label with its tracking number (and so
+//! plans the ERP's *completed* write), as the scan poll does
+//! ([`shipments::record_tracking`](crate::flows::shipments)). A body that cannot be
+//! read is given up at once (an admin's); a store failure stops the pass and the job
+//! runs again once its lease expires.
+
+use shipledger_core::exception::Owner;
+use shipledger_core::retry::Classify;
+use shipledger_store::{Job, JobKind, JobSpec, ShipmentFilter as StoredShipments, ShipmentKind};
+
+use crate::flows::shipments::{ShipmentReport, record_tracking};
+use crate::jobs;
+use crate::{Connection, Engine, EngineError};
+
+/// Run `ingest_v2_track` jobs until none is runnable.
+pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut report = ShipmentReport::default();
+    loop {
+        let jobs = jobs::claim(engine, conn, JobKind::IngestV2Track, 50).await?;
+        if jobs.is_empty() {
+            return Ok(report);
+        }
+        for job in jobs {
+            match ingest(engine, conn, &job, &mut report).await {
+                Ok(()) => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
+                Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
+                Err(e) => {
+                    jobs::fail(engine, conn, &job, e.classify(), &e.to_string(), Owner::Ops, |_, _| jobs::change(engine, conn)).await?;
+                }
+            }
+        }
+    }
+}
+
+async fn ingest(engine: &Engine, conn: &Connection, job: &Job, report: &mut ShipmentReport) -> Result<(), EngineError> {
+    let JobSpec::IngestV2Track(track) = &job.spec else {
+        return Err(EngineError::Setup(format!("job {} is a {} job, not an ingest_v2_track", job.id, job.kind())));
+    };
+    let Some(data) = track.data() else { return Ok(()) };
+    let info: shipledger_shipstation::v2::model::TrackingInfo = serde_json::from_str(&data.to_string())
+        .map_err(|e| EngineError::Setup(format!("a track webhook's data could not be read: {e}")))?;
+    let Some(number) = info.tracking_number.clone() else { return Ok(()) };
+    let shipments = engine
+        .store
+        .list_shipments(StoredShipments { connection: Some(conn.name.clone()), tracking_number: Some(number), ..Default::default() })
+        .await?;
+    for s in shipments.iter().filter(|s| s.kind == ShipmentKind::Label) {
+        if record_tracking(engine, conn, s, &info).await? {
+            report.scanned += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The job lifecycle: how every outbox job is claimed and how it ends. A handler
+//! (one per [`JobKind`], under [`crate::flows`]) does the work; this module is the one
+//! place that finishes a job — done, dead (with whatever exception and events the
+//! handler's change carries), or put back to run again at a time — and the one place
+//! that decides which: the kind's [`RetryPolicy`] (from the connection's policy) over
+//! the failure's [`Verdict`] (each error classifies itself; a handler may say
+//! otherwise where it knows more), the attempts made and the time since the job was
+//! planned. It never matches an error's text.
+
+use jiff::{SignedDuration, Timestamp};
+use shipledger_core::exception::Owner;
+use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
+use shipledger_store::{Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+
+use crate::{Connection, Engine, EngineError};
+
+/// How long a claimed job is ours before another worker may take it over (a worker
+/// that died delays its jobs this long; one that is merely slow may see its jobs
+/// redone by another, which idempotency keys make harmless).
+pub(crate) const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+impl Classify for EngineError {
+    /// What the underlying error says; a setup problem (a webhook body we cannot
+    /// read, a connection that cannot be built) is an admin's.
+    fn classify(&self) -> Verdict {
+        match self {
+            EngineError::Store(e) => e.classify(),
+            EngineError::Erp(e) => e.classify(),
+            EngineError::ShipStation(e) => e.classify(),
+            EngineError::Setup(_) => Verdict::GiveUp { owner: Owner::Admin },
+        }
+    }
+}
+
+/// Lease up to `limit` runnable jobs of `kind` on the connection.
+pub(crate) async fn claim(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<Vec<Job>, EngineError> {
+    let now = engine.clock.now();
+    Ok(engine
+        .store
+        .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease: LEASE, limit, worker: &engine.worker })
+        .await?)
+}
+
+/// The retry policy of a job's kind on this connection.
+pub(crate) fn policy(conn: &Connection, job: &Job) -> RetryPolicy {
+    conn.policy.retry_policy(job.kind())
+}
+
+/// What to do with `job`, whose attempt failed as `verdict`: run again at a time, or
+/// give up (to `owner_if_spent` when its attempts or horizon are spent). Jitter's roll
+/// is random.
+pub(crate) fn decide(engine: &Engine, conn: &Connection, job: &Job, verdict: Verdict, owner_if_spent: Owner) -> Decision {
+    let attempts = u32::try_from(job.attempts.max(0)).unwrap_or(u32::MAX);
+    policy(conn, job).decide(verdict, attempts, job.created_at, engine.clock.now(), rand::random(), owner_if_spent)
+}
+
+/// Finish `job` done, committing `change` (its events, records, exceptions closed)
+/// in the same transaction.
+pub(crate) async fn done(engine: &Engine, job: &Job, change: Change) -> Result<(), EngineError> {
+    finish(engine, job, change, JobState::Done, None).await
+}
+
+/// Finish `job` dead because of `why`, committing `change` (the exception that says
+/// what to do, the timeline's note) in the same transaction.
+pub(crate) async fn dead(engine: &Engine, job: &Job, change: Change, why: impl Into<String>) -> Result<(), EngineError> {
+    finish(engine, job, change, JobState::Dead, Some(why.into())).await
+}
+
+/// A change on the job's connection, at the engine's now, to finish a job with.
+pub(crate) fn change(engine: &Engine, conn: &Connection) -> Change {
+    Change::new(&conn.name, engine.clock.now())
+}
+
+async fn finish(engine: &Engine, job: &Job, mut change: Change, state: JobState, error: Option<String>) -> Result<(), EngineError> {
+    change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state, error });
+    // A lease lost to another worker means that worker redoes the job (idempotently),
+    // so it is not an error here.
+    match engine.store.commit(change).await {
+        Ok(_) | Err(StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Put `job` back to run again no earlier than `at`, recording why (a lost lease is fine).
+pub(crate) async fn retry_at(engine: &Engine, job: &Job, at: Timestamp, why: &str) -> Result<(), EngineError> {
+    let token = job.lease_token.clone().unwrap_or_default();
+    match engine.store.retry_job(job.id, &token, at, why, engine.clock.now()).await {
+        Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How a failed attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failed {
+    Retried,
+    GaveUp,
+}
+
+/// A failed attempt at `job`, as one decision: retried per its kind's policy, or —
+/// when the failure is permanent, or its attempts or horizon are spent — finished
+/// dead with the change `give_up` builds (the exception, the timeline's note; given
+/// the owner and the reason).
+pub(crate) async fn fail(
+    engine: &Engine,
+    conn: &Connection,
+    job: &Job,
+    verdict: Verdict,
+    why: &str,
+    owner_if_spent: Owner,
+    give_up: impl FnOnce(Owner, GiveUpReason) -> Change,
+) -> Result<Failed, EngineError> {
+    match decide(engine, conn, job, verdict, owner_if_spent) {
+        Decision::RetryAt { at } => {
+            retry_at(engine, job, at, why).await?;
+            Ok(Failed::Retried)
+        }
+        Decision::GiveUp { owner, why: reason } => {
+            tracing::warn!(
+                connection = %conn.name, job = job.id, kind = %job.kind(), attempts = job.attempts, owner = %owner,
+                reason = ?reason, error = %why, "job given up"
+            );
+            dead(engine, job, give_up(owner, reason), why).await?;
+            Ok(Failed::GaveUp)
+        }
+    }
+}

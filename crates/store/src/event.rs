@@ -1,0 +1,106 @@
+//! The timeline's vocabulary: every kind of event shipledger writes ([`EventKind`])
+//! and every kind of record an event or exception is about ([`RecordType`]), each
+//! with the text the event log keeps. A new event kind is a new line here; nothing
+//! else builds one from text.
+
+string_enum! {
+    /// What happened to a record, as the event log names it.
+    EventKind {
+        // ---- orders: release and recheck
+        /// Passed the release gate; a push is planned.
+        Released => "released",
+        /// Failed the release gate; its exceptions say why.
+        Held => "held",
+        /// A released order's new version failed the gate; ShipStation keeps the last good one.
+        ChangeRefusedByGate => "change_refused_by_gate",
+        /// A released order changed in the ERP; an update of ShipStation is planned.
+        UpdatePlanned => "update_planned",
+        /// The ERP cancelled a released order; its cancellation in ShipStation is planned.
+        CancelPlanned => "cancel_planned",
+        /// The ERP cancelled an order before it was released.
+        CancelledBeforeRelease => "cancelled_before_release",
+        /// The ERP put a released order on hold; the hold in ShipStation is planned.
+        HoldPlanned => "hold_planned",
+        /// The ERP holds an order that was never released.
+        HeldInErp => "held_in_erp",
+        /// The ERP presented an order again with nothing to ship changed.
+        ErpSeenUnchanged => "erp_seen_unchanged",
+        // ---- orders: push
+        /// ShipStation holds the order (read back).
+        Pushed => "pushed",
+        /// ShipStation's order was updated to the latest version (read back).
+        UpdatedInShipstation => "updated_in_shipstation",
+        /// ShipStation's order is cancelled (read back).
+        CancelledInShipstation => "cancelled_in_shipstation",
+        /// ShipStation's order is on hold (read back).
+        HeldInShipstation => "held_in_shipstation",
+        /// A push job found nothing to send.
+        SyncSkipped => "sync_skipped",
+        /// A push gave up; its exception says what to do.
+        SyncFailed => "sync_failed",
+        /// A void reopened the order in ShipStation; its latest version is sent again.
+        ResendPlanned => "resend_planned",
+        /// Every line shipped and every live shipment completed.
+        Shipped => "shipped",
+        // ---- shipments
+        /// A label was seen in ShipStation.
+        LabelSeen => "label_seen",
+        /// A label was voided in ShipStation.
+        Voided => "voided",
+        /// ShipStation says the order was marked shipped without a ShipStation label.
+        MarkedShippedElsewhere => "marked_shipped_elsewhere",
+        /// The carrier's first physical scan.
+        FirstScan => "first_scan",
+        /// The ERP fulfilment is recorded as packed (read back).
+        ErpPacked => "erp_packed",
+        /// The ERP fulfilment is completed (read back).
+        ErpCompleted => "erp_completed",
+        /// The ERP fulfilment is reversed (read back).
+        ErpCancelled => "erp_cancelled",
+        /// Recording the ERP fulfilment as packed gave up.
+        ErpPackedFailed => "erp_packed_failed",
+        /// Completing the ERP fulfilment gave up.
+        ErpCompletedFailed => "erp_completed_failed",
+        /// Reversing the ERP fulfilment gave up.
+        ErpCancelledFailed => "erp_cancelled_failed",
+        // ---- webhooks
+        /// A webhook was stored in the inbox.
+        Received => "received",
+        /// A signed webhook of a kind shipledger does not ingest.
+        Ignored => "ignored",
+        /// A webhook pointing off the configured ShipStation API was refused.
+        Refused => "refused",
+        // ---- exceptions (a person's state change, on the exception's record)
+        ExceptionOpen => "exception_open",
+        ExceptionClosed => "exception_closed",
+        ExceptionResolved => "exception_resolved",
+        ExceptionIgnored => "exception_ignored",
+    }
+}
+
+impl EventKind {
+    /// The event a person's change of an exception's state leaves on its record.
+    pub fn exception(state: crate::model::ExceptionState) -> EventKind {
+        use crate::model::ExceptionState;
+        match state {
+            ExceptionState::Open => EventKind::ExceptionOpen,
+            ExceptionState::Closed => EventKind::ExceptionClosed,
+            ExceptionState::Resolved => EventKind::ExceptionResolved,
+            ExceptionState::Ignored => EventKind::ExceptionIgnored,
+        }
+    }
+}
+
+string_enum! {
+    /// What an event or an exception is about.
+    RecordType {
+        /// An ERP order (record id: the ERP id).
+        Order => "order",
+        /// A ShipStation label or fulfillment (record id: the shipment key).
+        Shipment => "shipment",
+        /// A webhook (record id: its resource type, or the offending host).
+        Webhook => "webhook",
+        /// A kind of outbox job (record id: the kind as stored).
+        JobKind => "job_kind",
+    }
+}
