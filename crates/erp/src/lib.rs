@@ -79,6 +79,13 @@ impl shipledger_core::retry::Classify for ErpError {
 
 pub type Result<T> = std::result::Result<T, ErpError>;
 
+/// The metrics of one request to an ERP at `base` (its templated endpoint under the
+/// client's base path), recorded the same way for every connector.
+pub(crate) fn request_metric(base: &url::Url, method: &reqwest::Method, url: &url::Url) -> shipledger_core::metrics::ExternalRequest {
+    use shipledger_core::metrics::{ExternalRequest, System, endpoint_template};
+    ExternalRequest::new(System::Erp, method.as_str(), endpoint_template(base.path(), url.path()))
+}
+
 /// How a request failed before any answer came, in words for an error message.
 pub(crate) fn transport_failure(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
