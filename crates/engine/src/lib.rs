@@ -32,6 +32,7 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod flows;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -78,7 +78,9 @@ impl Shipledger {
     /// On `backend`'s store; `None` when that is PostgreSQL and it is not configured.
     async fn on(backend: Backend, hooks: Vec<ConnectionHooks>) -> Option<Shipledger> {
         let db = TestDb::new(backend)?;
-        let store = shipledger_store::open(&db.url).await.unwrap();
+        // Metered, as `serve` wires it: /metrics shows what the receivers stored.
+        let store: Arc<dyn Store> =
+            shipledger_engine::metrics::MeteredStore::wrap(shipledger_store::open(&db.url).await.unwrap()).await.unwrap();
         for h in &hooks {
             store.ensure_connection(&h.name, Timestamp::now()).await.unwrap();
         }
