@@ -418,3 +418,143 @@ impl Store for MeteredStore {
         self.inner.rate_observe(key, limit, remaining, reset_at, now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use shipledger_store::{JobFinish, NewJob};
+
+    use super::*;
+
+    const SHOP: &str = "acme-uk";
+
+    async fn metered() -> Arc<MeteredStore> {
+        let inner: Arc<dyn Store> = shipledger_store::open("sqlite::memory:").await.unwrap();
+        inner.ensure_connection(SHOP, Timestamp::now()).await.unwrap();
+        MeteredStore::wrap(inner).await.unwrap()
+    }
+
+    fn job(kind: &str, key: &str) -> NewJob {
+        NewJob { kind: kind.into(), idempotency_key: key.into(), payload: json!({}), run_at: Timestamp::now() }
+    }
+
+    /// What the store itself says is open, per (connection, kind).
+    async fn open_in_store(store: &MeteredStore) -> BTreeMap<(String, ExceptionKind), u64> {
+        store.inner().count_open_exceptions().await.unwrap().into_iter().map(|o| ((o.connection, o.kind), o.count)).collect()
+    }
+
+    #[tokio::test]
+    async fn holding_two_unpaid_orders_and_paying_one_moves_the_finance_gauge_as_it_commits() {
+        let store = metered().await;
+        let mut hold = Change::new(SHOP, Timestamp::now());
+        hold.raise(ExceptionKind::HeldUnpaid, "order", "SO-1", json!({}));
+        hold.raise(ExceptionKind::HeldUnpaid, "order", "SO-2", json!({}));
+        store.commit(hold).await.unwrap();
+        let two = BTreeMap::from([((SHOP.to_string(), ExceptionKind::HeldUnpaid), 2)]);
+        assert_eq!(store.open_exceptions(), two);
+
+        // Seen unpaid again: the same exception refreshed, not a third one.
+        let mut again = Change::new(SHOP, Timestamp::now());
+        again.raise(ExceptionKind::HeldUnpaid, "order", "SO-1", json!({}));
+        store.commit(again).await.unwrap();
+        assert_eq!(store.open_exceptions(), two);
+
+        // SO-1 is paid: its exception closes.
+        let mut paid = Change::new(SHOP, Timestamp::now());
+        paid.clear(ExceptionKind::HeldUnpaid, "order", "SO-1");
+        store.commit(paid).await.unwrap();
+        assert_eq!(store.open_exceptions(), BTreeMap::from([((SHOP.to_string(), ExceptionKind::HeldUnpaid), 1)]));
+        assert_eq!(store.open_exceptions(), open_in_store(&store).await);
+    }
+
+    #[tokio::test]
+    async fn a_person_resolving_and_reopening_an_exception_moves_its_gauge_once_each_way() {
+        let store = metered().await;
+        let mut hold = Change::new(SHOP, Timestamp::now());
+        hold.raise(ExceptionKind::HeldMissingWeight, "order", "SO-7", json!({}));
+        let id = store.commit(hold).await.unwrap().exceptions_opened[0];
+
+        store.set_exception_state(id, ExceptionState::Resolved, "weighed by hand", Timestamp::now()).await.unwrap();
+        assert_eq!(store.open_exceptions(), BTreeMap::new());
+        // Resolving it twice changes nothing more.
+        store.set_exception_state(id, ExceptionState::Ignored, "never mind", Timestamp::now()).await.unwrap();
+        assert_eq!(store.open_exceptions(), BTreeMap::new());
+        store.set_exception_state(id, ExceptionState::Open, "not fixed after all", Timestamp::now()).await.unwrap();
+        assert_eq!(store.open_exceptions(), BTreeMap::from([((SHOP.to_string(), ExceptionKind::HeldMissingWeight), 1)]));
+        assert_eq!(store.open_exceptions(), open_in_store(&store).await);
+    }
+
+    #[tokio::test]
+    async fn exceptions_another_process_opened_are_counted_at_the_next_reseed() {
+        let store = metered().await;
+        // Another process commits to the same database, past this process's wrapper.
+        let mut elsewhere = Change::new(SHOP, Timestamp::now());
+        elsewhere.raise(ExceptionKind::HeldUnknownSku, "order", "SO-9", json!({}));
+        elsewhere.raise(ExceptionKind::HeldUnpaid, "order", "SO-9", json!({}));
+        store.inner().commit(elsewhere).await.unwrap();
+        assert_eq!(store.open_exceptions(), BTreeMap::new(), "nothing this process saw");
+
+        store.reseed_exceptions().await.unwrap();
+        assert_eq!(store.open_exceptions(), open_in_store(&store).await);
+        assert_eq!(store.open_exceptions().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_job_is_pending_when_planned_running_when_claimed_and_gone_when_finished() {
+        let store = metered().await;
+        let now = Timestamp::now();
+        let mut plan = Change::new(SHOP, now);
+        plan.jobs = vec![job("sync_order", "sync:SO-1"), job("sync_order", "sync:SO-2")];
+        store.commit(plan).await.unwrap();
+        // Planned again (the same keys): skipped, not counted twice.
+        let mut again = Change::new(SHOP, now);
+        again.jobs = vec![job("sync_order", "sync:SO-1")];
+        store.commit(again).await.unwrap();
+        let pending = |n| ((SHOP.to_string(), "sync_order".to_string(), JobState::Pending), n);
+        let running = |n| ((SHOP.to_string(), "sync_order".to_string(), JobState::Running), n);
+        assert_eq!(store.jobs(), BTreeMap::from([pending(2)]));
+
+        let claim = JobClaim { kind: "sync_order", connection: Some(SHOP), now, lease: jiff::SignedDuration::from_secs(30), limit: 1, worker: "t" };
+        let claimed = store.claim_jobs(claim.clone()).await.unwrap();
+        assert_eq!(store.jobs(), BTreeMap::from([pending(1), running(1)]));
+
+        // ShipStation was down: back for a later attempt.
+        let token = claimed[0].lease_token.clone().unwrap();
+        store.retry_job(claimed[0].id, &token, now, "ShipStation answered 503", now).await.unwrap();
+        assert_eq!(store.jobs(), BTreeMap::from([pending(2)]));
+
+        let claimed = store.claim_jobs(JobClaim { limit: 2, ..claim }).await.unwrap();
+        assert_eq!(store.jobs(), BTreeMap::from([running(2)]));
+        let mut done = Change::new(SHOP, now);
+        done.finish_job = Some(JobFinish { job_id: claimed[0].id, lease_token: claimed[0].lease_token.clone().unwrap(), state: JobState::Done, error: None });
+        store.commit(done).await.unwrap();
+        assert_eq!(store.jobs(), BTreeMap::from([running(1)]));
+
+        // The refresh agrees with what the commits counted.
+        store.refresh(&[SHOP.to_string()]).await.unwrap();
+        assert_eq!(store.jobs(), BTreeMap::from([running(1)]));
+    }
+
+    #[test]
+    fn the_oldest_pending_age_is_how_long_the_most_overdue_job_has_waited_and_zero_once_drained() {
+        let now: Timestamp = "2026-03-02T10:00:00Z".parse().unwrap();
+        let stats = |state, count, earliest: Option<Timestamp>| JobStats {
+            connection: SHOP.into(),
+            kind: "write_fulfilment".into(),
+            state,
+            count,
+            earliest_run_at: earliest,
+        };
+        let key = (SHOP.to_string(), "write_fulfilment".to_string());
+        let mut gauges = Gauges::default();
+        gauges.seed_jobs(&[stats(JobState::Pending, 3, Some(now - jiff::SignedDuration::from_secs(90)))], now);
+        assert_eq!(gauges.oldest_pending[&key], 90.0);
+        // A retry scheduled for later is not overdue.
+        gauges.seed_jobs(&[stats(JobState::Pending, 1, Some(now + jiff::SignedDuration::from_secs(60)))], now);
+        assert_eq!(gauges.oldest_pending[&key], 0.0);
+        // Drained: the kind's gauges stay, at zero.
+        gauges.seed_jobs(&[], now);
+        assert_eq!(gauges.oldest_pending[&key], 0.0);
+        assert_eq!(gauges.jobs[&(SHOP.to_string(), "write_fulfilment".to_string(), JobState::Pending)], 0);
+    }
+}
