@@ -21,6 +21,9 @@
 //! A connector knows nothing of the store or of ShipStation, and refuses nothing the
 //! ERP would accept: the ERP's own refusals (completing a completed fulfilment, an
 //! unbalanced journal) come back as [`ErpError::Refused`] with the ERP's words.
+//!
+//! Every request a connector sends is counted as `system="erp"` with its templated
+//! endpoint, status and latency (`shipledger_core::metrics`).
 
 pub mod sandbox;
 pub mod tryton;
