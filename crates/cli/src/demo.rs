@@ -25,7 +25,8 @@ use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
 use shipledger_sandbox::traffic::{Expected, Traffic, TrafficConfig};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SimulationConfig};
 use shipledger_shipstation::{ClientConfig, V1Client};
-use shipledger_store::{ExceptionFilter, ExceptionState, OrderFilter, OrderState};
+use shipledger_engine::metrics::MeteredStore;
+use shipledger_store::{ExceptionFilter, ExceptionState, OrderFilter, OrderState, Store};
 use tokio::sync::watch;
 
 const CONNECTION: &str = "demo";
@@ -59,6 +60,10 @@ pub struct DemoArgs {
     /// Give up (exit 1) if not idle after this many seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
+    /// With --until-idle: keep shipledger's server (health, metrics) up this many
+    /// seconds after the report, so the run's final metrics can be scraped.
+    #[arg(long, default_value_t = 0)]
+    linger: u64,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -74,6 +79,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let spread = args.spread.unwrap_or_else(|| (args.orders as u64 / 20).clamp(5, 60));
+
+    // The metrics recorder first, so that nothing the clients record is lost.
+    shipledger_engine::metrics::recorder();
 
     // The two systems shipledger keeps in agreement.
     let simulation = SimulationConfig {
@@ -103,7 +111,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     // shipledger itself.
     let store_url = format!("sqlite://{}", dir.join("demo.db").display());
-    let store = shipledger_store::open(&store_url).await.context("opening the demo store")?;
+    let metered = MeteredStore::wrap(shipledger_store::open(&store_url).await.context("opening the demo store")?).await?;
+    let store: Arc<dyn Store> = metered.clone();
     // The one clock of this process: the engine, the rate budget, both ShipStation
     // clients and the webhook receivers read it.
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -152,6 +161,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(stop_rx.clone()));
+    tokio::spawn(metered.run_refresh(vec![CONNECTION.to_string()], crate::run::GAUGE_REFRESH, stop_rx.clone()));
 
     // A configuration for this run, so `exceptions` and `timeline` can read its store.
     let config_path = dir.join("shipledger.toml");
@@ -394,6 +404,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if !args.until_idle && !interrupted {
         eprintln!("running until Ctrl-C");
         crate::shutdown_signal().await;
+    } else if args.linger > 0 && !interrupted {
+        eprintln!("metrics at http://{server_addr}/metrics for {} s more", args.linger);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.linger)) => {}
+            _ = crate::shutdown_signal() => {}
+        }
     }
     let _ = stop_tx.send(true);
     let _ = server_task.await;

@@ -9,8 +9,13 @@ use anyhow::Context;
 use shipledger_engine::Engine;
 use shipledger_core::clock::SystemClock;
 use shipledger_engine::config::Config;
+use shipledger_engine::metrics::MeteredStore;
 use shipledger_erp::CheckStatus;
+use shipledger_store::Store;
 use tokio::sync::watch;
+
+/// How often `serve` and `demo` count orders and jobs again for their gauges.
+pub const GAUGE_REFRESH: Duration = Duration::from_secs(2);
 
 /// A configuration problem: exit code 2.
 #[derive(Debug)]
@@ -112,10 +117,13 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-async fn engine(config: &Config) -> anyhow::Result<Arc<Engine>> {
-    let store = shipledger_store::open(&config.store_url)
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    shipledger_store::open(&config.store_url)
         .await
-        .with_context(|| format!("opening the store {}", redact_url(&config.store_url)))?;
+        .with_context(|| format!("opening the store {}", redact_url(&config.store_url)))
+}
+
+async fn engine(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<Engine>> {
     let engine = Engine::from_config(config, store, Arc::new(SystemClock))?;
     engine.prepare().await?;
     Ok(Arc::new(engine))
@@ -127,7 +135,7 @@ fn interval(config: &Config) -> Duration {
 
 pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
-    let engine = engine(&config).await?;
+    let engine = engine(&config, open_store(&config).await?).await?;
     if once {
         // One pass, then drain the outbox of everything runnable now.
         let mut total = shipledger_engine::TickReport::default();
@@ -178,7 +186,11 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
 pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let config = load_config(path)?;
     let listen = config.listen.unwrap_or_else(|| "127.0.0.1:8080".parse().expect("a valid address"));
-    let engine = engine(&config).await?;
+    // The metrics recorder before any client or store is built, so nothing they
+    // record is lost; the store metered so that its gauges move as it commits.
+    shipledger_engine::metrics::recorder();
+    let store = MeteredStore::wrap(open_store(&config).await?).await.context("counting the store's jobs and exceptions for the metrics")?;
+    let engine = engine(&config, store.clone()).await?;
     let hooks = shipledger_server::hooks_from_config(&config).await.map_err(anyhow::Error::msg)?;
     let server = shipledger_server::Server::bind(listen, engine.store.clone(), engine.clock.clone(), hooks)
         .await
@@ -190,6 +202,8 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
         eprintln!("stopping");
         let _ = stop_tx.send(true);
     });
+    let names = config.connections.iter().map(|c| c.name.clone()).collect();
+    tokio::spawn(store.run_refresh(names, GAUGE_REFRESH, stop_rx.clone()));
     let worker = {
         let engine = engine.clone();
         let stop = stop_rx.clone();

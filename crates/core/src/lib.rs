@@ -13,6 +13,7 @@
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 //! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
 //! - [`retry`]: the one retry policy: errors classify themselves, one backoff decides.
+//! - [`metrics`]: the metrics' names and the one way an external request is counted.
 
 pub mod json;
 
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod retry;
 
 pub mod exception;
+pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod release;

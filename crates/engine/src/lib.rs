@@ -44,6 +44,7 @@ pub mod check;
 pub mod config;
 pub mod flows;
 pub mod jobs;
+pub mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;

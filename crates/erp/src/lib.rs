@@ -21,6 +21,9 @@
 //! A connector knows nothing of the store or of ShipStation, and refuses nothing the
 //! ERP would accept: the ERP's own refusals (completing a completed fulfilment, an
 //! unbalanced journal) come back as [`ErpError::Refused`] with the ERP's words.
+//!
+//! Every request a connector sends is counted as `system="erp"` with its templated
+//! endpoint, status and latency (`shipledger_core::metrics`).
 
 pub mod sandbox;
 pub mod tryton;
@@ -78,6 +81,13 @@ impl shipledger_core::retry::Classify for ErpError {
 }
 
 pub type Result<T> = std::result::Result<T, ErpError>;
+
+/// The metrics of one request to an ERP at `base` (its templated endpoint under the
+/// client's base path), recorded the same way for every connector.
+pub(crate) fn request_metric(base: &url::Url, method: &reqwest::Method, url: &url::Url) -> shipledger_core::metrics::ExternalRequest {
+    use shipledger_core::metrics::{ExternalRequest, System, endpoint_template};
+    ExternalRequest::new(System::Erp, method.as_str(), endpoint_template(base.path(), url.path()))
+}
 
 /// How a request failed before any answer came, in words for an error message.
 pub(crate) fn transport_failure(e: &reqwest::Error) -> &'static str {

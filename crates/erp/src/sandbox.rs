@@ -113,12 +113,19 @@ impl SandboxErpClient {
             let bytes = b.to_json().map_err(|e| self.unavailable(format!("the request body could not be written: {e}")))?;
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
+        let metric = crate::request_metric(&self.base, &method, &url);
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| {
+            metric.failed(started.elapsed());
             let kind = crate::transport_failure(&e);
             self.unavailable(format!("{method} {} {kind}: {e}", url.path()))
         })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| self.unavailable(format!("{method} {}: reading the answer failed: {e}", url.path())))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            metric.failed(started.elapsed());
+            self.unavailable(format!("{method} {}: reading the answer failed: {e}", url.path()))
+        })?;
+        metric.answered(status.as_u16(), started.elapsed());
         Ok((status, bytes.to_vec()))
     }
 

@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the store answers, 503 otherwise |
-//! | `GET /metrics` | orders by state, outbox jobs by kind and state, open exceptions by kind and owner, per connection |
+//! | `GET /metrics` | the process's Prometheus metrics ([`metrics`]): external requests, rate budgets, orders, jobs, open exceptions, webhook intake |
 //! | `POST /webhooks/shipstation/{connection}/{token}` | a v1 webhook, stored as an `ingest_v1_webhook` job (200), or 404 / 400 / 413 / 503 |
 //! | `POST /webhooks/shipstation-v2/{connection}` | a signed v2 `track` webhook, stored as an `ingest_v2_track` job (200), or 404 / 400 / 401 / 413 / 503 |
 
@@ -20,11 +20,14 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use shipledger_core::clock::Clock;
-use shipledger_store::{ExceptionFilter, ExceptionState, Store};
+use shipledger_store::{ExceptionFilter, Store};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+mod metrics;
 pub mod webhooks;
+
+pub use metrics::WEBHOOKS_RECEIVED;
 
 pub use webhooks::{
     ConnectionHooks, MAX_WEBHOOK_BODY, hooks_from_config, load_webhook_keys, resource_url_allowed, resource_url_mismatch,
@@ -47,21 +50,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Listen on `addr`, serving the connections `hooks` describes (their names are
-    /// also the connections `/metrics` reports). `clock` is the one the engine runs on
-    /// (a [`SystemClock`](shipledger_core::clock::SystemClock) in production).
+    /// Listen on `addr`, serving the webhooks of the connections `hooks` describes.
+    /// `clock` is the one the engine runs on (a
+    /// [`SystemClock`](shipledger_core::clock::SystemClock) in production). `/metrics`
+    /// renders the process's recorder, installed here if nothing installed it before;
+    /// for the store's gauges to move, `store` is the process's `MeteredStore`
+    /// (`shipledger_engine::metrics`).
     pub async fn bind(
         addr: SocketAddr,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hooks: Vec<ConnectionHooks>,
     ) -> std::io::Result<Server> {
+        shipledger_engine::metrics::recorder();
+        ::metrics::describe_counter!(WEBHOOKS_RECEIVED, "Webhook deliveries received, by connection, source (v1, v2) and outcome.");
         let listener = TcpListener::bind(addr).await?;
         let state = AppState { store, clock, hooks: Arc::new(hooks) };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(metrics::render))
             .merge(webhooks::routes())
             .with_state(state);
         Ok(Server { listener, app })
@@ -87,51 +95,4 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Ok(_) => (StatusCode::OK, "ready\n".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
     }
-}
-
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut out = String::new();
-    out.push_str("# HELP shipledger_orders Orders by shipledger state.\n# TYPE shipledger_orders gauge\n");
-    let mut jobs = String::from("# HELP shipledger_jobs Outbox jobs by kind and state.\n# TYPE shipledger_jobs gauge\n");
-    for c in state.hooks.iter().map(|h| &h.name) {
-        match state.store.count_orders_by_state(c).await {
-            Ok(counts) => {
-                for (s, n) in counts {
-                    out.push_str(&format!("shipledger_orders{{connection=\"{}\",state=\"{s}\"}} {n}\n", label(c)));
-                }
-            }
-            Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("store unavailable: {e}\n")),
-        }
-        if let Ok(counts) = state.store.count_jobs(c).await {
-            for (kind, s, n) in counts {
-                jobs.push_str(&format!(
-                    "shipledger_jobs{{connection=\"{}\",kind=\"{}\",state=\"{s}\"}} {n}\n",
-                    label(c),
-                    label(&kind)
-                ));
-            }
-        }
-    }
-    out.push_str(&jobs);
-    out.push_str("# HELP shipledger_exceptions_open Open exceptions by kind and owner.\n# TYPE shipledger_exceptions_open gauge\n");
-    let open = state
-        .store
-        .list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), limit: 100_000, ..Default::default() })
-        .await
-        .unwrap_or_default();
-    let mut counts = std::collections::BTreeMap::new();
-    for e in open {
-        *counts.entry((e.connection, e.kind.code(), e.owner.to_string())).or_insert(0u64) += 1;
-    }
-    for ((c, kind, owner), n) in counts {
-        out.push_str(&format!(
-            "shipledger_exceptions_open{{connection=\"{}\",kind=\"{kind}\",owner=\"{owner}\"}} {n}\n",
-            label(&c)
-        ));
-    }
-    (StatusCode::OK, out)
 }

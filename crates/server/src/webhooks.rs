@@ -57,6 +57,7 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::AppState;
+use crate::metrics::{self, Outcome, Source};
 
 pub use shipledger_shipstation::with_shipment_items;
 
@@ -217,19 +218,26 @@ async fn v1_webhook(
     let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
         return not_found();
     };
+    let count = |outcome| metrics::webhook(&hooks.name, Source::V1, outcome);
     let Some(expected) = hooks.token.as_deref() else {
+        count(Outcome::NotConfigured);
         return not_found();
     };
     if !token_matches(expected, &token) {
+        count(Outcome::RefusedToken);
         return not_found();
     }
     let body = match read_body(&hooks.name, &headers, body).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => {
+            count(refusal(&refused));
+            return refused;
+        }
     };
     let payload: V1Payload = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
+            count(Outcome::BadRequest);
             return text(
                 StatusCode::BAD_REQUEST,
                 format!("the body is not a ShipStation v1 webhook ({{\"resource_url\", \"resource_type\"}}): {e}"),
@@ -237,6 +245,7 @@ async fn v1_webhook(
         }
     };
     let too_long = |len: usize, how: &str| {
+        count(Outcome::BadRequest);
         tracing::warn!(connection = %hooks.name, len, "v1 webhook resource_url too long; refused");
         text(
             StatusCode::BAD_REQUEST,
@@ -250,6 +259,7 @@ async fn v1_webhook(
         return too_long(raw.chars().count(), "");
     }
     let Ok(resource_url) = Url::parse(raw) else {
+        count(Outcome::BadRequest);
         return text(StatusCode::BAD_REQUEST, format!("resource_url {:?} is not a URL", payload.resource_url));
     };
     let now = state.clock.now();
@@ -278,6 +288,7 @@ async fn v1_webhook(
             }
             Err(e) => tracing::error!(connection = %hooks.name, error = %e, "could not read the foreign-host webhook exception"),
         }
+        count(Outcome::ForeignHost);
         return text(
             StatusCode::BAD_REQUEST,
             format!("resource_url does not point at the configured ShipStation API ({}); refused", reason.code()),
@@ -306,22 +317,31 @@ async fn v1_webhook(
         EventKind::Received,
         json!({"resource_url": resource_url.as_str(), "idempotency_key": key}),
     ));
-    commit_inbox(&state, &hooks.name, change, &key).await
+    commit_inbox(&state, &hooks.name, change, &key, Source::V1, Outcome::Accepted).await
+}
+
+/// What a refusal of [`read_body`] was, for the intake counter.
+fn refusal(response: &Response) -> Outcome {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE { Outcome::TooLarge } else { Outcome::BadRequest }
 }
 
 /// Commit an inbox change and answer: 200 once it is durable (a duplicate delivery
-/// included), 503 when the store failed so that ShipStation delivers again.
-async fn commit_inbox(state: &AppState, connection: &str, change: Change, key: &str) -> Response {
+/// included), 503 when the store failed so that ShipStation delivers again. Counted
+/// as `stored` (accepted or ignored), or as a duplicate.
+async fn commit_inbox(state: &AppState, connection: &str, change: Change, key: &str, source: Source, stored: Outcome) -> Response {
     match state.store.commit(change).await {
         Ok(outcome) => {
             if outcome.jobs_skipped.iter().any(|k| k == key) {
                 tracing::debug!(connection, key, "webhook delivered again; already in the inbox");
+                metrics::webhook(connection, source, Outcome::Duplicate);
             } else {
                 tracing::info!(connection, key, "webhook stored");
+                metrics::webhook(connection, source, stored);
             }
             text(StatusCode::OK, "stored")
         }
         Err(e) => {
+            metrics::webhook(connection, source, Outcome::StoreFailed);
             tracing::error!(connection, error = %e, "could not store a webhook; answering 503 so it is sent again");
             text(StatusCode::SERVICE_UNAVAILABLE, "the webhook could not be stored; send it again later")
         }
@@ -337,30 +357,41 @@ async fn v2_webhook(
     let Some(hooks) = state.hooks.iter().find(|h| h.name == connection) else {
         return not_found();
     };
+    let count = |outcome| metrics::webhook(&hooks.name, Source::V2, outcome);
     let Some(keys) = &hooks.v2_keys else {
+        count(Outcome::NotConfigured);
         return not_found();
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).unwrap_or("");
     let (key_id, signature, timestamp) = (header(KEY_ID_HEADER), header(SIGNATURE_HEADER), header(TIMESTAMP_HEADER));
     if key_id.is_empty() || signature.is_empty() || timestamp.is_empty() {
+        count(Outcome::Unsigned);
         return not_found();
     }
     let body = match read_body(&hooks.name, &headers, body).await {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => {
+            count(refusal(&refused));
+            return refused;
+        }
     };
     let now = state.clock.now();
     if let Err(e) = keys.verify(key_id, signature, timestamp, &body, now, DEFAULT_WINDOW) {
+        count(Outcome::RefusedSignature);
         return refuse_signature(&state, hooks, e, key_id, timestamp, now).await;
     }
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return text(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+        Err(e) => {
+            count(Outcome::BadRequest);
+            return text(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}"));
+        }
     };
     let resource_type = payload.get("resource_type").and_then(Value::as_str).unwrap_or("").to_string();
     let key = format!("v2hook:{}", sha256_hex(&body));
     let mut change = Change::new(&hooks.name, now);
-    if matches!(resource_type.as_str(), "API_TRACK" | "TRACK_EVENT_V2") {
+    let ingested = matches!(resource_type.as_str(), "API_TRACK" | "TRACK_EVENT_V2");
+    if ingested {
         let resource_url = payload.get("resource_url").cloned();
         change.jobs.push(NewJob::new(IngestV2Track { body: payload }, key.clone(), now));
         change.events.push(NewEvent::new(
@@ -380,7 +411,8 @@ async fn v2_webhook(
             json!({"message": "a signed v2 webhook shipledger does not ingest (only track events are)", "idempotency_key": key}),
         ));
     }
-    commit_inbox(&state, &hooks.name, change, &key).await
+    let stored = if ingested { Outcome::Accepted } else { Outcome::Ignored };
+    commit_inbox(&state, &hooks.name, change, &key, Source::V2, stored).await
 }
 
 async fn refuse_signature(

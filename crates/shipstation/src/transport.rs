@@ -8,6 +8,10 @@
 //! A request follows a redirect only inside the origins it may [`Reach`] (see
 //! [`crate::redirect`]): one off them is never sent, so credentials never cross
 //! origins, and it fails as [`Error::RedirectRefused`], which is never retried.
+//!
+//! Every attempt is counted ([`ExternalRequest`]: requests by templated endpoint and
+//! status, latency, 429s, retries) and every rate header sets the budget key's
+//! remaining-requests gauge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +22,7 @@ use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument as _;
+use shipledger_core::metrics::{ExternalRequest, System, endpoint_template};
 use url::Url;
 
 use crate::budget::{Admission, RateBudget, RateObservation};
@@ -40,6 +45,13 @@ impl Api {
         match self {
             Api::V1 => "v1",
             Api::V2 => "v2",
+        }
+    }
+
+    fn system(self) -> System {
+        match self {
+            Api::V1 => System::ShipStationV1,
+            Api::V2 => System::ShipStationV2,
         }
     }
 }
@@ -243,12 +255,17 @@ impl Transport {
             base: self.config.backoff_base,
             max: self.config.backoff_max,
         };
+        let metric = ExternalRequest::new(
+            self.api.system(),
+            method.as_str(),
+            endpoint_template(self.config.base_url.path(), url.path()),
+        );
         async {
             let mut attempt: u32 = 0;
             loop {
                 self.wait_for_budget(&request).await?;
                 let outcome = self
-                    .attempt(reach, &method, &url, body.as_deref(), &request)
+                    .attempt(reach, &method, &url, body.as_deref(), &request, &metric)
                     .await;
                 let err = match outcome {
                     Ok(body) => return Ok(body),
@@ -268,6 +285,7 @@ impl Transport {
                     _ => backoff.delay(attempt),
                 };
                 tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying shipstation request");
+                metric.retried();
                 self.clock.sleep(delay).await;
                 attempt += 1;
             }
@@ -304,6 +322,7 @@ impl Transport {
         url: &Url,
         body: Option<&[u8]>,
         request: &str,
+        metric: &ExternalRequest,
     ) -> Result<Vec<u8>> {
         let http = match reach {
             Reach::Configured => &self.http,
@@ -326,13 +345,23 @@ impl Transport {
             kind: TransportKind::of(&source),
             source: source.without_url(),
         };
-        let response = builder.send().await.map_err(transport)?;
+        // Latency is real elapsed time, whatever clock paces the retries.
+        let started = std::time::Instant::now();
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                metric.failed(started.elapsed());
+                return Err(transport(e));
+            }
+        };
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(observation) = rate_headers(&headers) {
+            shipledger_core::metrics::rate_budget_remaining(&self.budget_key, observation.remaining);
             self.budget.observe(&self.budget_key, observation).await;
         }
         if let Some((from, to)) = redirect::refused(&response) {
+            metric.answered(status.as_u16(), started.elapsed());
             // The policy stopped here: the target is off the allowed origins.
             tracing::warn!(
                 status = status.as_u16(),
@@ -344,7 +373,14 @@ impl Transport {
                 to,
             });
         }
-        let body = response.bytes().await.map_err(transport)?;
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                metric.failed(started.elapsed());
+                return Err(transport(e));
+            }
+        };
+        metric.answered(status.as_u16(), started.elapsed());
         tracing::debug!(
             status = status.as_u16(),
             bytes = body.len(),
@@ -368,6 +404,7 @@ impl Transport {
                 if let Some(wait) = wait {
                     // Pause every caller sharing this key, not just this one.
                     let limit = header_u32(&headers, "x-rate-limit-limit");
+                    shipledger_core::metrics::rate_budget_remaining(&self.budget_key, 0);
                     self.budget
                         .observe(
                             &self.budget_key,

@@ -190,6 +190,7 @@ macro_rules! store_impl {
                             )))?;
                         if row.int("occurrences")? == 1 {
                             outcome.exceptions_opened.push(row.int("id")?);
+                            outcome.opened_kinds.push(open.kind);
                         }
                     }
                     for close in &change.close_exceptions {
@@ -206,6 +207,9 @@ macro_rules! store_impl {
                                 close.kind, close.record_type, close.record_id
                             )))?;
                         outcome.exceptions_closed += done.rows_affected();
+                        for _ in 0..done.rows_affected() {
+                            outcome.closed_kinds.push(close.kind);
+                        }
                     }
 
                     // 7. The watermark.
@@ -630,6 +634,23 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
+                    Box::pin(async move {
+                        let found = self.reader().fetch_all(query(sql::JOB_STATS)).await.map_err(failed("count pending and running jobs"))?;
+                        let mut stats = rows::all(&found, |row| {
+                            Ok(JobStats {
+                                connection: row.text("connection")?,
+                                kind: row.text("kind")?,
+                                state: row.parsed("state", JobState::parse)?,
+                                count: rows::count(row)?,
+                                earliest_run_at: row.opt_time("earliest")?,
+                            })
+                        })?;
+                        stats.sort();
+                        Ok(stats)
+                    })
+                }
+
                 fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
                     Box::pin(async move {
                         self.reader()
@@ -680,6 +701,25 @@ macro_rules! store_impl {
                             .await
                             .map_err(failed("list exceptions"))?;
                         rows::all(&found, rows::exception)
+                    })
+                }
+
+                fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::COUNT_OPEN_EXCEPTIONS))
+                            .await
+                            .map_err(failed("count open exceptions"))?;
+                        let mut counts = rows::all(&found, |row| {
+                            Ok(OpenExceptions {
+                                connection: row.text("connection")?,
+                                kind: row.parsed("kind", shipledger_core::exception::ExceptionKind::parse)?,
+                                count: rows::count(row)?,
+                            })
+                        })?;
+                        counts.sort();
+                        Ok(counts)
                     })
                 }
 

@@ -129,6 +129,10 @@ pub trait Store: Send + Sync {
     /// per kind (a grouped count, then the oldest ids of each unknown kind).
     fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>>;
 
+    /// Pending and running jobs per (connection, kind, state), with the earliest
+    /// `next_run_at` of each group: one grouped query, for the metrics' job gauges.
+    fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>>;
+
     // ---- watermarks
 
     fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
@@ -145,6 +149,9 @@ pub trait Store: Send + Sync {
 
     fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>>;
     fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>>;
+    /// Open exceptions per (connection, kind): one grouped query, for seeding the
+    /// metrics' open-exception gauges.
+    fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>>;
     /// A person resolved or ignored an exception (or reopened it); recorded with a note.
     fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>>;
 

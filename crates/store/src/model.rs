@@ -432,6 +432,34 @@ pub struct CommitOutcome {
     pub exceptions_opened: Vec<i64>,
     /// Number of exceptions closed.
     pub exceptions_closed: u64,
+    /// The kind of each exception newly opened, one entry per exception (what the
+    /// metrics' open-exception gauges add).
+    #[serde(default)]
+    pub opened_kinds: Vec<ExceptionKind>,
+    /// The kind of each exception closed, one entry per exception.
+    #[serde(default)]
+    pub closed_kinds: Vec<ExceptionKind>,
+}
+
+/// Pending or running jobs of one kind and state on a connection, with the earliest
+/// `next_run_at` among them ([`crate::Store::job_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobStats {
+    pub connection: String,
+    pub kind: String,
+    pub state: JobState,
+    pub count: u64,
+    /// For pending jobs, when the earliest of them was (or is) due to run.
+    pub earliest_run_at: Option<Timestamp>,
+}
+
+/// Open exceptions of one kind on a connection ([`crate::Store::count_open_exceptions`]);
+/// the owner is the kind's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct OpenExceptions {
+    pub connection: String,
+    pub kind: ExceptionKind,
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Default)]

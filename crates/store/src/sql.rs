@@ -229,6 +229,11 @@ pub(crate) const LIVE_JOB_IDS: &str = "SELECT id FROM jobs
      WHERE connection = $1 AND kind = $2 AND state IN ('pending', 'running')
      ORDER BY id LIMIT $3";
 
+/// Pending and running jobs of every connection, with the earliest `next_run_at`.
+pub(crate) const JOB_STATS: &str = "SELECT connection, kind, state, COUNT(*) AS n, MIN(next_run_at) AS earliest
+       FROM jobs WHERE state IN ('pending', 'running')
+      GROUP BY connection, kind, state";
+
 // ---- watermarks
 
 pub(crate) const SET_WATERMARK: &str =
@@ -283,6 +288,10 @@ pub(crate) const OPEN_EXCEPTION: &str = "INSERT INTO exceptions
         detail = excluded.detail,
         occurrences = exceptions.occurrences + 1
      RETURNING id, occurrences";
+
+/// Open exceptions of every connection, per kind.
+pub(crate) const COUNT_OPEN_EXCEPTIONS: &str =
+    "SELECT connection, kind, COUNT(*) AS n FROM exceptions WHERE state = 'open' GROUP BY connection, kind";
 
 /// `$1` connection, `$2` kind, `$3` record type, `$4` record id, `$5` now.
 pub(crate) const CLOSE_EXCEPTION: &str = "UPDATE exceptions

@@ -4,6 +4,7 @@ mod check;
 mod crash;
 mod demo;
 mod fidelity;
+mod metrics;
 mod serve;
 mod shipments;
 mod support;

@@ -222,15 +222,19 @@ impl TrytonClient {
         if let Some(b) = body {
             req = req.header(reqwest::header::CONTENT_TYPE, "application/json").body(b.to_string());
         }
+        let metric = crate::request_metric(&self.base, &method, &url);
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| {
+            metric.failed(started.elapsed());
             let kind = crate::transport_failure(&e);
             self.unavailable(format!("{what}: {method} {} {kind}: {e}", url.path()))
         })?;
         let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| self.unavailable(format!("{what}: reading Tryton's answer failed: {e}")))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            metric.failed(started.elapsed());
+            self.unavailable(format!("{what}: reading Tryton's answer failed: {e}"))
+        })?;
+        metric.answered(status.as_u16(), started.elapsed());
         if !status.is_success() {
             return Err(self.failure(status, &bytes, what));
         }

@@ -7,6 +7,7 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../../../engine/tests/it/helpers.rs"]
 mod helpers;
+mod metrics;
 mod redirects;
 
 use std::net::SocketAddr;
@@ -86,7 +87,9 @@ impl Shipledger {
     /// Like [`Shipledger::on`], the receivers reading now from `clock`.
     async fn on_clock(backend: Backend, hooks: Vec<ConnectionHooks>, clock: Arc<dyn Clock>) -> Option<Shipledger> {
         let db = TestDb::new(backend)?;
-        let store = shipledger_store::open(&db.url).await.unwrap();
+        // Metered, as `serve` wires it: /metrics shows what the receivers stored.
+        let store: Arc<dyn Store> =
+            shipledger_engine::metrics::MeteredStore::wrap(shipledger_store::open(&db.url).await.unwrap()).await.unwrap();
         for h in &hooks {
             store.ensure_connection(&h.name, clock.now()).await.unwrap();
         }

@@ -3,6 +3,7 @@
 
 mod errors_and_retries;
 mod exact_values;
+mod metrics;
 mod pagination;
 mod rate_budget;
 mod redirects;

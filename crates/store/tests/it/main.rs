@@ -11,6 +11,7 @@ mod commit;
 mod exceptions;
 mod harness;
 mod jobs;
+mod metrics;
 mod orders;
 mod shipments;
 mod sqlite_only;
@@ -69,4 +70,6 @@ stories! {
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
+    metrics::a_commit_names_the_kinds_it_opened_and_closed_and_the_open_ones_are_counted_per_connection,
+    metrics::job_stats_count_pending_and_running_jobs_with_the_earliest_due_time,
 }
