@@ -156,8 +156,8 @@ impl Error {
 }
 
 impl shipledger_core::retry::Classify for Error {
-    /// Spent budget: after the named wait. Network failures, timeouts, 408, 425 and
-    /// 5xx: backoff. Credentials, redirects off the origin, configuration and answers
+    /// Spent budget: after the named wait. Network failures (timeouts, connects, cut
+    /// transfers), 408, 425 and 5xx: backoff. Credentials, redirects off the origin, configuration and answers
     /// we cannot read: an admin must act. Other refusals (4xx, a record not found, a
     /// request we would not send): ops must fix the data.
     fn classify(&self) -> shipledger_core::retry::Verdict {
@@ -165,7 +165,12 @@ impl shipledger_core::retry::Classify for Error {
         use shipledger_core::retry::Verdict;
         match self {
             Error::RateLimited { retry_after: Some(after), .. } => Verdict::RetryAfter { after: *after },
-            Error::RateLimited { retry_after: None, .. } | Error::Transport { .. } => Verdict::Backoff,
+            Error::RateLimited { retry_after: None, .. } => Verdict::Backoff,
+            // Timeouts, refused connections, cut transfers: the network, transient.
+            // Anything else reqwest reports (a redirect loop, a request it could not
+            // build) repeats the same way: an admin's.
+            Error::Transport { kind: TransportKind::Other, .. } => Verdict::GiveUp { owner: Owner::Admin },
+            Error::Transport { .. } => Verdict::Backoff,
             Error::Api { status, .. } if *status >= 500 || *status == 408 || *status == 425 => Verdict::Backoff,
             Error::Unauthorized { .. } | Error::RedirectRefused { .. } | Error::Config(_) | Error::Decode { .. } => {
                 Verdict::GiveUp { owner: Owner::Admin }

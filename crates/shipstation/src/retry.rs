@@ -1,11 +1,18 @@
-//! Which failures deserve another attempt, and how long to wait before it.
+//! Which failures deserve another attempt inside one request, and how long to wait
+//! before it.
 //!
-//! One function, [`is_retriable`], classifies every [`Error`]; the request loop in
-//! the transport is the only place that acts on it. Nothing else in the crate retries.
+//! The failure's kind is the one classification ([`Classify`] on [`Error`], in
+//! `error.rs`); the wait is the one backoff ([`RetryPolicy::backoff`] in
+//! `shipledger_core::retry`). This module only adds what a single HTTP request must
+//! know on top: whether repeating it can do harm ([`Idempotency`]). The request loop
+//! in the transport is the only place that acts on it. Nothing else in the crate
+//! retries.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
+
+use shipledger_core::retry::{Classify, RetryPolicy, Verdict};
 
 use crate::error::{Error, TransportKind};
 
@@ -20,12 +27,12 @@ pub enum Idempotency {
     NotIdempotent,
 }
 
-/// The one retry classification.
-///
-/// Retriable: 429 (after waiting for the window), 5xx, timeouts, connection and
-/// interrupted-transfer errors. Never retried: 401/403, 404, other 4xx, decode
-/// errors, redirects off the allowed origin and requests refused client-side. A request that is not idempotent is
-/// retried only when it cannot have been processed: after a 429 or a failed connect.
+/// Whether the client repeats a failed request: the failure classifies as transient
+/// (429, 5xx, 408, 425, timeouts, connection and transfer errors: [`Verdict::Backoff`]
+/// or [`Verdict::RetryAfter`]), and repeating it can do no harm. Never retried:
+/// 401/403, 404, other 4xx, decode errors, redirects off the allowed origin and
+/// requests refused client-side. A request that is not idempotent is retried only when
+/// it cannot have been processed: after a 429 or a failed connect.
 pub fn is_retriable(err: &Error, idempotency: Idempotency) -> bool {
     let processing_impossible = matches!(
         err,
@@ -35,46 +42,27 @@ pub fn is_retriable(err: &Error, idempotency: Idempotency) -> bool {
                 ..
             }
     );
-    let transient = match err {
-        Error::RateLimited { .. } => true,
-        Error::Api { status, .. } => *status >= 500,
-        Error::Transport { kind, .. } => !matches!(kind, TransportKind::Other),
-        Error::Unauthorized { .. }
-        | Error::NotFound { .. }
-        | Error::Decode { .. }
-        | Error::RedirectRefused { .. }
-        | Error::InvalidRequest(_)
-        | Error::Config(_) => false,
-    };
+    let transient = matches!(err.classify(), Verdict::Backoff | Verdict::RetryAfter { .. });
     transient && (processing_impossible || idempotency == Idempotency::Idempotent)
 }
 
-/// Exponential backoff with "equal jitter": attempt `n` (0-based) waits between half
-/// and all of `min(base * 2^n, max)`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
+/// The client's in-request retry policy: from `base`, doubling, at most `max`, ± a
+/// third (so workers that failed together do not retry in step).
+pub(crate) fn policy(base: Duration, max: Duration) -> RetryPolicy {
+    RetryPolicy { initial: base, max_delay: max, jitter_pct: 33, ..RetryPolicy::default() }
 }
 
-impl Backoff {
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
-        let ceiling = exp.min(self.max);
-        let half = ceiling / 2;
-        let jitter_nanos = (half.as_nanos() as u64).max(1);
-        half + Duration::from_nanos(random_u64() % jitter_nanos)
-    }
+/// The wait before retry number `attempt + 1` (`attempt` is 0 after the first failure).
+pub(crate) fn delay(policy: &RetryPolicy, attempt: u32) -> Duration {
+    policy.backoff(attempt.saturating_add(1), random_u32())
 }
 
-fn random_u64() -> u64 {
+fn random_u32() -> u32 {
     // RandomState is seeded from the OS per instance: enough randomness for jitter
     // without another dependency.
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(0x5eed);
-    hasher.finish()
+    hasher.finish() as u32
 }
 
 #[cfg(test)]
@@ -122,15 +110,18 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_stays_within_its_bounds() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        };
+        let p = policy(Duration::from_millis(100), Duration::from_secs(1));
         for attempt in 0..10 {
-            let d = b.delay(attempt);
-            let ceiling =
-                (Duration::from_millis(100) * 2u32.pow(attempt)).min(Duration::from_secs(1));
-            assert!(d >= ceiling / 2 && d <= ceiling, "attempt {attempt}: {d:?}");
+            let d = delay(&p, attempt);
+            let ceiling = (Duration::from_millis(100) * 2u32.pow(attempt)).min(Duration::from_secs(1));
+            assert!(d >= ceiling * 2 / 3 && d <= ceiling * 4 / 3, "attempt {attempt}: {d:?}");
         }
+    }
+
+    #[test]
+    fn a_transport_failure_of_any_kind_and_a_408_are_transient() {
+        assert!(is_retriable(&api(408), Idempotency::Idempotent));
+        assert!(!is_retriable(&api(408), Idempotency::NotIdempotent));
+        assert!(!is_retriable(&api(422), Idempotency::Idempotent));
     }
 }

@@ -30,7 +30,7 @@ use shipledger_core::clock::Clock;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, TransportKind, error_message, snippet};
 use crate::redirect;
-use crate::retry::{Backoff, Idempotency, is_retriable};
+use crate::retry::{self, Idempotency, is_retriable};
 use crate::v1::resource_url_allowed;
 
 /// Which ShipStation API a transport talks to.
@@ -251,10 +251,7 @@ impl Transport {
     ) -> Result<Vec<u8>> {
         let request = describe(&method, &url);
         let span = tracing::debug_span!("shipstation.request", api = self.api.label(), method = %method, path = %url.path());
-        let backoff = Backoff {
-            base: self.config.backoff_base,
-            max: self.config.backoff_max,
-        };
+        let backoff = retry::policy(self.config.backoff_base, self.config.backoff_max);
         let metric = ExternalRequest::new(
             self.api.system(),
             method.as_str(),
@@ -282,7 +279,7 @@ impl Transport {
                         }
                         *wait
                     }
-                    _ => backoff.delay(attempt),
+                    _ => retry::delay(&backoff, attempt),
                 };
                 tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, error = %err, "retrying shipstation request");
                 metric.retried();
