@@ -103,6 +103,8 @@ kinds! {
         "a v2 webhook's signature or timestamp did not verify; it was refused";
     JobKindUnknown => "job_kind_unknown", Admin, Error,
         "the store holds pending jobs of a kind this version of shipledger does not know; they are not run";
+    IntegrationFault => "integration_fault", Admin, Error,
+        "work was given up because a system refused shipledger's credentials or configuration, or answered in a way shipledger cannot read; an admin must fix the connection";
 }
 
 impl fmt::Display for ExceptionKind {

@@ -63,11 +63,16 @@ pub fn endpoint_template(base_path: &str, path: &str) -> String {
     format!("/{}", segments.join("/"))
 }
 
+/// A segment names a resource or an action only when it reads like one: lower-case
+/// letters, `_` and `.` (`createorders`, `sale.sale`), at most 40 long, or an API
+/// version (`v2`). Anything else (a number, an ERP order id like `SO-1`, a SKU like
+/// `MUG-LARGE`, a key) is an identifier, so labels stay few and carry no data.
 fn is_identifier(segment: &str) -> bool {
     let version = segment.len() > 1
         && segment.starts_with('v')
         && segment[1..].bytes().all(|b| b.is_ascii_digit());
-    !version && (segment.bytes().any(|b| b.is_ascii_digit()) || segment.len() > 40)
+    let word = segment.len() <= 40 && segment.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+    !version && !word
 }
 
 /// One request to an external system, named by its templated endpoint; record what
@@ -161,6 +166,13 @@ mod tests {
         assert_eq!(endpoint_template("", "/shipments"), "/shipments");
         assert_eq!(endpoint_template("/", "/v2/shipments/se-77/tracking"), "/v2/shipments/{id}/tracking");
         assert_eq!(endpoint_template("/", "/"), "/");
+    }
+
+    #[test]
+    fn an_erp_order_id_or_a_sku_without_digits_is_an_identifier_too() {
+        assert_eq!(endpoint_template("/", "/api/stock/MUG-LARGE"), "/api/stock/{id}");
+        assert_eq!(endpoint_template("/", "/api/orders/SO-A/fulfilments"), "/api/orders/{id}/fulfilments");
+        assert_eq!(endpoint_template("/", "/api/stock/blue-mug"), "/api/stock/{id}");
     }
 
     #[test]

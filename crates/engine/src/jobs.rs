@@ -8,7 +8,7 @@
 //! planned. It never matches an error's text.
 
 use jiff::{SignedDuration, Timestamp};
-use shipledger_core::exception::Owner;
+use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
 use shipledger_store::{Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
 
@@ -87,6 +87,24 @@ pub(crate) async fn retry_at(engine: &Engine, job: &Job, at: Timestamp, why: &st
     match engine.store.retry_job(job.id, &token, at, why, engine.clock.now()).await {
         Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// The exception a handler raises when it gives a job up: its own `kind`, unless the
+/// failure named an admin (refused credentials, a configuration or an answer
+/// shipledger cannot read) while `kind` is someone else's — then
+/// [`ExceptionKind::IntegrationFault`], so the person who can fix it is the one told.
+pub(crate) fn owned(kind: ExceptionKind, owner: Owner) -> ExceptionKind {
+    if owner == Owner::Admin && kind.owner() != Owner::Admin { ExceptionKind::IntegrationFault } else { kind }
+}
+
+/// A failure to *read back* a write whose outcome is unknown: the write may have
+/// happened, so data ops would have to fix (a record not found, a refusal) is no
+/// reason to stop trying; only what an admin must fix gives up at once.
+pub(crate) fn unknown_outcome(verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::GiveUp { owner } if owner != Owner::Admin => Verdict::Backoff,
+        other => other,
     }
 }
 

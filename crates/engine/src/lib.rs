@@ -253,19 +253,6 @@ impl Engine {
                     }
                 }
             }
-            match flows::run_jobs(self, conn, shipledger_store::JobKind::SyncOrder).await.map(|run| run.push) {
-                Ok(r) => {
-                    report.push.requests += r.requests;
-                    report.push.pushed += r.pushed;
-                    report.push.already_in_sync += r.already_in_sync;
-                    report.push.retried += r.retried;
-                    report.push.failed += r.failed;
-                }
-                Err(e) => {
-                    tracing::warn!(connection = %conn.name, error = %e, "pushing to ShipStation failed; will retry");
-                    first_error.get_or_insert(e);
-                }
-            }
             let now = self.clock.now();
             let due = {
                 let polled = self.shipments_polled.lock().expect("poll times lock");
@@ -273,36 +260,55 @@ impl Engine {
                     now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or_default()
                 })
             };
-            let shipments = async {
-                let (polled, scanned) = if due {
-                    self.shipments_polled.lock().expect("poll times lock").insert(conn.name.clone(), now);
-                    (flows::shipments::poll(self, conn).await?, flows::shipments::scans(self, conn).await?)
-                } else {
-                    Default::default()
-                };
-                let hinted = flows::shipments::inbox(self, conn).await?;
-                let written = flows::run_jobs(self, conn, shipledger_store::JobKind::WriteFulfilment).await?.shipments;
-                if due {
+            if due {
+                self.shipments_polled.lock().expect("poll times lock").insert(conn.name.clone(), now);
+                let polled = async { Ok::<_, EngineError>((flows::shipments::poll(self, conn).await?, flows::shipments::scans(self, conn).await?)) };
+                match polled.await {
+                    Ok((p, s)) => {
+                        let r = &mut report.shipments;
+                        r.seen += p.seen;
+                        r.new += p.new;
+                        r.voided += p.voided;
+                        r.scanned += s.scanned;
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %conn.name, error = %e, "reading shipments failed; will retry");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            // Every job kind, each through its handler (`flows::run_jobs`): a kind added
+            // to the store's `jobs!` list runs here without another line, and one kind's
+            // failure does not keep the others from running.
+            for kind in shipledger_store::JobKind::ALL {
+                match flows::run_jobs(self, conn, *kind).await {
+                    Ok(run) => {
+                        let p = &mut report.push;
+                        p.requests += run.push.requests;
+                        p.pushed += run.push.pushed;
+                        p.already_in_sync += run.push.already_in_sync;
+                        p.retried += run.push.retried;
+                        p.failed += run.push.failed;
+                        let r = &mut report.shipments;
+                        r.new += run.shipments.new;
+                        r.voided += run.shipments.voided;
+                        r.scanned += run.shipments.scanned;
+                        r.written += run.shipments.written;
+                        r.failed += run.shipments.failed;
+                    }
+                    Err(e) => {
+                        tracing::warn!(connection = %conn.name, kind = %kind, error = %e, "running jobs failed; will retry");
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if due {
+                let watched = async {
                     flows::monitors::run(self, conn).await?;
-                    flows::unknown_jobs::run(self, conn).await?;
-                }
-                Ok::<_, EngineError>((polled, scanned, hinted, written))
-            };
-            match shipments.await {
-                Ok((p, s, hinted, w)) => {
-                    let r = &mut report.shipments;
-                    r.seen += p.seen;
-                    r.new += p.new;
-                    r.voided += p.voided;
-                    r.scanned += s.scanned;
-                    r.new += hinted.new;
-                    r.voided += hinted.voided;
-                    r.scanned += hinted.scanned;
-                    r.written += w.written;
-                    r.failed += w.failed;
-                }
-                Err(e) => {
-                    tracing::warn!(connection = %conn.name, error = %e, "reading shipments failed; will retry");
+                    flows::unknown_jobs::run(self, conn).await
+                };
+                if let Err(e) = watched.await {
+                    tracing::warn!(connection = %conn.name, error = %e, "checking for overdue work failed; will retry");
                     first_error.get_or_insert(e);
                 }
             }

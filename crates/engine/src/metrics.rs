@@ -514,8 +514,8 @@ mod tests {
         let mut again = Change::new(SHOP, now);
         again.jobs = vec![job("SO-1", "sync:SO-1")];
         store.commit(again).await.unwrap();
-        let pending = |n| ((SHOP.to_string(), "sync_order".to_string(), JobState::Pending), n);
-        let running = |n| ((SHOP.to_string(), "sync_order".to_string(), JobState::Running), n);
+        let pending = |n| ((SHOP.to_string(), shipledger_store::JobKind::SyncOrder.as_str().to_string(), JobState::Pending), n);
+        let running = |n| ((SHOP.to_string(), shipledger_store::JobKind::SyncOrder.as_str().to_string(), JobState::Running), n);
         assert_eq!(store.jobs(), BTreeMap::from([pending(2)]));
 
         let claim = JobClaim { kind: shipledger_store::JobKind::SyncOrder, connection: Some(SHOP), now, lease: jiff::SignedDuration::from_secs(30), limit: 1, worker: "t" };
@@ -544,12 +544,12 @@ mod tests {
         let now: Timestamp = "2026-03-02T10:00:00Z".parse().unwrap();
         let stats = |state, count, earliest: Option<Timestamp>| JobStats {
             connection: SHOP.into(),
-            kind: "write_fulfilment".into(),
+            kind: shipledger_store::JobKind::WriteFulfilment.as_str().into(),
             state,
             count,
             earliest_run_at: earliest,
         };
-        let key = (SHOP.to_string(), "write_fulfilment".to_string());
+        let key = (SHOP.to_string(), shipledger_store::JobKind::WriteFulfilment.as_str().to_string());
         let mut gauges = Gauges::default();
         gauges.seed_jobs(&[stats(JobState::Pending, 3, Some(now - jiff::SignedDuration::from_secs(90)))], now);
         assert_eq!(gauges.oldest_pending[&key], 90.0);
@@ -559,6 +559,6 @@ mod tests {
         // Drained: the kind's gauges stay, at zero.
         gauges.seed_jobs(&[], now);
         assert_eq!(gauges.oldest_pending[&key], 0.0);
-        assert_eq!(gauges.jobs[&(SHOP.to_string(), "write_fulfilment".to_string(), JobState::Pending)], 0);
+        assert_eq!(gauges.jobs[&(SHOP.to_string(), shipledger_store::JobKind::WriteFulfilment.as_str().to_string(), JobState::Pending)], 0);
     }
 }

@@ -119,7 +119,7 @@ mod tests {
     }
 
     #[test]
-    fn a_transport_failure_of_any_kind_and_a_408_are_transient() {
+    fn a_408_is_transient_but_another_refusal_is_not() {
         assert!(is_retriable(&api(408), Idempotency::Idempotent));
         assert!(!is_retriable(&api(408), Idempotency::NotIdempotent));
         assert!(!is_retriable(&api(422), Idempotency::Idempotent));

@@ -9,7 +9,10 @@
 //! naming the job and its kind, and [`Store::unknown_jobs`](crate::Store::unknown_jobs)
 //! finds such rows cheaply so the engine can raise them to an admin.
 //!
-//! Adding a kind: a line in `jobs!` below with its payload struct, and its handler.
+//! Adding a kind: a line in `jobs!` below with its payload struct, its handler file
+//! under `engine/src/flows/`, and its arm in `flows::run_jobs` (the compiler asks for
+//! that arm, and for its default retry policy in the engine's config). The engine's
+//! tick runs every kind in the order of this list.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -47,12 +50,12 @@ macro_rules! jobs {
 jobs! {
     /// Bring one order in ShipStation in line with its latest snapshot (the push).
     SyncOrder(SyncOrder) => "sync_order",
-    /// Write one phase of one shipment to the ERP's fulfilment, and read it back.
-    WriteFulfilment(WriteFulfilment) => "write_fulfilment",
     /// A ShipStation v1 webhook: fetch its resource (from the configured API only).
     IngestV1Webhook(IngestV1Webhook) => "ingest_v1_webhook",
     /// A ShipStation v2 track webhook: record the scan it carries.
     IngestV2Track(IngestV2Track) => "ingest_v2_track",
+    /// Write one phase of one shipment to the ERP's fulfilment, and read it back.
+    WriteFulfilment(WriteFulfilment) => "write_fulfilment",
 }
 
 /// `sync_order`: the order (by ERP id) and the snapshot hash that planned the job.

@@ -129,8 +129,23 @@ async fn settle(engine: &Engine, conn: &Connection, job: Job, outcome: Result<In
         }
         Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
         Err(e) => {
-            // Polling will still find what this webhook pointed at: giving up raises nothing.
-            jobs::fail(engine, conn, &job, e.classify(), &e.to_string(), Owner::Ops, |_, _| jobs::change(engine, conn)).await?;
+            // Polling will still find what this webhook pointed at: giving up raises
+            // nothing, unless an admin must fix the connection (credentials refused, an
+            // answer shipledger cannot read).
+            let why = e.to_string();
+            jobs::fail(engine, conn, &job, e.classify(), &why, Owner::Ops, |owner, _| {
+                let mut change = jobs::change(engine, conn);
+                if owner == Owner::Admin {
+                    change.raise(
+                        ExceptionKind::IntegrationFault,
+                        "webhook",
+                        job.idempotency_key.clone(),
+                        json!({"message": format!("a ShipStation webhook's resource could not be fetched and was given up: {why}; polling still finds what it pointed at once the connection is fixed"), "job": job.id}),
+                    );
+                }
+                change
+            })
+            .await?;
             Ok(())
         }
     }

@@ -164,7 +164,7 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
             Err(e) => {
                 let message = format!("an earlier attempt's outcome is unknown and reading ShipStation back failed: {e}");
                 for (p, extra) in unknown {
-                    let verdict = e.classify();
+                    let verdict = jobs::unknown_outcome(e.classify());
                     retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, verdict, report).await?;
                     done(engine, conn, extra).await?;
                 }
@@ -297,7 +297,7 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
                     (Ok(_), _, _) => format!("{}; not found when read back", sent.reason()),
                 };
                 let verdict = match &seen {
-                    Err(e) => e.classify(),
+                    Err(e) => jobs::unknown_outcome(e.classify()),
                     Ok(_) => Verdict::Backoff,
                 };
                 retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushUnverified, verdict, report).await?;
@@ -605,7 +605,7 @@ async fn retry_or_give_up(
             report.retried += 1;
             jobs::retry_at(engine, &job, at, message).await
         }
-        Decision::GiveUp { .. } => give_up(engine, conn, job, record, message, kind, report).await,
+        Decision::GiveUp { owner, .. } => give_up(engine, conn, job, record, message, jobs::owned(kind, owner), report).await,
     }
 }
 

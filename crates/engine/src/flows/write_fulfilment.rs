@@ -202,7 +202,8 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
             // is retried like a failure, and raised after the last attempt.
             let verdict = match (&written, &read_back) {
                 (Err(ErpError::Refused { .. }), _) => Verdict::Backoff,
-                (Err(e), _) | (Ok(_), Err(e)) => e.classify(),
+                (Err(e), _) => e.classify(),
+                (Ok(_), Err(e)) => jobs::unknown_outcome(e.classify()),
                 (Ok(_), Ok(_)) => Verdict::Backoff,
             };
             give_up_or_retry(engine, conn, job, &shipment, phase, &erp_id, verdict, reason, report).await
@@ -227,10 +228,10 @@ async fn give_up_or_retry(
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
     let owner = ExceptionKind::TrackingWriteBackFailed.owner();
-    let outcome = jobs::fail(engine, conn, &job, verdict, &reason, owner, |_, _| {
+    let outcome = jobs::fail(engine, conn, &job, verdict, &reason, owner, |owner, _| {
         let mut change = jobs::change(engine, conn);
         change.raise(
-            ExceptionKind::TrackingWriteBackFailed,
+            jobs::owned(ExceptionKind::TrackingWriteBackFailed, owner),
             "shipment",
             shipment.shipment_key.clone(),
             json!({"message": format!(
