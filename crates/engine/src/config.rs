@@ -682,7 +682,7 @@ journal_party = "ShipStation"
 
         let typo = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_orders]\ninitial = \"1s\"");
         let e = Config::parse(&typo, "t.toml", &env).unwrap_err();
-        assert!(e.message.contains("sync_orders") && e.message.contains("sync_order, write_fulfilment"), "{e}");
+        assert!(e.message.contains("sync_orders") && e.message.contains("sync_order, ingest_v1_webhook, ingest_v2_track, write_fulfilment"), "{e}");
         let wide = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\njitter_pct = 150");
         let e = Config::parse(&wide, "t.toml", &env).unwrap_err();
         assert!(e.message.contains("retry.sync_order.jitter_pct = 150"), "{e}");

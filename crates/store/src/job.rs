@@ -195,6 +195,6 @@ mod tests {
         };
         assert!(why.contains("shipped"), "{why}");
         assert_eq!(JobKind::SyncOrder, "sync_order");
-        assert_eq!(JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(), ["sync_order", "write_fulfilment", "ingest_v1_webhook", "ingest_v2_track"]);
+        assert_eq!(JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(), ["sync_order", "ingest_v1_webhook", "ingest_v2_track", "write_fulfilment"]);
     }
 }

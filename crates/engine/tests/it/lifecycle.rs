@@ -3,7 +3,7 @@
 
 use jiff::SignedDuration;
 use serde_json::json;
-use shipledger_core::exception::ExceptionKind;
+use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::clock::Clock;
 use shipledger_erp::{ErpError, FulfilmentState};
 use shipledger_store::{ExceptionFilter, ExceptionState, JobFilter, JobKind, JobState};
@@ -51,7 +51,7 @@ crate::stories! {
         assert_eq!(write_jobs(&w).await[0].state, JobState::Done);
     }
 
-    async fn an_erp_that_rejects_our_credentials_is_not_retried_the_write_back_is_given_up_at_once(w: World) {
+    async fn an_erp_that_rejects_our_credentials_is_not_retried_the_write_back_is_given_up_at_once_to_an_admin(w: World) {
         labelled(&w, "SO-701").await;
         w.erp.write_failures.lock().unwrap().push_back(ErpError::Unauthorized { detail: "HTTP 401".into() });
 
@@ -60,10 +60,12 @@ crate::stories! {
         assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Dead, 1), "one attempt, though four are allowed");
         let open = w
             .store
-            .list_exceptions(ExceptionFilter { kind: Some(ExceptionKind::TrackingWriteBackFailed), state: Some(ExceptionState::Open), ..Default::default() })
+            .list_exceptions(ExceptionFilter { state: Some(ExceptionState::Open), ..Default::default() })
             .await
             .unwrap();
         assert_eq!(open.len(), 1, "{open:?}");
+        // Ops cannot fix refused credentials: the exception is the admin's.
+        assert_eq!((open[0].kind, open[0].owner), (ExceptionKind::IntegrationFault, Owner::Admin));
         assert!(open[0].detail["message"].as_str().unwrap().contains("rejected our credentials"), "{}", open[0].detail);
         assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 1, "nothing sent again");
     }
