@@ -270,8 +270,13 @@ macro_rules! store_impl {
                     lease_token: &str,
                     next_run_at: Timestamp,
                     error: &str,
+                    attempt: Attempt,
                     now: Timestamp,
                 ) -> Result<()> {
+                    let put_back: i64 = match attempt {
+                        Attempt::Counted => 0,
+                        Attempt::NotCounted => 1,
+                    };
                     let mut tx = self.write().await?;
                     let done = query(sql::RETRY_JOB)
                         .bind(job_id)
@@ -279,6 +284,7 @@ macro_rules! store_impl {
                         .bind(millis(next_run_at))
                         .bind(error)
                         .bind(millis(now))
+                        .bind(put_back)
                         .execute(&mut *tx)
                         .await
                         .map_err(failed(format_args!("put job {job_id} back for a retry")))?;
@@ -558,9 +564,10 @@ macro_rules! store_impl {
                     lease_token: &'a str,
                     next_run_at: Timestamp,
                     error: &'a str,
+                    attempt: Attempt,
                     now: Timestamp,
                 ) -> BoxFuture<'a, Result<()>> {
-                    Box::pin(self.retry(job_id, lease_token, next_run_at, error, now))
+                    Box::pin(self.retry(job_id, lease_token, next_run_at, error, attempt, now))
                 }
 
                 fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>> {

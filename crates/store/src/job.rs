@@ -142,6 +142,17 @@ impl JobSpec {
     }
 }
 
+/// Whether a failed attempt that puts a job back counts against its attempts
+/// ([`crate::Store::retry_job`]). The claim counted it; `NotCounted` puts it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attempt {
+    /// A failure: the attempt stays counted.
+    Counted,
+    /// A wait the other side named (a rate limit, a `Retry-After`): not an attempt.
+    NotCounted,
+}
+
 /// Pending or running jobs of a kind this build does not know ([`crate::Store::unknown_jobs`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnknownJobs {

@@ -118,8 +118,18 @@ pub trait Store: Send + Sync {
     /// `state = running` and `attempts + 1`.
     fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>>;
     /// Put a job back for a later attempt (keeps the payload, records the error).
-    /// Fails with `LeaseLost` when the token no longer matches.
-    fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+    /// With [`Attempt::NotCounted`] its `attempts` go back down by the one its claim
+    /// added (a wait the other side named is not an attempt). Fails with `LeaseLost`
+    /// when the token no longer matches.
+    fn retry_job<'a>(
+        &'a self,
+        job_id: i64,
+        lease_token: &'a str,
+        next_run_at: Timestamp,
+        error: &'a str,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
     fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>>;
     fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>>;
     /// Jobs per (kind, state) on a connection; the kind as stored, so jobs of a kind

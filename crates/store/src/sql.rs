@@ -195,9 +195,10 @@ pub(crate) const WAKE_JOB: &str = "UPDATE jobs
         SET next_run_at = $3, updated_at = $3
       WHERE connection = $1 AND idempotency_key = $2 AND state = 'pending' AND next_run_at > $3";
 
-/// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now.
+/// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now, `$6` how many
+/// of the claim's attempts to put back (0 or 1).
 pub(crate) const RETRY_JOB: &str = "UPDATE jobs
-        SET state = 'pending', next_run_at = $3, last_error = $4,
+        SET state = 'pending', next_run_at = $3, last_error = $4, attempts = attempts - $6,
             lease_until = NULL, lease_token = NULL, updated_at = $5
       WHERE id = $1 AND lease_token = $2 AND state = 'running'";
 
