@@ -103,6 +103,8 @@ kinds! {
         "a v2 webhook's signature or timestamp did not verify; it was refused";
     JobKindUnknown => "job_kind_unknown", Admin, Error,
         "the store holds pending jobs of a kind this version of shipledger does not know; they are not run";
+    JobPayloadUnreadable => "job_payload_unreadable", Admin, Error,
+        "jobs whose payload does not have their kind's shape were finished dead, not run; the rest of their kind still run";
 }
 
 impl fmt::Display for ExceptionKind {

@@ -393,6 +393,9 @@ impl Store for MeteredStore {
     fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
         self.inner.unknown_jobs(connection)
     }
+    fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
+        self.inner.unreadable_jobs(connection)
+    }
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
         self.inner.job_stats()
     }

@@ -230,6 +230,16 @@ pub(crate) const LIVE_JOB_IDS: &str = "SELECT id FROM jobs
      WHERE connection = $1 AND kind = $2 AND state IN ('pending', 'running')
      ORDER BY id LIMIT $3";
 
+/// Dead jobs per kind whose `last_error` matches `$2` (the unreadable-payload
+/// pattern): `$1` connection.
+pub(crate) const COUNT_UNREADABLE_JOBS: &str = "SELECT kind, COUNT(*) AS n FROM jobs
+     WHERE connection = $1 AND state = 'dead' AND last_error LIKE $2 GROUP BY kind";
+
+/// The oldest of those of one kind: `$1` connection, `$2` kind, `$3` pattern, `$4` limit.
+pub(crate) const UNREADABLE_JOB_IDS: &str = "SELECT id FROM jobs
+     WHERE connection = $1 AND kind = $2 AND state = 'dead' AND last_error LIKE $3
+     ORDER BY id LIMIT $4";
+
 /// Pending and running jobs of every connection, with the earliest `next_run_at`.
 pub(crate) const JOB_STATS: &str = "SELECT connection, kind, state, COUNT(*) AS n, MIN(next_run_at) AS earliest
        FROM jobs WHERE state IN ('pending', 'running')

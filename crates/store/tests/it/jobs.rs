@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use jiff::SignedDuration;
-use shipledger_store::{Attempt, Change, JobClaim, JobFinish, JobState, StoreError};
+use shipledger_store::{Attempt, Change, JobClaim, UnknownJobs, JobFinish, JobState, StoreError};
 
 use shipledger_store::JobKind;
 use crate::harness::{ACME, BETA, TestDb, claim, job, spec, t};
@@ -143,6 +143,51 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
         matches!(again, Err(StoreError::LeaseLost { .. })),
         "{again:?}"
     );
+    Ok(())
+}
+
+pub async fn a_job_whose_payload_cannot_be_read_is_finished_dead_and_the_rest_of_its_kind_still_run(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(
+        db,
+        ACME,
+        vec![job(JobKind::SyncOrder, "push:1", t(0)), job(JobKind::SyncOrder, "push:2", t(0)), job(JobKind::SyncOrder, "push:3", t(0))],
+    )
+    .await?;
+    // Someone edited push:2 by hand: its order id is a number and its hash is gone.
+    db.execute(&format!("UPDATE jobs SET payload = '{{\"erp_id\": 1002}}' WHERE id = {}", ids[1])).await?;
+
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(10), "w1", 5)).await?;
+    let got: Vec<(i64, i64)> = claimed.iter().map(|j| (j.id, j.attempts)).collect();
+    assert_eq!(got, vec![(ids[0], 1), (ids[2], 1)], "the readable jobs are claimed and returned");
+    assert!(claimed.iter().all(|j| j.state == JobState::Running && j.lease_token.is_some()));
+
+    let mut counts = store.count_jobs(ACME).await?;
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![("sync_order".to_string(), JobState::Running, 2), ("sync_order".to_string(), JobState::Dead, 1)],
+    );
+    let why = db.text(&format!("SELECT last_error FROM jobs WHERE id = {}", ids[1])).await?.unwrap_or_default();
+    assert!(why.starts_with(&format!("job {}'s payload cannot be read: ", ids[1])), "{why}");
+    assert!(why.contains("sync_order") && why.contains("set it back to pending"), "{why}");
+    let lease = db.text(&format!("SELECT lease_token FROM jobs WHERE id = {}", ids[1])).await?;
+    assert_eq!(lease, None, "the dead job holds no lease");
+
+    // The admin can find it; nothing is claimed again.
+    let unreadable = store.unreadable_jobs(ACME).await?;
+    assert_eq!(unreadable, vec![UnknownJobs { kind: "sync_order".into(), count: 1, ids: vec![ids[1]] }]);
+    assert!(store.unreadable_jobs(BETA).await?.is_empty());
+    assert!(store.claim_jobs(claim(JobKind::SyncOrder, t(1000), "w2", 5)).await?.len() == 2, "the two leases ran out; the dead job stays dead");
+    assert_eq!(store.count_jobs(ACME).await?.iter().find(|c| c.1 == JobState::Dead).map(|c| c.2), Some(1));
+
+    // A job that failed for another reason is not mistaken for one.
+    let other = plan(db, ACME, vec![job(JobKind::WriteFulfilment, "label:9", t(0))]).await?;
+    let mine = store.claim_jobs(claim(JobKind::WriteFulfilment, t(1000), "w2", 5)).await?;
+    store.commit(finish(other[0], mine[0].lease_token.as_deref().unwrap(), JobState::Dead, Some("the ERP refused it"))).await?;
+    assert_eq!(store.unreadable_jobs(ACME).await?.len(), 1);
     Ok(())
 }
 
