@@ -169,6 +169,16 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
                     ids.join(", ")
                 );
             }
+            for u in engine.store.unreadable_jobs(&c.name).await? {
+                let ids: Vec<String> = u.ids.iter().map(i64::to_string).collect();
+                println!(
+                    "sync: {}: {} job(s) of kind {:?} were finished dead because their payload cannot be read (ids {}); `shipledger exceptions list` shows its job_payload_unreadable exception",
+                    c.name,
+                    u.count,
+                    u.kind,
+                    ids.join(", ")
+                );
+            }
         }
         return Ok(());
     }

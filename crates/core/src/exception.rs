@@ -105,6 +105,8 @@ kinds! {
         "the store holds pending jobs of a kind this version of shipledger does not know; they are not run";
     IntegrationFault => "integration_fault", Admin, Error,
         "work was given up because a system refused shipledger's credentials or configuration, or answered in a way shipledger cannot read; an admin must fix the connection";
+    JobPayloadUnreadable => "job_payload_unreadable", Admin, Error,
+        "jobs whose payload does not have their kind's shape were finished dead, not run; the rest of their kind still run";
 }
 
 impl fmt::Display for ExceptionKind {

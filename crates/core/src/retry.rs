@@ -18,7 +18,10 @@ use crate::exception::Owner;
 #[serde(rename_all = "snake_case", tag = "verdict")]
 pub enum Verdict {
     /// The other side said when: try again after this (a `Retry-After`, a spent
-    /// rate window). Not counted against the give-up horizon's backoff.
+    /// rate window). The wait is the one named, not a backoff, and the attempt is
+    /// not counted: it never spends `max_attempts` (the store puts the claim's
+    /// attempt back), and it does not count towards the attempts the give-up horizon
+    /// waits for. The horizon itself still applies once those attempts were made.
     RetryAfter { after: Duration },
     /// A transient failure (network, 5xx, timeout): try again with backoff.
     Backoff,
@@ -46,9 +49,15 @@ pub struct RetryPolicy {
     pub jitter_pct: u8,
     /// Give up after this many attempts.
     pub max_attempts: u32,
-    /// Give up once the job was first planned this long ago, whatever the attempts.
+    /// Give up once the job was first planned this long ago — but only after it had
+    /// at least [`RetryPolicy::horizon_min_attempts`] counted attempts, so a job
+    /// queued through an outage (or across an upgrade) still gets its retries.
     pub give_up_after: Duration,
 }
+
+/// The counted attempts a job has before the give-up horizon applies (at most
+/// `max_attempts`): see [`RetryPolicy::horizon_min_attempts`].
+pub const HORIZON_MIN_ATTEMPTS: u32 = 3;
 
 impl Default for RetryPolicy {
     /// 2 s doubling to 5 minutes, ± 20 %, at most 5 attempts, within a day.
@@ -105,8 +114,18 @@ impl RetryPolicy {
         Duration::from_millis(base_ms.saturating_sub(spread).saturating_add(offset))
     }
 
-    /// The decision for a job that failed `attempts` times (this attempt included),
-    /// planned at `planned_at`, with a failure that classified as `verdict`.
+    /// How many counted attempts a job has had before the give-up horizon can give it
+    /// up: three, or `max_attempts` when that is fewer.
+    pub fn horizon_min_attempts(&self) -> u32 {
+        HORIZON_MIN_ATTEMPTS.min(self.max_attempts)
+    }
+
+    /// The decision for a job that failed `attempts` times (this attempt included,
+    /// as the claim counted it), planned at `planned_at`, with a failure that
+    /// classified as `verdict`. A [`Verdict::RetryAfter`] attempt is not counted:
+    /// it retries at the named time while the horizon has not passed, and the
+    /// horizon gives it up only after [`RetryPolicy::horizon_min_attempts`] counted
+    /// attempts before it.
     pub fn decide(&self, verdict: Verdict, attempts: u32, planned_at: Timestamp, now: Timestamp, roll: u32, owner_if_spent: Owner) -> Decision {
         let wait = match verdict {
             Verdict::GiveUp { owner } => return Decision::GiveUp { owner, why: GiveUpReason::Permanent },
@@ -117,8 +136,9 @@ impl RetryPolicy {
         if counted && attempts >= self.max_attempts {
             return Decision::GiveUp { owner: owner_if_spent, why: GiveUpReason::Attempts };
         }
+        let counted_attempts = if counted { attempts } else { attempts.saturating_sub(1) };
         let horizon = SignedDuration::try_from(self.give_up_after).unwrap_or(SignedDuration::MAX);
-        if now.duration_since(planned_at) >= horizon {
+        if counted_attempts >= self.horizon_min_attempts() && now.duration_since(planned_at) >= horizon {
             return Decision::GiveUp { owner: owner_if_spent, why: GiveUpReason::Horizon };
         }
         let wait = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
@@ -169,7 +189,48 @@ mod tests {
         assert_eq!(p.decide(Verdict::Backoff, 2, planned, now, MIDDLE, Owner::Ops), Decision::RetryAt { at: now + SignedDuration::from_secs(4) });
         assert_eq!(p.decide(Verdict::Partial, 5, planned, now, MIDDLE, Owner::Ops), Decision::GiveUp { owner: Owner::Ops, why: GiveUpReason::Attempts });
         let late = planned + SignedDuration::from_hours(1);
-        assert_eq!(p.decide(Verdict::Backoff, 1, planned, late, MIDDLE, Owner::Finance), Decision::GiveUp { owner: Owner::Finance, why: GiveUpReason::Horizon });
+        assert_eq!(p.decide(Verdict::Backoff, 3, planned, late, MIDDLE, Owner::Finance), Decision::GiveUp { owner: Owner::Finance, why: GiveUpReason::Horizon });
+    }
+
+    #[test]
+    fn a_job_queued_through_an_outage_gets_its_first_retries_before_the_horizon_gives_it_up() {
+        // Planned 25 hours ago (the service was down, or upgraded); the horizon is a day.
+        let planned: Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
+        let now = planned + SignedDuration::from_hours(25);
+        let p = RetryPolicy::default();
+        assert_eq!(p.horizon_min_attempts(), 3);
+        assert_eq!(p.decide(Verdict::Backoff, 1, planned, now, MIDDLE, Owner::Ops), Decision::RetryAt { at: now + SignedDuration::from_secs(2) }, "the first failure is retried");
+        assert_eq!(p.decide(Verdict::Backoff, 2, planned, now, MIDDLE, Owner::Ops), Decision::RetryAt { at: now + SignedDuration::from_secs(4) }, "and the second");
+        assert_eq!(p.decide(Verdict::Backoff, 3, planned, now, MIDDLE, Owner::Ops), Decision::GiveUp { owner: Owner::Ops, why: GiveUpReason::Horizon }, "the third is given up: the horizon has passed");
+        let wait = Verdict::RetryAfter { after: Duration::from_secs(30) };
+        assert_eq!(p.decide(wait, 3, planned, now, MIDDLE, Owner::Ops), Decision::RetryAt { at: now + SignedDuration::from_secs(30) }, "a named wait after two counted attempts is kept");
+        assert_eq!(p.decide(wait, 4, planned, now, MIDDLE, Owner::Ops), Decision::GiveUp { owner: Owner::Ops, why: GiveUpReason::Horizon }, "after three it is not");
+        let two = RetryPolicy { max_attempts: 2, ..p };
+        assert_eq!(two.horizon_min_attempts(), 2, "never more than the attempts a job may have");
+    }
+
+    #[test]
+    fn rate_limits_do_not_spend_the_attempts_a_transient_failure_needs() {
+        // As the store keeps it: each claim counts an attempt, a named wait puts it back.
+        let planned: Timestamp = "2026-05-01T10:00:00Z".parse().unwrap();
+        let p = policy();
+        let mut attempts = 0;
+        for minute in 1..=7 {
+            attempts += 1;
+            let now = planned + SignedDuration::from_mins(minute);
+            let d = p.decide(Verdict::RetryAfter { after: Duration::from_secs(60) }, attempts, planned, now, MIDDLE, Owner::Ops);
+            assert_eq!(d, Decision::RetryAt { at: now + SignedDuration::from_secs(60) }, "429 number {minute}");
+            attempts -= 1;
+        }
+        for failure in 1..p.max_attempts {
+            attempts += 1;
+            let now = planned + SignedDuration::from_mins(10);
+            let d = p.decide(Verdict::Backoff, attempts, planned, now, MIDDLE, Owner::Ops);
+            assert!(matches!(d, Decision::RetryAt { .. }), "5xx number {failure} after seven 429s is retried: {d:?}");
+        }
+        attempts += 1;
+        let d = p.decide(Verdict::Backoff, attempts, planned, planned + SignedDuration::from_mins(11), MIDDLE, Owner::Ops);
+        assert_eq!(d, Decision::GiveUp { owner: Owner::Ops, why: GiveUpReason::Attempts }, "the fifth counted failure spends them");
     }
 
     #[test]

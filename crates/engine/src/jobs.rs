@@ -10,7 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
 
 use crate::{Connection, Engine, EngineError};
 
@@ -81,10 +81,16 @@ async fn finish(engine: &Engine, job: &Job, mut change: Change, state: JobState,
     }
 }
 
-/// Put `job` back to run again no earlier than `at`, recording why (a lost lease is fine).
-pub(crate) async fn retry_at(engine: &Engine, job: &Job, at: Timestamp, why: &str) -> Result<(), EngineError> {
+/// Put `job`, whose attempt failed as `verdict`, back to run again no earlier than
+/// `at`, recording why (a lost lease is fine). A wait the other side named
+/// ([`Verdict::RetryAfter`]) is not an attempt: the store puts the claim's back.
+pub(crate) async fn retry_at(engine: &Engine, job: &Job, at: Timestamp, verdict: Verdict, why: &str) -> Result<(), EngineError> {
     let token = job.lease_token.clone().unwrap_or_default();
-    match engine.store.retry_job(job.id, &token, at, why, engine.clock.now()).await {
+    let attempt = match verdict {
+        Verdict::RetryAfter { .. } => Attempt::NotCounted,
+        Verdict::Backoff | Verdict::Partial | Verdict::GiveUp { .. } => Attempt::Counted,
+    };
+    match engine.store.retry_job(job.id, &token, at, why, attempt, engine.clock.now()).await {
         Ok(()) | Err(StoreError::LeaseLost { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -130,7 +136,7 @@ pub(crate) async fn fail(
 ) -> Result<Failed, EngineError> {
     match decide(engine, conn, job, verdict, owner_if_spent) {
         Decision::RetryAt { at } => {
-            retry_at(engine, job, at, why).await?;
+            retry_at(engine, job, at, verdict, why).await?;
             Ok(Failed::Retried)
         }
         Decision::GiveUp { owner, why: reason } => {

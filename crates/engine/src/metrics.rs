@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::metrics as names;
 use shipledger_store::{
-    BoxFuture, Change, CommitOutcome, EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobClaim,
+    Attempt, BoxFuture, Change, CommitOutcome, EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobClaim,
     JobFilter, JobState, JobStats, OpenExceptions, OrderFilter, OrderLineRecord, OrderRecord, OrderState, Result,
     ShipmentFilter, ShipmentRecord, Store, StoreError, TimelineEntry,
 };
@@ -321,8 +321,8 @@ impl MeteredStore {
         Ok(jobs)
     }
 
-    async fn metered_retry(&self, job_id: i64, lease_token: &str, next_run_at: Timestamp, error: &str, now: Timestamp) -> Result<()> {
-        let result = self.inner.retry_job(job_id, lease_token, next_run_at, error, now).await;
+    async fn metered_retry(&self, job_id: i64, lease_token: &str, next_run_at: Timestamp, error: &str, attempt: Attempt, now: Timestamp) -> Result<()> {
+        let result = self.inner.retry_job(job_id, lease_token, next_run_at, error, attempt, now).await;
         let kind = self.job_kind(job_id).await;
         if let (Ok(()), Some((connection, kind))) = (&result, kind) {
             let mut gauges = self.gauges();
@@ -370,8 +370,16 @@ impl Store for MeteredStore {
     fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>> {
         Box::pin(self.metered_claim(claim))
     }
-    fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.metered_retry(job_id, lease_token, next_run_at, error, now))
+    fn retry_job<'a>(
+        &'a self,
+        job_id: i64,
+        lease_token: &'a str,
+        next_run_at: Timestamp,
+        error: &'a str,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.metered_retry(job_id, lease_token, next_run_at, error, attempt, now))
     }
     fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>> {
         self.inner.get_job(job_id)
@@ -384,6 +392,9 @@ impl Store for MeteredStore {
     }
     fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
         self.inner.unknown_jobs(connection)
+    }
+    fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
+        self.inner.unreadable_jobs(connection)
     }
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
         self.inner.job_stats()
@@ -524,7 +535,7 @@ mod tests {
 
         // ShipStation was down: back for a later attempt.
         let token = claimed[0].lease_token.clone().unwrap();
-        store.retry_job(claimed[0].id, &token, now, "ShipStation answered 503", now).await.unwrap();
+        store.retry_job(claimed[0].id, &token, now, "ShipStation answered 503", Attempt::Counted, now).await.unwrap();
         assert_eq!(store.jobs(), BTreeMap::from([pending(2)]));
 
         let claimed = store.claim_jobs(JobClaim { limit: 2, ..claim }).await.unwrap();

@@ -69,7 +69,7 @@ macro_rules! store_impl {
             use $crate::model::*;
             use $crate::rows::{self, date_text, millis, enum_text, to_json, RowExt};
             use $crate::sql::{self, Dialect};
-            use $crate::{BoxFuture, Result, Store, StoreError};
+            use $crate::{job, BoxFuture, Result, Store, StoreError};
 
             const DIALECT: &Dialect = &$dialect;
 
@@ -258,8 +258,31 @@ macro_rules! store_impl {
                         .fetch_all(&mut *tx)
                         .await
                         .map_err(failed(format_args!("claim {} jobs", claim.kind)))?;
+                    // Read each row inside the claim: one that cannot be read is
+                    // finished dead here, saying why, so the rest of its kind still run.
+                    let mut jobs = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let (job_id, kind, detail) = match rows::job(row) {
+                            Ok(job) => {
+                                jobs.push(job);
+                                continue;
+                            }
+                            Err(StoreError::BadJob { job_id, kind, detail }) => (job_id, kind, detail),
+                            Err(StoreError::UnknownJobKind { job_id, kind }) => {
+                                (job_id, kind, "the kind is none this version knows".to_string())
+                            }
+                            Err(other) => return Err(other),
+                        };
+                        query(sql::FINISH_JOB)
+                            .bind(job_id)
+                            .bind(JobState::Dead.as_str())
+                            .bind(job::unreadable_payload_error(job_id, &kind, &detail))
+                            .bind(millis(claim.now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("finish job {job_id}, whose payload cannot be read, dead")))?;
+                    }
                     finish(tx).await?;
-                    let mut jobs = rows::all(&rows, rows::job)?;
                     jobs.sort_by_key(|job| (job.next_run_at, job.id));
                     Ok(jobs)
                 }
@@ -270,8 +293,13 @@ macro_rules! store_impl {
                     lease_token: &str,
                     next_run_at: Timestamp,
                     error: &str,
+                    attempt: Attempt,
                     now: Timestamp,
                 ) -> Result<()> {
+                    let put_back: i64 = match attempt {
+                        Attempt::Counted => 0,
+                        Attempt::NotCounted => 1,
+                    };
                     let mut tx = self.write().await?;
                     let done = query(sql::RETRY_JOB)
                         .bind(job_id)
@@ -279,6 +307,7 @@ macro_rules! store_impl {
                         .bind(millis(next_run_at))
                         .bind(error)
                         .bind(millis(now))
+                        .bind(put_back)
                         .execute(&mut *tx)
                         .await
                         .map_err(failed(format_args!("put job {job_id} back for a retry")))?;
@@ -558,9 +587,10 @@ macro_rules! store_impl {
                     lease_token: &'a str,
                     next_run_at: Timestamp,
                     error: &'a str,
+                    attempt: Attempt,
                     now: Timestamp,
                 ) -> BoxFuture<'a, Result<()>> {
-                    Box::pin(self.retry(job_id, lease_token, next_run_at, error, now))
+                    Box::pin(self.retry(job_id, lease_token, next_run_at, error, attempt, now))
                 }
 
                 fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>> {
@@ -631,6 +661,36 @@ macro_rules! store_impl {
                         }
                         unknown.sort_by(|a, b| a.kind.cmp(&b.kind));
                         Ok(unknown)
+                    })
+                }
+
+                fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>> {
+                    Box::pin(async move {
+                        let pattern = format!("job %{}%", job::UNREADABLE_PAYLOAD);
+                        let kinds = self
+                            .reader()
+                            .fetch_all(query(sql::COUNT_UNREADABLE_JOBS).bind(connection).bind(&pattern))
+                            .await
+                            .map_err(failed("count dead jobs whose payload cannot be read"))?;
+                        let kinds = rows::all(&kinds, |row| Ok((row.text("kind")?, rows::count(row)?)))?;
+                        let mut unreadable = Vec::with_capacity(kinds.len());
+                        for (kind, count) in kinds {
+                            let found = self
+                                .reader()
+                                .fetch_all(
+                                    query(sql::UNREADABLE_JOB_IDS)
+                                        .bind(connection)
+                                        .bind(&kind)
+                                        .bind(&pattern)
+                                        .bind(UNKNOWN_IDS_KEPT as i64),
+                                )
+                                .await
+                                .map_err(failed(format_args!("list the unreadable {kind} jobs")))?;
+                            let ids = rows::all(&found, |row| row.int("id"))?;
+                            unreadable.push(UnknownJobs { kind, count, ids });
+                        }
+                        unreadable.sort_by(|a, b| a.kind.cmp(&b.kind));
+                        Ok(unreadable)
                     })
                 }
 

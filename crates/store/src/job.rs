@@ -7,7 +7,11 @@
 //! A row whose kind this build does not know is never silently left unclaimed:
 //! reading it is [`StoreError::UnknownJobKind`](crate::StoreError::UnknownJobKind),
 //! naming the job and its kind, and [`Store::unknown_jobs`](crate::Store::unknown_jobs)
-//! finds such rows cheaply so the engine can raise them to an admin.
+//! finds such rows cheaply so the engine can raise them to an admin. A row of a known
+//! kind whose payload does not have its shape is finished `dead` by the claim that
+//! found it (its `last_error` says why, [`unreadable_payload_error`]), so the other
+//! jobs of its kind still run; [`Store::unreadable_jobs`](crate::Store::unreadable_jobs)
+//! finds those for the admin.
 //!
 //! Adding a kind: a line in `jobs!` below with its payload struct, its handler file
 //! under `engine/src/flows/`, and its arm in `flows::run_jobs` (the compiler asks for
@@ -145,15 +149,42 @@ impl JobSpec {
     }
 }
 
-/// Pending or running jobs of a kind this build does not know ([`crate::Store::unknown_jobs`]).
+/// Whether a failed attempt that puts a job back counts against its attempts
+/// ([`crate::Store::retry_job`]). The claim counted it; `NotCounted` puts it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attempt {
+    /// A failure: the attempt stays counted.
+    Counted,
+    /// A wait the other side named (a rate limit, a `Retry-After`): not an attempt.
+    NotCounted,
+}
+
+/// Jobs of one kind that are not run: pending or running jobs of a kind this build
+/// does not know ([`crate::Store::unknown_jobs`]), or dead jobs whose payload could
+/// not be read ([`crate::Store::unreadable_jobs`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnknownJobs {
     /// The kind as stored.
     pub kind: String,
-    /// How many pending or running jobs have it.
+    /// How many such jobs have it.
     pub count: u64,
     /// The oldest of their ids (at most [`UNKNOWN_IDS_KEPT`]).
     pub ids: Vec<i64>,
+}
+
+/// The words in a dead job's `last_error` that say the claim could not read its
+/// payload ([`unreadable_payload_error`]); [`crate::Store::unreadable_jobs`] finds
+/// such jobs by them.
+pub const UNREADABLE_PAYLOAD: &str = "'s payload cannot be read: ";
+
+/// The `last_error` of a job the claim finished dead because its payload does not
+/// have its kind's shape: "job 7's payload cannot be read: ... ".
+pub fn unreadable_payload_error(job_id: i64, kind: &str, detail: &str) -> String {
+    format!(
+        "job {job_id}{UNREADABLE_PAYLOAD}{detail} (kind {kind:?}); it was not run. \
+         Correct its payload and set it back to pending, or delete it once its work is done another way"
+    )
 }
 
 /// How many ids [`UnknownJobs`] names at most.

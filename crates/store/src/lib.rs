@@ -115,11 +115,23 @@ pub trait Store: Send + Sync {
     /// Lease up to `limit` runnable jobs of `kind` (pending with `next_run_at <= now`,
     /// or running with an expired lease) on `connection` (all when `None`), oldest
     /// first. Each claimed job gets a fresh `lease_token`, `lease_until = now + lease`,
-    /// `state = running` and `attempts + 1`.
+    /// `state = running` and `attempts + 1`. A claimed row whose payload cannot be
+    /// read is finished `dead` in the same transaction, with a `last_error` that says
+    /// why ([`job::unreadable_payload_error`]), and is not returned.
     fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>>;
     /// Put a job back for a later attempt (keeps the payload, records the error).
-    /// Fails with `LeaseLost` when the token no longer matches.
-    fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+    /// With [`Attempt::NotCounted`] its `attempts` go back down by the one its claim
+    /// added (a wait the other side named is not an attempt). Fails with `LeaseLost`
+    /// when the token no longer matches.
+    fn retry_job<'a>(
+        &'a self,
+        job_id: i64,
+        lease_token: &'a str,
+        next_run_at: Timestamp,
+        error: &'a str,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<()>>;
     fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>>;
     fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>>;
     /// Jobs per (kind, state) on a connection; the kind as stored, so jobs of a kind
@@ -128,6 +140,10 @@ pub trait Store: Send + Sync {
     /// Pending and running jobs on a connection whose kind this build does not know,
     /// per kind (a grouped count, then the oldest ids of each unknown kind).
     fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>>;
+    /// Dead jobs on a connection that a claim finished because their payload could
+    /// not be read ([`job::unreadable_payload_error`]), per kind: how many, and the
+    /// oldest ids.
+    fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>>;
 
     /// Pending and running jobs per (connection, kind, state), with the earliest
     /// `next_run_at` of each group: one grouped query, for the metrics' job gauges.

@@ -195,9 +195,10 @@ pub(crate) const WAKE_JOB: &str = "UPDATE jobs
         SET next_run_at = $3, updated_at = $3
       WHERE connection = $1 AND idempotency_key = $2 AND state = 'pending' AND next_run_at > $3";
 
-/// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now.
+/// `$1` id, `$2` lease token, `$3` next_run_at, `$4` error, `$5` now, `$6` how many
+/// of the claim's attempts to put back (0 or 1).
 pub(crate) const RETRY_JOB: &str = "UPDATE jobs
-        SET state = 'pending', next_run_at = $3, last_error = $4,
+        SET state = 'pending', next_run_at = $3, last_error = $4, attempts = attempts - $6,
             lease_until = NULL, lease_token = NULL, updated_at = $5
       WHERE id = $1 AND lease_token = $2 AND state = 'running'";
 
@@ -228,6 +229,16 @@ pub(crate) const COUNT_LIVE_JOBS: &str =
 pub(crate) const LIVE_JOB_IDS: &str = "SELECT id FROM jobs
      WHERE connection = $1 AND kind = $2 AND state IN ('pending', 'running')
      ORDER BY id LIMIT $3";
+
+/// Dead jobs per kind whose `last_error` matches `$2` (the unreadable-payload
+/// pattern): `$1` connection.
+pub(crate) const COUNT_UNREADABLE_JOBS: &str = "SELECT kind, COUNT(*) AS n FROM jobs
+     WHERE connection = $1 AND state = 'dead' AND last_error LIKE $2 GROUP BY kind";
+
+/// The oldest of those of one kind: `$1` connection, `$2` kind, `$3` pattern, `$4` limit.
+pub(crate) const UNREADABLE_JOB_IDS: &str = "SELECT id FROM jobs
+     WHERE connection = $1 AND kind = $2 AND state = 'dead' AND last_error LIKE $3
+     ORDER BY id LIMIT $4";
 
 /// Pending and running jobs of every connection, with the earliest `next_run_at`.
 pub(crate) const JOB_STATS: &str = "SELECT connection, kind, state, COUNT(*) AS n, MIN(next_run_at) AS earliest

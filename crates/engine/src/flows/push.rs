@@ -603,7 +603,7 @@ async fn retry_or_give_up(
     match jobs::decide(engine, conn, &job, verdict, kind.owner()) {
         Decision::RetryAt { at } => {
             report.retried += 1;
-            jobs::retry_at(engine, &job, at, message).await
+            jobs::retry_at(engine, &job, at, verdict, message).await
         }
         Decision::GiveUp { owner, .. } => give_up(engine, conn, job, record, message, jobs::owned(kind, owner), report).await,
     }

@@ -140,4 +140,48 @@ crate::stories! {
             .unwrap();
         assert!(open.is_empty(), "{open:?}");
     }
+
+    async fn a_push_whose_payload_cannot_be_read_is_set_aside_for_the_admin_and_the_other_pushes_still_run(w: World) {
+        use shipledger_core::exception::{ExceptionKind, Owner};
+        use shipledger_store::{ExceptionFilter, ExceptionState};
+
+        // Someone planned a push by hand, with the order id as a number and no hash.
+        sql(&w, "INSERT INTO jobs (connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at) \
+                 VALUES ('acme-uk', 'sync_order', 'by-hand:901', '{\"erp_id\": 901}', 'pending', 0, 0, 0, 0)");
+        w.erp.put(crate::helpers::paid_order("SO-900"));
+        w.settle().await;
+
+        assert_eq!(w.ss_orders("SO-900").await.len(), 1, "the readable push still runs");
+        let pushed = w.store.get_order("acme-uk", "SO-900").await.unwrap().unwrap();
+        assert_eq!(pushed.state, OrderState::Pushed);
+        let unreadable = w.store.unreadable_jobs("acme-uk").await.unwrap();
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+        assert_eq!((unreadable[0].kind.as_str(), unreadable[0].count), ("sync_order", 1));
+        let id = unreadable[0].ids[0];
+        let counts = w.store.count_jobs("acme-uk").await.unwrap();
+        assert!(counts.contains(&("sync_order".to_string(), JobState::Dead, 1)), "the hand-made job is dead, not waiting: {counts:?}");
+        assert!(!w.engine.has_pending_work().await.unwrap());
+
+        let open = w
+            .store
+            .list_exceptions(ExceptionFilter { kind: Some(ExceptionKind::JobPayloadUnreadable), state: Some(ExceptionState::Open), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(open.len(), 1, "{open:?}");
+        let e = &open[0];
+        assert_eq!((e.owner, e.record_type.as_str(), e.record_id.as_str()), (Owner::Admin, "job_kind", "sync_order"));
+        assert_eq!(e.detail["job_ids"], serde_json::json!([id]));
+        let message = e.detail["message"].as_str().unwrap();
+        assert!(message.contains(&id.to_string()) && message.contains("set the job back to pending"), "{message}");
+
+        // The admin deletes it: the exception closes.
+        sql(&w, "DELETE FROM jobs WHERE idempotency_key = 'by-hand:901'");
+        w.engine.tick().await.unwrap();
+        let open = w
+            .store
+            .list_exceptions(ExceptionFilter { kind: Some(ExceptionKind::JobPayloadUnreadable), state: Some(ExceptionState::Open), ..Default::default() })
+            .await
+            .unwrap();
+        assert!(open.is_empty(), "{open:?}");
+    }
 }

@@ -70,6 +70,35 @@ impl TestDb {
         Ok(self)
     }
 
+    /// Change the database by hand, as a person or another release might: one
+    /// statement, on its own connection.
+    pub async fn execute(&self, statement: &str) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        if self.drop_on.is_some() {
+            return admin(&self.url, statement).await;
+        }
+        let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+        sqlx::raw_sql(statement).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// One text column of one row, read by hand (for rows the store will not read).
+    pub async fn text(&self, statement: &str) -> anyhow::Result<Option<String>> {
+        use sqlx::Connection;
+        Ok(if self.drop_on.is_some() {
+            let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+            let found: Option<(Option<String>,)> = sqlx::query_as(statement).fetch_optional(&mut conn).await?;
+            conn.close().await?;
+            found.and_then(|(text,)| text)
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+            let found: Option<(Option<String>,)> = sqlx::query_as(statement).fetch_optional(&mut conn).await?;
+            conn.close().await?;
+            found.and_then(|(text,)| text)
+        })
+    }
+
     /// A second store on the same database, as another process would open it.
     pub async fn open_another(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(shipledger_store::open(&self.url).await?)

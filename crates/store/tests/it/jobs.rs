@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use jiff::SignedDuration;
-use shipledger_store::{Change, JobClaim, JobFinish, JobState, StoreError};
+use shipledger_store::{Attempt, Change, JobClaim, UnknownJobs, JobFinish, JobState, StoreError};
 
 use shipledger_store::JobKind;
 use crate::harness::{ACME, BETA, TestDb, claim, job, spec, t};
@@ -115,7 +115,7 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
         "{late:?}"
     );
     let late = store
-        .retry_job(ids[0], &old_token, t(60), "timeout", t(40))
+        .retry_job(ids[0], &old_token, t(60), "timeout", Attempt::Counted, t(40))
         .await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { .. })),
@@ -146,6 +146,76 @@ pub async fn an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cann
     Ok(())
 }
 
+pub async fn a_job_whose_payload_cannot_be_read_is_finished_dead_and_the_rest_of_its_kind_still_run(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(
+        db,
+        ACME,
+        vec![job(JobKind::SyncOrder, "push:1", t(0)), job(JobKind::SyncOrder, "push:2", t(0)), job(JobKind::SyncOrder, "push:3", t(0))],
+    )
+    .await?;
+    // Someone edited push:2 by hand: its order id is a number and its hash is gone.
+    db.execute(&format!("UPDATE jobs SET payload = '{{\"erp_id\": 1002}}' WHERE id = {}", ids[1])).await?;
+
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(10), "w1", 5)).await?;
+    let got: Vec<(i64, i64)> = claimed.iter().map(|j| (j.id, j.attempts)).collect();
+    assert_eq!(got, vec![(ids[0], 1), (ids[2], 1)], "the readable jobs are claimed and returned");
+    assert!(claimed.iter().all(|j| j.state == JobState::Running && j.lease_token.is_some()));
+
+    let mut counts = store.count_jobs(ACME).await?;
+    counts.sort();
+    assert_eq!(
+        counts,
+        vec![("sync_order".to_string(), JobState::Running, 2), ("sync_order".to_string(), JobState::Dead, 1)],
+    );
+    let why = db.text(&format!("SELECT last_error FROM jobs WHERE id = {}", ids[1])).await?.unwrap_or_default();
+    assert!(why.starts_with(&format!("job {}'s payload cannot be read: ", ids[1])), "{why}");
+    assert!(why.contains("sync_order") && why.contains("set it back to pending"), "{why}");
+    let lease = db.text(&format!("SELECT lease_token FROM jobs WHERE id = {}", ids[1])).await?;
+    assert_eq!(lease, None, "the dead job holds no lease");
+
+    // The admin can find it; nothing is claimed again.
+    let unreadable = store.unreadable_jobs(ACME).await?;
+    assert_eq!(unreadable, vec![UnknownJobs { kind: "sync_order".into(), count: 1, ids: vec![ids[1]] }]);
+    assert!(store.unreadable_jobs(BETA).await?.is_empty());
+    assert!(store.claim_jobs(claim(JobKind::SyncOrder, t(1000), "w2", 5)).await?.len() == 2, "the two leases ran out; the dead job stays dead");
+    assert_eq!(store.count_jobs(ACME).await?.iter().find(|c| c.1 == JobState::Dead).map(|c| c.2), Some(1));
+
+    // A job that failed for another reason is not mistaken for one.
+    let other = plan(db, ACME, vec![job(JobKind::WriteFulfilment, "label:9", t(0))]).await?;
+    let mine = store.claim_jobs(claim(JobKind::WriteFulfilment, t(1000), "w2", 5)).await?;
+    store.commit(finish(other[0], mine[0].lease_token.as_deref().unwrap(), JobState::Dead, Some("the ERP refused it"))).await?;
+    assert_eq!(store.unreadable_jobs(ACME).await?.len(), 1);
+    Ok(())
+}
+
+pub async fn a_rate_limited_push_put_back_has_not_spent_an_attempt(db: &TestDb) -> anyhow::Result<()> {
+    let store = &db.store;
+    let ids = plan(db, ACME, vec![job(JobKind::SyncOrder, "push:1", t(0))]).await?;
+    // ShipStation answered 429 with Retry-After seven times in a row.
+    for minute in 0..7 {
+        let now = t(minute * 60);
+        let claimed = store.claim_jobs(claim(JobKind::SyncOrder, now, "w1", 1)).await?;
+        assert_eq!((claimed[0].id, claimed[0].attempts), (ids[0], 1), "429 number {}", minute + 1);
+        let token = claimed[0].lease_token.clone().unwrap();
+        store
+            .retry_job(ids[0], &token, t(minute * 60 + 60), "ShipStation asked to wait 60 s", Attempt::NotCounted, now)
+            .await?;
+        let waiting = store.get_job(ids[0]).await?.unwrap();
+        assert_eq!((waiting.state, waiting.attempts, waiting.next_run_at), (JobState::Pending, 0, t(minute * 60 + 60)));
+    }
+    // Then a 503: that attempt is counted.
+    let claimed = store.claim_jobs(claim(JobKind::SyncOrder, t(420), "w1", 1)).await?;
+    let token = claimed[0].lease_token.clone().unwrap();
+    store.retry_job(ids[0], &token, t(480), "ShipStation answered 503", Attempt::Counted, t(420)).await?;
+    let waiting = store.get_job(ids[0]).await?.unwrap();
+    assert_eq!(waiting.attempts, 1, "one real failure, not eight");
+    assert_eq!(waiting.last_error.as_deref(), Some("ShipStation answered 503"));
+    Ok(())
+}
+
 pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
     db: &TestDb,
 ) -> anyhow::Result<()> {
@@ -155,7 +225,7 @@ pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
     let token = claimed[0].lease_token.clone().unwrap();
 
     store
-        .retry_job(ids[0], &token, t(60), "ShipStation answered 503", t(5))
+        .retry_job(ids[0], &token, t(60), "ShipStation answered 503", Attempt::Counted, t(5))
         .await?;
     let waiting = store.get_job(ids[0]).await?.unwrap();
     assert_eq!(waiting.state, JobState::Pending);
@@ -166,7 +236,7 @@ pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
     );
     assert_eq!((waiting.lease_token, waiting.lease_until), (None, None));
     // The token is spent.
-    let twice = store.retry_job(ids[0], &token, t(60), "again", t(6)).await;
+    let twice = store.retry_job(ids[0], &token, t(60), "again", Attempt::Counted, t(6)).await;
     assert!(
         matches!(twice, Err(StoreError::LeaseLost { .. })),
         "{twice:?}"
@@ -184,7 +254,7 @@ pub async fn a_retried_job_waits_for_its_next_run_and_keeps_its_payload(
     assert_eq!((again[0].id, again[0].attempts), (ids[0], 2));
     assert_eq!(again[0].spec, spec(JobKind::SyncOrder, "push:1"));
 
-    let missing = store.retry_job(999_999, "x", t(60), "e", t(60)).await;
+    let missing = store.retry_job(999_999, "x", t(60), "e", Attempt::Counted, t(60)).await;
     assert!(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"

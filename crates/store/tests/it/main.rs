@@ -53,6 +53,8 @@ stories! {
     jobs::two_concurrent_claimers_never_get_the_same_job,
     jobs::an_expired_lease_makes_a_job_claimable_again_and_the_old_token_cannot_finish_it,
     jobs::a_retried_job_waits_for_its_next_run_and_keeps_its_payload,
+    jobs::a_rate_limited_push_put_back_has_not_spent_an_attempt,
+    jobs::a_job_whose_payload_cannot_be_read_is_finished_dead_and_the_rest_of_its_kind_still_run,
     jobs::jobs_are_claimed_oldest_first_by_kind_and_connection,
     jobs::a_job_that_gives_up_is_dead_with_its_error,
     exceptions::a_second_open_of_the_same_exception_refreshes_it_and_after_closing_a_new_one_opens,
