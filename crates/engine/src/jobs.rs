@@ -114,6 +114,27 @@ pub(crate) fn unknown_outcome(verdict: Verdict) -> Verdict {
     }
 }
 
+/// A webhook hint's job failed (`e`): retried per its kind's policy. Given up, it
+/// raises nothing (what the hint pointed at is still found another way, `then`),
+/// unless an admin must fix the connection (credentials refused, an answer shipledger
+/// cannot read): then `integration_fault` on the webhook, saying `what` failed.
+pub(crate) async fn fail_hint(engine: &Engine, conn: &Connection, job: &Job, e: &EngineError, what: &str, then: &str) -> Result<Failed, EngineError> {
+    let why = e.to_string();
+    fail(engine, conn, job, e.classify(), &why, Owner::Ops, |owner, _| {
+        let mut change = change(engine, conn);
+        if owner == Owner::Admin {
+            change.raise(
+                ExceptionKind::IntegrationFault,
+                "webhook",
+                job.idempotency_key.clone(),
+                serde_json::json!({"message": format!("{what} and was given up: {why}; {then} once the connection is fixed"), "job": job.id}),
+            );
+        }
+        change
+    })
+    .await
+}
+
 /// How a failed attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failed {

@@ -265,11 +265,8 @@ impl Engine {
                 let polled = async { Ok::<_, EngineError>((flows::shipments::poll(self, conn).await?, flows::shipments::scans(self, conn).await?)) };
                 match polled.await {
                     Ok((p, s)) => {
-                        let r = &mut report.shipments;
-                        r.seen += p.seen;
-                        r.new += p.new;
-                        r.voided += p.voided;
-                        r.scanned += s.scanned;
+                        report.shipments.add(&p);
+                        report.shipments.add(&s);
                     }
                     Err(e) => {
                         tracing::warn!(connection = %conn.name, error = %e, "reading shipments failed; will retry");
@@ -283,18 +280,8 @@ impl Engine {
             for kind in shipledger_store::JobKind::ALL {
                 match flows::run_jobs(self, conn, *kind).await {
                     Ok(run) => {
-                        let p = &mut report.push;
-                        p.requests += run.push.requests;
-                        p.pushed += run.push.pushed;
-                        p.already_in_sync += run.push.already_in_sync;
-                        p.retried += run.push.retried;
-                        p.failed += run.push.failed;
-                        let r = &mut report.shipments;
-                        r.new += run.shipments.new;
-                        r.voided += run.shipments.voided;
-                        r.scanned += run.shipments.scanned;
-                        r.written += run.shipments.written;
-                        r.failed += run.shipments.failed;
+                        report.push.add(&run.push);
+                        report.shipments.add(&run.shipments);
                     }
                     Err(e) => {
                         tracing::warn!(connection = %conn.name, kind = %kind, error = %e, "running jobs failed; will retry");

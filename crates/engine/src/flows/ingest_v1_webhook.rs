@@ -14,8 +14,7 @@ use std::collections::HashMap;
 
 use jiff::Timestamp;
 use serde_json::json;
-use shipledger_core::exception::{ExceptionKind, Owner};
-use shipledger_core::retry::Classify;
+use shipledger_core::exception::ExceptionKind;
 use shipledger_shipstation::v1::model as ss;
 use shipledger_shipstation::{ForeignReason, MAX_RESOURCE_URL_LEN};
 use shipledger_store::{
@@ -129,23 +128,9 @@ async fn settle(engine: &Engine, conn: &Connection, job: Job, outcome: Result<In
         }
         Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
         Err(e) => {
-            // Polling will still find what this webhook pointed at: giving up raises
-            // nothing, unless an admin must fix the connection (credentials refused, an
-            // answer shipledger cannot read).
-            let why = e.to_string();
-            jobs::fail(engine, conn, &job, e.classify(), &why, Owner::Ops, |owner, _| {
-                let mut change = jobs::change(engine, conn);
-                if owner == Owner::Admin {
-                    change.raise(
-                        ExceptionKind::IntegrationFault,
-                        "webhook",
-                        job.idempotency_key.clone(),
-                        json!({"message": format!("a ShipStation webhook's resource could not be fetched and was given up: {why}; polling still finds what it pointed at once the connection is fixed"), "job": job.id}),
-                    );
-                }
-                change
-            })
-            .await?;
+            // Polling will still find what this webhook pointed at.
+            let what = "a ShipStation webhook's resource could not be fetched";
+            jobs::fail_hint(engine, conn, &job, &e, what, "polling still finds what it pointed at").await?;
             Ok(())
         }
     }

@@ -5,9 +5,6 @@
 //! read is given up at once, raised to an admin as `integration_fault`; a store failure stops the pass and the job
 //! runs again once its lease expires.
 
-use serde_json::json;
-use shipledger_core::exception::{ExceptionKind, Owner};
-use shipledger_core::retry::Classify;
 use shipledger_store::{Job, JobKind, JobSpec, ShipmentFilter as StoredShipments, ShipmentKind};
 
 use crate::flows::shipments::{ShipmentReport, record_tracking};
@@ -27,22 +24,8 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, E
                 Ok(()) => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
                 Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
                 Err(e) => {
-                    // The scan sweep still finds the scan: giving up raises nothing,
-                    // unless an admin must fix the connection or the body.
-                    let why = e.to_string();
-                    jobs::fail(engine, conn, &job, e.classify(), &why, Owner::Ops, |owner, _| {
-                        let mut change = jobs::change(engine, conn);
-                        if owner == Owner::Admin {
-                            change.raise(
-                                ExceptionKind::IntegrationFault,
-                                "webhook",
-                                job.idempotency_key.clone(),
-                                json!({"message": format!("a ShipStation v2 track webhook could not be ingested and was given up: {why}; the scan sweep still reads the label's tracking once the connection is fixed"), "job": job.id}),
-                            );
-                        }
-                        change
-                    })
-                    .await?;
+                    let what = "a ShipStation v2 track webhook could not be ingested";
+                    jobs::fail_hint(engine, conn, &job, &e, what, "the scan sweep still reads the label's tracking").await?;
                 }
             }
         }

@@ -72,6 +72,17 @@ pub struct PushReport {
     pub failed: u64,
 }
 
+impl PushReport {
+    /// Add another pass's counts to these.
+    pub fn add(&mut self, other: &PushReport) {
+        self.requests += other.requests;
+        self.pushed += other.pushed;
+        self.already_in_sync += other.already_in_sync;
+        self.retried += other.retried;
+        self.failed += other.failed;
+    }
+}
+
 /// What ShipStation's order should say, from the record's latest snapshot.
 fn desired_status(snapshot: &ErpOrder) -> OrderStatus {
     match snapshot.status {
