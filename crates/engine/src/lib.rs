@@ -45,6 +45,7 @@ pub mod config;
 pub mod flows;
 pub mod jobs;
 pub mod metrics;
+pub mod schedule;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,13 +97,8 @@ pub struct Engine {
     pub connections: Vec<Connection>,
     /// Names this process in job leases.
     pub worker: String,
-    /// When each connection last polled ShipStation for shipments.
-    shipments_polled: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
-    /// When each connection last read its held and released orders again.
-    rechecked: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
-    /// When each connection last asked the ERP which orders' products or addresses
-    /// changed (or read every held order again).
-    followed: std::sync::Mutex<std::collections::HashMap<String, jiff::Timestamp>>,
+    /// When each connection's recurring passes are due ([`schedule`]).
+    schedules: schedule::Schedules,
 }
 
 /// What one tick did, summed over connections.
@@ -181,7 +177,7 @@ impl Engine {
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker, shipments_polled: Default::default(), rechecked: Default::default(), followed: Default::default() }
+        Engine { store, clock, connections, worker, schedules: Default::default() }
     }
 
     /// Make sure every connection exists in the store.
@@ -199,110 +195,109 @@ impl Engine {
         let mut report = TickReport::default();
         let mut first_error = None;
         for conn in &self.connections {
-            match flows::release::poll(self, conn).await {
-                Ok(r) => {
-                    report.poll.seen += r.seen;
-                    report.poll.released += r.released;
-                    report.poll.held += r.held;
-                    report.poll.updates_planned += r.updates_planned;
-                    report.poll.cancelled += r.cancelled;
-                    report.poll.unchanged += r.unchanged;
-                }
-                Err(e) => {
-                    tracing::warn!(connection = %conn.name, error = %e, "reading the ERP failed; will retry");
-                    first_error.get_or_insert(e);
-                }
-            }
-            let now = self.clock.now();
-            let recheck_due = {
-                let rechecked = self.rechecked.lock().expect("recheck times lock");
-                rechecked.get(&conn.name).is_none_or(|last| {
-                    now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.held_recheck_interval).unwrap_or_default()
-                })
-            };
-            let followed = self.followed.lock().expect("follow times lock").get(&conn.name).copied();
-            let rechecked = if recheck_due {
-                Some(flows::recheck::run(self, conn).await)
-            } else if let Some(since) = followed {
-                Some(flows::recheck::follow(self, conn, since).await)
-            } else {
-                None
-            };
-            if let Some(result) = rechecked {
-                match result {
-                    Ok(r) => {
-                        // Due again an interval after a recheck that worked; one that
-                        // failed is tried again on the next tick.
-                        if recheck_due {
-                            self.rechecked.lock().expect("recheck times lock").insert(conn.name.clone(), now);
-                        }
-                        self.followed.lock().expect("follow times lock").insert(conn.name.clone(), now);
-                        let t = &mut report.recheck;
-                        t.read += r.read;
-                        t.requests += r.requests;
-                        t.released += r.released;
-                        t.withdrawn += r.withdrawn;
-                        t.updates_planned += r.updates_planned;
-                        t.held += r.held;
-                        t.cancelled += r.cancelled;
-                        t.missing += r.missing;
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = %conn.name, error = %e, "reading held and released orders again failed; will retry");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            let now = self.clock.now();
-            let due = {
-                let polled = self.shipments_polled.lock().expect("poll times lock");
-                polled.get(&conn.name).is_none_or(|last| {
-                    now.duration_since(*last) >= jiff::SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or_default()
-                })
-            };
-            if due {
-                self.shipments_polled.lock().expect("poll times lock").insert(conn.name.clone(), now);
-                let polled = async { Ok::<_, EngineError>((flows::shipments::poll(self, conn).await?, flows::shipments::scans(self, conn).await?)) };
-                match polled.await {
-                    Ok((p, s)) => {
-                        report.shipments.add(&p);
-                        report.shipments.add(&s);
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = %conn.name, error = %e, "reading shipments failed; will retry");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            // Every job kind, each through its handler (`flows::run_jobs`): a kind added
-            // to the store's `jobs!` list runs here without another line, and one kind's
-            // failure does not keep the others from running.
-            for kind in shipledger_store::JobKind::ALL {
-                match flows::run_jobs(self, conn, *kind).await {
-                    Ok(run) => {
-                        report.push.add(&run.push);
-                        report.shipments.add(&run.shipments);
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = %conn.name, kind = %kind, error = %e, "running jobs failed; will retry");
-                        first_error.get_or_insert(e);
-                    }
-                }
-            }
-            if due {
-                let watched = async {
-                    flows::monitors::run(self, conn).await?;
-                    flows::unknown_jobs::run(self, conn).await
-                };
-                if let Err(e) = watched.await {
-                    tracing::warn!(connection = %conn.name, error = %e, "checking for overdue work failed; will retry");
-                    first_error.get_or_insert(e);
-                }
+            if let Err(e) = self.tick_connection(conn, &mut report).await {
+                tracing::warn!(connection = %conn.name, error = %e, "scheduling work failed; will retry");
+                first_error.get_or_insert(e);
             }
         }
         match first_error {
             Some(e) if !report.busy() => Err(e),
             _ => Ok(report),
+        }
+    }
+
+    /// One pass over one connection: the ERP poll (always), the recheck when due (a
+    /// follow of what changed otherwise), the shipment poll and scan sweep when due,
+    /// every job kind, then the monitors when due. A pass that fails is logged and
+    /// the rest still run; the first failure is returned when nothing else worked.
+    async fn tick_connection(&self, conn: &Connection, report: &mut TickReport) -> Result<(), EngineError> {
+        use schedule::Scheduled;
+        let mut first_error: Option<EngineError> = None;
+        let mut failed = |what: &str, e: EngineError| {
+            tracing::warn!(connection = %conn.name, error = %e, "{what} failed; will retry");
+            first_error.get_or_insert(e);
+        };
+
+        if let Some(lease) = self.take_schedule(conn, Scheduled::ErpPoll, true).await? {
+            let result = flows::release::poll(self, conn).await;
+            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            match result {
+                Ok(r) => report.poll.add(&r),
+                Err(e) => failed("reading the ERP", e),
+            }
+        }
+
+        if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
+            let started = lease.started_at;
+            let result = flows::recheck::run(self, conn).await;
+            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            match result {
+                Ok(r) => {
+                    // A full recheck also covers what a follow would have read.
+                    self.record_schedule_success(conn, Scheduled::Follow, started).await?;
+                    report.recheck.add(&r);
+                }
+                Err(e) => failed("reading held and released orders again", e),
+            }
+        } else if let Some(lease) = self.take_schedule(conn, Scheduled::Follow, true).await? {
+            // Only once a recheck or follow has worked is there a "since" to follow from.
+            match lease.last_success {
+                Some(since) => {
+                    let result = flows::recheck::follow(self, conn, since).await;
+                    self.finish_schedule(conn, lease, result.is_ok()).await?;
+                    match result {
+                        Ok(r) => report.recheck.add(&r),
+                        Err(e) => failed("following the ERP's changed products and addresses", e),
+                    }
+                }
+                None => self.finish_schedule(conn, lease, false).await?,
+            }
+        }
+
+        if let Some(lease) = self.take_schedule(conn, Scheduled::ShipmentPoll, false).await? {
+            let result = flows::shipments::poll(self, conn).await;
+            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            match result {
+                Ok(r) => report.shipments.add(&r),
+                Err(e) => failed("reading shipments", e),
+            }
+        }
+        if let Some(lease) = self.take_schedule(conn, Scheduled::ScanSweep, false).await? {
+            let result = flows::shipments::scans(self, conn).await;
+            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            match result {
+                Ok(r) => report.shipments.add(&r),
+                Err(e) => failed("sweeping labels for carrier scans", e),
+            }
+        }
+
+        // Every job kind, each through its handler (`flows::run_jobs`): a kind added
+        // to the store's `jobs!` list runs here without another line, and one kind's
+        // failure does not keep the others from running.
+        for kind in shipledger_store::JobKind::ALL {
+            match flows::run_jobs(self, conn, *kind).await {
+                Ok(run) => {
+                    report.push.add(&run.push);
+                    report.shipments.add(&run.shipments);
+                }
+                Err(e) => failed(&format!("running {kind} jobs"), e),
+            }
+        }
+
+        if let Some(lease) = self.take_schedule(conn, Scheduled::Monitors, false).await? {
+            let result = async {
+                flows::monitors::run(self, conn).await?;
+                flows::unknown_jobs::run(self, conn).await
+            }
+            .await;
+            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            if let Err(e) = result {
+                failed("checking for overdue work", e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 

@@ -28,17 +28,23 @@ use crate::{Connection, Engine, EngineError};
 /// Run `ingest_v1_webhook` jobs until none is runnable.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
+    while step(engine, conn, &mut report).await? {}
+    Ok(report)
+}
+
+/// One bounded step: claim up to 20 runnable `ingest_v1_webhook` jobs and ingest
+/// each. `false` when none was runnable.
+pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
     let mut parents = HashMap::new();
-    loop {
-        let jobs = jobs::claim(engine, conn, JobKind::IngestV1Webhook, 20).await?;
-        if jobs.is_empty() {
-            return Ok(report);
-        }
-        for job in jobs {
-            let outcome = ingest(engine, conn, &job, &mut parents, &mut report).await;
-            settle(engine, conn, job, outcome).await?;
-        }
+    let jobs = jobs::claim(engine, conn, JobKind::IngestV1Webhook, 20).await?;
+    if jobs.is_empty() {
+        return Ok(false);
     }
+    for job in jobs {
+        let outcome = ingest(engine, conn, &job, &mut parents, report).await;
+        settle(engine, conn, job, outcome).await?;
+    }
+    Ok(true)
 }
 
 /// What became of an inbox job that did not fail in a way worth retrying.

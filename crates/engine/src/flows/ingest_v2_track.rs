@@ -14,22 +14,28 @@ use crate::{Connection, Engine, EngineError};
 /// Run `ingest_v2_track` jobs until none is runnable.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
-    loop {
-        let jobs = jobs::claim(engine, conn, JobKind::IngestV2Track, 50).await?;
-        if jobs.is_empty() {
-            return Ok(report);
-        }
-        for job in jobs {
-            match ingest(engine, conn, &job, &mut report).await {
-                Ok(()) => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
-                Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
-                Err(e) => {
-                    let what = "a ShipStation v2 track webhook could not be ingested";
-                    jobs::fail_hint(engine, conn, &job, &e, what, "the scan sweep still reads the label's tracking").await?;
-                }
+    while step(engine, conn, &mut report).await? {}
+    Ok(report)
+}
+
+/// One bounded step: claim up to 50 runnable `ingest_v2_track` jobs and record each.
+/// `false` when none was runnable.
+pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
+    let jobs = jobs::claim(engine, conn, JobKind::IngestV2Track, 50).await?;
+    if jobs.is_empty() {
+        return Ok(false);
+    }
+    for job in jobs {
+        match ingest(engine, conn, &job, report).await {
+            Ok(()) => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
+            Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
+            Err(e) => {
+                let what = "a ShipStation v2 track webhook could not be ingested";
+                jobs::fail_hint(engine, conn, &job, &e, what, "the scan sweep still reads the label's tracking").await?;
             }
         }
     }
+    Ok(true)
 }
 
 async fn ingest(engine: &Engine, conn: &Connection, job: &Job, report: &mut ShipmentReport) -> Result<(), EngineError> {

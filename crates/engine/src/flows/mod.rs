@@ -55,3 +55,17 @@ pub async fn run_jobs(engine: &Engine, conn: &Connection, kind: JobKind) -> Resu
     }
     Ok(run)
 }
+
+/// One bounded step of `kind`'s jobs on `conn` (one claimed batch through its
+/// handler's `step`): what it did, and whether any job was runnable. The lanes call
+/// this; [`run_jobs`] is the same until none is left.
+pub async fn run_jobs_step(engine: &Engine, conn: &Connection, kind: JobKind) -> Result<(JobsRun, bool), EngineError> {
+    let mut run = JobsRun::default();
+    let worked = match kind {
+        JobKind::SyncOrder => push::step(engine, conn, &mut run.push).await?,
+        JobKind::WriteFulfilment => write_fulfilment::step(engine, conn, &mut run.shipments).await?,
+        JobKind::IngestV1Webhook => ingest_v1_webhook::step(engine, conn, &mut run.shipments).await?,
+        JobKind::IngestV2Track => ingest_v2_track::step(engine, conn, &mut run.shipments).await?,
+    };
+    Ok((run, worked))
+}

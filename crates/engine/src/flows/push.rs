@@ -103,13 +103,19 @@ struct Pending {
 /// Claim and run `sync_order` jobs until none is runnable.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, EngineError> {
     let mut report = PushReport::default();
-    loop {
-        let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, conn.policy.push_batch).await?;
-        if jobs.is_empty() {
-            return Ok(report);
-        }
-        push_batch(engine, conn, jobs, &mut report).await?;
+    while step(engine, conn, &mut report).await? {}
+    Ok(report)
+}
+
+/// One bounded step: claim one batch of runnable `sync_order` jobs and push it.
+/// `false` when none was runnable.
+pub async fn step(engine: &Engine, conn: &Connection, report: &mut PushReport) -> Result<bool, EngineError> {
+    let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, conn.policy.push_batch).await?;
+    if jobs.is_empty() {
+        return Ok(false);
     }
+    push_batch(engine, conn, jobs, report).await?;
+    Ok(true)
 }
 
 async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {

@@ -66,6 +66,18 @@ impl RecheckReport {
     pub fn changed(&self) -> bool {
         self.released + self.withdrawn + self.updates_planned + self.held + self.cancelled > 0
     }
+
+    /// Add another pass's counts to these.
+    pub fn add(&mut self, other: &RecheckReport) {
+        self.read += other.read;
+        self.requests += other.requests;
+        self.released += other.released;
+        self.withdrawn += other.withdrawn;
+        self.updates_planned += other.updates_planned;
+        self.held += other.held;
+        self.cancelled += other.cancelled;
+        self.missing += other.missing;
+    }
 }
 
 /// Read every held and released-unshipped order of `conn` again and commit what

@@ -47,6 +47,18 @@ pub struct PollReport {
     pub unchanged: u64,
 }
 
+impl PollReport {
+    /// Add another pass's counts to these.
+    pub fn add(&mut self, other: &PollReport) {
+        self.seen += other.seen;
+        self.released += other.released;
+        self.held += other.held;
+        self.updates_planned += other.updates_planned;
+        self.cancelled += other.cancelled;
+        self.unchanged += other.unchanged;
+    }
+}
+
 /// Read every change the ERP has since the watermark and commit a decision for each.
 pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, EngineError> {
     let mut report = PollReport::default();

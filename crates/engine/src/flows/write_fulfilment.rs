@@ -29,15 +29,21 @@ use crate::{Connection, Engine, EngineError};
 /// Run `write_fulfilment` jobs: write the phase to the ERP, read it back, record it.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
-    loop {
-        let jobs = jobs::claim(engine, conn, JobKind::WriteFulfilment, 50).await?;
-        if jobs.is_empty() {
-            return Ok(report);
-        }
-        for job in jobs {
-            write_one(engine, conn, job, &mut report).await?;
-        }
+    while step(engine, conn, &mut report).await? {}
+    Ok(report)
+}
+
+/// One bounded step: claim up to 50 runnable `write_fulfilment` jobs and write each.
+/// `false` when none was runnable.
+pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
+    let jobs = jobs::claim(engine, conn, JobKind::WriteFulfilment, 50).await?;
+    if jobs.is_empty() {
+        return Ok(false);
     }
+    for job in jobs {
+        write_one(engine, conn, job, report).await?;
+    }
+    Ok(true)
 }
 
 fn target(phase: Phase) -> FulfilmentState {
