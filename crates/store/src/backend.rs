@@ -39,8 +39,15 @@ pub(crate) fn sql_limit(limit: u32) -> i64 {
     }
 }
 
-/// A lease token nobody else will hold: the worker's name for the logs, then the
-/// process, the clock and a counter.
+/// How every lease token of `worker` begins: its name (a `:` in it made `_`, so one
+/// worker's prefix is never the head of another's), then `:`.
+/// [`Store::release_leases`](crate::Store::release_leases) finds a worker's leases by it.
+pub(crate) fn token_prefix(worker: &str) -> String {
+    format!("{}:", worker.replace(':', "_"))
+}
+
+/// A lease token nobody else will hold: the worker's name ([`token_prefix`]), then
+/// the process, the clock and a counter.
 pub(crate) fn lease_token(worker: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -49,7 +56,7 @@ pub(crate) fn lease_token(worker: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("{worker}:{:x}-{nanos:x}-{seq:x}", std::process::id())
+    format!("{}{:x}-{nanos:x}-{seq:x}", token_prefix(worker), std::process::id())
 }
 
 /// Two observations whose resets are this close belong to the same window (the
@@ -65,7 +72,7 @@ macro_rules! store_impl {
             use sqlx::{Executor, query};
 
             use super::$store;
-            use $crate::backend::{failed, lease_token, sql_limit, SAME_WINDOW_TOLERANCE_MS};
+            use $crate::backend::{failed, lease_token, sql_limit, token_prefix, SAME_WINDOW_TOLERANCE_MS};
             use $crate::model::*;
             use $crate::rows::{self, date_text, millis, enum_text, to_json, RowExt};
             use $crate::sql::{self, Dialect};
@@ -212,16 +219,38 @@ macro_rules! store_impl {
                         }
                     }
 
-                    // 7. The watermark.
-                    if let Some((name, value)) = &change.watermark {
-                        query(sql::SET_WATERMARK)
-                            .bind(conn)
-                            .bind(name)
-                            .bind(value)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("set watermark {name}")))?;
+                    // 7. The watermark, compare-and-set: only from what its writer read.
+                    if let Some(mark) = &change.watermark {
+                        let moved = match &mark.from {
+                            None => query(sql::INSERT_WATERMARK)
+                                .bind(conn)
+                                .bind(&mark.name)
+                                .bind(&mark.to)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await,
+                            Some(from) => query(sql::MOVE_WATERMARK)
+                                .bind(conn)
+                                .bind(&mark.name)
+                                .bind(&mark.to)
+                                .bind(now)
+                                .bind(from)
+                                .execute(&mut *tx)
+                                .await,
+                        }
+                        .map_err(failed(format_args!("move watermark {}", mark.name)))?;
+                        if moved.rows_affected() == 0 {
+                            let found = query(sql::GET_WATERMARK)
+                                .bind(conn)
+                                .bind(&mark.name)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("read watermark {}", mark.name)))?
+                                .map(|row| row.text("value"))
+                                .transpose()?;
+                            tx.rollback().await.map_err(failed("roll back after a watermark moved"))?;
+                            return Err(StoreError::WatermarkMoved { name: mark.name.clone(), expected: mark.from.clone(), found });
+                        }
                     }
 
                     // 8. The job is done (or dead).
@@ -322,6 +351,93 @@ macro_rules! store_impl {
                             None => StoreError::NotFound { what: format!("job {job_id}") },
                         });
                     }
+                    finish(tx).await
+                }
+
+                async fn release(&self, worker: &str, now: Timestamp) -> Result<ReleasedLeases> {
+                    let prefix = token_prefix(worker);
+                    let now = millis(now);
+                    let mut tx = self.write().await?;
+                    let jobs = query(sql::RELEASE_JOBS)
+                        .bind(&prefix)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("release the jobs of worker {worker}")))?;
+                    let schedules = query(sql::RELEASE_SCHEDULES)
+                        .bind(&prefix)
+                        .bind(now)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("release the passes of worker {worker}")))?;
+                    let mut released = ReleasedLeases {
+                        jobs: rows::all(&jobs, |row| Ok((row.int("id")?, row.text("connection")?, row.text("kind")?)))?,
+                        schedules: rows::all(&schedules, |row| Ok((row.text("connection")?, row.text("name")?)))?,
+                    };
+                    finish(tx).await?;
+                    released.jobs.sort();
+                    released.schedules.sort();
+                    Ok(released)
+                }
+
+                async fn take_pass(&self, take: ScheduleTake<'_>) -> Result<Option<ScheduleRecord>> {
+                    let lease_until = take.now.checked_add(take.lease).map_err(|e| {
+                        StoreError::Database(format!("take the {} pass: lease {:?} is out of range: {e}", take.name, take.lease))
+                    })?;
+                    let now = millis(take.now);
+                    let mut tx = self.write().await?;
+                    query(sql::ENSURE_SCHEDULE)
+                        .bind(take.connection)
+                        .bind(take.name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("make the {} pass of {}", take.name, take.connection)))?;
+                    let taken = query(sql::TAKE_SCHEDULE)
+                        .bind(take.connection)
+                        .bind(take.name)
+                        .bind(now)
+                        .bind(lease_token(take.worker))
+                        .bind(millis(lease_until))
+                        .bind(take.force)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("take the {} pass of {}", take.name, take.connection)))?
+                        .map(|row| rows::schedule(&row))
+                        .transpose()?;
+                    finish(tx).await?;
+                    Ok(taken)
+                }
+
+                async fn finish_pass(&self, end: ScheduleFinish<'_>) -> Result<()> {
+                    let mut tx = self.write().await?;
+                    let done = query(sql::FINISH_SCHEDULE)
+                        .bind(end.connection)
+                        .bind(end.name)
+                        .bind(end.lease_token)
+                        .bind(millis(end.next_due_at))
+                        .bind(end.error)
+                        .bind(millis(end.now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("finish the {} pass of {}", end.name, end.connection)))?;
+                    if done.rows_affected() == 0 {
+                        tx.rollback().await.map_err(failed("roll back after a lost pass lease"))?;
+                        return Err(StoreError::ScheduleLeaseLost { connection: end.connection.to_string(), name: end.name.to_string() });
+                    }
+                    finish(tx).await
+                }
+
+                async fn write_schedule(&self, statement: &'static str, connection: &str, name: &str, at: Timestamp, now: Timestamp, what: &str) -> Result<()> {
+                    let mut tx = self.write().await?;
+                    query(statement)
+                        .bind(connection)
+                        .bind(name)
+                        .bind(millis(at))
+                        .bind(millis(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("{what} the {name} pass of {connection}")))?;
                     finish(tx).await
                 }
 
@@ -708,6 +824,48 @@ macro_rules! store_impl {
                         })?;
                         stats.sort();
                         Ok(stats)
+                    })
+                }
+
+                fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>> {
+                    Box::pin(self.release(worker, now))
+                }
+
+                fn take_schedule<'a>(&'a self, take: ScheduleTake<'a>) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+                    Box::pin(self.take_pass(take))
+                }
+
+                fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(self.finish_pass(finish))
+                }
+
+                fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(self.write_schedule(sql::RECORD_SCHEDULE_SUCCESS, connection, name, at, now, "record a success of"))
+                }
+
+                fn hasten_schedule<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(self.write_schedule(sql::HASTEN_SCHEDULE, connection, name, at, now, "bring forward"))
+                }
+
+                fn get_schedule<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_SCHEDULE).bind(connection).bind(name))
+                            .await
+                            .map_err(failed(format_args!("read the {name} pass of {connection}")))?
+                            .map(|row| rows::schedule(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_schedules<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ScheduleRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::LIST_SCHEDULES).bind(connection))
+                            .await
+                            .map_err(failed("list the recurring passes"))?;
+                        rows::all(&found, rows::schedule)
                     })
                 }
 

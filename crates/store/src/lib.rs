@@ -54,6 +54,16 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("the lease on job {job_id} was lost (another worker took it over); the work will be redone idempotently")]
     LeaseLost { job_id: i64 },
+    #[error(
+        "the lease on the {name} pass of connection {connection} was lost (its lease ran out and another worker took it over, \
+         or it was released); that worker's pass counts"
+    )]
+    ScheduleLeaseLost { connection: String, name: String },
+    #[error(
+        "watermark {name} moved while this worker worked from it (read {expected:?}, stored {found:?}): another worker advanced it; \
+         nothing of this change was written, read it again and carry on"
+    )]
+    WatermarkMoved { name: String, expected: Option<String>, found: Option<String> },
     #[error("store query failed: {0}")]
     Database(String),
     #[error("stored data could not be read: {0}")]
@@ -71,12 +81,16 @@ impl shipledger_core::retry::Classify for StoreError {
     /// A failed query (a dropped connection, a serialization conflict, a busy
     /// database) and a lost lease: backoff (the work is redone idempotently). Data
     /// that cannot be read, a store that cannot open or migrate: an admin must act.
-    /// A missing record: ops.
+    /// A watermark another worker moved, a schedule's lease another worker took
+    /// over: backoff too (read again and carry on). A missing record: ops.
     fn classify(&self) -> shipledger_core::retry::Verdict {
         use shipledger_core::exception::Owner;
         use shipledger_core::retry::Verdict;
         match self {
-            StoreError::Database(_) | StoreError::LeaseLost { .. } => Verdict::Backoff,
+            StoreError::Database(_)
+            | StoreError::LeaseLost { .. }
+            | StoreError::ScheduleLeaseLost { .. }
+            | StoreError::WatermarkMoved { .. } => Verdict::Backoff,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)
@@ -149,8 +163,42 @@ pub trait Store: Send + Sync {
     /// `next_run_at` of each group: one grouped query, for the metrics' job gauges.
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>>;
 
+    /// Give back at once every job and recurring-pass lease `worker` holds (what a
+    /// draining worker does before it exits): its running jobs go back to pending,
+    /// runnable at once and without the attempt their claim counted; its passes keep
+    /// their due time, so the next worker to look takes them. Leases are found by the
+    /// worker's name at the head of their token ([`JobClaim::worker`],
+    /// [`ScheduleTake::worker`]); other workers' leases are untouched.
+    fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>>;
+
+    // ---- recurring passes (schedules)
+
+    /// Take the recurring pass `take.name` on `take.connection`, leased to
+    /// `take.worker` for `take.lease`, atomically: the row is made when missing (due
+    /// now), then leased only when it is due (`next_due_at <= now`, or never run) or
+    /// `take.force`, and no live lease holds it (an expired one is taken over).
+    /// `Ok(None)` when it is not due or another worker holds it. The record returned
+    /// carries the new `lease_token` and `last_started_at = now`.
+    fn take_schedule<'a>(&'a self, take: ScheduleTake<'a>) -> BoxFuture<'a, Result<Option<ScheduleRecord>>>;
+    /// Give a pass back with the token its take returned: the lease is cleared,
+    /// `next_due_at` set, `runs + 1`, and either `last_success_at` becomes the pass's
+    /// start (no error) or `last_error` records why it failed. Fails with
+    /// [`StoreError::ScheduleLeaseLost`] when the token no longer holds the pass.
+    fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>>;
+    /// Mark a pass as having worked from `at` without running it (the later of this
+    /// and the stored last success stays), keeping its due time and lease.
+    fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+    /// Bring a pass forward: due no later than `at` (a pass never run stays due now).
+    fn hasten_schedule<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>>;
+    /// One pass's record (`None`: never taken, due now).
+    fn get_schedule<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<ScheduleRecord>>>;
+    /// Every pass's record, of one connection or all, by connection and name.
+    fn list_schedules<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ScheduleRecord>>>;
+
     // ---- watermarks
 
+    /// A watermark's stored value. A [`Change`] moves it only from the value its
+    /// writer read ([`WatermarkMove`]).
     fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
 
     // ---- the event log

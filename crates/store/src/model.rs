@@ -395,8 +395,10 @@ pub struct Change {
     pub events: Vec<NewEvent>,
     pub open_exceptions: Vec<ExceptionOpen>,
     pub close_exceptions: Vec<ExceptionClose>,
-    /// `(name, value)`: advance a watermark.
-    pub watermark: Option<(String, String)>,
+    /// Move a watermark, compare-and-set: the commit fails whole with
+    /// [`StoreError::WatermarkMoved`](crate::StoreError::WatermarkMoved) when the
+    /// stored value is no longer the one the writer read.
+    pub watermark: Option<WatermarkMove>,
     /// Shipments to write (insert or replace, by `shipment_key`).
     #[serde(default)]
     pub shipments: Vec<ShipmentUpsert>,
@@ -420,6 +422,81 @@ impl Change {
     pub fn clear(&mut self, kind: ExceptionKind, record_type: &str, record_id: impl Into<String>) {
         self.close_exceptions.push(ExceptionClose { kind, record_type: record_type.to_string(), record_id: record_id.into() });
     }
+}
+
+/// A watermark moved by a [`Change`]: from the value the writer last read (or wrote)
+/// to the next one. The store only checks that the stored value is still `from`
+/// (`None`: no watermark stored yet); that `to` lies ahead of `from` is the writer's
+/// to know, since only it knows what the text means (epoch ms, `ms|erp_id`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkMove {
+    pub name: String,
+    pub from: Option<String>,
+    pub to: String,
+}
+
+impl WatermarkMove {
+    pub fn new(name: impl Into<String>, from: Option<String>, to: impl Into<String>) -> WatermarkMove {
+        WatermarkMove { name: name.into(), from, to: to.into() }
+    }
+}
+
+/// Take a recurring pass ([`crate::Store::take_schedule`]).
+#[derive(Debug, Clone)]
+pub struct ScheduleTake<'a> {
+    pub connection: &'a str,
+    /// The pass's name (`erp_poll`, `shipment_poll`, …).
+    pub name: &'a str,
+    pub now: Timestamp,
+    /// How long the pass is ours before another worker may take it over.
+    pub lease: jiff::SignedDuration,
+    /// Take it even when it is not due yet (never while another worker's lease lives).
+    pub force: bool,
+    /// Names the taker in the lease token, so [`crate::Store::release_leases`] finds it.
+    pub worker: &'a str,
+}
+
+/// Give a recurring pass back ([`crate::Store::finish_schedule`]).
+#[derive(Debug, Clone)]
+pub struct ScheduleFinish<'a> {
+    pub connection: &'a str,
+    pub name: &'a str,
+    /// The token the take returned; another one fails with `ScheduleLeaseLost`.
+    pub lease_token: &'a str,
+    /// When the pass is due again.
+    pub next_due_at: Timestamp,
+    /// `None`: it worked (its start becomes the last success). `Some`: why it failed.
+    pub error: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// A recurring pass as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    pub connection: String,
+    pub name: String,
+    /// `None`: never run, due now.
+    pub next_due_at: Option<Timestamp>,
+    pub lease_token: Option<String>,
+    pub lease_until: Option<Timestamp>,
+    /// When the last pass (the one running now, if leased) started.
+    pub last_started_at: Option<Timestamp>,
+    /// When the last pass that worked started.
+    pub last_success_at: Option<Timestamp>,
+    /// Why the last pass failed (`None` once one works).
+    pub last_error: Option<String>,
+    /// Passes finished, worked or not.
+    pub runs: i64,
+    pub updated_at: Timestamp,
+}
+
+/// What [`crate::Store::release_leases`] gave back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasedLeases {
+    /// The jobs put back to pending: `(id, connection, kind as stored)`.
+    pub jobs: Vec<(i64, String, String)>,
+    /// The recurring passes whose leases were cleared: `(connection, name)`.
+    pub schedules: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use shipledger_core::exception::ExceptionKind;
 
 use crate::{
     EventKind, JobDecodeError, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
-    OrderState, Result, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError, TimelineEntry,
+    OrderState, Result, ScheduleRecord, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError, TimelineEntry,
 };
 
 /// Typed column access, implemented for `SqliteRow` and `PgRow`.
@@ -191,6 +191,21 @@ pub(crate) fn job(row: &impl RowExt) -> Result<Job> {
         lease_token: row.opt_text("lease_token")?,
         last_error: row.opt_text("last_error")?,
         created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn schedule(row: &impl RowExt) -> Result<ScheduleRecord> {
+    Ok(ScheduleRecord {
+        connection: row.text("connection")?,
+        name: row.text("name")?,
+        next_due_at: row.opt_time("next_due_at")?,
+        lease_token: row.opt_text("lease_token")?,
+        lease_until: row.opt_time("lease_until")?,
+        last_started_at: row.opt_time("last_started_at")?,
+        last_success_at: row.opt_time("last_success_at")?,
+        last_error: row.opt_text("last_error")?,
+        runs: row.int("runs")?,
         updated_at: row.time("updated_at")?,
     })
 }

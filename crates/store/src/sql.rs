@@ -247,15 +247,110 @@ pub(crate) const JOB_STATS: &str = "SELECT connection, kind, state, COUNT(*) AS 
 
 // ---- watermarks
 
-pub(crate) const SET_WATERMARK: &str =
+/// The first value of a watermark: no row when one exists already (someone else
+/// wrote it first). `$1` connection, `$2` name, `$3` value, `$4` now.
+pub(crate) const INSERT_WATERMARK: &str =
     "INSERT INTO watermarks (connection, name, value, updated_at)
      VALUES ($1, $2, $3, $4)
-     ON CONFLICT (connection, name) DO UPDATE SET
-        value = excluded.value,
-        updated_at = excluded.updated_at";
+     ON CONFLICT (connection, name) DO NOTHING";
+
+/// Compare-and-set: move a watermark only from the value its writer read. On
+/// PostgreSQL a concurrent mover waits on the row lock and then finds the value
+/// changed (no row). `$1` connection, `$2` name, `$3` new value, `$4` now, `$5` the
+/// value read.
+pub(crate) const MOVE_WATERMARK: &str = "UPDATE watermarks
+        SET value = $3, updated_at = $4
+      WHERE connection = $1 AND name = $2 AND value = $5";
 
 pub(crate) const GET_WATERMARK: &str =
     "SELECT value FROM watermarks WHERE connection = $1 AND name = $2";
+
+// ---- release on drain
+
+/// A worker's running jobs back to pending, without the attempt their claim
+/// counted; their `next_run_at` (at or before the claim) makes them runnable at once.
+/// `$1` the worker's token prefix, `$2` now.
+pub(crate) const RELEASE_JOBS: &str = "UPDATE jobs
+        SET state = 'pending',
+            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
+            lease_until = NULL, lease_token = NULL, updated_at = $2
+      WHERE state = 'running' AND substr(lease_token, 1, length($1)) = $1
+      RETURNING id, connection, kind";
+
+/// A worker's pass leases cleared; the due time stays. `$1` prefix, `$2` now.
+pub(crate) const RELEASE_SCHEDULES: &str = "UPDATE schedules
+        SET lease_token = NULL, lease_until = NULL, updated_at = $2
+      WHERE substr(lease_token, 1, length($1)) = $1
+      RETURNING connection, name";
+
+// ---- schedules (recurring passes)
+
+macro_rules! schedule_columns {
+    () => {
+        "connection, name, next_due_at, lease_token, lease_until, last_started_at, \
+         last_success_at, last_error, runs, updated_at"
+    };
+}
+
+/// A pass's row, due now, unless it exists. `$1` connection, `$2` name, `$3` now.
+pub(crate) const ENSURE_SCHEDULE: &str = "INSERT INTO schedules (connection, name, next_due_at, runs, updated_at)
+     VALUES ($1, $2, NULL, 0, $3)
+     ON CONFLICT (connection, name) DO NOTHING";
+
+/// Lease a pass when it is due (or `$6`, forced) and no live lease holds it. On
+/// PostgreSQL a second taker waits on the row lock, then sees the first one's lease
+/// and updates nothing. `$1` connection, `$2` name, `$3` now, `$4` lease token,
+/// `$5` lease_until, `$6` force.
+pub(crate) const TAKE_SCHEDULE: &str = concat!(
+    "UPDATE schedules
+        SET lease_token = $4, lease_until = $5, last_started_at = $3, updated_at = $3
+      WHERE connection = $1 AND name = $2
+        AND (lease_token IS NULL OR lease_until <= $3)
+        AND ($6 OR next_due_at IS NULL OR next_due_at <= $3)
+      RETURNING ",
+    schedule_columns!()
+);
+
+/// Give a pass back with its token. `$1` connection, `$2` name, `$3` token,
+/// `$4` next due, `$5` the error (NULL: it worked), `$6` now.
+pub(crate) const FINISH_SCHEDULE: &str = "UPDATE schedules
+        SET lease_token = NULL, lease_until = NULL, next_due_at = $4,
+            last_success_at = CASE WHEN $5 IS NULL THEN last_started_at ELSE last_success_at END,
+            last_error = $5,
+            runs = runs + 1,
+            updated_at = $6
+      WHERE connection = $1 AND name = $2 AND lease_token = $3";
+
+/// The later of the stored last success and `$3`. `$1` connection, `$2` name, `$3` at,
+/// `$4` now.
+pub(crate) const RECORD_SCHEDULE_SUCCESS: &str = "INSERT INTO schedules (connection, name, next_due_at, last_success_at, runs, updated_at)
+     VALUES ($1, $2, NULL, $3, 0, $4)
+     ON CONFLICT (connection, name) DO UPDATE SET
+        last_success_at = CASE
+            WHEN schedules.last_success_at IS NULL OR schedules.last_success_at < excluded.last_success_at
+            THEN excluded.last_success_at
+            ELSE schedules.last_success_at
+        END,
+        updated_at = excluded.updated_at";
+
+/// Due no later than `$3` (a pass never run, or not yet made, is due now already).
+/// `$1` connection, `$2` name, `$4` now.
+pub(crate) const HASTEN_SCHEDULE: &str = "UPDATE schedules
+        SET next_due_at = $3, updated_at = $4
+      WHERE connection = $1 AND name = $2 AND next_due_at IS NOT NULL AND next_due_at > $3";
+
+pub(crate) const GET_SCHEDULE: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE connection = $1 AND name = $2"
+);
+
+/// `$1` connection (NULL for all).
+pub(crate) const LIST_SCHEDULES: &str = concat!(
+    "SELECT ",
+    schedule_columns!(),
+    " FROM schedules WHERE ($1 IS NULL OR connection = $1) ORDER BY connection, name"
+);
 
 // ---- events
 

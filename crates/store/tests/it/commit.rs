@@ -4,6 +4,7 @@ use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_store::{
     Change, ExceptionFilter, ExceptionOpen, JobFilter, JobFinish, JobState, OrderState, StoreError,
+    WatermarkMove,
 };
 
 use shipledger_store::JobKind;
@@ -28,7 +29,7 @@ pub async fn a_committed_change_is_all_or_nothing(db: &TestDb) -> anyhow::Result
         record_id: "1001".into(),
         detail: json!({"message": "not read back"}),
     });
-    change.watermark = Some(("erp_orders".into(), "cursor-2".into()));
+    change.watermark = Some(WatermarkMove::new("erp_orders", None, "cursor-2"));
     change.finish_job = Some(JobFinish {
         job_id,
         lease_token: "somebody-else".into(),
@@ -109,7 +110,7 @@ pub async fn a_change_records_the_order_its_lines_jobs_events_and_watermark(
         .jobs
         .push(job(JobKind::SyncOrder, "push:1001:hash-1001", t(5)));
     change.events.push(event("1001", "released"));
-    change.watermark = Some(("erp_orders".into(), "2025-03-01T08:59:00Z".into()));
+    change.watermark = Some(WatermarkMove::new("erp_orders", None, "2025-03-01T08:59:00Z"));
     let outcome = store.commit(change).await?;
     assert_eq!(outcome.jobs_planned.len(), 1);
     assert!(outcome.jobs_skipped.is_empty());
@@ -281,7 +282,8 @@ pub async fn many_workers_committing_at_once_never_fail_with_busy(
                 .jobs
                 .push(job(JobKind::SyncOrder, &format!("push:{id}"), t(i)));
             change.events.push(event(&id, "released"));
-            change.watermark = Some(("erp_orders".into(), format!("{i:04}")));
+            // Each writer its own watermark: one name is moved by one writer at a time.
+            change.watermark = Some(WatermarkMove::new(format!("erp_orders_{i}"), None, format!("{i:04}")));
             store.commit(change).await
         }));
     }

@@ -13,6 +13,7 @@ mod harness;
 mod jobs;
 mod metrics;
 mod orders;
+mod schedules;
 mod shipments;
 mod sqlite_only;
 mod timeline;
@@ -63,6 +64,14 @@ stories! {
     timeline::the_timeline_returns_events_in_order,
     timeline::an_orders_timeline_merges_the_events_of_its_shipments_by_time_with_their_tracking_numbers,
     timeline::watermarks_advance_per_connection,
+    timeline::a_watermark_moves_only_from_what_its_writer_read_and_a_stale_writer_writes_nothing,
+    timeline::of_writers_racing_from_one_watermark_exactly_one_moves_it,
+    schedules::two_takers_racing_for_one_due_pass_get_it_once,
+    schedules::a_pass_is_taken_only_when_due_or_forced_and_never_from_a_live_lease,
+    schedules::an_expired_pass_lease_is_taken_over_and_the_old_token_cannot_finish_it,
+    schedules::a_finished_pass_records_its_success_or_its_error,
+    schedules::hastening_brings_a_pass_forward_but_never_back,
+    schedules::releasing_a_workers_leases_gives_back_only_that_workers_jobs_and_passes,
     orders::orders_list_filter_and_count_by_state,
     orders::an_order_is_found_by_its_shipstation_order_key,
     shipments::a_shipment_seen_twice_is_one_record_with_the_latest_version_and_its_first_sighting,

@@ -1,8 +1,8 @@
 //! The event log, an order's whole timeline with its shipments, and sync watermarks.
 
-use shipledger_store::{Change, NewEvent};
+use shipledger_store::{Change, JobFilter, JobKind, NewEvent, OrderState, StoreError, WatermarkMove};
 
-use crate::harness::{ACME, BETA, TestDb, event, t};
+use crate::harness::{ACME, BETA, TestDb, event, job, order, t};
 use crate::shipments::label;
 
 pub async fn the_timeline_returns_events_in_order(db: &TestDb) -> anyhow::Result<()> {
@@ -89,13 +89,15 @@ pub async fn an_orders_timeline_merges_the_events_of_its_shipments_by_time_with_
 pub async fn watermarks_advance_per_connection(db: &TestDb) -> anyhow::Result<()> {
     let store = &db.store;
     assert_eq!(store.get_watermark(ACME, "erp_orders").await?, None);
+    let mut read = None;
     for (at, value) in [(1, "2025-03-01T08:00:00Z"), (2, "2025-03-01T08:30:00Z")] {
         let mut change = Change::new(ACME, t(at));
-        change.watermark = Some(("erp_orders".into(), value.into()));
+        change.watermark = Some(WatermarkMove::new("erp_orders", read.clone(), value));
         store.commit(change).await?;
+        read = store.get_watermark(ACME, "erp_orders").await?;
     }
     let mut change = Change::new(BETA, t(3));
-    change.watermark = Some(("erp_orders".into(), "beta-cursor".into()));
+    change.watermark = Some(WatermarkMove::new("erp_orders", None, "beta-cursor"));
     store.commit(change).await?;
 
     assert_eq!(
@@ -107,5 +109,94 @@ pub async fn watermarks_advance_per_connection(db: &TestDb) -> anyhow::Result<()
         Some("beta-cursor")
     );
     assert_eq!(store.get_watermark(ACME, "ss_shipments").await?, None);
+    Ok(())
+}
+
+/// Two pollers read the feed's watermark at 100; the first moves it to 200 with its
+/// order. The second, still working from 100, would put it back to 150: its whole
+/// commit fails, its order and job are not written, and the watermark stays at 200.
+pub async fn a_watermark_moves_only_from_what_its_writer_read_and_a_stale_writer_writes_nothing(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let mut first = Change::new(ACME, t(1));
+    first.watermark = Some(WatermarkMove::new("ss_shipments_created", None, "100"));
+    store.commit(first).await?;
+
+    // Both read 100.
+    let read = store.get_watermark(ACME, "ss_shipments_created").await?;
+    assert_eq!(read.as_deref(), Some("100"));
+
+    let mut fast = Change::new(ACME, t(2));
+    fast.order = Some(order("2001", "SO-2001", OrderState::Released));
+    fast.watermark = Some(WatermarkMove::new("ss_shipments_created", read.clone(), "200"));
+    store.commit(fast).await?;
+
+    let mut slow = Change::new(ACME, t(3));
+    slow.order = Some(order("2002", "SO-2002", OrderState::Released));
+    slow.jobs.push(job(JobKind::SyncOrder, "push:2002", t(3)));
+    slow.events.push(event("2002", "released"));
+    slow.watermark = Some(WatermarkMove::new("ss_shipments_created", read, "150"));
+    let moved = store.commit(slow).await;
+    match &moved {
+        Err(StoreError::WatermarkMoved { name, expected, found }) => {
+            assert_eq!(name, "ss_shipments_created");
+            assert_eq!(expected.as_deref(), Some("100"));
+            assert_eq!(found.as_deref(), Some("200"));
+        }
+        other => panic!("a stale writer's commit must fail with WatermarkMoved, got {other:?}"),
+    }
+    assert_eq!(store.get_watermark(ACME, "ss_shipments_created").await?.as_deref(), Some("200"));
+    assert!(store.get_order(ACME, "2002").await?.is_none(), "nothing of the stale commit is written");
+    assert!(store.timeline(ACME, "order", "2002").await?.is_empty());
+    assert!(store.list_jobs(JobFilter::default()).await?.is_empty());
+    assert!(store.get_order(ACME, "2001").await?.is_some());
+
+    // A writer that read no watermark cannot overwrite one somebody else wrote first.
+    let mut blind = Change::new(ACME, t(4));
+    blind.watermark = Some(WatermarkMove::new("ss_shipments_created", None, "300"));
+    assert!(matches!(store.commit(blind).await, Err(StoreError::WatermarkMoved { .. })));
+
+    // Read again, it carries on.
+    let read = store.get_watermark(ACME, "ss_shipments_created").await?;
+    let mut again = Change::new(ACME, t(5));
+    again.order = Some(order("2002", "SO-2002", OrderState::Released));
+    again.watermark = Some(WatermarkMove::new("ss_shipments_created", read, "250"));
+    store.commit(again).await?;
+    assert_eq!(store.get_watermark(ACME, "ss_shipments_created").await?.as_deref(), Some("250"));
+    Ok(())
+}
+
+/// Many writers race to move one watermark from the value they all read: exactly
+/// one wins, the others fail whole.
+pub async fn of_writers_racing_from_one_watermark_exactly_one_moves_it(db: &TestDb) -> anyhow::Result<()> {
+    let other = db.open_another().await?;
+    let mut seed = Change::new(ACME, t(0));
+    seed.watermark = Some(WatermarkMove::new("erp_orders", None, "0"));
+    db.store.commit(seed).await?;
+    let mut tasks = Vec::new();
+    for i in 1..=16 {
+        let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+        tasks.push(tokio::spawn(async move {
+            let id = format!("{}", 7000 + i);
+            let mut change = Change::new(ACME, t(i));
+            change.order = Some(order(&id, &format!("SO-{id}"), OrderState::Released));
+            change.watermark = Some(WatermarkMove::new("erp_orders", Some("0".into()), format!("{i}")));
+            store.commit(change).await
+        }));
+    }
+    let (mut won, mut moved) = (Vec::new(), 0);
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await? {
+            Ok(_) => won.push(i + 1),
+            Err(StoreError::WatermarkMoved { .. }) => moved += 1,
+            Err(other) => return Err(other.into()),
+        }
+    }
+    assert_eq!((won.len(), moved), (1, 15), "exactly one writer moves the watermark");
+    let value = db.store.get_watermark(ACME, "erp_orders").await?;
+    assert_eq!(value, Some(won[0].to_string()));
+    let released = db.store.count_orders_by_state(ACME).await?;
+    assert_eq!(released, [(OrderState::Released, 1)], "only the winner's order is written");
     Ok(())
 }
