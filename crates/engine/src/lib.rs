@@ -95,10 +95,9 @@ pub struct Engine {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub connections: Vec<Connection>,
-    /// Names this process in job leases.
+    /// Names this worker in job and schedule leases (the head of every lease token),
+    /// so [`Engine::release_leases`] finds them. Unique per engine.
     pub worker: String,
-    /// When each connection's recurring passes are due ([`schedule`]).
-    schedules: schedule::Schedules,
 }
 
 /// What one tick did, summed over connections.
@@ -177,7 +176,7 @@ impl Engine {
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker, schedules: Default::default() }
+        Engine { store, clock, connections, worker }
     }
 
     /// Make sure every connection exists in the store.
@@ -220,7 +219,7 @@ impl Engine {
 
         if let Some(lease) = self.take_schedule(conn, Scheduled::ErpPoll, true).await? {
             let result = flows::release::poll(self, conn).await;
-            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             match result {
                 Ok(r) => report.poll.add(&r),
                 Err(e) => failed("reading the ERP", e),
@@ -230,7 +229,7 @@ impl Engine {
         if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
             let started = lease.started_at;
             let result = flows::recheck::run(self, conn).await;
-            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             match result {
                 Ok(r) => {
                     // A full recheck also covers what a follow would have read.
@@ -244,7 +243,7 @@ impl Engine {
             match lease.last_success {
                 Some(since) => {
                     let result = flows::recheck::follow(self, conn, since).await;
-                    self.finish_schedule(conn, lease, result.is_ok()).await?;
+                    self.finish_schedule_with(conn, lease, &result).await?;
                     match result {
                         Ok(r) => report.recheck.add(&r),
                         Err(e) => failed("following the ERP's changed products and addresses", e),
@@ -256,7 +255,7 @@ impl Engine {
 
         if let Some(lease) = self.take_schedule(conn, Scheduled::ShipmentPoll, false).await? {
             let result = flows::shipments::poll(self, conn).await;
-            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             match result {
                 Ok(r) => report.shipments.add(&r),
                 Err(e) => failed("reading shipments", e),
@@ -264,7 +263,7 @@ impl Engine {
         }
         if let Some(lease) = self.take_schedule(conn, Scheduled::ScanSweep, false).await? {
             let result = flows::shipments::scans(self, conn).await;
-            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             match result {
                 Ok(r) => report.shipments.add(&r),
                 Err(e) => failed("sweeping labels for carrier scans", e),
@@ -290,7 +289,7 @@ impl Engine {
                 flows::unknown_jobs::run(self, conn).await
             }
             .await;
-            self.finish_schedule(conn, lease, result.is_ok()).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             if let Err(e) = result {
                 failed("checking for overdue work", e);
             }

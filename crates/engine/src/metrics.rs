@@ -28,8 +28,8 @@ use shipledger_core::exception::ExceptionKind;
 use shipledger_core::metrics as names;
 use shipledger_store::{
     Attempt, BoxFuture, Change, CommitOutcome, EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobClaim,
-    JobFilter, JobState, JobStats, OpenExceptions, OrderFilter, OrderLineRecord, OrderRecord, OrderState, Result,
-    ShipmentFilter, ShipmentRecord, Store, StoreError, TimelineEntry,
+    JobFilter, JobState, JobStats, OpenExceptions, OrderFilter, OrderLineRecord, OrderRecord, OrderState, ReleasedLeases, Result,
+    ScheduleFinish, ScheduleRecord, ScheduleTake, ShipmentFilter, ShipmentRecord, Store, StoreError, TimelineEntry,
 };
 use tokio::sync::watch;
 
@@ -333,6 +333,20 @@ impl MeteredStore {
         result
     }
 
+    async fn metered_release(&self, worker: &str, now: Timestamp) -> Result<ReleasedLeases> {
+        let released = self.inner.release_leases(worker, now).await?;
+        if !released.jobs.is_empty() {
+            let mut claimed = self.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut gauges = self.gauges();
+            for (id, connection, kind) in &released.jobs {
+                claimed.remove(id);
+                gauges.job(connection, kind, JobState::Running, false);
+                gauges.job(connection, kind, JobState::Pending, true);
+            }
+        }
+        Ok(released)
+    }
+
     async fn metered_exception_state(&self, id: i64, state: ExceptionState, note: &str, now: Timestamp) -> Result<ExceptionRecord> {
         let before = self.inner.get_exception(id).await?.map(|e| e.state);
         let after = self.inner.set_exception_state(id, state, note, now).await?;
@@ -401,6 +415,27 @@ impl Store for MeteredStore {
     }
     fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         self.inner.get_watermark(connection, name)
+    }
+    fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>> {
+        Box::pin(self.metered_release(worker, now))
+    }
+    fn take_schedule<'a>(&'a self, take: ScheduleTake<'a>) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+        self.inner.take_schedule(take)
+    }
+    fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>> {
+        self.inner.finish_schedule(finish)
+    }
+    fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+        self.inner.record_schedule_success(connection, name, at, now)
+    }
+    fn hasten_schedule<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+        self.inner.hasten_schedule(connection, name, at, now)
+    }
+    fn get_schedule<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+        self.inner.get_schedule(connection, name)
+    }
+    fn list_schedules<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ScheduleRecord>>> {
+        self.inner.list_schedules(connection)
     }
     fn timeline<'a>(&'a self, connection: &'a str, record_type: &'a str, record_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>> {
         self.inner.timeline(connection, record_type, record_id)

@@ -7,13 +7,16 @@
 //! started. A webhook hint can bring one forward ([`Engine::hasten_schedule`]).
 //!
 //! This is the one interface every caller of a scheduled pass uses (the tick, the
-//! lanes). Its state lives in this process for now; it moves into the store so that N
-//! workers on one PostgreSQL do each pass once per interval.
-
-use std::collections::HashMap;
+//! lanes). Its state lives in the store's `schedules` table
+//! ([`Store::take_schedule`](shipledger_store::Store::take_schedule)), leased like a
+//! job: of N workers on one PostgreSQL exactly one takes a due pass, so each pass runs
+//! once per interval however many `serve` processes share the database. A worker that
+//! dies mid-pass holds it for [`LEASE`]; then the next worker to look takes it over. A
+//! worker that drains gives its passes back at once ([`Engine::release_leases`]).
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use shipledger_store::{ReleasedLeases, ScheduleFinish, ScheduleRecord, ScheduleTake};
 
 use crate::config::Policy;
 use crate::{Connection, Engine, EngineError};
@@ -96,20 +99,10 @@ pub struct ScheduleLease {
     pub last_success: Option<Timestamp>,
 }
 
-/// This process's schedule state (per connection and pass).
-#[derive(Debug, Default)]
-pub(crate) struct Schedules {
-    slots: std::sync::Mutex<HashMap<(String, Scheduled), Slot>>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct Slot {
-    /// Due at or after this (`None`: never ran, due now).
-    next_due: Option<Timestamp>,
-    last_success: Option<Timestamp>,
-    /// The token of the lease that holds it.
-    leased: Option<String>,
-}
+/// How long a taken pass is this worker's before another may take it over: longer
+/// than any pass takes (a shipment poll of a busy day at 40 requests a minute), so a
+/// pass is taken over only from a worker that died.
+pub const LEASE: SignedDuration = SignedDuration::from_mins(10);
 
 fn after(ts: Timestamp, d: Duration) -> Timestamp {
     ts.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX)
@@ -120,57 +113,81 @@ impl Engine {
     /// this worker. `None` when it is not due, or another worker holds it.
     pub async fn take_schedule(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<ScheduleLease>, EngineError> {
         let now = self.clock.now();
-        let mut slots = self.schedules.slots.lock().expect("schedules lock");
-        let slot = slots.entry((conn.name.clone(), what)).or_default();
-        if slot.leased.is_some() || (!force && slot.next_due.is_some_and(|due| due > now)) {
-            return Ok(None);
-        }
-        let token = format!("{}:{}:{}", self.worker, what, now.as_millisecond());
-        slot.leased = Some(token.clone());
-        Ok(Some(ScheduleLease { connection: conn.name.clone(), what, token, started_at: now, last_success: slot.last_success }))
+        let taken = self
+            .store
+            .take_schedule(ScheduleTake { connection: &conn.name, name: what.name(), now, lease: LEASE, force, worker: &self.worker })
+            .await?;
+        Ok(taken.map(|record| ScheduleLease {
+            connection: conn.name.clone(),
+            what,
+            token: record.lease_token.unwrap_or_default(),
+            started_at: record.last_started_at.unwrap_or(now),
+            last_success: record.last_success_at,
+        }))
     }
 
     /// Give a pass back: due again one interval after it started when it worked
-    /// (`ok`), or per [`Scheduled::after_failure`] when it did not.
+    /// (`ok`), or per [`Scheduled::after_failure`] when it did not. Fails (a store
+    /// error, `ScheduleLeaseLost`) when the lease ran out and another worker took
+    /// the pass over; that worker's pass is the one that counts.
     pub async fn finish_schedule(&self, conn: &Connection, lease: ScheduleLease, ok: bool) -> Result<(), EngineError> {
-        let mut slots = self.schedules.slots.lock().expect("schedules lock");
-        let slot = slots.entry((conn.name.clone(), lease.what)).or_default();
-        if slot.leased.as_deref() != Some(lease.token.as_str()) {
-            return Err(EngineError::Setup(format!(
-                "connection {}: the {} pass's lease was lost before it finished",
-                conn.name, lease.what
-            )));
-        }
-        slot.leased = None;
-        let wait = if ok { lease.what.interval(&conn.policy) } else { lease.what.after_failure(&conn.policy) };
-        slot.next_due = Some(after(lease.started_at, wait));
-        if ok {
-            slot.last_success = Some(lease.started_at);
-        }
+        let error = (!ok).then_some("the pass failed (see the logs of its worker)");
+        self.end_schedule(conn, lease, error).await
+    }
+
+    /// [`finish_schedule`](Engine::finish_schedule) with the pass's outcome, so the
+    /// store keeps why it last failed (`shipledger schedules`, the API).
+    pub async fn finish_schedule_with<T>(&self, conn: &Connection, lease: ScheduleLease, outcome: &Result<T, EngineError>) -> Result<(), EngineError> {
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        self.end_schedule(conn, lease, error.as_deref()).await
+    }
+
+    async fn end_schedule(&self, conn: &Connection, lease: ScheduleLease, error: Option<&str>) -> Result<(), EngineError> {
+        let wait = match error {
+            None => lease.what.interval(&conn.policy),
+            Some(_) => lease.what.after_failure(&conn.policy),
+        };
+        self.store
+            .finish_schedule(ScheduleFinish {
+                connection: &conn.name,
+                name: lease.what.name(),
+                lease_token: &lease.token,
+                next_due_at: after(lease.started_at, wait),
+                error,
+                now: self.clock.now(),
+            })
+            .await?;
         Ok(())
     }
 
     /// Mark `what` as having worked from `at` without running it (a full recheck also
     /// counts as a follow), keeping its due time.
     pub async fn record_schedule_success(&self, conn: &Connection, what: Scheduled, at: Timestamp) -> Result<(), EngineError> {
-        let mut slots = self.schedules.slots.lock().expect("schedules lock");
-        let slot = slots.entry((conn.name.clone(), what)).or_default();
-        slot.last_success = Some(slot.last_success.map_or(at, |t| t.max(at)));
-        Ok(())
+        Ok(self.store.record_schedule_success(&conn.name, what.name(), at, self.clock.now()).await?)
     }
 
     /// When `what` is next due on `conn` (now when it never ran).
     pub async fn schedule_due_at(&self, conn: &Connection, what: Scheduled) -> Result<Timestamp, EngineError> {
         let now = self.clock.now();
-        let slots = self.schedules.slots.lock().expect("schedules lock");
-        Ok(slots.get(&(conn.name.clone(), what)).and_then(|s| s.next_due).unwrap_or(now))
+        let record = self.store.get_schedule(&conn.name, what.name()).await?;
+        Ok(record.and_then(|r| r.next_due_at).unwrap_or(now))
     }
 
     /// Bring `what` forward: due no later than `at` (a webhook said something changed).
     pub async fn hasten_schedule(&self, conn: &Connection, what: Scheduled, at: Timestamp) -> Result<(), EngineError> {
-        let mut slots = self.schedules.slots.lock().expect("schedules lock");
-        let slot = slots.entry((conn.name.clone(), what)).or_default();
-        slot.next_due = Some(slot.next_due.map_or(at, |due| due.min(at)));
-        Ok(())
+        Ok(self.store.hasten_schedule(&conn.name, what.name(), at, self.clock.now()).await?)
+    }
+
+    /// Every pass of `conn` as the store keeps it (due time, lease, last success and
+    /// error, runs), for `shipledger schedules` and the API.
+    pub async fn schedules(&self, conn: &Connection) -> Result<Vec<ScheduleRecord>, EngineError> {
+        Ok(self.store.list_schedules(Some(&conn.name)).await?)
+    }
+
+    /// Give back every job and pass lease this worker holds (the drain does, before
+    /// the process exits): the jobs run at once elsewhere without losing an attempt,
+    /// the passes keep their due time.
+    pub async fn release_leases(&self) -> Result<ReleasedLeases, EngineError> {
+        Ok(self.store.release_leases(&self.worker, self.clock.now()).await?)
     }
 }

@@ -117,7 +117,8 @@ async fn ingest(
         ingest_label(engine, conn, label, WM_CREATED, None, parents, report).await?;
     }
     for f in &fulfillments {
-        ingest_fulfillment(engine, conn, f, parents, report).await?;
+        // A webhook's fulfillment moves no poll's watermark (an older one may still be unseen).
+        ingest_fulfillment(engine, conn, f, None, parents, report).await?;
     }
     Ok(Inboxed::Done)
 }

@@ -26,7 +26,7 @@ use shipledger_core::release::{self, Verdict};
 use shipledger_erp::Cursor;
 use shipledger_store::{
     Change, EventKind, NewEvent, NewJob, OrderLineRecord, OrderRecord, OrderState, OrderUpsert, ShipmentFilter, ShipmentKind,
-    SyncOrder,
+    StoreError, SyncOrder, WatermarkMove,
 };
 
 use crate::{Connection, Engine, EngineError};
@@ -59,12 +59,23 @@ impl PollReport {
     }
 }
 
+/// How many times one poll may find the feed's watermark moved by another worker
+/// before it gives up for this pass (each time it reads it again and carries on).
+const MOVED_RETRIES: u32 = 5;
+
 /// Read every change the ERP has since the watermark and commit a decision for each.
+///
+/// Each decision moves the watermark from the cursor this poll last read or wrote
+/// (compare-and-set). Should another worker have moved it meanwhile (a pass taken
+/// over after its lease ran out), that decision is not written at all
+/// ([`StoreError::WatermarkMoved`]): the poll reads the watermark again and carries
+/// on from there, so every order is decided from a fresh read, once.
 pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, EngineError> {
     let mut report = PollReport::default();
-    loop {
-        let watermark = engine.store.get_watermark(&conn.name, WATERMARK).await?;
-        let cursor = watermark.as_deref().and_then(Cursor::from_watermark);
+    let mut moved = 0;
+    'pages: loop {
+        let mut last = engine.store.get_watermark(&conn.name, WATERMARK).await?;
+        let cursor = last.as_deref().and_then(Cursor::from_watermark);
         let orders = conn.erp.changed_orders(cursor.as_ref(), PAGE).await?;
         if orders.is_empty() {
             return Ok(report);
@@ -75,14 +86,43 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<PollReport, Engi
             let existing = engine.store.get_order(&conn.name, &order.erp_id).await?;
             let labels = live_labels(engine, conn, order, existing.as_ref()).await?;
             let now = engine.clock.now();
-            let (change, outcome) = judge(conn, order, existing.as_ref(), &products, &labels, Seen::Feed, now);
-            engine.store.commit(change).await?;
+            let (mut change, outcome) = judge(conn, order, existing.as_ref(), &products, &labels, Seen::Feed, now);
+            change.watermark = change.watermark.and_then(|mark| forward(last.as_deref(), mark));
+            let to = change.watermark.as_ref().map(|mark| mark.to.clone());
+            match engine.store.commit(change).await {
+                Ok(_) => {}
+                Err(StoreError::WatermarkMoved { found, .. }) if moved < MOVED_RETRIES => {
+                    moved += 1;
+                    tracing::info!(
+                        connection = %conn.name, watermark = WATERMARK, found = found.as_deref().unwrap_or_default(),
+                        "another worker moved the ERP feed's watermark; reading on from it"
+                    );
+                    continue 'pages;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(to) = to {
+                last = Some(to);
+            }
             report.seen += 1;
             report.count(outcome);
         }
         if count < PAGE as usize {
             return Ok(report);
         }
+    }
+}
+
+/// The feed's watermark move from `last` (what this poll last read or wrote), or
+/// none when it would go back in time. The ERP serves orders strictly after the
+/// cursor in its own `(updated_at, id)` order, so the next cursor is never behind in
+/// time; only within one millisecond does the ERP's order of ids decide (which need
+/// not be the order of their text), so time alone is compared.
+fn forward(last: Option<&str>, mark: WatermarkMove) -> Option<WatermarkMove> {
+    let next = Cursor::from_watermark(&mark.to)?;
+    match last.and_then(Cursor::from_watermark) {
+        Some(read) if next.updated_at < read.updated_at => None,
+        _ => Some(WatermarkMove { from: last.map(str::to_string), ..mark }),
     }
 }
 
@@ -244,8 +284,10 @@ pub fn judge(
     let key = order_key(&conn.name, &order.erp_id);
     let mut change = Change::new(&conn.name, now);
     if seen == Seen::Feed {
-        change.watermark = Some((
-            WATERMARK.to_string(),
+        // Moved from what the caller read: the poll sets `from` before it commits.
+        change.watermark = Some(WatermarkMove::new(
+            WATERMARK,
+            None,
             Cursor { updated_at: order.updated_at, erp_id: order.erp_id.clone() }.to_watermark(),
         ));
     }

@@ -78,7 +78,7 @@ fn a_paid_complete_order_is_released_once_with_one_push_its_payment_and_its_weig
     let weights: Vec<(&str, Option<i64>)> =
         upsert.lines.as_ref().unwrap().iter().map(|l| (l.line_id.as_str(), l.unit_weight_mg)).collect();
     assert_eq!(weights, [("L1", Some(350_000)), ("L2", Some(260_000)), ("D1", None)], "the mug's weight came from the master");
-    assert_eq!(change.watermark, Some((WATERMARK.to_string(), format!("{}|SO-1", at(10).as_millisecond()))));
+    assert_eq!(change.watermark, Some(WatermarkMove::new(WATERMARK, None, format!("{}|SO-1", at(10).as_millisecond()))));
 }
 
 #[test]
@@ -379,4 +379,19 @@ fn a_released_order_read_again_unchanged_plans_only_the_push_it_already_has() {
     let (again, outcome) = judge(&connection(), &order, Some(&committed(&first)), &products(), &[], Seen::Recheck, at(40));
     assert_eq!(outcome, Outcome::UpdatePlanned);
     assert_eq!(pushes(&again), pushes(&first), "the same key: the store plans it once");
+}
+
+#[test]
+fn the_feeds_watermark_moves_from_what_the_poll_read_and_never_back_in_time() {
+    let cursor = |ms: i64, id: &str| Cursor { updated_at: at(0) + jiff::SignedDuration::from_millis(ms), erp_id: id.into() }.to_watermark();
+    let mark = |to: String| WatermarkMove::new(WATERMARK, None, to);
+    // The first ever: from nothing.
+    assert_eq!(forward(None, mark(cursor(5, "SO-1"))), Some(WatermarkMove::new(WATERMARK, None, cursor(5, "SO-1"))));
+    // Later: from what was read.
+    let read = cursor(5, "SO-1");
+    assert_eq!(forward(Some(&read), mark(cursor(9, "SO-2"))), Some(WatermarkMove::new(WATERMARK, Some(read.clone()), cursor(9, "SO-2"))));
+    // In the same millisecond the ERP's order of ids decides, whatever their text says.
+    assert!(forward(Some(&cursor(9, "9")), mark(cursor(9, "10"))).is_some());
+    // Earlier in time: never.
+    assert_eq!(forward(Some(&cursor(9, "SO-2")), mark(cursor(8, "SO-9"))), None);
 }

@@ -35,7 +35,7 @@ use shipledger_shipstation::v1::model as ss;
 use shipledger_shipstation::v1::query::{FulfillmentFilter, ShipmentFilter, ShipmentSortBy, SortDir};
 use shipledger_store::{
     Change, EventKind, JobKind, NewEvent, NewJob, Phase, ShipmentFilter as StoredShipments, ShipmentKind, ShipmentLine,
-    ShipmentRecord, ShipmentState, ShipmentUpsert, SyncOrder, WriteFulfilment,
+    ShipmentRecord, ShipmentState, ShipmentUpsert, StoreError, SyncOrder, WatermarkMove, WriteFulfilment,
 };
 
 use crate::config::FulfilOn;
@@ -78,12 +78,31 @@ fn ms(ts: Timestamp) -> String {
 }
 
 async fn watermark(engine: &Engine, conn: &Connection, name: &str) -> Result<Option<Timestamp>, EngineError> {
-    Ok(engine
-        .store
-        .get_watermark(&conn.name, name)
-        .await?
-        .and_then(|v| v.parse::<i64>().ok())
-        .and_then(|ms| Timestamp::from_millisecond(ms).ok()))
+    Ok(watermark_read(engine, conn, name).await?.1)
+}
+
+/// A watermark as stored (the text a move starts from) and as the time it says.
+async fn watermark_read(engine: &Engine, conn: &Connection, name: &str) -> Result<(Option<String>, Option<Timestamp>), EngineError> {
+    let read = engine.store.get_watermark(&conn.name, name).await?;
+    let time = read.as_deref().and_then(|v| v.parse::<i64>().ok()).and_then(|ms| Timestamp::from_millisecond(ms).ok());
+    Ok((read, time))
+}
+
+/// The move of watermark `name` to `t`, from what is stored now, when `t` is ahead of
+/// it: a watermark never goes back (the windows overlap, and voids and fulfillments
+/// are not all seen in time order). Committed compare-and-set, so a move another
+/// worker made meanwhile fails the commit instead of being undone.
+async fn forward(engine: &Engine, conn: &Connection, name: &str, t: Timestamp) -> Result<Option<WatermarkMove>, EngineError> {
+    let (read, current) = watermark_read(engine, conn, name).await?;
+    Ok(current.is_none_or(|c| t > c).then(|| WatermarkMove::new(name, read, ms(t))))
+}
+
+/// How many times one shipment is decided again because another worker moved the
+/// watermark its commit carried, before the pass gives up (and is retried).
+const MOVED_RETRIES: u32 = 5;
+
+fn moved(result: &Result<(), EngineError>) -> bool {
+    matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. })))
 }
 
 /// Read new labels, voids and fulfillments from ShipStation and record them.
@@ -117,12 +136,15 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
             ..Default::default()
         })
         .await?;
-    for label in voids.iter().filter(|s| s.voided) {
+    // In void order, so each commit's watermark covers every void before it.
+    let mut voids: Vec<&ss::Shipment> = voids.iter().filter(|s| s.voided).collect();
+    voids.sort_by_key(|s| s.void_date);
+    for label in voids {
         ingest_label(engine, conn, label, WM_VOIDED, label.void_date, &mut parents, &mut report).await?;
     }
 
     let since = watermark(engine, conn, WM_FULFILLMENTS).await?;
-    let marked = conn
+    let mut marked = conn
         .shipstation
         .all_fulfillments(&FulfillmentFilter {
             create_date_start: since.map(|t| t - OVERLAP),
@@ -130,8 +152,9 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
             ..Default::default()
         })
         .await?;
+    marked.sort_by_key(|f| f.create_date);
     for f in &marked {
-        ingest_fulfillment(engine, conn, f, &mut parents, &mut report).await?;
+        ingest_fulfillment(engine, conn, f, f.create_date, &mut parents, &mut report).await?;
     }
     Ok(report)
 }
@@ -235,7 +258,33 @@ async fn shares(
     Ok(label_shares::split(&key, erp_id, lines, &own, &owner))
 }
 
+/// Record one label seen in ShipStation (new, or voided since), moving watermark
+/// `wm_name` to `wm_time` when that is ahead of it (`None`: a webhook's label, which
+/// moves no poll's watermark). Should another worker move the watermark meanwhile,
+/// the label is decided again from a fresh read (nothing of the first try is written).
 pub(crate) async fn ingest_label(
+    engine: &Engine,
+    conn: &Connection,
+    label: &ss::Shipment,
+    wm_name: &str,
+    wm_time: Option<Timestamp>,
+    parents: &mut HashMap<i64, Option<String>>,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    let mut tries = 0;
+    loop {
+        let mut this = ShipmentReport::default();
+        let result = ingest_label_once(engine, conn, label, wm_name, wm_time, parents, &mut this).await;
+        if moved(&result) && tries < MOVED_RETRIES {
+            tries += 1;
+            continue;
+        }
+        report.add(&this);
+        return result;
+    }
+}
+
+async fn ingest_label_once(
     engine: &Engine,
     conn: &Connection,
     label: &ss::Shipment,
@@ -258,10 +307,7 @@ pub(crate) async fn ingest_label(
         .collect();
     let mut change = Change::new(&conn.name, now);
     if let Some(t) = wm_time {
-        let current = watermark(engine, conn, wm_name).await?;
-        if current.is_none_or(|c| t > c) {
-            change.watermark = Some((wm_name.to_string(), ms(t)));
-        }
+        change.watermark = forward(engine, conn, wm_name, t).await?;
     }
     let mut records = Vec::new();
     if !existing.is_empty() {
@@ -366,10 +412,35 @@ pub(crate) async fn ingest_label(
     Ok(())
 }
 
+/// Record one order marked shipped outside ShipStation, moving the fulfillments'
+/// watermark to `wm_time` when that is ahead of it (`None`: a webhook's, which moves
+/// no poll's watermark); decided again should another worker move it meanwhile.
 pub(crate) async fn ingest_fulfillment(
     engine: &Engine,
     conn: &Connection,
     f: &ss::Fulfillment,
+    wm_time: Option<Timestamp>,
+    parents: &mut HashMap<i64, Option<String>>,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    let mut tries = 0;
+    loop {
+        let mut this = ShipmentReport::default();
+        let result = ingest_fulfillment_once(engine, conn, f, wm_time, parents, &mut this).await;
+        if moved(&result) && tries < MOVED_RETRIES {
+            tries += 1;
+            continue;
+        }
+        report.add(&this);
+        return result;
+    }
+}
+
+async fn ingest_fulfillment_once(
+    engine: &Engine,
+    conn: &Connection,
+    f: &ss::Fulfillment,
+    wm_time: Option<Timestamp>,
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
@@ -388,8 +459,8 @@ pub(crate) async fn ingest_fulfillment(
         Err(e) => return Err(e.into()),
     };
     let mut change = Change::new(&conn.name, now);
-    if let Some(t) = f.create_date {
-        change.watermark = Some((WM_FULFILLMENTS.to_string(), ms(t)));
+    if let Some(t) = wm_time {
+        change.watermark = forward(engine, conn, WM_FULFILLMENTS, t).await?;
     }
     report.new += 1;
     change.shipments.push(ShipmentUpsert {
