@@ -10,7 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFilter, JobFinish, JobKind, JobState, StoreError};
 
 use crate::{Connection, Engine, EngineError};
 
@@ -168,5 +168,56 @@ pub(crate) async fn fail(
             dead(engine, job, give_up(owner, reason), why).await?;
             Ok(Failed::GaveUp)
         }
+    }
+}
+
+/// Give back every lease this worker holds: its running jobs put back to run again
+/// at once (the claim's attempt not counted: the work was cut short, not failed),
+/// and the scheduled passes it took and did not finish. The drain calls this after
+/// cancelling its steps, so nothing of this worker is still working on them. Returns
+/// how many jobs and passes were given back.
+///
+/// Until the store can do it in one statement (`Store::release_leases(worker)`, which
+/// this is to call then), it reads the running jobs of each known kind and puts back
+/// those whose lease token names this worker (the store's tokens begin
+/// `{worker}:`). A job whose lease another worker took meanwhile is left to it.
+pub async fn release_leases(engine: &Engine) -> Result<usize, EngineError> {
+    let mine = format!("{}:", engine.worker);
+    let now = engine.clock.now();
+    let mut released = 0;
+    let mut first_error: Option<EngineError> = None;
+    for conn in &engine.connections {
+        for kind in JobKind::ALL {
+            let filter = JobFilter { connection: Some(conn.name.clone()), kind: Some(*kind), state: Some(JobState::Running), limit: 0 };
+            let running = match engine.store.list_jobs(filter).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    first_error.get_or_insert(e.into());
+                    continue;
+                }
+            };
+            for job in running {
+                let Some(token) = job.lease_token.as_deref().filter(|t| t.starts_with(&mine)) else { continue };
+                // Keep what the last real attempt said, if anything.
+                let why = job.last_error.as_deref().unwrap_or("given back unfinished when its worker stopped");
+                match engine.store.retry_job(job.id, token, now, why, Attempt::NotCounted, now).await {
+                    Ok(()) => released += 1,
+                    Err(StoreError::LeaseLost { .. }) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e.into());
+                    }
+                }
+            }
+        }
+    }
+    match engine.release_held_passes().await {
+        Ok(n) => released += n,
+        Err(e) => {
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(released),
     }
 }
