@@ -100,6 +100,10 @@ fn main() -> ExitCode {
             Command::Sandbox(SandboxCommand::Erp(args)) => sandbox::erp(args).await,
         }
     });
+    // Whatever is still running (a gauge refresh, a blocking task) is not waited for
+    // longer than this: `serve` and `sync` have drained by now, and a stop must end
+    // the process within seconds.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<run::BadConfig>().is_some() => {

@@ -129,10 +129,6 @@ async fn engine(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<En
     Ok(Arc::new(engine))
 }
 
-fn interval(config: &Config) -> Duration {
-    config.connections.iter().map(|c| c.policy.poll_interval).min().unwrap_or(Duration::from_secs(30))
-}
-
 pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
     let engine = engine(&config, open_store(&config).await?).await?;
@@ -185,11 +181,11 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;
-        eprintln!("stopping after the current step");
+        eprintln!("stopping: finishing the steps in flight");
         let _ = stop_tx.send(true);
     });
-    tracing::info!(connections = config.connections.len(), "sync running; Ctrl-C stops it");
-    engine.run(interval(&config), stop_rx).await;
+    tracing::info!(connections = config.connections.len(), "sync running; Ctrl-C or SIGTERM stops it");
+    engine.run(stop_rx).await;
     Ok(())
 }
 
@@ -209,17 +205,14 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;
-        eprintln!("stopping");
+        eprintln!("stopping: finishing the steps in flight");
         let _ = stop_tx.send(true);
     });
     let names = config.connections.iter().map(|c| c.name.clone()).collect();
     tokio::spawn(store.run_refresh(names, GAUGE_REFRESH, stop_rx.clone()));
-    let worker = {
-        let engine = engine.clone();
-        let stop = stop_rx.clone();
-        let every = interval(&config);
-        tokio::spawn(async move { engine.run(every, stop).await })
-    };
+    // The engine drains on the signal (steps in flight finish or are cancelled within
+    // its grace, their leases given back) while the server stops taking requests.
+    let worker = tokio::spawn(engine.clone().run(stop_rx.clone()));
     server.run(stop_rx).await?;
     let _ = worker.await;
     Ok(())

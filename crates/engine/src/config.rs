@@ -60,6 +60,20 @@ struct RawConfig {
     server: Option<RawServer>,
     #[serde(default)]
     connections: Vec<RawConnection>,
+    #[serde(default)]
+    lanes: Option<RawLanes>,
+}
+
+/// `[lanes]`: how many steps of each lane kind run at once across connections
+/// (each at least 1; what is left out keeps its default, 8).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLanes {
+    erp_reads: Option<usize>,
+    erp_writes: Option<usize>,
+    shipstation_v1: Option<usize>,
+    shipstation_v2: Option<usize>,
+    intake: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -293,6 +307,24 @@ pub struct Config {
     /// dropped); `check-config --connect` looks for webhook subscriptions under it.
     pub public_url: Option<Url>,
     pub connections: Vec<ConnectionConfig>,
+    /// `[lanes]`: how many steps of each lane kind the engine runs at once.
+    pub lanes: crate::lanes::LaneLimits,
+}
+
+fn lane_limits(raw: RawLanes) -> Result<crate::lanes::LaneLimits, String> {
+    let default = crate::lanes::LaneLimits::default();
+    let limit = |value: Option<usize>, name: &str, default: usize| match value {
+        Some(0) => Err(format!("{name} = 0: a lane needs at least one step at a time")),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    };
+    Ok(crate::lanes::LaneLimits {
+        erp_reads: limit(raw.erp_reads, "erp_reads", default.erp_reads)?,
+        erp_writes: limit(raw.erp_writes, "erp_writes", default.erp_writes)?,
+        shipstation_v1: limit(raw.shipstation_v1, "shipstation_v1", default.shipstation_v1)?,
+        shipstation_v2: limit(raw.shipstation_v2, "shipstation_v2", default.shipstation_v2)?,
+        intake: limit(raw.intake, "intake", default.intake)?,
+    })
 }
 
 /// ERP kinds this build can talk to.
@@ -414,7 +446,8 @@ impl Config {
             let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
             connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
         }
-        Ok(Config { store_url: raw.store.url, listen, public_url, connections })
+        let lanes = lane_limits(raw.lanes.unwrap_or_default()).map_err(|m| err(format!("[lanes] {m}")))?;
+        Ok(Config { store_url: raw.store.url, listen, public_url, connections, lanes })
     }
 }
 

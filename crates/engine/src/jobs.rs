@@ -10,7 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFilter, JobFinish, JobKind, JobState, StoreError};
 
 use crate::{Connection, Engine, EngineError};
 

@@ -29,9 +29,18 @@
 //! kind's [`RetryPolicy`](shipledger_core::retry::RetryPolicy) (`[policy.retry.<kind>]`).
 //!
 //! Reading the whole change feed before pushing is what keeps 1,000 new orders to ten
-//! `createorders` requests. [`Engine::run`] repeats the tick every poll interval until
-//! told to stop; a crash anywhere leaves work either committed or still planned, and
-//! doing it again is safe because every external write is keyed.
+//! `createorders` requests; `sync --once` and the tests use the tick.
+//!
+//! # Lanes
+//!
+//! A running engine ([`Engine::run`], for `serve` and `sync`) does the same work in
+//! [`lanes`]: per connection, one lane per budget (ERP reads, ERP writes, ShipStation
+//! v1, ShipStation v2, webhook intake), concurrently and bounded, so a spent budget or
+//! a stalled ERP delays only its own lane. [`Engine::try_execute_one`] is one lane's
+//! one step. On its stop signal the engine drains (stops claiming, lets steps in
+//! flight finish for a bounded grace, cancels the rest and gives their leases back).
+//! A crash anywhere leaves work either committed or still planned, and doing it again
+//! is safe because every external write is keyed.
 //!
 //! Time comes from the injected [`Clock`](shipledger_core::clock::Clock), the one
 //! clock of every crate: the engine, its store-backed rate budget and the ShipStation
@@ -44,18 +53,17 @@ pub mod check;
 pub mod config;
 pub mod flows;
 pub mod jobs;
+pub mod lanes;
 pub mod metrics;
 pub mod schedule;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shipledger_core::clock::Clock;
 use shipledger_core::release::GatePolicy;
 use shipledger_erp::Erp;
 use shipledger_shipstation::{ClientConfig, InMemoryRateBudget, V1Client};
 use shipledger_store::Store;
-use tokio::sync::watch;
 
 use crate::budget::StoreRateBudget;
 use crate::config::{Config, ConnectionConfig, Policy};
@@ -98,6 +106,11 @@ pub struct Engine {
     /// Names this worker in job and schedule leases (the head of every lease token),
     /// so [`Engine::release_leases`] finds them. Unique per engine.
     pub worker: String,
+    /// How many steps of each lane kind [`Engine::run`] runs at once across
+    /// connections.
+    pub lane_limits: lanes::LaneLimits,
+    /// The lanes' rotation, unfinished passes and wake-up signal ([`lanes`]).
+    lanes_state: lanes::LaneState,
 }
 
 /// What one tick did, summed over connections.
@@ -110,6 +123,14 @@ pub struct TickReport {
 }
 
 impl TickReport {
+    /// Add what another pass did.
+    pub fn add(&mut self, other: &TickReport) {
+        self.poll.add(&other.poll);
+        self.recheck.add(&other.recheck);
+        self.push.add(&other.push);
+        self.shipments.add(&other.shipments);
+    }
+
     /// Did this tick change anything?
     pub fn busy(&self) -> bool {
         self.poll.seen > 0
@@ -171,12 +192,21 @@ impl Engine {
                 store_id: ss.store_id,
             });
         }
-        Ok(Engine::new(store, clock, connections))
+        let mut engine = Engine::new(store, clock, connections);
+        engine.lane_limits = config.lanes;
+        Ok(engine)
     }
 
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, connections: Vec<Connection>) -> Engine {
         let worker = format!("{}-{}", std::process::id(), rand::random::<u32>());
-        Engine { store, clock, connections, worker }
+        Engine {
+            store,
+            clock,
+            connections,
+            worker,
+            lane_limits: lanes::LaneLimits::default(),
+            lanes_state: Default::default(),
+        }
     }
 
     /// Make sure every connection exists in the store.
@@ -205,101 +235,6 @@ impl Engine {
         }
     }
 
-    /// One pass over one connection: the ERP poll (always), the recheck when due (a
-    /// follow of what changed otherwise), the shipment poll and scan sweep when due,
-    /// every job kind, then the monitors when due. A pass that fails is logged and
-    /// the rest still run; the first failure is returned when nothing else worked.
-    async fn tick_connection(&self, conn: &Connection, report: &mut TickReport) -> Result<(), EngineError> {
-        use schedule::Scheduled;
-        let mut first_error: Option<EngineError> = None;
-        let mut failed = |what: &str, e: EngineError| {
-            tracing::warn!(connection = %conn.name, error = %e, "{what} failed; will retry");
-            first_error.get_or_insert(e);
-        };
-
-        if let Some(lease) = self.take_schedule(conn, Scheduled::ErpPoll, true).await? {
-            let result = flows::release::poll(self, conn).await;
-            self.finish_schedule_with(conn, lease, &result).await?;
-            match result {
-                Ok(r) => report.poll.add(&r),
-                Err(e) => failed("reading the ERP", e),
-            }
-        }
-
-        if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
-            let started = lease.started_at;
-            let result = flows::recheck::run(self, conn).await;
-            self.finish_schedule_with(conn, lease, &result).await?;
-            match result {
-                Ok(r) => {
-                    // A full recheck also covers what a follow would have read.
-                    self.record_schedule_success(conn, Scheduled::Follow, started).await?;
-                    report.recheck.add(&r);
-                }
-                Err(e) => failed("reading held and released orders again", e),
-            }
-        } else if let Some(lease) = self.take_schedule(conn, Scheduled::Follow, true).await? {
-            // Only once a recheck or follow has worked is there a "since" to follow from.
-            match lease.last_success {
-                Some(since) => {
-                    let result = flows::recheck::follow(self, conn, since).await;
-                    self.finish_schedule_with(conn, lease, &result).await?;
-                    match result {
-                        Ok(r) => report.recheck.add(&r),
-                        Err(e) => failed("following the ERP's changed products and addresses", e),
-                    }
-                }
-                None => self.finish_schedule(conn, lease, false).await?,
-            }
-        }
-
-        if let Some(lease) = self.take_schedule(conn, Scheduled::ShipmentPoll, false).await? {
-            let result = flows::shipments::poll(self, conn).await;
-            self.finish_schedule_with(conn, lease, &result).await?;
-            match result {
-                Ok(r) => report.shipments.add(&r),
-                Err(e) => failed("reading shipments", e),
-            }
-        }
-        if let Some(lease) = self.take_schedule(conn, Scheduled::ScanSweep, false).await? {
-            let result = flows::shipments::scans(self, conn).await;
-            self.finish_schedule_with(conn, lease, &result).await?;
-            match result {
-                Ok(r) => report.shipments.add(&r),
-                Err(e) => failed("sweeping labels for carrier scans", e),
-            }
-        }
-
-        // Every job kind, each through its handler (`flows::run_jobs`): a kind added
-        // to the store's `jobs!` list runs here without another line, and one kind's
-        // failure does not keep the others from running.
-        for kind in shipledger_store::JobKind::ALL {
-            match flows::run_jobs(self, conn, *kind).await {
-                Ok(run) => {
-                    report.push.add(&run.push);
-                    report.shipments.add(&run.shipments);
-                }
-                Err(e) => failed(&format!("running {kind} jobs"), e),
-            }
-        }
-
-        if let Some(lease) = self.take_schedule(conn, Scheduled::Monitors, false).await? {
-            let result = async {
-                flows::monitors::run(self, conn).await?;
-                flows::unknown_jobs::run(self, conn).await
-            }
-            .await;
-            self.finish_schedule_with(conn, lease, &result).await?;
-            if let Err(e) = result {
-                failed("checking for overdue work", e);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
     /// Is any outbox job this build can run still waiting (now or later) on any
     /// connection? Jobs of an unknown kind never run here (an exception says so), so
     /// they are not waited for.
@@ -315,42 +250,5 @@ impl Engine {
             }
         }
         Ok(false)
-    }
-
-    /// Tick every `interval` (sooner while there is work) until `stop` turns true.
-    pub async fn run(&self, interval: Duration, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let busy = match self.tick().await {
-                Ok(report) => {
-                    if report.busy() {
-                        tracing::info!(
-                            seen = report.poll.seen,
-                            released = report.poll.released,
-                            held = report.poll.held,
-                            pushed = report.push.pushed,
-                            requests = report.push.requests,
-                            "engine tick"
-                        );
-                    }
-                    report.busy()
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "engine tick failed; retrying after the interval");
-                    false
-                }
-            };
-            let wait = if busy { Duration::from_millis(50) } else { interval };
-            // Pacing, not time semantics: the loop waits on tokio's real timer, never on
-            // the injected clock. What is due is decided inside `tick` from
-            // `self.clock`; a `ManualClock`'s sleep returns at once, so pacing on it
-            // would spin.
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
-            }
-        }
     }
 }

@@ -3,6 +3,7 @@
 mod check;
 mod crash;
 mod demo;
+mod drain;
 mod fidelity;
 mod metrics;
 mod serve;

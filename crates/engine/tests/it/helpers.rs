@@ -39,6 +39,12 @@ pub struct FakeErp {
     pub refused: Mutex<Vec<(FulfilmentWrite, String)>>,
     /// Failures the next fulfilment writes meet, one per write, before any is recorded.
     pub write_failures: Mutex<std::collections::VecDeque<ErpError>>,
+    /// While set, the order reads (the change feed, orders by id, what was touched,
+    /// products) never answer, like an ERP whose searches hang; fulfilment writes and
+    /// their read-backs still go through.
+    pub reads_stalled: std::sync::atomic::AtomicBool,
+    /// Order reads that met the stall (each still hangs).
+    pub stalled_reads: std::sync::atomic::AtomicU64,
     tick: Mutex<i64>,
 }
 
@@ -52,6 +58,15 @@ impl FakeErp {
             );
         }
         Arc::new(erp)
+    }
+
+    /// Hang for ever while reads are stalled.
+    async fn read_gate(&self) {
+        use std::sync::atomic::Ordering;
+        if self.reads_stalled.load(Ordering::SeqCst) {
+            self.stalled_reads.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
     }
 
     fn stamp(&self) -> Timestamp {
@@ -96,6 +111,7 @@ impl Erp for FakeErp {
 
     fn changed_orders<'a>(&'a self, since: Option<&'a Cursor>, limit: u32) -> BoxFuture<'a, Result<Vec<ErpOrder>, ErpError>> {
         Box::pin(async move {
+            self.read_gate().await;
             let mut orders: Vec<ErpOrder> = self
                 .orders
                 .lock()
@@ -112,6 +128,7 @@ impl Erp for FakeErp {
 
     fn orders<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Vec<ErpOrder>, ErpError>> {
         Box::pin(async move {
+            self.read_gate().await;
             *self.reads_by_id.lock().unwrap() += erp_ids.len().div_ceil(shipledger_erp::ORDERS_PER_READ) as u64;
             let orders = self.orders.lock().unwrap();
             Ok(erp_ids.iter().filter_map(|id| orders.iter().find(|o| &o.erp_id == id).cloned()).collect())
@@ -119,11 +136,15 @@ impl Erp for FakeErp {
     }
 
     fn orders_touched_since<'a>(&'a self, _since: Timestamp) -> BoxFuture<'a, Result<Vec<String>, ErpError>> {
-        Box::pin(async move { Ok(std::mem::take(&mut *self.touched.lock().unwrap())) })
+        Box::pin(async move {
+            self.read_gate().await;
+            Ok(std::mem::take(&mut *self.touched.lock().unwrap()))
+        })
     }
 
     fn products<'a>(&'a self, skus: &'a [String]) -> BoxFuture<'a, Result<Vec<Product>, ErpError>> {
         Box::pin(async move {
+            self.read_gate().await;
             let products = self.products.lock().unwrap();
             Ok(skus.iter().filter_map(|s| products.get(s).cloned()).collect())
         })
