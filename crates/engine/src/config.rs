@@ -638,6 +638,17 @@ journal_party = "ShipStation"
     }
 
     #[test]
+    fn lanes_default_to_eight_steps_each_and_a_lane_with_none_is_refused_by_name() {
+        assert_eq!(Config::parse(GOOD, "t.toml", &env).unwrap().lanes, crate::lanes::LaneLimits::default());
+        let with = |lanes: &str| GOOD.replace("[server]", &format!("[lanes]\n{lanes}\n\n[server]"));
+        let config = Config::parse(&with("erp_writes = 2\nshipstation_v1 = 3"), "t.toml", &env).unwrap();
+        assert_eq!((config.lanes.erp_writes, config.lanes.shipstation_v1, config.lanes.erp_reads), (2, 3, 8));
+        let e = Config::parse(&with("intake = 0"), "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("[lanes] intake = 0"), "{e}");
+        assert!(Config::parse(&with("erp_read = 2"), "t.toml", &env).unwrap_err().message.contains("erp_read"));
+    }
+
+    #[test]
     fn a_complete_file_loads_with_secrets_from_the_environment_and_never_prints_them() {
         let config = Config::parse(GOOD, "test.toml", &env).unwrap();
         let c = &config.connections[0];

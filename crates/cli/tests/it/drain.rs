@@ -1,4 +1,5 @@
-//! A busy `shipledger serve` stops within 5 s of SIGTERM and loses nothing: with two
+//! A busy `shipledger serve` stops within 5 s of SIGTERM (and `sync` of Ctrl-C's
+//! SIGINT) and loses nothing: with two
 //! thousand orders being read from the ERP and pushed to a ShipStation that answers
 //! every order request only after 20 s, SIGTERM lands while pushes are in flight and
 //! a thousand more wait. The process exits in time, leaves no job leased to itself,
@@ -82,7 +83,20 @@ async fn jobs(store: &dyn Store, kind: JobKind, state: JobState) -> Vec<shipledg
         .unwrap()
 }
 
+/// How the running engine is started and told to stop.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// `shipledger serve`, SIGTERM (a supervisor stopping it).
+    ServeSigterm,
+    /// `shipledger sync`, SIGINT (Ctrl-C at a terminal).
+    SyncCtrlC,
+}
+
 async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work(store_url: String) {
+    a_busy_engine_stops_within_five_seconds_and_loses_no_work(store_url, Stop::ServeSigterm).await;
+}
+
+async fn a_busy_engine_stops_within_five_seconds_and_loses_no_work(store_url: String, stop: Stop) {
     let dir = tempfile::tempdir().unwrap();
     let ss = Sandbox::start(
         SandboxConfig { api_key: "drain-key".into(), api_secret: "drain-secret".into(), rate_limit: 1_000, seed: 5, ..SandboxConfig::default() },
@@ -103,12 +117,17 @@ async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work(sto
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = write_config(dir.path(), &store_url, &erp.base_url(), &ss.base_url(), &format!("127.0.0.1:{port}"));
-    let log = dir.path().join("serve.log");
-    let mut serve = Process(shipledger(&["serve"], &config, &log).spawn().expect("the shipledger binary runs"));
+    let log = dir.path().join("engine.log");
+    let (command, signal) = match stop {
+        Stop::ServeSigterm => ("serve", libc::SIGTERM),
+        Stop::SyncCtrlC => ("sync", libc::SIGINT),
+    };
+    let mut running = Process(shipledger(&[command], &config, &log).spawn().expect("the shipledger binary runs"));
 
     // Up (its store migrated), then busy: a thousand pushes waiting and one in flight.
-    wait_until("serve to answer /healthz", Duration::from_secs(60), &log, async || {
-        http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+    wait_until("the engine to be up", Duration::from_secs(60), &log, async || match stop {
+        Stop::ServeSigterm => http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status().is_success()),
+        Stop::SyncCtrlC => std::fs::read_to_string(&log).is_ok_and(|l| l.contains("sync running")),
     })
     .await;
     let store = shipledger_store::open(&store_url).await.unwrap();
@@ -118,24 +137,24 @@ async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work(sto
     })
     .await;
 
-    let pid = libc::pid_t::try_from(serve.0.id()).unwrap();
+    let pid = libc::pid_t::try_from(running.0.id()).unwrap();
     let sent = Instant::now();
     // SAFETY: `kill` only sends a signal to the child this test started (and still owns).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "{stop:?}: signal sent");
     let status = loop {
-        if let Some(status) = serve.0.try_wait().unwrap() {
+        if let Some(status) = running.0.try_wait().unwrap() {
             break status;
         }
         if sent.elapsed() > STOP_WITHIN * 4 {
-            break serve.0.try_wait().unwrap().unwrap_or_else(|| panic!("serve still running {:?} after SIGTERM", sent.elapsed()));
+            break running.0.try_wait().unwrap().unwrap_or_else(|| panic!("{command} still running {:?} after {stop:?}", sent.elapsed()));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let took = sent.elapsed();
-    eprintln!("serve exited {took:?} after SIGTERM");
+    eprintln!("{command} exited {took:?} after {stop:?}");
     let tail = || std::fs::read_to_string(&log).unwrap_or_default().lines().rev().take(30).collect::<Vec<_>>().join("\n");
-    assert!(took <= STOP_WITHIN, "serve took {took:?} to exit after SIGTERM; log:\n{}", tail());
-    assert!(status.success(), "serve exited with {status}; log:\n{}", tail());
+    assert!(took <= STOP_WITHIN, "{command} took {took:?} to exit after {stop:?}; log:\n{}", tail());
+    assert!(status.success(), "{command} exited with {status}; log:\n{}", tail());
 
     // Nothing is left leased to the stopped process: every job it held is back to run.
     let leased: Vec<String> = store
@@ -162,7 +181,7 @@ async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work(sto
         assert!(left.is_empty(), "{} push job(s) {state} after the rerun, e.g. {:?}", left.len(), left.first().map(|j| &j.last_error));
     }
     assert_eq!(jobs(store.as_ref(), JobKind::SyncOrder, JobState::Done).await.len(), ORDERS);
-    drop(serve);
+    drop(running);
     ss.shutdown().await;
     erp.shutdown().await;
 }
@@ -177,4 +196,11 @@ async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work_on_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work_on_postgres() {
     crate::crash::on_postgres(a_busy_serve_stops_within_five_seconds_of_sigterm_and_loses_no_work).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_sync_stops_within_five_seconds_of_ctrl_c_and_loses_no_work_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("drain.db").display());
+    a_busy_engine_stops_within_five_seconds_and_loses_no_work(url, Stop::SyncCtrlC).await;
 }
