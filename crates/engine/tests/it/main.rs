@@ -6,5 +6,6 @@ mod helpers;
 mod push;
 mod release;
 mod shipments;
+mod two_engines;
 mod upgrade;
 mod lifecycle;
