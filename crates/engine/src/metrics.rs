@@ -425,6 +425,9 @@ impl Store for MeteredStore {
     fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>> {
         self.inner.finish_schedule(finish)
     }
+    fn renew_schedule<'a>(&'a self, connection: &'a str, name: &'a str, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<bool>> {
+        self.inner.renew_schedule(connection, name, lease_token, lease_until, now)
+    }
     fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
         self.inner.record_schedule_success(connection, name, at, now)
     }

@@ -10,9 +10,12 @@
 //! lanes). Its state lives in the store's `schedules` table
 //! ([`Store::take_schedule`](shipledger_store::Store::take_schedule)), leased like a
 //! job: of N workers on one PostgreSQL exactly one takes a due pass, so each pass runs
-//! once per interval however many `serve` processes share the database. A worker that
-//! dies mid-pass holds it for [`LEASE`]; then the next worker to look takes it over. A
-//! worker that drains gives its passes back at once ([`Engine::release_leases`]).
+//! once per interval however many `serve` processes share the database. A worker
+//! renews its lease while a pass runs ([`RENEW_EVERY`]); one that dies mid-pass holds
+//! it at most [`LEASE`], then the next worker to look takes it over. A worker that
+//! drains gives its passes back at once ([`Engine::release_leases`]).
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -97,12 +100,54 @@ pub struct ScheduleLease {
     pub started_at: Timestamp,
     /// When the last pass that worked started (`None`: never worked).
     pub last_success: Option<Timestamp>,
+    /// Keeps the lease alive while the pass runs (stops when the lease is finished,
+    /// or its last clone dropped).
+    renewal: Renewal,
 }
 
-/// How long a taken pass is this worker's before another may take it over: longer
-/// than any pass takes (a shipment poll of a busy day at 40 requests a minute), so a
-/// pass is taken over only from a worker that died.
-pub const LEASE: SignedDuration = SignedDuration::from_mins(10);
+/// The task that renews a taken pass's lease every [`RENEW_EVERY`], aborted when the
+/// last clone of its [`ScheduleLease`] goes. Leases compare equal whatever their
+/// renewal.
+#[derive(Clone)]
+struct Renewal(Arc<AbortOnDrop>);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Renewal {
+    fn stop(&self) {
+        self.0.0.abort();
+    }
+}
+
+impl std::fmt::Debug for Renewal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Renewal")
+    }
+}
+
+impl PartialEq for Renewal {
+    fn eq(&self, _: &Renewal) -> bool {
+        true
+    }
+}
+
+impl Eq for Renewal {}
+
+/// How long a taken pass is this worker's before another may take it over unless it
+/// is renewed. The worker renews it every [`RENEW_EVERY`] for as long as the pass
+/// runs (a shipment poll of a busy day at 40 requests a minute takes minutes), so a
+/// pass is taken over only from a worker that died or stalled, and then within this
+/// long (as a dead worker's jobs are, [`crate::jobs`]).
+pub const LEASE: SignedDuration = SignedDuration::from_secs(30);
+
+/// How often a running pass's lease is renewed (real time: pacing, not a decision).
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 fn after(ts: Timestamp, d: Duration) -> Timestamp {
     ts.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX)
@@ -117,13 +162,37 @@ impl Engine {
             .store
             .take_schedule(ScheduleTake { connection: &conn.name, name: what.name(), now, lease: LEASE, force, worker: &self.worker })
             .await?;
-        Ok(taken.map(|record| ScheduleLease {
-            connection: conn.name.clone(),
-            what,
-            token: record.lease_token.unwrap_or_default(),
-            started_at: record.last_started_at.unwrap_or(now),
-            last_success: record.last_success_at,
+        Ok(taken.map(|record| {
+            let token = record.lease_token.unwrap_or_default();
+            let renewal = self.renew(&conn.name, what, &token);
+            ScheduleLease {
+                connection: conn.name.clone(),
+                what,
+                token,
+                started_at: record.last_started_at.unwrap_or(now),
+                last_success: record.last_success_at,
+                renewal,
+            }
         }))
+    }
+
+    /// Renew the lease `token` on `what` every [`RENEW_EVERY`] until it is lost.
+    fn renew(&self, connection: &str, what: Scheduled, token: &str) -> Renewal {
+        let (store, clock) = (self.store.clone(), self.clock.clone());
+        let (connection, token) = (connection.to_string(), token.to_string());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let now = clock.now();
+                let until = now.checked_add(LEASE).unwrap_or(Timestamp::MAX);
+                match store.renew_schedule(&connection, what.name(), &token, until, now).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(connection = %connection, pass = %what, error = %e, "could not renew a pass's lease; trying again"),
+                }
+            }
+        });
+        Renewal(Arc::new(AbortOnDrop(task)))
     }
 
     /// Give a pass back: due again one interval after it started when it worked
@@ -143,6 +212,7 @@ impl Engine {
     }
 
     async fn end_schedule(&self, conn: &Connection, lease: ScheduleLease, error: Option<&str>) -> Result<(), EngineError> {
+        lease.renewal.stop();
         let wait = match error {
             None => lease.what.interval(&conn.policy),
             Some(_) => lease.what.after_failure(&conn.policy),

@@ -839,6 +839,30 @@ macro_rules! store_impl {
                     Box::pin(self.finish_pass(finish))
                 }
 
+                fn renew_schedule<'a>(
+                    &'a self,
+                    connection: &'a str,
+                    name: &'a str,
+                    lease_token: &'a str,
+                    lease_until: Timestamp,
+                    now: Timestamp,
+                ) -> BoxFuture<'a, Result<bool>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let done = query(sql::RENEW_SCHEDULE)
+                            .bind(connection)
+                            .bind(name)
+                            .bind(lease_token)
+                            .bind(millis(lease_until))
+                            .bind(millis(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("renew the lease on the {name} pass of {connection}")))?;
+                        finish(tx).await?;
+                        Ok(done.rows_affected() > 0)
+                    })
+                }
+
                 fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
                     Box::pin(self.write_schedule(sql::RECORD_SCHEDULE_SUCCESS, connection, name, at, now, "record a success of"))
                 }

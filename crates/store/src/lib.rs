@@ -185,6 +185,10 @@ pub trait Store: Send + Sync {
     /// start (no error) or `last_error` records why it failed. Fails with
     /// [`StoreError::ScheduleLeaseLost`] when the token no longer holds the pass.
     fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>>;
+    /// Keep a pass taken: its lease runs until `lease_until` (a worker still at work
+    /// renews it, so a lease can be short and a dead worker's pass is taken over
+    /// soon). `Ok(false)` when the token no longer holds the pass.
+    fn renew_schedule<'a>(&'a self, connection: &'a str, name: &'a str, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<bool>>;
     /// Mark a pass as having worked from `at` without running it (the later of this
     /// and the stored last success stays), keeping its due time and lease.
     fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>>;

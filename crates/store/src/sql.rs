@@ -321,6 +321,12 @@ pub(crate) const FINISH_SCHEDULE: &str = "UPDATE schedules
             updated_at = $6
       WHERE connection = $1 AND name = $2 AND lease_token = $3";
 
+/// Extend a pass's lease while its token holds it. `$1` connection, `$2` name,
+/// `$3` token, `$4` lease_until, `$5` now.
+pub(crate) const RENEW_SCHEDULE: &str = "UPDATE schedules
+        SET lease_until = $4, updated_at = $5
+      WHERE connection = $1 AND name = $2 AND lease_token = $3";
+
 /// The later of the stored last success and `$3`. `$1` connection, `$2` name, `$3` at,
 /// `$4` now.
 pub(crate) const RECORD_SCHEDULE_SUCCESS: &str = "INSERT INTO schedules (connection, name, next_due_at, last_success_at, runs, updated_at)

@@ -395,42 +395,62 @@ impl World {
         let sandbox = Sandbox::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let store = shipledger_store::open(&db.url).await.unwrap();
         let erp = FakeErp::new();
-        let mut client_config = ClientConfig::v1(sandbox.base_url().parse().unwrap(), key, secret);
-        client_config.backoff_base = std::time::Duration::from_millis(50);
-        client_config.backoff_max = std::time::Duration::from_millis(500);
-        // The ShipStation client and its budget keep real time: the sandbox they talk
-        // to keeps its own (real time plus whatever a story advances it by), and a
-        // story's manual clock moves only shipledger's decisions (see `manual_clock`).
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
-        let shipstation = V1Client::with_budget(client_config, budget, clock.clone()).unwrap();
-        let connection = Connection {
-            name: "acme-uk".into(),
-            erp: erp.clone(),
-            shipstation,
-            shipstation_v2: Some(
-                shipledger_shipstation::V2Client::new(ClientConfig::v2(sandbox.base_url().parse().unwrap(), "sandbox-v2-key"))
-                    .unwrap(),
-            ),
-            account_currency: shipledger_core::Currency::USD,
-            policy: Policy {
-                max_push_attempts: 4,
-                // Poll ShipStation on every pass: these stories are about what a poll
-                // finds, not when it is due, and `settle` runs on real time. The story
-                // of the interval itself sets the default back and moves a manual clock
-                // past it (shipments.rs: a label made again before the old one's void
-                // is seen).
-                shipment_poll_interval: std::time::Duration::ZERO,
-                ..Policy::default()
-            },
-            gate: GatePolicy::default(),
-            store_id: None,
-        };
+        let connection = acme_connection(&sandbox, (key, secret), erp.clone(), store.clone());
         let engine = Engine::new(store.clone(), clock, vec![connection]);
         engine.prepare().await.unwrap();
         World { erp, sandbox, store, engine, http: reqwest::Client::new(), _db: db }
     }
 
+    /// Another engine on the same store, ERP and ShipStation, as another `serve`
+    /// process would be: its own store connections, its own worker name, the given
+    /// clock, the same policy as the world's engine.
+    pub async fn another_engine(&self, clock: Arc<dyn Clock>) -> Engine {
+        let store = shipledger_store::open(&self.store_url()).await.unwrap();
+        let credentials = ("sandbox-key".to_string(), "sandbox-secret".to_string());
+        let mut connection = acme_connection(&self.sandbox, credentials, self.erp.clone(), store.clone());
+        connection.policy = self.engine.connections[0].policy.clone();
+        Engine::new(store, clock, vec![connection])
+    }
+}
+
+/// The `acme-uk` connection to the sandbox ShipStation and `erp`, its v1 budget kept
+/// in `store`.
+fn acme_connection(sandbox: &SandboxHandle, (key, secret): (String, String), erp: Arc<FakeErp>, store: Arc<dyn Store>) -> Connection {
+    let mut client_config = ClientConfig::v1(sandbox.base_url().parse().unwrap(), key, secret);
+    client_config.backoff_base = std::time::Duration::from_millis(50);
+    client_config.backoff_max = std::time::Duration::from_millis(500);
+    // The ShipStation client and its budget keep real time: the sandbox they talk
+    // to keeps its own (real time plus whatever a story advances it by), and a
+    // story's manual clock moves only shipledger's decisions (see `manual_clock`).
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let budget = Arc::new(shipledger_engine::budget::StoreRateBudget::new(store.clone(), clock.clone(), 0));
+    let shipstation = V1Client::with_budget(client_config, budget, clock.clone()).unwrap();
+    Connection {
+        name: "acme-uk".into(),
+        erp: erp.clone(),
+        shipstation,
+        shipstation_v2: Some(
+            shipledger_shipstation::V2Client::new(ClientConfig::v2(sandbox.base_url().parse().unwrap(), "sandbox-v2-key"))
+                .unwrap(),
+        ),
+        account_currency: shipledger_core::Currency::USD,
+        policy: Policy {
+            max_push_attempts: 4,
+            // Poll ShipStation on every pass: these stories are about what a poll
+            // finds, not when it is due, and `settle` runs on real time. The story
+            // of the interval itself sets the default back and moves a manual clock
+            // past it (shipments.rs: a label made again before the old one's void
+            // is seen).
+            shipment_poll_interval: std::time::Duration::ZERO,
+            ..Policy::default()
+        },
+        gate: GatePolicy::default(),
+        store_id: None,
+    }
+}
+
+impl World {
     /// From now on the engine's time moves only when the returned clock is advanced
     /// (it starts at the real time, so ShipStation's answers stay recent). Call it
     /// first in a story: it starts a new engine, which has polled nothing yet.

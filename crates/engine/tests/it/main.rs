@@ -6,6 +6,7 @@ mod helpers;
 mod push;
 mod release;
 mod shipments;
+mod two_engines;
 mod upgrade;
 mod lifecycle;
 mod lanes;

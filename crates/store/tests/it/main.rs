@@ -69,6 +69,7 @@ stories! {
     schedules::two_takers_racing_for_one_due_pass_get_it_once,
     schedules::a_pass_is_taken_only_when_due_or_forced_and_never_from_a_live_lease,
     schedules::an_expired_pass_lease_is_taken_over_and_the_old_token_cannot_finish_it,
+    schedules::a_renewed_pass_lease_is_not_taken_over_and_a_lost_one_cannot_be_renewed,
     schedules::a_finished_pass_records_its_success_or_its_error,
     schedules::hastening_brings_a_pass_forward_but_never_back,
     schedules::releasing_a_workers_leases_gives_back_only_that_workers_jobs_and_passes,

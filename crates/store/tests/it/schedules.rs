@@ -217,3 +217,20 @@ pub async fn releasing_a_workers_leases_gives_back_only_that_workers_jobs_and_pa
     assert_eq!(store.release_leases("w1", t(65)).await?, Default::default());
     Ok(())
 }
+
+pub async fn a_renewed_pass_lease_is_not_taken_over_and_a_lost_one_cannot_be_renewed(db: &TestDb) -> anyhow::Result<()> {
+    let store = &db.store;
+    let lease_secs = LEASE.as_secs();
+    let taken = store.take_schedule(take(ACME, "shipment_poll", 0, "w1", false)).await?.unwrap();
+    let token = taken.lease_token.unwrap();
+    // Still at work half-way through: renewed to a full lease from then.
+    assert!(store.renew_schedule(ACME, "shipment_poll", &token, t(lease_secs / 2) + LEASE, t(lease_secs / 2)).await?);
+    assert!(store.take_schedule(take(ACME, "shipment_poll", lease_secs, "w2", true)).await?.is_none(), "a renewed lease lives on");
+    let heir = store.take_schedule(take(ACME, "shipment_poll", lease_secs / 2 + lease_secs, "w2", false)).await?;
+    assert!(heir.is_some(), "once renewals stop, the lease runs out and is taken over");
+    assert!(!store.renew_schedule(ACME, "shipment_poll", &token, t(10 * lease_secs), t(2 * lease_secs)).await?, "the old token renews nothing");
+    let record = store.get_schedule(ACME, "shipment_poll").await?.unwrap();
+    assert_eq!(record.lease_token, heir.unwrap().lease_token);
+    assert_eq!(record.lease_until, Some(t(lease_secs / 2 + lease_secs) + LEASE));
+    Ok(())
+}

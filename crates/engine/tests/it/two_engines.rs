@@ -1,0 +1,224 @@
+//! Two `serve` processes on one PostgreSQL share the work instead of doing it twice:
+//! the same day (orders to push, labels to ingest, scans to sweep, ERP write-backs)
+//! run once by one engine and once by two engines ticking side by side, with
+//! ShipStation answering some requests 429 and 500, costs no more than 5 % more
+//! ShipStation calls, and every effect happens once: each order once in ShipStation,
+//! each ERP fulfilment once, each poll once per interval.
+//!
+//! PostgreSQL only (SQLite has one writer per file; sharing it is not a deployment
+//! shipledger offers): without `TEST_DATABASE_URL` the story prints SKIPPED.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use serde_json::{Value, json};
+use shipledger_core::clock::Clock;
+use shipledger_engine::Engine;
+use shipledger_engine::config::Policy;
+use shipledger_engine::schedule::Scheduled;
+use shipledger_erp::FulfilmentState;
+use shipledger_sandbox::SandboxConfig;
+use shipledger_store::{OrderState, ScheduleRecord};
+
+use crate::helpers::{Backend, TestDb, World, paid_order};
+
+const ORDERS: usize = 20;
+/// Clock advances (one poll interval and a second each) after the first pass.
+const ROUNDS: i64 = 4;
+
+/// What one run of the day left behind.
+struct Day {
+    stats: Value,
+    /// Requests ShipStation answered normally: every request minus those the
+    /// sandbox refused by an injected fault or a spent window (their retries are the
+    /// faults' cost, not the engines').
+    answered: u64,
+    schedules: BTreeMap<String, ScheduleRecord>,
+    /// `(erp order, its fulfilment documents, every fulfilment write sent for it, in order)`.
+    erp: Vec<(String, usize, Vec<(String, FulfilmentState)>)>,
+    ss_orders_per_number: Vec<usize>,
+    shipped: usize,
+}
+
+/// Tick the engines side by side (the second, when there is one, concurrently with
+/// the first) until neither has anything left to do now.
+async fn settle(first: &Engine, second: Option<&Engine>) {
+    for _ in 0..60 {
+        let (a, b) = tokio::join!(first.tick(), async {
+            match second {
+                Some(e) => Some(e.tick().await),
+                None => None,
+            }
+        });
+        let busy = a.expect("tick").busy() | b.transpose().expect("tick").is_some_and(|r| r.busy());
+        if !busy {
+            return;
+        }
+    }
+    panic!("the engines did not settle in 60 ticks");
+}
+
+/// The day, with `engines` engines (1 or 2) on one PostgreSQL store. `None` without
+/// PostgreSQL.
+async fn run_the_day(engines: usize) -> Option<Day> {
+    let db = TestDb::new(Backend::Postgres)?;
+    // Short v1 windows, so that a 429 costs a wait of a second or two, not a minute.
+    let config = SandboxConfig { rate_limit: 1_000, rate_window: Duration::from_secs(2), ..SandboxConfig::default() };
+    let mut w = World::with(config, db).await;
+    let clock = w.manual_clock();
+    let interval = Policy::default().shipment_poll_interval;
+    w.engine.connections[0].policy.shipment_poll_interval = interval;
+    let step = SignedDuration::try_from(interval).unwrap() + SignedDuration::from_secs(1);
+    let second = w.another_engine(clock.clone() as Arc<dyn Clock>).await;
+    let other = (engines == 2).then_some(&second);
+    assert_ne!(w.engine.worker, second.worker, "each engine is its own worker");
+
+    // Faults on the v1 API (v2's 429s name a wait of up to a minute).
+    w.put_faults(json!({"rate_429": 0.05, "rate_500": 0.05, "paths": ["/orders", "/shipments", "/fulfillments"]})).await;
+
+    let numbers: Vec<String> = (1..=ORDERS).map(|i| format!("SO-{}", 500 + i)).collect();
+    for n in &numbers {
+        w.erp.put(paid_order(n));
+    }
+    settle(&w.engine, other).await;
+
+    // The warehouse labels every order.
+    let mut tracking = Vec::new();
+    for n in &numbers {
+        let order = w.store.get_order("acme-uk", n).await.unwrap().unwrap();
+        let id = order.ss_order_id.unwrap_or_else(|| panic!("{n} was pushed"));
+        let label = w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "ups"})).await;
+        tracking.push(label["trackingNumber"].as_str().unwrap().to_string());
+    }
+    for round in 1..=ROUNDS {
+        w.pass(&clock, step).await;
+        settle(&w.engine, other).await;
+        // The carrier scans half the parcels after the first poll, the rest after the second.
+        let scanned: &[String] = match round {
+            1 => &tracking[..ORDERS / 2],
+            2 => &tracking[ORDERS / 2..],
+            _ => &[],
+        };
+        for t in scanned {
+            w.control("/tracking/events", json!({"trackingNumber": t, "statusCode": "IT"})).await;
+        }
+    }
+    w.put_faults(json!({})).await;
+
+    let stats = w.stats().await;
+    let refused = stats["rate_limited"].as_u64().unwrap() + stats["faults"]["500"].as_u64().unwrap_or(0);
+    let answered = stats["requests_total"].as_u64().unwrap() - refused;
+    let schedules = w.store.list_schedules(Some("acme-uk")).await.unwrap().into_iter().map(|r| (r.name.clone(), r)).collect();
+    let mut erp = Vec::new();
+    let mut shipped = 0;
+    for n in &numbers {
+        let writes: Vec<(String, FulfilmentState)> =
+            w.erp.fulfilment_writes.lock().unwrap().iter().filter(|x| &x.erp_order_id == n).map(|x| (x.key.clone(), x.state)).collect();
+        erp.push((n.clone(), w.erp_fulfilments(n).len(), writes));
+        if w.store.get_order("acme-uk", n).await.unwrap().unwrap().state == OrderState::Shipped {
+            shipped += 1;
+        }
+    }
+    let mut ss_orders_per_number = Vec::new();
+    for n in &numbers {
+        ss_orders_per_number.push(w.ss_orders(n).await.len());
+    }
+    Some(Day { stats, answered, schedules, erp, ss_orders_per_number, shipped })
+}
+
+/// Every effect of the day happened once, and every recurring pass ran once per interval.
+fn assert_once_each(day: &Day, who: &str) {
+    assert_eq!(day.stats["duplicate_order_keys"], json!(0), "{who}: {}", day.stats);
+    assert_eq!(day.stats["duplicate_order_numbers"], json!(0), "{who}: {}", day.stats);
+    assert!(day.ss_orders_per_number.iter().all(|n| *n == 1), "{who}: each order once in ShipStation: {:?}", day.ss_orders_per_number);
+    assert_eq!(day.shipped, ORDERS, "{who}: every order shipped");
+    for (order, documents, writes) in &day.erp {
+        assert_eq!(*documents, 1, "{who}: {order} has one ERP fulfilment");
+        let states: Vec<FulfilmentState> = writes.iter().map(|(_, s)| *s).collect();
+        assert_eq!(states, [FulfilmentState::Packed, FulfilmentState::Completed], "{who}: {order} packed, then completed, each sent once: {writes:?}");
+        assert_eq!(writes[0].0, writes[1].0, "{who}: {order}: one fulfilment document");
+    }
+    // One shipment poll, scan sweep and monitors pass per interval: the first pass,
+    // then one per clock advance, whoever ran it.
+    for pass in [Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::Monitors] {
+        let record = day.schedules.get(pass.name()).unwrap_or_else(|| panic!("{who}: the {pass} pass is in the store"));
+        assert_eq!(record.runs, 1 + ROUNDS, "{who}: {pass} once per interval: {record:?}");
+        assert_eq!((record.lease_token.as_deref(), record.last_error.as_deref()), (None, None), "{who}: {record:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_on_one_postgres_under_faults_do_the_days_work_once_for_at_most_5_percent_more_calls() {
+    let Some(one) = run_the_day(1).await else { return };
+    let two = run_the_day(2).await.expect("PostgreSQL is configured");
+    assert_once_each(&one, "one engine");
+    assert_once_each(&two, "two engines");
+    eprintln!(
+        "ShipStation calls answered: one engine {}, two engines {} (all requests: {} and {}; faults {} and {}; by path {} and {})",
+        one.answered,
+        two.answered,
+        one.stats["requests_total"],
+        two.stats["requests_total"],
+        one.stats["faults"],
+        two.stats["faults"],
+        one.stats["requests"],
+        two.stats["requests"]
+    );
+    assert!(
+        two.answered as f64 <= 1.05 * one.answered as f64,
+        "two engines made {} ShipStation calls for the work one engine did with {}: {} against {}",
+        two.answered,
+        one.answered,
+        two.stats["requests"],
+        one.stats["requests"]
+    );
+}
+
+crate::stories! {
+    async fn a_second_engine_leaves_a_poll_the_first_did_until_its_interval_passes_and_takes_a_released_pass_at_once(w: World) {
+        let clock = w.manual_clock();
+        let interval = Policy::default().shipment_poll_interval;
+        w.engine.connections[0].policy.shipment_poll_interval = interval;
+        let step = SignedDuration::try_from(interval).unwrap() + SignedDuration::from_secs(1);
+        let second = w.another_engine(clock.clone() as Arc<dyn Clock>).await;
+        let polls = |stats: &Value| stats["requests"]["GET /shipments"].as_u64().unwrap_or(0);
+        let runs = |w: &World| {
+            let store = w.store.clone();
+            async move { store.get_schedule("acme-uk", "shipment_poll").await.unwrap().map_or(0, |r| r.runs) }
+        };
+
+        w.engine.tick().await.unwrap();
+        let after_first = polls(&w.stats().await);
+        assert!(after_first > 0, "the first engine polled ShipStation");
+        assert_eq!(runs(&w).await, 1);
+        // The other engine (another process) sees the poll done and not yet due.
+        second.tick().await.unwrap();
+        assert_eq!(polls(&w.stats().await), after_first, "no second poll within the interval");
+        assert_eq!(runs(&w).await, 1);
+        assert_eq!(
+            second.schedule_due_at(&second.connections[0], Scheduled::ShipmentPoll).await.unwrap(),
+            w.engine.schedule_due_at(&w.engine.connections[0], Scheduled::ShipmentPoll).await.unwrap(),
+            "both engines read the one due time"
+        );
+        clock.advance(step);
+        second.tick().await.unwrap();
+        assert_eq!(runs(&w).await, 2, "once due, whichever engine looks first polls");
+        assert!(polls(&w.stats().await) > after_first);
+
+        // The first engine takes the next poll, then drains before finishing it: the
+        // pass goes back at once, still due, and the other engine takes it.
+        clock.advance(step);
+        let held = w.engine.take_schedule(&w.engine.connections[0], Scheduled::ShipmentPoll, false).await.unwrap().expect("due");
+        assert!(held.token.starts_with(&w.engine.worker), "the lease names its worker: {}", held.token);
+        assert!(second.take_schedule(&second.connections[0], Scheduled::ShipmentPoll, true).await.unwrap().is_none());
+        let released = w.engine.release_leases().await.unwrap();
+        assert_eq!(released.schedules, [("acme-uk".to_string(), "shipment_poll".to_string())]);
+        let taken = second.take_schedule(&second.connections[0], Scheduled::ShipmentPoll, false).await.unwrap();
+        assert!(taken.is_some(), "a released pass keeps its due time");
+        assert!(w.engine.finish_schedule(&w.engine.connections[0], held, true).await.is_err(), "the drained lease cannot finish");
+        second.finish_schedule(&second.connections[0], taken.unwrap(), true).await.unwrap();
+        assert_eq!(runs(&w).await, 3);
+    }
+}
