@@ -116,12 +116,26 @@ pub fn label_json(w: &World, s: &Shipment) -> Value {
         "insurance_claim": null,
         "packages": [{
             "package_code": s.package_code,
-            "weight": s.weight,
+            "weight": v2_weight(&s.weight),
             "tracking_number": s.tracking_number,
             "label_messages": {"reference1": s.order_number, "reference2": null, "reference3": null},
         }],
         "alternative_identifiers": [],
     })
+}
+
+/// A v1 weight (`{value, units: "ounces"}`) as v2 shows it (`{value, unit: "ounce"}`).
+fn v2_weight(v1: &Value) -> Value {
+    if v1.is_null() {
+        return Value::Null;
+    }
+    match crate::state::weight_in_ounces(v1) {
+        Some(ounces) => {
+            let value: Value = serde_json::from_str(&ounces.normalize().to_string()).unwrap_or(json!(0));
+            json!({"value": value, "unit": "ounce"})
+        }
+        None => Value::Null,
+    }
 }
 
 fn event_json(e: &crate::state::TrackEvent) -> Value {

@@ -8,3 +8,4 @@ mod release;
 mod shipments;
 mod upgrade;
 mod lifecycle;
+mod scans;

@@ -136,6 +136,10 @@ async fn labels_sorted_by_modified_at_put_the_ones_whose_tracking_moved_or_were_
     assert_eq!(status, 200);
     assert_eq!(label_ids(&page), ids(&[3, 2, 1, 0]), "nothing moved yet: newest made first");
     assert!(page["labels"].as_array().unwrap().iter().all(|l| l["tracking_status"] == json!("unknown")));
+    // Package weights in v2's shape: `{value, unit}`, not v1's `{value, units}`.
+    let weight = &page["labels"][0]["packages"][0]["weight"];
+    assert_eq!(weight["unit"], json!("ounce"), "{weight}");
+    assert!(weight["value"].as_f64().unwrap() > 0.0, "{weight}");
 
     // The carrier accepts the oldest parcel; an electronic notice arrives for the second.
     sb.control("/tracking/events", json!({"trackingNumber": labels[1].1, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
