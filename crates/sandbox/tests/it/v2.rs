@@ -125,7 +125,9 @@ async fn labels_sorted_by_modified_at_put_the_ones_whose_tracking_moved_or_were_
     let sb = TestSandbox::start().await;
     let mut labels = Vec::new();
     for n in 1..=4 {
-        let id = sb.order(order_body(&format!("M{n}"), &format!("m{n}"))).await["orderId"].as_i64().unwrap();
+        let mut body = order_body(&format!("M{n}"), &format!("m{n}"));
+        body["weight"] = json!({"value": 1, "units": "pounds"});
+        let id = sb.order(body).await["orderId"].as_i64().unwrap();
         let (_, label) = sb.control(&format!("/orders/{id}/labels"), json!({})).await;
         labels.push((label["labelId"].as_str().unwrap().to_string(), label["trackingNumber"].as_str().unwrap().to_string()));
         // Each label is made a minute after the one before.
@@ -139,7 +141,7 @@ async fn labels_sorted_by_modified_at_put_the_ones_whose_tracking_moved_or_were_
     // Package weights in v2's shape: `{value, unit}`, not v1's `{value, units}`.
     let weight = &page["labels"][0]["packages"][0]["weight"];
     assert_eq!(weight["unit"], json!("ounce"), "{weight}");
-    assert!(weight["value"].as_f64().unwrap() > 0.0, "{weight}");
+    assert_eq!(weight["value"], json!(16), "a pound is 16 ounces: {weight}");
 
     // The carrier accepts the oldest parcel; an electronic notice arrives for the second.
     sb.control("/tracking/events", json!({"trackingNumber": labels[1].1, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
