@@ -653,7 +653,9 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
         let mut held = parcels(engine.store.scans_awaiting(&conn.name, &numbers).await?);
         let mut moved_here = false;
         let mut checks = Vec::new();
-        for (number, coarse) in listed {
+        // The page's labels in the order they changed (the page lists the latest
+        // change first), so first scans are recorded in the order the carrier made them.
+        for (number, coarse) in listed.into_iter().rev() {
             if settled.contains(&number) {
                 continue;
             }
