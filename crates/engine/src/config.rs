@@ -148,6 +148,7 @@ struct RawPolicy {
     currencies: Option<Vec<String>>,
     poll_interval: Option<String>,
     shipment_poll_interval: Option<String>,
+    scan_check_max_interval: Option<String>,
     held_recheck_interval: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
@@ -201,6 +202,10 @@ pub struct Policy {
     /// How often ShipStation is polled for labels, voids, fulfillments and scans
     /// (webhooks bring them sooner; polling catches what they miss).
     pub shipment_poll_interval: Duration,
+    /// The longest a label awaiting its first carrier scan waits between two checks
+    /// of the scan sweep. Each check that finds no physical scan doubles the wait,
+    /// from `shipment_poll_interval` up to this.
+    pub scan_check_max_interval: Duration,
     /// How often every held order, and every released order not yet labelled, is
     /// read again from the ERP (in batches), so a fix made elsewhere (a product's
     /// weight, an address) releases a held order and an order the ERP no longer wants
@@ -256,6 +261,7 @@ impl Default for Policy {
             currencies: Vec::new(),
             poll_interval: Duration::from_secs(30),
             shipment_poll_interval: Duration::from_secs(60),
+            scan_check_max_interval: Duration::from_secs(6 * 3600),
             held_recheck_interval: Duration::from_secs(300),
             push_batch: 100,
             max_push_attempts: 8,
@@ -515,6 +521,12 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     if let Some(d) = &raw.shipment_poll_interval {
         p.shipment_poll_interval = duration(d, "shipment_poll_interval")?;
     }
+    if let Some(d) = &raw.scan_check_max_interval {
+        p.scan_check_max_interval = duration(d, "scan_check_max_interval")?;
+        if p.scan_check_max_interval.is_zero() {
+            return Err("scan_check_max_interval = \"0s\": labels awaiting a scan must wait between checks; use a duration like \"6h\"".into());
+        }
+    }
     if let Some(d) = &raw.held_recheck_interval {
         p.held_recheck_interval = duration(d, "held_recheck_interval")?;
     }
@@ -681,6 +693,18 @@ journal_party = "ShipStation"
         assert_eq!(tryton.connections[0].erp.kind, "tryton");
         assert_eq!(tryton.connections[0].shipstation.account_currency, Currency::USD);
         assert!(tryton.public_url.is_some());
+    }
+
+    #[test]
+    fn a_label_awaiting_a_scan_is_checked_at_least_every_six_hours_unless_the_policy_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        assert_eq!(config.connections[0].policy.scan_check_max_interval, Duration::from_secs(6 * 3600));
+        let often = GOOD.replace("scan_overdue_after = \"24h\"", "scan_overdue_after = \"24h\"\nscan_check_max_interval = \"30m\"");
+        let config = Config::parse(&often, "t.toml", &env).unwrap();
+        assert_eq!(config.connections[0].policy.scan_check_max_interval, Duration::from_secs(1800));
+        let never = GOOD.replace("scan_overdue_after = \"24h\"", "scan_check_max_interval = \"0s\"");
+        let e = Config::parse(&never, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("scan_check_max_interval"), "{e}");
     }
 
     #[test]

@@ -464,6 +464,15 @@ impl Store for MeteredStore {
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
         self.inner.list_shipments(filter)
     }
+    fn scans_due<'a>(&'a self, connection: &'a str, now: Timestamp, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::AwaitingScan>>> {
+        self.inner.scans_due(connection, now, limit)
+    }
+    fn scans_awaiting<'a>(&'a self, connection: &'a str, tracking_numbers: &'a [String]) -> BoxFuture<'a, Result<Vec<shipledger_store::AwaitingScan>>> {
+        self.inner.scans_awaiting(connection, tracking_numbers)
+    }
+    fn mark_scans_checked<'a>(&'a self, connection: &'a str, checks: &'a [shipledger_store::ScanCheck]) -> BoxFuture<'a, Result<()>> {
+        self.inner.mark_scans_checked(connection, checks)
+    }
     fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
         self.inner.rate_take(key, reserve, now)
     }

@@ -227,7 +227,7 @@ async fn track_event(State(shared): Shared_, bytes: Bytes) -> Result<Json<Value>
         status_code: code,
     };
     shared.with_world(|w| {
-        w.add_track_event(&e.tracking_number, event)?;
+        w.add_track_event(&e.tracking_number, event, now)?;
         delivery::track_notify(&shared, w, &e.tracking_number);
         Ok(Json(crate::v2::tracking_json(w, &w.tracking[&e.tracking_number])))
     })

@@ -176,6 +176,7 @@ impl Sandbox {
         };
         let mut world: state::World = world.unwrap_or_else(|| state::World::new(clock.now()));
         world.backfill_products(clock.now());
+        world.backfill_label_times();
         let signer = signing::Signer::generate(config.seed).map_err(SandboxError::Key)?;
         let shared = Arc::new(Shared {
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed)),

@@ -174,7 +174,7 @@ pub(crate) fn tick(shared: &Shared, now: Timestamp) {
                             event_code: Some(code.into()),
                             signer: (code == "DE").then(|| "FRONT DOOR".into()),
                         };
-                        if w.add_track_event(&label.tracking_number, event).is_ok() {
+                        if w.add_track_event(&label.tracking_number, event, now).is_ok() {
                             events.push(label.tracking_number.clone());
                         }
                     }

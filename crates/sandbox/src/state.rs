@@ -270,6 +270,12 @@ pub struct Shipment {
     pub items: Vec<ShipmentItem>,
     /// The notification batch (SHIP_NOTIFY `batchId`).
     pub batch_id: i64,
+    /// When the label last changed: made, voided, or its tracking moved (a carrier
+    /// event). v2 sorts labels by it (`sort_by=modified_at`) but shows no field for
+    /// it. A state saved before it existed reads the epoch; loading fixes that
+    /// ([`World::backfill_label_times`]).
+    #[serde(default)]
+    pub modified_at: Timestamp,
 }
 
 /// An order marked shipped without a ShipStation label.
@@ -791,6 +797,7 @@ impl World {
                 dimensions: order.dimensions.clone(),
                 items,
                 batch_id: 0,
+                modified_at: now,
             },
             &carrier,
             req.tracking_number.clone(),
@@ -847,6 +854,7 @@ impl World {
         }
         shipment.voided = true;
         shipment.void_date = Some(now);
+        shipment.modified_at = now;
         let order_id = shipment.order_id;
         if let Some(order) = order_id.and_then(|id| self.orders.get_mut(&id)) {
             if order.order_status == "shipped" {
@@ -1009,8 +1017,9 @@ impl World {
         Ok(fulfillment_id)
     }
 
-    /// Append a carrier event to a tracking number.
-    pub fn add_track_event(&mut self, tracking_number: &str, event: TrackEvent) -> Result<(), Refusal> {
+    /// Append a carrier event to a tracking number, recorded at `now`: every label
+    /// with that number was modified then (its `tracking_status` may have moved).
+    pub fn add_track_event(&mut self, tracking_number: &str, event: TrackEvent, now: Timestamp) -> Result<(), Refusal> {
         let tracking = self.tracking.get_mut(tracking_number).ok_or_else(|| {
             Refusal::NotFound(format!(
                 "tracking number {tracking_number} is unknown; create a label or POST /v2/tracking/start first"
@@ -1018,7 +1027,18 @@ impl World {
         })?;
         tracking.events.push(event);
         tracking.events.sort_by_key(|e| e.occurred_at);
+        for label in self.shipments.values_mut().filter(|s| s.tracking_number == tracking_number) {
+            label.modified_at = label.modified_at.max(now);
+        }
         Ok(())
+    }
+
+    /// Labels of a state saved before labels kept their modified time: modified
+    /// when made, or when voided.
+    pub fn backfill_label_times(&mut self) {
+        for label in self.shipments.values_mut().filter(|s| s.modified_at < s.create_date) {
+            label.modified_at = label.void_date.unwrap_or(label.create_date).max(label.create_date);
+        }
     }
 
     /// Orders whose orderKey made more than one order, and orderNumbers used by more

@@ -1165,6 +1165,7 @@ async fn create_label(State(shared): Shared_, body: Bytes) -> Result<Json<Value>
                 dimensions: obj_or_null(&v, "dimensions"),
                 items: Vec::new(),
                 batch_id: 0,
+                modified_at: now,
             },
             &carrier,
             None,

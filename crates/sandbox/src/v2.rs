@@ -116,12 +116,26 @@ pub fn label_json(w: &World, s: &Shipment) -> Value {
         "insurance_claim": null,
         "packages": [{
             "package_code": s.package_code,
-            "weight": s.weight,
+            "weight": v2_weight(&s.weight),
             "tracking_number": s.tracking_number,
             "label_messages": {"reference1": s.order_number, "reference2": null, "reference3": null},
         }],
         "alternative_identifiers": [],
     })
+}
+
+/// A v1 weight (`{value, units: "ounces"}`) as v2 shows it (`{value, unit: "ounce"}`).
+fn v2_weight(v1: &Value) -> Value {
+    if v1.is_null() {
+        return Value::Null;
+    }
+    match crate::state::weight_in_ounces(v1) {
+        Some(ounces) => {
+            let value: Value = serde_json::from_str(&ounces.normalize().to_string()).unwrap_or(json!(0));
+            json!({"value": value, "unit": "ounce"})
+        }
+        None => Value::Null,
+    }
 }
 
 fn event_json(e: &crate::state::TrackEvent) -> Value {
@@ -224,6 +238,15 @@ async fn list_labels(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<
     let start = time_param(&q, "created_at_start")?;
     let end = time_param(&q, "created_at_end")?;
     let desc = q.str("sort_dir").is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+    // `created_at` (the default) or `modified_at`: when the label was made, voided or
+    // its tracking last moved. Anything else is refused, as ShipStation does.
+    let by_modified = match q.str("sort_by") {
+        None | Some("created_at") => false,
+        Some("modified_at") => true,
+        Some(other) => {
+            return Err(V2Error::invalid(format!("sort_by '{other}' is not one of modified_at, created_at")));
+        }
+    };
     let base = format!("{}/v2/labels?", shared.base_url);
     shared.read_world(|w| {
         let mut list: Vec<&Shipment> = w
@@ -236,7 +259,11 @@ async fn list_labels(State(shared): Shared_, RawQuery(raw): RawQuery) -> Result<
             .filter(|s| service.is_none_or(|c| s.service_code == c))
             .filter(|s| start.is_none_or(|t| s.create_date >= t) && end.is_none_or(|t| s.create_date <= t))
             .collect();
-        list.sort_by_key(|s| (s.create_date, s.shipment_id));
+        if by_modified {
+            list.sort_by_key(|s| (s.modified_at, s.shipment_id));
+        } else {
+            list.sort_by_key(|s| (s.create_date, s.shipment_id));
+        }
         if desc {
             list.reverse();
         }

@@ -1017,6 +1017,63 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn scans_due<'a>(&'a self, connection: &'a str, now: Timestamp, limit: u32) -> BoxFuture<'a, Result<Vec<AwaitingScan>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::SCANS_DUE).bind(connection).bind(millis(now)).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("list the labels due for a scan check"))?;
+                        rows::all(&found, rows::awaiting_scan)
+                    })
+                }
+
+                fn scans_awaiting<'a>(&'a self, connection: &'a str, tracking_numbers: &'a [String]) -> BoxFuture<'a, Result<Vec<AwaitingScan>>> {
+                    Box::pin(async move {
+                        let mut all = Vec::new();
+                        for chunk in tracking_numbers.chunks(sql::SCANS_AWAITING_CHUNK) {
+                            let text = sql::scans_awaiting(chunk.len());
+                            let mut q = query(&text).bind(connection);
+                            for number in chunk {
+                                q = q.bind(number);
+                            }
+                            let found = self
+                                .reader()
+                                .fetch_all(q)
+                                .await
+                                .map_err(failed("find the labels awaiting a scan by tracking number"))?;
+                            all.extend(rows::all(&found, rows::awaiting_scan)?);
+                        }
+                        if tracking_numbers.len() > sql::SCANS_AWAITING_CHUNK {
+                            all.sort_by(|a, b| {
+                                (&a.tracking_number, &a.shipment_key).cmp(&(&b.tracking_number, &b.shipment_key))
+                            });
+                        }
+                        Ok(all)
+                    })
+                }
+
+                fn mark_scans_checked<'a>(&'a self, connection: &'a str, checks: &'a [ScanCheck]) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        if checks.is_empty() {
+                            return Ok(());
+                        }
+                        let mut tx = self.write().await?;
+                        for check in checks {
+                            query(sql::MARK_SCAN_CHECKED)
+                                .bind(connection)
+                                .bind(&check.shipment_key)
+                                .bind(millis(check.checked_at))
+                                .bind(millis(check.next_due_at))
+                                .bind(check.coarse_status.as_deref())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("record the scan check of {}", check.shipment_key)))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
                 fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
                     Box::pin(self.take(key, reserve, now))
                 }

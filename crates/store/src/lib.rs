@@ -229,6 +229,30 @@ pub trait Store: Send + Sync {
     /// Shipments matching the filter, oldest `ss_created_at` first.
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>>;
 
+    // ---- the scan sweep (labels awaiting their first carrier scan)
+    //
+    // A label the sweep can check is live (`kind = label`, not voided), has no
+    // `first_scan_at`, is mapped to an ERP order and has a tracking number. Its check
+    // state ([`ScanCheckState`]) is written only by [`Store::mark_scans_checked`];
+    // [`Store::commit`] never changes it.
+
+    /// Up to `limit` (0: all) checkable labels on `connection` that are due at `now`
+    /// (never checked, or `next_due_at <= now`), least recently checked first: never
+    /// checked ones first, then by `last_checked_at`, ties by oldest `ss_created_at`
+    /// and then `shipment_key`. A merged label (one tracking number, several ERP
+    /// orders) is one row per order.
+    fn scans_due<'a>(&'a self, connection: &'a str, now: Timestamp, limit: u32) -> BoxFuture<'a, Result<Vec<AwaitingScan>>>;
+    /// The checkable labels on `connection` whose tracking number is one of
+    /// `tracking_numbers` (any number of them; unknown ones find nothing), due or
+    /// not, ordered by tracking number and then `shipment_key`.
+    fn scans_awaiting<'a>(&'a self, connection: &'a str, tracking_numbers: &'a [String]) -> BoxFuture<'a, Result<Vec<AwaitingScan>>>;
+    /// Record checks that found no physical scan, in one transaction: per
+    /// `shipment_key` on `connection`, `last_checked_at = checked_at`, `next_due_at`
+    /// as given, `empty_checks + 1`, and the coarse status when one is given (else
+    /// the stored one stays). Keys of no shipment are ignored. Nothing else of the
+    /// shipment changes (not its `updated_at`).
+    fn mark_scans_checked<'a>(&'a self, connection: &'a str, checks: &'a [ScanCheck]) -> BoxFuture<'a, Result<()>>;
+
     // ---- the shared ShipStation rate budget
 
     /// Take one request from the budget of `key` at `now`: `Ok(None)` to go ahead,

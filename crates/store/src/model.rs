@@ -371,6 +371,49 @@ pub struct ShipmentUpsert {
     pub erp_fulfilment_id: Option<String>,
 }
 
+/// What the scan sweep knows about a label awaiting its first carrier scan: when it
+/// last asked, how many checks in a row found no physical scan, when to ask again,
+/// and the coarse v2 `tracking_status` it last saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCheckState {
+    /// The last check; `None` when never checked.
+    pub last_checked_at: Option<Timestamp>,
+    /// Checks since the label was made that found no physical scan.
+    pub empty_checks: u32,
+    /// When it is due to be checked again; `None`: at once (never checked).
+    pub next_due_at: Option<Timestamp>,
+    /// The coarse v2 label `tracking_status` last seen (`unknown`, `in_transit`,
+    /// `error`, `delivered`); `None` when never seen.
+    pub coarse_status: Option<String>,
+}
+
+/// A live label mapped to an ERP order, with a tracking number and no carrier scan
+/// yet, as the scan sweep reads it ([`crate::Store::scans_due`],
+/// [`crate::Store::scans_awaiting`]). It reads as its [`ShipmentRecord`] (`Deref`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AwaitingScan {
+    pub record: ShipmentRecord,
+    pub check: ScanCheckState,
+}
+
+impl std::ops::Deref for AwaitingScan {
+    type Target = ShipmentRecord;
+    fn deref(&self) -> &ShipmentRecord {
+        &self.record
+    }
+}
+
+/// One check of a label that found no physical scan ([`crate::Store::mark_scans_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanCheck {
+    pub shipment_key: String,
+    pub checked_at: Timestamp,
+    /// When to check it again.
+    pub next_due_at: Timestamp,
+    /// The coarse status seen; `None` keeps the one stored (a check that did not
+    /// read it, or whose movement is still to be confirmed).
+    pub coarse_status: Option<String>,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct ShipmentFilter {

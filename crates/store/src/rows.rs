@@ -10,8 +10,9 @@ use serde_json::Value;
 use shipledger_core::exception::ExceptionKind;
 
 use crate::{
-    EventKind, JobDecodeError, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState, OrderLineRecord, OrderRecord,
-    OrderState, Result, ScheduleRecord, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState, StoreError, TimelineEntry,
+    AwaitingScan, EventKind, JobDecodeError, ScanCheckState, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState,
+    OrderLineRecord, OrderRecord, OrderState, Result, ScheduleRecord, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState,
+    StoreError, TimelineEntry,
 };
 
 /// Typed column access, implemented for `SqliteRow` and `PgRow`.
@@ -271,6 +272,21 @@ pub(crate) fn shipment(row: &impl RowExt) -> Result<ShipmentRecord> {
         },
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
+    })
+}
+
+/// A shipment with the scan sweep's check state (the scan columns after its own).
+pub(crate) fn awaiting_scan(row: &impl RowExt) -> Result<AwaitingScan> {
+    let empty = row.int("scan_empty_checks")?;
+    Ok(AwaitingScan {
+        record: shipment(row)?,
+        check: ScanCheckState {
+            last_checked_at: row.opt_time("scan_checked_at")?,
+            empty_checks: u32::try_from(empty)
+                .map_err(|_| StoreError::Corrupt(format!("column scan_empty_checks holds {empty}")))?,
+            next_due_at: row.opt_time("scan_due_at")?,
+            coarse_status: row.opt_text("scan_coarse_status")?,
+        },
     })
 }
 

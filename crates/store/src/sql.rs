@@ -495,6 +495,68 @@ pub(crate) const LIST_SHIPMENTS: &str = concat!(
      LIMIT $7"
 );
 
+// ---- the scan sweep
+
+/// A label the scan sweep can check: live, no scan yet, mapped to an ERP order, with
+/// a tracking number (the partial index `shipments_scans_due` has the same terms).
+macro_rules! checkable_label {
+    () => {
+        "kind = 'label' AND NOT voided AND first_scan_at IS NULL \
+         AND erp_id IS NOT NULL AND tracking_number IS NOT NULL"
+    };
+}
+
+macro_rules! scan_check_columns {
+    () => {
+        "scan_checked_at, scan_empty_checks, scan_due_at, scan_coarse_status"
+    };
+}
+
+/// `$1` connection, `$2` now, `$3` limit. Least recently checked first.
+pub(crate) const SCANS_DUE: &str = concat!(
+    "SELECT ",
+    shipment_columns!(),
+    ", ",
+    scan_check_columns!(),
+    " FROM shipments
+     WHERE connection = $1 AND ",
+    checkable_label!(),
+    " AND (scan_due_at IS NULL OR scan_due_at <= $2)
+     ORDER BY scan_checked_at ASC NULLS FIRST, ss_created_at, shipment_key
+     LIMIT $3"
+);
+
+/// The checkable labels with one of `count` tracking numbers: `$1` connection,
+/// `$2`.. the numbers.
+pub(crate) fn scans_awaiting(count: usize) -> String {
+    let numbers: Vec<String> = (2..count + 2).map(|n| format!("${n}")).collect();
+    format!(
+        concat!(
+            "SELECT ",
+            shipment_columns!(),
+            ", ",
+            scan_check_columns!(),
+            " FROM shipments WHERE connection = $1 AND ",
+            checkable_label!(),
+            " AND tracking_number IN ({}) ORDER BY tracking_number, shipment_key"
+        ),
+        numbers.join(", ")
+    )
+}
+
+/// Tracking numbers per [`scans_awaiting`] query (well inside both backends' limit
+/// on bound parameters).
+pub(crate) const SCANS_AWAITING_CHUNK: usize = 500;
+
+/// `$1` connection, `$2` shipment key, `$3` checked at, `$4` next due, `$5` coarse
+/// status or NULL to keep the stored one.
+pub(crate) const MARK_SCAN_CHECKED: &str = "UPDATE shipments
+        SET scan_checked_at = $3,
+            scan_due_at = $4,
+            scan_empty_checks = scan_empty_checks + 1,
+            scan_coarse_status = COALESCE($5, scan_coarse_status)
+      WHERE connection = $1 AND shipment_key = $2";
+
 // ---- the rate budget
 
 /// `$1` key, `$2` now.

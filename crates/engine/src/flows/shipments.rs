@@ -10,9 +10,12 @@
 //!   ([`shipledger_core::shipment::map_lines`]); what does not add up (more than
 //!   ordered, a line the order lacks, a shipment for an order never pushed) is an
 //!   owned exception. Watermarks advance in the same commit as what they cover.
-//! - **Scans** ([`scans`]): live labels without a carrier scan are asked about on
-//!   ShipStation v2; the first physical acceptance (never `NY`/`UN` or an
-//!   electronic-only notice) is recorded with its time.
+//! - **Scans** ([`scans`], one bounded [`sweep`]): live labels without a carrier scan
+//!   are asked about on ShipStation v2, many per request (`GET /v2/labels` pages
+//!   show each label's coarse status; only labels that moved are tracked one by
+//!   one), least recently checked first with a per-label backoff, so none waits for
+//!   ever behind labels the carrier never scans; the first physical acceptance
+//!   (never `NY`/`UN` or an electronic-only notice) is recorded with its time.
 //! - **Inbox** ([`inbox`]): the webhook receivers' jobs, each kind run by its
 //!   handler: [`ingest_v1_webhook`](crate::flows::ingest_v1_webhook) fetches a v1
 //!   hint's resource (only from the configured ShipStation API) and ingests it here;
@@ -24,18 +27,21 @@
 //!   `write_fulfilment` job keyed by shipment and phase (`job`), run by
 //!   [`write_fulfilment`](crate::flows::write_fulfilment).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::money::{Money, Rounding};
+use shipledger_core::retry::RetryPolicy;
 use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
 use shipledger_shipstation::v1::model as ss;
 use shipledger_shipstation::v1::query::{FulfillmentFilter, ShipmentFilter, ShipmentSortBy, SortDir};
+use shipledger_shipstation::v2::LabelFilter;
+use shipledger_shipstation::v2::model::LabelStatus;
 use shipledger_store::{
-    Change, EventKind, JobKind, NewEvent, NewJob, Phase, ShipmentFilter as StoredShipments, ShipmentKind, ShipmentLine,
-    ShipmentRecord, ShipmentState, ShipmentUpsert, StoreError, SyncOrder, WatermarkMove, WriteFulfilment,
+    AwaitingScan, Change, EventKind, JobKind, NewEvent, NewJob, Phase, ScanCheck, ShipmentFilter as StoredShipments, ShipmentKind,
+    ShipmentLine, ShipmentRecord, ShipmentState, ShipmentUpsert, StoreError, SyncOrder, WatermarkMove, WriteFulfilment,
 };
 
 use crate::config::FulfilOn;
@@ -48,8 +54,6 @@ pub const WM_VOIDED: &str = "ss_shipments_voided";
 pub const WM_FULFILLMENTS: &str = "ss_fulfillments_created";
 /// How far each poll reaches back before its watermark.
 const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
-/// Labels asked about per scan pass.
-const SCANS_PER_PASS: u32 = 40;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ShipmentReport {
@@ -604,43 +608,243 @@ pub(crate) fn event(shipment_key: &str, kind: EventKind, detail: serde_json::Val
     NewEvent::shipment(shipment_key, kind, detail)
 }
 
-/// Ask ShipStation v2 about live labels without a carrier scan; record first scans.
+/// How much one scan sweep ([`sweep`]) may ask ShipStation v2. One sweep makes at
+/// most `max_pages + max_moved_tracks + max_due_tracks` requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepLimits {
+    /// Labels per `GET /v2/labels` page (1 to 500).
+    pub page_size: u32,
+    /// `GET /v2/labels` pages per sweep.
+    pub max_pages: u32,
+    /// Track calls for labels whose coarse status moved on those pages.
+    pub max_moved_tracks: u32,
+    /// Track calls for labels due by their backoff that the pages did not settle,
+    /// least recently checked first.
+    pub max_due_tracks: u32,
+}
+
+impl Default for SweepLimits {
+    /// 4 pages of 500, 80 moved and 20 due labels tracked: at most 104 requests, about
+    /// half of v2's 200 a minute when a sweep runs every minute.
+    fn default() -> Self {
+        SweepLimits { page_size: 500, max_pages: 4, max_moved_tracks: 80, max_due_tracks: 20 }
+    }
+}
+
+/// One bounded scan sweep with the default [`SweepLimits`]: see [`sweep`].
 pub async fn scans(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    sweep(engine, conn, SweepLimits::default()).await
+}
+
+/// The wait before a label is checked again after `empty_checks` checks that found
+/// no physical scan: the poll interval doubling per check, at most
+/// `policy.scan_check_max_interval` (the one backoff of [`RetryPolicy`]).
+pub fn scan_check_backoff(policy: &crate::config::Policy, empty_checks: u32) -> std::time::Duration {
+    RetryPolicy {
+        initial: policy.shipment_poll_interval,
+        max_delay: policy.scan_check_max_interval,
+        jitter_pct: 0,
+        ..RetryPolicy::default()
+    }
+    .backoff(empty_checks, 0)
+}
+
+/// The labels of one tracking number that await a scan (a merged label is one record
+/// per ERP order), with what the sweep decided about them.
+struct Parcel {
+    carrier: String,
+    labels: Vec<AwaitingScan>,
+}
+
+/// What the sweep learnt about a tracking number.
+enum Seen {
+    /// First scans recorded: the labels no longer await one.
+    Scanned(u64),
+    /// No physical scan: check again after the backoff, remembering `coarse` when
+    /// given.
+    Nothing { coarse: Option<String> },
+}
+
+/// One bounded scan sweep: ShipStation v2 is asked which live labels the carrier has
+/// scanned, fairly (every label awaiting a scan is checked again within
+/// `scan_check_max_interval` plus the sweeps its turn waits) and cheaply (many labels
+/// per request).
+///
+/// 1. **Pages.** `GET /v2/labels` (completed labels, most recently modified first,
+///    `page_size` a page) shows each label's coarse `tracking_status`. A label we
+///    hold awaiting a scan (matched by tracking number) whose status is `unknown` was
+///    checked: nothing happened. One whose status *moved* (not `unknown` and not what
+///    the sweep last saw) gets one track call (`GET /v2/tracking`) to confirm a
+///    physical scan ([`record_tracking`]). One whose status is still the one last
+///    seen (`in_transit` from an electronic notice) is not settled by the page: its
+///    detail may have moved under the same coarse status, so it waits for its turn
+///    in step 2. Paging stops after a page with no moved label (the moved ones come
+///    first), at the last page, or after `max_pages`.
+/// 2. **Due labels.** Labels due by their backoff ([`Store::scans_due`], least
+///    recently checked first) that step 1 did not settle are tracked one by one, up
+///    to `max_due_tracks`. A track call settles a label in one request, where a
+///    `GET /v2/labels?tracking_number=` lookup would need a track call after it
+///    whenever the label moved.
+///
+/// Every check that finds no physical scan pushes the label's next check out
+/// ([`scan_check_backoff`]). A merged label (one tracking number, several ERP
+/// orders) is asked about once. Checks are recorded as they are made, so a failure
+/// part-way keeps what was learnt.
+///
+/// [`Store::scans_due`]: shipledger_store::Store::scans_due
+pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
     let Some(v2) = &conn.shipstation_v2 else { return Ok(report) };
-    // Webhooks bring most scans; each pass asks about the oldest waiting labels only,
-    // so polling stays well inside v2's 200 requests a minute.
-    let waiting = engine
-        .store
-        .list_shipments(StoredShipments {
-            connection: Some(conn.name.clone()),
-            awaiting_scan: true,
-            limit: SCANS_PER_PASS,
-            ..Default::default()
-        })
-        .await?;
-    // A merged label is one record per ERP order with the same number: ask once.
-    let mut asked: HashMap<(String, String), Option<shipledger_shipstation::v2::model::TrackingInfo>> = HashMap::new();
-    for s in waiting.into_iter().filter(|s| s.erp_id.is_some()) {
-        let Some(number) = &s.tracking_number else { continue };
-        let info = match asked.get(&(s.carrier.clone(), number.clone())) {
-            Some(known) => known.clone(),
-            None => {
-                let info = match v2.get_tracking(&s.carrier, number).await {
-                    Ok(info) => Some(info),
-                    Err(shipledger_shipstation::Error::NotFound { .. }) => None,
-                    Err(e) => return Err(e.into()),
-                };
-                asked.insert((s.carrier.clone(), number.clone()), info.clone());
-                info
+    let now = engine.clock.now();
+    // Tracking numbers this sweep settled: not asked about again in it.
+    let mut settled: HashSet<String> = HashSet::new();
+
+    // 1. Pages of labels, most recently modified first.
+    let mut tracks = 0;
+    for page in 1..=limits.max_pages.max(1) {
+        let list = v2
+            .list_labels(&LabelFilter {
+                label_status: Some(LabelStatus::Completed),
+                sort_by: Some("modified_at".into()),
+                sort_dir: Some("desc".into()),
+                page_size: Some(limits.page_size.clamp(1, 500)),
+                page: Some(page),
+                ..Default::default()
+            })
+            .await?;
+        let listed: Vec<(String, Option<String>)> = list
+            .labels
+            .iter()
+            .filter_map(|l| {
+                let number = l.tracking_number.clone().or_else(|| l.packages.iter().find_map(|p| p.tracking_number.clone()))?;
+                Some((number, l.tracking_status.as_deref().map(str::to_ascii_lowercase)))
+            })
+            .collect();
+        let numbers: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
+        let mut held = parcels(engine.store.scans_awaiting(&conn.name, &numbers).await?);
+        let mut moved_here = false;
+        let mut checks = Vec::new();
+        // The page's labels in the order they changed (the page lists the latest
+        // change first), so first scans are recorded in the order the carrier made them.
+        for (number, coarse) in listed.into_iter().rev() {
+            if settled.contains(&number) {
+                continue;
             }
-        };
-        let Some(info) = info else { continue };
-        if record_tracking(engine, conn, &s, &info).await? {
-            report.scanned += 1;
+            let Some(parcel) = held.remove(&number) else { continue };
+            let last = parcel.labels[0].check.coarse_status.clone();
+            let seen = match coarse.as_deref() {
+                // The label carries no status: nothing learnt; its turn comes in step 2.
+                None => continue,
+                Some("unknown") => Seen::Nothing { coarse },
+                Some(_) if coarse == last => continue,
+                Some(_) => {
+                    moved_here = true;
+                    if tracks >= limits.max_moved_tracks {
+                        // Still moved next sweep: its status is not recorded as seen.
+                        continue;
+                    }
+                    tracks += 1;
+                    track(engine, conn, v2, &number, &parcel, coarse).await?
+                }
+            };
+            settled.insert(number);
+            settle(conn, &parcel, seen, now, &mut checks, &mut report);
+        }
+        engine.store.mark_scans_checked(&conn.name, &checks).await?;
+        if !moved_here || i64::from(page) >= list.pages {
+            break;
         }
     }
+
+    // 2. Labels due by their backoff that the pages did not settle.
+    let due = engine
+        .store
+        .scans_due(&conn.name, now, limits.max_due_tracks.saturating_mul(4).saturating_add(settled.len() as u32))
+        .await?;
+    let mut waiting: Vec<(String, Parcel)> = Vec::new();
+    for label in due {
+        let Some(number) = label.tracking_number.clone() else { continue };
+        if settled.contains(&number) {
+            continue;
+        }
+        let room = waiting.len() < limits.max_due_tracks as usize;
+        match waiting.iter_mut().find(|(n, _)| *n == number) {
+            Some((_, parcel)) => parcel.labels.push(label),
+            None if room => waiting.push((number, Parcel { carrier: label.carrier.clone(), labels: vec![label] })),
+            None => {}
+        }
+    }
+    // The other records of a merged label, which may not all have been due.
+    let numbers: Vec<String> = waiting.iter().map(|(n, _)| n.clone()).collect();
+    let mut all = parcels(engine.store.scans_awaiting(&conn.name, &numbers).await?);
+    let mut checks = Vec::new();
+    for (number, parcel) in waiting {
+        let parcel = all.remove(&number).unwrap_or(parcel);
+        let seen = match track(engine, conn, v2, &number, &parcel, None).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                engine.store.mark_scans_checked(&conn.name, &checks).await?;
+                return Err(e);
+            }
+        };
+        settle(conn, &parcel, seen, now, &mut checks, &mut report);
+    }
+    engine.store.mark_scans_checked(&conn.name, &checks).await?;
     Ok(report)
+}
+
+/// Awaiting labels by tracking number.
+fn parcels(found: Vec<AwaitingScan>) -> HashMap<String, Parcel> {
+    let mut by_number: HashMap<String, Parcel> = HashMap::new();
+    for label in found {
+        let Some(number) = label.tracking_number.clone() else { continue };
+        by_number.entry(number).or_insert_with(|| Parcel { carrier: label.carrier.clone(), labels: Vec::new() }).labels.push(label);
+    }
+    by_number
+}
+
+/// One track call for a parcel; its first physical scan is recorded on every label
+/// with its number. `coarse` is the page's status, remembered when nothing is found.
+async fn track(
+    engine: &Engine,
+    conn: &Connection,
+    v2: &shipledger_shipstation::V2Client,
+    number: &str,
+    parcel: &Parcel,
+    coarse: Option<String>,
+) -> Result<Seen, EngineError> {
+    let info = match v2.get_tracking(&parcel.carrier, number).await {
+        Ok(info) => info,
+        // Unknown to the carrier (yet): nothing to record, ask again later.
+        Err(shipledger_shipstation::Error::NotFound { .. }) => return Ok(Seen::Nothing { coarse }),
+        Err(e) => return Err(e.into()),
+    };
+    let mut scanned = 0;
+    for label in &parcel.labels {
+        if record_tracking(engine, conn, label, &info).await? {
+            scanned += 1;
+        }
+    }
+    Ok(if scanned > 0 { Seen::Scanned(scanned) } else { Seen::Nothing { coarse } })
+}
+
+/// Count first scans; queue the check of labels still without one.
+fn settle(conn: &Connection, parcel: &Parcel, seen: Seen, now: Timestamp, checks: &mut Vec<ScanCheck>, report: &mut ShipmentReport) {
+    match seen {
+        Seen::Scanned(n) => report.scanned += n,
+        Seen::Nothing { coarse } => {
+            for label in &parcel.labels {
+                let wait = scan_check_backoff(&conn.policy, label.check.empty_checks.saturating_add(1));
+                let wait = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
+                checks.push(ScanCheck {
+                    shipment_key: label.shipment_key.clone(),
+                    checked_at: now,
+                    next_due_at: now.checked_add(wait).unwrap_or(Timestamp::MAX),
+                    coarse_status: coarse.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// Record what a tracking answer says about a shipment; plans the completed write on

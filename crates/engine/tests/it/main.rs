@@ -10,3 +10,4 @@ mod two_engines;
 mod upgrade;
 mod lifecycle;
 mod lanes;
+mod scans;

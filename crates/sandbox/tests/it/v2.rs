@@ -114,3 +114,68 @@ async fn inventory_moves_by_transaction_and_answers_per_location() {
     assert_eq!(sb.v2_send(Method::DELETE, &path, None).await.0, 400, "stock on hand blocks the delete");
     assert_eq!(sb.v2_send(Method::DELETE, &format!("{path}?remove_inventory=1"), None).await.0, 204);
 }
+
+/// The label ids of a `/v2/labels` page, in the order listed.
+fn label_ids(page: &Value) -> Vec<String> {
+    page["labels"].as_array().unwrap().iter().map(|l| l["label_id"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn labels_sorted_by_modified_at_put_the_ones_whose_tracking_moved_or_were_voided_first() {
+    let sb = TestSandbox::start().await;
+    let mut labels = Vec::new();
+    for n in 1..=4 {
+        let mut body = order_body(&format!("M{n}"), &format!("m{n}"));
+        body["weight"] = json!({"value": 1, "units": "pounds"});
+        let id = sb.order(body).await["orderId"].as_i64().unwrap();
+        let (_, label) = sb.control(&format!("/orders/{id}/labels"), json!({})).await;
+        labels.push((label["labelId"].as_str().unwrap().to_string(), label["trackingNumber"].as_str().unwrap().to_string()));
+        // Each label is made a minute after the one before.
+        sb.control("/clock/advance", json!({"seconds": 60})).await;
+    }
+    let ids = |picks: &[usize]| picks.iter().map(|i| labels[*i].0.clone()).collect::<Vec<_>>();
+    let (status, page) = sb.v2_get("/v2/labels?label_status=completed&sort_by=modified_at&sort_dir=desc").await;
+    assert_eq!(status, 200);
+    assert_eq!(label_ids(&page), ids(&[3, 2, 1, 0]), "nothing moved yet: newest made first");
+    assert!(page["labels"].as_array().unwrap().iter().all(|l| l["tracking_status"] == json!("unknown")));
+    // Package weights in v2's shape: `{value, unit}`, not v1's `{value, units}`.
+    let weight = &page["labels"][0]["packages"][0]["weight"];
+    assert_eq!(weight["unit"], json!("ounce"), "{weight}");
+    assert_eq!(weight["value"], json!(16), "a pound is 16 ounces: {weight}");
+
+    // The carrier accepts the oldest parcel; an electronic notice arrives for the second.
+    sb.control("/tracking/events", json!({"trackingNumber": labels[1].1, "statusCode": "NY", "statusDetailCode": "ELEC_ADVICE_RECD_BY_CARRIER"})).await;
+    sb.control("/clock/advance", json!({"seconds": 60})).await;
+    sb.control("/tracking/events", json!({"trackingNumber": labels[0].1, "statusCode": "AC", "statusDetailCode": "RECEIVED_BY_CARRIER"})).await;
+    let (_, page) = sb.v2_get("/v2/labels?label_status=completed&sort_by=modified_at&sort_dir=desc").await;
+    assert_eq!(label_ids(&page), ids(&[0, 1, 3, 2]), "the scanned label, then the one with a notice, then the rest by creation");
+    let status_of = |page: &Value, id: &str| page["labels"].as_array().unwrap().iter().find(|l| l["label_id"] == json!(id)).unwrap()["tracking_status"].clone();
+    assert_eq!(status_of(&page, &labels[0].0), json!("in_transit"));
+    assert_eq!(status_of(&page, &labels[1].0), json!("unknown"), "an electronic notice is no movement");
+
+    // Delivered, it is modified again; sorted by creation nothing changes.
+    sb.control("/clock/advance", json!({"seconds": 60})).await;
+    sb.control("/tracking/events", json!({"trackingNumber": labels[2].1, "statusCode": "DE"})).await;
+    let (_, page) = sb.v2_get("/v2/labels?sort_by=modified_at&sort_dir=desc&page_size=2").await;
+    assert_eq!(label_ids(&page), ids(&[2, 0]));
+    assert_eq!(status_of(&page, &labels[2].0), json!("delivered"));
+    assert_eq!(page["pages"], json!(2));
+    let (_, page) = sb.v2_get("/v2/labels?sort_by=modified_at&sort_dir=desc&page_size=2&page=2").await;
+    assert_eq!(label_ids(&page), ids(&[1, 3]));
+    let (_, page) = sb.v2_get("/v2/labels?sort_by=created_at").await;
+    assert_eq!(label_ids(&page), ids(&[0, 1, 2, 3]));
+
+    // A void moves a label too, and it leaves the completed ones.
+    sb.control("/clock/advance", json!({"seconds": 60})).await;
+    sb.control(&format!("/labels/{}/void", labels[3].0), json!({})).await;
+    let (_, page) = sb.v2_get("/v2/labels?sort_by=modified_at&sort_dir=desc").await;
+    assert_eq!(label_ids(&page)[0], labels[3].0);
+    let (_, page) = sb.v2_get("/v2/labels?label_status=completed&sort_by=modified_at&sort_dir=desc").await;
+    assert_eq!(label_ids(&page), ids(&[2, 0, 1]));
+
+    // Any other sort is refused the way ShipStation refuses it.
+    let (status, body) = sb.v2_get("/v2/labels?sort_by=ship_date").await;
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["error_code"], json!("invalid_field_value"));
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("sort_by"), "{body}");
+}

@@ -482,3 +482,76 @@ pub async fn a_shipment_written_with_its_job_and_event_is_all_or_nothing(
     );
     Ok(())
 }
+
+pub async fn scan_checks_put_never_checked_labels_first_then_the_least_recently_checked_and_keep_the_rest_until_due(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    use shipledger_store::{ScanCheck, ScanCheckState};
+    let store = &db.store;
+    // Three live labels, a scanned one, a voided one, an orphan and one without a
+    // tracking number: only the first three are for the sweep.
+    let mut scanned = label(5004, 9004, Some("1004"), 1);
+    scanned.first_scan_at = Some(t(40));
+    let mut voided = label(5005, 9005, Some("1005"), 2);
+    voided.voided = true;
+    let orphan = label(5006, 9006, None, 3);
+    let mut unnumbered = label(5007, 9007, Some("1007"), 4);
+    unnumbered.tracking_number = None;
+    save(
+        db,
+        ACME,
+        60,
+        vec![label(5001, 9001, Some("1001"), 10), label(5002, 9002, Some("1002"), 20), label(5003, 9003, Some("1003"), 30), scanned, voided, orphan, unnumbered],
+    )
+    .await?;
+    save(db, BETA, 60, vec![label(6001, 9001, Some("1001"), 0)]).await?;
+    let due_keys = |found: Vec<shipledger_store::AwaitingScan>| found.into_iter().map(|a| a.record.shipment.shipment_key).collect::<Vec<_>>();
+
+    // Never checked: all due at once, oldest first, with an empty check state.
+    let due = store.scans_due(ACME, t(100), 0).await?;
+    assert_eq!(due.iter().map(|a| a.shipment_key.clone()).collect::<Vec<_>>(), ["label:5001", "label:5002", "label:5003"]);
+    assert!(due.iter().all(|a| a.check == ScanCheckState::default()));
+    assert_eq!(due_keys(store.scans_due(ACME, t(100), 2).await?), ["label:5001", "label:5002"]);
+
+    // The two oldest are checked (nothing found): the never-checked one comes first
+    // now, and the checked ones wait until they are due.
+    let check = |key: &str, at: i64, due: i64, coarse: Option<&str>| ScanCheck {
+        shipment_key: key.into(),
+        checked_at: t(at),
+        next_due_at: t(due),
+        coarse_status: coarse.map(Into::into),
+    };
+    store
+        .mark_scans_checked(ACME, &[check("label:5002", 100, 200, Some("unknown")), check("label:5001", 110, 160, Some("in_transit"))])
+        .await?;
+    assert_eq!(due_keys(store.scans_due(ACME, t(150), 0).await?), ["label:5003"]);
+    let due = store.scans_due(ACME, t(200), 0).await?;
+    assert_eq!(due.iter().map(|a| a.shipment_key.clone()).collect::<Vec<_>>(), ["label:5003", "label:5002", "label:5001"], "never checked, then least recently checked");
+    assert_eq!(
+        due[2].check,
+        ScanCheckState { last_checked_at: Some(t(110)), empty_checks: 1, next_due_at: Some(t(160)), coarse_status: Some("in_transit".into()) }
+    );
+
+    // A check that did not read the coarse status keeps the one stored; the count goes on.
+    store.mark_scans_checked(ACME, &[check("label:5001", 300, 400, None)]).await?;
+    let found = store.scans_awaiting(ACME, &["RM5001GB".into(), "RM5004GB".into(), "RM5006GB".into(), "NOPE".into()]).await?;
+    assert_eq!(found.len(), 1, "scanned and orphaned labels are not awaiting a check");
+    assert_eq!(
+        found[0].check,
+        ScanCheckState { last_checked_at: Some(t(300)), empty_checks: 2, next_due_at: Some(t(400)), coarse_status: Some("in_transit".into()) }
+    );
+    // Writing the shipment again (a poll, a tracking status) leaves its check state.
+    let mut again = store.get_shipment(ACME, "label:5001").await?.unwrap().shipment;
+    again.tracking_status = Some("NY".into());
+    save(db, ACME, 310, vec![again]).await?;
+    assert_eq!(store.scans_awaiting(ACME, &["RM5001GB".into()]).await?[0].check.empty_checks, 2);
+    assert!(store.scans_awaiting(ACME, &[]).await?.is_empty());
+    // Many numbers at once (more than one query's worth) find every label.
+    let mut many: Vec<String> = (0..1_200).map(|n| format!("X{n}")).collect();
+    many.push("RM5003GB".into());
+    many.push("RM5002GB".into());
+    assert_eq!(due_keys(store.scans_awaiting(ACME, &many).await?), ["label:5002", "label:5003"]);
+    // The other connection's label is its own.
+    assert_eq!(due_keys(store.scans_due(BETA, t(0), 0).await?), ["label:6001"]);
+    Ok(())
+}
