@@ -64,9 +64,37 @@ pub struct DemoArgs {
     /// seconds after the report, so the run's final metrics can be scraped.
     #[arg(long, default_value_t = 0)]
     linger: u64,
+    /// Write the logs here (default: `shipledger.log` in `--dir`, or a
+    /// `shipledger-demo-<pid>.log` in the system's temporary directory, which
+    /// outlives the demo's temporary store).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// Where this run's logs go.
+    pub fn log_path(&self) -> PathBuf {
+        match (&self.log, &self.dir) {
+            (Some(path), _) => path.clone(),
+            (None, Some(dir)) => dir.join("shipledger.log"),
+            (None, None) => std::env::temp_dir().join(format!("shipledger-demo-{}.log", std::process::id())),
+        }
+    }
+}
+
+/// A non-blocking writer appending to `path` (its directory made if missing), and the
+/// guard that flushes it when dropped. `tracing-appender` does the buffering on its own
+/// thread, so a burst of log lines never slows the demo nor lands on its display.
+pub fn log_writer(path: &std::path::Path) -> std::io::Result<(tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard)> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(tracing_appender::non_blocking(file))
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    eprintln!("shipledger demo: logs go to {}", args.log_path().display());
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -207,6 +235,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut feeder = plan.feeder(&erp.base_url(), start);
     let progress = Progress::new();
+    let mut open_exceptions = 0usize;
+    let mut exceptions_counted: Option<Instant> = None;
     let started = Instant::now();
     let mut interrupted = false;
     let mut warehouse_done: Option<Instant> = None;
@@ -222,8 +252,42 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         let counts = store.count_orders_by_state(CONNECTION).await?;
         let seen: u64 = counts.iter().map(|(_, n)| n).sum();
-        let erp_orders = erp.snapshot().orders.len() as u64;
-        progress.show(&counts, plan.orders.len(), started.elapsed());
+        let erp_world = erp.snapshot();
+        let erp_orders = erp_world.orders.len() as u64;
+        if exceptions_counted.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(2)) {
+            open_exceptions = store
+                .list_exceptions(ExceptionFilter {
+                    connection: Some(CONNECTION.into()),
+                    state: Some(ExceptionState::Open),
+                    limit: 0,
+                    ..Default::default()
+                })
+                .await?
+                .len();
+            exceptions_counted = Some(Instant::now());
+        }
+        {
+            let in_state = |states: &[OrderState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<u64>();
+            let ss = shipstation.stats();
+            let fulfilments = |state: shipledger_sandbox::erp::model::FulfilmentStatus| {
+                erp_world.fulfilments.values().filter(|f| f.state == state).count() as u64
+            };
+            progress.show(&Figures {
+                planned: plan.orders.len() as u64,
+                generated: erp_orders,
+                released: in_state(&[OrderState::Released, OrderState::Pushed, OrderState::Shipped]),
+                pushed: in_state(&[OrderState::Pushed, OrderState::Shipped]),
+                held: in_state(&[OrderState::Held]),
+                labelled: ss["shipments"].as_u64().unwrap_or(0) - ss["shipments_voided"].as_u64().unwrap_or(0),
+                packed: fulfilments(shipledger_sandbox::erp::model::FulfilmentStatus::Packed),
+                completed: fulfilments(shipledger_sandbox::erp::model::FulfilmentStatus::Completed),
+                open_exceptions: open_exceptions as u64,
+                requests: ss["requests_total"].as_u64().unwrap_or(0),
+                rate_limited: ss["rate_limited"].as_u64().unwrap_or(0),
+                elapsed: started.elapsed(),
+            });
+        }
+        drop(erp_world);
         let settled = counts
             .iter()
             .all(|(s, _)| matches!(s, OrderState::Pushed | OrderState::Shipped | OrderState::Cancelled | OrderState::Held));
@@ -446,38 +510,83 @@ fn print_summary(report: &Value) {
     );
 }
 
-/// A status line on a terminal; a plain log line every few seconds otherwise.
+/// What the progress display shows, each counted by the system that owns it: the
+/// ERP (orders generated, fulfilments packed and completed), the store (released,
+/// pushed, held, open exceptions) and ShipStation (labels, requests, 429s).
+struct Figures {
+    planned: u64,
+    generated: u64,
+    released: u64,
+    pushed: u64,
+    held: u64,
+    labelled: u64,
+    packed: u64,
+    completed: u64,
+    open_exceptions: u64,
+    requests: u64,
+    rate_limited: u64,
+    elapsed: Duration,
+}
+
+impl Figures {
+    /// Three short lines (orders, fulfilment, costs) so that a narrow terminal shows
+    /// them whole; joined by `sep`.
+    fn text(&self, sep: &str) -> String {
+        format!(
+            "orders  {}/{} generated, {} released, {} pushed, {} held{sep}labels  {}, {} packed, {} completed{sep}other   {} open exception(s), {} ShipStation requests, {} × 429",
+            self.generated,
+            self.planned,
+            self.released,
+            self.pushed,
+            self.held,
+            self.labelled,
+            self.packed,
+            self.completed,
+            self.open_exceptions,
+            self.requests,
+            self.rate_limited
+        )
+    }
+}
+
+/// On a terminal, a live status line drawn by `indicatif` (it redraws in place at a
+/// bounded rate, keeps the elapsed time itself, and clears cleanly when done);
+/// otherwise a plain line every few seconds.
 struct Progress {
-    tty: bool,
-    last: std::sync::Mutex<Instant>,
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Progress {
     fn new() -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: std::sync::Mutex::new(Instant::now()) }
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("a valid progress template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress { bar, last: std::sync::Mutex::new(None) }
     }
 
-    fn show(&self, counts: &[(OrderState, u64)], planned: usize, elapsed: Duration) {
-        let text = format!(
-            "[{:>4}s] {} of {planned} orders seen: {}",
-            elapsed.as_secs(),
-            counts.iter().map(|(_, n)| n).sum::<u64>(),
-            counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
-        );
-        if self.tty {
-            eprint!("\r\x1b[2K{text}");
-        } else {
-            let mut last = self.last.lock().expect("progress lock");
-            if last.elapsed() >= Duration::from_secs(5) {
-                eprintln!("{text}");
-                *last = Instant::now();
+    fn show(&self, figures: &Figures) {
+        match &self.bar {
+            Some(bar) => bar.set_message(figures.text("\n  ")),
+            None => {
+                let mut last = self.last.lock().expect("progress lock");
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    eprintln!("[{:>4}s] {}", figures.elapsed.as_secs(), figures.text(" | "));
+                    *last = Some(Instant::now());
+                }
             }
         }
     }
 
     fn done(&self) {
-        if self.tty {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 }
