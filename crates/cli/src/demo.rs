@@ -234,10 +234,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         start + SignedDuration::from_secs_f64(elapsed * speed)
     };
     let mut feeder = plan.feeder(&erp.base_url(), start);
-    let progress = Progress::new();
-    let mut open_exceptions = 0usize;
-    let mut exceptions_counted: Option<Instant> = None;
     let started = Instant::now();
+    // The display has its own task: it moves while an engine pass waits on a budget.
+    let progress = Arc::new(Progress::new());
+    let display = tokio::spawn(show_progress(
+        progress.clone(),
+        store.clone(),
+        shipstation.base_url(),
+        erp.base_url(),
+        plan.orders.len() as u64,
+        started,
+    ));
     let mut interrupted = false;
     let mut warehouse_done: Option<Instant> = None;
     let mut ctrl_c = Box::pin(crate::shutdown_signal());
@@ -252,42 +259,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         };
         let counts = store.count_orders_by_state(CONNECTION).await?;
         let seen: u64 = counts.iter().map(|(_, n)| n).sum();
-        let erp_world = erp.snapshot();
-        let erp_orders = erp_world.orders.len() as u64;
-        if exceptions_counted.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(2)) {
-            open_exceptions = store
-                .list_exceptions(ExceptionFilter {
-                    connection: Some(CONNECTION.into()),
-                    state: Some(ExceptionState::Open),
-                    limit: 0,
-                    ..Default::default()
-                })
-                .await?
-                .len();
-            exceptions_counted = Some(Instant::now());
-        }
-        {
-            let in_state = |states: &[OrderState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<u64>();
-            let ss = shipstation.stats();
-            let fulfilments = |state: shipledger_sandbox::erp::model::FulfilmentStatus| {
-                erp_world.fulfilments.values().filter(|f| f.state == state).count() as u64
-            };
-            progress.show(&Figures {
-                planned: plan.orders.len() as u64,
-                generated: erp_orders,
-                released: in_state(&[OrderState::Released, OrderState::Pushed, OrderState::Shipped]),
-                pushed: in_state(&[OrderState::Pushed, OrderState::Shipped]),
-                held: in_state(&[OrderState::Held]),
-                labelled: ss["shipments"].as_u64().unwrap_or(0) - ss["shipments_voided"].as_u64().unwrap_or(0),
-                packed: fulfilments(shipledger_sandbox::erp::model::FulfilmentStatus::Packed),
-                completed: fulfilments(shipledger_sandbox::erp::model::FulfilmentStatus::Completed),
-                open_exceptions: open_exceptions as u64,
-                requests: ss["requests_total"].as_u64().unwrap_or(0),
-                rate_limited: ss["rate_limited"].as_u64().unwrap_or(0),
-                elapsed: started.elapsed(),
-            });
-        }
-        drop(erp_world);
+        let erp_orders = erp.snapshot().orders.len() as u64;
         let settled = counts
             .iter()
             .all(|(s, _)| matches!(s, OrderState::Pushed | OrderState::Shipped | OrderState::Cancelled | OrderState::Held));
@@ -313,6 +285,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
         if args.until_idle && started.elapsed() > Duration::from_secs(args.timeout) {
+            display.abort();
             progress.done();
             anyhow::bail!("the demo was not idle after {} s; see the exceptions and the store at {store_url}", args.timeout);
         }
@@ -321,6 +294,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ = &mut ctrl_c => { interrupted = true; break; }
         }
     }
+    display.abort();
     progress.done();
 
     // The report, each figure asked of the system that owns it.
@@ -546,6 +520,49 @@ impl Figures {
             self.requests,
             self.rate_limited
         )
+    }
+}
+
+/// Count everything the display shows, twice a second, until aborted: the store
+/// directly, the two sandboxes through their control APIs (which count no request).
+async fn show_progress(progress: Arc<Progress>, store: Arc<dyn Store>, ss: String, erp: String, planned: u64, started: Instant) {
+    let http = reqwest::Client::new();
+    let stats = async |url: &str| -> Value {
+        match http.get(format!("{url}/_sandbox/stats")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    };
+    loop {
+        let counts = store.count_orders_by_state(CONNECTION).await.unwrap_or_default();
+        let open_exceptions = store
+            .list_exceptions(ExceptionFilter {
+                connection: Some(CONNECTION.into()),
+                state: Some(ExceptionState::Open),
+                limit: 0,
+                ..Default::default()
+            })
+            .await
+            .map(|e| e.len() as u64)
+            .unwrap_or(0);
+        let (ss, erp) = (stats(&ss).await, stats(&erp).await);
+        let in_state = |states: &[OrderState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<u64>();
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        progress.show(&Figures {
+            planned,
+            generated: n(&erp["orders"]),
+            released: in_state(&[OrderState::Released, OrderState::Pushed, OrderState::Shipped]),
+            pushed: in_state(&[OrderState::Pushed, OrderState::Shipped]),
+            held: in_state(&[OrderState::Held]),
+            labelled: n(&ss["shipments"]).saturating_sub(n(&ss["shipments_voided"])),
+            packed: n(&erp["fulfilments_by_state"]["packed"]),
+            completed: n(&erp["fulfilments_by_state"]["completed"]),
+            open_exceptions,
+            requests: n(&ss["requests_total"]),
+            rate_limited: n(&ss["rate_limited"]),
+            elapsed: started.elapsed(),
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
