@@ -602,7 +602,6 @@ async fn ingest_once(args: &BenchArgs, webhooks: bool) -> anyhow::Result<Value> 
     rig.run_engine();
     rig.drain_pushes(Duration::from_secs(args.drain_timeout)).await?;
     let before = rig.counts();
-    let on = Timestamp::now();
     let started = Instant::now();
     rig.shipstation
         .set_simulation(SimulationConfig {
@@ -646,7 +645,6 @@ async fn ingest_once(args: &BenchArgs, webhooks: bool) -> anyhow::Result<Value> 
         .filter_map(|(n, made)| packages.get(n).and_then(|(p, _)| *p).map(|p| seconds_between(*made, p)))
         .collect();
     let unpacked = labels.len() - latencies.len();
-    let _ = on;
     Ok(json!({
         "labels": labels.len(),
         "labels_packed": latencies.len(),
