@@ -64,9 +64,37 @@ pub struct DemoArgs {
     /// seconds after the report, so the run's final metrics can be scraped.
     #[arg(long, default_value_t = 0)]
     linger: u64,
+    /// Write the logs here (default: `shipledger.log` in `--dir`, or a
+    /// `shipledger-demo-<pid>.log` in the system's temporary directory, which
+    /// outlives the demo's temporary store).
+    #[arg(long)]
+    log: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// Where this run's logs go.
+    pub fn log_path(&self) -> PathBuf {
+        match (&self.log, &self.dir) {
+            (Some(path), _) => path.clone(),
+            (None, Some(dir)) => dir.join("shipledger.log"),
+            (None, None) => std::env::temp_dir().join(format!("shipledger-demo-{}.log", std::process::id())),
+        }
+    }
+}
+
+/// A non-blocking writer appending to `path` (its directory made if missing), and the
+/// guard that flushes it when dropped. `tracing-appender` does the buffering on its own
+/// thread, so a burst of log lines never slows the demo nor lands on its display.
+pub fn log_writer(path: &std::path::Path) -> std::io::Result<(tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard)> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    Ok(tracing_appender::non_blocking(file))
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    eprintln!("shipledger demo: logs go to {}", args.log_path().display());
     let temp;
     let dir = match &args.dir {
         Some(d) => {
@@ -206,8 +234,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         start + SignedDuration::from_secs_f64(elapsed * speed)
     };
     let mut feeder = plan.feeder(&erp.base_url(), start);
-    let progress = Progress::new();
     let started = Instant::now();
+    // The display has its own task: it moves while an engine pass waits on a budget.
+    let progress = Arc::new(Progress::new());
+    let display = tokio::spawn(show_progress(
+        progress.clone(),
+        store.clone(),
+        shipstation.base_url(),
+        erp.base_url(),
+        plan.orders.len() as u64,
+        started,
+    ));
     let mut interrupted = false;
     let mut warehouse_done: Option<Instant> = None;
     let mut ctrl_c = Box::pin(crate::shutdown_signal());
@@ -223,7 +260,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let counts = store.count_orders_by_state(CONNECTION).await?;
         let seen: u64 = counts.iter().map(|(_, n)| n).sum();
         let erp_orders = erp.snapshot().orders.len() as u64;
-        progress.show(&counts, plan.orders.len(), started.elapsed());
         let settled = counts
             .iter()
             .all(|(s, _)| matches!(s, OrderState::Pushed | OrderState::Shipped | OrderState::Cancelled | OrderState::Held));
@@ -249,6 +285,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
         if args.until_idle && started.elapsed() > Duration::from_secs(args.timeout) {
+            display.abort();
             progress.done();
             anyhow::bail!("the demo was not idle after {} s; see the exceptions and the store at {store_url}", args.timeout);
         }
@@ -257,6 +294,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             _ = &mut ctrl_c => { interrupted = true; break; }
         }
     }
+    display.abort();
     progress.done();
 
     // The report, each figure asked of the system that owns it.
@@ -446,38 +484,126 @@ fn print_summary(report: &Value) {
     );
 }
 
-/// A status line on a terminal; a plain log line every few seconds otherwise.
+/// What the progress display shows, each counted by the system that owns it: the
+/// ERP (orders generated, fulfilments packed and completed), the store (released,
+/// pushed, held, open exceptions) and ShipStation (labels, requests, 429s).
+struct Figures {
+    planned: u64,
+    generated: u64,
+    released: u64,
+    pushed: u64,
+    held: u64,
+    labelled: u64,
+    packed: u64,
+    completed: u64,
+    open_exceptions: u64,
+    requests: u64,
+    rate_limited: u64,
+    elapsed: Duration,
+}
+
+impl Figures {
+    /// Three short lines (orders, fulfilment, costs) so that a narrow terminal shows
+    /// them whole; joined by `sep`.
+    fn text(&self, sep: &str) -> String {
+        format!(
+            "orders  {}/{} generated, {} released, {} pushed, {} held{sep}labels  {}, {} packed, {} completed{sep}other   {} open exception(s), {} ShipStation requests, {} × 429",
+            self.generated,
+            self.planned,
+            self.released,
+            self.pushed,
+            self.held,
+            self.labelled,
+            self.packed,
+            self.completed,
+            self.open_exceptions,
+            self.requests,
+            self.rate_limited
+        )
+    }
+}
+
+/// Count everything the display shows, twice a second, until aborted: the store
+/// directly, the two sandboxes through their control APIs (which count no request).
+async fn show_progress(progress: Arc<Progress>, store: Arc<dyn Store>, ss: String, erp: String, planned: u64, started: Instant) {
+    let http = reqwest::Client::new();
+    let stats = async |url: &str| -> Value {
+        match http.get(format!("{url}/_sandbox/stats")).send().await {
+            Ok(r) => r.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    };
+    loop {
+        let counts = store.count_orders_by_state(CONNECTION).await.unwrap_or_default();
+        let open_exceptions = store
+            .list_exceptions(ExceptionFilter {
+                connection: Some(CONNECTION.into()),
+                state: Some(ExceptionState::Open),
+                limit: 0,
+                ..Default::default()
+            })
+            .await
+            .map(|e| e.len() as u64)
+            .unwrap_or(0);
+        let (ss, erp) = (stats(&ss).await, stats(&erp).await);
+        let in_state = |states: &[OrderState]| counts.iter().filter(|(s, _)| states.contains(s)).map(|(_, n)| n).sum::<u64>();
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        progress.show(&Figures {
+            planned,
+            generated: n(&erp["orders"]),
+            released: in_state(&[OrderState::Released, OrderState::Pushed, OrderState::Shipped]),
+            pushed: in_state(&[OrderState::Pushed, OrderState::Shipped]),
+            held: in_state(&[OrderState::Held]),
+            labelled: n(&ss["shipments"]).saturating_sub(n(&ss["shipments_voided"])),
+            packed: n(&erp["fulfilments_by_state"]["packed"]),
+            completed: n(&erp["fulfilments_by_state"]["completed"]),
+            open_exceptions,
+            requests: n(&ss["requests_total"]),
+            rate_limited: n(&ss["rate_limited"]),
+            elapsed: started.elapsed(),
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// On a terminal, a live status line drawn by `indicatif` (it redraws in place at a
+/// bounded rate, keeps the elapsed time itself, and clears cleanly when done);
+/// otherwise a plain line every few seconds.
 struct Progress {
-    tty: bool,
-    last: std::sync::Mutex<Instant>,
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Progress {
     fn new() -> Progress {
-        Progress { tty: std::io::stderr().is_terminal(), last: std::sync::Mutex::new(Instant::now()) }
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("a valid progress template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Progress { bar, last: std::sync::Mutex::new(None) }
     }
 
-    fn show(&self, counts: &[(OrderState, u64)], planned: usize, elapsed: Duration) {
-        let text = format!(
-            "[{:>4}s] {} of {planned} orders seen: {}",
-            elapsed.as_secs(),
-            counts.iter().map(|(_, n)| n).sum::<u64>(),
-            counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
-        );
-        if self.tty {
-            eprint!("\r\x1b[2K{text}");
-        } else {
-            let mut last = self.last.lock().expect("progress lock");
-            if last.elapsed() >= Duration::from_secs(5) {
-                eprintln!("{text}");
-                *last = Instant::now();
+    fn show(&self, figures: &Figures) {
+        match &self.bar {
+            Some(bar) => bar.set_message(figures.text("\n  ")),
+            None => {
+                let mut last = self.last.lock().expect("progress lock");
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    eprintln!("[{:>4}s] {}", figures.elapsed.as_secs(), figures.text(" | "));
+                    *last = Some(Instant::now());
+                }
             }
         }
     }
 
     fn done(&self) {
-        if self.tty {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 }

@@ -7,6 +7,7 @@
 //! credential refused, something required missing in the ERP), and 0 with warnings
 //! alone.
 
+mod bench;
 mod demo;
 mod inspect;
 mod output;
@@ -30,6 +31,9 @@ enum Command {
     /// Everything at once on this machine: sandbox ShipStation and ERP, generated
     /// orders, the engine, a report.
     Demo(demo::DemoArgs),
+    /// Measure the engine on a fixed workload (push, ingest, scans, intake) against
+    /// the sandboxes, in this process; prints ratios with their targets.
+    Bench(bench::BenchArgs),
     /// Run the engine and the HTTP server (health, metrics) from a configuration file.
     Serve {
         #[arg(long)]
@@ -74,13 +78,36 @@ enum SandboxCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = |default: &str| {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    // Every command logs to stderr, except the demo, whose stderr is its progress
+    // display: its logs go to a file through a non-blocking writer, flushed when the
+    // guard drops at the end of `main`. The bench logs warnings only: its stderr
+    // carries its own progress lines.
+    let _log_guard = match &cli.command {
+        Command::Demo(args) => {
+            let path = args.log_path();
+            match demo::log_writer(&path) {
+                Ok((writer, guard)) => {
+                    tracing_subscriber::fmt().with_env_filter(filter("info")).with_ansi(false).with_writer(writer).init();
+                    Some(guard)
+                }
+                Err(e) => {
+                    eprintln!("error: cannot write the demo's log to {}: {e}", path.display());
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        Command::Bench(_) => {
+            tracing_subscriber::fmt().with_env_filter(filter("warn")).with_writer(std::io::stderr).init();
+            None
+        }
+        _ => {
+            tracing_subscriber::fmt().with_env_filter(filter("info")).with_writer(std::io::stderr).init();
+            None
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -91,6 +118,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Serve { config } => run::serve(&config).await,
             Command::Sync { config, once } => run::sync(&config, once).await,
             Command::CheckConfig { config, connect } => run::check_config(&config, connect).await,

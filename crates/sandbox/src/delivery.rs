@@ -102,8 +102,9 @@ fn enqueue(shared: &Shared, world: &mut World, url: String, event: &str, body: V
     let (drop, duplicate) = {
         let mut rng = shared.rng.lock().expect("rng lock");
         let f = &world.faults;
-        let drop = f.webhook_drop > 0.0 && rng.gen_bool(f.webhook_drop.min(1.0));
-        let dup = f.webhook_duplicate > 0.0 && rng.gen_bool(f.webhook_duplicate.min(1.0));
+        let applies = f.applies_to_webhook(event);
+        let drop = applies && f.webhook_drop > 0.0 && rng.gen_bool(f.webhook_drop.min(1.0));
+        let dup = applies && f.webhook_duplicate > 0.0 && rng.gen_bool(f.webhook_duplicate.min(1.0));
         (drop, dup)
     };
     let body_text = body.to_string();

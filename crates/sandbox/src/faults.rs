@@ -26,11 +26,20 @@ pub struct Faults {
     pub createorders_fail: f64,
     /// Only requests whose path starts with one of these are affected (all when empty).
     pub paths: Vec<String>,
+    /// Only webhook deliveries of these events (`SHIP_NOTIFY`, `track`, ...) are
+    /// dropped or duplicated (all when empty): "30 % of the carrier's scan webhooks
+    /// lost" without losing any label notice.
+    pub webhook_events: Vec<String>,
 }
 
 impl Faults {
     pub fn applies_to(&self, path: &str) -> bool {
         self.paths.is_empty() || self.paths.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
+    /// Do the webhook faults apply to deliveries of `event`?
+    pub fn applies_to_webhook(&self, event: &str) -> bool {
+        self.webhook_events.is_empty() || self.webhook_events.iter().any(|e| e == event)
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -255,6 +255,28 @@ impl SandboxHandle {
         control::stats_json(&self.shared)
     }
 
+    /// Read the whole account as it is now (orders, labels, tracking, statistics),
+    /// without a request: what a measuring instrument reads so that it never adds
+    /// to the request counts it reports.
+    pub fn read_world<R>(&self, f: impl FnOnce(&state::World) -> R) -> R {
+        self.shared.read_world(f)
+    }
+
+    /// Replace the simulation (as `PUT /_sandbox/simulation` does); the warehouse
+    /// plans every order waiting for a label from this moment.
+    pub fn set_simulation(&self, simulation: SimulationConfig) -> Result<(), String> {
+        simulation.validate()?;
+        self.shared.with_world(|w| w.simulation = simulation);
+        Ok(())
+    }
+
+    /// Replace the fault injection (as `PUT /_sandbox/faults` does).
+    pub fn set_faults(&self, faults: Faults) -> Result<(), String> {
+        faults.validate()?;
+        self.shared.with_world(|w| w.faults = faults);
+        Ok(())
+    }
+
     /// Stop serving, let the background tasks finish and write the state file.
     pub async fn shutdown(mut self) {
         self.running.stop().await;

@@ -17,6 +17,13 @@ fn the_demo_releases_the_good_orders_once_and_holds_each_bad_one_with_an_owner()
         .output()
         .expect("the shipledger binary runs");
     assert!(out.status.success(), "demo failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    // The logs are in the run's directory, said first, and never on the display.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log_path = dir.path().join("shipledger.log");
+    assert_eq!(stderr.lines().next(), Some(format!("shipledger demo: logs go to {}", log_path.display()).as_str()), "{stderr}");
+    let log = std::fs::read_to_string(&log_path).expect("the demo wrote its log file");
+    assert!(log.contains("sandbox shipstation listening"), "the sandboxes' start is logged:\n{log}");
+    assert!(!stderr.contains(" INFO ") && !stderr.contains("sandbox shipstation listening"), "no log line on stderr:\n{stderr}");
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert_eq!(r["idle"], json!(true));
     assert_eq!(r["orders"]["generated"], json!(150));

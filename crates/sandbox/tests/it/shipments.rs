@@ -270,3 +270,37 @@ async fn a_label_without_an_order_is_tracked_and_voided_like_any_other() {
     assert_eq!(listed["shipments"][0]["voided"], json!(true), "{listed}");
     assert_eq!(listed["shipments"][0]["orderId"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_warehouse_switched_on_over_a_backlog_labels_every_waiting_order_once_within_the_label_window() {
+    let sb = TestSandbox::start().await;
+    for n in 0..30 {
+        sb.order(order_body(&format!("B{n}"), &format!("b{n}"))).await;
+    }
+    let switched_on = sb.handle.clock().now();
+    sb.handle
+        .set_simulation(shipledger_sandbox::SimulationConfig {
+            enabled: true,
+            label_delay_secs: [0, 600],
+            split_share: 0.0,
+            void_share: 0.0,
+            scan_share: 0.0,
+            ..Default::default()
+        })
+        .unwrap();
+    // The warehouse plans the backlog on its next pass (run at once by a zero advance).
+    sb.control("/clock/advance", json!({"seconds": 0})).await;
+    // Half the window: some labelled, not all.
+    sb.control("/clock/advance", json!({"seconds": 300})).await;
+    let halfway = sb.handle.read_world(|w| w.shipments.len());
+    assert!(halfway > 0 && halfway < 30, "labels spread over the window: {halfway} of 30 at half time");
+    sb.control("/clock/advance", json!({"seconds": 301})).await;
+    let (labels, orders_labelled, latest) = sb.handle.read_world(|w| {
+        let orders: std::collections::BTreeSet<Option<i64>> = w.shipments.values().map(|s| s.order_id).collect();
+        (w.shipments.len(), orders.len(), w.shipments.values().map(|s| s.create_date).max())
+    });
+    assert_eq!((labels, orders_labelled), (30, 30), "one label per waiting order");
+    let latest = latest.unwrap();
+    // Real time passes too while the test runs: allow it, but not a second window.
+    assert!(latest.duration_since(switched_on) <= jiff::SignedDuration::from_secs(600 + 60), "last label at {latest}, window from {switched_on}");
+}

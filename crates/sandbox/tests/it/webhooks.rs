@@ -74,3 +74,29 @@ async fn dropped_and_duplicated_deliveries_are_injected_on_request() {
     assert_eq!(stats["webhooks"]["dropped"], json!(1));
     assert_eq!(stats["webhooks"]["duplicated"], json!(1));
 }
+
+#[tokio::test]
+async fn webhook_faults_limited_to_track_lose_the_carriers_scans_but_never_a_label_notice() {
+    let sb = TestSandbox::start().await;
+    let receiver = Receiver::start().await;
+    sb.post("/webhooks/subscribe", json!({"target_url": receiver.url, "event": "SHIP_NOTIFY"})).await;
+    let (status, _) = sb
+        .v2_send(reqwest::Method::POST, "/v2/environment/webhooks", Some(json!({"url": receiver.url, "event": "track"})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = sb.put_control("/faults", json!({"webhook_drop": 1.0, "webhook_events": ["track"]})).await;
+    assert_eq!(status, 200);
+    let order = sb.order(order_body("W1", "w1")).await;
+    let (status, label) = sb.control(&format!("/orders/{}/labels", order["orderId"]), json!({})).await;
+    assert_eq!(status, 200, "{label}");
+    let (status, _) = sb
+        .control("/tracking/events", json!({"trackingNumber": label["trackingNumber"], "statusCode": "AC"}))
+        .await;
+    assert_eq!(status, 200);
+    sb.flush().await;
+    let types: Vec<Value> = receiver.bodies().iter().map(|b| b["resource_type"].clone()).collect();
+    assert_eq!(types, [json!("SHIP_NOTIFY")], "the label notice arrived, the scan did not");
+    let stats = sb.stats().await;
+    assert_eq!(stats["webhooks"]["dropped"], json!(1));
+    assert_eq!(stats["webhooks"]["delivered"], json!(1));
+}
