@@ -344,7 +344,7 @@ impl Rig {
     fn run_engine(&mut self) {
         let engine = self.engine.clone();
         let stop = self.stop.subscribe();
-        self.tasks.push(tokio::spawn(async move { engine.run(POLL, stop).await }));
+        self.tasks.push(tokio::spawn(async move { engine.run(stop).await }));
     }
 
     fn counts(&self) -> Counts {
