@@ -72,7 +72,7 @@ pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentRepor
             Hint::Labels => labels.push(job),
             Hint::Fulfillments => fulfillments.push(job),
             Hint::Nothing => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
-            Hint::Refused { change, why } => refuse(engine, conn, &job, change, why).await?,
+            Hint::Refused { change, why } => refuse(engine, conn, &job, *change, why).await?,
         }
     }
     // One poll per part the hints ask for; its hints are finished after it.
@@ -111,7 +111,7 @@ enum Hint {
     /// Nothing ShipStation can tell us (new orders there are ours).
     Nothing,
     /// Refused for good: finished dead with `change` (an exception, an event) and why.
-    Refused { change: Change, why: String },
+    Refused { change: Box<Change>, why: String },
 }
 
 /// Check a hint as the receiver did (it may have been stored by an older receiver, or
@@ -120,13 +120,13 @@ enum Hint {
 async fn judge(engine: &Engine, conn: &Connection, job: &Job) -> Result<Hint, EngineError> {
     let JobSpec::IngestV1Webhook(hook) = &job.spec else {
         return Ok(Hint::Refused {
-            change: jobs::change(engine, conn),
+            change: Box::new(jobs::change(engine, conn)),
             why: format!("job {} is a {} job, not an ingest_v1_webhook", job.id, job.kind()),
         });
     };
     let raw = hook.resource_url.as_str();
     let base = conn.shipstation.base_url();
-    let refused = |why: String| Ok(Hint::Refused { change: jobs::change(engine, conn), why });
+    let refused = |why: String| Ok(Hint::Refused { change: Box::new(jobs::change(engine, conn)), why });
     let len = raw.chars().count();
     if len > MAX_RESOURCE_URL_LEN {
         return refused(format!(
@@ -141,7 +141,7 @@ async fn judge(engine: &Engine, conn: &Connection, job: &Job) -> Result<Hint, En
         let why = format!("refused: {raw} is not fetched because {}", reason.explain());
         let foreign = ForeignWebhook { resource_url: raw, resource_type: &hook.resource_type, reason, redirect_to: None, base };
         let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &foreign).await?;
-        return Ok(Hint::Refused { change, why });
+        return Ok(Hint::Refused { change: Box::new(change), why });
     }
     Ok(match hook.resource_type.as_str() {
         "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => Hint::Labels,
