@@ -152,6 +152,8 @@ struct RawPolicy {
     held_recheck_interval: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
+    webhook_coalesce: Option<String>,
+    webhook_coalesce_max: Option<String>,
     /// `[connections.policy.retry.<job kind>]`.
     #[serde(default)]
     retry: std::collections::BTreeMap<String, RawRetry>,
@@ -213,6 +215,11 @@ pub struct Policy {
     pub held_recheck_interval: Duration,
     /// Orders per `createorders` request (at most 100).
     pub push_batch: u32,
+    /// v1 webhook hints are taken together once the newest has waited this long
+    /// (a burst has settled)...
+    pub webhook_coalesce: Duration,
+    /// ...or once the oldest has waited this long (a steady stream still moves).
+    pub webhook_coalesce_max: Duration,
     /// Attempts before a job is given up (and raised as an exception where its kind
     /// raises one): the default `max_attempts` of every job kind's retry policy.
     pub max_push_attempts: u32,
@@ -264,6 +271,8 @@ impl Default for Policy {
             scan_check_max_interval: Duration::from_secs(6 * 3600),
             held_recheck_interval: Duration::from_secs(300),
             push_batch: 100,
+            webhook_coalesce: Duration::from_secs(5),
+            webhook_coalesce_max: Duration::from_secs(30),
             max_push_attempts: 8,
             retry: Default::default(),
         }
@@ -539,6 +548,18 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     if let Some(a) = raw.max_push_attempts {
         p.max_push_attempts = a.max(1);
     }
+    if let Some(d) = &raw.webhook_coalesce {
+        p.webhook_coalesce = duration(d, "webhook_coalesce")?;
+    }
+    if let Some(d) = &raw.webhook_coalesce_max {
+        p.webhook_coalesce_max = duration(d, "webhook_coalesce_max")?;
+    }
+    if p.webhook_coalesce_max < p.webhook_coalesce {
+        return Err(format!(
+            "webhook_coalesce_max ({:?}) is shorter than webhook_coalesce ({:?}): the longest a hint waits cannot be shorter than the quiet it waits for",
+            p.webhook_coalesce_max, p.webhook_coalesce
+        ));
+    }
     for (name, r) in &raw.retry {
         let Some(kind) = JobKind::parse(name) else {
             let kinds: Vec<&str> = JobKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -757,6 +778,19 @@ journal_party = "ShipStation"
         let vague = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "[connections.policy.retry.sync_order]\ngive_up_after = \"a while\"");
         let e = Config::parse(&vague, "t.toml", &env).unwrap_err();
         assert!(e.message.contains("retry.sync_order.give_up_after"), "{e}");
+    }
+
+    #[test]
+    fn webhook_hints_wait_five_seconds_of_quiet_or_thirty_at_most_unless_the_policy_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!((p.webhook_coalesce, p.webhook_coalesce_max), (Duration::from_secs(5), Duration::from_secs(30)));
+        let tuned = GOOD.replace("scan_overdue_after = \"24h\"", "scan_overdue_after = \"24h\"\nwebhook_coalesce = \"2s\"\nwebhook_coalesce_max = \"10s\"");
+        let p = Config::parse(&tuned, "t.toml", &env).unwrap().connections[0].policy.clone();
+        assert_eq!((p.webhook_coalesce, p.webhook_coalesce_max), (Duration::from_secs(2), Duration::from_secs(10)));
+        let upside_down = GOOD.replace("scan_overdue_after = \"24h\"", "webhook_coalesce = \"1m\"");
+        let e = Config::parse(&upside_down, "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("webhook_coalesce_max") && e.message.contains("acme-uk"), "{e}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use jiff::{SignedDuration, Timestamp};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Attempt, Change, Job, JobClaim, JobFilter, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
 
 use crate::{Connection, Engine, EngineError};
 
@@ -34,10 +34,23 @@ impl Classify for EngineError {
 
 /// Lease up to `limit` runnable jobs of `kind` on the connection.
 pub(crate) async fn claim(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<Vec<Job>, EngineError> {
+    claim_for(engine, conn, kind, limit, LEASE).await
+}
+
+/// Lease up to `limit` runnable jobs of `kind` on the connection for `lease` instead
+/// of [`LEASE`]: for a handler whose one step may outlast it (one poll answering many
+/// webhook hints).
+pub(crate) async fn claim_for(
+    engine: &Engine,
+    conn: &Connection,
+    kind: JobKind,
+    limit: u32,
+    lease: SignedDuration,
+) -> Result<Vec<Job>, EngineError> {
     let now = engine.clock.now();
     Ok(engine
         .store
-        .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease: LEASE, limit, worker: &engine.worker })
+        .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease, limit, worker: &engine.worker })
         .await?)
 }
 

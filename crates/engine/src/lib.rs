@@ -16,9 +16,9 @@
 //!    and judge each again: a held order fixed elsewhere (a product's weight) is
 //!    released, one the ERP no longer wants shipped is withdrawn. On the ticks in
 //!    between, the held orders whose products or addresses the ERP says changed.
-//! 3. **Push** ([`flows::push`]): claim runnable `sync_order` jobs in batches of up to
-//!    100, send each batch as one `createorders`, read the accepted orders back and
-//!    commit what ShipStation shows.
+//! 3. **Push** ([`flows::push`]): claim runnable `sync_order` jobs, up to ten batches
+//!    of up to 100 a run, send each batch as one `createorders`, read the run's orders
+//!    back together and commit what ShipStation shows.
 //!
 //! 4. **Shipments** ([`flows::shipments`]), when the poll is due: labels, voids,
 //!    fulfillments and scans; then the webhook inbox and the ERP write-backs, each
@@ -29,7 +29,7 @@
 //! kind's [`RetryPolicy`](shipledger_core::retry::RetryPolicy) (`[policy.retry.<kind>]`).
 //!
 //! Reading the whole change feed before pushing is what keeps 1,000 new orders to ten
-//! `createorders` requests; `sync --once` and the tests use the tick.
+//! `createorders` requests and two pages of read-back; `sync --once` and the tests use the tick.
 //!
 //! # Lanes
 //!

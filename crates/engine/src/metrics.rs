@@ -410,6 +410,9 @@ impl Store for MeteredStore {
     fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
         self.inner.unreadable_jobs(connection)
     }
+    fn runnable_jobs<'a>(&'a self, connection: &'a str, kind: shipledger_store::JobKind, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::RunnableJobs>> {
+        self.inner.runnable_jobs(connection, kind, now)
+    }
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
         self.inner.job_stats()
     }

@@ -810,6 +810,21 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn runnable_jobs<'a>(&'a self, connection: &'a str, kind: JobKind, now: Timestamp) -> BoxFuture<'a, Result<RunnableJobs>> {
+                    Box::pin(async move {
+                        let row = self
+                            .reader()
+                            .fetch_one(query(sql::RUNNABLE_JOBS).bind(connection).bind(kind.as_str()).bind(millis(now)))
+                            .await
+                            .map_err(failed(format_args!("count the runnable {kind} jobs")))?;
+                        Ok(RunnableJobs {
+                            count: rows::count(&row)?,
+                            first_planned_at: row.opt_time("first_planned")?,
+                            last_planned_at: row.opt_time("last_planned")?,
+                        })
+                    })
+                }
+
                 fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
                     Box::pin(async move {
                         let found = self.reader().fetch_all(query(sql::JOB_STATS)).await.map_err(failed("count pending and running jobs"))?;

@@ -54,7 +54,7 @@ macro_rules! jobs {
 jobs! {
     /// Bring one order in ShipStation in line with its latest snapshot (the push).
     SyncOrder(SyncOrder) => "sync_order",
-    /// A ShipStation v1 webhook: fetch its resource (from the configured API only).
+    /// A ShipStation v1 webhook: a hint, answered with others by one incremental poll.
     IngestV1Webhook(IngestV1Webhook) => "ingest_v1_webhook",
     /// A ShipStation v2 track webhook: record the scan it carries.
     IngestV2Track(IngestV2Track) => "ingest_v2_track",
@@ -92,7 +92,8 @@ pub struct WriteFulfilment {
 /// `ingest_v1_webhook`: a v1 webhook's hint, as the receiver checked it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IngestV1Webhook {
-    /// The resource to fetch (with `includeShipmentItems=true` for shipments).
+    /// The resource ShipStation named (with `includeShipmentItems=true` for
+    /// shipments): checked against the configured API, never fetched.
     pub resource_url: String,
     /// ShipStation's `resource_type` (`SHIP_NOTIFY`, `FULFILLMENT_SHIPPED`, ...).
     pub resource_type: String,

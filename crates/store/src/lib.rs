@@ -159,6 +159,11 @@ pub trait Store: Send + Sync {
     /// oldest ids.
     fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<UnknownJobs>>>;
 
+    /// How many jobs of `kind` on `connection` a claim at `now` would take (pending
+    /// with `next_run_at <= now`, or running with an expired lease), and the earliest
+    /// and latest `created_at` among them: one grouped query, nothing claimed.
+    fn runnable_jobs<'a>(&'a self, connection: &'a str, kind: JobKind, now: Timestamp) -> BoxFuture<'a, Result<RunnableJobs>>;
+
     /// Pending and running jobs per (connection, kind, state), with the earliest
     /// `next_run_at` of each group: one grouped query, for the metrics' job gauges.
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>>;

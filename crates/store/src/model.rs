@@ -573,6 +573,19 @@ pub struct JobStats {
     pub earliest_run_at: Option<Timestamp>,
 }
 
+/// The jobs of one kind on a connection that a claim at some moment would take
+/// (pending and due, or running with an expired lease), and when the first and the
+/// last of them were planned ([`crate::Store::runnable_jobs`]). A webhook handler
+/// reads it to wait until a burst of hints has settled before taking them together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnableJobs {
+    pub count: u64,
+    /// When the earliest planned of them was planned (`created_at`).
+    pub first_planned_at: Option<Timestamp>,
+    /// When the latest planned of them was planned.
+    pub last_planned_at: Option<Timestamp>,
+}
+
 /// Open exceptions of one kind on a connection ([`crate::Store::count_open_exceptions`]);
 /// the owner is the kind's.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

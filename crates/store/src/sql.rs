@@ -240,6 +240,13 @@ pub(crate) const UNREADABLE_JOB_IDS: &str = "SELECT id FROM jobs
      WHERE connection = $1 AND kind = $2 AND state = 'dead' AND last_error LIKE $3
      ORDER BY id LIMIT $4";
 
+/// The jobs a claim would take, counted, with their first and last `created_at`:
+/// `$1` connection, `$2` kind, `$3` now (the claim's condition).
+pub(crate) const RUNNABLE_JOBS: &str = "SELECT COUNT(*) AS n, MIN(created_at) AS first_planned, MAX(created_at) AS last_planned
+       FROM jobs
+      WHERE connection = $1 AND kind = $2
+        AND ((state = 'pending' AND next_run_at <= $3) OR (state = 'running' AND lease_until <= $3))";
+
 /// Pending and running jobs of every connection, with the earliest `next_run_at`.
 pub(crate) const JOB_STATS: &str = "SELECT connection, kind, state, COUNT(*) AS n, MIN(next_run_at) AS earliest
        FROM jobs WHERE state IN ('pending', 'running')

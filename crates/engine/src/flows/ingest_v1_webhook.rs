@@ -1,77 +1,132 @@
-//! The `ingest_v1_webhook` handler: a v1 webhook's hint, stored by the receiver,
-//! whose resource is fetched only from the configured ShipStation API (checked again
-//! here) and never through a redirect to another origin; the labels and fulfillments
-//! it names are ingested like polled ones ([`shipments`](crate::flows::shipments)).
+//! The `ingest_v1_webhook` handler: a v1 webhook is a hint that something changed,
+//! never fetched itself. One run takes every runnable hint of the connection (up to
+//! [`HINTS_PER_RUN`]) once a burst has settled — the newest hint has waited the
+//! policy's `webhook_coalesce` (5 s), or the oldest `webhook_coalesce_max` (30 s) — and
+//! answers them all with **one** incremental poll of what they can have changed, from
+//! the configured ShipStation API: labels created since the watermark (less the
+//! overlap) for `SHIP_NOTIFY` and `ITEM_SHIP_NOTIFY` ([`shipments::poll_labels`]),
+//! orders marked shipped elsewhere for `FULFILLMENT_SHIPPED`
+//! ([`shipments::poll_fulfillments`]). So 200 hints cost a page of shipments, not 200
+//! requests, and nothing is ever requested from a hint's `resource_url`. Other kinds
+//! (`ORDER_NOTIFY`: orders we pushed) need nothing and are finished at once.
 //!
-//! A job whose `resource_url` is longer than [`MAX_RESOURCE_URL_LEN`], is not a URL,
-//! points off the configured API, or whose fetch is redirected off it, is finished
-//! dead at once, never retried and nothing ingested; the last two also raise the
-//! admin's `webhook_foreign_host` exception ([`foreign_webhook`], shared with the
-//! receiver) in the same commit. Other failed fetches are retried per the kind's
-//! policy; one given up raises nothing, since polling still finds what it pointed at.
+//! Every hint a poll covered is finished done after what the poll found is committed;
+//! a hint stored after the run's claim is not covered (its label may have come too
+//! late for the poll) and waits for the next run. A hint whose `resource_url` is
+//! longer than [`MAX_RESOURCE_URL_LEN`], is not a URL, or points off the configured
+//! API is finished dead at once, never retried, and nothing is polled for it; the
+//! last also raises the admin's `webhook_foreign_host` exception ([`foreign_webhook`],
+//! shared with the receiver) in the same commit. A poll that the configured API
+//! redirects to another origin is refused the same way (reason `redirect`) for each
+//! hint it was for. A poll that fails otherwise leaves its hints to be retried per the
+//! kind's policy through [`jobs`] (a named wait, such as a 429's, spends no attempt);
+//! one given up raises nothing, since the scheduled poll still finds what it pointed
+//! at, unless an admin must fix the connection ([`jobs::fail_hint`]).
 
-use std::collections::HashMap;
-
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
-use shipledger_shipstation::v1::model as ss;
 use shipledger_shipstation::{ForeignReason, MAX_RESOURCE_URL_LEN};
 use shipledger_store::{
-    Change, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewEvent, RecordType, Store, StoreError,
+    Change, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewEvent, RecordType, RunnableJobs, Store,
+    StoreError,
 };
 
-use crate::flows::shipments::{ShipmentReport, WM_CREATED, ingest_fulfillment, ingest_label};
+use crate::config::Policy;
+use crate::flows::shipments::{self, Polled, ShipmentReport};
 use crate::jobs;
 use crate::{Connection, Engine, EngineError};
 
-/// Run `ingest_v1_webhook` jobs until none is runnable.
+/// The most hints one run takes (and one poll answers).
+pub const HINTS_PER_RUN: u32 = 500;
+
+/// How long a run holds its hints: one poll, even one that waits out a spent rate
+/// window (a minute) first. A worker that dies leaves them this long; the scheduled
+/// poll still finds what they pointed at meanwhile.
+const HINT_LEASE: SignedDuration = SignedDuration::from_secs(120);
+
+/// Run `ingest_v1_webhook` jobs until none is runnable and settled.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
     while step(engine, conn, &mut report).await? {}
     Ok(report)
 }
 
-/// One bounded step: claim up to 20 runnable `ingest_v1_webhook` jobs and ingest
-/// each. `false` when none was runnable.
+/// One bounded step: when the connection's runnable hints have settled
+/// ([`settled`]), claim up to [`HINTS_PER_RUN`] of them, refuse the bad ones, run one
+/// poll for what the others can have changed and finish each. `false` when no hint
+/// was runnable, or the burst is still arriving.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
-    let mut parents = HashMap::new();
-    let jobs = jobs::claim(engine, conn, JobKind::IngestV1Webhook, 20).await?;
-    if jobs.is_empty() {
+    let now = engine.clock.now();
+    let waiting = engine.store.runnable_jobs(&conn.name, JobKind::IngestV1Webhook, now).await?;
+    if !settled(&conn.policy, &waiting, now) {
         return Ok(false);
     }
-    for job in jobs {
-        let outcome = ingest(engine, conn, &job, &mut parents, report).await;
-        settle(engine, conn, job, outcome).await?;
+    let hints = jobs::claim_for(engine, conn, JobKind::IngestV1Webhook, HINTS_PER_RUN, HINT_LEASE).await?;
+    if hints.is_empty() {
+        return Ok(false);
     }
+    let (mut labels, mut fulfillments) = (Vec::new(), Vec::new());
+    for job in hints {
+        match judge(engine, conn, &job).await? {
+            Hint::Labels => labels.push(job),
+            Hint::Fulfillments => fulfillments.push(job),
+            Hint::Nothing => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
+            Hint::Refused { change, why } => refuse(engine, conn, &job, *change, why).await?,
+        }
+    }
+    // One poll per part the hints ask for; its hints are finished after it.
+    let mut polled = Polled::default();
+    if !labels.is_empty() {
+        let outcome = shipments::poll_labels(engine, conn, &mut polled).await;
+        finish(engine, conn, labels, outcome).await?;
+    }
+    if !fulfillments.is_empty() {
+        let outcome = shipments::poll_fulfillments(engine, conn, &mut polled).await;
+        finish(engine, conn, fulfillments, outcome).await?;
+    }
+    report.add(&polled.report);
     Ok(true)
 }
 
-/// What became of an inbox job that did not fail in a way worth retrying.
-enum Inboxed {
-    /// Ingested (or nothing to ingest).
-    Done,
-    /// Refused for good: finished dead with `change` (an exception, an event) and why.
-    Refused { change: Change, why: String },
+/// Whether the hints `waiting` at `now` are to be taken now: there is one, and either
+/// the newest has waited `webhook_coalesce` (the burst is over) or the oldest has
+/// waited `webhook_coalesce_max` (a steady stream is still answered). A hint put back
+/// after a failed poll counts from when it was stored, so its retry is not delayed.
+pub fn settled(policy: &Policy, waiting: &RunnableJobs, now: Timestamp) -> bool {
+    let waited = |since: Option<Timestamp>, enough: std::time::Duration| {
+        let enough = SignedDuration::try_from(enough).unwrap_or(SignedDuration::MAX);
+        since.is_some_and(|t| now.duration_since(t) >= enough)
+    };
+    waiting.count > 0
+        && (waited(waiting.last_planned_at, policy.webhook_coalesce) || waited(waiting.first_planned_at, policy.webhook_coalesce_max))
 }
 
-async fn ingest(
-    engine: &Engine,
-    conn: &Connection,
-    job: &Job,
-    parents: &mut HashMap<i64, Option<String>>,
-    report: &mut ShipmentReport,
-) -> Result<Inboxed, EngineError> {
+/// What a hint asks for.
+enum Hint {
+    /// Labels created since the watermark.
+    Labels,
+    /// Orders marked shipped elsewhere.
+    Fulfillments,
+    /// Nothing ShipStation can tell us (new orders there are ours).
+    Nothing,
+    /// Refused for good: finished dead with `change` (an exception, an event) and why.
+    Refused { change: Box<Change>, why: String },
+}
+
+/// Check a hint as the receiver did (it may have been stored by an older receiver, or
+/// planned by hand): its `resource_url` is never fetched, but one that is too long,
+/// not a URL or off the configured API is refused, not answered.
+async fn judge(engine: &Engine, conn: &Connection, job: &Job) -> Result<Hint, EngineError> {
     let JobSpec::IngestV1Webhook(hook) = &job.spec else {
-        return Ok(Inboxed::Refused {
-            change: jobs::change(engine, conn),
+        return Ok(Hint::Refused {
+            change: Box::new(jobs::change(engine, conn)),
             why: format!("job {} is a {} job, not an ingest_v1_webhook", job.id, job.kind()),
         });
     };
     let raw = hook.resource_url.as_str();
-    let kind = hook.resource_type.as_str();
     let base = conn.shipstation.base_url();
-    let refused = |why: String| Ok(Inboxed::Refused { change: jobs::change(engine, conn), why });
+    let refused = |why: String| Ok(Hint::Refused { change: Box::new(jobs::change(engine, conn)), why });
     let len = raw.chars().count();
     if len > MAX_RESOURCE_URL_LEN {
         return refused(format!(
@@ -81,63 +136,59 @@ async fn ingest(
     let Ok(url) = url::Url::parse(raw) else {
         return refused(format!("the webhook's resource_url {raw:?} is not a URL; not fetched"));
     };
-    let foreign = |reason: ForeignReason, redirect_to: Option<&str>| ForeignWebhook {
-        resource_url: raw,
-        resource_type: kind,
-        reason,
-        redirect_to: redirect_to.map(str::to_string),
-        base,
-    };
     if let Some(reason) = shipledger_shipstation::resource_url_mismatch(&url, base) {
         // The receiver checks this too; credentials never leave for another host.
         let why = format!("refused: {raw} is not fetched because {}", reason.explain());
-        let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &foreign(reason, None)).await?;
-        return Ok(Inboxed::Refused { change, why });
+        let foreign = ForeignWebhook { resource_url: raw, resource_type: &hook.resource_type, reason, redirect_to: None, base };
+        let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &foreign).await?;
+        return Ok(Hint::Refused { change: Box::new(change), why });
     }
-    let fetched = match kind {
-        "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => conn
-            .shipstation
-            .get_resource::<ss::Page<ss::Shipment>>(&shipledger_shipstation::with_shipment_items(&url))
-            .await
-            .map(|page| (page.items, Vec::new())),
-        "FULFILLMENT_SHIPPED" => conn.shipstation.get_resource::<ss::Page<ss::Fulfillment>>(&url).await.map(|page| (Vec::new(), page.items)),
-        // New orders in ShipStation are ours (we pushed them): nothing to learn.
-        _ => Ok((Vec::new(), Vec::new())),
-    };
-    let (labels, fulfillments) = match fetched {
-        Ok(found) => found,
-        Err(err) => {
-            let shipledger_shipstation::Error::RedirectRefused { to, .. } = &err else { return Err(err.into()) };
-            let refused = foreign(ForeignReason::Redirect, Some(to));
-            let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &refused).await?;
-            return Ok(Inboxed::Refused { change, why: format!("refused: {err}") });
-        }
-    };
-    for label in &labels {
-        ingest_label(engine, conn, label, WM_CREATED, None, parents, report).await?;
-    }
-    for f in &fulfillments {
-        // A webhook's fulfillment moves no poll's watermark (an older one may still be unseen).
-        ingest_fulfillment(engine, conn, f, None, parents, report).await?;
-    }
-    Ok(Inboxed::Done)
+    Ok(match hook.resource_type.as_str() {
+        "SHIP_NOTIFY" | "ITEM_SHIP_NOTIFY" => Hint::Labels,
+        "FULFILLMENT_SHIPPED" => Hint::Fulfillments,
+        _ => Hint::Nothing,
+    })
 }
 
-/// Finish an inbox job (dead at once when it was refused), or retry it later when
-/// the fetch failed. A store failure stops the pass (the lease expires and the job
-/// runs again).
-async fn settle(engine: &Engine, conn: &Connection, job: Job, outcome: Result<Inboxed, EngineError>) -> Result<(), EngineError> {
+async fn refuse(engine: &Engine, conn: &Connection, job: &Job, change: Change, why: String) -> Result<(), EngineError> {
+    tracing::warn!(connection = %conn.name, job = job.id, reason = %why, "webhook inbox job refused; not retried");
+    jobs::dead(engine, job, change, why).await
+}
+
+/// Finish the hints one poll answered: done when it worked (what it found is already
+/// committed), refused when the configured API redirected it off its origin, retried
+/// per the kind's policy when it failed otherwise. A store failure stops the run (the
+/// leases expire and the hints run again).
+async fn finish(engine: &Engine, conn: &Connection, hints: Vec<Job>, outcome: Result<(), EngineError>) -> Result<(), EngineError> {
     match outcome {
-        Ok(Inboxed::Done) => jobs::done(engine, &job, jobs::change(engine, conn)).await,
-        Ok(Inboxed::Refused { change, why }) => {
-            tracing::warn!(connection = %conn.name, job = job.id, reason = %why, "webhook inbox job refused; not retried");
-            jobs::dead(engine, &job, change, why).await
+        Ok(()) => {
+            for job in &hints {
+                jobs::done(engine, job, jobs::change(engine, conn)).await?;
+            }
+            Ok(())
         }
         Err(EngineError::Store(e)) => Err(EngineError::Store(e)),
+        Err(EngineError::ShipStation(err @ shipledger_shipstation::Error::RedirectRefused { .. })) => {
+            let shipledger_shipstation::Error::RedirectRefused { to, .. } = &err else { unreachable!("matched above") };
+            for job in &hints {
+                let JobSpec::IngestV1Webhook(hook) = &job.spec else { continue };
+                let refused = ForeignWebhook {
+                    resource_url: &hook.resource_url,
+                    resource_type: &hook.resource_type,
+                    reason: ForeignReason::Redirect,
+                    redirect_to: Some(to.clone()),
+                    base: conn.shipstation.base_url(),
+                };
+                let change = foreign_webhook(engine.store.as_ref(), &conn.name, engine.clock.now(), &refused).await?;
+                refuse(engine, conn, job, change, format!("refused: {err}")).await?;
+            }
+            Ok(())
+        }
         Err(e) => {
-            // Polling will still find what this webhook pointed at.
-            let what = "a ShipStation webhook's resource could not be fetched";
-            jobs::fail_hint(engine, conn, &job, &e, what, "polling still finds what it pointed at").await?;
+            let what = "the poll a ShipStation webhook asked for failed";
+            for job in &hints {
+                jobs::fail_hint(engine, conn, job, &e, what, "the scheduled poll still finds what it pointed at").await?;
+            }
             Ok(())
         }
     }
@@ -147,15 +198,15 @@ async fn settle(engine: &Engine, conn: &Connection, job: Job, outcome: Result<In
 /// latest; every refusal is also an event on the timeline).
 pub const FOREIGN_URLS_KEPT: usize = 50;
 
-/// A v1 webhook URL that was not fetched, or whose fetch was redirected off the
-/// configured ShipStation API.
+/// A v1 webhook URL that was refused, or a webhook whose poll the configured
+/// ShipStation API redirected to another origin.
 #[derive(Debug, Clone)]
 pub struct ForeignWebhook<'a> {
     /// The webhook's `resource_url`, as it came.
     pub resource_url: &'a str,
     pub resource_type: &'a str,
     pub reason: ForeignReason,
-    /// For [`ForeignReason::Redirect`]: where the redirect pointed.
+    /// For [`ForeignReason::Redirect`]: where the redirect of the poll pointed.
     pub redirect_to: Option<String>,
     /// The configured ShipStation API.
     pub base: &'a url::Url,
@@ -212,9 +263,9 @@ pub async fn foreign_webhook(store: &dyn Store, connection: &str, now: Timestamp
     let base = refused.base;
     let message = match refused.reason {
         ForeignReason::Redirect => format!(
-            "fetching a v1 webhook's resource {resource_url} from the configured ShipStation API {base}, it answered with a redirect \
-             to {offending}, another origin; the redirect was not followed, nothing was sent there (no credentials either) and \
-             nothing was ingested. If ShipStation moved, set base_url to its new address; otherwise something between shipledger \
+            "asking the configured ShipStation API {base} for what a v1 webhook ({resource_url}) announced, it answered with a \
+             redirect to {offending}, another origin; the redirect was not followed, nothing was sent there (no credentials either) \
+             and nothing was ingested. If ShipStation moved, set base_url to its new address; otherwise something between shipledger \
              and ShipStation (a proxy, DNS) is redirecting its requests: find it before trusting this connection's webhooks again."
         ),
         reason => format!(
@@ -263,4 +314,26 @@ fn shown_url(raw: &str) -> String {
     let mut cut: String = blanked.chars().take(MAX_RESOURCE_URL_LEN).collect();
     cut.push('…');
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flows::test_support::at;
+
+    fn waiting(count: u64, first: i64, last: i64) -> RunnableJobs {
+        RunnableJobs { count, first_planned_at: Some(at(first)), last_planned_at: Some(at(last)) }
+    }
+
+    #[test]
+    fn hints_are_taken_once_the_newest_has_waited_five_seconds_or_the_oldest_thirty() {
+        let p = Policy::default();
+        assert!(!settled(&p, &RunnableJobs::default(), at(100)), "no hint, nothing to take");
+        assert!(!settled(&p, &waiting(200, 90, 96), at(100)), "the newest came 4 s ago: the burst may go on");
+        assert!(settled(&p, &waiting(200, 90, 95), at(100)), "5 s of quiet: the burst is over");
+        assert!(!settled(&p, &waiting(200, 71, 100), at(100)), "a stream for 29 s: still waiting");
+        assert!(settled(&p, &waiting(200, 70, 100), at(100)), "the oldest has waited 30 s: taken however busy the stream");
+        let eager = Policy { webhook_coalesce: std::time::Duration::ZERO, ..Policy::default() };
+        assert!(settled(&eager, &waiting(1, 100, 100), at(100)), "no quiet asked for: taken at once");
+    }
 }

@@ -13,7 +13,7 @@
 //!
 //! - [`push`]: `sync_order` → ShipStation `createorders` → read back.
 //! - [`write_fulfilment`]: one shipment's phase → the ERP's fulfilment → read back.
-//! - [`ingest_v1_webhook`]: a v1 webhook's hint → its resource fetched → ingested.
+//! - [`ingest_v1_webhook`]: a burst of v1 webhook hints → one incremental poll → ingested.
 //! - [`ingest_v2_track`]: a v2 track webhook → the first scan recorded.
 //!
 //! How a job ends (done, dead, or retried per its kind's policy) is

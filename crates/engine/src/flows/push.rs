@@ -1,15 +1,19 @@
 //! Push: bring ShipStation in line with each released order's latest ERP snapshot.
 //!
-//! The worker claims up to `push_batch` (≤ 100) `sync_order` jobs, builds each order
-//! from the order's *current* record — not from the job — so a late job can never
-//! undo a newer change, and sends them in one `createorders` request keyed by the
-//! deterministic `orderKey` (an upsert: a retry after a crash between ShipStation's
-//! answer and our commit updates the same order instead of making a second one).
+//! A run ([`step`]) claims up to [`BATCHES_PER_RUN`] × `push_batch` (≤ 100)
+//! `sync_order` jobs, builds each order from the order's *current* record — not from
+//! the job — so a late job can never undo a newer change, and sends them `push_batch`
+//! at a time, one `createorders` request per batch, keyed by the deterministic
+//! `orderKey` (an upsert: a retry after a crash between ShipStation's answer and our
+//! commit updates the same order instead of making a second one). A batch whose
+//! request fails ends the sending: the orders not yet sent go back, their attempt not
+//! counted (none was made). Then **one** read-back verifies every batch of the run, so
+//! a backlog of 1,000 orders costs ten `createorders` and two pages of orders.
 //!
 //! **Read back before retrying.** A job claimed before (attempts > 1: its answer was
 //! lost to a 5xx or a timeout, its read-back came up short, its worker was killed) may
 //! already have reached ShipStation. Before anything is sent, one read-back for the
-//! whole batch reads the orders ShipStation modified since the earliest moment those
+//! whole run reads the orders ShipStation modified since the earliest moment those
 //! jobs could have touched them (an order's release while its `orderId` is unknown,
 //! else the job's creation; minus a margin), newest first, 500 a page, matching
 //! `orderKey` here (v1 has no such filter). An order ShipStation holds as we want it —
@@ -18,15 +22,16 @@
 //! is still open and differs is sent as an update of that `orderId`; one that is
 //! shipped or cancelled and does not hold our change is a `change_after_shipment`
 //! exception (its `orderId` recorded all the same). The read-back is bounded (4 pages,
-//! 60 s); when the window holds more, up to 10 missing orders are looked up by
-//! `orderNumber` (a starts-with match; the `orderKey` is compared here) and the rest
-//! are retried later.
+//! or twice the pages the wanted orders fill; 60 s); when the window holds more, up to
+//! 10 missing orders are looked up by `orderNumber` (a starts-with match; the
+//! `orderKey` is compared here) and the rest are retried later.
 //!
 //! **After sending**, per order: a refusal ShipStation words as "can no longer be
 //! updated" is [`OrderRefusal::Locked`]; any other refusal is retried with backoff and
 //! becomes an owned exception after the last attempt. Accepted orders, locked ones,
 //! and those whose answer was lost (the request failed, or the answer left them out)
-//! are read back at once the same way, and only what ShipStation shows is committed.
+//! are read back at once the same way — the run's batches together — and only what
+//! ShipStation shows is committed.
 
 use std::collections::HashMap;
 
@@ -57,6 +62,9 @@ const READ_BACK_MARGIN: SignedDuration = SignedDuration::from_mins(30);
 const READ_BACK_PAGE_SIZE: u32 = 500;
 /// Pages a read-back reads at most before looking orders up one by one.
 const READ_BACK_PAGES: u32 = 4;
+/// Batches one push run sends at most (each of `push_batch` orders: up to 1,000
+/// orders) before one read-back verifies them all.
+pub const BATCHES_PER_RUN: u32 = 10;
 /// How long a read-back pages at most before looking orders up one by one.
 const READ_BACK_TIME: std::time::Duration = std::time::Duration::from_secs(60);
 /// Orders one batch may look up by orderNumber when the read-back window is too large;
@@ -107,10 +115,12 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, Engin
     Ok(report)
 }
 
-/// One bounded step: claim one batch of runnable `sync_order` jobs and push it.
+/// One bounded step: claim up to [`BATCHES_PER_RUN`] batches of runnable
+/// `sync_order` jobs, send them batch by batch and verify them all with one read-back.
 /// `false` when none was runnable.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut PushReport) -> Result<bool, EngineError> {
-    let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, conn.policy.push_batch).await?;
+    let limit = conn.policy.push_batch.clamp(1, 100).saturating_mul(BATCHES_PER_RUN);
+    let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, limit).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
@@ -216,39 +226,60 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
         return Ok(());
     }
 
-    let sending: Vec<ss::Order> = to_send.iter().map(|(p, _)| orders[&p.record.order_key].clone()).collect();
-    report.requests += 1;
+    // Up to `push_batch` orders a request, one request after another; a request that
+    // fails stops the run (ShipStation is unwell or its budget spent), and the orders
+    // not yet sent go back uncounted: no attempt was made for them.
     let started = engine.clock.now();
-    let answer = conn.shipstation.create_orders(&sending).await;
-    // A failed request says nothing about its effect (it may have done its work and
-    // lost the answer): the read-back below says what it did.
-    let (by_key, failed): (HashMap<String, ss::CreateOrderResult>, Option<String>) = match answer {
-        Ok(result) => (result.results.into_iter().filter_map(|r| Some((r.order_key.clone()?, r))).collect(), None),
-        Err(e) => (HashMap::new(), Some(format!("createorders failed: {e}"))),
-    };
-
-    // What each order's answer leaves to the read-back, with the reason it is unverified.
+    let batch_size = conn.policy.push_batch.clamp(1, 100) as usize;
     let mut check: Vec<(Pending, Vec<Job>, Sent)> = Vec::new();
-    for (p, extra) in to_send {
-        let sent = match (by_key.get(&p.record.order_key), &failed) {
-            (_, Some(e)) => Sent::Lost(e.clone()),
-            (None, None) => Sent::Lost("ShipStation's answer did not mention this order".to_string()),
-            (Some(r), None) => match r.refusal() {
-                None => Sent::Accepted(r.order_id.expect("an accepted order has an orderId")),
-                Some(OrderRefusal::Locked) => Sent::Locked(r.error_message.clone().unwrap_or_default()),
-                Some(OrderRefusal::Other) => {
-                    let message = r.error_message.clone().unwrap_or_else(|| "no reason given".into());
-                    // ShipStation's refusals of one order in a batch carry no status; one
-                    // may clear (a store or a service set up meanwhile): back off, and
-                    // raise it once the attempts are spent.
-                    let verdict = Verdict::Backoff;
-                    retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, verdict, report).await?;
-                    done(engine, conn, extra).await?;
-                    continue;
-                }
-            },
+    let mut to_send = to_send.into_iter().peekable();
+    let mut stopped: Option<(Verdict, String)> = None;
+    while to_send.peek().is_some() {
+        let chunk: Vec<(Pending, Vec<Job>)> = to_send.by_ref().take(batch_size).collect();
+        if let Some((verdict, why)) = &stopped {
+            for (p, extra) in chunk {
+                report.retried += 1;
+                put_back(engine, conn, &p.job, *verdict, why).await?;
+                done(engine, conn, extra).await?;
+            }
+            continue;
+        }
+        let sending: Vec<ss::Order> = chunk.iter().map(|(p, _)| orders[&p.record.order_key].clone()).collect();
+        report.requests += 1;
+        let answer = conn.shipstation.create_orders(&sending).await;
+        // A failed request says nothing about its effect (it may have done its work and
+        // lost the answer): the read-back below says what it did.
+        let (by_key, failed): (HashMap<String, ss::CreateOrderResult>, Option<String>) = match answer {
+            Ok(result) => (result.results.into_iter().filter_map(|r| Some((r.order_key.clone()?, r))).collect(), None),
+            Err(e) => {
+                let why = format!("not sent: an earlier createorders of this run failed ({e})");
+                stopped = Some((e.classify(), why));
+                (HashMap::new(), Some(format!("createorders failed: {e}")))
+            }
         };
-        check.push((p, extra, sent));
+
+        // What each order's answer leaves to the read-back, with the reason it is unverified.
+        for (p, extra) in chunk {
+            let sent = match (by_key.get(&p.record.order_key), &failed) {
+                (_, Some(e)) => Sent::Lost(e.clone()),
+                (None, None) => Sent::Lost("ShipStation's answer did not mention this order".to_string()),
+                (Some(r), None) => match r.refusal() {
+                    None => Sent::Accepted(r.order_id.expect("an accepted order has an orderId")),
+                    Some(OrderRefusal::Locked) => Sent::Locked(r.error_message.clone().unwrap_or_default()),
+                    Some(OrderRefusal::Other) => {
+                        let message = r.error_message.clone().unwrap_or_else(|| "no reason given".into());
+                        // ShipStation's refusals of one order in a batch carry no status; one
+                        // may clear (a store or a service set up meanwhile): back off, and
+                        // raise it once the attempts are spent.
+                        let verdict = Verdict::Backoff;
+                        retry_or_give_up(engine, conn, p.job, &p.record, &message, ExceptionKind::PushRejected, verdict, report).await?;
+                        done(engine, conn, extra).await?;
+                        continue;
+                    }
+                },
+            };
+            check.push((p, extra, sent));
+        }
     }
     if check.is_empty() {
         return Ok(());
@@ -513,7 +544,7 @@ async fn read_back_keys<'a>(
     };
     let deadline = std::time::Instant::now() + READ_BACK_TIME;
     let mut pager = conn.shipstation.orders_pager(&filter)?;
-    for _ in 0..READ_BACK_PAGES {
+    for _ in 0..read_back_pages(wanted.len()) {
         let Some(page) = pager.next_page().await? else {
             seen.complete = true;
             break;
@@ -550,6 +581,26 @@ async fn read_back_keys<'a>(
         }
     }
     Ok(seen)
+}
+
+/// Pages a read-back of `wanted` orders reads at most: [`READ_BACK_PAGES`], or twice
+/// the pages the wanted orders fill when that is more, so orders modified meanwhile by
+/// others (the warehouse, a person) cannot push a large run's own orders out of reach.
+fn read_back_pages(wanted: usize) -> u32 {
+    let own = u32::try_from(wanted.div_ceil(READ_BACK_PAGE_SIZE as usize)).unwrap_or(u32::MAX);
+    READ_BACK_PAGES.max(own.saturating_mul(2))
+}
+
+/// Put back a job that was not sent because an earlier request of its run failed:
+/// its attempt is not counted (none was made), and it runs again once the failure's
+/// named wait, or the kind's first backoff, has passed.
+async fn put_back(engine: &Engine, conn: &Connection, job: &Job, verdict: Verdict, why: &str) -> Result<(), EngineError> {
+    let after = match verdict {
+        Verdict::RetryAfter { after } => after,
+        _ => jobs::policy(conn, job).initial,
+    };
+    let at = engine.clock.now().saturating_add(SignedDuration::try_from(after).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MAX);
+    jobs::retry_at(engine, job, at, Verdict::RetryAfter { after }, why).await
 }
 
 /// Record that ShipStation holds this order's latest snapshot as `order_id` with

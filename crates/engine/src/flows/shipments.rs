@@ -1,9 +1,11 @@
 //! Shipments: what ShipStation shipped comes back to the right ERP lines, once, in
 //! two phases.
 //!
-//! - **Ingest** ([`poll`]): labels by their create and void date windows and orders
+//! - **Ingest** ([`poll`], in three parts: [`poll_labels`], [`poll_voids`],
+//!   [`poll_fulfillments`]): labels by their create and void date windows and orders
 //!   marked shipped elsewhere (`/fulfillments`), each window overlapping the last by
-//!   a few minutes; every ShipStation shipment becomes one record per ERP order it
+//!   a few minutes; the schedule runs all three, a burst of webhook hints the part it
+//!   needs; every ShipStation shipment becomes one record per ERP order it
 //!   carries, however often it is seen. A record is resolved to its ERP order by
 //!   `orderKey` (a split child by its parent's); a label for merged orders is shared
 //!   out among the absorbed orders by `mergedIds` and the line ids; its items mapped to ERP lines by `lineItemKey`
@@ -17,8 +19,9 @@
 //!   ever behind labels the carrier never scans; the first physical acceptance
 //!   (never `NY`/`UN` or an electronic-only notice) is recorded with its time.
 //! - **Inbox** ([`inbox`]): the webhook receivers' jobs, each kind run by its
-//!   handler: [`ingest_v1_webhook`](crate::flows::ingest_v1_webhook) fetches a v1
-//!   hint's resource (only from the configured ShipStation API) and ingests it here;
+//!   handler: [`ingest_v1_webhook`](crate::flows::ingest_v1_webhook) answers a burst
+//!   of v1 hints with one [`poll_labels`] or [`poll_fulfillments`] (only from the
+//!   configured ShipStation API, never from a hint's URL);
 //!   [`ingest_v2_track`](crate::flows::ingest_v2_track) records a track event's scan
 //!   (`record_tracking`).
 //! - **Write-back planning**: a new label plans the ERP fulfilment *packed* (carrier,
@@ -109,11 +112,30 @@ fn moved(result: &Result<(), EngineError>) -> bool {
     matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. })))
 }
 
-/// Read new labels, voids and fulfillments from ShipStation and record them.
-pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
-    let mut report = ShipmentReport::default();
-    let mut parents = HashMap::new();
+/// What a poll has found so far, across its parts: the counts, and the ShipStation
+/// orders already resolved to an ERP order (a split child's parent), so each is asked
+/// about once.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub report: ShipmentReport,
+    parents: HashMap<i64, Option<String>>,
+}
 
+/// Read new labels, voids and fulfillments from ShipStation and record them: the
+/// schedule's poll, [`poll_labels`], [`poll_voids`] and [`poll_fulfillments`] in turn.
+pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
+    let mut polled = Polled::default();
+    poll_labels(engine, conn, &mut polled).await?;
+    poll_voids(engine, conn, &mut polled).await?;
+    poll_fulfillments(engine, conn, &mut polled).await?;
+    Ok(polled.report)
+}
+
+/// Labels created since the watermark (less the overlap), oldest first, each ingested
+/// in its own commit, which advances the watermark: what a `SHIP_NOTIFY` or
+/// `ITEM_SHIP_NOTIFY` hint can have changed. A label voided by then is ingested with
+/// its void.
+pub async fn poll_labels(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_CREATED).await?;
     let labels = conn
         .shipstation
@@ -127,9 +149,14 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
         })
         .await?;
     for label in &labels {
-        ingest_label(engine, conn, label, WM_CREATED, label.create_date, &mut parents, &mut report).await?;
+        ingest_label(engine, conn, label, WM_CREATED, label.create_date, &mut polled.parents, &mut polled.report).await?;
     }
+    Ok(())
+}
 
+/// Labels voided since the void watermark (less the overlap): v1 announces no void,
+/// so only the schedule's poll finds them.
+pub async fn poll_voids(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_VOIDED).await?;
     let voids = conn
         .shipstation
@@ -144,9 +171,14 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
     let mut voids: Vec<&ss::Shipment> = voids.iter().filter(|s| s.voided).collect();
     voids.sort_by_key(|s| s.void_date);
     for label in voids {
-        ingest_label(engine, conn, label, WM_VOIDED, label.void_date, &mut parents, &mut report).await?;
+        ingest_label(engine, conn, label, WM_VOIDED, label.void_date, &mut polled.parents, &mut polled.report).await?;
     }
+    Ok(())
+}
 
+/// Orders marked shipped outside ShipStation since the watermark (less the overlap):
+/// what a `FULFILLMENT_SHIPPED` hint can have changed.
+pub async fn poll_fulfillments(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_FULFILLMENTS).await?;
     let mut marked = conn
         .shipstation
@@ -158,9 +190,9 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
         .await?;
     marked.sort_by_key(|f| f.create_date);
     for f in &marked {
-        ingest_fulfillment(engine, conn, f, f.create_date, &mut parents, &mut report).await?;
+        ingest_fulfillment(engine, conn, f, f.create_date, &mut polled.parents, &mut polled.report).await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// The ERP order behind a ShipStation order: by its `orderKey`, or — for a split

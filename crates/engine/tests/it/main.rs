@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod hints;
 mod push;
 mod release;
 mod shipments;

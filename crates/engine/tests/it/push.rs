@@ -192,6 +192,34 @@ crate::stories! {
         assert!(open_exceptions(&w).await.is_empty());
     }
 
+    async fn a_failed_batch_ends_the_run_and_the_orders_not_yet_sent_go_back_without_spending_an_attempt(w: World) {
+        let clock = w.manual_clock();
+        for n in 0..300 {
+            w.erp.put(paid_order(&format!("F-{n:03}")));
+        }
+        let conn = &w.engine.connections[0];
+        shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+        // ShipStation fails every createorders before doing anything.
+        w.put_faults(json!({"rate_500": 1.0, "paths": ["/orders/createorders"]})).await;
+        let report = shipledger_engine::flows::push::run(&w.engine, conn).await.unwrap();
+        assert_eq!(report.requests, 1, "the first batch failed, so the other two were not sent: {report:?}");
+        assert_eq!(report.retried, 300);
+        let jobs = w.store.list_jobs(JobFilter { kind: Some(shipledger_store::JobKind::SyncOrder), limit: 1000, ..Default::default() }).await.unwrap();
+        assert!(jobs.iter().all(|j| j.state == JobState::Pending), "every job waits to run again");
+        let mut attempts: Vec<i64> = jobs.iter().map(|j| j.attempts).collect();
+        attempts.sort();
+        assert_eq!((attempts.iter().filter(|a| **a == 0).count(), attempts.iter().filter(|a| **a == 1).count()), (200, 100), "only the batch sent spent an attempt");
+
+        w.put_faults(json!({})).await;
+        settle_until(&w, &clock, "every order pushed", async || {
+            w.store.count_orders_by_state("acme-uk").await.unwrap() == vec![(OrderState::Pushed, 300)]
+        })
+        .await;
+        let stats = w.stats().await;
+        assert_eq!((stats["orders"].clone(), stats["duplicate_order_keys"].clone()), (json!(300), json!(0)));
+        assert!(open_exceptions(&w).await.is_empty());
+    }
+
     async fn a_change_that_can_no_longer_reach_a_shipped_order_is_a_change_after_shipment(w: World) {
         let clock = w.manual_clock();
         w.erp.put(paid_order("SO-42"));
@@ -233,4 +261,54 @@ async fn sqlite_a_thousand_releasable_orders_take_at_most_fifteen_createorders_a
 #[tokio::test]
 async fn postgres_a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429() {
     a_thousand_releasable_orders_take_at_most_fifteen_createorders_and_no_429(Backend::Postgres).await;
+}
+
+/// `v1` requests the sandbox answered, by path, and their sum.
+fn v1_requests(stats: &serde_json::Value) -> (u64, std::collections::BTreeMap<String, u64>) {
+    let by_path: std::collections::BTreeMap<String, u64> = stats["requests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| !path.contains(" /v2"))
+        .map(|(path, n)| (path.clone(), n.as_u64().unwrap()))
+        .collect();
+    (by_path.values().sum(), by_path)
+}
+
+/// A backlog of 2,000 released orders at ShipStation's real 40 requests a minute:
+/// pushed in bulk and verified in bulk, every order in ShipStation once, at least 80
+/// orders per ShipStation request counting the read-backs, and never a 429.
+async fn a_backlog_of_two_thousand_orders_is_pushed_and_verified_at_eighty_orders_a_request_without_a_429(backend: Backend) {
+    let Some(db) = crate::helpers::TestDb::new(backend) else { return };
+    let w = World::with(shipledger_sandbox::SandboxConfig::default(), db).await;
+    for n in 0..2000 {
+        w.erp.put(paid_order(&format!("K-{n:04}")));
+    }
+    let conn = &w.engine.connections[0];
+    let released = shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+    assert_eq!(released.released, 2000);
+    let before = v1_requests(&w.stats().await).0;
+
+    let report = shipledger_engine::flows::push::run(&w.engine, conn).await.unwrap();
+
+    let stats = w.stats().await;
+    let (after, by_path) = v1_requests(&stats);
+    let requests = after - before;
+    eprintln!("push of 2,000 orders: {requests} requests {by_path:?}, report {report:?}");
+    assert_eq!(stats["orders"], json!(2000), "every order reached ShipStation");
+    assert_eq!(stats["duplicate_order_keys"], json!(0), "none twice");
+    assert_eq!(stats["rate_limited"], json!(0), "no 429: {stats}");
+    assert_eq!(w.store.count_orders_by_state("acme-uk").await.unwrap(), vec![(OrderState::Pushed, 2000)], "each verified and recorded");
+    assert_eq!((report.pushed, report.failed, report.retried), (2000, 0, 0));
+    assert!(requests <= 25, "{requests} ShipStation requests for 2,000 orders (createorders and read-backs): {by_path:?}");
+}
+
+#[tokio::test]
+async fn sqlite_a_backlog_of_two_thousand_orders_is_pushed_and_verified_at_eighty_orders_a_request_without_a_429() {
+    a_backlog_of_two_thousand_orders_is_pushed_and_verified_at_eighty_orders_a_request_without_a_429(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_backlog_of_two_thousand_orders_is_pushed_and_verified_at_eighty_orders_a_request_without_a_429() {
+    a_backlog_of_two_thousand_orders_is_pushed_and_verified_at_eighty_orders_a_request_without_a_429(Backend::Postgres).await;
 }

@@ -95,6 +95,7 @@ crate::stories! {
         let poll = Policy::default().shipment_poll_interval;
         w.engine.connections[0].policy.shipment_poll_interval = poll;
         let poll_due = jiff::SignedDuration::try_from(poll).unwrap() + jiff::SignedDuration::from_secs(1);
+        let hints_settled = jiff::SignedDuration::try_from(w.engine.connections[0].policy.webhook_coalesce).unwrap();
         // The ERP refuses a fulfilment beyond the order's lines, as real ones do.
         w.erp.checks_quantities.store(true, std::sync::atomic::Ordering::SeqCst);
         let id = pushed_order_id(&w, "SO-108").await;
@@ -102,6 +103,14 @@ crate::stories! {
         clock.advance(poll_due);
         w.settle().await;
         assert_eq!(w.erp_fulfilments("SO-108")[0].state, FulfilmentState::Packed);
+        // The warehouse goes on labelling for a quarter of an hour: the label window a
+        // webhook's poll reads has moved past the first label.
+        let other = pushed_order_id(&w, "SO-110").await;
+        w.pass(&clock, jiff::SignedDuration::from_mins(15)).await;
+        w.control(&format!("/orders/{other}/labels"), json!({})).await;
+        clock.advance(poll_due);
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-110").len(), 1);
         // Voided and made again; the new label comes by webhook, while the void (v1
         // announces none) waits for the next poll: every line is still on the first
         // label's packed fulfilment, so the new one must wait, not be sent and refused.
@@ -119,6 +128,7 @@ crate::stories! {
             clock.now(),
         ));
         w.store.commit(hint).await.unwrap();
+        clock.advance(hints_settled);
         w.settle().await;
         assert!(w.store.get_shipment("acme-uk", &format!("label:{}", second["shipment"]["shipmentId"])).await.unwrap().is_some(), "the webhook brought the new label");
         assert_eq!(w.erp_fulfilments("SO-108").len(), 1, "nothing written for the new label while the old one holds its lines");
@@ -130,8 +140,15 @@ crate::stories! {
         assert_eq!(docs[1].packages[0].tracking_number, b);
         let refused = w.erp.refused.lock().unwrap().clone();
         assert!(refused.is_empty(), "no write the ERP refused: {refused:?}");
-        let writes: Vec<(String, FulfilmentState)> =
-            w.erp.fulfilment_writes.lock().unwrap().iter().map(|w| (w.packages[0].tracking_number.clone(), w.state)).collect();
+        let writes: Vec<(String, FulfilmentState)> = w
+            .erp
+            .fulfilment_writes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.erp_order_id == "SO-108")
+            .map(|w| (w.packages[0].tracking_number.clone(), w.state))
+            .collect();
         assert_eq!(
             writes,
             vec![(a.clone(), FulfilmentState::Packed), (a, FulfilmentState::Cancelled), (b, FulfilmentState::Packed)],

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use jiff::SignedDuration;
-use shipledger_store::{Attempt, Change, JobClaim, UnknownJobs, JobFinish, JobState, StoreError};
+use shipledger_store::{Attempt, Change, JobClaim, UnknownJobs, JobFinish, JobState, RunnableJobs, StoreError};
 
 use shipledger_store::JobKind;
 use crate::harness::{ACME, BETA, TestDb, claim, job, spec, t};
@@ -386,5 +386,55 @@ pub async fn a_job_that_gives_up_is_dead_with_its_error(db: &TestDb) -> anyhow::
         store.commit(wrong).await,
         Err(StoreError::NotFound { .. })
     ));
+    Ok(())
+}
+
+/// Webhook hints planned at three moments, one retried later, one on another
+/// connection: what a claim would take is counted with when the first and the last of
+/// those were planned, and nothing is claimed by asking.
+pub async fn runnable_jobs_are_counted_with_when_the_first_and_last_were_planned(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let hint = |key: &str, at: i64| {
+        let mut change = Change::new(ACME, t(at));
+        change.jobs = vec![job(JobKind::IngestV1Webhook, key, t(at))];
+        change
+    };
+    assert_eq!(store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(0)).await?, RunnableJobs::default(), "none yet");
+    for (key, at) in [("hint:a", 10), ("hint:b", 20), ("hint:c", 30)] {
+        store.commit(hint(key, at)).await?;
+    }
+    let mut other = Change::new(BETA, t(40));
+    other.jobs = vec![job(JobKind::IngestV1Webhook, "beta:hint", t(40))];
+    store.commit(other).await?;
+    plan(db, ACME, vec![job(JobKind::SyncOrder, "push:1", t(0))]).await?;
+
+    let at = |n: i64| Some(t(n));
+    let runnable = store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(25)).await?;
+    assert_eq!(runnable, RunnableJobs { count: 2, first_planned_at: at(10), last_planned_at: at(20) }, "the one due at 30 is not runnable at 25");
+    let runnable = store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(60)).await?;
+    assert_eq!(runnable, RunnableJobs { count: 3, first_planned_at: at(10), last_planned_at: at(30) });
+
+    // Claimed, then the first put back to run at 200: not runnable before then, and
+    // once due it is counted by when it was planned, not when it was put back.
+    let claimed = store
+        .claim_jobs(JobClaim { connection: Some(ACME), ..claim(JobKind::IngestV1Webhook, t(60), "w", 10) })
+        .await?;
+    assert_eq!(claimed.len(), 3);
+    assert_eq!(store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(61)).await?.count, 0, "leased jobs are not runnable");
+    let first = claimed.iter().find(|j| j.idempotency_key == "hint:a").unwrap();
+    store
+        .retry_job(first.id, first.lease_token.as_deref().unwrap(), t(200), "poll failed", Attempt::Counted, t(61))
+        .await?;
+    assert_eq!(store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(80)).await?.count, 0, "the other two are still leased");
+    let later = store.runnable_jobs(ACME, JobKind::IngestV1Webhook, t(200)).await?;
+    assert_eq!(later, RunnableJobs { count: 3, first_planned_at: at(10), last_planned_at: at(30) }, "put back and expired leases count again");
+    assert_eq!(
+        store.runnable_jobs(BETA, JobKind::IngestV1Webhook, t(200)).await?,
+        RunnableJobs { count: 1, first_planned_at: at(40), last_planned_at: at(40) }
+    );
+    let still = store.list_jobs(shipledger_store::JobFilter { connection: Some(ACME.into()), kind: Some(JobKind::IngestV1Webhook), ..Default::default() }).await?;
+    assert!(still.iter().all(|j| j.attempts == 1), "asking claims nothing: {still:?}");
     Ok(())
 }

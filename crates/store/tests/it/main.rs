@@ -58,6 +58,7 @@ stories! {
     jobs::a_job_whose_payload_cannot_be_read_is_finished_dead_and_the_rest_of_its_kind_still_run,
     jobs::jobs_are_claimed_oldest_first_by_kind_and_connection,
     jobs::a_job_that_gives_up_is_dead_with_its_error,
+    jobs::runnable_jobs_are_counted_with_when_the_first_and_last_were_planned,
     exceptions::a_second_open_of_the_same_exception_refreshes_it_and_after_closing_a_new_one_opens,
     exceptions::exceptions_filter_by_owner_state_and_kind,
     exceptions::a_person_resolving_an_exception_is_on_the_records_timeline,
