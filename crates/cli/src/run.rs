@@ -133,7 +133,16 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
     let config = load_config(path)?;
     let engine = engine(&config, open_store(&config).await?).await?;
     if once {
-        // One pass, then drain the outbox of everything runnable now.
+        // One pass now, whenever another process last ran each recurring pass (their
+        // due times live in the store): bring every pass forward to now (one another
+        // worker is running keeps its lease), then drain the outbox of everything
+        // runnable now.
+        let now = engine.clock.now();
+        for c in &engine.connections {
+            for what in shipledger_engine::schedule::Scheduled::ALL {
+                engine.hasten_schedule(c, *what, now).await?;
+            }
+        }
         let mut total = shipledger_engine::TickReport::default();
         loop {
             let report = engine.tick().await?;
