@@ -25,7 +25,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -186,14 +185,10 @@ impl LaneLimits {
 }
 
 /// The lanes' state in one engine: where each (connection, lane) is in its rotation,
-/// the scheduled passes taken and not yet finished, and the wake-up signal.
+/// and the wake-up signal.
 #[derive(Debug, Default)]
 pub(crate) struct LaneState {
     cursors: Mutex<HashMap<(String, Lane), usize>>,
-    /// Scheduled passes taken by this engine and not finished (a step cancelled
-    /// mid-pass leaves its lease here for the drain to give back).
-    held: Mutex<HashMap<u64, ScheduleLease>>,
-    next_held: AtomicU64,
     wake: Arc<Notify>,
 }
 
@@ -209,7 +204,6 @@ impl LaneState {
 
 /// A lease from [`Engine::take_schedule`], recorded until it is finished.
 pub(crate) struct Held {
-    id: u64,
     pub(crate) lease: ScheduleLease,
 }
 
@@ -267,19 +261,19 @@ impl Engine {
         }
     }
 
-    /// Take `what` when due (or at once with `force`), recorded as held until it is
-    /// finished ([`Engine::finish_held`]).
+    /// Take `what` when due (or at once with `force`), until it is finished
+    /// ([`Engine::finish_held`]).
     pub(crate) async fn take_held(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<Held>, EngineError> {
         let Some(lease) = self.take_schedule(conn, what, force).await? else { return Ok(None) };
-        let id = self.lanes_state.next_held.fetch_add(1, Ordering::Relaxed);
-        self.lanes_state.held.lock().expect("held leases lock").insert(id, lease.clone());
-        Ok(Some(Held { id, lease }))
+        // Not kept anywhere else: a step that is cancelled or panics drops its lease,
+        // which stops its renewal, so the pass is free again once the lease runs out
+        // (at once after a drain, which gives every lease of this worker back).
+        Ok(Some(Held { lease }))
     }
 
     /// Finish a pass taken with [`Engine::take_held`].
     /// The store keeps why it last failed.
     pub(crate) async fn finish_held<T>(&self, conn: &Connection, held: Held, outcome: &Result<T, EngineError>) -> Result<(), EngineError> {
-        self.lanes_state.held.lock().expect("held leases lock").remove(&held.id);
         self.finish_schedule_with(conn, held.lease, outcome).await
     }
 
@@ -288,7 +282,6 @@ impl Engine {
     /// spending the claim's attempt (the work was cut short, not failed), the passes
     /// it took and did not finish keep their due time. Returns how many.
     pub(crate) async fn give_back_leases(&self) -> Result<usize, EngineError> {
-        self.lanes_state.held.lock().expect("held leases lock").clear();
         let released = self.release_leases().await?;
         Ok(released.jobs.len() + released.schedules.len())
     }

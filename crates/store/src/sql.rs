@@ -450,6 +450,10 @@ pub(crate) const LIST_EXCEPTIONS: &str = concat!(
 
 /// Insert a shipment or replace the one with its key; `created_at` stays the first
 /// write's. `$1` connection, `$2`..`$21` the fields in column order, `$22` now.
+/// What ShipStation made one-way stays one-way whatever copy of the row a writer
+/// started from: a void, its time, the first scan and the ERP fulfilment's id are
+/// never undone by a commit built from a row read before them (the lanes of one
+/// connection, and several workers, commit at once).
 pub(crate) const UPSERT_SHIPMENT: &str = concat!(
     "INSERT INTO shipments (",
     shipment_columns!(),
@@ -469,13 +473,13 @@ pub(crate) const UPSERT_SHIPMENT: &str = concat!(
         cost_minor = excluded.cost_minor,
         cost_currency = excluded.cost_currency,
         ss_created_at = excluded.ss_created_at,
-        voided = excluded.voided,
-        voided_at = excluded.voided_at,
+        voided = (shipments.voided OR excluded.voided),
+        voided_at = COALESCE(shipments.voided_at, excluded.voided_at),
         lines = excluded.lines,
-        first_scan_at = excluded.first_scan_at,
+        first_scan_at = COALESCE(shipments.first_scan_at, excluded.first_scan_at),
         tracking_status = excluded.tracking_status,
         state = excluded.state,
-        erp_fulfilment_id = excluded.erp_fulfilment_id,
+        erp_fulfilment_id = COALESCE(excluded.erp_fulfilment_id, shipments.erp_fulfilment_id),
         updated_at = excluded.updated_at"
 );
 

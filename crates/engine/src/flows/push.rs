@@ -120,12 +120,38 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<PushReport, Engin
 /// `false` when none was runnable.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut PushReport) -> Result<bool, EngineError> {
     let limit = conn.policy.push_batch.clamp(1, 100).saturating_mul(BATCHES_PER_RUN);
+    if releasing(engine, conn, limit).await? {
+        return Ok(false);
+    }
     let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, limit).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
     push_batch(engine, conn, jobs, report).await?;
     Ok(true)
+}
+
+/// How long a push waits for an ERP poll in progress to finish releasing orders.
+const WAIT_FOR_RELEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
+
+/// Is an ERP poll of `conn` (by any worker) releasing orders right now, started less
+/// than [`WAIT_FOR_RELEASE`] ago, with fewer than a full run of pushes runnable? Then
+/// the push waits for it: pushing what the poll has released so far would split one
+/// batch of 100 into many part-filled `createorders` (the lanes run the ERP poll and
+/// the push at once, and so do two workers). A poll that hangs longer is not waited
+/// for.
+async fn releasing(engine: &Engine, conn: &Connection, full_run: u32) -> Result<bool, EngineError> {
+    let now = engine.clock.now();
+    let Some(poll) = engine.store.get_schedule(&conn.name, crate::schedule::Scheduled::ErpPoll.name()).await? else {
+        return Ok(false);
+    };
+    let polling = poll.lease_until.is_some_and(|until| until > now)
+        && poll.last_started_at.is_some_and(|started| now.duration_since(started) < WAIT_FOR_RELEASE);
+    if !polling {
+        return Ok(false);
+    }
+    let runnable = engine.store.runnable_jobs(&conn.name, JobKind::SyncOrder, now).await?;
+    Ok(runnable.count < u64::from(full_run))
 }
 
 async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {

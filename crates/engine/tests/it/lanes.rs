@@ -287,10 +287,13 @@ crate::stories! {
 
     async fn a_backlog_of_pushes_does_not_keep_a_v1_webhook_hint_waiting(w: World) {
         w.engine.connections[0].policy.shipment_poll_interval = Policy::default().shipment_poll_interval;
-        // One order per createorders, so three orders are three push steps.
+        // One order per createorders, so a push step sends ten orders (push::BATCHES_PER_RUN
+        // batches of one) and 25 orders are three push steps.
         w.engine.connections[0].policy.push_batch = 1;
+        // The hint is taken as soon as it is stored (no burst to wait for).
+        w.engine.connections[0].policy.webhook_coalesce = std::time::Duration::ZERO;
         let conn = &w.engine.connections[0];
-        for n in 1..=3 {
+        for n in 1..=25 {
             w.erp.put(paid_order(&format!("SO-{n}")));
         }
         assert!(matches!(w.engine.try_execute_one(conn, Lane::ErpReads).await.unwrap(), Step::Worked(_)));
@@ -308,17 +311,17 @@ crate::stories! {
         ));
         w.store.commit(hint).await.unwrap();
 
-        // The shipment poll (never ran), one push, then the hint — not two more pushes.
+        // The shipment poll (never ran), one push step, then the hint — not two more pushes.
         for _ in 0..3 {
             assert!(matches!(w.engine.try_execute_one(conn, Lane::ShipStationV1).await.unwrap(), Step::Worked(_)));
         }
         let jobs = |kind, state| w.store.list_jobs(JobFilter { kind: Some(kind), state: Some(state), ..Default::default() });
         assert_eq!(jobs(JobKind::IngestV1Webhook, JobState::Done).await.unwrap().len(), 1, "the hint was taken in turn");
-        assert_eq!(jobs(JobKind::SyncOrder, JobState::Pending).await.unwrap().len(), 2, "two pushes still wait");
-        // The backlog then drains, one push a step.
-        for _ in 0..2 {
+        assert_eq!(jobs(JobKind::SyncOrder, JobState::Pending).await.unwrap().len(), 15, "two push steps still wait");
+        // The backlog then drains, ten orders a step.
+        for expected in [10, 5] {
             let Step::Worked(r) = w.engine.try_execute_one(conn, Lane::ShipStationV1).await.unwrap() else { panic!("pushes were due") };
-            assert_eq!(r.push.pushed, 1);
+            assert_eq!(r.push.pushed, expected);
         }
         assert!(matches!(w.engine.try_execute_one(conn, Lane::ShipStationV1).await.unwrap(), Step::Idle { .. }));
     }
