@@ -153,7 +153,7 @@ async fn pushes_survive_kills_and_faults(store_url: String) {
     // On the order paths (createorders and its read-backs): tracking on v2 is not this
     // story, and a 429 there would only make the engine wait out v2's minute.
     let faults = json!({
-        "rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.4, "rate_slow": 0.1, "slow_ms": 1500, "paths": ["/orders"],
+        "rate_429": 0.05, "rate_500": 0.05, "rate_500_after": 0.4, "rate_slow": 0.3, "slow_ms": 1500, "paths": ["/orders"],
     });
     let r = http.put(format!("{}/_sandbox/faults", ss.base_url())).json(&faults).send().await.unwrap();
     assert!(r.status().is_success());
