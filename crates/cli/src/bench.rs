@@ -319,7 +319,7 @@ impl Rig {
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), vec![connection]));
         engine.prepare().await?;
 
-        let token = random_token();
+        let token = crate::token::webhook_token();
         let keys = shipledger_server::load_webhook_keys(&format!("{}/jwks", shipstation.base_url()).parse()?)
             .await
             .map_err(|e| anyhow::anyhow!("loading the sandbox's v2 webhook keys: {e}"))?;
@@ -476,17 +476,6 @@ impl Rig {
         self.shipstation.shutdown().await;
         self.erp.shutdown().await;
     }
-}
-
-fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let part = |salt: u64| {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(salt);
-        h.write_u128(Timestamp::now().as_nanosecond() as u128);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", part(1), part(2))
 }
 
 async fn subscribe(
@@ -906,7 +895,7 @@ async fn intake(args: &BenchArgs) -> anyhow::Result<Outcome> {
     store.ensure_connection(CONNECTION, clock.now()).await?;
     // The configured ShipStation: never called (the receiver only stores).
     let resource_base = "http://127.0.0.1:9";
-    let token = random_token();
+    let token = crate::token::webhook_token();
     let hooks = shipledger_server::ConnectionHooks {
         name: CONNECTION.into(),
         token: Some(token.clone()),

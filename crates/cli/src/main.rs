@@ -13,6 +13,7 @@ mod inspect;
 mod output;
 mod run;
 mod sandbox;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
