@@ -18,7 +18,7 @@ use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
 use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig};
 
-use crate::support::{Process, v1_get};
+use crate::support::{self, Process, TestConfig, v1_get};
 
 const AUTH: (&str, &str) = ("crash-key", "crash-secret");
 
@@ -46,37 +46,11 @@ fn spawn_sync(config: &Path, log: &Path) -> Process {
 /// The engine's configuration for one crash run: the sandboxes, the store, a 1 s
 /// poll, and any extra policy lines.
 fn write_config(dir: &Path, store_url: &str, erp: &str, ss: &str, policy: &str) -> std::path::PathBuf {
-    let config = dir.join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[[connections]]
-name = "crash"
-
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "CRASH_ERP_KEY"
-
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "CRASH_SS_KEY"
-api_secret_env = "CRASH_SS_SECRET"
-v2_base_url = "{ss}"
-v2_api_key_env = "CRASH_SS_V2_KEY"
-
-[connections.policy]
-poll_interval = "1s"
-{policy}
-"#
-        ),
+    let policy = format!("poll_interval = \"1s\"\n{policy}");
+    support::write_config(
+        dir,
+        &TestConfig { store_url, listen: None, connection: "crash", env: "CRASH", erp, ss, v2: true, webhooks: false, policy: &policy },
     )
-    .unwrap();
-    config
 }
 
 /// Run `story` against a fresh PostgreSQL database (dropped afterwards), or skip

@@ -20,7 +20,7 @@ use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig};
 use shipledger_store::{JobFilter, JobKind, JobState, Store};
 
-use crate::support::{Process, wait_until};
+use crate::support::{Process, TestConfig, wait_until, write_config};
 
 const ORDERS: usize = 2_000;
 /// The exit bound after SIGTERM.
@@ -39,40 +39,6 @@ fn shipledger(args: &[&str], config: &Path, log: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(log);
     c
-}
-
-fn write_config(dir: &Path, store_url: &str, erp: &str, ss: &str, listen: &str) -> std::path::PathBuf {
-    let config = dir.join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-
-[server]
-listen = "{listen}"
-
-[[connections]]
-name = "drain"
-
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "DRAIN_ERP_KEY"
-
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "DRAIN_SS_KEY"
-api_secret_env = "DRAIN_SS_SECRET"
-
-[connections.policy]
-poll_interval = "1s"
-"#
-        ),
-    )
-    .unwrap();
-    config
 }
 
 /// Jobs of `kind` in `state` on the connection.
@@ -116,7 +82,20 @@ async fn a_busy_engine_stops_within_five_seconds_and_loses_no_work(store_url: St
     assert!(r.status().is_success());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(dir.path(), &store_url, &erp.base_url(), &ss.base_url(), &format!("127.0.0.1:{port}"));
+    let config = write_config(
+        dir.path(),
+        &TestConfig {
+            store_url: &store_url,
+            listen: Some(&format!("127.0.0.1:{port}")),
+            connection: "drain",
+            env: "DRAIN",
+            erp: &erp.base_url(),
+            ss: &ss.base_url(),
+            v2: false,
+            webhooks: false,
+            policy: "poll_interval = \"1s\"",
+        },
+    );
     let log = dir.path().join("engine.log");
     let (command, signal) = match stop {
         Stop::ServeSigterm => ("serve", libc::SIGTERM),

@@ -13,7 +13,7 @@ use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig, SandboxErpHandle};
 use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
-use crate::support::{Process, post_json, v1_get, wait_until};
+use crate::support::{Process, TestConfig, post_json, v1_get, wait_until, write_config};
 
 const ORDERS: usize = 6;
 const AUTH: (&str, &str) = ("sandbox-key", "sandbox-secret");
@@ -28,39 +28,20 @@ async fn start(webhooks: bool, poll: &str, dir: &Path) -> (SandboxHandle, Sandbo
     let plan = Traffic::plan(TrafficConfig { orders: ORDERS, seed: 21, shares: TrafficShares::none(), ..TrafficConfig::default() });
     plan.apply(&erp.base_url()).await.unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "sqlite://{db}"
-[server]
-listen = "127.0.0.1:{port}"
-[[connections]]
-name = "acme"
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "W_ERP_KEY"
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "W_SS_KEY"
-api_secret_env = "W_SS_SECRET"
-v2_base_url = "{ss}"
-v2_api_key_env = "W_SS_V2_KEY"
-webhook_token_env = "W_HOOK_TOKEN"
-v2_webhook_keys_url = "{ss}/jwks"
-[connections.policy]
-poll_interval = "1s"
-shipment_poll_interval = "{poll}"
-"#,
-            db = dir.join("s.db").display(),
-            erp = erp.base_url(),
-            ss = ss.base_url(),
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        dir,
+        &TestConfig {
+            store_url: &format!("sqlite://{}", dir.join("s.db").display()),
+            listen: Some(&format!("127.0.0.1:{port}")),
+            connection: "acme",
+            env: "W",
+            erp: &erp.base_url(),
+            ss: &ss.base_url(),
+            v2: true,
+            webhooks: true,
+            policy: &format!("poll_interval = \"1s\"\nshipment_poll_interval = \"{poll}\""),
+        },
+    );
     let log = dir.join("serve.log");
     let serve = Process(
         Command::new(env!("CARGO_BIN_EXE_shipledger"))

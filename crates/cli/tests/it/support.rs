@@ -1,8 +1,8 @@
 //! What the end-to-end tests share: a `shipledger` process stopped with the test,
-//! the sandbox ShipStation's v1 and control APIs, and waiting for an outcome with
-//! the process's log at hand when it does not come.
+//! the configuration file it reads, the sandbox ShipStation's v1 and control APIs,
+//! and waiting for an outcome with the process's log at hand when it does not come.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -42,4 +42,49 @@ pub async fn wait_until(what: &str, deadline: Duration, log: &Path, mut done: im
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// What a test's `shipledger.toml` says: one connection to the two sandboxes, with
+/// its secrets named `{env}_ERP_KEY`, `{env}_SS_KEY`, `{env}_SS_SECRET` (and
+/// `{env}_SS_V2_KEY`, `{env}_HOOK_TOKEN` when asked for).
+pub struct TestConfig<'a> {
+    pub store_url: &'a str,
+    /// `[server] listen`, when the test scrapes the server or sends it webhooks.
+    pub listen: Option<&'a str>,
+    pub connection: &'a str,
+    /// The prefix of every secret's environment variable.
+    pub env: &'a str,
+    pub erp: &'a str,
+    pub ss: &'a str,
+    /// ShipStation v2 on the same sandbox (`v2_base_url`, `{env}_SS_V2_KEY`).
+    pub v2: bool,
+    /// The webhook receivers: the v1 token from `{env}_HOOK_TOKEN`, the v2 keys from
+    /// the sandbox's `/jwks`.
+    pub webhooks: bool,
+    /// The `[connections.policy]` lines.
+    pub policy: &'a str,
+}
+
+/// Write `config` as `dir/shipledger.toml`; its path.
+pub fn write_config(dir: &Path, config: &TestConfig) -> PathBuf {
+    let TestConfig { store_url, listen, connection, env, erp, ss, v2, webhooks, policy } = config;
+    let mut text = format!("[store]\nurl = \"{store_url}\"\n\n");
+    if let Some(listen) = listen {
+        text += &format!("[server]\nlisten = \"{listen}\"\n\n");
+    }
+    text += &format!(
+        "[[connections]]\nname = \"{connection}\"\n\n\
+         [connections.erp]\nkind = \"sandbox\"\nurl = \"{erp}\"\napi_key_env = \"{env}_ERP_KEY\"\n\n\
+         [connections.shipstation]\nbase_url = \"{ss}\"\napi_key_env = \"{env}_SS_KEY\"\napi_secret_env = \"{env}_SS_SECRET\"\n"
+    );
+    if *v2 {
+        text += &format!("v2_base_url = \"{ss}\"\nv2_api_key_env = \"{env}_SS_V2_KEY\"\n");
+    }
+    if *webhooks {
+        text += &format!("webhook_token_env = \"{env}_HOOK_TOKEN\"\nv2_webhook_keys_url = \"{ss}/jwks\"\n");
+    }
+    text += &format!("\n[connections.policy]\n{policy}\n");
+    let path = dir.join("shipledger.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }

@@ -13,7 +13,7 @@ use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
 use shipledger_sandbox::traffic::{Traffic, TrafficConfig, TrafficShares};
 use shipledger_sandbox::{Sandbox, SandboxConfig};
 
-use crate::support::{post_json, v1_get};
+use crate::support::{TestConfig, post_json, v1_get, write_config};
 
 const AUTH: (&str, &str) = ("sandbox-key", "sandbox-secret");
 
@@ -42,33 +42,20 @@ async fn the_timeline_tells_the_whole_story(store_url: String) {
     let shares = TrafficShares { zero_weight: 0.3, ..TrafficShares::none() };
     let plan = Traffic::plan(TrafficConfig { orders: 10, seed: 21, shares, ..TrafficConfig::default() });
     plan.apply(&erp.base_url()).await.unwrap();
-    let config = dir.path().join("shipledger.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[store]
-url = "{store_url}"
-[[connections]]
-name = "acme"
-[connections.erp]
-kind = "sandbox"
-url = "{erp}"
-api_key_env = "T_ERP_KEY"
-[connections.shipstation]
-base_url = "{ss}"
-api_key_env = "T_SS_KEY"
-api_secret_env = "T_SS_SECRET"
-v2_base_url = "{ss}"
-v2_api_key_env = "T_SS_V2_KEY"
-[connections.policy]
-shipment_poll_interval = "1s"
-"#,
-            erp = erp.base_url(),
-            ss = ss.base_url(),
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        dir.path(),
+        &TestConfig {
+            store_url: &store_url,
+            listen: None,
+            connection: "acme",
+            env: "T",
+            erp: &erp.base_url(),
+            ss: &ss.base_url(),
+            v2: true,
+            webhooks: false,
+            policy: "shipment_poll_interval = \"1s\"",
+        },
+    );
     let sync = || shipledger(&config, &["sync", "--once"]);
     sync();
 
