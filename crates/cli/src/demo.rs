@@ -2,8 +2,9 @@
 //! starts the sandbox ShipStation (its simulated warehouse on) and the sandbox ERP on
 //! their own ports, a SQLite store in a directory, the engine and shipledger's HTTP
 //! server, and feeds the ERP a deterministic stream of realistic orders — bad ones
-//! included — over a short stretch of real time. With `--until-idle` it stops once
-//! every generated order is pushed, cancelled or held and nothing is left to do, and
+//! included — over a short stretch of real time. The engine runs its lanes as `serve`
+//! does. With `--until-idle` it stops once every generated order is pushed, cancelled
+//! or held, the warehouse and carrier are still and nothing is left to do, and
 //! `--report` writes what happened as JSON, counted by asking each system.
 
 use std::collections::BTreeMap;
@@ -22,8 +23,8 @@ use shipledger_core::clock::{Clock, SystemClock};
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_sandbox::erp::{SandboxErp, SandboxErpConfig};
-use shipledger_sandbox::traffic::{Expected, Traffic, TrafficConfig};
 use shipledger_engine::schedule::Scheduled;
+use shipledger_sandbox::traffic::{Expected, Traffic, TrafficConfig};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle, SimulationConfig};
 use shipledger_shipstation::{ClientConfig, V1Client};
 use shipledger_engine::metrics::MeteredStore;
@@ -112,9 +113,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The metrics recorder first, so that nothing the clients record is lost.
     shipledger_engine::metrics::recorder();
 
-    // The two systems shipledger keeps in agreement.
-    // Every story the demo tells (splits into a next parcel, voids made again, scans
-    // and deliveries), each a few seconds apart, so 500 orders settle in about a
+    // The two systems shipledger keeps in agreement. The warehouse and carrier tell
+    // every story of the demo (splits into a next parcel, voids made again, scans and
+    // deliveries), each a few seconds apart, so 500 orders settle in about a
     // minute. Labels wait a little longer than the spread, so the shop's changes
     // (captures, cancellations, corrections) reach ShipStation before the warehouse
     // acts on them.
