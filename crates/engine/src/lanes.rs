@@ -33,7 +33,7 @@ use shipledger_store::JobKind;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::schedule::{ScheduleLease, Scheduled};
+use crate::schedule::Scheduled;
 use crate::{Connection, Engine, EngineError, TickReport, flows};
 
 /// The longest a lane's steps in flight may take to finish once [`Engine::run`] is
@@ -202,11 +202,6 @@ impl LaneState {
     }
 }
 
-/// A lease from [`Engine::take_schedule`], recorded until it is finished.
-pub(crate) struct Held {
-    pub(crate) lease: ScheduleLease,
-}
-
 impl Engine {
     /// The signal that wakes every idle lane at once (a webhook receiver that stored
     /// work calls `notify_waiters()` on it, or [`Engine::wake`]). Without it a lane
@@ -261,22 +256,6 @@ impl Engine {
         }
     }
 
-    /// Take `what` when due (or at once with `force`), until it is finished
-    /// ([`Engine::finish_held`]).
-    pub(crate) async fn take_held(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<Held>, EngineError> {
-        let Some(lease) = self.take_schedule(conn, what, force).await? else { return Ok(None) };
-        // Not kept anywhere else: a step that is cancelled or panics drops its lease,
-        // which stops its renewal, so the pass is free again once the lease runs out
-        // (at once after a drain, which gives every lease of this worker back).
-        Ok(Some(Held { lease }))
-    }
-
-    /// Finish a pass taken with [`Engine::take_held`].
-    /// The store keeps why it last failed.
-    pub(crate) async fn finish_held<T>(&self, conn: &Connection, held: Held, outcome: &Result<T, EngineError>) -> Result<(), EngineError> {
-        self.finish_schedule_with(conn, held.lease, outcome).await
-    }
-
     /// Give back every lease this worker holds, in one store statement
     /// ([`Engine::release_leases`]): its running jobs go back to pending without
     /// spending the claim's attempt (the work was cut short, not failed), the passes
@@ -288,7 +267,7 @@ impl Engine {
 
     /// One scheduled pass other than the recheck/follow, when due.
     async fn scheduled_pass(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<TickReport>, EngineError> {
-        let Some(held) = self.take_held(conn, what, force).await? else { return Ok(None) };
+        let Some(lease) = self.take_schedule(conn, what, force).await? else { return Ok(None) };
         let mut report = TickReport::default();
         let result = match what {
             Scheduled::ErpPoll => flows::release::poll(self, conn).await.map(|r| report.poll.add(&r)),
@@ -301,7 +280,7 @@ impl Engine {
             .await,
             Scheduled::Recheck | Scheduled::Follow => unreachable!("the recheck and follow run through recheck_or_follow"),
         };
-        self.finish_held(conn, held, &result).await?;
+        self.finish_schedule_with(conn, lease, &result).await?;
         result.map(|()| Some(report))
     }
 
@@ -309,25 +288,25 @@ impl Engine {
     /// recheck or follow, when due (or at once with `force_follow`).
     async fn recheck_or_follow(&self, conn: &Connection, force_follow: bool) -> Result<Option<TickReport>, EngineError> {
         let mut report = TickReport::default();
-        if let Some(held) = self.take_held(conn, Scheduled::Recheck, false).await? {
-            let started = held.lease.started_at;
+        if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
+            let started = lease.started_at;
             let result = flows::recheck::run(self, conn).await;
-            self.finish_held(conn, held, &result).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             report.recheck.add(&result?);
             // A full recheck also covers what a follow would have read.
             self.record_schedule_success(conn, Scheduled::Follow, started).await?;
             return Ok(Some(report));
         }
-        let Some(held) = self.take_held(conn, Scheduled::Follow, force_follow).await? else { return Ok(None) };
+        let Some(lease) = self.take_schedule(conn, Scheduled::Follow, force_follow).await? else { return Ok(None) };
         // Only once a recheck or follow has worked is there a "since" to follow from.
-        let Some(since) = held.lease.last_success else {
+        let Some(since) = lease.last_success else {
             let nothing_to_follow_from: Result<(), EngineError> =
                 Err(EngineError::Setup("no recheck or follow has worked yet, so there is nothing to follow from".into()));
-            self.finish_held(conn, held, &nothing_to_follow_from).await?;
+            self.finish_schedule_with(conn, lease, &nothing_to_follow_from).await?;
             return Ok(None);
         };
         let result = flows::recheck::follow(self, conn, since).await;
-        self.finish_held(conn, held, &result).await?;
+        self.finish_schedule_with(conn, lease, &result).await?;
         report.recheck.add(&result?);
         Ok(Some(report))
     }
