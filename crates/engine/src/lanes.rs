@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use shipledger_core::retry::RetryPolicy;
-use shipledger_store::JobKind;
+use shipledger_store::{JobKind, ScheduleRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -219,11 +219,29 @@ impl Engine {
     /// due, or one claimed batch of one job kind. The lane's kinds of work take turns:
     /// each call starts after the kind that last worked (or failed), so a backlog of
     /// one kind never starves another. `Idle` when nothing of the lane was due.
+    ///
+    /// A pass is *taken* (a write) only when a read of its record says it is due and
+    /// no live lease holds it, and a job kind is claimed only when a count says one
+    /// is runnable ([`crate::jobs`]): an idle lane reads, it does not write.
     pub async fn try_execute_one(&self, conn: &Connection, lane: Lane) -> Result<Step, EngineError> {
         let work = lane.work();
         let start = self.lanes_state.cursor(&conn.name, lane);
+        let now = self.clock.now();
+        let records = self.pass_records(conn, lane).await?;
+        let worth_taking = |pass: Scheduled| match pass {
+            // The recheck's turn is the recheck, or the follow between rechecks.
+            Scheduled::Recheck | Scheduled::Follow => {
+                takeable(records.get(&Scheduled::Recheck), now) || takeable(records.get(&Scheduled::Follow), now)
+            }
+            other => takeable(records.get(&other), now),
+        };
         for i in 0..work.len() {
             let at = (start + i) % work.len();
+            if let Work::Pass(pass) = work[at]
+                && !worth_taking(pass)
+            {
+                continue;
+            }
             let outcome = self.do_work(conn, work[at], false).await;
             if !matches!(outcome, Ok(None)) {
                 self.lanes_state.set_cursor(&conn.name, lane, (at + 1) % work.len());
@@ -234,12 +252,27 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let mut next_due: Option<Timestamp> = None;
-        for pass in lane.passes() {
-            let due = self.schedule_due_at(conn, pass).await?;
-            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-        }
+        // When the lane's next pass is due, from what was read above (a pass never
+        // taken is due now); a pass taken meanwhile is seen on the next look.
+        let next_due = lane
+            .passes()
+            .map(|pass| records.get(&pass).and_then(|r| r.next_due_at).unwrap_or(now))
+            .min();
         Ok(Step::Idle { next_due })
+    }
+
+    /// The stored records of `lane`'s passes on `conn` (one read of the connection's
+    /// schedules); a pass never taken has none.
+    async fn pass_records(&self, conn: &Connection, lane: Lane) -> Result<HashMap<Scheduled, ScheduleRecord>, EngineError> {
+        if lane.passes().next().is_none() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .schedules(conn)
+            .await?
+            .into_iter()
+            .filter_map(|r| Scheduled::parse(&r.name).filter(|p| Lane::of_pass(*p) == lane).map(|p| (p, r)))
+            .collect())
     }
 
     /// Run one unit of `work`; `None` when there was nothing to do (not due, held by
@@ -465,6 +498,16 @@ async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<S
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// Would taking this pass at `now` get it: due (or never taken) and no live lease
+/// holds it? Only then is the take (a write) worth trying; the take itself decides.
+fn takeable(record: Option<&ScheduleRecord>, now: Timestamp) -> bool {
+    record.is_none_or(|r| {
+        let due = r.next_due_at.is_none_or(|d| d <= now);
+        let held = r.lease_token.is_some() && r.lease_until.is_some_and(|until| until > now);
+        due && !held
+    })
 }
 
 /// How long an idle lane sleeps: until its next pass is due, at most [`IDLE_CAP`]; a

@@ -123,11 +123,11 @@ pub async fn step(engine: &Engine, conn: &Connection, report: &mut PushReport) -
     if releasing(engine, conn, limit).await? {
         return Ok(false);
     }
-    let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, limit).await?;
+    let (jobs, lease) = jobs::claim_held(engine, conn, JobKind::SyncOrder, limit).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
-    push_batch(engine, conn, jobs, report).await?;
+    push_batch(engine, conn, jobs, &lease, report).await?;
     Ok(true)
 }
 
@@ -154,7 +154,7 @@ async fn releasing(engine: &Engine, conn: &Connection, full_run: u32) -> Result<
     Ok(runnable.count < u64::from(full_run))
 }
 
-async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {
+async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, lease: &jobs::JobLease, report: &mut PushReport) -> Result<(), EngineError> {
     // Group the jobs by order: one order is sent once however many jobs name it.
     let mut orders = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -262,6 +262,18 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
     let mut stopped: Option<(Verdict, String)> = None;
     while to_send.peek().is_some() {
         let chunk: Vec<(Pending, Vec<Job>)> = to_send.by_ref().take(batch_size).collect();
+        // A job whose lease was lost meanwhile (this run outlived it: another worker
+        // has claimed it) gets no write from this run: that worker pushes it.
+        let (chunk, lost): (Vec<_>, Vec<_>) = chunk.into_iter().partition(|(p, _)| lease.holds(&p.job));
+        if !lost.is_empty() {
+            tracing::info!(
+                connection = %conn.name, orders = lost.len(),
+                "push: the lease on these orders' jobs was lost (another worker holds them); not sending them"
+            );
+        }
+        if chunk.is_empty() {
+            continue;
+        }
         if let Some((verdict, why)) = &stopped {
             for (p, extra) in chunk {
                 report.retried += 1;
