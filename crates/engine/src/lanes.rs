@@ -242,7 +242,7 @@ impl Engine {
             {
                 continue;
             }
-            let outcome = self.do_work(conn, work[at], false).await;
+            let outcome = self.do_work(conn, work[at]).await;
             if !matches!(outcome, Ok(None)) {
                 self.lanes_state.set_cursor(&conn.name, lane, (at + 1) % work.len());
             }
@@ -276,16 +276,16 @@ impl Engine {
     }
 
     /// Run one unit of `work`; `None` when there was nothing to do (not due, held by
-    /// another worker, no runnable job). `force` takes the ERP poll and the follow
-    /// even before they are due (the tick's way).
-    async fn do_work(&self, conn: &Connection, work: Work, force: bool) -> Result<Option<TickReport>, EngineError> {
+    /// another worker, no runnable job). A pass runs only when due: to run one now,
+    /// bring it forward first ([`Engine::hasten_now`]).
+    async fn do_work(&self, conn: &Connection, work: Work) -> Result<Option<TickReport>, EngineError> {
         match work {
             Work::Jobs(kind) => {
                 let (run, worked) = flows::run_jobs_step(self, conn, kind).await?;
                 Ok(worked.then(|| TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }))
             }
-            Work::Pass(Scheduled::Recheck | Scheduled::Follow) => self.recheck_or_follow(conn, force).await,
-            Work::Pass(what) => self.scheduled_pass(conn, what, force && what == Scheduled::ErpPoll).await,
+            Work::Pass(Scheduled::Recheck | Scheduled::Follow) => self.recheck_or_follow(conn).await,
+            Work::Pass(what) => self.scheduled_pass(conn, what).await,
         }
     }
 
@@ -299,8 +299,8 @@ impl Engine {
     }
 
     /// One scheduled pass other than the recheck/follow, when due.
-    async fn scheduled_pass(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<TickReport>, EngineError> {
-        let Some(lease) = self.take_schedule(conn, what, force).await? else { return Ok(None) };
+    async fn scheduled_pass(&self, conn: &Connection, what: Scheduled) -> Result<Option<TickReport>, EngineError> {
+        let Some(lease) = self.take_schedule(conn, what, false).await? else { return Ok(None) };
         let mut report = TickReport::default();
         let result = match what {
             Scheduled::ErpPoll => flows::release::poll(self, conn).await.map(|r| report.poll.add(&r)),
@@ -318,8 +318,8 @@ impl Engine {
     }
 
     /// The recheck when due; otherwise the follow of what changed since the last
-    /// recheck or follow, when due (or at once with `force_follow`).
-    async fn recheck_or_follow(&self, conn: &Connection, force_follow: bool) -> Result<Option<TickReport>, EngineError> {
+    /// recheck or follow, when due.
+    async fn recheck_or_follow(&self, conn: &Connection) -> Result<Option<TickReport>, EngineError> {
         let mut report = TickReport::default();
         if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
             let started = lease.started_at;
@@ -330,7 +330,7 @@ impl Engine {
             self.record_schedule_success(conn, Scheduled::Follow, started).await?;
             return Ok(Some(report));
         }
-        let Some(lease) = self.take_schedule(conn, Scheduled::Follow, force_follow).await? else { return Ok(None) };
+        let Some(lease) = self.take_schedule(conn, Scheduled::Follow, false).await? else { return Ok(None) };
         // Only once a recheck or follow has worked is there a "since" to follow from.
         let Some(since) = lease.last_success else {
             let nothing_to_follow_from: Result<(), EngineError> =
@@ -344,11 +344,12 @@ impl Engine {
         Ok(Some(report))
     }
 
-    /// The tick's pass over one connection: the ERP poll (always), the recheck when
-    /// due (a follow of what changed otherwise), the shipment poll and scan sweep when
-    /// due, every job kind until none is runnable ([`flows::run_jobs`]), then the
-    /// monitors when due. A pass that fails is logged and the rest still run; the
-    /// first failure is returned.
+    /// The tick's pass over one connection: the ERP poll and the follow are brought
+    /// forward to now ([`Engine::hasten_now`], so the ERP is always read), then every
+    /// pass that is due runs: the ERP poll, the recheck (a follow of what changed
+    /// otherwise), the shipment poll and scan sweep, every job kind until none is
+    /// runnable ([`flows::run_jobs`]), then the monitors. A pass that fails is logged
+    /// and the rest still run; the first failure is returned.
     pub(crate) async fn tick_connection(&self, conn: &Connection, report: &mut TickReport) -> Result<(), EngineError> {
         let mut first_error: Option<EngineError> = None;
         let mut note = |what: &str, outcome: Result<Option<TickReport>, EngineError>, report: &mut TickReport| match outcome {
@@ -365,8 +366,11 @@ impl Engine {
             (Scheduled::ShipmentPoll, "reading shipments"),
             (Scheduled::ScanSweep, "sweeping labels for carrier scans"),
         ];
+        if let Err(e) = self.hasten_now(conn, &[Scheduled::ErpPoll, Scheduled::Follow]).await {
+            note("bringing the ERP poll forward", Err(e), report);
+        }
         for (what, doing) in passes {
-            note(doing, self.do_work(conn, Work::Pass(what), true).await, report);
+            note(doing, self.do_work(conn, Work::Pass(what)).await, report);
         }
         // Every job kind, each through its handler: a kind added to the store's
         // `jobs!` list runs here without another line, and one kind's failure does
@@ -377,7 +381,7 @@ impl Engine {
                 .map(|run| Some(TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }));
             note(&format!("running {kind} jobs"), outcome, report);
         }
-        note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors), true).await, report);
+        note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors)).await, report);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),

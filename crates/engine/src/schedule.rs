@@ -252,6 +252,19 @@ impl Engine {
         Ok(self.store.hasten_schedule(&conn.name, what.name(), at, self.clock.now()).await?)
     }
 
+    /// Bring `passes` of `conn` forward to now: the one way to say "run these passes
+    /// now" (`sync --once` says it of every pass, [`Engine::tick`] of the ERP poll and
+    /// the follow); the passes then run when next taken, as any due pass does. A
+    /// pass another worker is running keeps its lease, and that run counts (its
+    /// finish sets the next due time).
+    pub async fn hasten_now(&self, conn: &Connection, passes: &[Scheduled]) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        for what in passes {
+            self.hasten_schedule(conn, *what, now).await?;
+        }
+        Ok(())
+    }
+
     /// Every pass of `conn` as the store keeps it (due time, lease, last success and
     /// error, runs), for `shipledger schedules` and the API.
     pub async fn schedules(&self, conn: &Connection) -> Result<Vec<ScheduleRecord>, EngineError> {
