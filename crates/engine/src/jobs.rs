@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 use shipledger_core::clock::Clock;
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, RunnableJobs, StoreError};
 
 use crate::schedule::AbortOnDrop;
 use crate::{Connection, Engine, EngineError};
@@ -129,6 +129,15 @@ pub(crate) async fn claim_for(
         .store
         .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease, limit, worker: &engine.worker })
         .await?)
+}
+
+/// Claim coalescing: should a step hold off claiming because the jobs it would claim
+/// are still arriving? Yes while fewer than a `full` run of them are runnable and
+/// what plans them started less than `patience` ago (`planning_since`): claiming
+/// now would split one full batch into part-filled ones. Work whose planner has
+/// taken longer than `patience`, or that fills a run, is claimed at once.
+pub(crate) fn still_arriving(runnable: &RunnableJobs, full: u64, planning_since: Option<Timestamp>, patience: SignedDuration, now: Timestamp) -> bool {
+    runnable.count < full && planning_since.is_some_and(|since| now.duration_since(since) < patience)
 }
 
 /// The retry policy of a job's kind on this connection.

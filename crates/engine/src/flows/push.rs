@@ -145,13 +145,13 @@ async fn releasing(engine: &Engine, conn: &Connection, full_run: u32) -> Result<
     let Some(poll) = engine.store.get_schedule(&conn.name, crate::schedule::Scheduled::ErpPoll.name()).await? else {
         return Ok(false);
     };
-    let polling = poll.lease_until.is_some_and(|until| until > now)
-        && poll.last_started_at.is_some_and(|started| now.duration_since(started) < WAIT_FOR_RELEASE);
-    if !polling {
+    // The poll is at work while a live lease holds it; since when it has been.
+    let polling_since = poll.last_started_at.filter(|_| poll.lease_until.is_some_and(|until| until > now));
+    if polling_since.is_none() {
         return Ok(false);
     }
     let runnable = engine.store.runnable_jobs(&conn.name, JobKind::SyncOrder, now).await?;
-    Ok(runnable.count < u64::from(full_run))
+    Ok(jobs::still_arriving(&runnable, u64::from(full_run), polling_since, WAIT_FOR_RELEASE, now))
 }
 
 async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, lease: &jobs::JobLease, report: &mut PushReport) -> Result<(), EngineError> {
