@@ -290,8 +290,9 @@ impl Engine {
     }
 
     /// Give back every lease this worker holds, in one store statement
-    /// ([`Engine::release_leases`]): its running jobs go back to pending without
-    /// spending the claim's attempt (the work was cut short, not failed), the passes
+    /// ([`Engine::release_leases`]): its running jobs go back to pending, runnable at
+    /// once, keeping the claim's attempt (a step cut short may have made its write:
+    /// the next claim is a retry, and a push reads back before it sends), the passes
     /// it took and did not finish keep their due time. Returns how many.
     pub(crate) async fn give_back_leases(&self) -> Result<usize, EngineError> {
         let released = self.release_leases().await?;

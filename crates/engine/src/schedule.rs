@@ -272,8 +272,9 @@ impl Engine {
     }
 
     /// Give back every job and pass lease this worker holds (the drain does, before
-    /// the process exits): the jobs run at once elsewhere without losing an attempt,
-    /// the passes keep their due time.
+    /// the process exits): the jobs run at once elsewhere, as retries (the attempt
+    /// their claim counted stays: their write may have gone out), the passes keep
+    /// their due time.
     pub async fn release_leases(&self) -> Result<ReleasedLeases, EngineError> {
         Ok(self.store.release_leases(&self.worker, self.clock.now()).await?)
     }

@@ -11,7 +11,8 @@
 //! a backlog of 1,000 orders costs ten `createorders` and two pages of orders.
 //!
 //! **Read back before retrying.** A job claimed before (attempts > 1: its answer was
-//! lost to a 5xx or a timeout, its read-back came up short, its worker was killed) may
+//! lost to a 5xx or a timeout, its read-back came up short, its worker was killed or
+//! drained mid-step) may
 //! already have reached ShipStation. Before anything is sent, one read-back for the
 //! whole run reads the orders ShipStation modified since the earliest moment those
 //! jobs could have touched them (an order's release while its `orderId` is unknown,
@@ -25,6 +26,12 @@
 //! or twice the pages the wanted orders fill; 60 s); when the window holds more, up to
 //! 10 missing orders are looked up by `orderNumber` (a starts-with match; the
 //! `orderKey` is compared here) and the rest are retried later.
+//!
+//! **Leases.** A run may outlive its jobs' 30 s claim (ten batches, each waiting out
+//! a spent rate window): it keeps them leased (`jobs::claim_held`, renewed every
+//! 10 s in one statement), and before each batch sends only the orders whose jobs it
+//! still holds; one whose lease was lost (the renewals stalled and another worker
+//! claimed it) is left to that worker.
 //!
 //! **After sending**, per order: a refusal ShipStation words as "can no longer be
 //! updated" is [`OrderRefusal::Locked`]; any other refusal is retried with backoff and
