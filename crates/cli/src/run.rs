@@ -137,11 +137,8 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
         // due times live in the store): bring every pass forward to now (one another
         // worker is running keeps its lease), then drain the outbox of everything
         // runnable now.
-        let now = engine.clock.now();
         for c in &engine.connections {
-            for what in shipledger_engine::schedule::Scheduled::ALL {
-                engine.hasten_schedule(c, *what, now).await?;
-            }
+            engine.hasten_now(c, shipledger_engine::schedule::Scheduled::ALL).await?;
         }
         let mut total = shipledger_engine::TickReport::default();
         loop {

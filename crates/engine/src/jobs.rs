@@ -7,11 +7,16 @@
 //! otherwise where it knows more), the attempts made and the time since the job was
 //! planned. It never matches an error's text.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use jiff::{SignedDuration, Timestamp};
+use shipledger_core::clock::Clock;
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::retry::{Classify, Decision, GiveUpReason, RetryPolicy, Verdict};
-use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, StoreError};
+use shipledger_store::{Attempt, Change, Job, JobClaim, JobFinish, JobKind, JobState, RunnableJobs, StoreError};
 
+use crate::schedule::AbortOnDrop;
 use crate::{Connection, Engine, EngineError};
 
 /// How long a claimed job is ours before another worker may take it over (a worker
@@ -37,6 +42,73 @@ pub(crate) async fn claim(engine: &Engine, conn: &Connection, kind: JobKind, lim
     claim_for(engine, conn, kind, limit, LEASE).await
 }
 
+/// [`claim`], with the claim's leases kept alive for as long as the returned
+/// [`JobLease`] lives: for a step that may outlast [`LEASE`] (a push of ten batches
+/// that waits out rate windows). Before each external write for a job the step asks
+/// [`JobLease::holds`]; a job whose lease was lost is left to the worker that took it.
+pub(crate) async fn claim_held(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<(Vec<Job>, JobLease), EngineError> {
+    let jobs = claim(engine, conn, kind, limit).await?;
+    let lease = JobLease::renewing(engine, &jobs);
+    Ok((jobs, lease))
+}
+
+/// The leases of one claim's jobs (they share the claim's token), renewed every
+/// [`Engine::renew_every`] by one store statement for all of them
+/// ([`Store::renew_jobs`](shipledger_store::Store::renew_jobs)) until the last job is
+/// finished or the lease is dropped (the step ended, was cancelled or panicked).
+pub(crate) struct JobLease {
+    state: Arc<LeaseState>,
+    clock: Arc<dyn Clock>,
+    _renewal: Option<AbortOnDrop>,
+}
+
+struct LeaseState {
+    /// Until when the jobs still held are ours (the last renewal's `lease_until`).
+    until: Mutex<Timestamp>,
+    /// Jobs the last renewal did not find under our token: finished, or taken over.
+    gone: Mutex<HashSet<i64>>,
+}
+
+impl JobLease {
+    fn renewing(engine: &Engine, jobs: &[Job]) -> JobLease {
+        let until = jobs.iter().filter_map(|j| j.lease_until).min().unwrap_or_else(|| engine.clock.now());
+        let state = Arc::new(LeaseState { until: Mutex::new(until), gone: Mutex::new(HashSet::new()) });
+        let token = jobs.first().and_then(|j| j.lease_token.clone());
+        let renewal = token.map(|token| {
+            let ids: Vec<i64> = jobs.iter().map(|j| j.id).collect();
+            let (store, clock, every, state) = (engine.store.clone(), engine.clock.clone(), engine.renew_every, state.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let now = clock.now();
+                    let until = now.checked_add(LEASE).unwrap_or(Timestamp::MAX);
+                    match store.renew_jobs(&token, until, now).await {
+                        Ok(held) => {
+                            let lost: HashSet<i64> = ids.iter().copied().filter(|id| !held.contains(id)).collect();
+                            *state.gone.lock().expect("job lease lock") = lost;
+                            *state.until.lock().expect("job lease lock") = until;
+                            if held.is_empty() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not renew the leases of claimed jobs; trying again"),
+                    }
+                }
+            }))
+        });
+        JobLease { state, clock: engine.clock.clone(), _renewal: renewal }
+    }
+
+    /// Is `job` still ours to work on? Not when its lease ran out by the clock (the
+    /// renewals failed or stalled) or the last renewal found it no longer under our
+    /// token (another worker took it over): then no further write is made for it; the
+    /// worker that holds it now does the job, idempotently.
+    pub(crate) fn holds(&self, job: &Job) -> bool {
+        let until = *self.state.until.lock().expect("job lease lock");
+        self.clock.now() < until && !self.state.gone.lock().expect("job lease lock").contains(&job.id)
+    }
+}
+
 /// Lease up to `limit` runnable jobs of `kind` on the connection for `lease` instead
 /// of [`LEASE`]: for a handler whose one step may outlast it (one poll answering many
 /// webhook hints).
@@ -48,10 +120,24 @@ pub(crate) async fn claim_for(
     lease: SignedDuration,
 ) -> Result<Vec<Job>, EngineError> {
     let now = engine.clock.now();
+    // Look before claiming: a claim is a write (on SQLite it takes the one writer),
+    // and an idle lane asks every second; counting what is runnable is a read.
+    if engine.store.runnable_jobs(&conn.name, kind, now).await?.count == 0 {
+        return Ok(Vec::new());
+    }
     Ok(engine
         .store
         .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease, limit, worker: &engine.worker })
         .await?)
+}
+
+/// Claim coalescing: should a step hold off claiming because the jobs it would claim
+/// are still arriving? Yes while fewer than a `full` run of them are runnable and
+/// what plans them started less than `patience` ago (`planning_since`): claiming
+/// now would split one full batch into part-filled ones. Work whose planner has
+/// taken longer than `patience`, or that fills a run, is claimed at once.
+pub(crate) fn still_arriving(runnable: &RunnableJobs, full: u64, planning_since: Option<Timestamp>, patience: SignedDuration, now: Timestamp) -> bool {
+    runnable.count < full && planning_since.is_some_and(|since| now.duration_since(since) < patience)
 }
 
 /// The retry policy of a job's kind on this connection.

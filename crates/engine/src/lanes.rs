@@ -29,11 +29,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use shipledger_core::retry::RetryPolicy;
-use shipledger_store::JobKind;
+use shipledger_store::{JobKind, ScheduleRecord};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::schedule::{ScheduleLease, Scheduled};
+use crate::schedule::Scheduled;
 use crate::{Connection, Engine, EngineError, TickReport, flows};
 
 /// The longest a lane's steps in flight may take to finish once [`Engine::run`] is
@@ -202,11 +202,6 @@ impl LaneState {
     }
 }
 
-/// A lease from [`Engine::take_schedule`], recorded until it is finished.
-pub(crate) struct Held {
-    pub(crate) lease: ScheduleLease,
-}
-
 impl Engine {
     /// The signal that wakes every idle lane at once (a webhook receiver that stored
     /// work calls `notify_waiters()` on it, or [`Engine::wake`]). Without it a lane
@@ -224,12 +219,30 @@ impl Engine {
     /// due, or one claimed batch of one job kind. The lane's kinds of work take turns:
     /// each call starts after the kind that last worked (or failed), so a backlog of
     /// one kind never starves another. `Idle` when nothing of the lane was due.
+    ///
+    /// A pass is *taken* (a write) only when a read of its record says it is due and
+    /// no live lease holds it, and a job kind is claimed only when a count says one
+    /// is runnable ([`crate::jobs`]): an idle lane reads, it does not write.
     pub async fn try_execute_one(&self, conn: &Connection, lane: Lane) -> Result<Step, EngineError> {
         let work = lane.work();
         let start = self.lanes_state.cursor(&conn.name, lane);
+        let now = self.clock.now();
+        let records = self.pass_records(conn, lane).await?;
+        let worth_taking = |pass: Scheduled| match pass {
+            // The recheck's turn is the recheck, or the follow between rechecks.
+            Scheduled::Recheck | Scheduled::Follow => {
+                takeable(records.get(&Scheduled::Recheck), now) || takeable(records.get(&Scheduled::Follow), now)
+            }
+            other => takeable(records.get(&other), now),
+        };
         for i in 0..work.len() {
             let at = (start + i) % work.len();
-            let outcome = self.do_work(conn, work[at], false).await;
+            if let Work::Pass(pass) = work[at]
+                && !worth_taking(pass)
+            {
+                continue;
+            }
+            let outcome = self.do_work(conn, work[at]).await;
             if !matches!(outcome, Ok(None)) {
                 self.lanes_state.set_cursor(&conn.name, lane, (at + 1) % work.len());
             }
@@ -239,47 +252,47 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        let mut next_due: Option<Timestamp> = None;
-        for pass in lane.passes() {
-            let due = self.schedule_due_at(conn, pass).await?;
-            next_due = Some(next_due.map_or(due, |d| d.min(due)));
-        }
+        // When the lane's next pass is due, from what was read above (a pass never
+        // taken is due now); a pass taken meanwhile is seen on the next look.
+        let next_due = lane
+            .passes()
+            .map(|pass| records.get(&pass).and_then(|r| r.next_due_at).unwrap_or(now))
+            .min();
         Ok(Step::Idle { next_due })
     }
 
+    /// The stored records of `lane`'s passes on `conn` (one read of the connection's
+    /// schedules); a pass never taken has none.
+    async fn pass_records(&self, conn: &Connection, lane: Lane) -> Result<HashMap<Scheduled, ScheduleRecord>, EngineError> {
+        if lane.passes().next().is_none() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .schedules(conn)
+            .await?
+            .into_iter()
+            .filter_map(|r| Scheduled::parse(&r.name).filter(|p| Lane::of_pass(*p) == lane).map(|p| (p, r)))
+            .collect())
+    }
+
     /// Run one unit of `work`; `None` when there was nothing to do (not due, held by
-    /// another worker, no runnable job). `force` takes the ERP poll and the follow
-    /// even before they are due (the tick's way).
-    async fn do_work(&self, conn: &Connection, work: Work, force: bool) -> Result<Option<TickReport>, EngineError> {
+    /// another worker, no runnable job). A pass runs only when due: to run one now,
+    /// bring it forward first ([`Engine::hasten_now`]).
+    async fn do_work(&self, conn: &Connection, work: Work) -> Result<Option<TickReport>, EngineError> {
         match work {
             Work::Jobs(kind) => {
                 let (run, worked) = flows::run_jobs_step(self, conn, kind).await?;
                 Ok(worked.then(|| TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }))
             }
-            Work::Pass(Scheduled::Recheck | Scheduled::Follow) => self.recheck_or_follow(conn, force).await,
-            Work::Pass(what) => self.scheduled_pass(conn, what, force && what == Scheduled::ErpPoll).await,
+            Work::Pass(Scheduled::Recheck | Scheduled::Follow) => self.recheck_or_follow(conn).await,
+            Work::Pass(what) => self.scheduled_pass(conn, what).await,
         }
     }
 
-    /// Take `what` when due (or at once with `force`), until it is finished
-    /// ([`Engine::finish_held`]).
-    pub(crate) async fn take_held(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<Held>, EngineError> {
-        let Some(lease) = self.take_schedule(conn, what, force).await? else { return Ok(None) };
-        // Not kept anywhere else: a step that is cancelled or panics drops its lease,
-        // which stops its renewal, so the pass is free again once the lease runs out
-        // (at once after a drain, which gives every lease of this worker back).
-        Ok(Some(Held { lease }))
-    }
-
-    /// Finish a pass taken with [`Engine::take_held`].
-    /// The store keeps why it last failed.
-    pub(crate) async fn finish_held<T>(&self, conn: &Connection, held: Held, outcome: &Result<T, EngineError>) -> Result<(), EngineError> {
-        self.finish_schedule_with(conn, held.lease, outcome).await
-    }
-
     /// Give back every lease this worker holds, in one store statement
-    /// ([`Engine::release_leases`]): its running jobs go back to pending without
-    /// spending the claim's attempt (the work was cut short, not failed), the passes
+    /// ([`Engine::release_leases`]): its running jobs go back to pending, runnable at
+    /// once, keeping the claim's attempt (a step cut short may have made its write:
+    /// the next claim is a retry, and a push reads back before it sends), the passes
     /// it took and did not finish keep their due time. Returns how many.
     pub(crate) async fn give_back_leases(&self) -> Result<usize, EngineError> {
         let released = self.release_leases().await?;
@@ -287,8 +300,8 @@ impl Engine {
     }
 
     /// One scheduled pass other than the recheck/follow, when due.
-    async fn scheduled_pass(&self, conn: &Connection, what: Scheduled, force: bool) -> Result<Option<TickReport>, EngineError> {
-        let Some(held) = self.take_held(conn, what, force).await? else { return Ok(None) };
+    async fn scheduled_pass(&self, conn: &Connection, what: Scheduled) -> Result<Option<TickReport>, EngineError> {
+        let Some(lease) = self.take_schedule(conn, what, false).await? else { return Ok(None) };
         let mut report = TickReport::default();
         let result = match what {
             Scheduled::ErpPoll => flows::release::poll(self, conn).await.map(|r| report.poll.add(&r)),
@@ -301,42 +314,43 @@ impl Engine {
             .await,
             Scheduled::Recheck | Scheduled::Follow => unreachable!("the recheck and follow run through recheck_or_follow"),
         };
-        self.finish_held(conn, held, &result).await?;
+        self.finish_schedule_with(conn, lease, &result).await?;
         result.map(|()| Some(report))
     }
 
     /// The recheck when due; otherwise the follow of what changed since the last
-    /// recheck or follow, when due (or at once with `force_follow`).
-    async fn recheck_or_follow(&self, conn: &Connection, force_follow: bool) -> Result<Option<TickReport>, EngineError> {
+    /// recheck or follow, when due.
+    async fn recheck_or_follow(&self, conn: &Connection) -> Result<Option<TickReport>, EngineError> {
         let mut report = TickReport::default();
-        if let Some(held) = self.take_held(conn, Scheduled::Recheck, false).await? {
-            let started = held.lease.started_at;
+        if let Some(lease) = self.take_schedule(conn, Scheduled::Recheck, false).await? {
+            let started = lease.started_at;
             let result = flows::recheck::run(self, conn).await;
-            self.finish_held(conn, held, &result).await?;
+            self.finish_schedule_with(conn, lease, &result).await?;
             report.recheck.add(&result?);
             // A full recheck also covers what a follow would have read.
             self.record_schedule_success(conn, Scheduled::Follow, started).await?;
             return Ok(Some(report));
         }
-        let Some(held) = self.take_held(conn, Scheduled::Follow, force_follow).await? else { return Ok(None) };
+        let Some(lease) = self.take_schedule(conn, Scheduled::Follow, false).await? else { return Ok(None) };
         // Only once a recheck or follow has worked is there a "since" to follow from.
-        let Some(since) = held.lease.last_success else {
+        let Some(since) = lease.last_success else {
             let nothing_to_follow_from: Result<(), EngineError> =
                 Err(EngineError::Setup("no recheck or follow has worked yet, so there is nothing to follow from".into()));
-            self.finish_held(conn, held, &nothing_to_follow_from).await?;
+            self.finish_schedule_with(conn, lease, &nothing_to_follow_from).await?;
             return Ok(None);
         };
         let result = flows::recheck::follow(self, conn, since).await;
-        self.finish_held(conn, held, &result).await?;
+        self.finish_schedule_with(conn, lease, &result).await?;
         report.recheck.add(&result?);
         Ok(Some(report))
     }
 
-    /// The tick's pass over one connection: the ERP poll (always), the recheck when
-    /// due (a follow of what changed otherwise), the shipment poll and scan sweep when
-    /// due, every job kind until none is runnable ([`flows::run_jobs`]), then the
-    /// monitors when due. A pass that fails is logged and the rest still run; the
-    /// first failure is returned.
+    /// The tick's pass over one connection: the ERP poll and the follow are brought
+    /// forward to now ([`Engine::hasten_now`], so the ERP is always read), then every
+    /// pass that is due runs: the ERP poll, the recheck (a follow of what changed
+    /// otherwise), the shipment poll and scan sweep, every job kind until none is
+    /// runnable ([`flows::run_jobs`]), then the monitors. A pass that fails is logged
+    /// and the rest still run; the first failure is returned.
     pub(crate) async fn tick_connection(&self, conn: &Connection, report: &mut TickReport) -> Result<(), EngineError> {
         let mut first_error: Option<EngineError> = None;
         let mut note = |what: &str, outcome: Result<Option<TickReport>, EngineError>, report: &mut TickReport| match outcome {
@@ -353,8 +367,11 @@ impl Engine {
             (Scheduled::ShipmentPoll, "reading shipments"),
             (Scheduled::ScanSweep, "sweeping labels for carrier scans"),
         ];
+        if let Err(e) = self.hasten_now(conn, &[Scheduled::ErpPoll, Scheduled::Follow]).await {
+            note("bringing the ERP poll forward", Err(e), report);
+        }
         for (what, doing) in passes {
-            note(doing, self.do_work(conn, Work::Pass(what), true).await, report);
+            note(doing, self.do_work(conn, Work::Pass(what)).await, report);
         }
         // Every job kind, each through its handler: a kind added to the store's
         // `jobs!` list runs here without another line, and one kind's failure does
@@ -365,7 +382,7 @@ impl Engine {
                 .map(|run| Some(TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }));
             note(&format!("running {kind} jobs"), outcome, report);
         }
-        note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors), true).await, report);
+        note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors)).await, report);
         match first_error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -486,6 +503,16 @@ async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<S
             _ = stopped(&mut stop) => return,
         }
     }
+}
+
+/// Would taking this pass at `now` get it: due (or never taken) and no live lease
+/// holds it? Only then is the take (a write) worth trying; the take itself decides.
+fn takeable(record: Option<&ScheduleRecord>, now: Timestamp) -> bool {
+    record.is_none_or(|r| {
+        let due = r.next_due_at.is_none_or(|d| d <= now);
+        let held = r.lease_token.is_some() && r.lease_until.is_some_and(|until| until > now);
+        due && !held
+    })
 }
 
 /// How long an idle lane sleeps: until its next pass is due, at most [`IDLE_CAP`]; a

@@ -62,7 +62,7 @@ use std::sync::Arc;
 use shipledger_core::clock::Clock;
 use shipledger_core::release::GatePolicy;
 use shipledger_erp::Erp;
-use shipledger_shipstation::{ClientConfig, InMemoryRateBudget, V1Client};
+use shipledger_shipstation::{ClientConfig, V1Client};
 use shipledger_store::Store;
 
 use crate::budget::StoreRateBudget;
@@ -109,6 +109,9 @@ pub struct Engine {
     /// How many steps of each lane kind [`Engine::run`] runs at once across
     /// connections.
     pub lane_limits: lanes::LaneLimits,
+    /// How often the leases of a running pass and of the jobs a step holds are
+    /// renewed ([`schedule::RENEW_EVERY`]; a story may make it shorter).
+    pub renew_every: std::time::Duration,
     /// The lanes' rotation, unfinished passes and wake-up signal ([`lanes`]).
     lanes_state: lanes::LaneState,
 }
@@ -165,9 +168,12 @@ pub fn erp_for(config: &ConnectionConfig) -> Result<Arc<dyn Erp>, EngineError> {
 
 impl Engine {
     /// An engine for `config`'s connections over `store`, with the store-backed rate
-    /// budget shared by every process using the same ShipStation key.
+    /// budgets shared by every process using the same ShipStation keys: v1's as its
+    /// `X-Rate-Limit-*` headers tell it, v2's counted in the store
+    /// ([`budget::V2_LIMIT`] a minute: v2 tells nothing until a 429).
     pub fn from_config(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Engine, EngineError> {
         let budget = Arc::new(StoreRateBudget::new(store.clone(), clock.clone(), 0));
+        let v2_budget = Arc::new(StoreRateBudget::v2(store.clone(), clock.clone()));
         let mut connections = Vec::new();
         for c in &config.connections {
             let ss = &c.shipstation;
@@ -176,8 +182,7 @@ impl Engine {
             let shipstation_v2 = match (&ss.v2_base_url, &ss.v2_api_key) {
                 (Some(url), Some(key)) => {
                     let v2 = ClientConfig::v2(url.clone(), key.expose());
-                    let v2_budget = Arc::new(InMemoryRateBudget::with_clock(clock.clone()));
-                    Some(shipledger_shipstation::V2Client::with_budget(v2, v2_budget, clock.clone())?)
+                    Some(shipledger_shipstation::V2Client::with_budget(v2, v2_budget.clone(), clock.clone())?)
                 }
                 _ => None,
             };
@@ -205,6 +210,7 @@ impl Engine {
             connections,
             worker,
             lane_limits: lanes::LaneLimits::default(),
+            renew_every: schedule::RENEW_EVERY,
             lanes_state: Default::default(),
         }
     }

@@ -419,6 +419,9 @@ impl Store for MeteredStore {
     fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         self.inner.get_watermark(connection, name)
     }
+    fn renew_jobs<'a>(&'a self, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<Vec<i64>>> {
+        self.inner.renew_jobs(lease_token, lease_until, now)
+    }
     fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>> {
         Box::pin(self.metered_release(worker, now))
     }
@@ -478,6 +481,16 @@ impl Store for MeteredStore {
     }
     fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
         self.inner.rate_take(key, reserve, now)
+    }
+    fn rate_take_counted<'a>(
+        &'a self,
+        key: &'a str,
+        limit: u32,
+        window: jiff::SignedDuration,
+        reserve: u32,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Option<Timestamp>>> {
+        self.inner.rate_take_counted(key, limit, window, reserve, now)
     }
     fn rate_observe<'a>(&'a self, key: &'a str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
         self.inner.rate_observe(key, limit, remaining, reset_at, now)

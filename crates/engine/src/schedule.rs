@@ -111,7 +111,9 @@ pub struct ScheduleLease {
 #[derive(Clone)]
 struct Renewal(Arc<AbortOnDrop>);
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// A background task that ends when its handle is dropped (a step that is cancelled
+/// or panics drops it, so nothing it leased is renewed any longer).
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -146,7 +148,9 @@ impl Eq for Renewal {}
 /// long (as a dead worker's jobs are, [`crate::jobs`]).
 pub const LEASE: SignedDuration = SignedDuration::from_secs(30);
 
-/// How often a running pass's lease is renewed (real time: pacing, not a decision).
+/// How often a running pass's lease, and the leases of the jobs a step holds, are
+/// renewed (real time: pacing, not a decision). [`Engine::renew_every`] is this
+/// unless a test says otherwise.
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 fn after(ts: Timestamp, d: Duration) -> Timestamp {
@@ -176,13 +180,13 @@ impl Engine {
         }))
     }
 
-    /// Renew the lease `token` on `what` every [`RENEW_EVERY`] until it is lost.
+    /// Renew the lease `token` on `what` every [`Engine::renew_every`] until it is lost.
     fn renew(&self, connection: &str, what: Scheduled, token: &str) -> Renewal {
-        let (store, clock) = (self.store.clone(), self.clock.clone());
+        let (store, clock, every) = (self.store.clone(), self.clock.clone(), self.renew_every);
         let (connection, token) = (connection.to_string(), token.to_string());
         let task = tokio::spawn(async move {
             loop {
-                tokio::time::sleep(RENEW_EVERY).await;
+                tokio::time::sleep(every).await;
                 let now = clock.now();
                 let until = now.checked_add(LEASE).unwrap_or(Timestamp::MAX);
                 match store.renew_schedule(&connection, what.name(), &token, until, now).await {
@@ -248,6 +252,19 @@ impl Engine {
         Ok(self.store.hasten_schedule(&conn.name, what.name(), at, self.clock.now()).await?)
     }
 
+    /// Bring `passes` of `conn` forward to now: the one way to say "run these passes
+    /// now" (`sync --once` says it of every pass, [`Engine::tick`] of the ERP poll and
+    /// the follow); the passes then run when next taken, as any due pass does. A
+    /// pass another worker is running keeps its lease, and that run counts (its
+    /// finish sets the next due time).
+    pub async fn hasten_now(&self, conn: &Connection, passes: &[Scheduled]) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        for what in passes {
+            self.hasten_schedule(conn, *what, now).await?;
+        }
+        Ok(())
+    }
+
     /// Every pass of `conn` as the store keeps it (due time, lease, last success and
     /// error, runs), for `shipledger schedules` and the API.
     pub async fn schedules(&self, conn: &Connection) -> Result<Vec<ScheduleRecord>, EngineError> {
@@ -255,8 +272,9 @@ impl Engine {
     }
 
     /// Give back every job and pass lease this worker holds (the drain does, before
-    /// the process exits): the jobs run at once elsewhere without losing an attempt,
-    /// the passes keep their due time.
+    /// the process exits): the jobs run at once elsewhere, as retries (the attempt
+    /// their claim counted stays: their write may have gone out), the passes keep
+    /// their due time.
     pub async fn release_leases(&self) -> Result<ReleasedLeases, EngineError> {
         Ok(self.store.release_leases(&self.worker, self.clock.now()).await?)
     }

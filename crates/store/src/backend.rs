@@ -474,6 +474,54 @@ macro_rules! store_impl {
                     Ok(wait)
                 }
 
+                async fn take_counted(&self, key: &str, limit: u32, window: jiff::SignedDuration, reserve: u32, now: Timestamp) -> Result<Option<Timestamp>> {
+                    let reset_at = now.checked_add(window).map_err(|e| {
+                        StoreError::Database(format!("rate budget of {key}: window {window:?} is out of range: {e}"))
+                    })?;
+                    let now = millis(now);
+                    let mut tx = self.write().await?;
+                    query(sql::ENSURE_COUNTED_BUDGET)
+                        .bind(key)
+                        .bind(i64::from(limit))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("make the rate budget of {key}")))?;
+                    let row = query(DIALECT.lock_budget)
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("read the rate budget of {key}")))?;
+                    let wait = if row.int("reset_at")? <= now {
+                        // No window running: this take starts one.
+                        if limit == 0 {
+                            return Err(StoreError::Database(format!("rate budget of {key}: a limit of 0 requests never grants one")));
+                        }
+                        query(sql::START_BUDGET_WINDOW)
+                            .bind(key)
+                            .bind(i64::from(limit))
+                            .bind(i64::from(limit) - 1)
+                            .bind(millis(reset_at))
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("start a window of the rate budget of {key}")))?;
+                        None
+                    } else if row.int("remaining")? > i64::from(reserve) {
+                        query(sql::SPEND_BUDGET)
+                            .bind(key)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("spend the rate budget of {key}")))?;
+                        None
+                    } else {
+                        Some(row.time("reset_at")?)
+                    };
+                    finish(tx).await?;
+                    Ok(wait)
+                }
+
                 async fn observe(&self, key: &str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> Result<()> {
                     let mut tx = self.write().await?;
                     query(sql::OBSERVE_BUDGET)
@@ -842,6 +890,23 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn renew_jobs<'a>(&'a self, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<Vec<i64>>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let rows = query(sql::RENEW_JOBS)
+                            .bind(lease_token)
+                            .bind(millis(lease_until))
+                            .bind(millis(now))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map_err(failed("renew the leases of a claim's jobs"))?;
+                        let mut held = rows::all(&rows, |row| row.int("id"))?;
+                        finish(tx).await?;
+                        held.sort();
+                        Ok(held)
+                    })
+                }
+
                 fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>> {
                     Box::pin(self.release(worker, now))
                 }
@@ -1091,6 +1156,17 @@ macro_rules! store_impl {
 
                 fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
                     Box::pin(self.take(key, reserve, now))
+                }
+
+                fn rate_take_counted<'a>(
+                    &'a self,
+                    key: &'a str,
+                    limit: u32,
+                    window: jiff::SignedDuration,
+                    reserve: u32,
+                    now: Timestamp,
+                ) -> BoxFuture<'a, Result<Option<Timestamp>>> {
+                    Box::pin(self.take_counted(key, limit, window, reserve, now))
                 }
 
                 fn rate_observe<'a>(

@@ -168,10 +168,18 @@ pub trait Store: Send + Sync {
     /// `next_run_at` of each group: one grouped query, for the metrics' job gauges.
     fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>>;
 
+    /// Keep the jobs of one claim leased: every job still running under `lease_token`
+    /// (one claim's jobs share its token) has its lease run until `lease_until`, in
+    /// one statement. Returns the ids still held; a claimed job missing from them was
+    /// finished, or its lease ran out and another worker took it over.
+    fn renew_jobs<'a>(&'a self, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<Vec<i64>>>;
+
     /// Give back at once every job and recurring-pass lease `worker` holds (what a
     /// draining worker does before it exits): its running jobs go back to pending,
-    /// runnable at once and without the attempt their claim counted; its passes keep
-    /// their due time, so the next worker to look takes them. Leases are found by the
+    /// runnable at once, *keeping* the attempt their claim counted (a cut-short step
+    /// may already have made its external write, so the next claim is a retry and
+    /// reads back first); its passes keep their due time, so the next worker to look
+    /// takes them. Leases are found by the
     /// worker's name at the head of their token ([`JobClaim::worker`],
     /// [`ScheduleTake::worker`]); other workers' leases are untouched.
     fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>>;
@@ -264,6 +272,22 @@ pub trait Store: Send + Sync {
     /// `Ok(Some(t))` to wait until `t`. Atomic across processes. A key with no known
     /// window (never observed, or its reset has passed) is granted.
     fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>>;
+    /// Take one request from the budget of `key`, whose limit is known and not told
+    /// by the server (ShipStation v2 sends no `X-Rate-Limit-*` headers, only
+    /// `Retry-After` on a 429): `limit` requests per `window`, counted here. A key with
+    /// no running window starts one at `now` (`limit - 1` left until `now + window`);
+    /// within a window each take spends one while more than `reserve` are left,
+    /// otherwise it says when the window resets. A 429 recorded by [`Store::rate_observe`]
+    /// (`remaining = 0` until the server's reset) makes every taker wait for it.
+    /// Atomic across processes: one budget per key however many workers share it.
+    fn rate_take_counted<'a>(
+        &'a self,
+        key: &'a str,
+        limit: u32,
+        window: jiff::SignedDuration,
+        reserve: u32,
+        now: Timestamp,
+    ) -> BoxFuture<'a, Result<Option<Timestamp>>>;
     /// Record what ShipStation's headers said: `remaining` requests until `reset_at`.
     /// A 429 is `remaining = 0`.
     fn rate_observe<'a>(&'a self, key: &'a str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>>;

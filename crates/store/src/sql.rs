@@ -202,6 +202,13 @@ pub(crate) const RETRY_JOB: &str = "UPDATE jobs
             lease_until = NULL, lease_token = NULL, updated_at = $5
       WHERE id = $1 AND lease_token = $2 AND state = 'running'";
 
+/// Extend the lease of every job one claim still holds. `$1` the claim's lease
+/// token, `$2` lease_until, `$3` now.
+pub(crate) const RENEW_JOBS: &str = "UPDATE jobs
+        SET lease_until = $2, updated_at = $3
+      WHERE lease_token = $1 AND state = 'running'
+      RETURNING id";
+
 pub(crate) const JOB_EXISTS: &str = "SELECT id FROM jobs WHERE id = $1";
 
 pub(crate) const GET_JOB: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE id = $1");
@@ -274,12 +281,12 @@ pub(crate) const GET_WATERMARK: &str =
 
 // ---- release on drain
 
-/// A worker's running jobs back to pending, without the attempt their claim
-/// counted; their `next_run_at` (at or before the claim) makes them runnable at once.
-/// `$1` the worker's token prefix, `$2` now.
+/// A worker's running jobs back to pending, keeping the attempt their claim counted
+/// (the step was cut short, and its write may have gone out: the next claim is a
+/// retry, which reads back first); their `next_run_at` (at or before the claim)
+/// makes them runnable at once. `$1` the worker's token prefix, `$2` now.
 pub(crate) const RELEASE_JOBS: &str = "UPDATE jobs
         SET state = 'pending',
-            attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,
             lease_until = NULL, lease_token = NULL, updated_at = $2
       WHERE state = 'running' AND substr(lease_token, 1, length($1)) = $1
       RETURNING id, connection, kind";
@@ -573,6 +580,18 @@ pub(crate) const MARK_SCAN_CHECKED: &str = "UPDATE shipments
 /// `$1` key, `$2` now.
 pub(crate) const SPEND_BUDGET: &str =
     "UPDATE rate_budgets SET remaining = remaining - 1, updated_at = $2 WHERE key = $1";
+
+/// A budget row for a counted key, with no window running yet (unless one exists),
+/// so that its first takers lock one row. `$1` key, `$2` limit, `$3` now.
+pub(crate) const ENSURE_COUNTED_BUDGET: &str =
+    "INSERT INTO rate_budgets (key, limit_, remaining, reset_at, updated_at)
+     VALUES ($1, $2, $2, 0, $3)
+     ON CONFLICT (key) DO NOTHING";
+
+/// A new window of a counted key, this take spent: `$1` key, `$2` limit,
+/// `$3` remaining after this take, `$4` reset_at, `$5` now.
+pub(crate) const START_BUDGET_WINDOW: &str =
+    "UPDATE rate_budgets SET limit_ = $2, remaining = $3, reset_at = $4, updated_at = $5 WHERE key = $1";
 
 /// Record what the server said. While the stored window is still running and the
 /// new reset is the same window (within `$6` ms of rounding), keep the smaller

@@ -11,7 +11,8 @@
 //! a backlog of 1,000 orders costs ten `createorders` and two pages of orders.
 //!
 //! **Read back before retrying.** A job claimed before (attempts > 1: its answer was
-//! lost to a 5xx or a timeout, its read-back came up short, its worker was killed) may
+//! lost to a 5xx or a timeout, its read-back came up short, its worker was killed or
+//! drained mid-step) may
 //! already have reached ShipStation. Before anything is sent, one read-back for the
 //! whole run reads the orders ShipStation modified since the earliest moment those
 //! jobs could have touched them (an order's release while its `orderId` is unknown,
@@ -25,6 +26,12 @@
 //! or twice the pages the wanted orders fill; 60 s); when the window holds more, up to
 //! 10 missing orders are looked up by `orderNumber` (a starts-with match; the
 //! `orderKey` is compared here) and the rest are retried later.
+//!
+//! **Leases.** A run may outlive its jobs' 30 s claim (ten batches, each waiting out
+//! a spent rate window): it keeps them leased (`jobs::claim_held`, renewed every
+//! 10 s in one statement), and before each batch sends only the orders whose jobs it
+//! still holds; one whose lease was lost (the renewals stalled and another worker
+//! claimed it) is left to that worker.
 //!
 //! **After sending**, per order: a refusal ShipStation words as "can no longer be
 //! updated" is [`OrderRefusal::Locked`]; any other refusal is retried with backoff and
@@ -123,11 +130,11 @@ pub async fn step(engine: &Engine, conn: &Connection, report: &mut PushReport) -
     if releasing(engine, conn, limit).await? {
         return Ok(false);
     }
-    let jobs = jobs::claim(engine, conn, JobKind::SyncOrder, limit).await?;
+    let (jobs, lease) = jobs::claim_held(engine, conn, JobKind::SyncOrder, limit).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
-    push_batch(engine, conn, jobs, report).await?;
+    push_batch(engine, conn, jobs, &lease, report).await?;
     Ok(true)
 }
 
@@ -145,16 +152,16 @@ async fn releasing(engine: &Engine, conn: &Connection, full_run: u32) -> Result<
     let Some(poll) = engine.store.get_schedule(&conn.name, crate::schedule::Scheduled::ErpPoll.name()).await? else {
         return Ok(false);
     };
-    let polling = poll.lease_until.is_some_and(|until| until > now)
-        && poll.last_started_at.is_some_and(|started| now.duration_since(started) < WAIT_FOR_RELEASE);
-    if !polling {
+    // The poll is at work while a live lease holds it; since when it has been.
+    let polling_since = poll.last_started_at.filter(|_| poll.lease_until.is_some_and(|until| until > now));
+    if polling_since.is_none() {
         return Ok(false);
     }
     let runnable = engine.store.runnable_jobs(&conn.name, JobKind::SyncOrder, now).await?;
-    Ok(runnable.count < u64::from(full_run))
+    Ok(jobs::still_arriving(&runnable, u64::from(full_run), polling_since, WAIT_FOR_RELEASE, now))
 }
 
-async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: &mut PushReport) -> Result<(), EngineError> {
+async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, lease: &jobs::JobLease, report: &mut PushReport) -> Result<(), EngineError> {
     // Group the jobs by order: one order is sent once however many jobs name it.
     let mut orders = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -262,6 +269,18 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, report: 
     let mut stopped: Option<(Verdict, String)> = None;
     while to_send.peek().is_some() {
         let chunk: Vec<(Pending, Vec<Job>)> = to_send.by_ref().take(batch_size).collect();
+        // A job whose lease was lost meanwhile (this run outlived it: another worker
+        // has claimed it) gets no write from this run: that worker pushes it.
+        let (chunk, lost): (Vec<_>, Vec<_>) = chunk.into_iter().partition(|(p, _)| lease.holds(&p.job));
+        if !lost.is_empty() {
+            tracing::info!(
+                connection = %conn.name, orders = lost.len(),
+                "push: the lease on these orders' jobs was lost (another worker holds them); not sending them"
+            );
+        }
+        if chunk.is_empty() {
+            continue;
+        }
         if let Some((verdict, why)) = &stopped {
             for (p, extra) in chunk {
                 report.retried += 1;

@@ -337,3 +337,274 @@ async fn idle_after(engine: &Engine, conn: &Connection, lane: Lane, work: usize)
     }
     panic!("{lane} was still working after {work} more steps");
 }
+
+mod idle {
+    use super::*;
+
+    crate::stories! {
+        async fn an_idle_engine_reads_to_find_nothing_due_and_writes_nothing(w: World) {
+            // Every pass runs once, then is not due for an hour: an engine with nothing to
+            // do looks every second (IDLE_CAP) in each lane, and only reads.
+            let hour = Duration::from_secs(3_600);
+            let mut connections = std::mem::take(&mut w.engine.connections);
+            connections[0].policy = Policy {
+                poll_interval: hour,
+                shipment_poll_interval: hour,
+                held_recheck_interval: hour,
+                ..connections[0].policy.clone()
+            };
+            let counting = Arc::new(counting::CountingStore { inner: w.store.clone(), writes: Default::default() });
+            let engine = Arc::new(Engine::new(counting.clone(), Arc::new(SystemClock), connections));
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let running = tokio::spawn(engine.clone().run(stop_rx));
+
+            // The first look takes every pass (never run) and finishes it.
+            let passes = [Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::Monitors];
+            let mut all_ran = false;
+            for _ in 0..100 {
+                let records = w.store.list_schedules(Some("acme-uk")).await.unwrap();
+                all_ran = passes.iter().all(|p| records.iter().any(|r| r.name == p.name() && r.runs >= 1 && r.lease_token.is_none()));
+                if all_ran {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(all_ran, "every pass ran once: {:?}", w.store.list_schedules(Some("acme-uk")).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+
+            // Then, for three seconds (three looks of each of its five lanes at least),
+            // nothing is due and nothing is runnable.
+            let before = counting.writes.lock().unwrap().len();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let idle: Vec<&str> = counting.writes.lock().unwrap()[before..].to_vec();
+            stop_tx.send(true).unwrap();
+            running.await.unwrap();
+            eprintln!("store writes by an idle engine in 3 s: {} ({idle:?})", idle.len());
+            assert!(idle.is_empty(), "an idle engine wrote to the store: {idle:?}");
+        }
+    }
+}
+
+mod counting {
+    #![allow(clippy::all)]
+    use std::sync::Arc;
+    use jiff::Timestamp;
+    use shipledger_store::*;
+
+    /// A store that counts the calls that write (open a write transaction), for the
+    /// story of an idle engine; everything else is passed through.
+    pub struct CountingStore {
+        pub inner: Arc<dyn Store>,
+        pub writes: std::sync::Mutex<Vec<&'static str>>,
+    }
+
+    impl CountingStore {
+        fn wrote(&self, what: &'static str) {
+            self.writes.lock().unwrap().push(what);
+        }
+    }
+
+    impl Store for CountingStore {
+        fn ensure_connection<'a>(&'a self, name: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.wrote("ensure_connection");
+            self.inner.ensure_connection(name, now)
+        }
+        fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
+            self.wrote("commit");
+            self.inner.commit(change)
+        }
+        fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
+            self.inner.get_order(connection, erp_id)
+        }
+        fn get_order_by_key<'a>(&'a self, connection: &'a str, order_key: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
+            self.inner.get_order_by_key(connection, order_key)
+        }
+        fn list_orders<'a>(&'a self, filter: OrderFilter) -> BoxFuture<'a, Result<Vec<OrderRecord>>> {
+            self.inner.list_orders(filter)
+        }
+        fn order_lines<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<OrderLineRecord>>> {
+            self.inner.order_lines(connection, erp_id)
+        }
+        fn count_orders_by_state<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(OrderState, u64)>>> {
+            self.inner.count_orders_by_state(connection)
+        }
+        fn claim_jobs<'a>(&'a self, claim: JobClaim<'a>) -> BoxFuture<'a, Result<Vec<Job>>> {
+            self.wrote("claim_jobs");
+            self.inner.claim_jobs(claim)
+        }
+        fn retry_job<'a>(&'a self, job_id: i64, lease_token: &'a str, next_run_at: Timestamp, error: &'a str, attempt: Attempt, now: Timestamp,) -> BoxFuture<'a, Result<()>> {
+            self.wrote("retry_job");
+            self.inner.retry_job(job_id, lease_token, next_run_at, error, attempt, now)
+        }
+        fn get_job<'a>(&'a self, job_id: i64) -> BoxFuture<'a, Result<Option<Job>>> {
+            self.inner.get_job(job_id)
+        }
+        fn list_jobs<'a>(&'a self, filter: JobFilter) -> BoxFuture<'a, Result<Vec<Job>>> {
+            self.inner.list_jobs(filter)
+        }
+        fn count_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<(String, JobState, u64)>>> {
+            self.inner.count_jobs(connection)
+        }
+        fn unknown_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
+            self.inner.unknown_jobs(connection)
+        }
+        fn unreadable_jobs<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::UnknownJobs>>> {
+            self.inner.unreadable_jobs(connection)
+        }
+        fn runnable_jobs<'a>(&'a self, connection: &'a str, kind: shipledger_store::JobKind, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::RunnableJobs>> {
+            self.inner.runnable_jobs(connection, kind, now)
+        }
+        fn job_stats<'a>(&'a self) -> BoxFuture<'a, Result<Vec<JobStats>>> {
+            self.inner.job_stats()
+        }
+        fn get_watermark<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+            self.inner.get_watermark(connection, name)
+        }
+        fn renew_jobs<'a>(&'a self, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<Vec<i64>>> {
+            self.wrote("renew_jobs");
+            self.inner.renew_jobs(lease_token, lease_until, now)
+        }
+        fn release_leases<'a>(&'a self, worker: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ReleasedLeases>> {
+            self.wrote("release_leases");
+            self.inner.release_leases(worker, now)
+        }
+        fn take_schedule<'a>(&'a self, take: ScheduleTake<'a>) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+            self.wrote("take_schedule");
+            self.inner.take_schedule(take)
+        }
+        fn finish_schedule<'a>(&'a self, finish: ScheduleFinish<'a>) -> BoxFuture<'a, Result<()>> {
+            self.wrote("finish_schedule");
+            self.inner.finish_schedule(finish)
+        }
+        fn renew_schedule<'a>(&'a self, connection: &'a str, name: &'a str, lease_token: &'a str, lease_until: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<bool>> {
+            self.wrote("renew_schedule");
+            self.inner.renew_schedule(connection, name, lease_token, lease_until, now)
+        }
+        fn record_schedule_success<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.wrote("record_schedule_success");
+            self.inner.record_schedule_success(connection, name, at, now)
+        }
+        fn hasten_schedule<'a>(&'a self, connection: &'a str, name: &'a str, at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.wrote("hasten_schedule");
+            self.inner.hasten_schedule(connection, name, at, now)
+        }
+        fn get_schedule<'a>(&'a self, connection: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<ScheduleRecord>>> {
+            self.inner.get_schedule(connection, name)
+        }
+        fn list_schedules<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<ScheduleRecord>>> {
+            self.inner.list_schedules(connection)
+        }
+        fn timeline<'a>(&'a self, connection: &'a str, record_type: &'a str, record_id: &'a str) -> BoxFuture<'a, Result<Vec<EventRecord>>> {
+            self.inner.timeline(connection, record_type, record_id)
+        }
+        fn order_timeline<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Vec<TimelineEntry>>> {
+            self.inner.order_timeline(connection, erp_id)
+        }
+        fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>> {
+            self.inner.list_exceptions(filter)
+        }
+        fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>> {
+            self.inner.get_exception(id)
+        }
+        fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>> {
+            self.inner.count_open_exceptions()
+        }
+        fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>> {
+            self.wrote("set_exception_state");
+            self.inner.set_exception_state(id, state, note, now)
+        }
+        fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
+            self.inner.get_shipment(connection, shipment_key)
+        }
+        fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
+            self.inner.list_shipments(filter)
+        }
+        fn scans_due<'a>(&'a self, connection: &'a str, now: Timestamp, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::AwaitingScan>>> {
+            self.inner.scans_due(connection, now, limit)
+        }
+        fn scans_awaiting<'a>(&'a self, connection: &'a str, tracking_numbers: &'a [String]) -> BoxFuture<'a, Result<Vec<shipledger_store::AwaitingScan>>> {
+            self.inner.scans_awaiting(connection, tracking_numbers)
+        }
+        fn mark_scans_checked<'a>(&'a self, connection: &'a str, checks: &'a [shipledger_store::ScanCheck]) -> BoxFuture<'a, Result<()>> {
+            self.wrote("mark_scans_checked");
+            self.inner.mark_scans_checked(connection, checks)
+        }
+        fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
+            self.wrote("rate_take");
+            self.inner.rate_take(key, reserve, now)
+        }
+        fn rate_take_counted<'a>(&'a self, key: &'a str, limit: u32, window: jiff::SignedDuration, reserve: u32, now: Timestamp,) -> BoxFuture<'a, Result<Option<Timestamp>>> {
+            self.wrote("rate_take_counted");
+            self.inner.rate_take_counted(key, limit, window, reserve, now)
+        }
+        fn rate_observe<'a>(&'a self, key: &'a str, limit: u32, remaining: u32, reset_at: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.wrote("rate_observe");
+            self.inner.rate_observe(key, limit, remaining, reset_at, now)
+        }
+    }
+}
+
+/// A drain that cuts a push short after its `createorders` went out: the job goes
+/// back, and the next run reads ShipStation back before sending anything.
+async fn a_drained_push_is_read_back_on_restart_not_sent_again(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else { return };
+    // One v1 request per 10 s window: the push's createorders spends it, and its
+    // read-back waits in the budget for the next window (the step is in flight).
+    let config = SandboxConfig { rate_limit: 1, rate_window: Duration::from_secs(10), ..SandboxConfig::default() };
+    let mut w = crate::helpers::World::with(config, db).await;
+    let hour = Duration::from_secs(3_600);
+    w.engine.connections[0].policy.shipment_poll_interval = hour;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let conn = &w.engine.connections[0];
+    w.erp.put(paid_order("SO-1"));
+    shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+    // The shipment poll has just run (it would spend the window first).
+    let poll = w.engine.take_schedule(conn, Scheduled::ShipmentPoll, true).await.unwrap().unwrap();
+    w.engine.finish_schedule(conn, poll, true).await.unwrap();
+
+    let engine = Arc::new(w.another_engine(clock.clone()).await);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let running = tokio::spawn(engine.clone().run(stop_rx));
+    let sent = |stats: &Value| stats["requests"]["POST /orders/createorders"].as_u64().unwrap_or(0);
+    for _ in 0..500 {
+        if sent(&w.stats().await) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sent(&w.stats().await), 1, "the push sent its createorders");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+    // (Counted through the sandbox's own stats: a GET of ShipStation would spend the window.)
+    assert_eq!(w.stats().await["orders"], json!(1), "the order reached ShipStation before the drain");
+    let jobs = w.store.list_jobs(JobFilter { kind: Some(JobKind::SyncOrder), ..Default::default() }).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!((jobs[0].state, jobs[0].attempts), (JobState::Pending, 1), "given back, the attempt kept: {:?}", jobs[0]);
+
+    // Restarted: the push reads back first, finds the order, and sends nothing.
+    let restarted = w.another_engine(clock).await;
+    let mut report = shipledger_engine::flows::push::PushReport::default();
+    assert!(shipledger_engine::flows::push::step(&restarted, &restarted.connections[0], &mut report).await.unwrap());
+    assert_eq!((report.requests, report.pushed), (0, 1), "{report:?}");
+    assert_eq!(sent(&w.stats().await), 1, "no second createorders");
+    let stats = w.stats().await;
+    assert_eq!((stats["orders"].clone(), stats["duplicate_order_keys"].clone()), (json!(1), json!(0)), "in ShipStation exactly once");
+    let order = w.store.get_order("acme-uk", "SO-1").await.unwrap().unwrap();
+    assert_eq!(order.state, shipledger_store::OrderState::Pushed);
+    let timeline = w.store.timeline("acme-uk", "order", "SO-1").await.unwrap();
+    assert!(
+        timeline.iter().any(|e| e.detail["message"].as_str().is_some_and(|m| m.contains("read back before retrying"))),
+        "the restart recorded what it read back: {timeline:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_drained_push_is_read_back_on_restart_not_sent_again() {
+    a_drained_push_is_read_back_on_restart_not_sent_again(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_drained_push_is_read_back_on_restart_not_sent_again() {
+    a_drained_push_is_read_back_on_restart_not_sent_again(Backend::Postgres).await;
+}

@@ -222,3 +222,153 @@ crate::stories! {
         assert_eq!(runs(&w).await, 3);
     }
 }
+
+/// `createorders` requests the sandbox has received so far (answered or still in
+/// flight: the count is taken as a request arrives).
+async fn createorders_received(w: &World) -> u64 {
+    w.stats().await["requests"]["POST /orders/createorders"].as_u64().unwrap_or(0)
+}
+
+/// Wait (real time, at most 20 s) until the sandbox has received `n` createorders.
+async fn until_createorders(w: &World, n: u64) {
+    for _ in 0..1_000 {
+        if createorders_received(w).await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the sandbox never received {n} createorders");
+}
+
+mod shared {
+    use super::*;
+
+    crate::stories! {
+        async fn a_push_that_outlives_its_jobs_lease_keeps_them_and_one_whose_lease_is_lost_sends_nothing_more(w: World) {
+            let clock = w.manual_clock();
+            // One order per createorders, each answered after 1.5 s: a push step of three
+            // orders takes 4.5 s, while the stories' clock says minutes pass.
+            w.engine.connections[0].policy.push_batch = 1;
+            w.engine.renew_every = Duration::from_millis(50);
+            let second = w.another_engine(clock.clone() as Arc<dyn Clock>).await;
+            let conn = &w.engine.connections[0];
+            w.put_faults(json!({"rate_slow": 1.0, "slow_ms": 1500, "paths": ["/orders/createorders"]})).await;
+
+            // 1. Renewed: the first engine's step is still sending when 50 s have passed
+            //    on the clock (its lease was 30 s), and the other engine finds nothing to claim.
+            for n in ["SO-1", "SO-2", "SO-3"] {
+                w.erp.put(paid_order(n));
+            }
+            shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+            let mut first = shipledger_engine::flows::push::PushReport::default();
+            let (pushed, ()) = tokio::join!(shipledger_engine::flows::push::step(&w.engine, conn, &mut first), async {
+                until_createorders(&w, 1).await;
+                clock.advance(SignedDuration::from_secs(25));
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                clock.advance(SignedDuration::from_secs(25));
+                let mut other = shipledger_engine::flows::push::PushReport::default();
+                let took = shipledger_engine::flows::push::step(&second, &second.connections[0], &mut other).await.unwrap();
+                assert!(!took, "the other engine claims none of the renewed jobs: {other:?}");
+            });
+            assert!(pushed.unwrap());
+            assert_eq!((first.requests, first.pushed), (3, 3), "{first:?}");
+            assert_eq!(createorders_received(&w).await, 3, "one createorders per order, from one engine");
+
+            // 2. Lost: the renewals stall (an hour apart) and the clock passes the lease
+            //    while the first engine's first createorders is in flight; the other engine
+            //    claims the three jobs. The first engine sends nothing more for them.
+            w.engine.renew_every = Duration::from_secs(3_600);
+            for n in ["SO-4", "SO-5", "SO-6"] {
+                w.erp.put(paid_order(n));
+            }
+            shipledger_engine::flows::release::poll(&w.engine, conn).await.unwrap();
+            let mut first = shipledger_engine::flows::push::PushReport::default();
+            let mut other = shipledger_engine::flows::push::PushReport::default();
+            let (_, ()) = tokio::join!(shipledger_engine::flows::push::step(&w.engine, conn, &mut first), async {
+                until_createorders(&w, 4).await;
+                clock.advance(SignedDuration::from_secs(31));
+                let took = shipledger_engine::flows::push::step(&second, &second.connections[0], &mut other).await.unwrap();
+                assert!(took, "the other engine takes over the jobs whose lease ran out");
+            });
+            assert_eq!(first.requests, 1, "after its lease was lost the first engine sent no other batch: {first:?}");
+            w.put_faults(json!({})).await;
+            for _ in 0..10 {
+                clock.advance(SignedDuration::from_secs(60));
+                w.settle().await;
+            }
+            for n in ["SO-1", "SO-2", "SO-3", "SO-4", "SO-5", "SO-6"] {
+                assert_eq!(w.ss_orders(n).await.len(), 1, "{n} is in ShipStation once");
+                assert_eq!(w.store.get_order("acme-uk", n).await.unwrap().unwrap().state, OrderState::Pushed, "{n}");
+            }
+            assert_eq!(w.stats().await["duplicate_order_keys"], json!(0));
+            assert!(createorders_received(&w).await <= 7, "at most the lost order sent twice (by orderKey, one order): {}", w.stats().await["requests"]);
+        }
+
+        async fn two_engines_share_one_v2_budget_of_200_a_minute_and_get_no_429(w: World) {
+            // Two engines built from one configuration, as two `serve` processes would be,
+            // each with its own connections to the store.
+            let base = w.sandbox.base_url();
+            let toml = format!(
+                r#"
+                [store]
+                url = "{store}"
+                [[connections]]
+                name = "acme-uk"
+                [connections.erp]
+                kind = "sandbox"
+                url = "{base}"
+                api_key_env = "ERP_KEY"
+                [connections.shipstation]
+                base_url = "{base}"
+                api_key_env = "SS_KEY"
+                api_secret_env = "SS_SECRET"
+                v2_base_url = "{base}"
+                v2_api_key_env = "SS_V2_KEY"
+                "#,
+                store = w.store_url(),
+            );
+            let env = |name: &str| {
+                Some(match name {
+                    "ERP_KEY" => "erp-key",
+                    "SS_KEY" => "sandbox-key",
+                    "SS_SECRET" => "sandbox-secret",
+                    "SS_V2_KEY" => "sandbox-v2-key",
+                    _ => return None,
+                }.to_string())
+            };
+            let config = shipledger_engine::config::Config::parse(&toml, "two-engines.toml", &env).unwrap();
+            let mut engines = Vec::new();
+            for _ in 0..2 {
+                let store = shipledger_store::open(&w.store_url()).await.unwrap();
+                let clock: Arc<dyn Clock> = Arc::new(shipledger_core::clock::SystemClock);
+                engines.push(Arc::new(Engine::from_config(&config, store, clock).unwrap()));
+            }
+            // 150 tracking requests from each engine at once: 300 against 200 a minute.
+            let mut calls = tokio::task::JoinSet::new();
+            for engine in &engines {
+                for i in 0..150 {
+                    let engine = engine.clone();
+                    calls.spawn(async move {
+                        let v2 = engine.connections[0].shipstation_v2.as_ref().expect("v2 is configured");
+                        let _ = v2.get_tracking("ups", &format!("1Z-NONE-{i}")).await;
+                    });
+                }
+            }
+            let v2_requests = |stats: &Value| {
+                stats["requests"].as_object().unwrap().iter().filter(|(k, _)| k.contains(" /v2/")).map(|(_, n)| n.as_u64().unwrap()).sum::<u64>()
+            };
+            for _ in 0..500 {
+                if v2_requests(&w.stats().await) >= 200 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The rest wait in the shared budget for the next window, instead of being sent.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let stats = w.stats().await;
+            calls.abort_all();
+            assert_eq!(v2_requests(&stats), 200, "both engines together sent one window's 200: {}", stats["requests"]);
+            assert_eq!(stats["rate_limited_v2"], json!(0), "no v2 request was refused 429");
+        }
+    }
+}

@@ -438,3 +438,39 @@ pub async fn runnable_jobs_are_counted_with_when_the_first_and_last_were_planned
     assert!(still.iter().all(|j| j.attempts == 1), "asking claims nothing: {still:?}");
     Ok(())
 }
+
+pub async fn a_claims_jobs_are_renewed_together_and_a_job_taken_over_is_no_longer_renewed(db: &TestDb) -> anyhow::Result<()> {
+    let store = &db.store;
+    let mut plan = Change::new(ACME, t(0));
+    for key in ["push:1", "push:2", "push:3"] {
+        plan.jobs.push(job(JobKind::SyncOrder, key, t(0)));
+    }
+    store.commit(plan).await?;
+    // One claim of three jobs, leased for 30 s: they share the claim's token.
+    let mine = store.claim_jobs(claim(JobKind::SyncOrder, t(0), "w1", 3)).await?;
+    assert_eq!(mine.len(), 3);
+    let token = mine[0].lease_token.clone().unwrap();
+    assert!(mine.iter().all(|j| j.lease_token.as_deref() == Some(token.as_str())), "one claim, one token");
+    let mut ids: Vec<i64> = mine.iter().map(|j| j.id).collect();
+    ids.sort();
+
+    // Renewed at 20 s until 50 s: at 40 s (past the claim's lease) nobody can take them.
+    assert_eq!(store.renew_jobs(&token, t(50), t(20)).await?, ids);
+    assert!(store.claim_jobs(claim(JobKind::SyncOrder, t(40), "w2", 5)).await?.is_empty(), "renewed leases hold");
+
+    // One job finished: the next renewal no longer names it.
+    let mut done = Change::new(ACME, t(41));
+    done.finish_job = Some(JobFinish { job_id: ids[0], lease_token: token.clone(), state: JobState::Done, error: None });
+    store.commit(done).await?;
+    assert_eq!(store.renew_jobs(&token, t(75), t(45)).await?, ids[1..].to_vec());
+
+    // The renewals stop (the worker stalled): at 80 s another worker takes the two
+    // left over, and the first worker's next renewal holds nothing.
+    let theirs = store.claim_jobs(claim(JobKind::SyncOrder, t(80), "w2", 5)).await?;
+    assert_eq!(theirs.iter().map(|j| j.id).collect::<Vec<_>>(), ids[1..].to_vec());
+    assert_eq!(store.renew_jobs(&token, t(110), t(81)).await?, Vec::<i64>::new());
+    let still = store.get_job(ids[1]).await?.unwrap();
+    assert_eq!(still.lease_until, Some(t(110)), "the other worker's lease stands: {still:?}");
+    assert_eq!(still.lease_token, theirs[0].lease_token);
+    Ok(())
+}

@@ -59,6 +59,7 @@ stories! {
     jobs::jobs_are_claimed_oldest_first_by_kind_and_connection,
     jobs::a_job_that_gives_up_is_dead_with_its_error,
     jobs::runnable_jobs_are_counted_with_when_the_first_and_last_were_planned,
+    jobs::a_claims_jobs_are_renewed_together_and_a_job_taken_over_is_no_longer_renewed,
     exceptions::a_second_open_of_the_same_exception_refreshes_it_and_after_closing_a_new_one_opens,
     exceptions::exceptions_filter_by_owner_state_and_kind,
     exceptions::a_person_resolving_an_exception_is_on_the_records_timeline,
@@ -84,6 +85,8 @@ stories! {
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
+    budget::a_counted_budget_grants_its_limit_per_window_and_a_429_makes_everyone_wait,
+    budget::concurrent_counted_takes_from_two_processes_never_grant_more_than_the_limit,
     metrics::a_commit_names_the_kinds_it_opened_and_closed_and_the_open_ones_are_counted_per_connection,
     metrics::job_stats_count_pending_and_running_jobs_with_the_earliest_due_time,
 }
