@@ -9,6 +9,8 @@
 //!   the deterministic ShipStation `orderKey`.
 //! - [`release`]: the release gate — captured payment and pre-flight checks.
 //! - [`exception`]: exception kinds, each with its owner and severity.
+//! - [`cost`]: the cost ledger's entries (one per charge of a label, never edited) and
+//!   the rule that plans them from a reading of a label.
 //! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 //! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
@@ -18,6 +20,7 @@
 pub mod json;
 
 pub mod clock;
+pub mod cost;
 pub mod retry;
 
 pub mod exception;
