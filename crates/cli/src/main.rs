@@ -8,6 +8,7 @@
 //! alone.
 
 mod bench;
+mod costs;
 mod demo;
 mod inspect;
 mod output;
@@ -61,6 +62,10 @@ enum Command {
     /// Exceptions: what needs a person, and whose.
     #[command(subcommand)]
     Exceptions(inspect::ExceptionsCommand),
+    /// The cost ledger: each label's charges in their own currency, revisions and
+    /// void reversals (read only; FX, journals and `costs post` are to come).
+    #[command(subcommand)]
+    Costs(costs::CostsCommand),
     /// An order's timeline: what happened to it, when and why.
     Timeline(inspect::TimelineArgs),
     /// Local stand-ins for the systems shipledger talks to.
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
             Command::CheckConfig { config, connect } => run::check_config(&config, connect).await,
             Command::Exceptions(command) => inspect::exceptions(command).await,
             Command::Timeline(args) => inspect::timeline(args).await,
+            Command::Costs(command) => costs::costs(command).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,
             Command::Sandbox(SandboxCommand::Erp(args)) => sandbox::erp(args).await,
         }

@@ -91,6 +91,8 @@ kinds! {
         "a ShipStation shipment belongs to no order shipledger pushed";
     VoidAfterWriteBack => "void_after_write_back", Ops, Error,
         "a label was voided after its ERP fulfilment was written, and the ERP could not reverse it";
+    LabelCostMissing => "label_cost_missing", Finance, Warning,
+        "a live label came without its postage cost, so the cost ledger has no entry for it; it closes by itself when a later read of the label carries the cost";
     ScanOverdue => "scan_overdue", Ops, Warning,
         "a label has had no carrier scan for longer than the policy allows";
     AwaitingShipmentTooLong => "awaiting_shipment_too_long", Ops, Warning,

@@ -9,6 +9,10 @@
 //!   the deterministic ShipStation `orderKey`.
 //! - [`release`]: the release gate — captured payment and pre-flight checks.
 //! - [`exception`]: exception kinds, each with its owner and severity.
+//! - [`cost`]: the cost ledger's entries (one per charge of a label, never edited) and
+//!   the rule that plans them from a reading of a label.
+//! - [`fx`]: conversion as the ERP does it (exact, rounded once, half-even) and the
+//!   ECB reference-rate CSV.
 //! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 //! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
@@ -18,9 +22,11 @@
 pub mod json;
 
 pub mod clock;
+pub mod cost;
 pub mod retry;
 
 pub mod exception;
+pub mod fx;
 pub mod metrics;
 pub mod money;
 pub mod order;

@@ -467,6 +467,15 @@ impl Store for MeteredStore {
     fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
         self.inner.get_shipment(connection, shipment_key)
     }
+    fn list_cost_entries<'a>(&'a self, filter: shipledger_store::CostEntryFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::CostEntry>>> {
+        self.inner.list_cost_entries(filter)
+    }
+    fn get_cost_entry<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<shipledger_store::CostEntry>>> {
+        self.inner.get_cost_entry(id)
+    }
+    fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostEntry>>> {
+        self.inner.get_cost_entry_by_key(connection, entry_key)
+    }
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
         self.inner.list_shipments(filter)
     }

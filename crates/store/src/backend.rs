@@ -130,6 +130,53 @@ macro_rules! store_impl {
                         upsert_shipment(&mut tx, conn, shipment, now).await?;
                     }
 
+                    // 3b. The cost ledger: insert or ignore, never an update.
+                    for entry in &change.cost_entries {
+                        let reverses: Option<i64> = match &entry.reverses_key {
+                            None => None,
+                            Some(key) => Some(
+                                query(sql::COST_ENTRY_ID)
+                                    .bind(conn)
+                                    .bind(key)
+                                    .fetch_optional(&mut *tx)
+                                    .await
+                                    .map_err(failed(format_args!("find cost entry {key}, which {} reverses", entry.entry_key)))?
+                                    .ok_or_else(|| StoreError::Database(format!(
+                                        "cost entry {} reverses {key}, which is not recorded on connection {conn}; nothing of this change was written",
+                                        entry.entry_key
+                                    )))?
+                                    .int("id")?,
+                            ),
+                        };
+                        let id: Option<i64> = query(sql::INSERT_COST_ENTRY)
+                            .bind(conn)
+                            .bind(&entry.entry_key)
+                            .bind(entry.kind.code())
+                            .bind(entry.charge.code())
+                            .bind(i64::from(entry.revision))
+                            .bind(entry.amount.minor())
+                            .bind(entry.amount.currency().code())
+                            .bind(&entry.label.shipment_key)
+                            .bind(entry.label.erp_id.as_deref())
+                            .bind(entry.label.ss_order_id)
+                            .bind(&entry.label.carrier)
+                            .bind(entry.label.service.as_deref())
+                            .bind(entry.label.ship_date.map(date_text))
+                            .bind(millis(entry.label.label_created_at))
+                            .bind(millis(entry.occurred_at))
+                            .bind(entry.source.code())
+                            .bind(reverses)
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("record cost entry {}", entry.entry_key)))?
+                            .map(|row| row.int("id"))
+                            .transpose()?;
+                        if id.is_some() {
+                            outcome.cost_entries_recorded.push(entry.entry_key.clone());
+                        }
+                    }
+
                     // 4. The outbox: one job per idempotency key, ever.
                     for job in &change.jobs {
                         let id: Option<i64> = query(sql::INSERT_JOB)
@@ -1094,6 +1141,49 @@ macro_rules! store_impl {
                             .await
                             .map_err(failed("list shipments"))?;
                         rows::all(&found, rows::shipment)
+                    })
+                }
+
+                fn list_cost_entries<'a>(&'a self, filter: CostEntryFilter) -> BoxFuture<'a, Result<Vec<CostEntry>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_COST_ENTRIES)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.erp_id.as_deref())
+                                    .bind(filter.shipment_key.as_deref())
+                                    .bind(filter.since.map(millis))
+                                    .bind(filter.until.map(millis))
+                                    .bind(filter.after.map(|c| millis(c.label_created_at)))
+                                    .bind(filter.after.map(|c| c.id))
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list cost entries"))?;
+                        rows::all(&found, rows::cost_entry)
+                    })
+                }
+
+                fn get_cost_entry<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<CostEntry>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_COST_ENTRY).bind(id))
+                            .await
+                            .map_err(failed(format_args!("read cost entry {id}")))?
+                            .map(|row| rows::cost_entry(&row))
+                            .transpose()
+                    })
+                }
+
+                fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<CostEntry>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_COST_ENTRY_BY_KEY).bind(connection).bind(entry_key))
+                            .await
+                            .map_err(failed(format_args!("read cost entry {entry_key}")))?
+                            .map(|row| rows::cost_entry(&row))
+                            .transpose()
                     })
                 }
 

@@ -63,6 +63,11 @@ string_enum! {
         ErpCompletedFailed => "erp_completed_failed",
         /// Reversing the ERP fulfilment gave up.
         ErpCancelledFailed => "erp_cancelled_failed",
+        // ---- the cost ledger (on the label's shipment record)
+        /// A label's charge, or a changed cost's difference, became a cost entry.
+        CostRecorded => "cost_recorded",
+        /// A voided label's cost entry was reversed.
+        CostReversed => "cost_reversed",
         // ---- webhooks
         /// A webhook was stored in the inbox.
         Received => "received",

@@ -13,6 +13,10 @@
 //! Shipments seen in ShipStation (labels and fulfillments, one record however often
 //! they are seen) are written by the same [`Change`] as the decisions about them.
 //!
+//! Cost-ledger entries ([`NewCostEntry`]) are written by the same [`Change`] as the
+//! label they come from, insert-or-ignore by their key; none is ever updated or
+//! deleted (the migrations' triggers refuse it too).
+//!
 //! Every table carries the connection (one ERP plus one ShipStation account), so one
 //! deployment serves many brands.
 //!
@@ -241,6 +245,17 @@ pub trait Store: Send + Sync {
     fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>>;
     /// Shipments matching the filter, oldest `ss_created_at` first.
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>>;
+
+    // ---- the cost ledger (immutable entries; written only by [`Store::commit`])
+
+    /// Cost entries matching the filter, by label time then id (the order a cursor
+    /// pages in). There is no method to change or delete one: an entry is corrected
+    /// by another entry.
+    fn list_cost_entries<'a>(&'a self, filter: CostEntryFilter) -> BoxFuture<'a, Result<Vec<CostEntry>>>;
+    /// One cost entry by its id.
+    fn get_cost_entry<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<CostEntry>>>;
+    /// One cost entry by its key on a connection (`label:8001/postage/0`).
+    fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<CostEntry>>>;
 
     // ---- the scan sweep (labels awaiting their first carrier scan)
     //

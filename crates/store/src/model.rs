@@ -10,6 +10,7 @@ use shipledger_core::exception::{ExceptionKind, Owner, Severity};
 
 pub use crate::event::{EventKind, RecordType};
 pub use crate::job::*;
+pub use shipledger_core::cost::{CostEntry, NewCostEntry};
 
 string_enum! {
     /// Where an order stands in shipledger.
@@ -449,6 +450,11 @@ pub struct Change {
     /// (what this change freed them to do); keys of no pending job are ignored.
     #[serde(default)]
     pub wake_jobs: Vec<String>,
+    /// Cost-ledger entries to record, insert-or-ignore by `entry_key` (an entry is
+    /// never changed; one already recorded is left as it is). A reversal's
+    /// `reverses_key` must name an entry recorded before or earlier in this change.
+    #[serde(default)]
+    pub cost_entries: Vec<NewCostEntry>,
 }
 
 impl Change {
@@ -559,6 +565,9 @@ pub struct CommitOutcome {
     /// The kind of each exception closed, one entry per exception.
     #[serde(default)]
     pub closed_kinds: Vec<ExceptionKind>,
+    /// Keys of the cost entries this commit recorded (ones already there left out).
+    #[serde(default)]
+    pub cost_entries_recorded: Vec<String>,
 }
 
 /// Pending or running jobs of one kind and state on a connection, with the earliest
@@ -625,4 +634,36 @@ pub struct ExceptionFilter {
     pub record_type: Option<String>,
     pub record_id: Option<String>,
     pub limit: u32,
+}
+
+/// Which cost entries to list ([`crate::Store::list_cost_entries`]), by label time
+/// (`label_created_at`, then id), a page at a time.
+#[derive(Debug, Clone, Default)]
+pub struct CostEntryFilter {
+    pub connection: Option<String>,
+    /// The ERP order the entries' labels map to.
+    pub erp_id: Option<String>,
+    pub shipment_key: Option<String>,
+    /// Labels made at or after this.
+    pub since: Option<Timestamp>,
+    /// Labels made before this.
+    pub until: Option<Timestamp>,
+    /// Entries after this one (the last of the previous page).
+    pub after: Option<CostCursor>,
+    /// 0: all.
+    pub limit: u32,
+}
+
+/// Where a page of cost entries ended: the last entry's label time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostCursor {
+    pub label_created_at: Timestamp,
+    pub id: i64,
+}
+
+impl CostCursor {
+    /// The cursor after `entry`.
+    pub fn after(entry: &CostEntry) -> CostCursor {
+        CostCursor { label_created_at: entry.label.label_created_at, id: entry.id }
+    }
 }

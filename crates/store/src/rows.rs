@@ -10,7 +10,7 @@ use serde_json::Value;
 use shipledger_core::exception::ExceptionKind;
 
 use crate::{
-    AwaitingScan, EventKind, JobDecodeError, ScanCheckState, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState,
+    AwaitingScan, CostEntry, EventKind, JobDecodeError, ScanCheckState, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState,
     OrderLineRecord, OrderRecord, OrderState, Result, ScheduleRecord, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState,
     StoreError, TimelineEntry,
 };
@@ -287,6 +287,39 @@ pub(crate) fn awaiting_scan(row: &impl RowExt) -> Result<AwaitingScan> {
             next_due_at: row.opt_time("scan_due_at")?,
             coarse_status: row.opt_text("scan_coarse_status")?,
         },
+    })
+}
+
+pub(crate) fn cost_entry(row: &impl RowExt) -> Result<CostEntry> {
+    use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry};
+    let code = row.text("currency")?;
+    let currency = shipledger_core::Currency::parse(&code)
+        .map_err(|e| StoreError::Corrupt(format!("column currency holds {code:?}: {e}")))?;
+    let revision = row.int("revision")?;
+    Ok(CostEntry {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        entry: NewCostEntry {
+            entry_key: row.text("entry_key")?,
+            kind: row.parsed("kind", CostKind::parse)?,
+            charge: row.parsed("charge", Charge::parse)?,
+            revision: u32::try_from(revision).map_err(|_| StoreError::Corrupt(format!("column revision holds {revision}")))?,
+            amount: shipledger_core::Money::from_minor(row.int("amount_minor")?, currency),
+            label: LabelFacts {
+                shipment_key: row.text("shipment_key")?,
+                erp_id: row.opt_text("erp_id")?,
+                ss_order_id: row.int("ss_order_id")?,
+                carrier: row.text("carrier")?,
+                service: row.opt_text("service")?,
+                ship_date: row.opt_date("ship_date")?,
+                label_created_at: row.time("label_created_at")?,
+            },
+            occurred_at: row.time("occurred_at")?,
+            source: row.parsed("source", CostSource::parse)?,
+            reverses_key: row.opt_text("reverses_key")?,
+        },
+        reverses: row.opt_int("reverses_id")?,
+        recorded_at: row.time("recorded_at")?,
     })
 }
 

@@ -611,3 +611,55 @@ pub(crate) const OBSERVE_BUDGET: &str =
         END,
         reset_at = excluded.reset_at,
         updated_at = excluded.updated_at";
+
+// ---- the cost ledger (insert only: no statement here updates or deletes an entry)
+
+/// Record a cost entry unless its key is recorded on the connection (then no row).
+/// `$1` connection, `$2` entry key, `$3` kind, `$4` charge, `$5` revision,
+/// `$6` amount (minor units), `$7` currency, `$8` shipment key, `$9` erp id,
+/// `$10` ShipStation order id, `$11` carrier, `$12` service, `$13` ship date,
+/// `$14` label created at, `$15` occurred at, `$16` source, `$17` id of the entry
+/// reversed, `$18` now.
+pub(crate) const INSERT_COST_ENTRY: &str = "INSERT INTO cost_entries
+        (connection, entry_key, kind, charge, revision, amount_minor, currency, shipment_key,
+         erp_id, ss_order_id, carrier, service, ship_date, label_created_at, occurred_at,
+         source, reverses_id, recorded_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+     ON CONFLICT (connection, entry_key) DO NOTHING
+     RETURNING id";
+
+/// `$1` connection, `$2` entry key.
+pub(crate) const COST_ENTRY_ID: &str = "SELECT id FROM cost_entries WHERE connection = $1 AND entry_key = $2";
+
+/// An entry's columns, with the key of the entry it reverses (`c` the entry, `r` the
+/// one reversed).
+macro_rules! cost_entry_select {
+    () => {
+        "SELECT c.id, c.connection, c.entry_key, c.kind, c.charge, c.revision, c.amount_minor, \
+                c.currency, c.shipment_key, c.erp_id, c.ss_order_id, c.carrier, c.service, \
+                c.ship_date, c.label_created_at, c.occurred_at, c.source, c.reverses_id, \
+                c.recorded_at, r.entry_key AS reverses_key
+           FROM cost_entries c LEFT JOIN cost_entries r ON r.id = c.reverses_id"
+    };
+}
+
+pub(crate) const GET_COST_ENTRY: &str = concat!(cost_entry_select!(), " WHERE c.id = $1");
+
+/// `$1` connection, `$2` entry key.
+pub(crate) const GET_COST_ENTRY_BY_KEY: &str =
+    concat!(cost_entry_select!(), " WHERE c.connection = $1 AND c.entry_key = $2");
+
+/// `$1` connection, `$2` erp id, `$3` shipment key, `$4` labels from (inclusive),
+/// `$5` labels until (exclusive) (each NULL for any), `$6`/`$7` the cursor's label
+/// time and id (NULL: from the start), `$8` limit. By label time, then id.
+pub(crate) const LIST_COST_ENTRIES: &str = concat!(
+    cost_entry_select!(),
+    " WHERE ($1 IS NULL OR c.connection = $1)
+        AND ($2 IS NULL OR c.erp_id = $2)
+        AND ($3 IS NULL OR c.shipment_key = $3)
+        AND ($4 IS NULL OR c.label_created_at >= $4)
+        AND ($5 IS NULL OR c.label_created_at < $5)
+        AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
+      ORDER BY c.label_created_at, c.id
+      LIMIT $8"
+);

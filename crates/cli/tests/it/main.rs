@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod costs;
 mod crash;
 mod demo;
 mod drain;

@@ -6,6 +6,8 @@
 //! - [`monitors`]: scans overdue, orders waiting too long for a label.
 //! - [`shipments`]: ShipStation labels, voids, fulfillments and scans → ERP lines,
 //!   and the write-backs they plan.
+//! - [`costs`]: each label's charges → immutable cost-ledger entries in their own
+//!   currency, planned with the label; voids reversed once.
 //! - [`unknown_jobs`]: stored jobs of a kind this build does not know → an admin's
 //!   exception per kind.
 //!
@@ -18,6 +20,7 @@
 //!
 //! How a job ends (done, dead, or retried per its kind's policy) is
 //! [`crate::jobs`]'s, for every handler.
+pub mod costs;
 pub mod ingest_v1_webhook;
 pub mod ingest_v2_track;
 mod label_shares;

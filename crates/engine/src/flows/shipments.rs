@@ -348,8 +348,9 @@ async fn ingest_label_once(
     let mut records = Vec::new();
     if !existing.is_empty() {
         if !label.voided || existing.iter().all(|s| s.voided) {
-            // Seen before and nothing changed that matters: one record, no new work.
-            return Ok(());
+            // Seen before and nothing changed that matters: one record, no new work
+            // (a changed cost is the cost ledger's to record).
+            return crate::flows::costs::revise_seen_label(engine, conn, label, &existing, change).await;
         }
         records.extend(existing.iter().filter(|s| !s.voided).map(|s| s.shipment.clone()));
         report.voided += 1;
@@ -368,6 +369,7 @@ async fn ingest_label_once(
             ));
         }
         resend_after_void(engine, conn, &records, label.shipment_id, now, &mut change).await?;
+        crate::flows::costs::plan_void(engine, conn, label, &existing, now, &mut change).await?;
     } else {
         report.new += 1;
         let erp_id = resolve(engine, conn, label.order_key.as_deref(), ss_order_id, parents).await?;
@@ -377,6 +379,8 @@ async fn ingest_label_once(
         });
         let shares = shares(engine, conn, label, erp_id.clone()).await?;
         let merged: Vec<String> = shares.iter().filter(|s| !s.primary).filter_map(|s| s.erp_id.clone()).collect();
+        let primary_erp_id = shares.iter().find(|s| s.primary).and_then(|s| s.erp_id.clone());
+        crate::flows::costs::plan_new_label(conn, label, primary_erp_id, now, &mut change);
         for share in shares {
             let upsert = ShipmentUpsert {
                 shipment_key: share.key.clone(),

@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod costs;
 mod hints;
 mod push;
 mod release;

@@ -1,0 +1,279 @@
+//! `shipledger costs list|show`: the cost ledger as the store keeps it — one entry per
+//! charge of a label in its original currency, revisions and void reversals as
+//! entries of their own — for people (a table with the net per currency), programs
+//! (JSON) and spreadsheets (CSV). Read only: nothing is converted or posted here.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde_json::json;
+use shipledger_core::cost::net_by_currency;
+use shipledger_store::{CostCursor, CostEntry, CostEntryFilter};
+
+use crate::output::{table, time};
+use crate::run::BadConfig;
+
+#[derive(Subcommand)]
+pub enum CostsCommand {
+    /// Cost entries by label time (all connections unless one is named).
+    List(ListArgs),
+    /// One cost entry in full, by id or by key (`label:8001/postage/0`).
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    connection: Option<String>,
+    /// Only the entries of this ERP order.
+    #[arg(long = "order")]
+    order: Option<String>,
+    /// Labels made on or after this UTC day (YYYY-MM-DD).
+    #[arg(long)]
+    since: Option<String>,
+    /// Labels made on or before this UTC day (YYYY-MM-DD).
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many entries (0: all).
+    #[arg(long, default_value_t = 0)]
+    limit: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The connection of an entry named by key (the only one when the file has one).
+    #[arg(long)]
+    connection: Option<String>,
+    /// The entry's id, or its key.
+    entry: String,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+fn bad(message: String) -> anyhow::Error {
+    anyhow::Error::new(BadConfig(message))
+}
+
+/// The start of a UTC day; `next` the start of the day after.
+fn day(flag: &str, text: &str, next: bool) -> anyhow::Result<Timestamp> {
+    let date: Date = text.parse().map_err(|e| bad(format!("{flag} {text:?} is not a date (YYYY-MM-DD): {e}")))?;
+    let date = if next { date.tomorrow().map_err(|e| bad(format!("{flag} {text}: {e}")))? } else { date };
+    date.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).map_err(|e| bad(format!("{flag} {text}: {e}")))
+}
+
+fn check_connection(config: &shipledger_engine::config::Config, name: &str) -> anyhow::Result<()> {
+    if config.connections.iter().any(|c| c.name == name) {
+        Ok(())
+    } else {
+        let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+        Err(bad(format!("--connection {name}: the configuration has no such connection (it has {})", known.join(", "))))
+    }
+}
+
+fn entry_json(e: &CostEntry) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "connection": e.connection,
+        "entry_key": e.entry_key,
+        "kind": e.kind.code(),
+        "charge": e.charge.code(),
+        "revision": e.revision,
+        "amount": e.amount.to_decimal().to_string(),
+        "amount_minor": e.amount.minor(),
+        "currency": e.amount.currency().code(),
+        "shipment_key": e.label.shipment_key,
+        "erp_id": e.label.erp_id,
+        "shipstation_order_id": e.label.ss_order_id,
+        "carrier": e.label.carrier,
+        "service": e.label.service,
+        "ship_date": e.label.ship_date.map(|d| d.to_string()),
+        "label_created_at": e.label.label_created_at.to_string(),
+        "occurred_at": e.occurred_at.to_string(),
+        "source": e.source.code(),
+        "reverses": e.reverses,
+        "reverses_key": e.reverses_key,
+        "recorded_at": e.recorded_at.to_string(),
+    })
+}
+
+const CSV_HEADER: &[&str] = &[
+    "id", "connection", "entry_key", "kind", "charge", "revision", "amount", "currency", "shipment_key", "erp_id",
+    "shipstation_order_id", "carrier", "service", "ship_date", "label_created_at", "occurred_at", "source", "reverses",
+    "recorded_at",
+];
+
+fn csv_row(e: &CostEntry) -> Vec<String> {
+    vec![
+        e.id.to_string(),
+        e.connection.clone(),
+        e.entry_key.clone(),
+        e.kind.code().into(),
+        e.charge.code(),
+        e.revision.to_string(),
+        e.amount.to_decimal().to_string(),
+        e.amount.currency().code().into(),
+        e.label.shipment_key.clone(),
+        e.label.erp_id.clone().unwrap_or_default(),
+        e.label.ss_order_id.to_string(),
+        e.label.carrier.clone(),
+        e.label.service.clone().unwrap_or_default(),
+        e.label.ship_date.map(|d| d.to_string()).unwrap_or_default(),
+        e.label.label_created_at.to_string(),
+        e.occurred_at.to_string(),
+        e.source.code().into(),
+        e.reverses.map(|id| id.to_string()).unwrap_or_default(),
+        e.recorded_at.to_string(),
+    ]
+}
+
+/// One CSV line (RFC 4180 quoting: a field with a comma, quote or line break is quoted).
+fn csv_line(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| if f.contains([',', '"', '\n', '\r']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The net of entries per currency, in words (`16.20 USD, 6.40 EUR`).
+fn net(entries: &[CostEntry]) -> String {
+    let sums = net_by_currency(entries.iter().map(|e| &e.entry));
+    if sums.is_empty() { "nothing".into() } else { sums.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", ") }
+}
+
+pub async fn costs(command: CostsCommand) -> anyhow::Result<()> {
+    match command {
+        CostsCommand::List(args) => list(args).await,
+        CostsCommand::Show(args) => show(args).await,
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let config = crate::run::load_config_for_reading(&args.config)?;
+    if let Some(name) = &args.connection {
+        check_connection(&config, name)?;
+    }
+    let since = args.since.as_deref().map(|d| day("--since", d, false)).transpose()?;
+    let until = args.until.as_deref().map(|d| day("--until", d, true)).transpose()?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s >= u
+    {
+        return Err(bad(format!("--since {} is after --until {}", args.since.unwrap_or_default(), args.until.unwrap_or_default())));
+    }
+    let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
+    // Page through by cursor, so a long ledger is never one query.
+    const PAGE: u32 = 500;
+    let mut found: Vec<CostEntry> = Vec::new();
+    let mut after: Option<CostCursor> = None;
+    loop {
+        let want = if args.limit == 0 { PAGE } else { PAGE.min(args.limit - found.len() as u32) };
+        let page = store
+            .list_cost_entries(CostEntryFilter {
+                connection: args.connection.clone(),
+                erp_id: args.order.clone(),
+                since,
+                until,
+                after,
+                limit: want,
+                ..Default::default()
+            })
+            .await?;
+        let full = page.len() as u32 == want;
+        after = page.last().map(CostCursor::after);
+        found.extend(page);
+        if !full || (args.limit != 0 && found.len() as u32 >= args.limit) {
+            break;
+        }
+    }
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found.iter().map(entry_json).collect::<Vec<_>>())?),
+        Format::Csv => {
+            println!("{}", CSV_HEADER.join(","));
+            for e in &found {
+                println!("{}", csv_line(&csv_row(e)));
+            }
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.to_string(),
+                        time(e.label.label_created_at),
+                        e.label.erp_id.clone().unwrap_or_else(|| "-".into()),
+                        e.entry_key.clone(),
+                        e.kind.code().into(),
+                        e.amount.to_decimal().to_string(),
+                        e.amount.currency().code().into(),
+                        e.label.carrier.clone(),
+                        e.source.code().into(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["ID", "LABEL TIME", "ORDER", "ENTRY", "KIND", "AMOUNT", "CURRENCY", "CARRIER", "SOURCE"], &rows));
+            println!("{} entr{}; net {}", found.len(), if found.len() == 1 { "y" } else { "ies" }, net(&found));
+        }
+    }
+    Ok(())
+}
+
+async fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let config = crate::run::load_config_for_reading(&args.config)?;
+    if let Some(name) = &args.connection {
+        check_connection(&config, name)?;
+    }
+    let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
+    let entry = match args.entry.parse::<i64>() {
+        Ok(id) => store.get_cost_entry(id).await?,
+        Err(_) => {
+            let connection = match (&args.connection, config.connections.as_slice()) {
+                (Some(name), _) => name.clone(),
+                (None, [only]) => only.name.clone(),
+                (None, _) => return Err(bad(format!("cost entry {}: name its --connection (the configuration has several)", args.entry))),
+            };
+            store.get_cost_entry_by_key(&connection, &args.entry).await?
+        }
+    };
+    let e = entry.with_context(|| format!("no cost entry {} (list them with `shipledger costs list`)", args.entry))?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&entry_json(&e))?),
+        Format::Csv => {
+            println!("{}", CSV_HEADER.join(","));
+            println!("{}", csv_line(&csv_row(&e)));
+        }
+        Format::Table => {
+            println!("cost entry {} ({})", e.id, e.entry_key);
+            println!("  kind:         {} (revision {})", e.kind, e.revision);
+            println!("  charge:       {}", e.charge);
+            println!("  amount:       {}", e.amount);
+            println!("  label:        {} on {}", e.label.shipment_key, e.connection);
+            println!("  order:        {} (ShipStation order {})", e.label.erp_id.as_deref().unwrap_or("none (orphan label)"), e.label.ss_order_id);
+            println!("  carrier:      {} {}", e.label.carrier, e.label.service.as_deref().unwrap_or(""));
+            println!("  ship date:    {}", e.label.ship_date.map(|d| d.to_string()).unwrap_or_else(|| "-".into()));
+            println!("  label made:   {}", time(e.label.label_created_at));
+            println!("  happened:     {}", time(e.occurred_at));
+            println!("  source:       {}", e.source);
+            if let (Some(id), Some(key)) = (e.reverses, &e.reverses_key) {
+                println!("  reverses:     entry {id} ({key})");
+            }
+            println!("  recorded:     {}", time(e.recorded_at));
+        }
+    }
+    Ok(())
+}
