@@ -86,189 +86,234 @@ macro_rules! store_impl {
                 tx.commit().await.map_err(failed("commit the transaction"))
             }
 
-            impl $store {
-                async fn commit_change(&self, change: Change) -> Result<CommitOutcome> {
-                    let now = millis(change.now.unwrap_or_else(Timestamp::now));
-                    let conn = change.connection.as_str();
-                    if let Some(finish) = &change.finish_job
-                        && !matches!(finish.state, JobState::Done | JobState::Dead)
-                    {
-                        return Err(StoreError::Database(format!(
-                            "commit: job {} cannot finish as {}; a finished job is done or dead",
-                            finish.job_id, finish.state
-                        )));
-                    }
-                    let mut tx = self.write().await?;
-                    let mut outcome = CommitOutcome::default();
+            /// What a change must be before any of it is written.
+            fn check_change(change: &Change) -> Result<()> {
+                if let Some(finish) = &change.finish_job
+                    && !matches!(finish.state, JobState::Done | JobState::Dead)
+                {
+                    return Err(StoreError::Database(format!(
+                        "commit: job {} cannot finish as {}; a finished job is done or dead",
+                        finish.job_id, finish.state
+                    )));
+                }
+                Ok(())
+            }
 
-                    // 1. The job this change finishes must still be ours.
-                    if let Some(finish) = &change.finish_job {
-                        let row = query(DIALECT.lock_job)
-                            .bind(finish.job_id)
-                            .bind(conn)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed("check the lease of the finished job"))?;
-                        let Some(row) = row else {
-                            return Err(StoreError::NotFound {
-                                what: format!("job {} on connection {conn}", finish.job_id),
-                            });
-                        };
-                        if row.opt_text("lease_token")?.as_deref() != Some(finish.lease_token.as_str()) {
-                            tx.rollback().await.map_err(failed("roll back after a lost lease"))?;
-                            return Err(StoreError::LeaseLost { job_id: finish.job_id });
-                        }
-                    }
+            /// Write one change inside `tx`. On an error the caller rolls `tx` back:
+            /// nothing of the change (nor of the batch it is in) is kept.
+            async fn apply_change(tx: &mut Tx, change: &Change) -> Result<CommitOutcome> {
+                let now = millis(change.now.unwrap_or_else(Timestamp::now));
+                let conn = change.connection.as_str();
+                let mut outcome = CommitOutcome::default();
 
-                    // 2. The order, and its lines when given.
-                    if let Some(order) = &change.order {
-                        upsert_order(&mut tx, conn, order, now).await?;
+                // 1. The job this change finishes must still be ours.
+                if let Some(finish) = &change.finish_job {
+                    let row = query(DIALECT.lock_job)
+                        .bind(finish.job_id)
+                        .bind(conn)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed("check the lease of the finished job"))?;
+                    let Some(row) = row else {
+                        return Err(StoreError::NotFound {
+                            what: format!("job {} on connection {conn}", finish.job_id),
+                        });
+                    };
+                    if row.opt_text("lease_token")?.as_deref() != Some(finish.lease_token.as_str()) {
+                        return Err(StoreError::LeaseLost { job_id: finish.job_id });
                     }
-
-                    // 3. The shipments seen, one row per key.
-                    for shipment in &change.shipments {
-                        upsert_shipment(&mut tx, conn, shipment, now).await?;
-                    }
-
-                    // 4. The outbox: one job per idempotency key, ever.
-                    for job in &change.jobs {
-                        let id: Option<i64> = query(sql::INSERT_JOB)
-                            .bind(conn)
-                            .bind(job.spec.kind().as_str())
-                            .bind(&job.idempotency_key)
-                            .bind(job.spec.payload())
-                            .bind(millis(job.run_at))
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("plan job {}", job.idempotency_key)))?
-                            .map(|row| row.int("id"))
-                            .transpose()?;
-                        match id {
-                            Some(id) => outcome.jobs_planned.push(id),
-                            None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
-                        }
-                    }
-
-                    // 4b. Pending jobs this change frees run now.
-                    for key in &change.wake_jobs {
-                        query(sql::WAKE_JOB)
-                            .bind(conn)
-                            .bind(key)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("wake job {key}")))?;
-                    }
-
-                    // 5. The timeline.
-                    for event in &change.events {
-                        query(sql::INSERT_EVENT)
-                            .bind(conn)
-                            .bind(event.record_type.as_str())
-                            .bind(&event.record_id)
-                            .bind(event.kind.as_str())
-                            .bind(&event.detail)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "append event {} of {} {}",
-                                event.kind, event.record_type, event.record_id
-                            )))?;
-                    }
-
-                    // 6. Exceptions: open or refresh, then close.
-                    for open in &change.open_exceptions {
-                        let row = query(sql::OPEN_EXCEPTION)
-                            .bind(conn)
-                            .bind(open.kind.code())
-                            .bind(enum_text(open.kind.owner()))
-                            .bind(enum_text(open.kind.severity()))
-                            .bind(&open.record_type)
-                            .bind(&open.record_id)
-                            .bind(now)
-                            .bind(&open.detail)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "open exception {} on {} {}",
-                                open.kind, open.record_type, open.record_id
-                            )))?;
-                        if row.int("occurrences")? == 1 {
-                            outcome.exceptions_opened.push(row.int("id")?);
-                            outcome.opened_kinds.push(open.kind);
-                        }
-                    }
-                    for close in &change.close_exceptions {
-                        let done = query(sql::CLOSE_EXCEPTION)
-                            .bind(conn)
-                            .bind(close.kind.code())
-                            .bind(&close.record_type)
-                            .bind(&close.record_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "close exception {} on {} {}",
-                                close.kind, close.record_type, close.record_id
-                            )))?;
-                        outcome.exceptions_closed += done.rows_affected();
-                        for _ in 0..done.rows_affected() {
-                            outcome.closed_kinds.push(close.kind);
-                        }
-                    }
-
-                    // 7. The watermark, compare-and-set: only from what its writer read.
-                    if let Some(mark) = &change.watermark {
-                        let moved = match &mark.from {
-                            None => query(sql::INSERT_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .bind(&mark.to)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await,
-                            Some(from) => query(sql::MOVE_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .bind(&mark.to)
-                                .bind(now)
-                                .bind(from)
-                                .execute(&mut *tx)
-                                .await,
-                        }
-                        .map_err(failed(format_args!("move watermark {}", mark.name)))?;
-                        if moved.rows_affected() == 0 {
-                            let found = query(sql::GET_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(failed(format_args!("read watermark {}", mark.name)))?
-                                .map(|row| row.text("value"))
-                                .transpose()?;
-                            tx.rollback().await.map_err(failed("roll back after a watermark moved"))?;
-                            return Err(StoreError::WatermarkMoved { name: mark.name.clone(), expected: mark.from.clone(), found });
-                        }
-                    }
-
-                    // 8. The job is done (or dead).
-                    if let Some(finish) = &change.finish_job {
-                        query(sql::FINISH_JOB)
-                            .bind(finish.job_id)
-                            .bind(finish.state.as_str())
-                            .bind(&finish.error)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("finish job {}", finish.job_id)))?;
-                    }
-
-                    finish(tx).await?;
-                    Ok(outcome)
                 }
 
+                // 2. The order, and its lines when given.
+                if let Some(order) = &change.order {
+                    upsert_order(tx, conn, order, now).await?;
+                }
+
+                // 3. The shipments seen, one row per key.
+                for shipment in &change.shipments {
+                    upsert_shipment(tx, conn, shipment, now).await?;
+                }
+
+                // 4. The outbox: one job per idempotency key, ever.
+                for job in &change.jobs {
+                    let id: Option<i64> = query(sql::INSERT_JOB)
+                        .bind(conn)
+                        .bind(job.spec.kind().as_str())
+                        .bind(&job.idempotency_key)
+                        .bind(job.spec.payload())
+                        .bind(millis(job.run_at))
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("plan job {}", job.idempotency_key)))?
+                        .map(|row| row.int("id"))
+                        .transpose()?;
+                    match id {
+                        Some(id) => outcome.jobs_planned.push(id),
+                        None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
+                    }
+                }
+
+                // 4b. Pending jobs this change frees run now.
+                for key in &change.wake_jobs {
+                    query(sql::WAKE_JOB)
+                        .bind(conn)
+                        .bind(key)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("wake job {key}")))?;
+                }
+
+                // 5. The timeline.
+                for event in &change.events {
+                    query(sql::INSERT_EVENT)
+                        .bind(conn)
+                        .bind(event.record_type.as_str())
+                        .bind(&event.record_id)
+                        .bind(event.kind.as_str())
+                        .bind(&event.detail)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "append event {} of {} {}",
+                            event.kind, event.record_type, event.record_id
+                        )))?;
+                }
+
+                // 6. Exceptions: open or refresh, then close.
+                for open in &change.open_exceptions {
+                    let row = query(sql::OPEN_EXCEPTION)
+                        .bind(conn)
+                        .bind(open.kind.code())
+                        .bind(enum_text(open.kind.owner()))
+                        .bind(enum_text(open.kind.severity()))
+                        .bind(&open.record_type)
+                        .bind(&open.record_id)
+                        .bind(now)
+                        .bind(&open.detail)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "open exception {} on {} {}",
+                            open.kind, open.record_type, open.record_id
+                        )))?;
+                    if row.int("occurrences")? == 1 {
+                        outcome.exceptions_opened.push(row.int("id")?);
+                        outcome.opened_kinds.push(open.kind);
+                    }
+                }
+                for close in &change.close_exceptions {
+                    let done = query(sql::CLOSE_EXCEPTION)
+                        .bind(conn)
+                        .bind(close.kind.code())
+                        .bind(&close.record_type)
+                        .bind(&close.record_id)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "close exception {} on {} {}",
+                            close.kind, close.record_type, close.record_id
+                        )))?;
+                    outcome.exceptions_closed += done.rows_affected();
+                    for _ in 0..done.rows_affected() {
+                        outcome.closed_kinds.push(close.kind);
+                    }
+                }
+
+                // 7. The watermark, compare-and-set: only from what its writer read.
+                if let Some(mark) = &change.watermark {
+                    let moved = match &mark.from {
+                        None => query(sql::INSERT_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .bind(&mark.to)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await,
+                        Some(from) => query(sql::MOVE_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .bind(&mark.to)
+                            .bind(now)
+                            .bind(from)
+                            .execute(&mut **tx)
+                            .await,
+                    }
+                    .map_err(failed(format_args!("move watermark {}", mark.name)))?;
+                    if moved.rows_affected() == 0 {
+                        let found = query(sql::GET_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("read watermark {}", mark.name)))?
+                            .map(|row| row.text("value"))
+                            .transpose()?;
+                        return Err(StoreError::WatermarkMoved { name: mark.name.clone(), expected: mark.from.clone(), found });
+                    }
+                }
+
+                // 8. The job is done (or dead).
+                if let Some(finish) = &change.finish_job {
+                    query(sql::FINISH_JOB)
+                        .bind(finish.job_id)
+                        .bind(finish.state.as_str())
+                        .bind(&finish.error)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("finish job {}", finish.job_id)))?;
+                }
+
+                Ok(outcome)
+            }
+
+            impl $store {
+                async fn commit_change(&self, change: Change) -> Result<CommitOutcome> {
+                    check_change(&change)?;
+                    let mut tx = self.write().await?;
+                    match apply_change(&mut tx, &change).await {
+                        Ok(outcome) => {
+                            finish(tx).await?;
+                            Ok(outcome)
+                        }
+                        Err(e) => {
+                            tx.rollback().await.map_err(failed("roll back a change that failed"))?;
+                            Err(e)
+                        }
+                    }
+                }
+
+                /// Every change in one transaction, in order: all committed or none.
+                async fn commit_changes(&self, changes: Vec<Change>) -> Result<Vec<CommitOutcome>> {
+                    if changes.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    for change in &changes {
+                        check_change(change)?;
+                    }
+                    let mut tx = self.write().await?;
+                    let mut outcomes = Vec::with_capacity(changes.len());
+                    for (i, change) in changes.iter().enumerate() {
+                        match apply_change(&mut tx, change).await {
+                            Ok(outcome) => outcomes.push(outcome),
+                            Err(e) => {
+                                tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
+                                tracing::debug!(
+                                    failed_at = i,
+                                    changes = changes.len(),
+                                    "a batch of changes was rolled back: none of them is stored"
+                                );
+                                return Err(e);
+                            }
+                        }
+                    }
+                    finish(tx).await?;
+                    Ok(outcomes)
+                }
                 async fn claim(&self, claim: JobClaim<'_>) -> Result<Vec<Job>> {
                     if claim.limit == 0 {
                         return Ok(Vec::new());
@@ -624,6 +669,10 @@ macro_rules! store_impl {
 
                 fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
                     Box::pin(self.commit_change(change))
+                }
+
+                fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+                    Box::pin(self.commit_changes(changes))
                 }
 
                 fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
