@@ -99,6 +99,128 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            /// Whether a change only plans jobs and appends events (what a webhook
+            /// delivery is): a batch of those is written with one multi-row statement
+            /// per table ([`insert_inbox`]). Every field is named, so a new part of
+            /// [`Change`] has to be considered here.
+            fn inbox_only(change: &Change) -> bool {
+                let Change {
+                    connection: _,
+                    now: _,
+                    order,
+                    jobs: _,
+                    finish_job,
+                    events: _,
+                    open_exceptions,
+                    close_exceptions,
+                    watermark,
+                    shipments,
+                    wake_jobs,
+                } = change;
+                order.is_none()
+                    && finish_job.is_none()
+                    && open_exceptions.is_empty()
+                    && close_exceptions.is_empty()
+                    && watermark.is_none()
+                    && shipments.is_empty()
+                    && wake_jobs.is_empty()
+            }
+
+            /// Rows per multi-row statement: far below either backend's limit on
+            /// bound parameters (6 a row).
+            const ROWS_PER_STATEMENT: usize = 500;
+
+            /// The jobs and events of inbox-only changes, inside `tx`, with the same
+            /// outcome as applying them one after the other: the first change (in
+            /// order) to plan a key gets the job, every later one, and every key
+            /// stored before, is skipped.
+            async fn insert_inbox(tx: &mut Tx, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
+                struct JobRow<'c> {
+                    conn: &'c str,
+                    kind: &'static str,
+                    key: &'c str,
+                    payload: serde_json::Value,
+                    run_at: i64,
+                    now: i64,
+                }
+                let mut jobs = Vec::new();
+                let mut events = Vec::new();
+                for change in changes {
+                    let now = millis(change.now.unwrap_or_else(Timestamp::now));
+                    let conn = change.connection.as_str();
+                    for job in &change.jobs {
+                        jobs.push(JobRow {
+                            conn,
+                            kind: job.spec.kind().as_str(),
+                            key: job.idempotency_key.as_str(),
+                            payload: job.spec.payload(),
+                            run_at: millis(job.run_at),
+                            now,
+                        });
+                    }
+                    for event in &change.events {
+                        events.push((conn, event, now));
+                    }
+                }
+
+                let mut planned: std::collections::HashMap<(String, String), i64> = std::collections::HashMap::new();
+                for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO jobs (connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, job| {
+                        row.push_bind(job.conn)
+                            .push_bind(job.kind)
+                            .push_bind(job.key)
+                            .push_bind(&job.payload)
+                            .push("'pending'")
+                            .push("0")
+                            .push_bind(job.run_at)
+                            .push_bind(job.now)
+                            .push_bind(job.now);
+                    });
+                    insert.push(" ON CONFLICT (connection, idempotency_key) DO NOTHING RETURNING id, connection, idempotency_key");
+                    let rows = insert
+                        .build()
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("plan {} inbox jobs", chunk.len())))?;
+                    for row in &rows {
+                        planned.insert((row.text("connection")?, row.text("idempotency_key")?), row.int("id")?);
+                    }
+                }
+
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (connection, record_type, record_id, kind, detail, at) ");
+                    insert.push_values(chunk, |mut row, (conn, event, now)| {
+                        row.push_bind(*conn)
+                            .push_bind(event.record_type.as_str())
+                            .push_bind(event.record_id.as_str())
+                            .push_bind(event.kind.as_str())
+                            .push_bind(&event.detail)
+                            .push_bind(*now);
+                    });
+                    insert
+                        .build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("append {} inbox events", chunk.len())))?;
+                }
+
+                let mut outcomes = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let mut outcome = CommitOutcome::default();
+                    for job in &change.jobs {
+                        match planned.remove(&(change.connection.clone(), job.idempotency_key.clone())) {
+                            Some(id) => outcome.jobs_planned.push(id),
+                            None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
+                        }
+                    }
+                    outcomes.push(outcome);
+                }
+                Ok(outcomes)
+            }
+
             /// Write one change inside `tx`. On an error the caller rolls `tx` back:
             /// nothing of the change (nor of the batch it is in) is kept.
             async fn apply_change(tx: &mut Tx, change: &Change) -> Result<CommitOutcome> {
@@ -296,6 +418,18 @@ macro_rules! store_impl {
                         check_change(change)?;
                     }
                     let mut tx = self.write().await?;
+                    if changes.iter().all(inbox_only) {
+                        return match insert_inbox(&mut tx, &changes).await {
+                            Ok(outcomes) => {
+                                finish(tx).await?;
+                                Ok(outcomes)
+                            }
+                            Err(e) => {
+                                tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
+                                Err(e)
+                            }
+                        };
+                    }
                     let mut outcomes = Vec::with_capacity(changes.len());
                     for (i, change) in changes.iter().enumerate() {
                         match apply_change(&mut tx, change).await {

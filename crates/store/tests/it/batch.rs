@@ -3,10 +3,10 @@
 
 use serde_json::json;
 use shipledger_store::{
-    Change, EventKind, JobFilter, JobFinish, JobKind, JobState, NewEvent, RecordType, StoreError,
+    Change, EventKind, JobFilter, JobFinish, JobKind, JobState, NewEvent, OrderState, RecordType, StoreError,
 };
 
-use crate::harness::{ACME, BETA, TestDb, claim, job, t};
+use crate::harness::{ACME, BETA, TestDb, claim, job, order, t};
 
 /// A v1 webhook delivery as the receiver stores it: its job and its `received` event.
 fn delivery(connection: &str, key: &str, at: i64) -> Change {
@@ -58,6 +58,15 @@ pub async fn a_burst_of_deliveries_is_stored_in_one_batch_with_an_outcome_each(d
     let claimed = store.claim_jobs(claim(JobKind::IngestV1Webhook, t(3), "w1", 10)).await?;
     assert_eq!(claimed.len(), 4);
     assert!(store.commit_batch(Vec::new()).await?.is_empty(), "an empty batch is nothing to do");
+
+    // A batch in which one change also writes an order keeps the same rules.
+    let mut released = delivery(ACME, "v1hook:c", 5);
+    released.order = Some(order("1001", "SO-1001", OrderState::Released));
+    let outcomes = store.commit_batch(vec![delivery(ACME, "v1hook:b", 5), released, delivery(ACME, "v1hook:c", 5)]).await?;
+    let planned: Vec<(usize, usize)> = outcomes.iter().map(|o| (o.jobs_planned.len(), o.jobs_skipped.len())).collect();
+    assert_eq!(planned, [(0, 1), (1, 0), (0, 1)]);
+    assert_eq!(store.get_order(ACME, "1001").await?.map(|o| o.state), Some(OrderState::Released));
+    assert_eq!(store.timeline(ACME, "webhook", "SHIP_NOTIFY").await?.len(), 8);
     Ok(())
 }
 
