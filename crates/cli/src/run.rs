@@ -204,9 +204,11 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let store = MeteredStore::wrap(open_store(&config).await?).await.context("counting the store's jobs and exceptions for the metrics")?;
     let engine = engine(&config, store.clone()).await?;
     let hooks = shipledger_server::hooks_from_config(&config).await.map_err(anyhow::Error::msg)?;
+    // A stored webhook wakes the engine's idle lanes at once.
     let server = shipledger_server::Server::bind(listen, engine.store.clone(), engine.clock.clone(), hooks)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {listen}"))?
+        .wake_on_intake(engine.waker());
     println!("shipledger serving on http://{} (/healthz, /readyz, /metrics)", server.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

@@ -42,6 +42,8 @@ pub(crate) enum Outcome {
     ForeignHost,
     /// The store could not keep it (answered 503 so it is sent again).
     StoreFailed,
+    /// The intake queue was full (answered 503 with `Retry-After`; nothing stored).
+    Busy,
 }
 
 impl Outcome {
@@ -58,6 +60,7 @@ impl Outcome {
             Outcome::BadRequest => "bad_request",
             Outcome::ForeignHost => "foreign_host",
             Outcome::StoreFailed => "store_failed",
+            Outcome::Busy => "busy",
         }
     }
 }

@@ -39,8 +39,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_LENGTH;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use jiff::Timestamp;
@@ -57,6 +57,7 @@ use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::AppState;
+use crate::intake::NotStored;
 use crate::metrics::{self, Outcome, Source};
 
 pub use shipledger_shipstation::with_shipment_items;
@@ -325,11 +326,13 @@ fn refusal(response: &Response) -> Outcome {
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE { Outcome::TooLarge } else { Outcome::BadRequest }
 }
 
-/// Commit an inbox change and answer: 200 once it is durable (a duplicate delivery
-/// included), 503 when the store failed so that ShipStation delivers again. Counted
-/// as `stored` (accepted or ignored), or as a duplicate.
+/// Store an inbox change with the next batch ([`crate::intake`]) and answer: 200
+/// once its batch committed (a duplicate delivery included), 503 when the batch
+/// failed so that ShipStation delivers again, 503 with `Retry-After` at once when the
+/// committer's queue is full. Counted as `stored` (accepted or ignored), or as a
+/// duplicate, a store failure or busy.
 async fn commit_inbox(state: &AppState, connection: &str, change: Change, key: &str, source: Source, stored: Outcome) -> Response {
-    match state.store.commit(change).await {
+    match state.inbox.store(change).await {
         Ok(outcome) => {
             if outcome.jobs_skipped.iter().any(|k| k == key) {
                 tracing::debug!(connection, key, "webhook delivered again; already in the inbox");
@@ -340,13 +343,26 @@ async fn commit_inbox(state: &AppState, connection: &str, change: Change, key: &
             }
             text(StatusCode::OK, "stored")
         }
-        Err(e) => {
+        Err(NotStored::Busy) => {
+            metrics::webhook(connection, source, Outcome::Busy);
+            tracing::warn!(connection, queue = crate::intake::QUEUE, "webhook intake queue full; answering 503 with Retry-After");
+            let mut busy = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many webhooks are waiting to be stored; nothing of this one is stored, send it again shortly",
+            );
+            busy.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            busy
+        }
+        Err(NotStored::Failed(e)) => {
             metrics::webhook(connection, source, Outcome::StoreFailed);
             tracing::error!(connection, error = %e, "could not store a webhook; answering 503 so it is sent again");
             text(StatusCode::SERVICE_UNAVAILABLE, "the webhook could not be stored; send it again later")
         }
     }
 }
+
+/// What a busy receiver asks the sender to wait, in seconds.
+const RETRY_AFTER_SECS: &str = "1";
 
 async fn v2_webhook(
     State(state): State<AppState>,

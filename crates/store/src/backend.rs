@@ -86,236 +86,417 @@ macro_rules! store_impl {
                 tx.commit().await.map_err(failed("commit the transaction"))
             }
 
-            impl $store {
-                async fn commit_change(&self, change: Change) -> Result<CommitOutcome> {
+            /// What a change must be before any of it is written.
+            fn check_change(change: &Change) -> Result<()> {
+                if let Some(finish) = &change.finish_job
+                    && !matches!(finish.state, JobState::Done | JobState::Dead)
+                {
+                    return Err(StoreError::Database(format!(
+                        "commit: job {} cannot finish as {}; a finished job is done or dead",
+                        finish.job_id, finish.state
+                    )));
+                }
+                Ok(())
+            }
+
+            /// Whether a change only plans jobs and appends events (what a webhook
+            /// delivery is): a batch of those is written with one multi-row statement
+            /// per table ([`insert_inbox`]). Every field is named, so a new part of
+            /// [`Change`] has to be considered here.
+            fn inbox_only(change: &Change) -> bool {
+                let Change {
+                    connection: _,
+                    now: _,
+                    order,
+                    jobs: _,
+                    finish_job,
+                    events: _,
+                    open_exceptions,
+                    close_exceptions,
+                    watermark,
+                    shipments,
+                    wake_jobs,
+                    cost_entries,
+                } = change;
+                order.is_none()
+                    && finish_job.is_none()
+                    && open_exceptions.is_empty()
+                    && close_exceptions.is_empty()
+                    && watermark.is_none()
+                    && shipments.is_empty()
+                    && wake_jobs.is_empty()
+                    && cost_entries.is_empty()
+            }
+
+            /// Rows per multi-row statement: far below either backend's limit on
+            /// bound parameters (6 a row).
+            const ROWS_PER_STATEMENT: usize = 500;
+
+            /// The jobs and events of inbox-only changes, inside `tx`, with the same
+            /// outcome as applying them one after the other: the first change (in
+            /// order) to plan a key gets the job, every later one, and every key
+            /// stored before, is skipped.
+            async fn insert_inbox(tx: &mut Tx, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
+                struct JobRow<'c> {
+                    conn: &'c str,
+                    kind: &'static str,
+                    key: &'c str,
+                    payload: serde_json::Value,
+                    run_at: i64,
+                    now: i64,
+                }
+                let mut jobs = Vec::new();
+                let mut events = Vec::new();
+                for change in changes {
                     let now = millis(change.now.unwrap_or_else(Timestamp::now));
                     let conn = change.connection.as_str();
-                    if let Some(finish) = &change.finish_job
-                        && !matches!(finish.state, JobState::Done | JobState::Dead)
-                    {
-                        return Err(StoreError::Database(format!(
-                            "commit: job {} cannot finish as {}; a finished job is done or dead",
-                            finish.job_id, finish.state
-                        )));
-                    }
-                    let mut tx = self.write().await?;
-                    let mut outcome = CommitOutcome::default();
-
-                    // 1. The job this change finishes must still be ours.
-                    if let Some(finish) = &change.finish_job {
-                        let row = query(DIALECT.lock_job)
-                            .bind(finish.job_id)
-                            .bind(conn)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed("check the lease of the finished job"))?;
-                        let Some(row) = row else {
-                            return Err(StoreError::NotFound {
-                                what: format!("job {} on connection {conn}", finish.job_id),
-                            });
-                        };
-                        if row.opt_text("lease_token")?.as_deref() != Some(finish.lease_token.as_str()) {
-                            tx.rollback().await.map_err(failed("roll back after a lost lease"))?;
-                            return Err(StoreError::LeaseLost { job_id: finish.job_id });
-                        }
-                    }
-
-                    // 2. The order, and its lines when given.
-                    if let Some(order) = &change.order {
-                        upsert_order(&mut tx, conn, order, now).await?;
-                    }
-
-                    // 3. The shipments seen, one row per key.
-                    for shipment in &change.shipments {
-                        upsert_shipment(&mut tx, conn, shipment, now).await?;
-                    }
-
-                    // 3b. The cost ledger: insert or ignore, never an update.
-                    for entry in &change.cost_entries {
-                        let reverses: Option<i64> = match &entry.reverses_key {
-                            None => None,
-                            Some(key) => Some(
-                                query(sql::COST_ENTRY_ID)
-                                    .bind(conn)
-                                    .bind(key)
-                                    .fetch_optional(&mut *tx)
-                                    .await
-                                    .map_err(failed(format_args!("find cost entry {key}, which {} reverses", entry.entry_key)))?
-                                    .ok_or_else(|| StoreError::Database(format!(
-                                        "cost entry {} reverses {key}, which is not recorded on connection {conn}; nothing of this change was written",
-                                        entry.entry_key
-                                    )))?
-                                    .int("id")?,
-                            ),
-                        };
-                        let id: Option<i64> = query(sql::INSERT_COST_ENTRY)
-                            .bind(conn)
-                            .bind(&entry.entry_key)
-                            .bind(entry.kind.code())
-                            .bind(entry.charge.code())
-                            .bind(i64::from(entry.revision))
-                            .bind(entry.amount.minor())
-                            .bind(entry.amount.currency().code())
-                            .bind(&entry.label.shipment_key)
-                            .bind(entry.label.erp_id.as_deref())
-                            .bind(entry.label.ss_order_id)
-                            .bind(&entry.label.carrier)
-                            .bind(entry.label.service.as_deref())
-                            .bind(entry.label.ship_date.map(date_text))
-                            .bind(millis(entry.label.label_created_at))
-                            .bind(millis(entry.occurred_at))
-                            .bind(entry.source.code())
-                            .bind(reverses)
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("record cost entry {}", entry.entry_key)))?
-                            .map(|row| row.int("id"))
-                            .transpose()?;
-                        if id.is_some() {
-                            outcome.cost_entries_recorded.push(entry.entry_key.clone());
-                        }
-                    }
-
-                    // 4. The outbox: one job per idempotency key, ever.
                     for job in &change.jobs {
-                        let id: Option<i64> = query(sql::INSERT_JOB)
-                            .bind(conn)
-                            .bind(job.spec.kind().as_str())
-                            .bind(&job.idempotency_key)
-                            .bind(job.spec.payload())
-                            .bind(millis(job.run_at))
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("plan job {}", job.idempotency_key)))?
-                            .map(|row| row.int("id"))
-                            .transpose()?;
-                        match id {
+                        jobs.push(JobRow {
+                            conn,
+                            kind: job.spec.kind().as_str(),
+                            key: job.idempotency_key.as_str(),
+                            payload: job.spec.payload(),
+                            run_at: millis(job.run_at),
+                            now,
+                        });
+                    }
+                    for event in &change.events {
+                        events.push((conn, event, now));
+                    }
+                }
+
+                let mut planned: std::collections::HashMap<(String, String), i64> = std::collections::HashMap::new();
+                for chunk in jobs.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO jobs (connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, job| {
+                        row.push_bind(job.conn)
+                            .push_bind(job.kind)
+                            .push_bind(job.key)
+                            .push_bind(&job.payload)
+                            .push("'pending'")
+                            .push("0")
+                            .push_bind(job.run_at)
+                            .push_bind(job.now)
+                            .push_bind(job.now);
+                    });
+                    insert.push(" ON CONFLICT (connection, idempotency_key) DO NOTHING RETURNING id, connection, idempotency_key");
+                    let rows = insert
+                        .build()
+                        .fetch_all(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("plan {} inbox jobs", chunk.len())))?;
+                    for row in &rows {
+                        planned.insert((row.text("connection")?, row.text("idempotency_key")?), row.int("id")?);
+                    }
+                }
+
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (connection, record_type, record_id, kind, detail, at) ");
+                    insert.push_values(chunk, |mut row, (conn, event, now)| {
+                        row.push_bind(*conn)
+                            .push_bind(event.record_type.as_str())
+                            .push_bind(event.record_id.as_str())
+                            .push_bind(event.kind.as_str())
+                            .push_bind(&event.detail)
+                            .push_bind(*now);
+                    });
+                    insert
+                        .build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("append {} inbox events", chunk.len())))?;
+                }
+
+                let mut outcomes = Vec::with_capacity(changes.len());
+                for change in changes {
+                    let mut outcome = CommitOutcome::default();
+                    for job in &change.jobs {
+                        match planned.remove(&(change.connection.clone(), job.idempotency_key.clone())) {
                             Some(id) => outcome.jobs_planned.push(id),
                             None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
                         }
                     }
+                    outcomes.push(outcome);
+                }
+                Ok(outcomes)
+            }
 
-                    // 4b. Pending jobs this change frees run now.
-                    for key in &change.wake_jobs {
-                        query(sql::WAKE_JOB)
-                            .bind(conn)
-                            .bind(key)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("wake job {key}")))?;
-                    }
+            /// Write one change inside `tx`. On an error the caller rolls `tx` back:
+            /// nothing of the change (nor of the batch it is in) is kept.
+            async fn apply_change(tx: &mut Tx, change: &Change) -> Result<CommitOutcome> {
+                let now = millis(change.now.unwrap_or_else(Timestamp::now));
+                let conn = change.connection.as_str();
+                let mut outcome = CommitOutcome::default();
 
-                    // 5. The timeline.
-                    for event in &change.events {
-                        query(sql::INSERT_EVENT)
-                            .bind(conn)
-                            .bind(event.record_type.as_str())
-                            .bind(&event.record_id)
-                            .bind(event.kind.as_str())
-                            .bind(&event.detail)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "append event {} of {} {}",
-                                event.kind, event.record_type, event.record_id
-                            )))?;
+                // 1. The job this change finishes must still be ours.
+                if let Some(finish) = &change.finish_job {
+                    let row = query(DIALECT.lock_job)
+                        .bind(finish.job_id)
+                        .bind(conn)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed("check the lease of the finished job"))?;
+                    let Some(row) = row else {
+                        return Err(StoreError::NotFound {
+                            what: format!("job {} on connection {conn}", finish.job_id),
+                        });
+                    };
+                    if row.opt_text("lease_token")?.as_deref() != Some(finish.lease_token.as_str()) {
+                        return Err(StoreError::LeaseLost { job_id: finish.job_id });
                     }
-
-                    // 6. Exceptions: open or refresh, then close.
-                    for open in &change.open_exceptions {
-                        let row = query(sql::OPEN_EXCEPTION)
-                            .bind(conn)
-                            .bind(open.kind.code())
-                            .bind(enum_text(open.kind.owner()))
-                            .bind(enum_text(open.kind.severity()))
-                            .bind(&open.record_type)
-                            .bind(&open.record_id)
-                            .bind(now)
-                            .bind(&open.detail)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "open exception {} on {} {}",
-                                open.kind, open.record_type, open.record_id
-                            )))?;
-                        if row.int("occurrences")? == 1 {
-                            outcome.exceptions_opened.push(row.int("id")?);
-                            outcome.opened_kinds.push(open.kind);
-                        }
-                    }
-                    for close in &change.close_exceptions {
-                        let done = query(sql::CLOSE_EXCEPTION)
-                            .bind(conn)
-                            .bind(close.kind.code())
-                            .bind(&close.record_type)
-                            .bind(&close.record_id)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!(
-                                "close exception {} on {} {}",
-                                close.kind, close.record_type, close.record_id
-                            )))?;
-                        outcome.exceptions_closed += done.rows_affected();
-                        for _ in 0..done.rows_affected() {
-                            outcome.closed_kinds.push(close.kind);
-                        }
-                    }
-
-                    // 7. The watermark, compare-and-set: only from what its writer read.
-                    if let Some(mark) = &change.watermark {
-                        let moved = match &mark.from {
-                            None => query(sql::INSERT_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .bind(&mark.to)
-                                .bind(now)
-                                .execute(&mut *tx)
-                                .await,
-                            Some(from) => query(sql::MOVE_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .bind(&mark.to)
-                                .bind(now)
-                                .bind(from)
-                                .execute(&mut *tx)
-                                .await,
-                        }
-                        .map_err(failed(format_args!("move watermark {}", mark.name)))?;
-                        if moved.rows_affected() == 0 {
-                            let found = query(sql::GET_WATERMARK)
-                                .bind(conn)
-                                .bind(&mark.name)
-                                .fetch_optional(&mut *tx)
-                                .await
-                                .map_err(failed(format_args!("read watermark {}", mark.name)))?
-                                .map(|row| row.text("value"))
-                                .transpose()?;
-                            tx.rollback().await.map_err(failed("roll back after a watermark moved"))?;
-                            return Err(StoreError::WatermarkMoved { name: mark.name.clone(), expected: mark.from.clone(), found });
-                        }
-                    }
-
-                    // 8. The job is done (or dead).
-                    if let Some(finish) = &change.finish_job {
-                        query(sql::FINISH_JOB)
-                            .bind(finish.job_id)
-                            .bind(finish.state.as_str())
-                            .bind(&finish.error)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(failed(format_args!("finish job {}", finish.job_id)))?;
-                    }
-
-                    finish(tx).await?;
-                    Ok(outcome)
                 }
 
+                // 2. The order, and its lines when given.
+                if let Some(order) = &change.order {
+                    upsert_order(tx, conn, order, now).await?;
+                }
+
+                // 3. The shipments seen, one row per key.
+                for shipment in &change.shipments {
+                    upsert_shipment(tx, conn, shipment, now).await?;
+                }
+
+                // 3b. The cost ledger: insert or ignore, never an update.
+                for entry in &change.cost_entries {
+                    let reverses: Option<i64> = match &entry.reverses_key {
+                        None => None,
+                        Some(key) => Some(
+                            query(sql::COST_ENTRY_ID)
+                                .bind(conn)
+                                .bind(key)
+                                .fetch_optional(&mut **tx)
+                                .await
+                                .map_err(failed(format_args!("find cost entry {key}, which {} reverses", entry.entry_key)))?
+                                .ok_or_else(|| StoreError::Database(format!(
+                                    "cost entry {} reverses {key}, which is not recorded on connection {conn}; nothing of this change was written",
+                                    entry.entry_key
+                                )))?
+                                .int("id")?,
+                        ),
+                    };
+                    let id: Option<i64> = query(sql::INSERT_COST_ENTRY)
+                        .bind(conn)
+                        .bind(&entry.entry_key)
+                        .bind(entry.kind.code())
+                        .bind(entry.charge.code())
+                        .bind(i64::from(entry.revision))
+                        .bind(entry.amount.minor())
+                        .bind(entry.amount.currency().code())
+                        .bind(&entry.label.shipment_key)
+                        .bind(entry.label.erp_id.as_deref())
+                        .bind(entry.label.ss_order_id)
+                        .bind(&entry.label.carrier)
+                        .bind(entry.label.service.as_deref())
+                        .bind(entry.label.ship_date.map(date_text))
+                        .bind(millis(entry.label.label_created_at))
+                        .bind(millis(entry.occurred_at))
+                        .bind(entry.source.code())
+                        .bind(reverses)
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("record cost entry {}", entry.entry_key)))?
+                        .map(|row| row.int("id"))
+                        .transpose()?;
+                    if id.is_some() {
+                        outcome.cost_entries_recorded.push(entry.entry_key.clone());
+                    }
+                }
+
+                // 4. The outbox: one job per idempotency key, ever.
+                for job in &change.jobs {
+                    let id: Option<i64> = query(sql::INSERT_JOB)
+                        .bind(conn)
+                        .bind(job.spec.kind().as_str())
+                        .bind(&job.idempotency_key)
+                        .bind(job.spec.payload())
+                        .bind(millis(job.run_at))
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("plan job {}", job.idempotency_key)))?
+                        .map(|row| row.int("id"))
+                        .transpose()?;
+                    match id {
+                        Some(id) => outcome.jobs_planned.push(id),
+                        None => outcome.jobs_skipped.push(job.idempotency_key.clone()),
+                    }
+                }
+
+                // 4b. Pending jobs this change frees run now.
+                for key in &change.wake_jobs {
+                    query(sql::WAKE_JOB)
+                        .bind(conn)
+                        .bind(key)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("wake job {key}")))?;
+                }
+
+                // 5. The timeline.
+                for event in &change.events {
+                    query(sql::INSERT_EVENT)
+                        .bind(conn)
+                        .bind(event.record_type.as_str())
+                        .bind(&event.record_id)
+                        .bind(event.kind.as_str())
+                        .bind(&event.detail)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "append event {} of {} {}",
+                            event.kind, event.record_type, event.record_id
+                        )))?;
+                }
+
+                // 6. Exceptions: open or refresh, then close.
+                for open in &change.open_exceptions {
+                    let row = query(sql::OPEN_EXCEPTION)
+                        .bind(conn)
+                        .bind(open.kind.code())
+                        .bind(enum_text(open.kind.owner()))
+                        .bind(enum_text(open.kind.severity()))
+                        .bind(&open.record_type)
+                        .bind(&open.record_id)
+                        .bind(now)
+                        .bind(&open.detail)
+                        .fetch_one(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "open exception {} on {} {}",
+                            open.kind, open.record_type, open.record_id
+                        )))?;
+                    if row.int("occurrences")? == 1 {
+                        outcome.exceptions_opened.push(row.int("id")?);
+                        outcome.opened_kinds.push(open.kind);
+                    }
+                }
+                for close in &change.close_exceptions {
+                    let done = query(sql::CLOSE_EXCEPTION)
+                        .bind(conn)
+                        .bind(close.kind.code())
+                        .bind(&close.record_type)
+                        .bind(&close.record_id)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!(
+                            "close exception {} on {} {}",
+                            close.kind, close.record_type, close.record_id
+                        )))?;
+                    outcome.exceptions_closed += done.rows_affected();
+                    for _ in 0..done.rows_affected() {
+                        outcome.closed_kinds.push(close.kind);
+                    }
+                }
+
+                // 7. The watermark, compare-and-set: only from what its writer read.
+                if let Some(mark) = &change.watermark {
+                    let moved = match &mark.from {
+                        None => query(sql::INSERT_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .bind(&mark.to)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await,
+                        Some(from) => query(sql::MOVE_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .bind(&mark.to)
+                            .bind(now)
+                            .bind(from)
+                            .execute(&mut **tx)
+                            .await,
+                    }
+                    .map_err(failed(format_args!("move watermark {}", mark.name)))?;
+                    if moved.rows_affected() == 0 {
+                        let found = query(sql::GET_WATERMARK)
+                            .bind(conn)
+                            .bind(&mark.name)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("read watermark {}", mark.name)))?
+                            .map(|row| row.text("value"))
+                            .transpose()?;
+                        return Err(StoreError::WatermarkMoved { name: mark.name.clone(), expected: mark.from.clone(), found });
+                    }
+                }
+
+                // 8. The job is done (or dead).
+                if let Some(finish) = &change.finish_job {
+                    query(sql::FINISH_JOB)
+                        .bind(finish.job_id)
+                        .bind(finish.state.as_str())
+                        .bind(&finish.error)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("finish job {}", finish.job_id)))?;
+                }
+
+                Ok(outcome)
+            }
+
+            impl $store {
+                async fn commit_change(&self, change: Change) -> Result<CommitOutcome> {
+                    check_change(&change)?;
+                    let mut tx = self.write().await?;
+                    match apply_change(&mut tx, &change).await {
+                        Ok(outcome) => {
+                            finish(tx).await?;
+                            Ok(outcome)
+                        }
+                        Err(e) => {
+                            tx.rollback().await.map_err(failed("roll back a change that failed"))?;
+                            Err(e)
+                        }
+                    }
+                }
+
+                /// Every change in one transaction, in order: all committed or none.
+                async fn commit_changes(&self, changes: Vec<Change>) -> Result<Vec<CommitOutcome>> {
+                    if changes.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    for change in &changes {
+                        check_change(change)?;
+                    }
+                    let mut tx = self.write().await?;
+                    if changes.iter().all(inbox_only) {
+                        return match insert_inbox(&mut tx, &changes).await {
+                            Ok(outcomes) => {
+                                finish(tx).await?;
+                                Ok(outcomes)
+                            }
+                            Err(e) => {
+                                tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
+                                Err(e)
+                            }
+                        };
+                    }
+                    let mut outcomes = Vec::with_capacity(changes.len());
+                    for (i, change) in changes.iter().enumerate() {
+                        match apply_change(&mut tx, change).await {
+                            Ok(outcome) => outcomes.push(outcome),
+                            Err(e) => {
+                                tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
+                                tracing::debug!(
+                                    failed_at = i,
+                                    changes = changes.len(),
+                                    "a batch of changes was rolled back: none of them is stored"
+                                );
+                                return Err(e);
+                            }
+                        }
+                    }
+                    finish(tx).await?;
+                    Ok(outcomes)
+                }
                 async fn claim(&self, claim: JobClaim<'_>) -> Result<Vec<Job>> {
                     if claim.limit == 0 {
                         return Ok(Vec::new());
@@ -719,6 +900,10 @@ macro_rules! store_impl {
 
                 fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
                     Box::pin(self.commit_change(change))
+                }
+
+                fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+                    Box::pin(self.commit_changes(changes))
                 }
 
                 fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {

@@ -118,6 +118,30 @@ pub trait Store: Send + Sync {
     /// the connection are skipped (reported in the outcome), never duplicated.
     fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>>;
 
+    /// Commit many independent decisions in **one** transaction, in order: every
+    /// one of them or none (the first that fails rolls the whole batch back and is
+    /// the error). One outcome per change, in the same order. Idempotency keys hold
+    /// across the batch as across commits: a job whose key an earlier change of the
+    /// same batch planned is skipped. This is group commit: the webhook receiver
+    /// stores a burst of deliveries with one `BEGIN ... COMMIT` (one fsync) instead
+    /// of one each.
+    ///
+    /// Both backends implement it in one transaction. The default, for a store that
+    /// wraps another and does not forward it, commits the changes one at a time and
+    /// stops at the first failure: the changes before it are then committed although
+    /// the call failed. Every job it plans is keyed, so a caller that has the sender
+    /// retry the whole batch plans nothing twice, but a wrapper should forward this
+    /// call to keep it all-or-nothing (and fast).
+    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+        Box::pin(async move {
+            let mut outcomes = Vec::with_capacity(changes.len());
+            for change in changes {
+                outcomes.push(self.commit(change).await?);
+            }
+            Ok(outcomes)
+        })
+    }
+
     // ---- orders
 
     fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>>;

@@ -8,6 +8,13 @@
 //! separate pool of readers that WAL lets run alongside the writer. Another process
 //! on the same file queues on `busy_timeout`. An in-memory database lives in one
 //! connection, so there reader and writer are the same single-connection pool.
+//!
+//! A file database runs with `synchronous=FULL`: every commit fsyncs the WAL before
+//! it returns, so what was committed (an acknowledged webhook, a finished job)
+//! survives a power cut or an OS crash, not only the death of the process. A commit
+//! costs one fsync, which is why the webhook receiver stores a burst of deliveries
+//! in one transaction ([`Store::commit_batch`](crate::Store::commit_batch)).
+//! [`SqliteStore::durability`] reports the setting as SQLite has it.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -49,7 +56,7 @@ impl SqliteStore {
         if !in_memory {
             options = options
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal);
+                .synchronous(SqliteSynchronous::Full);
         }
 
         // Never let the pool close its last connection: for an in-memory database
@@ -85,6 +92,28 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.readers.close().await;
         self.writer.close().await;
+    }
+
+    /// What a commit survives, as SQLite reports it on the writer connection:
+    /// `(journal_mode, synchronous)`, e.g. `("WAL", "FULL")` for a file (an
+    /// in-memory database says `MEMORY` and keeps nothing past the process).
+    pub async fn durability(&self) -> Result<(String, String)> {
+        let (journal_mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(failed("read the journal mode"))?;
+        let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(failed("read the synchronous setting"))?;
+        let synchronous = match synchronous {
+            0 => "OFF".to_string(),
+            1 => "NORMAL".to_string(),
+            2 => "FULL".to_string(),
+            3 => "EXTRA".to_string(),
+            n => format!("{n} (unknown)"),
+        };
+        Ok((journal_mode.to_ascii_uppercase(), synchronous))
     }
 
     fn reader(&self) -> &SqlitePool {

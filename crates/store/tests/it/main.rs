@@ -6,6 +6,7 @@
 //! [`stories!`] stamps each story once per backend, so `sqlite::x` and `postgres::x`
 //! run the same body.
 
+mod batch;
 mod budget;
 mod commit;
 mod costs;
@@ -46,6 +47,9 @@ macro_rules! stories {
 }
 
 stories! {
+    batch::a_burst_of_deliveries_is_stored_in_one_batch_with_an_outcome_each,
+    batch::a_batch_with_one_failing_change_stores_none_of_it,
+    batch::batches_committed_from_many_tasks_at_once_never_fail_with_busy,
     commit::a_committed_change_is_all_or_nothing,
     commit::a_change_records_the_order_its_lines_jobs_events_and_watermark,
     commit::planning_the_same_idempotency_key_twice_plans_one_job,
