@@ -12,3 +12,4 @@ mod upgrade;
 mod lifecycle;
 mod lanes;
 mod scans;
+mod polls;
