@@ -112,6 +112,38 @@ fn moved(result: &Result<(), EngineError>) -> bool {
     matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. })))
 }
 
+/// One decision and its commit, as a future that may be sent between threads.
+type Attempt<'r> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send + 'r>>;
+
+/// What one try of a decision may change: the poll's resolved orders, and its own
+/// counts (kept only when it is the last try).
+struct Try<'a> {
+    parents: &'a mut HashMap<i64, Option<String>>,
+    report: ShipmentReport,
+}
+
+/// Run `attempt` again while its commit fails because another worker moved the
+/// watermark it carried, up to [`MOVED_RETRIES`] times, each from a fresh report;
+/// only the last try's counts are added to `report` (nothing of an earlier one was
+/// written).
+async fn retry_moved<'a, F>(parents: &'a mut HashMap<i64, Option<String>>, report: &mut ShipmentReport, mut attempt: F) -> Result<(), EngineError>
+where
+    F: for<'r> FnMut(&'r mut Try<'a>) -> Attempt<'r>,
+{
+    let mut this = Try { parents, report: ShipmentReport::default() };
+    let mut tries = 0;
+    loop {
+        this.report = ShipmentReport::default();
+        let result = attempt(&mut this).await;
+        if moved(&result) && tries < MOVED_RETRIES {
+            tries += 1;
+            continue;
+        }
+        report.add(&this.report);
+        return result;
+    }
+}
+
 /// What a poll has found so far, across its parts: the counts, and the ShipStation
 /// orders already resolved to an ERP order (a split child's parent), so each is asked
 /// about once.
@@ -339,17 +371,7 @@ pub(crate) async fn ingest_label(
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
-    let mut tries = 0;
-    loop {
-        let mut this = ShipmentReport::default();
-        let result = ingest_label_once(engine, conn, label, wm_name, wm_time, parents, &mut this).await;
-        if moved(&result) && tries < MOVED_RETRIES {
-            tries += 1;
-            continue;
-        }
-        report.add(&this);
-        return result;
-    }
+    retry_moved(parents, report, |t| Box::pin(ingest_label_once(engine, conn, label, wm_name, wm_time, t.parents, &mut t.report))).await
 }
 
 async fn ingest_label_once(
@@ -491,17 +513,7 @@ pub(crate) async fn ingest_fulfillment(
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
-    let mut tries = 0;
-    loop {
-        let mut this = ShipmentReport::default();
-        let result = ingest_fulfillment_once(engine, conn, f, wm_time, parents, &mut this).await;
-        if moved(&result) && tries < MOVED_RETRIES {
-            tries += 1;
-            continue;
-        }
-        report.add(&this);
-        return result;
-    }
+    retry_moved(parents, report, |t| Box::pin(ingest_fulfillment_once(engine, conn, f, wm_time, t.parents, &mut t.report))).await
 }
 
 async fn ingest_fulfillment_once(
