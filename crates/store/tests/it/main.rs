@@ -81,6 +81,7 @@ stories! {
     shipments::awaiting_scan_lists_live_unscanned_labels_not_voided_ones_fulfillments_or_scanned_ones,
     shipments::a_shipment_written_with_its_job_and_event_is_all_or_nothing,
     shipments::scan_checks_put_never_checked_labels_first_then_the_least_recently_checked_and_keep_the_rest_until_due,
+    shipments::the_shipment_poll_can_find_something_only_with_an_order_open_in_shipstation_a_recent_leaver_or_a_voidable_label,
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
