@@ -226,6 +226,30 @@ fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
     to.duration_since(from).as_secs_f64().max(0.0)
 }
 
+/// Look at a condition every `every` until `look` says it holds (`(true, value)`) or
+/// `deadline` has passed since `started`, printing the line `progress` makes of the
+/// latest look every 10 s. The last look's value, and whether the condition held.
+async fn wait_until<T>(
+    started: Instant,
+    every: Duration,
+    deadline: Duration,
+    mut look: impl AsyncFnMut() -> anyhow::Result<(bool, T)>,
+    progress: impl Fn(&T) -> String,
+) -> anyhow::Result<(T, bool)> {
+    let mut said = Instant::now();
+    loop {
+        let (done, value) = look().await?;
+        if done || started.elapsed() > deadline {
+            return Ok((value, done));
+        }
+        if said.elapsed() >= Duration::from_secs(10) {
+            eprintln!("bench: [{:>4}s] {}", started.elapsed().as_secs(), progress(&value));
+            said = Instant::now();
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // The rig: both sandboxes, the store, the engine and the server of one run.
 
@@ -246,6 +270,11 @@ struct Rig {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
+
+/// Something per tracking number.
+type ByNumber<T> = BTreeMap<String, T>;
+/// An ERP fulfilment's (packed at, completed at).
+type Packed = (Option<Timestamp>, Option<Timestamp>);
 
 /// The sandbox's request counters at one moment.
 #[derive(Clone, Copy, Debug, Default)]
@@ -370,8 +399,7 @@ impl Rig {
     /// nothing left to do for them; `Err` past `timeout`.
     async fn drain_pushes(&self, timeout: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let mut said = Instant::now();
-        loop {
+        let look = async || -> anyhow::Result<(bool, (u64, usize))> {
             let by_state = self.store.count_orders_by_state(CONNECTION).await?;
             let pushed: u64 = by_state
                 .iter()
@@ -379,25 +407,23 @@ impl Rig {
                 .map(|(_, n)| n)
                 .sum();
             let in_shipstation = self.shipstation.read_world(|w| w.orders.values().filter(|o| o.visible()).count());
-            if pushed as usize == self.orders && in_shipstation >= self.orders && !self.engine.has_pending_work().await? {
-                return Ok(started.elapsed());
-            }
-            if said.elapsed() >= Duration::from_secs(10) {
-                let c = self.counts();
-                eprintln!(
-                    "bench: [{:>4}s] pushing: {pushed} of {} orders pushed, {in_shipstation} in ShipStation, {} requests, {} × 429",
-                    started.elapsed().as_secs(),
-                    self.orders,
-                    c.total(),
-                    c.rate_limited
-                );
-                said = Instant::now();
-            }
-            if started.elapsed() > timeout {
-                bail!("the backlog was not drained after {} s: {pushed} of {} orders pushed", timeout.as_secs(), self.orders);
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            let done = pushed as usize == self.orders && in_shipstation >= self.orders && !self.engine.has_pending_work().await?;
+            Ok((done, (pushed, in_shipstation)))
+        };
+        let progress = |(pushed, in_shipstation): &(u64, usize)| {
+            let c = self.counts();
+            format!(
+                "pushing: {pushed} of {} orders pushed, {in_shipstation} in ShipStation, {} requests, {} × 429",
+                self.orders,
+                c.total(),
+                c.rate_limited
+            )
+        };
+        let ((pushed, _), done) = wait_until(started, Duration::from_millis(250), timeout, look, progress).await?;
+        if !done {
+            bail!("the backlog was not drained after {} s: {pushed} of {} orders pushed", timeout.as_secs(), self.orders);
         }
+        Ok(started.elapsed())
     }
 
     /// Every backlogged order in ShipStation exactly once, and nothing else there.
@@ -431,14 +457,14 @@ impl Rig {
     }
 
     /// ShipStation's live labels: tracking number → when the label was made.
-    fn labels(&self) -> BTreeMap<String, Timestamp> {
+    fn labels(&self) -> ByNumber<Timestamp> {
         self.shipstation.read_world(|w| {
             w.shipments.values().filter(|s| !s.voided).map(|s| (s.tracking_number.clone(), s.create_date)).collect()
         })
     }
 
     /// The carrier's first physical scan (AC) per tracking number.
-    fn first_scans(&self) -> BTreeMap<String, Timestamp> {
+    fn first_scans(&self) -> ByNumber<Timestamp> {
         self.shipstation.read_world(|w| {
             w.tracking
                 .values()
@@ -451,7 +477,7 @@ impl Rig {
     }
 
     /// The ERP's fulfilments per tracking number: (packed at, completed at).
-    fn erp_packages(&self) -> BTreeMap<String, (Option<Timestamp>, Option<Timestamp>)> {
+    fn erp_packages(&self) -> ByNumber<Packed> {
         let world = self.erp.snapshot();
         let mut out = BTreeMap::new();
         for f in world.fulfilments.values().filter(|f| f.state != FulfilmentStatus::Cancelled) {
@@ -606,27 +632,17 @@ async fn ingest_once(args: &BenchArgs, webhooks: bool) -> anyhow::Result<Value> 
         .map_err(anyhow::Error::msg)?;
     eprintln!("bench: ingest {what}: the warehouse makes {} labels over {} s", args.orders, args.window);
     let deadline = Duration::from_secs(args.window + args.drain_timeout);
-    let mut said = Instant::now();
-    let (labels, packages) = loop {
+    let look = async || {
         let labels = rig.labels();
         let packages = rig.erp_packages();
         let packed = labels.keys().filter(|n| packages.get(*n).is_some_and(|(p, _)| p.is_some())).count();
-        if (labels.len() >= args.orders && packed == labels.len()) || started.elapsed() > deadline {
-            break (labels, packages);
-        }
-        if said.elapsed() >= Duration::from_secs(10) {
-            let c = rig.counts().since(before);
-            eprintln!(
-                "bench: [{:>4}s] ingest {what}: {} labels, {packed} packed in the ERP, {} requests, {} × 429",
-                started.elapsed().as_secs(),
-                labels.len(),
-                c.total(),
-                c.rate_limited
-            );
-            said = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok((labels.len() >= args.orders && packed == labels.len(), (labels, packages, packed)))
     };
+    let progress = |(labels, _, packed): &(ByNumber<Timestamp>, ByNumber<Packed>, usize)| {
+        let c = rig.counts().since(before);
+        format!("ingest {what}: {} labels, {packed} packed in the ERP, {} requests, {} × 429", labels.len(), c.total(), c.rate_limited)
+    };
+    let ((labels, packages, _), _) = wait_until(started, Duration::from_secs(1), deadline, look, progress).await?;
     let seconds = started.elapsed().as_secs_f64();
     let used = rig.counts().since(before);
     rig.stop().await;
@@ -694,31 +710,26 @@ async fn scans(args: &BenchArgs) -> anyhow::Result<Outcome> {
     );
     let scans_over = Duration::from_secs(LABEL_SPREAD + FIRST_SCAN_AFTER + args.window + 1);
     let deadline = scans_over + Duration::from_secs(args.drain_timeout);
-    let mut said = Instant::now();
-    let (labels, scans, packages) = loop {
+    let look = async || {
         let labels = rig.labels();
         let scans = rig.first_scans();
         let packages = rig.erp_packages();
         let completed = scans.keys().filter(|n| packages.get(*n).is_some_and(|(_, c)| c.is_some())).count();
         let all_scans_made = started.elapsed() > scans_over && labels.len() >= args.orders;
-        if (all_scans_made && completed == scans.len()) || started.elapsed() > deadline {
-            break (labels, scans, packages);
-        }
-        if said.elapsed() >= Duration::from_secs(10) {
-            let c = rig.counts().since(before);
-            let packed = labels.keys().filter(|n| packages.contains_key(*n)).count();
-            eprintln!(
-                "bench: [{:>4}s] scans: {} labels ({packed} packed), {} scanned, {completed} of them completed, {} requests, {} × 429",
-                started.elapsed().as_secs(),
-                labels.len(),
-                scans.len(),
-                c.total(),
-                c.rate_limited
-            );
-            said = Instant::now();
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok((all_scans_made && completed == scans.len(), (labels, scans, packages, completed)))
     };
+    let progress = |(labels, scans, packages, completed): &(ByNumber<Timestamp>, ByNumber<Timestamp>, ByNumber<Packed>, usize)| {
+        let c = rig.counts().since(before);
+        let packed = labels.keys().filter(|n| packages.contains_key(*n)).count();
+        format!(
+            "scans: {} labels ({packed} packed), {} scanned, {completed} of them completed, {} requests, {} × 429",
+            labels.len(),
+            scans.len(),
+            c.total(),
+            c.rate_limited
+        )
+    };
+    let ((labels, scans, packages, _), _) = wait_until(started, Duration::from_secs(1), deadline, look, progress).await?;
     let seconds = started.elapsed().as_secs_f64();
     let used = rig.counts().since(before);
     rig.stop().await;

@@ -1429,6 +1429,27 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn shipment_poll_can_find<'a>(
+                    &'a self,
+                    connection: &'a str,
+                    orders_since: Timestamp,
+                    labels_since: Timestamp,
+                ) -> BoxFuture<'a, Result<bool>> {
+                    Box::pin(async move {
+                        let row = self
+                            .reader()
+                            .fetch_one(
+                                query(sql::SHIPMENT_POLL_CAN_FIND)
+                                    .bind(connection)
+                                    .bind(millis(orders_since))
+                                    .bind(millis(labels_since)),
+                            )
+                            .await
+                            .map_err(failed("ask whether the shipment poll can find anything"))?;
+                        Ok(rows::count(&row)? > 0)
+                    })
+                }
+
                 fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
                     Box::pin(self.take(key, reserve, now))
                 }

@@ -305,6 +305,27 @@ pub trait Store: Send + Sync {
     /// shipment changes (not its `updated_at`).
     fn mark_scans_checked<'a>(&'a self, connection: &'a str, checks: &'a [ScanCheck]) -> BoxFuture<'a, Result<()>>;
 
+    // ---- what the shipment poll can find
+
+    /// Whether ShipStation can hold anything new for the shipment poll of
+    /// `connection`: an order shipledger put there that awaits shipment (`pushed`:
+    /// it may be labelled, marked shipped elsewhere, split or merged at any moment),
+    /// an order that was in ShipStation (`ss_order_id` known) whose record changed at
+    /// or after `orders_since` (cancelled or shipped lately: a label made just before
+    /// may not be polled yet), or a live label created at or after `labels_since`
+    /// (still voidable). `false` means a poll now can only find orders created in
+    /// ShipStation by hand, which the reconciler names. A store that cannot tell
+    /// answers `true` (the default), so the poll runs.
+    fn shipment_poll_can_find<'a>(
+        &'a self,
+        connection: &'a str,
+        orders_since: Timestamp,
+        labels_since: Timestamp,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (connection, orders_since, labels_since);
+        Box::pin(async { Ok(true) })
+    }
+
     // ---- the shared ShipStation rate budget
 
     /// Take one request from the budget of `key` at `now`: `Ok(None)` to go ahead,

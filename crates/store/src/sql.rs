@@ -575,6 +575,19 @@ pub(crate) const MARK_SCAN_CHECKED: &str = "UPDATE shipments
             scan_coarse_status = COALESCE($5, scan_coarse_status)
       WHERE connection = $1 AND shipment_key = $2";
 
+// ---- what the shipment poll can find
+
+/// `$1` connection, `$2` orders changed since, `$3` labels created since: `n` is 0
+/// when the poll can find nothing (each part stops at its first row).
+pub(crate) const SHIPMENT_POLL_CAN_FIND: &str = "SELECT
+        (SELECT COUNT(*) FROM (SELECT 1 FROM orders
+            WHERE connection = $1
+              AND (state = 'pushed' OR (ss_order_id IS NOT NULL AND updated_at >= $2))
+            LIMIT 1) AS o)
+      + (SELECT COUNT(*) FROM (SELECT 1 FROM shipments
+            WHERE connection = $1 AND kind = 'label' AND NOT voided AND ss_created_at >= $3
+            LIMIT 1) AS s) AS n";
+
 // ---- the rate budget
 
 /// `$1` key, `$2` now.

@@ -112,6 +112,38 @@ fn moved(result: &Result<(), EngineError>) -> bool {
     matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. })))
 }
 
+/// One decision and its commit, as a future that may be sent between threads.
+type Attempt<'r> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), EngineError>> + Send + 'r>>;
+
+/// What one try of a decision may change: the poll's resolved orders, and its own
+/// counts (kept only when it is the last try).
+struct Try<'a> {
+    parents: &'a mut HashMap<i64, Option<String>>,
+    report: ShipmentReport,
+}
+
+/// Run `attempt` again while its commit fails because another worker moved the
+/// watermark it carried, up to [`MOVED_RETRIES`] times, each from a fresh report;
+/// only the last try's counts are added to `report` (nothing of an earlier one was
+/// written).
+async fn retry_moved<'a, F>(parents: &'a mut HashMap<i64, Option<String>>, report: &mut ShipmentReport, mut attempt: F) -> Result<(), EngineError>
+where
+    F: for<'r> FnMut(&'r mut Try<'a>) -> Attempt<'r>,
+{
+    let mut this = Try { parents, report: ShipmentReport::default() };
+    let mut tries = 0;
+    loop {
+        this.report = ShipmentReport::default();
+        let result = attempt(&mut this).await;
+        if moved(&result) && tries < MOVED_RETRIES {
+            tries += 1;
+            continue;
+        }
+        report.add(&this.report);
+        return result;
+    }
+}
+
 /// What a poll has found so far, across its parts: the counts, and the ShipStation
 /// orders already resolved to an ERP order (a split child's parent), so each is asked
 /// about once.
@@ -121,14 +153,46 @@ pub struct Polled {
     parents: HashMap<i64, Option<String>>,
 }
 
+/// How long after its creation a live label is still looked for among voids: the
+/// longest carrier void period planned for (USPS allows about 30 days).
+pub const VOID_LOOKBACK: SignedDuration = SignedDuration::from_hours(30 * 24);
+
 /// Read new labels, voids and fulfillments from ShipStation and record them: the
 /// schedule's poll, [`poll_labels`], [`poll_voids`] and [`poll_fulfillments`] in turn.
+///
+/// It asks nothing when ShipStation can hold nothing new for it ([`poll_can_find`]):
+/// the watermarks stay where they are, so the next poll that does ask covers the
+/// time skipped.
 pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut polled = Polled::default();
+    if !poll_can_find(engine, conn).await? {
+        return Ok(polled.report);
+    }
     poll_labels(engine, conn, &mut polled).await?;
     poll_voids(engine, conn, &mut polled).await?;
     poll_fulfillments(engine, conn, &mut polled).await?;
     Ok(polled.report)
+}
+
+/// Whether the scheduled poll can find anything in ShipStation now
+/// ([`Store::shipment_poll_can_find`]): an order pushed there and not yet shipped or
+/// cancelled (its labels, its fulfillment marked elsewhere, its split children and
+/// the orders merged into it), an order that left that state within two poll
+/// intervals and the overlap (a label made just before its cancellation), or a live
+/// label younger than [`VOID_LOOKBACK`] (its void; v1 announces none). What this
+/// gives up: a label or fulfillment for an order created in ShipStation by hand,
+/// while nothing of ours is open there, is found only by the next poll that runs
+/// (the watermarks did not move, so it is not lost) or named by the reconciler; a
+/// void of a label older than [`VOID_LOOKBACK`] likewise.
+///
+/// [`Store::shipment_poll_can_find`]: shipledger_store::Store::shipment_poll_can_find
+pub async fn poll_can_find(engine: &Engine, conn: &Connection) -> Result<bool, EngineError> {
+    let now = engine.clock.now();
+    let interval = SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or(SignedDuration::MAX);
+    let recent = interval.checked_mul(2).and_then(|d| d.checked_add(OVERLAP)).unwrap_or(SignedDuration::MAX);
+    let orders_since = now.checked_sub(recent).unwrap_or(Timestamp::MIN);
+    let labels_since = now.checked_sub(VOID_LOOKBACK).unwrap_or(Timestamp::MIN);
+    Ok(engine.store.shipment_poll_can_find(&conn.name, orders_since, labels_since).await?)
 }
 
 /// Labels created since the watermark (less the overlap), oldest first, each ingested
@@ -307,17 +371,7 @@ pub(crate) async fn ingest_label(
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
-    let mut tries = 0;
-    loop {
-        let mut this = ShipmentReport::default();
-        let result = ingest_label_once(engine, conn, label, wm_name, wm_time, parents, &mut this).await;
-        if moved(&result) && tries < MOVED_RETRIES {
-            tries += 1;
-            continue;
-        }
-        report.add(&this);
-        return result;
-    }
+    retry_moved(parents, report, |t| Box::pin(ingest_label_once(engine, conn, label, wm_name, wm_time, t.parents, &mut t.report))).await
 }
 
 async fn ingest_label_once(
@@ -463,17 +517,7 @@ pub(crate) async fn ingest_fulfillment(
     parents: &mut HashMap<i64, Option<String>>,
     report: &mut ShipmentReport,
 ) -> Result<(), EngineError> {
-    let mut tries = 0;
-    loop {
-        let mut this = ShipmentReport::default();
-        let result = ingest_fulfillment_once(engine, conn, f, wm_time, parents, &mut this).await;
-        if moved(&result) && tries < MOVED_RETRIES {
-            tries += 1;
-            continue;
-        }
-        report.add(&this);
-        return result;
-    }
+    retry_moved(parents, report, |t| Box::pin(ingest_fulfillment_once(engine, conn, f, wm_time, t.parents, &mut t.report))).await
 }
 
 async fn ingest_fulfillment_once(
@@ -714,13 +758,18 @@ enum Seen {
 ///    physical scan ([`record_tracking`]). One whose status is still the one last
 ///    seen (`in_transit` from an electronic notice) is not settled by the page: its
 ///    detail may have moved under the same coarse status, so it waits for its turn
-///    in step 2. Paging stops after a page with no moved label (the moved ones come
-///    first), at the last page, or after `max_pages`.
+///    in step 2. Paging stops at the last page, after `max_pages`, or after a page
+///    with no moved label (the moved ones come first) once no label is due that no
+///    page has shown (a page settles up to `page_size` due labels in one request,
+///    where step 2 spends one request per label).
 /// 2. **Due labels.** Labels due by their backoff ([`Store::scans_due`], least
 ///    recently checked first) that step 1 did not settle are tracked one by one, up
 ///    to `max_due_tracks`. A track call settles a label in one request, where a
 ///    `GET /v2/labels?tracking_number=` lookup would need a track call after it
 ///    whenever the label moved.
+///
+/// A connection with no label awaiting a scan asks nothing (no page could settle
+/// anything).
 ///
 /// Every check that finds no physical scan pushes the label's next check out
 /// ([`scan_check_backoff`]). A merged label (one tracking number, several ERP
@@ -732,11 +781,18 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
     let mut report = ShipmentReport::default();
     let Some(v2) = &conn.shipstation_v2 else { return Ok(report) };
     let now = engine.clock.now();
+    // No label awaits a scan: no page or track call could settle anything.
+    if engine.store.scans_due(&conn.name, Timestamp::MAX, 1).await?.is_empty() {
+        return Ok(report);
+    }
     // Tracking numbers this sweep settled: not asked about again in it.
     let mut settled: HashSet<String> = HashSet::new();
 
     // 1. Pages of labels, most recently modified first.
     let mut tracks = 0;
+    // Labels a page showed but did not settle (no status, or the one last seen),
+    // by tracking number, with their rows: step 2's to track when due.
+    let mut shown: HashMap<String, usize> = HashMap::new();
     for page in 1..=limits.max_pages.max(1) {
         let list = v2
             .list_labels(&LabelFilter {
@@ -768,11 +824,18 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
             }
             let Some(parcel) = held.remove(&number) else { continue };
             let last = parcel.labels[0].check.coarse_status.clone();
+            let rows = parcel.labels.len();
             let seen = match coarse.as_deref() {
                 // The label carries no status: nothing learnt; its turn comes in step 2.
-                None => continue,
+                None => {
+                    shown.insert(number, rows);
+                    continue;
+                }
                 Some("unknown") => Seen::Nothing { coarse },
-                Some(_) if coarse == last => continue,
+                Some(_) if coarse == last => {
+                    shown.insert(number, rows);
+                    continue;
+                }
                 Some(_) => {
                     moved_here = true;
                     if tracks >= limits.max_moved_tracks {
@@ -787,7 +850,13 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
             settle(conn, &parcel, seen, now, &mut checks, &mut report);
         }
         engine.store.mark_scans_checked(&conn.name, &checks).await?;
-        if !moved_here || i64::from(page) >= list.pages {
+        if i64::from(page) >= list.pages {
+            break;
+        }
+        // The next page may hold a moved label while this one did; and while labels
+        // are due that no page has shown yet, a page (up to 500 labels a request) is
+        // cheaper than tracking them one by one in step 2.
+        if !moved_here && !due_unshown(engine, conn, now, &settled, &shown).await? {
             break;
         }
     }
@@ -827,6 +896,25 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
     }
     engine.store.mark_scans_checked(&conn.name, &checks).await?;
     Ok(report)
+}
+
+/// Whether a label is due for a check ([`Store::scans_due`]) that this sweep has
+/// neither settled nor seen on a page.
+///
+/// [`Store::scans_due`]: shipledger_store::Store::scans_due
+async fn due_unshown(
+    engine: &Engine,
+    conn: &Connection,
+    now: Timestamp,
+    settled: &HashSet<String>,
+    shown: &HashMap<String, usize>,
+) -> Result<bool, EngineError> {
+    // Settled labels are no longer due; shown ones may be, so ask for one row more
+    // than they have.
+    let rows: usize = shown.values().sum();
+    let limit = u32::try_from(rows.saturating_add(1)).unwrap_or(u32::MAX);
+    let due = engine.store.scans_due(&conn.name, now, limit).await?;
+    Ok(due.iter().any(|l| l.tracking_number.as_ref().is_some_and(|n| !settled.contains(n) && !shown.contains_key(n))))
 }
 
 /// Awaiting labels by tracking number.

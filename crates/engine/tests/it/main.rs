@@ -13,3 +13,4 @@ mod upgrade;
 mod lifecycle;
 mod lanes;
 mod scans;
+mod polls;

@@ -135,6 +135,48 @@ crate::stories! {
         assert!(made * 5 < 300 * sweeps, "far fewer than one request per label per sweep: {made}");
     }
 
+    async fn labels_due_but_off_the_first_page_are_read_on_later_pages_not_tracked_one_by_one(w: World) {
+        let (clock, v2) = quiet(&mut w);
+        // 30 labels never checked; pages of 10, nothing scanned.
+        let numbers = labelled(&w, 1, 30).await;
+        sweeping(&mut w, v2);
+        let limits = SweepLimits { page_size: 10, max_pages: 4, ..SweepLimits::default() };
+        let conn = &w.engine.connections[0];
+        w.pass(&clock, SignedDuration::try_from(POLL).unwrap()).await;
+        let (before, pages_before, tracks_before) = v2_requests(&w).await;
+        shipments::sweep(&w.engine, conn, limits).await.unwrap();
+        let (after, pages_after, tracks_after) = v2_requests(&w).await;
+        assert_eq!(pages_after - pages_before, 3, "three pages show all 30 labels");
+        assert_eq!(tracks_after - tracks_before, 0, "no label is tracked alone: every due one was on a page");
+        assert_eq!(after - before, 3);
+        for number in &numbers {
+            assert_eq!(label_of(&w, number).await.check.empty_checks, 1, "{number} was checked once");
+        }
+        // A minute later none is due (backoff), and the first page has nothing new:
+        // one page, no track call.
+        w.pass(&clock, SignedDuration::from_secs(30)).await;
+        shipments::sweep(&w.engine, conn, limits).await.unwrap();
+        let (last, _, tracks_last) = v2_requests(&w).await;
+        assert_eq!((last - after, tracks_last - tracks_after), (1, 0), "nothing due, nothing moved: one page");
+    }
+
+    async fn a_connection_with_no_label_awaiting_a_scan_makes_no_sweep_request(w: World) {
+        let (clock, v2) = quiet(&mut w);
+        let numbers = labelled(&w, 1, 1).await;
+        sweeping(&mut w, v2);
+        scan(&w, &numbers[0], "AC", "RECEIVED_BY_CARRIER").await;
+        let conn = &w.engine.connections[0];
+        w.pass(&clock, SignedDuration::try_from(POLL).unwrap()).await;
+        assert_eq!(shipments::scans(&w.engine, conn).await.unwrap().scanned, 1, "the one label awaiting a scan is found");
+        let (before, _, _) = v2_requests(&w).await;
+        for _ in 0..3 {
+            w.pass(&clock, SignedDuration::try_from(POLL).unwrap()).await;
+            assert_eq!(shipments::scans(&w.engine, conn).await.unwrap().scanned, 0);
+        }
+        let (after, _, _) = v2_requests(&w).await;
+        assert_eq!(after, before, "no label awaits a scan: three sweeps, no v2 request");
+    }
+
     async fn a_label_in_transit_on_an_electronic_notice_is_tracked_once_and_again_only_when_its_backoff_is_due(w: World) {
         let (clock, v2) = quiet(&mut w);
         let numbers = labelled(&w, 1, 2).await;

@@ -186,6 +186,10 @@ crate::stories! {
     }
 
     async fn a_label_for_an_order_shipledger_never_pushed_is_an_orphan_for_ops(w: World) {
+        // One of our orders awaits shipment in ShipStation, so the shipment poll runs
+        // (with nothing of ours open there it asks nothing: see
+        // `a_connection_with_nothing_open_in_shipstation_asks_it_nothing` in scans.rs).
+        pushed_order_id(&w, "SO-1").await;
         let r = w.http
             .post(format!("{}/orders/createorder", w.sandbox.base_url()))
             .basic_auth("sandbox-key", Some("sandbox-secret"))

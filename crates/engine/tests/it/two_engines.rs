@@ -179,6 +179,12 @@ async fn two_engines_on_one_postgres_under_faults_do_the_days_work_once_for_at_m
 crate::stories! {
     async fn a_second_engine_leaves_a_poll_the_first_did_until_its_interval_passes_and_takes_a_released_pass_at_once(w: World) {
         let clock = w.manual_clock();
+        // An order of ours awaits shipment in ShipStation (released and pushed without
+        // a scheduled pass), so the shipment poll has something to ask about.
+        w.erp.put(paid_order("SO-1"));
+        shipledger_engine::flows::release::poll(&w.engine, &w.engine.connections[0]).await.unwrap();
+        shipledger_engine::flows::push::run(&w.engine, &w.engine.connections[0]).await.unwrap();
+        assert_eq!(w.store.get_order("acme-uk", "SO-1").await.unwrap().unwrap().state, shipledger_store::OrderState::Pushed);
         let interval = Policy::default().shipment_poll_interval;
         w.engine.connections[0].policy.shipment_poll_interval = interval;
         let step = SignedDuration::try_from(interval).unwrap() + SignedDuration::from_secs(1);

@@ -555,3 +555,38 @@ pub async fn scan_checks_put_never_checked_labels_first_then_the_least_recently_
     assert_eq!(due_keys(store.scans_due(BETA, t(0), 0).await?), ["label:6001"]);
     Ok(())
 }
+
+pub async fn the_shipment_poll_can_find_something_only_with_an_order_open_in_shipstation_a_recent_leaver_or_a_voidable_label(
+    db: &TestDb,
+) -> anyhow::Result<()> {
+    let store = &db.store;
+    let can_find = |orders_since: i64, labels_since: i64| store.shipment_poll_can_find(ACME, t(orders_since), t(labels_since));
+    assert!(!can_find(0, 0).await?, "a new connection: nothing in ShipStation");
+    let put = |o: shipledger_store::OrderUpsert, at: i64| {
+        let mut change = Change::new(ACME, t(at));
+        change.order = Some(o);
+        store.commit(change)
+    };
+    // Released, not yet in ShipStation.
+    put(order("2001", "SO-2001", OrderState::Released), 10).await?;
+    assert!(!can_find(0, 0).await?, "a released order is not in ShipStation yet");
+    // Pushed: it may be labelled at any moment, however long ago it was pushed.
+    let mut pushed = order("2001", "SO-2001", OrderState::Pushed);
+    pushed.ss_order_id = Some(92001);
+    put(pushed.clone(), 20).await?;
+    assert!(can_find(1_000, 1_000).await?, "an order awaiting shipment in ShipStation");
+    assert!(!store.shipment_poll_can_find(BETA, t(0), t(0)).await?, "another connection's orders are not this one's");
+    // Cancelled at 100: a label made just before may not be polled yet.
+    put(shipledger_store::OrderUpsert { state: OrderState::Cancelled, ..pushed }, 100).await?;
+    assert!(can_find(50, 1_000).await?, "left ShipStation's queue since 50");
+    assert!(!can_find(200, 1_000).await?, "left it before 200: nothing open");
+    // A live label made at 300 can still be voided; a voided one cannot.
+    let mut voided = label(5101, 9101, Some("2001"), 250);
+    voided.voided = true;
+    save(db, ACME, 300, vec![voided]).await?;
+    assert!(!can_find(1_000, 0).await?, "a voided label is voided for good");
+    save(db, ACME, 300, vec![label(5102, 9102, Some("2001"), 300)]).await?;
+    assert!(can_find(1_000, 299).await?, "a live label younger than the look-back");
+    assert!(!can_find(1_000, 301).await?, "a live label older than the look-back");
+    Ok(())
+}
