@@ -270,10 +270,26 @@ impl MeteredStore {
     }
 
     async fn metered_commit(&self, change: Change) -> Result<CommitOutcome> {
-        let connection = change.connection.clone();
-        let planned: Vec<(String, String)> = change.jobs.iter().map(|j| (j.spec.kind().to_string(), j.idempotency_key.clone())).collect();
-        let finish = change.finish_job.as_ref().map(|f| (f.job_id, f.state));
+        let meta = CommitMeta::of(&change);
         let result = self.inner.commit(change).await;
+        self.counted(meta, result).await
+    }
+
+    /// A group commit counted as its changes would be one by one: all of it or, when
+    /// it failed, none of it.
+    async fn metered_commit_batch(&self, changes: Vec<Change>) -> Result<Vec<CommitOutcome>> {
+        let metas: Vec<CommitMeta> = changes.iter().map(CommitMeta::of).collect();
+        let outcomes = self.inner.commit_batch(changes).await?;
+        let mut counted = Vec::with_capacity(outcomes.len());
+        for (meta, outcome) in metas.into_iter().zip(outcomes) {
+            counted.push(self.counted(meta, Ok(outcome)).await?);
+        }
+        Ok(counted)
+    }
+
+    /// Update the gauges and counters for a commit's result.
+    async fn counted(&self, meta: CommitMeta, result: Result<CommitOutcome>) -> Result<CommitOutcome> {
+        let CommitMeta { connection, planned, finish } = meta;
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
@@ -359,12 +375,35 @@ impl MeteredStore {
     }
 }
 
+/// What the gauges need to know of a change before it is committed.
+struct CommitMeta {
+    connection: String,
+    planned: Vec<(String, String)>,
+    finish: Option<(i64, JobState)>,
+}
+
+impl CommitMeta {
+    fn of(change: &Change) -> CommitMeta {
+        CommitMeta {
+            connection: change.connection.clone(),
+            planned: change.jobs.iter().map(|j| (j.spec.kind().to_string(), j.idempotency_key.clone())).collect(),
+            finish: change.finish_job.as_ref().map(|f| (f.job_id, f.state)),
+        }
+    }
+}
+
 impl Store for MeteredStore {
     fn ensure_connection<'a>(&'a self, name: &'a str, now: Timestamp) -> BoxFuture<'a, Result<()>> {
         self.inner.ensure_connection(name, now)
     }
     fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
         Box::pin(self.metered_commit(change))
+    }
+    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+        Box::pin(self.metered_commit_batch(changes))
+    }
+    fn shipment_poll_can_find<'a>(&'a self, connection: &'a str, orders_since: Timestamp, labels_since: Timestamp) -> BoxFuture<'a, Result<bool>> {
+        self.inner.shipment_poll_can_find(connection, orders_since, labels_since)
     }
     fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
         self.inner.get_order(connection, erp_id)

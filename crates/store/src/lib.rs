@@ -126,21 +126,10 @@ pub trait Store: Send + Sync {
     /// stores a burst of deliveries with one `BEGIN ... COMMIT` (one fsync) instead
     /// of one each.
     ///
-    /// Both backends implement it in one transaction. The default, for a store that
-    /// wraps another and does not forward it, commits the changes one at a time and
-    /// stops at the first failure: the changes before it are then committed although
-    /// the call failed. Every job it plans is keyed, so a caller that has the sender
-    /// retry the whole batch plans nothing twice, but a wrapper should forward this
-    /// call to keep it all-or-nothing (and fast).
-    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(changes.len());
-            for change in changes {
-                outcomes.push(self.commit(change).await?);
-            }
-            Ok(outcomes)
-        })
-    }
+    /// Both backends implement it in one transaction. There is no default: a store
+    /// that wraps another must forward it, or a batch would no longer be all or
+    /// nothing (nor fast).
+    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>>;
 
     // ---- orders
 
@@ -314,17 +303,14 @@ pub trait Store: Send + Sync {
     /// or after `orders_since` (cancelled or shipped lately: a label made just before
     /// may not be polled yet), or a live label created at or after `labels_since`
     /// (still voidable). `false` means a poll now can only find orders created in
-    /// ShipStation by hand, which the reconciler names. A store that cannot tell
-    /// answers `true` (the default), so the poll runs.
+    /// ShipStation by hand, which the reconciler names. No default: a wrapper that
+    /// answered `true` would make every poll run; one that answered `false`, none.
     fn shipment_poll_can_find<'a>(
         &'a self,
         connection: &'a str,
         orders_since: Timestamp,
         labels_since: Timestamp,
-    ) -> BoxFuture<'a, Result<bool>> {
-        let _ = (connection, orders_since, labels_since);
-        Box::pin(async { Ok(true) })
-    }
+    ) -> BoxFuture<'a, Result<bool>>;
 
     // ---- the shared ShipStation rate budget
 

@@ -121,12 +121,62 @@ impl SqliteStore {
     }
 
     /// A write transaction on the single writer, holding the write lock from the start.
+    ///
+    /// First the writer is made whole again if a cancelled write left it inside a
+    /// transaction nobody holds: sqlx's SQLite `begin_with` runs the `BEGIN` and
+    /// then awaits once more before it hands out the guard that would roll it back,
+    /// so a write dropped at that moment (a client hanging up, a drain aborting a
+    /// pass) leaves the one writer connection in a transaction, and every later
+    /// write would fail with "non-zero transaction depth".
     async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.heal_writer().await?;
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed("begin a write transaction"))
     }
+
+    /// Roll back a transaction the writer was left in by a cancelled write (see
+    /// [`SqliteStore::write`]). Only a write holds the writer, so an open
+    /// transaction found here belongs to no one.
+    async fn heal_writer(&self) -> Result<()> {
+        use sqlx::{Connection as _, TransactionManager as _};
+        let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
+        if conn.is_in_transaction() {
+            tracing::warn!("the SQLite writer was left inside an abandoned transaction (a cancelled write); rolling it back");
+            sqlx::sqlite::SqliteTransactionManager::rollback(&mut conn)
+                .await
+                .map_err(failed("roll back an abandoned write transaction"))?;
+        }
+        Ok(())
+    }
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, crate::sql::SQLITE);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store as _;
+
+    /// A write cancelled between its `BEGIN` and sqlx's transaction guard leaves the
+    /// writer inside a transaction; the next write still goes through, and what the
+    /// abandoned one had written is not kept.
+    #[tokio::test]
+    async fn a_write_cancelled_after_its_begin_does_not_wedge_the_store() {
+        use sqlx::TransactionManager as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+        let now = jiff::Timestamp::now();
+        {
+            // What the cancelled write leaves behind: a BEGIN with no guard.
+            let mut conn = store.writer.acquire().await.unwrap();
+            sqlx::sqlite::SqliteTransactionManager::begin(&mut conn, Some("BEGIN IMMEDIATE".into())).await.unwrap();
+            sqlx::query("INSERT INTO connections (name, created_at) VALUES ('abandoned', 0)").execute(&mut *conn).await.unwrap();
+        }
+        store.ensure_connection("acme", now).await.expect("a write after the abandoned one");
+        store.ensure_connection("acme-2", now).await.expect("and the one after it");
+        let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM connections ORDER BY name").fetch_all(&store.readers).await.unwrap();
+        assert_eq!(names, vec![("acme".to_string(),), ("acme-2".to_string(),)]);
+    }
+}

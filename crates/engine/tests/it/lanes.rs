@@ -413,6 +413,13 @@ mod counting {
             self.wrote("commit");
             self.inner.commit(change)
         }
+        fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+            self.wrote("commit_batch");
+            self.inner.commit_batch(changes)
+        }
+        fn shipment_poll_can_find<'a>(&'a self, connection: &'a str, orders_since: Timestamp, labels_since: Timestamp) -> BoxFuture<'a, Result<bool>> {
+            self.inner.shipment_poll_can_find(connection, orders_since, labels_since)
+        }
         fn get_order<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<Option<OrderRecord>>> {
             self.inner.get_order(connection, erp_id)
         }
@@ -518,6 +525,15 @@ mod counting {
         }
         fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
             self.inner.list_shipments(filter)
+        }
+        fn list_cost_entries<'a>(&'a self, filter: shipledger_store::CostEntryFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::CostEntry>>> {
+            self.inner.list_cost_entries(filter)
+        }
+        fn get_cost_entry<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<shipledger_store::CostEntry>>> {
+            self.inner.get_cost_entry(id)
+        }
+        fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostEntry>>> {
+            self.inner.get_cost_entry_by_key(connection, entry_key)
         }
         fn scans_due<'a>(&'a self, connection: &'a str, now: Timestamp, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::AwaitingScan>>> {
             self.inner.scans_due(connection, now, limit)
