@@ -434,7 +434,6 @@ async fn ingest_label_once(
         let shares = shares(engine, conn, label, erp_id.clone()).await?;
         let merged: Vec<String> = shares.iter().filter(|s| !s.primary).filter_map(|s| s.erp_id.clone()).collect();
         let primary_erp_id = shares.iter().find(|s| s.primary).and_then(|s| s.erp_id.clone());
-        crate::flows::costs::plan_new_label(conn, label, primary_erp_id, now, &mut change);
         for share in shares {
             let upsert = ShipmentUpsert {
                 shipment_key: share.key.clone(),
@@ -496,6 +495,7 @@ async fn ingest_label_once(
             }
             records.push(upsert);
         }
+        crate::flows::costs::plan_new_label(conn, label, primary_erp_id, now, &mut change);
     }
     let erp_ids: std::collections::BTreeSet<String> = records.iter().filter_map(|r| r.erp_id.clone()).collect();
     change.shipments = records;
