@@ -123,19 +123,14 @@ pub trait Store: Send + Sync {
     /// of one each.
     ///
     /// Both backends implement it in one transaction. The default, for a store that
-    /// wraps another and does not forward it, commits the changes one at a time and
-    /// stops at the first failure: the changes before it are then committed although
-    /// the call failed. Every job it plans is keyed, so a caller that has the sender
-    /// retry the whole batch plans nothing twice, but a wrapper should forward this
-    /// call to keep it all-or-nothing (and fast).
+    /// wraps another and does not forward it, is **not** all or nothing: it commits
+    /// each change on its own ([`Store::commit`]), all at once (as separate callers
+    /// would), and fails with the first error, although the other changes may then
+    /// be committed. Every job it plans is keyed, so a caller that has the sender
+    /// retry the whole batch plans nothing twice; still, a wrapper should forward
+    /// this call to keep it all-or-nothing and one transaction.
     fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
-        Box::pin(async move {
-            let mut outcomes = Vec::with_capacity(changes.len());
-            for change in changes {
-                outcomes.push(self.commit(change).await?);
-            }
-            Ok(outcomes)
-        })
+        Box::pin(async move { futures::future::join_all(changes.into_iter().map(|change| self.commit(change))).await.into_iter().collect() })
     }
 
     // ---- orders
