@@ -358,7 +358,7 @@ impl Rig {
             shipstation_base: base,
             v2_keys: Some(keys),
         };
-        let server = shipledger_server::Server::bind("127.0.0.1:0".parse()?, store.clone(), clock, vec![server_hooks]).await?;
+        let server = shipledger_server::Server::bind("127.0.0.1:0".parse()?, store.clone(), clock, vec![server_hooks]).await?.wake_on_intake(engine.waker());
         let server_addr = server.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let server_task = tokio::spawn(async move {

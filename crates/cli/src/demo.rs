@@ -185,7 +185,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("loading the sandbox's v2 webhook keys: {e}"))?,
         ),
     };
-    let server = shipledger_server::Server::bind(args.listen, store.clone(), clock.clone(), vec![hooks]).await?;
+    let server = shipledger_server::Server::bind(args.listen, store.clone(), clock.clone(), vec![hooks]).await?.wake_on_intake(engine.waker());
     let server_addr = server.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let server_task = tokio::spawn(server.run(stop_rx.clone()));

@@ -468,6 +468,10 @@ async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<S
             permit = permits.acquire() => match permit { Ok(p) => p, Err(_) => return },
             _ = stopped(&mut stop) => return,
         };
+        // Registered before the step, so a wake-up that comes while the step finds
+        // nothing (a webhook stored just after its empty claim) is not lost: a
+        // `Notified` receives `notify_waiters` from the moment it is created.
+        let woken = wake.notified();
         let outcome = engine.try_execute_one(conn, lane).await;
         drop(permit);
         // Pacing, not time semantics: the lane waits on tokio's real timer, never on
@@ -496,7 +500,6 @@ async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<S
                 wait
             }
         };
-        let woken = wake.notified();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = woken => {}

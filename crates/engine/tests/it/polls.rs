@@ -4,7 +4,6 @@
 
 use jiff::SignedDuration;
 use serde_json::{Value, json};
-use shipledger_core::clock::Clock;
 use shipledger_engine::config::FulfilOn;
 use shipledger_engine::flows::shipments::{self, VOID_LOOKBACK};
 use shipledger_store::{EventKind, OrderState, ShipmentFilter};
