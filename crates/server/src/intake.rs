@@ -91,26 +91,41 @@ pub(crate) async fn commit_loop(
     while deliveries.recv_many(&mut batch, max_batch).await > 0 {
         let (changes, answers): (Vec<Change>, Vec<_>) = batch.drain(..).map(|d| (d.change, d.answer)).unzip();
         let size = changes.len();
-        match store.commit_batch(changes).await {
+        // Kept to store one by one if the batch fails: a batch is one transaction for
+        // speed only, and one delivery that the store refuses every time (say a body
+        // PostgreSQL will not hold) must not fail the others with it, burst after burst.
+        let singles = (size > 1).then(|| changes.clone());
+        let outcomes: Vec<Result<CommitOutcome, String>> = match store.commit_batch(changes).await {
             Ok(outcomes) => {
                 tracing::debug!(deliveries = size, "stored a batch of webhook deliveries");
-                if outcomes.iter().any(|o| !o.jobs_planned.is_empty())
-                    && let Some(wake) = &wake
-                {
-                    wake.notify_waiters();
-                }
-                for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    // A sender that hung up meanwhile is told nothing; its delivery is stored.
-                    let _ = answer.send(Ok(outcome));
-                }
+                outcomes.into_iter().map(Ok).collect()
             }
-            Err(e) => {
-                tracing::error!(deliveries = size, error = %e, "could not store a batch of webhook deliveries; none of it is stored");
-                let message = e.to_string();
-                for answer in answers {
-                    let _ = answer.send(Err(message.clone()));
+            Err(e) => match singles {
+                None => {
+                    tracing::error!(error = %e, "could not store a webhook delivery");
+                    vec![Err(e.to_string())]
                 }
-            }
+                Some(singles) => {
+                    tracing::warn!(deliveries = size, error = %e, "a batch of webhook deliveries failed; storing them one by one");
+                    let mut each = Vec::with_capacity(size);
+                    for change in singles {
+                        each.push(store.commit(change).await.map_err(|e| {
+                            tracing::error!(error = %e, "could not store a webhook delivery");
+                            e.to_string()
+                        }));
+                    }
+                    each
+                }
+            },
+        };
+        if outcomes.iter().any(|o| o.as_ref().is_ok_and(|o| !o.jobs_planned.is_empty()))
+            && let Some(wake) = &wake
+        {
+            wake.notify_waiters();
+        }
+        for (answer, outcome) in answers.into_iter().zip(outcomes) {
+            // A sender that hung up meanwhile is told nothing; what was stored stays.
+            let _ = answer.send(outcome);
         }
     }
 }

@@ -302,6 +302,26 @@ macro_rules! store_impl {
                         .transpose()?;
                     if id.is_some() {
                         outcome.cost_entries_recorded.push(entry.entry_key.clone());
+                    } else {
+                        // The key was recorded before. The same entry planned twice is
+                        // fine (idempotent); one planned from a ledger another worker
+                        // has since written (a different amount, currency or reversal
+                        // under the same positional key) must not be dropped silently:
+                        // the whole change is refused and re-planned from the ledger.
+                        let stored = query(sql::GET_COST_ENTRY_BY_KEY)
+                            .bind(conn)
+                            .bind(&entry.entry_key)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("read cost entry {}", entry.entry_key)))?
+                            .map(|row| rows::cost_entry(&row))
+                            .transpose()?;
+                        let same = stored.as_ref().is_some_and(|e| {
+                            e.entry.amount == entry.amount && e.entry.kind == entry.kind && e.entry.reverses_key == entry.reverses_key
+                        });
+                        if !same {
+                            return Err(StoreError::CostEntryMoved { connection: conn.to_string(), entry_key: entry.entry_key.clone() });
+                        }
                     }
                 }
 

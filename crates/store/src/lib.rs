@@ -68,6 +68,11 @@ pub enum StoreError {
          nothing of this change was written, read it again and carry on"
     )]
     WatermarkMoved { name: String, expected: Option<String>, found: Option<String> },
+    #[error(
+        "cost entry {entry_key} of connection {connection} was recorded by another worker with other contents while this \
+         worker planned it; nothing of this change was written, read the ledger again and plan anew"
+    )]
+    CostEntryMoved { connection: String, entry_key: String },
     #[error("store query failed: {0}")]
     Database(String),
     #[error("stored data could not be read: {0}")]
@@ -94,7 +99,8 @@ impl shipledger_core::retry::Classify for StoreError {
             StoreError::Database(_)
             | StoreError::LeaseLost { .. }
             | StoreError::ScheduleLeaseLost { .. }
-            | StoreError::WatermarkMoved { .. } => Verdict::Backoff,
+            | StoreError::WatermarkMoved { .. }
+            | StoreError::CostEntryMoved { .. } => Verdict::Backoff,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)

@@ -105,11 +105,12 @@ async fn forward(engine: &Engine, conn: &Connection, name: &str, t: Timestamp) -
 }
 
 /// How many times one shipment is decided again because another worker moved the
-/// watermark its commit carried, before the pass gives up (and is retried).
+/// watermark its commit carried (or recorded one of its cost entries with other
+/// contents), before the pass gives up (and is retried).
 const MOVED_RETRIES: u32 = 5;
 
 fn moved(result: &Result<(), EngineError>) -> bool {
-    matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. })))
+    matches!(result, Err(EngineError::Store(StoreError::WatermarkMoved { .. } | StoreError::CostEntryMoved { .. })))
 }
 
 /// One decision and its commit, as a future that may be sent between threads.

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use shipledger_core::clock::{Clock, SystemClock};
-use shipledger_server::Server;
+use shipledger_server::{ConnectionHooks, Server};
 use shipledger_store::Store;
 use sqlx::Connection as _;
 use tokio::sync::{Notify, watch};
@@ -20,10 +20,14 @@ use crate::helpers::{Backend, TestDb};
 use crate::{CONNECTION, TOKEN, hooks, on_both_stores, ship_notify};
 
 const BASE: &str = "https://ssapi.shipstation.com";
+/// A brand configured in the receiver but never registered in the store.
+const GHOST: &str = "ghost";
 
 /// shipledger's server over a bare store of `backend`, with the intake limits given.
 struct Rig {
     url: String,
+    /// The receiver's URL for [`GHOST`].
+    ghost_url: String,
     store: Arc<dyn Store>,
     db: TestDb,
     backend: Backend,
@@ -37,7 +41,10 @@ impl Rig {
         let store = shipledger_store::open(&db.url).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         store.ensure_connection(CONNECTION, clock.now()).await.unwrap();
-        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), clock, vec![hooks(BASE)])
+        // A second brand the receiver knows but the store was never told of: every
+        // delivery to it fails in the store, every time.
+        let ghost = ConnectionHooks { name: GHOST.into(), ..hooks(BASE) };
+        let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), clock, vec![hooks(BASE), ghost])
             .await
             .unwrap()
             .intake_limits(queue, max_batch);
@@ -45,10 +52,11 @@ impl Rig {
             server = server.wake_on_intake(wake);
         }
         let url = format!("http://{}/webhooks/shipstation/{CONNECTION}/{TOKEN}", server.local_addr().unwrap());
+        let ghost_url = format!("http://{}/webhooks/shipstation/{GHOST}/{TOKEN}", server.local_addr().unwrap());
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(server.run(stop_rx));
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        Some(Rig { url, store, db, backend, http, _stop: stop })
+        Some(Rig { url, ghost_url, store, db, backend, http, _stop: stop })
     }
 
     /// Deliver batch `n`'s SHIP_NOTIFY: the status and the `Retry-After` header.
@@ -206,6 +214,30 @@ on_both_stores! {
         assert!(answers.iter().all(|(_, status, _)| *status == 200), "{answers:?}");
         assert_eq!(rig.stored().await, 8);
         assert_eq!(rig.received_events().await, 8, "only the deliveries stored are on the timeline");
+    }
+
+    async fn a_delivery_the_store_refuses_every_time_fails_alone_and_the_rest_of_its_batch_is_stored(backend) {
+        let Some(rig) = Rig::start(backend, 64, 64, None).await else { return };
+        // Hold the inbox: the committer waits on its first batch while the rest queue
+        // up behind it, the bad delivery among them, and go in the next batch together.
+        let mut side = rig.side().await;
+        side.hold_the_inbox().await;
+        let send = |url: &String, n: usize| {
+            let (http, url) = (rig.http.clone(), url.clone());
+            tokio::spawn(async move { deliver(&http, &url, n).await })
+        };
+        let mut good: Vec<_> = (0..4).map(|n| send(&rig.url, n)).collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let poisoned = send(&rig.ghost_url, 99);
+        good.extend((4..8).map(|n| send(&rig.url, n)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        side.release().await;
+        for answer in good {
+            assert_eq!(answer.await.unwrap(), (200, None), "a good delivery is stored although its batch held a bad one");
+        }
+        assert_eq!(poisoned.await.unwrap(), (503, None), "the delivery the store refuses is answered 503, so ShipStation sends it again");
+        assert_eq!(rig.stored().await, 8);
+        assert_eq!(rig.received_events().await, 8);
     }
 
     async fn a_stored_delivery_wakes_the_engine_before_it_is_answered_and_nothing_else_does(backend) {

@@ -146,3 +146,37 @@ pub async fn nothing_changes_or_deletes_a_recorded_entry(db: &TestDb) -> anyhow:
     assert_eq!(kept.amount, Money::from_minor(385, Currency::GBP));
     Ok(())
 }
+
+pub async fn an_entry_planned_from_a_ledger_another_worker_has_since_written_is_refused_whole(db: &TestDb) -> anyhow::Result<()> {
+    // Two workers read the same ledger and both plan the label's first revision, with
+    // different amounts: the second must not be dropped silently under the first's key.
+    let first = postage(8010, "SO-10", 100, 895, Currency::USD);
+    let mut seen = Change::new(ACME, t(200));
+    seen.shipments.push(label(8010, 9010, Some("SO-10"), 100));
+    seen.cost_entries.push(first.clone());
+    db.store.commit(seen).await?;
+    let revision = |minor: i64| NewCostEntry {
+        entry_key: entry_key(&first.label.shipment_key, &Charge::Postage, 1),
+        kind: CostKind::Revision,
+        revision: 1,
+        amount: Money::from_minor(minor, Currency::USD),
+        ..first.clone()
+    };
+    let mut a = Change::new(ACME, t(300));
+    a.cost_entries.push(revision(125));
+    db.store.commit(a.clone()).await?;
+    let mut b = Change::new(ACME, t(301));
+    b.cost_entries.push(revision(205));
+    b.events.push(shipledger_store::NewEvent::shipment("label:8010", shipledger_store::EventKind::CostRecorded, serde_json::json!({})));
+    match db.store.commit(b).await {
+        Err(StoreError::CostEntryMoved { entry_key, .. }) => assert_eq!(entry_key, "label:8010/postage/1"),
+        other => panic!("the stale plan must be refused, got {other:?}"),
+    }
+    let events = db.store.timeline(ACME, "shipment", "label:8010").await?;
+    assert!(events.iter().all(|e| e.kind != shipledger_store::EventKind::CostRecorded), "nothing of the refused change is written: {events:?}");
+    // The same entry planned again is still idempotent.
+    db.store.commit(Change { now: Some(t(302)), ..a }).await?;
+    let net: i64 = db.store.list_cost_entries(all(ACME)).await?.iter().map(|e| e.amount.minor()).sum();
+    assert_eq!(net, 895 + 125);
+    Ok(())
+}

@@ -89,6 +89,7 @@ stories! {
     shipments::scan_checks_put_never_checked_labels_first_then_the_least_recently_checked_and_keep_the_rest_until_due,
     shipments::the_shipment_poll_can_find_something_only_with_an_order_open_in_shipstation_a_recent_leaver_or_a_voidable_label,
     costs::a_labels_cost_is_recorded_once_with_the_label_however_often_it_is_planned,
+    costs::an_entry_planned_from_a_ledger_another_worker_has_since_written_is_refused_whole,
     costs::a_reversal_points_at_the_entry_it_reverses_and_one_of_an_unknown_entry_writes_nothing,
     costs::cost_entries_list_by_order_and_label_time_a_page_at_a_time,
     costs::nothing_changes_or_deletes_a_recorded_entry,
