@@ -277,7 +277,7 @@ impl MeteredStore {
 
     /// A group commit counted as its changes would be one by one: all of it or, when
     /// it failed, none of it.
-    async fn metered_commit_batch(&self, changes: Vec<Change>) -> Result<Vec<CommitOutcome>> {
+    async fn metered_commit_batch(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
         let metas: Vec<CommitMeta> = changes.iter().map(CommitMeta::of).collect();
         let outcomes = self.inner.commit_batch(changes).await?;
         let mut counted = Vec::with_capacity(outcomes.len());
@@ -399,7 +399,7 @@ impl Store for MeteredStore {
     fn commit<'a>(&'a self, change: Change) -> BoxFuture<'a, Result<CommitOutcome>> {
         Box::pin(self.metered_commit(change))
     }
-    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+    fn commit_batch<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
         Box::pin(self.metered_commit_batch(changes))
     }
     fn shipment_poll_can_find<'a>(&'a self, connection: &'a str, orders_since: Timestamp, labels_since: Timestamp) -> BoxFuture<'a, Result<bool>> {

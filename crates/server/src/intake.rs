@@ -91,32 +91,30 @@ pub(crate) async fn commit_loop(
     while deliveries.recv_many(&mut batch, max_batch).await > 0 {
         let (changes, answers): (Vec<Change>, Vec<_>) = batch.drain(..).map(|d| (d.change, d.answer)).unzip();
         let size = changes.len();
-        // Kept to store one by one if the batch fails: a batch is one transaction for
-        // speed only, and one delivery that the store refuses every time (say a body
-        // PostgreSQL will not hold) must not fail the others with it, burst after burst.
-        let singles = (size > 1).then(|| changes.clone());
-        let outcomes: Vec<Result<CommitOutcome, String>> = match store.commit_batch(changes).await {
+        let outcomes: Vec<Result<CommitOutcome, String>> = match store.commit_batch(&changes).await {
             Ok(outcomes) => {
                 tracing::debug!(deliveries = size, "stored a batch of webhook deliveries");
                 outcomes.into_iter().map(Ok).collect()
             }
-            Err(e) => match singles {
-                None => {
-                    tracing::error!(error = %e, "could not store a webhook delivery");
-                    vec![Err(e.to_string())]
+            // A batch is one transaction for speed only: when it fails, its deliveries
+            // are stored one by one, so one that the store refuses every time (say a
+            // body PostgreSQL will not hold) fails alone, not the others with it, burst
+            // after burst.
+            Err(e) if size > 1 => {
+                tracing::warn!(deliveries = size, error = %e, "a batch of webhook deliveries failed; storing them one by one");
+                let mut each = Vec::with_capacity(size);
+                for change in changes {
+                    each.push(store.commit(change).await.map_err(|e| {
+                        tracing::error!(error = %e, "could not store a webhook delivery");
+                        e.to_string()
+                    }));
                 }
-                Some(singles) => {
-                    tracing::warn!(deliveries = size, error = %e, "a batch of webhook deliveries failed; storing them one by one");
-                    let mut each = Vec::with_capacity(size);
-                    for change in singles {
-                        each.push(store.commit(change).await.map_err(|e| {
-                            tracing::error!(error = %e, "could not store a webhook delivery");
-                            e.to_string()
-                        }));
-                    }
-                    each
-                }
-            },
+                each
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store a webhook delivery");
+                vec![Err(e.to_string())]
+            }
         };
         if outcomes.iter().any(|o| o.as_ref().is_ok_and(|o| !o.jobs_planned.is_empty()))
             && let Some(wake) = &wake

@@ -479,16 +479,16 @@ macro_rules! store_impl {
                 }
 
                 /// Every change in one transaction, in order: all committed or none.
-                async fn commit_changes(&self, changes: Vec<Change>) -> Result<Vec<CommitOutcome>> {
+                async fn commit_changes(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
                     if changes.is_empty() {
                         return Ok(Vec::new());
                     }
-                    for change in &changes {
+                    for change in changes {
                         check_change(change)?;
                     }
                     let mut tx = self.write().await?;
                     if changes.iter().all(inbox_only) {
-                        return match insert_inbox(&mut tx, &changes).await {
+                        return match insert_inbox(&mut tx, changes).await {
                             Ok(outcomes) => {
                                 finish(tx).await?;
                                 Ok(outcomes)
@@ -922,7 +922,7 @@ macro_rules! store_impl {
                     Box::pin(self.commit_change(change))
                 }
 
-                fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+                fn commit_batch<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
                     Box::pin(self.commit_changes(changes))
                 }
 

@@ -135,7 +135,7 @@ pub trait Store: Send + Sync {
     /// Both backends implement it in one transaction. There is no default: a store
     /// that wraps another must forward it, or a batch would no longer be all or
     /// nothing (nor fast).
-    fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>>;
+    fn commit_batch<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<Vec<CommitOutcome>>>;
 
     // ---- orders
 

@@ -413,7 +413,7 @@ mod counting {
             self.wrote("commit");
             self.inner.commit(change)
         }
-        fn commit_batch<'a>(&'a self, changes: Vec<Change>) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
+        fn commit_batch<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
             self.wrote("commit_batch");
             self.inner.commit_batch(changes)
         }

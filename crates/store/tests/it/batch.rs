@@ -39,7 +39,7 @@ pub async fn a_burst_of_deliveries_is_stored_in_one_batch_with_an_outcome_each(d
         delivery(ACME, "v1hook:a", 2), // delivered twice within the burst
         delivery(BETA, "v1hook:a", 2), // another brand's key is its own
     ];
-    let outcomes = store.commit_batch(batch).await?;
+    let outcomes = store.commit_batch(&batch).await?;
     assert_eq!(outcomes.len(), 5, "one outcome per change, in order");
     let planned: Vec<(usize, usize)> = outcomes.iter().map(|o| (o.jobs_planned.len(), o.jobs_skipped.len())).collect();
     assert_eq!(planned, [(1, 0), (0, 1), (1, 0), (0, 1), (1, 0)]);
@@ -57,12 +57,12 @@ pub async fn a_burst_of_deliveries_is_stored_in_one_batch_with_an_outcome_each(d
     // The planned jobs are ordinary inbox jobs: the engine claims them.
     let claimed = store.claim_jobs(claim(JobKind::IngestV1Webhook, t(3), "w1", 10)).await?;
     assert_eq!(claimed.len(), 4);
-    assert!(store.commit_batch(Vec::new()).await?.is_empty(), "an empty batch is nothing to do");
+    assert!(store.commit_batch(&[]).await?.is_empty(), "an empty batch is nothing to do");
 
     // A batch in which one change also writes an order keeps the same rules.
     let mut released = delivery(ACME, "v1hook:c", 5);
     released.order = Some(order("1001", "SO-1001", OrderState::Released));
-    let outcomes = store.commit_batch(vec![delivery(ACME, "v1hook:b", 5), released, delivery(ACME, "v1hook:c", 5)]).await?;
+    let outcomes = store.commit_batch(&[delivery(ACME, "v1hook:b", 5), released, delivery(ACME, "v1hook:c", 5)]).await?;
     let planned: Vec<(usize, usize)> = outcomes.iter().map(|o| (o.jobs_planned.len(), o.jobs_skipped.len())).collect();
     assert_eq!(planned, [(0, 1), (1, 0), (0, 1)]);
     assert_eq!(store.get_order(ACME, "1001").await?.map(|o| o.state), Some(OrderState::Released));
@@ -83,7 +83,7 @@ pub async fn a_batch_with_one_failing_change_stores_none_of_it(db: &TestDb) -> a
     let mut lost = Change::new(ACME, t(2));
     lost.finish_job = Some(JobFinish { job_id, lease_token: "somebody-else".into(), state: JobState::Done, error: None });
     let batch = vec![delivery(ACME, "v1hook:a", 2), delivery(BETA, "v1hook:b", 2), lost, delivery(ACME, "v1hook:c", 2)];
-    let failed = store.commit_batch(batch).await;
+    let failed = store.commit_batch(&batch).await;
     assert!(matches!(failed, Err(StoreError::LeaseLost { job_id: id }) if id == job_id), "{failed:?}");
 
     let all = store.list_jobs(JobFilter::default()).await?;
@@ -94,12 +94,12 @@ pub async fn a_batch_with_one_failing_change_stores_none_of_it(db: &TestDb) -> a
 
     // A change for a connection never registered fails the batch the same way.
     let batch = vec![delivery(ACME, "v1hook:a", 3), delivery("nobody", "v1hook:x", 3)];
-    let err = store.commit_batch(batch).await.expect_err("unknown connection");
+    let err = store.commit_batch(&batch).await.expect_err("unknown connection");
     assert!(err.to_string().contains("ensure_connection"), "{err}");
     assert_eq!(webhook_keys(&store.list_jobs(JobFilter::default()).await?), ["push:1"]);
 
     // Sent again (ShipStation retries what was answered 5xx), the deliveries are stored once.
-    let outcomes = store.commit_batch(vec![delivery(ACME, "v1hook:a", 4), delivery(ACME, "v1hook:c", 4)]).await?;
+    let outcomes = store.commit_batch(&[delivery(ACME, "v1hook:a", 4), delivery(ACME, "v1hook:c", 4)]).await?;
     assert!(outcomes.iter().all(|o| o.jobs_planned.len() == 1));
     assert_eq!(webhook_keys(&store.list_jobs(JobFilter::default()).await?), ["push:1", "v1hook:a", "v1hook:c"]);
     Ok(())
@@ -111,8 +111,8 @@ pub async fn batches_committed_from_many_tasks_at_once_never_fail_with_busy(db: 
     for i in 0..12 {
         let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
         tasks.push(tokio::spawn(async move {
-            let batch = (0..25).map(|j| delivery(ACME, &format!("v1hook:{i}-{j}"), i)).collect();
-            store.commit_batch(batch).await
+            let batch: Vec<_> = (0..25).map(|j| delivery(ACME, &format!("v1hook:{i}-{j}"), i)).collect();
+            store.commit_batch(&batch).await
         }));
     }
     for task in tasks {
