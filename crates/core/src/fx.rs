@@ -8,8 +8,10 @@
 //! - [`RateTable::parse_ecb_csv`]: the ECB's euro reference rates as CSV, in both of
 //!   the layouts the ECB publishes (see there).
 //!
-//! Nothing here is wired to the ledger yet: a later slice records, per entry, the
-//! rate, its date, its source and the rounding next to the base amount.
+//! - [`Conversion`]: how one cost entry became base currency — the base amount with
+//!   the rates, the rate date, the source and the rounding that made it. A journal
+//!   line is the sum of its entries' conversions, so journals reconcile to entries to
+//!   the minor unit by construction (DESIGN §7).
 
 use std::collections::BTreeMap;
 
@@ -56,6 +58,86 @@ pub fn convert(amount: Money, rate_from: Decimal, rate_to: Decimal, to: Currency
     let overflow = || FxError::Overflow { amount, to };
     let exact = amount.to_decimal().checked_mul(rate_to).ok_or_else(overflow)?.checked_div(rate_from).ok_or_else(overflow)?;
     Ok(Money::from_decimal(exact, to, Rounding::HalfEven)?)
+}
+
+/// Where a rate came from, in the order a connection's `fx_sources` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateSource {
+    /// The ERP's own rate table (Tryton `currency.currency.rate`).
+    Erp,
+    /// A rates file (CSV; the ECB reference-rate layout).
+    File,
+    /// A fixed rate in the configuration, with its date.
+    Fixed,
+    /// No conversion: the entry is already in the base currency (both rates 1).
+    Identity,
+}
+
+impl RateSource {
+    pub fn code(self) -> &'static str {
+        match self {
+            RateSource::Erp => "erp",
+            RateSource::File => "file",
+            RateSource::Fixed => "fixed",
+            RateSource::Identity => "identity",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<RateSource> {
+        [RateSource::Erp, RateSource::File, RateSource::Fixed, RateSource::Identity].into_iter().find(|s| s.code() == code)
+    }
+}
+
+impl std::fmt::Display for RateSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// How one cost entry became base currency, kept beside the entry (immutable like
+/// it): `base` = `original` × `rate_to` ÷ `rate_from`, exactly `exact` before it was
+/// rounded once by `rounding` to the base currency's minor unit ([`convert`]). Both
+/// rates are against one reference currency, as the source quotes them (Tryton: the
+/// company currency; the ECB: EUR), so the arithmetic is the ERP's own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Conversion {
+    /// The converted entry's key ([`crate::cost::entry_key`]).
+    pub entry_key: String,
+    /// The entry's amount in its own currency.
+    pub original: Money,
+    /// In the ERP's base currency.
+    pub base: Money,
+    pub rate_from: Decimal,
+    pub rate_to: Decimal,
+    /// The date of the rates used (on or before the date policy asked for).
+    pub rate_date: Date,
+    /// The date policy asked a rate for (`ship_date` or `posting_date`).
+    pub wanted_date: Date,
+    pub source: RateSource,
+    pub rounding: Rounding,
+    /// `original × rate_to ÷ rate_from` before rounding.
+    pub exact: Decimal,
+}
+
+impl Conversion {
+    /// Converts `original` into `to` with the rates of `source` dated `rate_date`,
+    /// keeping everything that made the result.
+    #[allow(clippy::too_many_arguments)]
+    pub fn make(
+        entry_key: impl Into<String>,
+        original: Money,
+        to: Currency,
+        rate_from: Decimal,
+        rate_to: Decimal,
+        rate_date: Date,
+        wanted_date: Date,
+        source: RateSource,
+    ) -> Result<Conversion, FxError> {
+        let base = convert(original, rate_from, rate_to, to)?;
+        let exact = original.to_decimal() * rate_to / rate_from;
+        Ok(Conversion { entry_key: entry_key.into(), original, base, rate_from, rate_to, rate_date, wanted_date, source, rounding: Rounding::HalfEven, exact })
+    }
 }
 
 /// Dated rates against one reference currency (for the ECB: EUR, whose own rate is 1).
@@ -176,6 +258,30 @@ fn parse_ecb_date(text: &str) -> Option<Date> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_conversion_keeps_the_rates_the_date_the_source_and_what_rounding_took() {
+        let usd = Money::from_minor(1000, Currency::USD);
+        let c = Conversion::make(
+            "label:1/postage/0",
+            usd,
+            Currency::GBP,
+            "1.0565".parse().unwrap(),
+            "0.8321".parse().unwrap(),
+            Date::constant(2026, 11, 27),
+            Date::constant(2026, 11, 29),
+            RateSource::File,
+        )
+        .unwrap();
+        assert_eq!(c.base, Money::from_minor(788, Currency::GBP));
+        assert_eq!(c.base, convert(usd, c.rate_from, c.rate_to, Currency::GBP).unwrap(), "the same rule as convert");
+        assert!(c.exact > "7.875".parse::<Decimal>().unwrap() && c.exact < "7.877".parse::<Decimal>().unwrap(), "{}", c.exact);
+        assert_eq!((c.rate_date, c.wanted_date, c.source, c.rounding), (Date::constant(2026, 11, 27), Date::constant(2026, 11, 29), RateSource::File, Rounding::HalfEven));
+        let back: Conversion = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(RateSource::parse("erp"), Some(RateSource::Erp));
+        assert_eq!(RateSource::parse("bank"), None);
+    }
+
     use super::*;
 
     fn d(s: &str) -> Decimal {

@@ -142,7 +142,8 @@ impl<'de> Deserialize<'de> for Currency {
 
 /// How to turn a decimal with more fractional digits than the target allows into
 /// whole minor units. There is no default: every caller names its rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Rounding {
     /// Refuse to round: an error if any fractional minor unit would be lost.
     Exact,

@@ -560,8 +560,9 @@ mod tests {
         MeteredStore::wrap(inner).await.unwrap()
     }
 
-    fn job(erp_id: &str, key: &str) -> NewJob {
-        NewJob::new(shipledger_store::SyncOrder { erp_id: erp_id.into(), hash: "h".into() }, key, Timestamp::now())
+    /// A push job due at `run_at`: the claim's own clock, so a claim at that instant finds it.
+    fn job(erp_id: &str, key: &str, run_at: Timestamp) -> NewJob {
+        NewJob::new(shipledger_store::SyncOrder { erp_id: erp_id.into(), hash: "h".into() }, key, run_at)
     }
 
     /// What the store itself says is open, per (connection, kind).
@@ -630,11 +631,11 @@ mod tests {
         let store = metered().await;
         let now = Timestamp::now();
         let mut plan = Change::new(SHOP, now);
-        plan.jobs = vec![job("SO-1", "sync:SO-1"), job("SO-2", "sync:SO-2")];
+        plan.jobs = vec![job("SO-1", "sync:SO-1", now), job("SO-2", "sync:SO-2", now)];
         store.commit(plan).await.unwrap();
         // Planned again (the same keys): skipped, not counted twice.
         let mut again = Change::new(SHOP, now);
-        again.jobs = vec![job("SO-1", "sync:SO-1")];
+        again.jobs = vec![job("SO-1", "sync:SO-1", now)];
         store.commit(again).await.unwrap();
         let pending = |n| ((SHOP.to_string(), shipledger_store::JobKind::SyncOrder.as_str().to_string(), JobState::Pending), n);
         let running = |n| ((SHOP.to_string(), shipledger_store::JobKind::SyncOrder.as_str().to_string(), JobState::Running), n);
