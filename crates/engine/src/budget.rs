@@ -65,6 +65,9 @@ impl std::fmt::Debug for StoreRateBudget {
 impl RateBudget for StoreRateBudget {
     fn acquire<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Admission> {
         Box::pin(async move {
+            // A lane step that lent its permit while it waited takes it back before it
+            // asks (and so before its request is sent).
+            crate::lanes::reclaim_permit().await;
             let now = self.clock.now();
             let taken = match self.counted {
                 None => self.store.rate_take(key, self.reserve, now).await,
@@ -73,6 +76,9 @@ impl RateBudget for StoreRateBudget {
             match taken {
                 Ok(None) => Admission::Proceed,
                 Ok(Some(until)) => {
+                    // Asleep until the window reopens: the lane's other connections
+                    // (other keys, other budgets) may use the permit meanwhile.
+                    crate::lanes::lend_permit();
                     let wait = until.duration_since(now).max(SignedDuration::from_millis(50));
                     Admission::Wait(Duration::try_from(wait).unwrap_or(Duration::from_secs(1)))
                 }
@@ -80,6 +86,7 @@ impl RateBudget for StoreRateBudget {
                     // The store is the source of truth; without it, wait and ask again
                     // rather than spend a budget we cannot see.
                     tracing::warn!(error = %e, "rate budget unavailable; waiting a second");
+                    crate::lanes::lend_permit();
                     Admission::Wait(Duration::from_secs(1))
                 }
             }
@@ -93,6 +100,12 @@ impl RateBudget for StoreRateBudget {
             let limit = observation.limit.or(self.counted.map(|(limit, _)| limit)).unwrap_or(observation.remaining);
             if let Err(e) = self.store.rate_observe(key, limit, observation.remaining, reset_at, now).await {
                 tracing::warn!(error = %e, "could not record the rate budget");
+            }
+            // Nothing left in the window (or a 429): whatever this step sends next
+            // waits for it first, so its lane's permit is lent back now; the next
+            // `acquire` takes it again.
+            if observation.remaining == 0 {
+                crate::lanes::lend_permit();
             }
         })
     }

@@ -16,6 +16,13 @@
 //! across connections by a semaphore ([`LaneLimits`]); a rate-limit wait in the v1
 //! lane, or a stalled ERP on one connection, delays nothing else.
 //!
+//! A step's permit counts a step at work, not one asleep: while a step waits for a
+//! ShipStation rate budget ([`crate::budget::StoreRateBudget`]), it lends its permit
+//! back ([`lend_permit`]), so the same lane of the other connections — other API
+//! keys, other budgets — goes on, and takes it again before its request is sent
+//! ([`reclaim_permit`]). Without that, eight connections whose budget is spent would
+//! hold every v1 permit asleep and keep the fifty others from ShipStation.
+//!
 //! On its stop signal [`Engine::run`] drains: no lane claims anything new, the steps
 //! in flight get [`DRAIN_GRACE`] to finish, the rest are cancelled, and every lease
 //! this worker holds is given back ([`Engine::release_leases`]), so a cancelled
@@ -30,7 +37,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use shipledger_core::retry::RetryPolicy;
 use shipledger_store::{JobKind, ScheduleRecord};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::schedule::Scheduled;
@@ -444,6 +451,44 @@ impl Engine {
     }
 }
 
+/// The permit of the lane step running on this task, and the semaphore it came from.
+struct LanePermit {
+    permits: Arc<Semaphore>,
+    /// `None` while lent back (the step waits for a rate budget).
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+tokio::task_local! {
+    /// Set by [`lane_loop`] around each step, so that a wait deep inside a
+    /// ShipStation call can lend the step's permit back.
+    static LANE_PERMIT: LanePermit;
+}
+
+/// The step on this task is about to wait (its rate budget is spent): give its
+/// lane's permit back, so other connections' steps of the lane kind run meanwhile.
+/// Nothing outside a lane step (a tick, a test calling a flow).
+pub(crate) fn lend_permit() {
+    let lent = LANE_PERMIT.try_with(|p| p.held.lock().expect("lane permit lock").take()).ok().flatten();
+    if lent.is_some() {
+        tracing::trace!("lane permit lent back while waiting for a rate budget");
+    }
+}
+
+/// Take the lane's permit again if this task's step lent it ([`lend_permit`]), waiting
+/// for one to be free: a request is sent only under a permit. Nothing outside a lane
+/// step, or when the permit is held.
+pub(crate) async fn reclaim_permit() {
+    let lent = LANE_PERMIT
+        .try_with(|p| p.held.lock().expect("lane permit lock").is_none().then(|| p.permits.clone()))
+        .ok()
+        .flatten();
+    let Some(permits) = lent else { return };
+    // Closed only when the engine's run is gone; the step is then cancelled anyway.
+    if let Ok(permit) = permits.acquire_owned().await {
+        let _ = LANE_PERMIT.try_with(|p| p.held.lock().expect("lane permit lock").replace(permit));
+    }
+}
+
 /// Resolves once `stop` is true or its sender is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     while !*stop.borrow_and_update() {
@@ -453,8 +498,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// One (connection, lane) until stopped: a permit, one step, then straight on after
-/// work, a sleep when idle, a backoff after a failure. A step in flight is not
+/// One (connection, lane) until stopped: a permit, one step (lending the permit back
+/// while it waits for a rate budget), then straight on after work, a sleep when idle,
+/// a backoff after a failure. A step in flight is not
 /// interrupted by the stop signal (the drain cancels it after its grace).
 async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<Semaphore>, mut stop: watch::Receiver<bool>) {
     let conn = &engine.connections[index];
@@ -465,15 +511,17 @@ async fn lane_loop(engine: Arc<Engine>, index: usize, lane: Lane, permits: Arc<S
             return;
         }
         let permit = tokio::select! {
-            permit = permits.acquire() => match permit { Ok(p) => p, Err(_) => return },
+            permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => return },
             _ = stopped(&mut stop) => return,
         };
         // Registered before the step, so a wake-up that comes while the step finds
         // nothing (a webhook stored just after its empty claim) is not lost: a
         // `Notified` receives `notify_waiters` from the moment it is created.
         let woken = wake.notified();
-        let outcome = engine.try_execute_one(conn, lane).await;
-        drop(permit);
+        // The permit is the step's, task-local, so a rate-budget wait lends it back;
+        // whatever it holds at the end is given back with the scope.
+        let held = LanePermit { permits: permits.clone(), held: Mutex::new(Some(permit)) };
+        let outcome = LANE_PERMIT.scope(held, engine.try_execute_one(conn, lane)).await;
         // Pacing, not time semantics: the lane waits on tokio's real timer, never on
         // the injected clock (a `ManualClock`'s sleep returns at once, so pacing on it
         // would spin). What is due is decided from `engine.clock`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shipledger_core::clock::{Clock, SystemClock};
 use shipledger_core::release::GatePolicy;
 use shipledger_engine::config::Policy;
-use shipledger_engine::lanes::{Lane, Step};
+use shipledger_engine::lanes::{Lane, LaneLimits, Step};
 use shipledger_engine::schedule::Scheduled;
 use shipledger_engine::{Connection, Engine};
 use shipledger_erp::FulfilmentState;
@@ -44,6 +44,12 @@ struct Brands {
 
 impl Brands {
     async fn on(backend: Backend) -> Option<Brands> {
+        Brands::with_limits(backend, LaneLimits::default()).await
+    }
+
+    /// Two brands on an engine that runs at most `limits` steps of each lane kind at
+    /// once across both.
+    async fn with_limits(backend: Backend, limits: LaneLimits) -> Option<Brands> {
         let db = TestDb::new(backend)?;
         let store = shipledger_store::open(&db.url).await.unwrap();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -72,7 +78,8 @@ impl Brands {
             });
             brands.push(Brand { name, erp, sandbox, budget_key });
         }
-        let engine = Engine::new(store.clone(), clock, connections);
+        let mut engine = Engine::new(store.clone(), clock, connections);
+        engine.lane_limits = limits;
         engine.prepare().await.unwrap();
         let b = brands.pop().unwrap();
         let a = brands.pop().unwrap();
@@ -233,6 +240,48 @@ brand_stories! {
         assert_eq!(pending.len(), 1, "A-2's push waits for A's budget");
         assert!(w.running_jobs().await.is_empty(), "no job is left leased to the stopped engine");
     }
+}
+
+/// One v1 step at a time across both brands (`[lanes] shipstation_v1 = 1`), and
+/// brand A's v1 budget spent for 100 s while A's shipment poll is due: A's step waits
+/// in its budget, but it lends the v1 permit back while it sleeps, so brand B (its own
+/// account, its own budget) still polls its shipments — B-1's label is written back —
+/// and pushes B-2, one v1 step after another.
+async fn a_brand_waiting_for_its_spent_v1_budget_does_not_keep_the_other_brand_from_shipstation(backend: Backend) {
+    let limits = LaneLimits { shipstation_v1: 1, ..LaneLimits::default() };
+    let Some(w) = Brands::with_limits(backend, limits).await else { return };
+    w.labelled("A-1", "B-1").await;
+    let now = w.engine.clock.now();
+    w.store.rate_observe(&w.a.budget_key, 40, 0, now + SignedDuration::from_secs(100), now).await.unwrap();
+    w.engine.hasten_schedule(w.conn(&w.a), Scheduled::ShipmentPoll, now).await.unwrap();
+    // B's new order is released by B's next ERP poll, then needs its own v1 step.
+    w.b.erp.put(paid_order("B-2"));
+    w.engine.hasten_schedule(w.conn(&w.b), Scheduled::ErpPoll, now).await.unwrap();
+    let (a_before, b_before) = (orders_in_shipstation(&w.http, &w.a).await, orders_in_shipstation(&w.http, &w.b).await);
+
+    let (b, http) = (&w.b, &w.http);
+    w.run_until("B-1 written back and B-2 in B's ShipStation", async || {
+        Brands::packed(b, "B-1") && orders_in_shipstation(http, b).await == b_before + 1
+    })
+    .await;
+
+    // A waited in its budget all along: its label was never polled, so never written
+    // back, and nothing reached A's ShipStation.
+    assert!(!Brands::packed(&w.a, "A-1"), "A's shipment poll waits for A's budget");
+    assert_eq!(orders_in_shipstation(&w.http, &w.a).await, a_before);
+    let b2 = w.store.get_order("brand-b", "B-2").await.unwrap().expect("B-2 was released");
+    assert!(b2.ss_order_id.is_some(), "B-2's push was recorded: {b2:?}");
+    assert!(w.running_jobs().await.is_empty(), "no job is left leased to the stopped engine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_brand_waiting_for_its_spent_v1_budget_does_not_keep_the_other_brand_from_shipstation() {
+    a_brand_waiting_for_its_spent_v1_budget_does_not_keep_the_other_brand_from_shipstation(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_brand_waiting_for_its_spent_v1_budget_does_not_keep_the_other_brand_from_shipstation() {
+    a_brand_waiting_for_its_spent_v1_budget_does_not_keep_the_other_brand_from_shipstation(Backend::Postgres).await;
 }
 
 crate::stories! {
