@@ -6,6 +6,12 @@
 //! the failure's [`Verdict`] (each error classifies itself; a handler may say
 //! otherwise where it knows more), the attempts made and the time since the job was
 //! planned. It never matches an error's text.
+//!
+//! Every handler claims through [`claim_held`]: its jobs stay leased for as long as
+//! its step runs, and before each effect not committed with the job it asks whether
+//! the job is still its own ([`JobLease::holds`]). Whether to claim yet — or wait for
+//! a batch still arriving — is [`still_arriving`], shared by the push (an ERP poll
+//! releasing orders) and the webhook hints (a burst of deliveries).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -37,15 +43,13 @@ impl Classify for EngineError {
     }
 }
 
-/// Lease up to `limit` runnable jobs of `kind` on the connection.
-pub(crate) async fn claim(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<Vec<Job>, EngineError> {
-    claim_for(engine, conn, kind, limit, LEASE).await
-}
-
-/// [`claim`], with the claim's leases kept alive for as long as the returned
-/// [`JobLease`] lives: for a step that may outlast [`LEASE`] (a push of ten batches
-/// that waits out rate windows). Before each external write for a job the step asks
-/// [`JobLease::holds`]; a job whose lease was lost is left to the worker that took it.
+/// Lease up to `limit` runnable jobs of `kind` on the connection for [`LEASE`], kept
+/// alive for as long as the returned [`JobLease`] lives: every handler claims this
+/// way, so a step that outlasts [`LEASE`] (a push of ten batches that waits out rate
+/// windows, a hint's poll of a busy day, fifty ERP write-backs to a slow ERP) keeps
+/// its jobs. Before each external write (or each effect not committed with the job)
+/// for a job the step asks [`JobLease::holds`]; a job whose lease was lost is left to
+/// the worker that took it.
 pub(crate) async fn claim_held(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<(Vec<Job>, JobLease), EngineError> {
     let jobs = claim(engine, conn, kind, limit).await?;
     let lease = JobLease::renewing(engine, &jobs);
@@ -107,18 +111,24 @@ impl JobLease {
         let until = *self.state.until.lock().expect("job lease lock");
         self.clock.now() < until && !self.state.gone.lock().expect("job lease lock").contains(&job.id)
     }
+
+    /// [`JobLease::holds`], logging (as `what` of the connection's `kind` jobs) when
+    /// the job is no longer ours and so gets nothing more from this step.
+    pub(crate) fn still_holds(&self, conn: &Connection, job: &Job, what: &str) -> bool {
+        let held = self.holds(job);
+        if !held {
+            tracing::info!(
+                connection = %conn.name, job = job.id, kind = %job.kind(),
+                "{what}: the job's lease was lost (another worker holds it); left to that worker"
+            );
+        }
+        held
+    }
 }
 
-/// Lease up to `limit` runnable jobs of `kind` on the connection for `lease` instead
-/// of [`LEASE`]: for a handler whose one step may outlast it (one poll answering many
-/// webhook hints).
-pub(crate) async fn claim_for(
-    engine: &Engine,
-    conn: &Connection,
-    kind: JobKind,
-    limit: u32,
-    lease: SignedDuration,
-) -> Result<Vec<Job>, EngineError> {
+/// Lease up to `limit` runnable jobs of `kind` on the connection for [`LEASE`]
+/// (renewed by [`claim_held`], the only caller).
+async fn claim(engine: &Engine, conn: &Connection, kind: JobKind, limit: u32) -> Result<Vec<Job>, EngineError> {
     let now = engine.clock.now();
     // Look before claiming: a claim is a write (on SQLite it takes the one writer),
     // and an idle lane asks every second; counting what is runnable is a read.
@@ -127,7 +137,7 @@ pub(crate) async fn claim_for(
     }
     Ok(engine
         .store
-        .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease, limit, worker: &engine.worker })
+        .claim_jobs(JobClaim { kind, connection: Some(&conn.name), now, lease: LEASE, limit, worker: &engine.worker })
         .await?)
 }
 

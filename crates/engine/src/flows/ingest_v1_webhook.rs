@@ -40,11 +40,6 @@ use crate::{Connection, Engine, EngineError};
 /// The most hints one run takes (and one poll answers).
 pub const HINTS_PER_RUN: u32 = 500;
 
-/// How long a run holds its hints: one poll, even one that waits out a spent rate
-/// window (a minute) first. A worker that dies leaves them this long; the scheduled
-/// poll still finds what they pointed at meanwhile.
-const HINT_LEASE: SignedDuration = SignedDuration::from_secs(120);
-
 /// Run `ingest_v1_webhook` jobs until none is runnable and settled.
 pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, EngineError> {
     let mut report = ShipmentReport::default();
@@ -54,18 +49,23 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, E
 
 /// One bounded step: when the connection's runnable hints have settled
 /// ([`settled`]), claim up to [`HINTS_PER_RUN`] of them, refuse the bad ones, run one
-/// poll for what the others can have changed and finish each. `false` when no hint
-/// was runnable, or the burst is still arriving.
+/// poll for what the others can have changed and finish each. The hints are held for
+/// as long as the step runs ([`jobs::claim_held`]: a poll that waits out a spent rate
+/// window outlasts one lease, while a worker that dies leaves them only a lease), and
+/// a poll is made only for the hints still held when it starts: those whose lease
+/// was lost are answered by the worker that took them. `false` when no hint was
+/// runnable, or the burst is still arriving.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
     let now = engine.clock.now();
     let waiting = engine.store.runnable_jobs(&conn.name, JobKind::IngestV1Webhook, now).await?;
     if !settled(&conn.policy, &waiting, now) {
         return Ok(false);
     }
-    let hints = jobs::claim_for(engine, conn, JobKind::IngestV1Webhook, HINTS_PER_RUN, HINT_LEASE).await?;
+    let (hints, lease) = jobs::claim_held(engine, conn, JobKind::IngestV1Webhook, HINTS_PER_RUN).await?;
     if hints.is_empty() {
         return Ok(false);
     }
+    let held = |hints: Vec<Job>| -> Vec<Job> { hints.into_iter().filter(|job| lease.still_holds(conn, job, "webhook hint")).collect() };
     let (mut labels, mut fulfillments) = (Vec::new(), Vec::new());
     for job in hints {
         match judge(engine, conn, &job).await? {
@@ -77,10 +77,12 @@ pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentRepor
     }
     // One poll per part the hints ask for; its hints are finished after it.
     let mut polled = Polled::default();
+    let labels = held(labels);
     if !labels.is_empty() {
         let outcome = shipments::poll_labels(engine, conn, &mut polled).await;
         finish(engine, conn, labels, outcome).await?;
     }
+    let fulfillments = held(fulfillments);
     if !fulfillments.is_empty() {
         let outcome = shipments::poll_fulfillments(engine, conn, &mut polled).await;
         finish(engine, conn, fulfillments, outcome).await?;
@@ -89,17 +91,19 @@ pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentRepor
     Ok(true)
 }
 
-/// Whether the hints `waiting` at `now` are to be taken now: there is one, and either
-/// the newest has waited `webhook_coalesce` (the burst is over) or the oldest has
-/// waited `webhook_coalesce_max` (a steady stream is still answered). A hint put back
-/// after a failed poll counts from when it was stored, so its retry is not delayed.
+/// Whether the hints `waiting` at `now` are to be taken now: there is one, and it is
+/// not still arriving ([`jobs::still_arriving`], the claim coalescing every kind
+/// shares). A burst is still arriving while fewer than a full run
+/// ([`HINTS_PER_RUN`]) wait, the newest came less than `webhook_coalesce` ago (5 s)
+/// and the oldest less than `webhook_coalesce_max` ago (30 s, so a steady stream is
+/// still answered). A hint put back after a failed poll counts from when it was
+/// stored, so its retry is not delayed.
 pub fn settled(policy: &Policy, waiting: &RunnableJobs, now: Timestamp) -> bool {
-    let waited = |since: Option<Timestamp>, enough: std::time::Duration| {
-        let enough = SignedDuration::try_from(enough).unwrap_or(SignedDuration::MAX);
-        since.is_some_and(|t| now.duration_since(t) >= enough)
-    };
-    waiting.count > 0
-        && (waited(waiting.last_planned_at, policy.webhook_coalesce) || waited(waiting.first_planned_at, policy.webhook_coalesce_max))
+    let full = u64::from(HINTS_PER_RUN);
+    let patience = |d: std::time::Duration| SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX);
+    let burst_going_on = jobs::still_arriving(waiting, full, waiting.last_planned_at, patience(policy.webhook_coalesce), now);
+    let within_the_cap = jobs::still_arriving(waiting, full, waiting.first_planned_at, patience(policy.webhook_coalesce_max), now);
+    waiting.count > 0 && !(burst_going_on && within_the_cap)
 }
 
 /// What a hint asks for.
@@ -335,5 +339,8 @@ mod tests {
         assert!(settled(&p, &waiting(200, 70, 100), at(100)), "the oldest has waited 30 s: taken however busy the stream");
         let eager = Policy { webhook_coalesce: std::time::Duration::ZERO, ..Policy::default() };
         assert!(settled(&eager, &waiting(1, 100, 100), at(100)), "no quiet asked for: taken at once");
+        let full = u64::from(HINTS_PER_RUN);
+        assert!(!settled(&p, &waiting(full - 1, 99, 100), at(100)), "a run not yet full, still arriving: waiting");
+        assert!(settled(&p, &waiting(full, 99, 100), at(100)), "a full run of hints is answered at once, like a full run of pushes");
     }
 }

@@ -2,8 +2,8 @@
 //! records the carrier's first scan on every label with its tracking number (and so
 //! plans the ERP's *completed* write), as the scan poll does
 //! ([`shipments::record_tracking`](crate::flows::shipments)). A body that cannot be
-//! read is given up at once, raised to an admin as `integration_fault`; a store failure stops the pass and the job
-//! runs again once its lease expires.
+//! read is given up at once, raised to an admin as `integration_fault`; a store
+//! failure stops the pass and the job runs again once its lease expires.
 
 use shipledger_store::{Job, JobKind, JobSpec, ShipmentFilter as StoredShipments, ShipmentKind};
 
@@ -18,14 +18,19 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, E
     Ok(report)
 }
 
-/// One bounded step: claim up to 50 runnable `ingest_v2_track` jobs and record each.
+/// One bounded step: claim up to 50 runnable `ingest_v2_track` jobs, held for as long
+/// as the step runs ([`jobs::claim_held`]), and record each; one whose lease was lost
+/// meanwhile is left to the worker that took it (its scans are not recorded twice).
 /// `false` when none was runnable.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
-    let jobs = jobs::claim(engine, conn, JobKind::IngestV2Track, 50).await?;
+    let (jobs, lease) = jobs::claim_held(engine, conn, JobKind::IngestV2Track, 50).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
     for job in jobs {
+        if !lease.still_holds(conn, &job, "v2 track webhook") {
+            continue;
+        }
         match ingest(engine, conn, &job, report).await {
             Ok(()) => jobs::done(engine, &job, jobs::change(engine, conn)).await?,
             Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),

@@ -33,15 +33,20 @@ pub async fn run(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, E
     Ok(report)
 }
 
-/// One bounded step: claim up to 50 runnable `write_fulfilment` jobs and write each.
-/// `false` when none was runnable.
+/// One bounded step: claim up to 50 runnable `write_fulfilment` jobs, held for as
+/// long as the step runs ([`jobs::claim_held`]: fifty writes to a slow ERP outlast one
+/// lease), and write each. A job whose lease was lost meanwhile (the renewals stalled
+/// and another worker claimed it) gets no ERP write from this step: that worker makes
+/// it. `false` when none was runnable.
 pub async fn step(engine: &Engine, conn: &Connection, report: &mut ShipmentReport) -> Result<bool, EngineError> {
-    let jobs = jobs::claim(engine, conn, JobKind::WriteFulfilment, 50).await?;
+    let (jobs, lease) = jobs::claim_held(engine, conn, JobKind::WriteFulfilment, 50).await?;
     if jobs.is_empty() {
         return Ok(false);
     }
     for job in jobs {
-        write_one(engine, conn, job, report).await?;
+        if lease.still_holds(conn, &job, "ERP write-back") {
+            write_one(engine, conn, job, &lease, report).await?;
+        }
     }
     Ok(true)
 }
@@ -72,7 +77,7 @@ fn given_up(phase: Phase) -> EventKind {
     }
 }
 
-async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut ShipmentReport) -> Result<(), EngineError> {
+async fn write_one(engine: &Engine, conn: &Connection, job: Job, lease: &jobs::JobLease, report: &mut ShipmentReport) -> Result<(), EngineError> {
     let JobSpec::WriteFulfilment(WriteFulfilment { shipment_key: key, phase }) = job.spec.clone() else {
         let why = format!("job {} is a {} job, not a write_fulfilment", job.id, job.kind());
         return jobs::dead(engine, &job, jobs::change(engine, conn), why).await;
@@ -137,6 +142,10 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, report: &mut Sh
     {
         // Certain to clear once the other label's reversal is written (which wakes it).
         return give_up_or_retry(engine, conn, job, &shipment, phase, &erp_id, Verdict::Backoff, reason, report).await;
+    }
+    // The reads above take time: the write is made only while the job is still ours.
+    if !lease.still_holds(conn, &job, "ERP write-back") {
+        return Ok(());
     }
     let written = conn.erp.record_fulfilment(&write).await;
     // Whatever the answer, the ERP's own record decides: read it back.

@@ -45,6 +45,10 @@ pub struct FakeErp {
     pub reads_stalled: std::sync::atomic::AtomicBool,
     /// Order reads that met the stall (each still hangs).
     pub stalled_reads: std::sync::atomic::AtomicU64,
+    /// How long each fulfilment write takes to answer once it has arrived (and been
+    /// kept in `fulfilment_writes`): an ERP that is slow to write; none unless a story
+    /// says so.
+    pub write_delay: Mutex<std::time::Duration>,
     tick: Mutex<i64>,
 }
 
@@ -155,6 +159,10 @@ impl Erp for FakeErp {
     fn record_fulfilment<'a>(&'a self, w: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
         Box::pin(async move {
             self.fulfilment_writes.lock().unwrap().push(w.clone());
+            let delay = *self.write_delay.lock().unwrap();
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             if let Some(failure) = self.write_failures.lock().unwrap().pop_front() {
                 return Err(failure);
             }

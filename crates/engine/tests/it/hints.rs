@@ -330,4 +330,43 @@ crate::stories! {
             .count();
         assert_eq!(completed, 1, "the order marked shipped elsewhere is completed in the ERP");
     }
+
+    async fn hints_whose_lease_another_engine_took_over_during_a_poll_get_no_second_poll_from_the_first(w: World) {
+        let clock = w.manual_clock();
+        // The first engine's renewals stall (an hour apart): its hints' leases run out
+        // with the clock while its labels poll is still waiting for ShipStation.
+        w.engine.renew_every = std::time::Duration::from_secs(3_600);
+        w.engine.connections[0].policy.webhook_coalesce = std::time::Duration::ZERO;
+        let second = w.another_engine(clock.clone() as Arc<dyn Clock>).await;
+        let conn = &w.engine.connections[0];
+        hint(&w, &clock, "SHIP_NOTIFY", ship_notify_url(&w, 1), "labelled").await;
+        hint(&w, &clock, "FULFILLMENT_SHIPPED", format!("{}/fulfillments?storeID=1&batchId=9", w.sandbox.base_url()), "marked").await;
+        // ShipStation answers the labels poll after 1.5 s.
+        w.put_faults(json!({"rate_slow": 1.0, "slow_ms": 1500, "paths": ["/shipments"]})).await;
+        let (labels, fulfillments) = (requests_to(&w, "GET /shipments").await, requests_to(&w, "GET /fulfillments").await);
+
+        let mut first = shipledger_engine::flows::shipments::ShipmentReport::default();
+        let mut other = shipledger_engine::flows::shipments::ShipmentReport::default();
+        let (worked, ()) = tokio::join!(ingest_v1_webhook::step(&w.engine, conn, &mut first), async {
+            for _ in 0..1_000 {
+                if requests_to(&w, "GET /shipments").await > labels {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            // The first engine's labels poll is in flight; the clock passes the lease and
+            // the other engine claims both hints and answers them.
+            clock.advance(SignedDuration::from_secs(31));
+            let took = ingest_v1_webhook::step(&second, &second.connections[0], &mut other).await.unwrap();
+            assert!(took, "the other engine takes over the hints whose lease ran out");
+        });
+        assert!(worked.unwrap());
+
+        // The labels poll in flight could not be called back; the fulfillments poll, for
+        // a hint no longer the first engine's, was made once, by the other engine.
+        assert_eq!(requests_to(&w, "GET /shipments").await - labels, 2, "each engine's labels poll");
+        assert_eq!(requests_to(&w, "GET /fulfillments").await - fulfillments, 1, "one fulfillments poll, by the hint's holder");
+        assert_eq!(in_state(&w, JobState::Done).await, 2, "both hints are done, by the engine that held them");
+        assert_eq!(in_state(&w, JobState::Running).await, 0);
+    }
 }

@@ -310,6 +310,70 @@ mod shared {
             assert!(createorders_received(&w).await <= 7, "at most the lost order sent twice (by orderKey, one order): {}", w.stats().await["requests"]);
         }
 
+        async fn an_erp_write_back_whose_lease_another_engine_took_over_is_not_written_twice(w: World) {
+            let clock = w.manual_clock();
+            // The first engine's renewals stall (an hour apart): its jobs' leases run out
+            // with the clock while its step is still at work.
+            w.engine.renew_every = Duration::from_secs(3_600);
+            let second = w.another_engine(clock.clone() as Arc<dyn Clock>).await;
+            let conn = &w.engine.connections[0];
+            let orders = ["SO-1", "SO-2", "SO-3"];
+            for n in orders {
+                w.erp.put(paid_order(n));
+            }
+            w.settle().await;
+            for n in orders {
+                let id = w.store.get_order("acme-uk", n).await.unwrap().unwrap().ss_order_id.expect("pushed");
+                w.control(&format!("/orders/{id}/labels"), json!({"carrierCode": "ups"})).await;
+            }
+            // The shipment poll plans the three write-backs; the ERP now takes 1.5 s a write.
+            let polled = shipledger_engine::flows::shipments::poll(&w.engine, conn).await.unwrap();
+            assert_eq!(polled.new, 3, "{polled:?}");
+            *w.erp.write_delay.lock().unwrap() = Duration::from_millis(1_500);
+
+            // The first engine claims the three and sends the first; while that write is
+            // in flight the clock passes the lease and the other engine claims all three.
+            let mut first = shipledger_engine::flows::shipments::ShipmentReport::default();
+            let mut other = shipledger_engine::flows::shipments::ShipmentReport::default();
+            let (worked, ()) = tokio::join!(shipledger_engine::flows::write_fulfilment::step(&w.engine, conn, &mut first), async {
+                for _ in 0..1_000 {
+                    if !w.erp.fulfilment_writes.lock().unwrap().is_empty() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 1, "the first engine's first write is in flight");
+                clock.advance(SignedDuration::from_secs(31));
+                let took = shipledger_engine::flows::write_fulfilment::step(&second, &second.connections[0], &mut other).await.unwrap();
+                assert!(took, "the other engine takes over the write-backs whose lease ran out");
+            });
+            assert!(worked.unwrap());
+
+            // The first engine wrote only the one in flight when its lease was lost; the
+            // other engine wrote all three. Each label is one ERP fulfilment, packed.
+            assert_eq!(first.written, 1, "after its lease was lost the first engine wrote nothing more: {first:?}");
+            assert_eq!(other.written, 3, "{other:?}");
+            let writes: Vec<String> = w.erp.fulfilment_writes.lock().unwrap().iter().map(|x| x.key.clone()).collect();
+            assert_eq!(writes.len(), 4, "three write-backs, and the one in flight made again by its new holder: {writes:?}");
+            let twice: Vec<&String> = writes.iter().filter(|k| writes.iter().filter(|o| o == k).count() > 1).collect();
+            assert_eq!(twice.len(), 2, "only the write in flight was made twice: {writes:?}");
+            for n in orders {
+                let docs = w.erp_fulfilments(n);
+                assert_eq!(docs.len(), 1, "{n}: one ERP fulfilment");
+                assert_eq!(docs[0].state, FulfilmentState::Packed, "{n}");
+            }
+            let done = w
+                .store
+                .list_jobs(shipledger_store::JobFilter {
+                    kind: Some(shipledger_store::JobKind::WriteFulfilment),
+                    state: Some(shipledger_store::JobState::Done),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            assert_eq!(done.len(), 3, "every write-back is done, by the engine that held it");
+        }
+
         async fn two_engines_share_one_v2_budget_of_200_a_minute_and_get_no_429(w: World) {
             // Two engines built from one configuration, as two `serve` processes would be,
             // each with its own connections to the store.
