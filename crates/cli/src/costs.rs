@@ -1,8 +1,11 @@
 //! `shipledger costs list|show`: the cost ledger as the store keeps it — one entry per
 //! charge of a label in its original currency, revisions and void reversals as
 //! entries of their own — for people (a table with the net per currency), programs
-//! (JSON) and spreadsheets (CSV). Read only: nothing is converted or posted here.
+//! (JSON) and spreadsheets (CSV), each with its conversion to the ERP's base
+//! currency (base amount, both rates, rate date, source) or "waiting for a rate".
+//! Read only: nothing is converted or posted here.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -11,7 +14,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde_json::json;
 use shipledger_core::cost::net_by_currency;
-use shipledger_store::{CostCursor, CostEntry, CostEntryFilter};
+use shipledger_store::{CostConversion, CostCursor, CostEntry, CostEntryFilter};
 
 use crate::output::{table, time};
 use crate::run::BadConfig;
@@ -86,8 +89,35 @@ fn check_connection(config: &shipledger_engine::config::Config, name: &str) -> a
     }
 }
 
-fn entry_json(e: &CostEntry) -> serde_json::Value {
+const WAITING: &str = "waiting for a rate";
+
+fn conversion_json(c: Option<&CostConversion>) -> serde_json::Value {
+    match c {
+        None => json!({"status": WAITING}),
+        Some(c) => {
+            let v = &c.conversion;
+            json!({
+                "status": "converted",
+                "base_amount": v.base.to_decimal().to_string(),
+                "base_minor": v.base.minor(),
+                "base_currency": v.base.currency().code(),
+                "rate_from": v.rate_from.to_string(),
+                "rate_to": v.rate_to.to_string(),
+                "rate_date": v.rate_date.to_string(),
+                "wanted_date": v.wanted_date.to_string(),
+                "source": v.source.code(),
+                "source_detail": c.source_detail,
+                "rounding": "half_even",
+                "exact": v.exact.to_string(),
+                "converted_at": c.converted_at.to_string(),
+            })
+        }
+    }
+}
+
+fn entry_json(e: &CostEntry, c: Option<&CostConversion>) -> serde_json::Value {
     json!({
+        "conversion": conversion_json(c),
         "id": e.id,
         "connection": e.connection,
         "entry_key": e.entry_key,
@@ -115,11 +145,12 @@ fn entry_json(e: &CostEntry) -> serde_json::Value {
 const CSV_HEADER: &[&str] = &[
     "id", "connection", "entry_key", "kind", "charge", "revision", "amount", "currency", "shipment_key", "erp_id",
     "shipstation_order_id", "carrier", "service", "ship_date", "label_created_at", "occurred_at", "source", "reverses",
-    "recorded_at",
+    "recorded_at", "base_amount", "base_currency", "rate_from", "rate_to", "rate_date", "rate_source", "fx_status",
 ];
 
-fn csv_row(e: &CostEntry) -> Vec<String> {
-    vec![
+fn csv_row(e: &CostEntry, c: Option<&CostConversion>) -> Vec<String> {
+    let v = c.map(|c| &c.conversion);
+    let mut row = vec![
         e.id.to_string(),
         e.connection.clone(),
         e.entry_key.clone(),
@@ -139,7 +170,23 @@ fn csv_row(e: &CostEntry) -> Vec<String> {
         e.source.code().into(),
         e.reverses.map(|id| id.to_string()).unwrap_or_default(),
         e.recorded_at.to_string(),
-    ]
+    ];
+    row.extend([
+        v.map(|v| v.base.to_decimal().to_string()).unwrap_or_default(),
+        v.map(|v| v.base.currency().code().to_string()).unwrap_or_default(),
+        v.map(|v| v.rate_from.to_string()).unwrap_or_default(),
+        v.map(|v| v.rate_to.to_string()).unwrap_or_default(),
+        v.map(|v| v.rate_date.to_string()).unwrap_or_default(),
+        v.map(|v| v.source.code().to_string()).unwrap_or_default(),
+        if v.is_some() { "converted".into() } else { WAITING.into() },
+    ]);
+    row
+}
+
+/// The rate in words: `× 1 ÷ 1.25 (erp, 2026-11-27)`.
+fn rate_text(c: &CostConversion) -> String {
+    let v = &c.conversion;
+    format!("× {} ÷ {} ({}, {})", v.rate_to, v.rate_from, v.source, v.rate_date)
 }
 
 /// One CSV line (RFC 4180 quoting: a field with a comma, quote or line break is quoted).
@@ -201,12 +248,19 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    let conversions: HashMap<(String, String), CostConversion> = store
+        .list_cost_conversions(CostEntryFilter { connection: args.connection.clone(), erp_id: args.order.clone(), since, until, ..Default::default() })
+        .await?
+        .into_iter()
+        .map(|c| ((c.connection.clone(), c.conversion.entry_key.clone()), c))
+        .collect();
+    let conv = |e: &CostEntry| conversions.get(&(e.connection.clone(), e.entry_key.clone()));
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&found.iter().map(entry_json).collect::<Vec<_>>())?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found.iter().map(|e| entry_json(e, conv(e))).collect::<Vec<_>>())?),
         Format::Csv => {
             println!("{}", CSV_HEADER.join(","));
             for e in &found {
-                println!("{}", csv_line(&csv_row(e)));
+                println!("{}", csv_line(&csv_row(e, conv(e))));
             }
         }
         Format::Table => {
@@ -223,11 +277,23 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
                         e.amount.currency().code().into(),
                         e.label.carrier.clone(),
                         e.source.code().into(),
+                        conv(e).map(|c| c.conversion.base.to_string()).unwrap_or_else(|| WAITING.into()),
+                        conv(e).map(rate_text).unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            print!("{}", table(&["ID", "LABEL TIME", "ORDER", "ENTRY", "KIND", "AMOUNT", "CURRENCY", "CARRIER", "SOURCE"], &rows));
-            println!("{} entr{}; net {}", found.len(), if found.len() == 1 { "y" } else { "ies" }, net(&found));
+            print!(
+                "{}",
+                table(&["ID", "LABEL TIME", "ORDER", "ENTRY", "KIND", "AMOUNT", "CURRENCY", "CARRIER", "SOURCE", "BASE", "RATE"], &rows)
+            );
+            let waiting = found.iter().filter(|e| conv(e).is_none()).count();
+            println!(
+                "{} entr{}; net {}; {} waiting for a rate",
+                found.len(),
+                if found.len() == 1 { "y" } else { "ies" },
+                net(&found),
+                waiting
+            );
         }
     }
     Ok(())
@@ -251,11 +317,12 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
         }
     };
     let e = entry.with_context(|| format!("no cost entry {} (list them with `shipledger costs list`)", args.entry))?;
+    let c = store.get_cost_conversion(&e.connection, &e.entry_key).await?;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&entry_json(&e))?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&entry_json(&e, c.as_ref()))?),
         Format::Csv => {
             println!("{}", CSV_HEADER.join(","));
-            println!("{}", csv_line(&csv_row(&e)));
+            println!("{}", csv_line(&csv_row(&e, c.as_ref())));
         }
         Format::Table => {
             println!("cost entry {} ({})", e.id, e.entry_key);
@@ -273,6 +340,17 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
                 println!("  reverses:     entry {id} ({key})");
             }
             println!("  recorded:     {}", time(e.recorded_at));
+            match &c {
+                None => println!("  base:         {WAITING}"),
+                Some(c) => {
+                    let v = &c.conversion;
+                    println!("  base:         {} (exactly {}, rounded half-even once)", v.base, v.exact);
+                    println!("  rate:         {} ÷ {} ({} = amount × rate_to ÷ rate_from)", v.rate_to, v.rate_from, v.base.currency());
+                    println!("  rate date:    {} (wanted for {})", v.rate_date, v.wanted_date);
+                    println!("  rate source:  {} ({})", v.source, c.source_detail);
+                    println!("  converted:    {}", time(c.converted_at));
+                }
+            }
         }
     }
     Ok(())

@@ -93,6 +93,8 @@ kinds! {
         "a label was voided after its ERP fulfilment was written, and the ERP could not reverse it";
     LabelCostMissing => "label_cost_missing", Finance, Warning,
         "a live label came without its postage cost, so the cost ledger has no entry for it; it closes by itself when a later read of the label carries the cost";
+    FxRateMissing => "fx_rate_missing", Finance, Error,
+        "no configured source has a usable rate for a currency pair on a date, so cost entries in that currency wait unconverted and their batch is not posted; add the rate in the ERP, the rates file or the config's fixed rates, and it closes by itself once they convert";
     ScanOverdue => "scan_overdue", Ops, Warning,
         "a label has had no carrier scan for longer than the policy allows";
     AwaitingShipmentTooLong => "awaiting_shipment_too_long", Ops, Warning,

@@ -83,6 +83,10 @@ pub async fn check_connection(config: &ConnectionConfig, public_url: Option<&Url
         system: format!("erp ({})", config.erp.kind),
         items: erp_items,
     });
+    if let Ok(erp) = crate::erp_for(config) {
+        let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+        systems.push(SystemCheck { system: "fx rates".into(), items: fx_rates(config, erp.as_ref(), today).await });
+    }
     let (v1_items, v1) = shipstation_v1(config).await;
     systems.push(SystemCheck {
         system: "shipstation v1".into(),
@@ -102,6 +106,47 @@ pub async fn check_connection(config: &ConnectionConfig, public_url: Option<&Url
         connection: config.name.clone(),
         systems,
     }
+}
+
+/// For every currency in `policy.currencies` (other than the base), whether the
+/// configured sources, in their order, have a usable rate to the base currency on
+/// `today`: one item per currency, failed naming the currency and what each source
+/// said.
+pub async fn fx_rates(config: &ConnectionConfig, erp: &dyn shipledger_erp::Erp, today: jiff::civil::Date) -> Vec<CheckItem> {
+    use crate::flows::fx::{Lookup, Rates};
+    let policy = &config.policy;
+    if policy.currencies.is_empty() {
+        return vec![CheckItem::warning("currencies", "policy.currencies is empty, so no rate was checked; list the currencies labels are billed in")];
+    }
+    let base = match erp.base_currency().await {
+        Ok(b) => b,
+        Err(e) => return vec![CheckItem::failed("base currency", e.to_string())],
+    };
+    let rates = match Rates::new(&config.name, policy, erp) {
+        Ok(r) => r,
+        Err(e) => return vec![CheckItem::failed("rates file", e.to_string())],
+    };
+    let sources: Vec<&str> = policy.fx_sources.iter().map(|s| s.code()).collect();
+    let mut items = Vec::new();
+    for currency in policy.currencies.iter().filter(|c| **c != base) {
+        let what = format!("rate {currency}→{base}");
+        items.push(match rates.resolve(*currency, base, today).await {
+            Ok(Lookup::Found(r)) => CheckItem::ok(
+                what,
+                format!("{} ({}): rates {} and {} of {}", r.source, r.detail, r.rate_from, r.rate_to, r.rate_date),
+            ),
+            Ok(Lookup::Missing { tried }) => CheckItem::failed(
+                what,
+                format!(
+                    "no usable {currency} rate for {today} from the sources tried ({}): {}; add it in the ERP, the rates file or [[connections.policy.fx_fixed]]",
+                    sources.join(", "),
+                    tried.join("; ")
+                ),
+            ),
+            Err(e) => CheckItem::failed(what, format!("{e} (sources: {})", sources.join(", "))),
+        });
+    }
+    items
 }
 
 /// The v1 items, and the client when its key works (for the webhook check).

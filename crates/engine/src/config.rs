@@ -144,6 +144,16 @@ struct RawPolicy {
     awaiting_shipment_after: Option<String>,
     cost_batch: Option<String>,
     fx_source: Option<String>,
+    /// Rate sources in the order they are asked (`["erp", "file", "fixed"]`).
+    fx_sources: Option<Vec<String>>,
+    /// A rates file (CSV, the ECB reference-rate layout), relative to the config file.
+    fx_rates_file: Option<String>,
+    /// `[[connections.policy.fx_fixed]] from = "USD", to = "GBP", rate = "0.79", date = "2026-11-01"`.
+    fx_fixed: Option<Vec<RawFixedRate>>,
+    /// `ship_date` (default) or `posting_date`.
+    fx_rate_date: Option<String>,
+    /// A rate older than this before the date asked for counts as missing (default 4 days).
+    fx_max_age: Option<String>,
     cost_variance_pct: Option<u32>,
     currencies: Option<Vec<String>>,
     poll_interval: Option<String>,
@@ -157,6 +167,38 @@ struct RawPolicy {
     /// `[connections.policy.retry.<job kind>]`.
     #[serde(default)]
     retry: std::collections::BTreeMap<String, RawRetry>,
+}
+
+/// One fixed rate in the configuration: one unit of `from` is `rate` units of `to`
+/// from `date` on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFixedRate {
+    from: String,
+    to: String,
+    /// A decimal string (`"0.79"`): never a float.
+    rate: String,
+    date: String,
+}
+
+/// A fixed rate (`[[connections.policy.fx_fixed]]`): one unit of `from` is `rate`
+/// units of `to` from `date` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedRate {
+    pub from: Currency,
+    pub to: Currency,
+    pub rate: rust_decimal::Decimal,
+    pub date: jiff::civil::Date,
+}
+
+/// Which date an entry's rate is wanted for (`policy.fx_rate_date`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FxRateDate {
+    /// The label's ship date, else its label date in UTC (the default).
+    ShipDate,
+    /// The date the journal is posted (the converter, which runs before any
+    /// posting, then uses the day it runs).
+    PostingDate,
 }
 
 /// One job kind's retry policy; what is left out keeps its default.
@@ -195,7 +237,19 @@ pub struct Policy {
     /// How long a pushed order may wait in ShipStation for a label.
     pub awaiting_shipment_after: Duration,
     pub cost_batch: String,
+    /// The first of `fx_sources` (kept for `fx_source = "erp"`, which still reads).
     pub fx_source: String,
+    /// Where rates come from, in the order they are asked; the first with a usable
+    /// rate wins.
+    pub fx_sources: Vec<shipledger_core::fx::RateSource>,
+    /// The rates file of the `file` source (checked when the configuration loads,
+    /// read again at every conversion pass so a rate added to it is seen).
+    pub fx_rates_file: Option<std::path::PathBuf>,
+    /// The `fixed` source's rates.
+    pub fx_fixed: Vec<FixedRate>,
+    pub fx_rate_date: FxRateDate,
+    /// A rate dated more than this before the date asked for counts as missing.
+    pub fx_max_age: Duration,
     pub cost_variance_pct: u32,
     /// Currencies orders may be in; any ISO code when empty.
     pub currencies: Vec<Currency>,
@@ -264,6 +318,11 @@ impl Default for Policy {
             awaiting_shipment_after: Duration::from_secs(48 * 3600),
             cost_batch: "daily".into(),
             fx_source: "erp".into(),
+            fx_sources: vec![shipledger_core::fx::RateSource::Erp],
+            fx_rates_file: None,
+            fx_fixed: Vec::new(),
+            fx_rate_date: FxRateDate::ShipDate,
+            fx_max_age: Duration::from_secs(4 * 86_400),
             cost_variance_pct: 15,
             currencies: Vec::new(),
             poll_interval: Duration::from_secs(30),
@@ -458,7 +517,15 @@ impl Config {
                     None => Currency::USD,
                 },
             };
-            let policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
+            let mut policy = policy(&c.policy).map_err(|m| err(format!("{at}: [policy] {m}")))?;
+            if let Some(file) = &policy.fx_rates_file {
+                // Relative to the configuration file; read now so a broken file is a
+                // configuration error naming its line.
+                let dir = Path::new(origin).parent().unwrap_or(Path::new(""));
+                let resolved = if file.is_absolute() { file.clone() } else { dir.join(file) };
+                read_rates_file(&resolved).map_err(|m| err(format!("{at}: [policy] {m}")))?;
+                policy.fx_rates_file = Some(resolved);
+            }
             connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
         }
         let lanes = lane_limits(raw.lanes.unwrap_or_default()).map_err(|m| err(format!("[lanes] {m}")))?;
@@ -512,9 +579,7 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
         }
         p.cost_batch = b.clone();
     }
-    if let Some(s) = &raw.fx_source {
-        p.fx_source = s.clone();
-    }
+    fx_policy(raw, &mut p)?;
     if let Some(v) = raw.cost_variance_pct {
         p.cost_variance_pct = v;
     }
@@ -588,6 +653,70 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     Ok(p)
 }
 
+/// The `fx_*` fields: sources in order (`fx_sources`, or the single `fx_source`), the
+/// rates file, fixed rates, the rate date and the longest a rate may be old.
+fn fx_policy(raw: &RawPolicy, p: &mut Policy) -> Result<(), String> {
+    use shipledger_core::fx::RateSource;
+    let names: Vec<String> = match (&raw.fx_sources, &raw.fx_source) {
+        (Some(_), Some(_)) => return Err("fx_source and fx_sources are both set: keep fx_sources (the list) only".into()),
+        (Some(list), None) => list.clone(),
+        (None, Some(one)) => vec![one.clone()],
+        (None, None) => vec!["erp".into()],
+    };
+    if names.is_empty() {
+        return Err("fx_sources = []: name at least one of \"erp\", \"file\", \"fixed\"".into());
+    }
+    let mut sources = Vec::new();
+    for name in &names {
+        match RateSource::parse(name) {
+            Some(s @ (RateSource::Erp | RateSource::File | RateSource::Fixed)) if !sources.contains(&s) => sources.push(s),
+            Some(RateSource::Erp | RateSource::File | RateSource::Fixed) => return Err(format!("fx_sources names {name:?} twice")),
+            _ => return Err(format!("fx source {name:?}: use \"erp\", \"file\" or \"fixed\"")),
+        }
+    }
+    p.fx_source = names[0].clone();
+    p.fx_sources = sources;
+    p.fx_rates_file = raw.fx_rates_file.as_ref().map(std::path::PathBuf::from);
+    if p.fx_sources.contains(&RateSource::File) && p.fx_rates_file.is_none() {
+        return Err("fx_sources names \"file\" but fx_rates_file is not set: add fx_rates_file = \"rates.csv\"".into());
+    }
+    for (i, f) in raw.fx_fixed.iter().flatten().enumerate() {
+        let at = format!("fx_fixed[{i}] ({} to {})", f.from, f.to);
+        let cur = |c: &str| Currency::parse(c).map_err(|e| format!("{at}: {e}"));
+        let (from, to) = (cur(&f.from)?, cur(&f.to)?);
+        if from == to {
+            return Err(format!("{at}: a rate converts between two different currencies"));
+        }
+        let rate = rust_decimal::Decimal::from_str_exact(f.rate.trim())
+            .map_err(|e| format!("{at}: rate {:?} is not a decimal number: {e}", f.rate))?;
+        if rate <= rust_decimal::Decimal::ZERO {
+            return Err(format!("{at}: rate {} must be positive", f.rate));
+        }
+        let date = f.date.parse::<jiff::civil::Date>().map_err(|e| format!("{at}: date {:?} is not YYYY-MM-DD: {e}", f.date))?;
+        p.fx_fixed.push(FixedRate { from, to, rate, date });
+    }
+    if p.fx_sources.contains(&RateSource::Fixed) && p.fx_fixed.is_empty() {
+        return Err("fx_sources names \"fixed\" but there is no [[connections.policy.fx_fixed]] rate".into());
+    }
+    if let Some(d) = &raw.fx_rate_date {
+        p.fx_rate_date = match d.as_str() {
+            "ship_date" => FxRateDate::ShipDate,
+            "posting_date" => FxRateDate::PostingDate,
+            other => return Err(format!("fx_rate_date = {other:?}: use \"ship_date\" or \"posting_date\"")),
+        };
+    }
+    if let Some(d) = &raw.fx_max_age {
+        p.fx_max_age = duration(d, "fx_max_age")?;
+    }
+    Ok(())
+}
+
+/// Reads and parses a rates file, naming the file and the line that does not read.
+pub fn read_rates_file(path: &Path) -> Result<shipledger_core::fx::RateTable, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("fx_rates_file {}: cannot read it: {e}", path.display()))?;
+    shipledger_core::fx::RateTable::parse_ecb_csv(&text).map_err(|e| format!("fx_rates_file {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,6 +753,41 @@ currencies = ["GBP", "usd"]
             "ACME_SS_KEY" => Some("ss-key-value".into()),
             "ACME_SS_SECRET" => Some("ss-secret-value".into()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn rate_sources_are_asked_in_the_configured_order_with_a_rates_file_and_dated_fixed_rates() {
+        use shipledger_core::fx::RateSource;
+        let defaults = &Config::parse(GOOD, "t.toml", &env).unwrap().connections[0].policy;
+        assert_eq!((defaults.fx_sources.clone(), defaults.fx_rate_date, defaults.fx_max_age), (vec![RateSource::Erp], FxRateDate::ShipDate, Duration::from_secs(4 * 86_400)));
+        let single = GOOD.replace("currencies = [\"GBP\", \"usd\"]", "currencies = [\"GBP\", \"usd\"]\nfx_source = \"erp\"");
+        assert_eq!(Config::parse(&single, "t.toml", &env).unwrap().connections[0].policy.fx_sources, vec![RateSource::Erp], "fx_source still reads");
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("rates.csv"), "Date,USD,GBP,\n2026-11-26,1.0565,0.8321,\n").unwrap();
+        let origin = dir.path().join("shipledger.toml").display().to_string();
+        let policy = "fx_sources = [\"erp\", \"file\", \"fixed\"]\nfx_rates_file = \"rates.csv\"\nfx_rate_date = \"posting_date\"\nfx_max_age = \"7days\"\n\n[[connections.policy.fx_fixed]]\nfrom = \"USD\"\nto = \"GBP\"\nrate = \"0.79\"\ndate = \"2026-11-01\"\n";
+        let text = format!("{GOOD}{policy}");
+        let p = Config::parse(&text, &origin, &env).unwrap().connections[0].policy.clone();
+        assert_eq!(p.fx_sources, vec![RateSource::Erp, RateSource::File, RateSource::Fixed]);
+        assert_eq!(p.fx_rates_file, Some(dir.path().join("rates.csv")), "relative to the config file");
+        assert_eq!((p.fx_rate_date, p.fx_max_age), (FxRateDate::PostingDate, Duration::from_secs(7 * 86_400)));
+        assert_eq!(p.fx_fixed, vec![FixedRate { from: Currency::USD, to: Currency::GBP, rate: "0.79".parse().unwrap(), date: jiff::civil::date(2026, 11, 1) }]);
+
+        std::fs::write(dir.path().join("rates.csv"), "Date,USD,GBP,\n2026-11-26,1.0565,0.8321,\n2026-11-25,one,0.83,\n").unwrap();
+        let e = Config::parse(&text, &origin, &env).unwrap_err();
+        assert!(e.message.contains("rates.csv") && e.message.contains("line 3") && e.message.contains("acme-uk"), "{e}");
+        for (bad, says) in [
+            ("fx_sources = [\"erp\", \"bank\"]", "bank"),
+            ("fx_sources = [\"file\"]", "fx_rates_file"),
+            ("fx_sources = [\"fixed\"]", "fx_fixed"),
+            ("fx_source = \"erp\"\nfx_sources = [\"erp\"]", "both"),
+            ("fx_rate_date = \"label_date\"", "posting_date"),
+            ("[[connections.policy.fx_fixed]]\nfrom = \"USD\"\nto = \"GBP\"\nrate = \"-1\"\ndate = \"2026-11-01\"", "positive"),
+        ] {
+            let e = Config::parse(&format!("{GOOD}{bad}\n"), "t.toml", &env).unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {e}");
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | lane | its work | what it waits on |
 //! |---|---|---|
-//! | [`Lane::ErpReads`] | the ERP poll, the recheck (or, between rechecks, the follow) | the ERP's reads |
+//! | [`Lane::ErpReads`] | the ERP poll, the recheck (or, between rechecks, the follow), the FX conversion of cost entries | the ERP's reads |
 //! | [`Lane::ErpWrites`] | `write_fulfilment` jobs | the ERP's writes |
 //! | [`Lane::ShipStationV1`] | `sync_order` (push), `ingest_v1_webhook` hints, the shipment poll | the v1 budget (40 a minute) |
 //! | [`Lane::ShipStationV2`] | the scan sweep | the v2 budget (200 a minute) |
@@ -115,7 +115,7 @@ impl Lane {
     /// The lane a scheduled pass runs in.
     pub fn of_pass(what: Scheduled) -> Lane {
         match what {
-            Scheduled::ErpPoll | Scheduled::Recheck | Scheduled::Follow => Lane::ErpReads,
+            Scheduled::ErpPoll | Scheduled::Recheck | Scheduled::Follow | Scheduled::FxConvert => Lane::ErpReads,
             Scheduled::ShipmentPoll => Lane::ShipStationV1,
             Scheduled::ScanSweep => Lane::ShipStationV2,
             Scheduled::Monitors => Lane::Intake,
@@ -314,6 +314,7 @@ impl Engine {
             Scheduled::ErpPoll => flows::release::poll(self, conn).await.map(|r| report.poll.add(&r)),
             Scheduled::ShipmentPoll => flows::shipments::poll(self, conn).await.map(|r| report.shipments.add(&r)),
             Scheduled::ScanSweep => flows::shipments::scans(self, conn).await.map(|r| report.shipments.add(&r)),
+            Scheduled::FxConvert => flows::fx::convert(self, conn).await.map(|_| ()),
             Scheduled::Monitors => async {
                 flows::monitors::run(self, conn).await?;
                 flows::unknown_jobs::run(self, conn).await.map(|_| ())
@@ -389,6 +390,8 @@ impl Engine {
                 .map(|run| Some(TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }));
             note(&format!("running {kind} jobs"), outcome, report);
         }
+        // Costs the jobs above recorded are converted in the same tick.
+        note("converting cost entries to the base currency", self.do_work(conn, Work::Pass(Scheduled::FxConvert)).await, report);
         note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors)).await, report);
         match first_error {
             Some(e) => Err(e),
@@ -595,7 +598,7 @@ mod tests {
             Lane::ShipStationV1.work(),
             vec![Work::Pass(Scheduled::ShipmentPoll), Work::Jobs(JobKind::SyncOrder), Work::Jobs(JobKind::IngestV1Webhook)]
         );
-        assert_eq!(Lane::ErpReads.work(), vec![Work::Pass(Scheduled::ErpPoll), Work::Pass(Scheduled::Recheck)]);
+        assert_eq!(Lane::ErpReads.work(), vec![Work::Pass(Scheduled::ErpPoll), Work::Pass(Scheduled::Recheck), Work::Pass(Scheduled::FxConvert)]);
     }
 
     #[test]

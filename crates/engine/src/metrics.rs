@@ -515,6 +515,15 @@ impl Store for MeteredStore {
     fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostEntry>>> {
         self.inner.get_cost_entry_by_key(connection, entry_key)
     }
+    fn list_cost_conversions<'a>(&'a self, filter: shipledger_store::CostEntryFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::CostConversion>>> {
+        self.inner.list_cost_conversions(filter)
+    }
+    fn get_cost_conversion<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostConversion>>> {
+        self.inner.get_cost_conversion(connection, entry_key)
+    }
+    fn unconverted_cost_entries<'a>(&'a self, connection: &'a str, after_id: Option<i64>, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::CostEntry>>> {
+        self.inner.unconverted_cost_entries(connection, after_id, limit)
+    }
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
         self.inner.list_shipments(filter)
     }

@@ -39,6 +39,9 @@ pub enum Scheduled {
     ShipmentPoll,
     /// Live labels awaiting their first carrier scan ([`crate::flows::shipments::scans`]).
     ScanSweep,
+    /// Cost entries converted to the base currency ([`crate::flows::fx::convert`]),
+    /// every `shipment_poll_interval`.
+    FxConvert,
     /// Overdue scans and labels, and jobs this build cannot run
     /// ([`crate::flows::monitors`], [`crate::flows::unknown_jobs`]).
     Monitors,
@@ -46,7 +49,7 @@ pub enum Scheduled {
 
 impl Scheduled {
     pub const ALL: &'static [Scheduled] =
-        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::Monitors];
+        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::FxConvert, Scheduled::Monitors];
 
     /// The name stored and shown (`erp_poll`, `recheck`, …).
     pub fn name(self) -> &'static str {
@@ -56,6 +59,7 @@ impl Scheduled {
             Scheduled::Follow => "follow",
             Scheduled::ShipmentPoll => "shipment_poll",
             Scheduled::ScanSweep => "scan_sweep",
+            Scheduled::FxConvert => "fx_convert",
             Scheduled::Monitors => "monitors",
         }
     }
@@ -69,7 +73,7 @@ impl Scheduled {
         match self {
             Scheduled::ErpPoll | Scheduled::Follow => policy.poll_interval,
             Scheduled::Recheck => policy.held_recheck_interval,
-            Scheduled::ShipmentPoll | Scheduled::ScanSweep | Scheduled::Monitors => policy.shipment_poll_interval,
+            Scheduled::ShipmentPoll | Scheduled::ScanSweep | Scheduled::FxConvert | Scheduled::Monitors => policy.shipment_poll_interval,
         }
     }
 

@@ -11,7 +11,8 @@
 //!    tracking ([`Erp::record_fulfilment`]), and read them back
 //!    ([`Erp::fulfilments`]) to verify.
 //! 4. **Journals**: post one in the base currency ([`Erp::post_journal`]), with FX
-//!    rates from the ERP ([`Erp::fx_rate`]).
+//!    rates from the ERP ([`Erp::fx_quote`]: both currencies' rates against the
+//!    ERP's reference, never a pre-rounded ratio).
 //! 5. **Stock**: read and adjust ([`Erp::stock`], [`Erp::adjust_stock`]).
 //!
 //! [`Erp::check`] (for `shipledger check-config --connect`) says, without writing
@@ -199,14 +200,21 @@ pub struct JournalRecord {
     pub lines: Vec<JournalLine>,
 }
 
-/// An exchange rate: one unit of `from` is `rate` units of `to`, on `date`.
+/// Two currencies' rates against one reference currency, as the ERP keeps them
+/// (Tryton: units of each currency per one unit of the company currency): an
+/// amount in `from` is `amount × rate_to ÷ rate_from` in `to`, computed exactly and
+/// rounded once ([`shipledger_core::fx::Conversion::make`]). Never a ratio rounded
+/// beforehand.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FxRate {
+pub struct FxQuote {
     pub from: Currency,
     pub to: Currency,
-    pub rate: Decimal,
+    pub rate_from: Decimal,
+    pub rate_to: Decimal,
+    /// The date of the older of the two rates used (each the latest on or before the
+    /// date asked for); the reference currency's own rate, always 1, does not count.
     pub date: Date,
-    /// Where the rate came from (the ERP's rate table, a bank feed, ...).
+    /// Which rows of the ERP the rates are (`tryton:currency.currency.rate:12+7`).
     pub source: String,
 }
 
@@ -308,9 +316,9 @@ pub trait Erp: Send + Sync {
     fn fulfilments<'a>(&'a self, erp_order_id: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>>>;
 
     fn base_currency(&self) -> BoxFuture<'_, Result<Currency>>;
-    /// The ERP's rate for `from` → `to` on `date` (or the latest before it); `None`
-    /// when it has none.
-    fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>>;
+    /// The ERP's rates of `from` and `to` against its reference on `date` (each the
+    /// latest on or before it); `None` when it lacks either.
+    fn fx_quote<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxQuote>>>;
     fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>>;
 
     fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, Result<StockLevel>>;

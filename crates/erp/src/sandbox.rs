@@ -39,7 +39,7 @@ use shipledger_core::weight::{Weight, WeightUnit};
 use url::Url;
 
 use crate::{
-    BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalRecord,
+    BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalRecord,
     JournalWrite, Package, Result, StockAdjustment, StockLevel,
 };
 
@@ -327,7 +327,9 @@ struct WireFx {
     from: String,
     to: String,
     #[serde(with = "decimal_number")]
-    rate: Decimal,
+    rate_from: Decimal,
+    #[serde(with = "decimal_number")]
+    rate_to: Decimal,
     date: Date,
     source: String,
 }
@@ -562,7 +564,7 @@ impl Erp for SandboxErpClient {
         })
     }
 
-    fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>> {
+    fn fx_quote<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxQuote>>> {
         Box::pin(async move {
             let mut url = self.url(&["fx"]);
             url.query_pairs_mut().append_pair("from", from.code()).append_pair("to", to.code()).append_pair("date", &date.to_string());
@@ -576,7 +578,7 @@ impl Erp for SandboxErpClient {
             }
             let fx: WireFx = serde_json::from_slice(&bytes).map_err(|e| ErpError::Decode { what: what.clone(), detail: e.to_string() })?;
             let cur = |c: &str| Currency::parse(c).map_err(|e| ErpError::Decode { what: what.clone(), detail: e.to_string() });
-            Ok(Some(FxRate { from: cur(&fx.from)?, to: cur(&fx.to)?, rate: fx.rate, date: fx.date, source: fx.source }))
+            Ok(Some(FxQuote { from: cur(&fx.from)?, to: cur(&fx.to)?, rate_from: fx.rate_from, rate_to: fx.rate_to, date: fx.date, source: fx.source }))
         })
     }
 

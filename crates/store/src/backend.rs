@@ -117,6 +117,7 @@ macro_rules! store_impl {
                     shipments,
                     wake_jobs,
                     cost_entries,
+                    cost_conversions,
                 } = change;
                 order.is_none()
                     && finish_job.is_none()
@@ -126,6 +127,7 @@ macro_rules! store_impl {
                     && shipments.is_empty()
                     && wake_jobs.is_empty()
                     && cost_entries.is_empty()
+                    && cost_conversions.is_empty()
             }
 
             /// Rows per multi-row statement: far below either backend's limit on
@@ -323,6 +325,54 @@ macro_rules! store_impl {
                             return Err(StoreError::CostEntryMoved { connection: conn.to_string(), entry_key: entry.entry_key.clone() });
                         }
                     }
+                }
+
+                // 3c. Conversions of recorded entries: one per entry, ever. Another
+                // worker's conversion of the same entry refuses this whole change, so
+                // its events are not written twice.
+                for new in &change.cost_conversions {
+                    let c = &new.conversion;
+                    let key = &c.entry_key;
+                    let entry = query(sql::COST_ENTRY_AMOUNT)
+                        .bind(conn)
+                        .bind(key)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("find cost entry {key} to convert")))?
+                        .ok_or_else(|| StoreError::Database(format!(
+                            "a conversion names cost entry {key}, which is not recorded on connection {conn}; nothing of this change was written"
+                        )))?;
+                    let (entry_id, minor, currency) = (entry.int("id")?, entry.int("amount_minor")?, entry.text("currency")?);
+                    if (minor, currency.as_str()) != (c.original.minor(), c.original.currency().code()) {
+                        return Err(StoreError::Database(format!(
+                            "the conversion of cost entry {key} is of {}, but the entry records {minor} minor units of {currency}; nothing of this change was written",
+                            c.original
+                        )));
+                    }
+                    let inserted = query(sql::INSERT_COST_CONVERSION)
+                        .bind(conn)
+                        .bind(key)
+                        .bind(entry_id)
+                        .bind(c.original.minor())
+                        .bind(c.original.currency().code())
+                        .bind(c.base.minor())
+                        .bind(c.base.currency().code())
+                        .bind(c.rate_from.to_string())
+                        .bind(c.rate_to.to_string())
+                        .bind(date_text(c.rate_date))
+                        .bind(date_text(c.wanted_date))
+                        .bind(c.source.code())
+                        .bind(&new.source_detail)
+                        .bind(enum_text(c.rounding))
+                        .bind(c.exact.to_string())
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("record the conversion of cost entry {key}")))?;
+                    if inserted.is_none() {
+                        return Err(StoreError::CostAlreadyConverted { connection: conn.to_string(), entry_key: key.clone() });
+                    }
+                    outcome.cost_conversions_recorded.push(key.clone());
                 }
 
                 // 4. The outbox: one job per idempotency key, ever.
@@ -1389,6 +1439,49 @@ macro_rules! store_impl {
                             .map_err(failed(format_args!("read cost entry {entry_key}")))?
                             .map(|row| rows::cost_entry(&row))
                             .transpose()
+                    })
+                }
+
+                fn list_cost_conversions<'a>(&'a self, filter: CostEntryFilter) -> BoxFuture<'a, Result<Vec<CostConversion>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_COST_CONVERSIONS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.erp_id.as_deref())
+                                    .bind(filter.shipment_key.as_deref())
+                                    .bind(filter.since.map(millis))
+                                    .bind(filter.until.map(millis))
+                                    .bind(filter.after.map(|c| millis(c.label_created_at)))
+                                    .bind(filter.after.map(|c| c.id))
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list cost conversions"))?;
+                        rows::all(&found, rows::cost_conversion)
+                    })
+                }
+
+                fn get_cost_conversion<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<CostConversion>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_COST_CONVERSION).bind(connection).bind(entry_key))
+                            .await
+                            .map_err(failed(format_args!("read the conversion of cost entry {entry_key}")))?
+                            .map(|row| rows::cost_conversion(&row))
+                            .transpose()
+                    })
+                }
+
+                fn unconverted_cost_entries<'a>(&'a self, connection: &'a str, after_id: Option<i64>, limit: u32) -> BoxFuture<'a, Result<Vec<CostEntry>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::UNCONVERTED_COST_ENTRIES).bind(connection).bind(after_id).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("list cost entries waiting for conversion"))?;
+                        rows::all(&found, rows::cost_entry)
                     })
                 }
 

@@ -68,6 +68,8 @@ string_enum! {
         CostRecorded => "cost_recorded",
         /// A voided label's cost entry was reversed.
         CostReversed => "cost_reversed",
+        /// A cost entry was converted to the ERP's base currency (rate, date, source).
+        CostConverted => "cost_converted",
         // ---- webhooks
         /// A webhook was stored in the inbox.
         Received => "received",
@@ -107,5 +109,7 @@ string_enum! {
         Webhook => "webhook",
         /// A kind of outbox job (record id: the kind as stored).
         JobKind => "job_kind",
+        /// A currency pair's rate on a date (record id: `USD/GBP 2026-11-27`).
+        FxRate => "fx_rate",
     }
 }

@@ -73,6 +73,11 @@ pub enum StoreError {
          worker planned it; nothing of this change was written, read the ledger again and plan anew"
     )]
     CostEntryMoved { connection: String, entry_key: String },
+    #[error(
+        "cost entry {entry_key} of connection {connection} was converted by another worker first; nothing of this change was \
+         written, and that worker's conversion counts"
+    )]
+    CostAlreadyConverted { connection: String, entry_key: String },
     #[error("store query failed: {0}")]
     Database(String),
     #[error("stored data could not be read: {0}")]
@@ -100,7 +105,8 @@ impl shipledger_core::retry::Classify for StoreError {
             | StoreError::LeaseLost { .. }
             | StoreError::ScheduleLeaseLost { .. }
             | StoreError::WatermarkMoved { .. }
-            | StoreError::CostEntryMoved { .. } => Verdict::Backoff,
+            | StoreError::CostEntryMoved { .. }
+            | StoreError::CostAlreadyConverted { .. } => Verdict::Backoff,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)
@@ -275,6 +281,14 @@ pub trait Store: Send + Sync {
     fn get_cost_entry<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<CostEntry>>>;
     /// One cost entry by its key on a connection (`label:8001/postage/0`).
     fn get_cost_entry_by_key<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<CostEntry>>>;
+    /// The conversions of the entries `filter` lists (those converted), in the same
+    /// order. Written only by [`Store::commit`]; never changed or deleted.
+    fn list_cost_conversions<'a>(&'a self, filter: CostEntryFilter) -> BoxFuture<'a, Result<Vec<CostConversion>>>;
+    /// One entry's conversion, by the entry's key (`None`: waiting for a rate).
+    fn get_cost_conversion<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<CostConversion>>>;
+    /// Entries of `connection` with no conversion yet, by id, after `after_id`, at
+    /// most `limit` (0: all): the converter's pages.
+    fn unconverted_cost_entries<'a>(&'a self, connection: &'a str, after_id: Option<i64>, limit: u32) -> BoxFuture<'a, Result<Vec<CostEntry>>>;
 
     // ---- the scan sweep (labels awaiting their first carrier scan)
     //

@@ -455,6 +455,13 @@ pub struct Change {
     /// `reverses_key` must name an entry recorded before or earlier in this change.
     #[serde(default)]
     pub cost_entries: Vec<NewCostEntry>,
+    /// Conversions of recorded cost entries to the base currency, one per entry
+    /// ever: the commit fails whole with
+    /// [`StoreError::CostAlreadyConverted`](crate::StoreError::CostAlreadyConverted)
+    /// when another worker converted the entry first (so its events are not written
+    /// twice either).
+    #[serde(default)]
+    pub cost_conversions: Vec<NewCostConversion>,
 }
 
 impl Change {
@@ -568,6 +575,9 @@ pub struct CommitOutcome {
     /// Keys of the cost entries this commit recorded (ones already there left out).
     #[serde(default)]
     pub cost_entries_recorded: Vec<String>,
+    /// Keys of the cost entries this commit converted.
+    #[serde(default)]
+    pub cost_conversions_recorded: Vec<String>,
 }
 
 /// Pending or running jobs of one kind and state on a connection, with the earliest
@@ -666,4 +676,25 @@ impl CostCursor {
     pub fn after(entry: &CostEntry) -> CostCursor {
         CostCursor { label_created_at: entry.label.label_created_at, id: entry.id }
     }
+}
+
+/// A conversion to record ([`Change::cost_conversions`]): how an entry became base
+/// currency, and which rows of its source the rates are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCostConversion {
+    pub conversion: shipledger_core::fx::Conversion,
+    /// The rates' provenance within the source (`tryton:currency.currency.rate:12+7`,
+    /// `rates.csv`, `fx_fixed USD/GBP 2026-11-01`).
+    pub source_detail: String,
+}
+
+/// A conversion as the ledger keeps it, beside its entry (never changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostConversion {
+    pub connection: String,
+    pub entry_id: i64,
+    #[serde(flatten)]
+    pub conversion: shipledger_core::fx::Conversion,
+    pub source_detail: String,
+    pub converted_at: Timestamp,
 }

@@ -323,6 +323,42 @@ pub(crate) fn cost_entry(row: &impl RowExt) -> Result<CostEntry> {
     })
 }
 
+pub(crate) fn cost_conversion(row: &impl RowExt) -> Result<crate::CostConversion> {
+    use shipledger_core::fx::{Conversion, RateSource};
+    let money = |minor: &str, currency: &str| -> Result<shipledger_core::Money> {
+        let code = row.text(currency)?;
+        let c = shipledger_core::Currency::parse(&code).map_err(|e| StoreError::Corrupt(format!("column {currency} holds {code:?}: {e}")))?;
+        Ok(shipledger_core::Money::from_minor(row.int(minor)?, c))
+    };
+    let decimal = |column: &str| -> Result<rust_decimal::Decimal> {
+        let text = row.text(column)?;
+        rust_decimal::Decimal::from_str_exact(&text).map_err(|e| StoreError::Corrupt(format!("column {column} holds {text:?}, not a decimal: {e}")))
+    };
+    let date = |column: &str| -> Result<jiff::civil::Date> {
+        row.opt_date(column)?.ok_or_else(|| StoreError::Corrupt(format!("column {column} is empty")))
+    };
+    let rounding = row.text("rounding")?;
+    Ok(crate::CostConversion {
+        connection: row.text("connection")?,
+        entry_id: row.int("entry_id")?,
+        conversion: Conversion {
+            entry_key: row.text("entry_key")?,
+            original: money("original_minor", "original_currency")?,
+            base: money("base_minor", "base_currency")?,
+            rate_from: decimal("rate_from")?,
+            rate_to: decimal("rate_to")?,
+            rate_date: date("rate_date")?,
+            wanted_date: date("wanted_date")?,
+            source: row.parsed("source", RateSource::parse)?,
+            rounding: serde_json::from_value(Value::String(rounding.clone()))
+                .map_err(|_| StoreError::Corrupt(format!("column rounding holds an unknown value {rounding:?}")))?,
+            exact: decimal("exact")?,
+        },
+        source_detail: row.text("source_detail")?,
+        converted_at: row.time("converted_at")?,
+    })
+}
+
 /// A `COUNT(*)` as the trait reports it.
 pub(crate) fn count(row: &impl RowExt) -> Result<u64> {
     let n = row.int("n")?;

@@ -676,3 +676,57 @@ pub(crate) const LIST_COST_ENTRIES: &str = concat!(
       ORDER BY c.label_created_at, c.id
       LIMIT $8"
 );
+
+// ---- conversions of cost entries (insert only: no statement here updates or deletes one)
+
+/// `$1` connection, `$2` entry key: the entry's id and amount.
+pub(crate) const COST_ENTRY_AMOUNT: &str =
+    "SELECT id, amount_minor, currency FROM cost_entries WHERE connection = $1 AND entry_key = $2";
+
+/// Record a conversion unless the entry has one (then no row). `$1` connection, `$2`
+/// entry key, `$3` entry id, `$4`/`$5` original, `$6`/`$7` base, `$8` rate from, `$9`
+/// rate to, `$10` rate date, `$11` wanted date, `$12` source, `$13` source detail,
+/// `$14` rounding, `$15` exact, `$16` now.
+pub(crate) const INSERT_COST_CONVERSION: &str = "INSERT INTO cost_conversions
+        (connection, entry_key, entry_id, original_minor, original_currency, base_minor, base_currency,
+         rate_from, rate_to, rate_date, wanted_date, source, source_detail, rounding, exact, converted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+     ON CONFLICT (connection, entry_key) DO NOTHING
+     RETURNING entry_id";
+
+macro_rules! cost_conversion_select {
+    () => {
+        "SELECT v.connection, v.entry_key, v.entry_id, v.original_minor, v.original_currency, v.base_minor, \
+                v.base_currency, v.rate_from, v.rate_to, v.rate_date, v.wanted_date, v.source, v.source_detail, \
+                v.rounding, v.exact, v.converted_at
+           FROM cost_conversions v"
+    };
+}
+
+/// `$1` connection, `$2` entry key.
+pub(crate) const GET_COST_CONVERSION: &str =
+    concat!(cost_conversion_select!(), " WHERE v.connection = $1 AND v.entry_key = $2");
+
+/// The conversions of the entries [`LIST_COST_ENTRIES`] lists, with its parameters.
+pub(crate) const LIST_COST_CONVERSIONS: &str = concat!(
+    cost_conversion_select!(),
+    " JOIN cost_entries c ON c.id = v.entry_id
+      WHERE ($1 IS NULL OR c.connection = $1)
+        AND ($2 IS NULL OR c.erp_id = $2)
+        AND ($3 IS NULL OR c.shipment_key = $3)
+        AND ($4 IS NULL OR c.label_created_at >= $4)
+        AND ($5 IS NULL OR c.label_created_at < $5)
+        AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
+      ORDER BY c.label_created_at, c.id
+      LIMIT $8"
+);
+
+/// `$1` connection, `$2` after this id (NULL: from the start), `$3` limit.
+pub(crate) const UNCONVERTED_COST_ENTRIES: &str = concat!(
+    cost_entry_select!(),
+    " WHERE c.connection = $1
+        AND ($2 IS NULL OR c.id > $2)
+        AND NOT EXISTS (SELECT 1 FROM cost_conversions v WHERE v.entry_id = c.id)
+      ORDER BY c.id
+      LIMIT $3"
+);

@@ -255,12 +255,12 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
     // Tryton's own rate, with the USD originals.
     let erp = TrytonClient::new(&w.db.url, &w.db.key, TrytonSettings { journal_party: Some("Royal Mail".into()), ..Default::default() }).unwrap();
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let rate = erp.fx_rate(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has today's USD rate");
+    let rate = erp.fx_quote(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has today's USD rate");
     let shipments = w.ss_get("/shipments?pageSize=100").await;
     let mut lines = Vec::new();
     for s in shipments["shipments"].as_array().unwrap().iter().filter(|s| s["voided"] == json!(false)) {
         let usd = Money::parse(&s["shipmentCost"].to_string(), Currency::USD, Rounding::HalfEven).unwrap();
-        let gbp = usd.convert(rate.rate, Currency::GBP, Rounding::HalfEven).unwrap();
+        let gbp = shipledger_core::fx::convert(usd, rate.rate_from, rate.rate_to, Currency::GBP).unwrap();
         let memo = Some(format!("label {}", s["trackingNumber"].as_str().unwrap()));
         lines.push(JournalLine { account: "5.1.3".into(), debit: gbp, credit: Money::from_minor(0, Currency::GBP), original: Some(usd), memo });
     }
@@ -398,4 +398,49 @@ async fn serve_against_a_real_tryton_releases_held_sales_once_fixed_where_the_cl
     assert_eq!(withdrawn[0]["owner"], "ops");
     let text = withdrawn[0].to_string();
     assert!(text.contains("sale done in Tryton with its shipment cancelled and the moves ignored"), "{text}");
+}
+
+/// check-config --connect's rate item against the real Tryton: the seeded USD rate
+/// (30 days old) is usable within a 40-day fx_max_age, EUR's (of 2000) is not, and
+/// the failed item names EUR and the sources tried; GBP, the base, needs none.
+#[tokio::test]
+async fn check_config_finds_trytons_usd_rate_and_names_eur_whose_rate_is_too_old() {
+    let Some(db) = TrytonDb::create("fxcheck") else { return };
+    let toml = format!(
+        r#"
+[store]
+url = "sqlite://unused.db"
+
+[[connections]]
+name = "acme-tryton"
+
+[connections.erp]
+kind = "tryton"
+url = "{}"
+api_key_env = "FXCHECK_TRYTON_KEY"
+
+[connections.shipstation]
+base_url = "http://127.0.0.1:9"
+api_key_env = "FXCHECK_SS_KEY"
+api_secret_env = "FXCHECK_SS_SECRET"
+
+[connections.policy]
+currencies = ["USD", "EUR", "GBP"]
+fx_max_age = "40days"
+"#,
+        db.url
+    );
+    let key = db.key.clone();
+    let env = move |name: &str| Some(if name == "FXCHECK_TRYTON_KEY" { key.clone() } else { "unused".into() });
+    let config = shipledger_engine::config::Config::parse(&toml, "fx.toml", &env).unwrap();
+    let c = &config.connections[0];
+    let erp = shipledger_engine::erp_for(c).unwrap();
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let items = shipledger_engine::check::fx_rates(c, erp.as_ref(), today).await;
+    let whats: Vec<&str> = items.iter().map(|i| i.what.as_str()).collect();
+    assert_eq!(whats, vec!["rate USD→GBP", "rate EUR→GBP"], "{items:#?}");
+    assert_eq!(items[0].status, shipledger_erp::CheckStatus::Ok, "{items:#?}");
+    assert!(items[0].detail.starts_with("erp (tryton:currency.currency.rate:"), "{}", items[0].detail);
+    assert_eq!(items[1].status, shipledger_erp::CheckStatus::Failed, "{items:#?}");
+    assert!(items[1].detail.contains("EUR") && items[1].detail.contains("sources tried (erp)") && items[1].detail.contains("2000-01-01"), "{}", items[1].detail);
 }

@@ -8,6 +8,8 @@
 //!   and the write-backs they plan.
 //! - [`costs`]: each label's charges → immutable cost-ledger entries in their own
 //!   currency, planned with the label; voids reversed once.
+//! - [`fx`]: cost entries → the ERP's base currency at the first usable rate of the
+//!   configured sources, or waiting with a finance exception per pair and date.
 //! - [`unknown_jobs`]: stored jobs of a kind this build does not know → an admin's
 //!   exception per kind.
 //!
@@ -21,6 +23,7 @@
 //! How a job ends (done, dead, or retried per its kind's policy) is
 //! [`crate::jobs`]'s, for every handler.
 pub mod costs;
+pub mod fx;
 pub mod ingest_v1_webhook;
 pub mod ingest_v2_track;
 mod label_shares;

@@ -13,7 +13,7 @@ use shipledger_core::weight::Weight;
 use shipledger_engine::config::Policy;
 use shipledger_engine::{Connection, Engine};
 use shipledger_erp::{
-    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalRecord,
+    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalRecord,
     JournalWrite, StockAdjustment, StockLevel,
 };
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
@@ -49,6 +49,9 @@ pub struct FakeErp {
     /// kept in `fulfilment_writes`): an ERP that is slow to write; none unless a story
     /// says so.
     pub write_delay: Mutex<std::time::Duration>,
+    /// The rate table, Tryton's way (units of a currency per 1 GBP, from a date on).
+    /// `None`: a fresh rate every day (USD 1.25, EUR 1.17), dated the day asked for.
+    pub fx_rates: Mutex<Option<Vec<(Currency, jiff::civil::Date, rust_decimal::Decimal)>>>,
     tick: Mutex<i64>,
 }
 
@@ -223,8 +226,25 @@ impl Erp for FakeErp {
     fn base_currency(&self) -> BoxFuture<'_, Result<Currency, ErpError>> {
         Box::pin(async { Ok(Currency::GBP) })
     }
-    fn fx_rate<'a>(&'a self, _: Currency, _: Currency, _: jiff::civil::Date) -> BoxFuture<'a, Result<Option<FxRate>, ErpError>> {
-        unused()
+    fn fx_quote<'a>(&'a self, from: Currency, to: Currency, date: jiff::civil::Date) -> BoxFuture<'a, Result<Option<FxQuote>, ErpError>> {
+        Box::pin(async move {
+            let rate_of = |c: Currency| -> Option<(rust_decimal::Decimal, jiff::civil::Date)> {
+                if c == Currency::GBP {
+                    return Some((rust_decimal::Decimal::ONE, date));
+                }
+                match &*self.fx_rates.lock().unwrap() {
+                    None => match c {
+                        Currency::USD => Some((rust_decimal::Decimal::new(125, 2), date)),
+                        Currency::EUR => Some((rust_decimal::Decimal::new(117, 2), date)),
+                        _ => None,
+                    },
+                    Some(table) => table.iter().filter(|(cur, d, _)| *cur == c && *d <= date).max_by_key(|(_, d, _)| *d).map(|(_, d, r)| (*r, *d)),
+                }
+            };
+            let (Some(f), Some(t)) = (rate_of(from), rate_of(to)) else { return Ok(None) };
+            let dated = [(from, f.1), (to, t.1)].into_iter().filter(|(c, _)| *c != Currency::GBP).map(|(_, d)| d).min().unwrap_or(date);
+            Ok(Some(FxQuote { from, to, rate_from: f.0, rate_to: t.0, date: dated, source: format!("fake:{from}+{to}") }))
+        })
     }
     fn post_journal<'a>(&'a self, _: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord, ErpError>> {
         unused()

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod costs;
+mod fx;
 mod hints;
 mod push;
 mod release;

@@ -74,7 +74,7 @@ use shipledger_core::weight::{Weight, WeightUnit};
 use url::Url;
 
 use crate::{
-    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxRate, JournalLine,
+    BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalLine,
     JournalRecord, JournalWrite, Package, Result, StockAdjustment, StockLevel,
 };
 
@@ -1406,9 +1406,12 @@ impl Erp for TrytonClient {
         Box::pin(async move { Ok(self.company_currency().await?.1) })
     }
 
-    fn fx_rate<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxRate>>> {
+    fn fx_quote<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxQuote>>> {
         Box::pin(async move {
-            // One unit of the company currency is `rate` units of a currency.
+            // One unit of the company currency is `rate` units of a currency: the
+            // latest `currency.currency.rate` row on or before the date, as Tryton's
+            // own `currency.currency.compute` reads it. No row → Tryton refuses to
+            // convert, and so do we.
             let rate_of = |c: Currency| async move {
                 let cid = self.currency_id(c).await?;
                 let found = self
@@ -1425,26 +1428,22 @@ impl Erp for TrytonClient {
                     Some((r.get("rate").and_then(rest::decimal_of)?, r.get("date").and_then(rest::date_of)?, r.get("id").and_then(Value::as_i64)?))
                 }))
             };
-            let side = |c: Currency| async move {
-                match rate_of(c).await? {
-                    Some(r) => Ok(Some(r)),
-                    // No rate on or before the date: Tryton itself would refuse to
-                    // convert, and so do we.
-                    None => Ok::<_, ErpError>(None),
-                }
-            };
-            let (Some(f), Some(t)) = (side(from).await?, side(to).await?) else { return Ok(None) };
-            if f.0.is_zero() {
+            let (Some(f), Some(t)) = (rate_of(from).await?, rate_of(to).await?) else { return Ok(None) };
+            if f.0 <= Decimal::ZERO || t.0 <= Decimal::ZERO {
                 return Ok(None);
             }
-            let rate = (t.0 / f.0).round_dp(10).normalize();
-            let ids: Vec<String> = [f.2, t.2].iter().filter(|i| **i != 0).map(i64::to_string).collect();
-            Ok(Some(FxRate {
+            // The company currency is the reference (its rate is 1 however old its
+            // row): only the other side's date says how fresh the quote is.
+            let (_, company) = self.company_currency().await?;
+            let dated: Vec<Date> = [(from, f.1), (to, t.1)].into_iter().filter(|(c, _)| *c != company).map(|(_, d)| d).collect();
+            let quote_date = dated.into_iter().min().unwrap_or(f.1.max(t.1));
+            Ok(Some(FxQuote {
                 from,
                 to,
-                rate,
-                date: f.1.max(t.1),
-                source: format!("tryton:currency.currency.rate:{}", ids.join("+")),
+                rate_from: f.0,
+                rate_to: t.0,
+                date: quote_date,
+                source: format!("tryton:currency.currency.rate:{}+{}", f.2, t.2),
             }))
         })
     }

@@ -274,18 +274,26 @@ async fn a_balanced_journal_posts_once_and_an_unbalanced_one_is_refused_with_its
 }
 
 #[tokio::test]
-async fn the_fx_rate_is_the_latest_on_or_before_the_date_and_none_before_the_table() {
+async fn the_fx_quote_is_the_latest_rate_on_or_before_the_date_unrounded_and_none_before_the_table() {
     let s = setup().await;
     s.control(reqwest::Method::POST, "/_sandbox/fx", json!({"currency": "USD", "rate": "0.78915", "date": "2001-06-29"})).await;
-    let rate = s.client.fx_rate(Currency::USD, Currency::GBP, date(2001, 7, 1)).await.unwrap().expect("a rate");
-    assert_eq!((rate.rate, rate.date), ("0.78915".parse::<Decimal>().unwrap(), date(2001, 6, 29)));
-    assert!(rate.source.starts_with("sandbox-erp:"), "{}", rate.source);
-    assert_eq!(s.client.fx_rate(Currency::USD, Currency::GBP, date(2001, 6, 28)).await.unwrap(), None);
+    s.control(reqwest::Method::POST, "/_sandbox/fx", json!({"currency": "EUR", "rate": "0.8321", "date": "2001-06-28"})).await;
+    let q = s.client.fx_quote(Currency::USD, Currency::GBP, date(2001, 7, 1)).await.unwrap().expect("a rate");
+    // 1 USD = 0.78915 GBP: amount × 0.78915 ÷ 1.
+    assert_eq!((q.rate_from, q.rate_to, q.date), (Decimal::ONE, "0.78915".parse::<Decimal>().unwrap(), date(2001, 6, 29)));
+    assert!(q.source.starts_with("sandbox-erp:"), "{}", q.source);
+    // A cross rate keeps both values, never their rounded ratio, and the older date.
+    let cross = s.client.fx_quote(Currency::USD, Currency::EUR, date(2001, 7, 1)).await.unwrap().expect("a cross rate");
+    assert_eq!((cross.rate_from, cross.rate_to, cross.date), ("0.8321".parse::<Decimal>().unwrap(), "0.78915".parse::<Decimal>().unwrap(), date(2001, 6, 28)));
+    let c = shipledger_core::fx::Conversion::make("k", shipledger_core::Money::from_minor(1_000_000, Currency::USD), Currency::EUR, cross.rate_from, cross.rate_to, cross.date, date(2001, 7, 1), shipledger_core::fx::RateSource::Erp).unwrap();
+    // 10,000.00 × 0.78915 ÷ 0.8321 = 9483.83608...
+    assert_eq!(c.base.minor(), 948_384);
+    assert_eq!(s.client.fx_quote(Currency::USD, Currency::GBP, date(2001, 6, 28)).await.unwrap(), None);
     assert_eq!(s.client.base_currency().await.unwrap(), Currency::GBP);
     // Recent weekdays are seeded for USD and EUR.
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let eur = s.client.fx_rate(Currency::EUR, Currency::GBP, today).await.unwrap().expect("a seeded rate");
-    assert!(eur.rate > Decimal::new(5, 1) && eur.rate < Decimal::new(15, 1), "{eur:?}");
+    let eur = s.client.fx_quote(Currency::EUR, Currency::GBP, today).await.unwrap().expect("a seeded rate");
+    assert!(eur.rate_to > Decimal::new(5, 1) && eur.rate_to < Decimal::new(15, 1) && eur.rate_from == Decimal::ONE, "{eur:?}");
 }
 
 #[tokio::test]

@@ -226,10 +226,10 @@ async fn a_shipping_cost_journal_posts_in_gbp_with_the_usd_original_once_and_an_
     let erp = client(&db);
     assert_eq!(erp.base_currency().await.unwrap(), Currency::GBP);
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let usd = erp.fx_rate(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has a USD rate");
-    assert_eq!(usd.rate, (Decimal::ONE / Decimal::new(125, 2)).round_dp(10).normalize(), "1 GBP = 1.25 USD lately");
-    let old = erp.fx_rate(Currency::GBP, Currency::USD, date(2026, 1, 1)).await.unwrap().unwrap();
-    assert_eq!((old.rate, old.date), (Decimal::new(127, 2), date(2000, 1, 1)));
+    let usd = erp.fx_quote(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has a USD rate");
+    assert_eq!((usd.rate_from, usd.rate_to), (Decimal::new(125, 2), Decimal::ONE), "1 GBP = 1.25 USD lately, GBP's own rate 1");
+    let old = erp.fx_quote(Currency::GBP, Currency::USD, date(2026, 1, 1)).await.unwrap().unwrap();
+    assert_eq!((old.rate_from, old.rate_to, old.date), (Decimal::ONE, Decimal::new(127, 2), date(2000, 1, 1)));
     assert!(usd.source.starts_with("tryton:currency.currency.rate:"), "{}", usd.source);
 
     let gbp = |m| Money::from_minor(m, Currency::GBP);
@@ -517,4 +517,47 @@ async fn sales_whose_product_or_address_changed_are_named_although_the_sales_the
     db.send(reqwest::Method::PUT, &format!("party.address/{addr}"), json!({"postal_code": "EH2 2PR"})).await;
     let touched = erp.orders_touched_since(before).await.unwrap();
     assert!(touched.contains(&sale_of("SHOP-1003")) && touched.contains(&sale_of("SHOP-1004")), "{touched:?}");
+}
+
+/// A Tryton REST decimal (`{"__class__": "Decimal", "decimal": "1.25"}`).
+fn tryton_decimal(v: &Value) -> Decimal {
+    let text = v.get("decimal").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string());
+    text.trim_matches('"').parse().unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+#[tokio::test]
+async fn a_quote_is_trytons_own_rate_rows_and_converting_by_it_matches_trytons_compute() {
+    let Some(db) = TrytonDb::create("fxquote") else { return };
+    let erp = client(&db);
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let q = erp.fx_quote(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has a USD rate");
+    // The rows the quote names, read straight from Tryton: USD's latest, GBP's own.
+    let ids: Vec<i64> = q.source.rsplit(':').next().unwrap().split('+').map(|i| i.parse().unwrap()).collect();
+    assert_eq!(ids, vec![db.id("/rates/1/id"), ids[1]], "USD's row is the seed's recent one: {}", q.source);
+    let usd_row = db.get(&format!("currency.currency.rate/{}", ids[0]), &["rate", "currency.code"], None).await;
+    let gbp_row = db.get(&format!("currency.currency.rate/{}", ids[1]), &["rate", "currency.code"], None).await;
+    assert_eq!(usd_row["currency"]["code"], "USD", "{usd_row}");
+    assert_eq!(gbp_row["currency"]["code"], "GBP", "{gbp_row}");
+    assert_eq!((q.rate_from, q.rate_to), (tryton_decimal(&usd_row["rate"]), tryton_decimal(&gbp_row["rate"])));
+    let recent: jiff::civil::Date = db.seed.pointer("/rates/1/date").and_then(Value::as_str).unwrap().parse().unwrap();
+    assert_eq!(q.date, recent, "the USD row's date; GBP's own (of 2000) does not age the quote");
+
+    // Tryton's own currency.currency.compute on the same amount and day.
+    let amount = Money::from_minor(1_234_567, Currency::USD);
+    let ours = shipledger_core::fx::Conversion::make("k", amount, Currency::GBP, q.rate_from, q.rate_to, q.date, today, shipledger_core::fx::RateSource::Erp).unwrap();
+    let out = std::env::temp_dir().join(format!("{}-compute.txt", db.name));
+    db.proteus(&format!(
+        "import datetime\nfrom decimal import Decimal\nfrom trytond.pool import Pool\nfrom trytond.transaction import Transaction\n\
+         with Transaction().start(DB, 0, readonly=True):\n    C = Pool(DB).get('currency.currency')\n    usd, = C.search([('code', '=', 'USD')])\n    gbp, = C.search([('code', '=', 'GBP')])\n\
+         \x20   with Transaction().set_context(date=datetime.date({}, {}, {})):\n        r = C.compute(usd, Decimal('12345.67'), gbp)\n\
+         open({:?}, 'w').write(str(r))\n",
+        today.year(),
+        today.month(),
+        today.day(),
+        out.display().to_string()
+    ));
+    let theirs: Decimal = std::fs::read_to_string(&out).unwrap().trim().parse().unwrap();
+    let _ = std::fs::remove_file(&out);
+    assert_eq!(ours.base.to_decimal(), theirs, "the same rule as Tryton's: 12,345.67 × 1 ÷ 1.25");
+    assert_eq!(ours.base, Money::from_minor(987_654, Currency::GBP));
 }

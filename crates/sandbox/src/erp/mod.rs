@@ -29,7 +29,7 @@
 //! | `GET /api/orders/{id}/fulfilments` | `{fulfilments: [...]}` |
 //! | `POST /api/journals` `{key, date, memo, lines: [{account, debit, credit, original?, memo?}]}` | 201 a posted `JNL-…`; 200 the journal already posted with that key; 422 unbalanced (the totals in the message), a foreign-currency amount, a negative or two-sided line |
 //! | `GET /api/journals/{id}` | a journal by id (or by key) |
-//! | `GET /api/fx?from=USD&to=GBP&date=2025-06-28` | `{from, to, rate, date, source}`: the latest rate on or before `date` (weekdays only in the seeded table), inverse or cross through the base currency; 404 `no_rate` when none |
+//! | `GET /api/fx?from=USD&to=GBP&date=2025-06-28` | `{from, to, rate, rate_from, rate_to, date, source}` (`amount × rate_to ÷ rate_from` converts exactly): the latest rate on or before `date` (weekdays only in the seeded table), inverse or cross through the base currency; 404 `no_rate` when none |
 //! | `GET /api/stock/{sku}` | `{sku, on_hand, reserved, available}` |
 //! | `POST /api/stock/adjustments` `{key, sku, delta, reason}` | `{adjustment, stock}`: applied once per key; 422 when on hand would go negative |
 //!

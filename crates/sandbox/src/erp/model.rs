@@ -297,7 +297,17 @@ pub struct FxAnswer {
     pub to: String,
     #[serde(with = "decimal_number")]
     pub rate: Decimal,
-    /// The date of the rate used: the latest on or before the date asked for.
+    /// The two rates the conversion is made of, unrounded: an amount in `from` is
+    /// `amount × rate_to ÷ rate_from` in `to`. The table keeps base units per unit of
+    /// a currency (the reciprocal of Tryton's way), so `rate_from` is the value of
+    /// `to` and `rate_to` the value of `from` (the base's own is 1): `amount ×
+    /// value(from) ÷ value(to)`, exact, where `rate` above is that ratio rounded.
+    #[serde(with = "decimal_number")]
+    pub rate_from: Decimal,
+    #[serde(with = "decimal_number")]
+    pub rate_to: Decimal,
+    /// The date of the rate used: the latest on or before the date asked for (the
+    /// older of the two when neither is the base currency).
     pub date: Date,
     pub source: String,
 }
@@ -1231,7 +1241,7 @@ impl ErpWorld {
         let (from, to) = (from.to_ascii_uppercase(), to.to_ascii_uppercase());
         let no_rate = |c: &str| Refusal::NoRate(format!("the rate table has no {c} rate on or before {date}"));
         if from == to {
-            return Ok(FxAnswer { from, to, rate: Decimal::ONE, date, source: "sandbox-erp:identity".into() });
+            return Ok(FxAnswer { from, to, rate: Decimal::ONE, rate_from: Decimal::ONE, rate_to: Decimal::ONE, date, source: "sandbox-erp:identity".into() });
         }
         let (f, fd) = self.rate_to_base(&from, date).ok_or_else(|| no_rate(&from))?;
         let (t, td) = self.rate_to_base(&to, date).ok_or_else(|| no_rate(&to))?;
@@ -1249,7 +1259,7 @@ impl ErpWorld {
         } else {
             fd.min(td)
         };
-        Ok(FxAnswer { from, to, rate: rate.normalize(), date: used, source: source.into() })
+        Ok(FxAnswer { from, to, rate: rate.normalize(), rate_from: t, rate_to: f, date: used, source: source.into() })
     }
 
     pub fn add_rate(&mut self, row: FxRow) -> Result<FxRow> {

@@ -9,6 +9,7 @@
 mod batch;
 mod budget;
 mod commit;
+mod conversions;
 mod costs;
 mod exceptions;
 mod harness;
@@ -93,6 +94,10 @@ stories! {
     costs::a_reversal_points_at_the_entry_it_reverses_and_one_of_an_unknown_entry_writes_nothing,
     costs::cost_entries_list_by_order_and_label_time_a_page_at_a_time,
     costs::nothing_changes_or_deletes_a_recorded_entry,
+    conversions::an_entry_converts_once_with_every_field_and_until_then_it_waits,
+    conversions::two_converters_racing_for_one_entry_record_one_conversion,
+    conversions::a_conversion_of_an_unknown_or_different_entry_writes_nothing,
+    conversions::nothing_changes_or_deletes_a_conversion,
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
