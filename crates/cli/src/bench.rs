@@ -376,6 +376,29 @@ impl Rig {
         self.tasks.push(tokio::spawn(async move { engine.run(stop).await }));
     }
 
+    /// The sandbox's request counters per endpoint (`GET /v2/labels`, ...).
+    fn endpoints(&self) -> BTreeMap<String, u64> {
+        let s = self.shipstation.stats();
+        s["requests"].as_object().into_iter().flatten().map(|(path, n)| (path.clone(), n.as_u64().unwrap_or(0))).collect()
+    }
+
+    /// The first-scan (`AC`) track webhooks the sandbox dropped, read from its
+    /// delivery log through the control API (not counted as a request): the floor of
+    /// the track calls a run needs, since nothing else tells of those scans. `None`
+    /// when the log (the latest 2,000 deliveries) no longer holds every first scan.
+    async fn first_scan_webhooks_dropped(&self, scanned: usize) -> anyhow::Result<Option<u64>> {
+        let log: Value = reqwest::get(format!("{}/_sandbox/webhooks/deliveries", self.shipstation.base_url())).await?.json().await?;
+        let scans: Vec<&str> = log["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|d| d["event"] == "track" && d["body"]["data"]["status_code"] == "AC")
+            .map(|d| d["state"].as_str().unwrap_or(""))
+            .collect();
+        let dropped = scans.iter().filter(|s| **s == "dropped").count() as u64;
+        Ok((scans.len() >= scanned).then_some(dropped))
+    }
+
     fn counts(&self) -> Counts {
         let s = self.shipstation.stats();
         let mut c = Counts {
@@ -687,6 +710,7 @@ async fn scans(args: &BenchArgs) -> anyhow::Result<Outcome> {
     rig.run_engine();
     rig.drain_pushes(Duration::from_secs(args.drain_timeout)).await?;
     let before = rig.counts();
+    let endpoints_before = rig.endpoints();
     let started = Instant::now();
     rig.shipstation
         .set_simulation(SimulationConfig {
@@ -732,6 +756,14 @@ async fn scans(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let ((labels, scans, packages, _), _) = wait_until(started, Duration::from_secs(1), deadline, look, progress).await?;
     let seconds = started.elapsed().as_secs_f64();
     let used = rig.counts().since(before);
+    let by_endpoint: BTreeMap<String, u64> = rig
+        .endpoints()
+        .into_iter()
+        .map(|(path, n)| (n - endpoints_before.get(&path).copied().unwrap_or(0), path))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, path)| (path, n))
+        .collect();
+    let scan_webhooks_dropped = rig.first_scan_webhooks_dropped(scans.len()).await?;
     rig.stop().await;
 
     let latencies: Vec<f64> = scans
@@ -764,7 +796,9 @@ async fn scans(args: &BenchArgs) -> anyhow::Result<Outcome> {
             "track_webhooks_dropped": used.webhooks_dropped,
             "scan_to_completed_seconds": {"p50": p50.map(|s| round(s, 1)), "p99": p99.map(|s| round(s, 1))},
             "scan_to_completed_poll_intervals": {"p50": p50.map(|s| round(s / poll, 2)), "p99": p99.map(|s| round(s / poll, 2))},
+            "first_scan_webhooks_dropped": scan_webhooks_dropped,
             "requests": used.json(),
+            "requests_by_endpoint": by_endpoint,
             "requests_per_label": per_label.map(|r| round(r, 3)),
             "seconds": round(seconds, 1),
         }),
@@ -798,6 +832,7 @@ async fn scans(args: &BenchArgs) -> anyhow::Result<Outcome> {
             "labels reach the ERP by the shipment poll (no SHIP_NOTIFY subscription): the figure is about scans".into(),
             "latency: from the carrier's first scan (AC) to the ERP fulfilment's completed time; null when that percentile was not reached by the end".into(),
             "requests: every ShipStation request from the first label to the end, per label".into(),
+            "first_scan_webhooks_dropped: scans no webhook told of; each costs at least one track call (GET /v2/tracking), the floor of what a run can spend".into(),
         ],
     })
 }
