@@ -113,9 +113,11 @@ shipment_poll_interval = "1s"
     );
     assert!(listed.as_array().unwrap().iter().all(|e| e["erp_id"] == json!(erp_id) && e["carrier"] == "royal_mail"));
 
-    // The table ends with the net per currency.
+    // The table ends with the net per currency and how many wait for a rate; GBP
+    // entries of a GBP ERP convert as they are.
     let table = shipledger(&config, &["costs", "list", "--connection", "acme", "--order", &erp_id]);
-    assert!(table.lines().last().unwrap() == "5 entries; net 4.10 GBP", "{table}");
+    assert!(table.lines().last().unwrap() == "5 entries; net 4.10 GBP; 0 waiting for a rate", "{table}");
+    assert!(table.contains("-3.85 GBP") && table.contains("(identity,"), "{table}");
 
     // CSV: a header and one line per entry.
     let csv = shipledger(&config, &["costs", "list", "--format", "csv", "--order", &erp_id]);
