@@ -13,6 +13,8 @@
 //!   the rule that plans them from a reading of a label.
 //! - [`fx`]: conversion as the ERP does it (exact, rounded once, half-even) and the
 //!   ECB reference-rate CSV.
+//! - [`journal`]: posting windows, batch planning (carry-over, period states) and the
+//!   one balanced journal per batch in the base currency.
 //! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 //! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
@@ -27,6 +29,7 @@ pub mod retry;
 
 pub mod exception;
 pub mod fx;
+pub mod journal;
 pub mod metrics;
 pub mod money;
 pub mod order;

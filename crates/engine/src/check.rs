@@ -2,7 +2,9 @@
 //! with its credentials, read only, and reported item by item.
 //!
 //! - **erp**: the connector's own [`Erp::check`](shipledger_erp::Erp::check)
-//!   (reachable, key valid, and for Tryton the database, modules and records).
+//!   (reachable, key valid, and for Tryton the database, modules and records); with
+//!   `[connections.accounts]`, every account code and the journal exist and the
+//!   period of today (company time) is open ([`shipledger_erp::check_ledger`]).
 //! - **shipstation v1**: `GET /stores` with the key and secret (reachable, accepted,
 //!   the configured `store_id` among the stores), then the rate budget left in the
 //!   window as ShipStation's `X-Rate-Limit-Remaining` said.
@@ -72,7 +74,20 @@ fn patience(mut config: ClientConfig) -> ClientConfig {
 pub async fn check_connection(config: &ConnectionConfig, public_url: Option<&Url>) -> ConnectionCheck {
     let mut systems = Vec::new();
     let mut erp_items = match crate::erp_for(config) {
-        Ok(erp) => erp.check().await,
+        Ok(erp) => {
+            let mut items = erp.check().await;
+            // The cost journal's accounts, journal and today's period, once the ERP
+            // answers at all.
+            if let Some(accounts) = &config.accounts
+                && !items.iter().any(|i| i.status == CheckStatus::Failed)
+            {
+                let erp_tz = erp.company_timezone().await.ok().flatten().and_then(|name| jiff::tz::TimeZone::get(&name).ok());
+                let tz = config.policy.company_timezone_or(erp_tz);
+                let today = shipledger_core::journal::company_date(jiff::Timestamp::now(), &tz);
+                items.extend(shipledger_erp::check_ledger(erp.as_ref(), accounts, today).await);
+            }
+            items
+        }
         Err(e) => vec![CheckItem::failed("setup", e.to_string())],
     };
     for item in erp_items.iter_mut().filter(|i| i.what == "key" && i.status == CheckStatus::Failed) {

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+use jiff::tz::TimeZone;
+use shipledger_core::journal::{CarrierAccountKind, CostBatch, JournalAccounts};
 use shipledger_core::money::Currency;
 use shipledger_core::retry::RetryPolicy;
 use shipledger_store::JobKind;
@@ -101,6 +103,25 @@ struct RawConnection {
     shipstation: RawShipStation,
     #[serde(default)]
     policy: RawPolicy,
+    /// `[connections.accounts]`: where shipping-cost journals post.
+    #[serde(default)]
+    accounts: Option<RawAccounts>,
+}
+
+/// `[connections.accounts]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    shipping_expense: Option<String>,
+    #[serde(default)]
+    shipping_expense_by_carrier: std::collections::BTreeMap<String, String>,
+    prepaid_postage: Option<String>,
+    accrued_shipping: Option<String>,
+    #[serde(default)]
+    carrier_accounts: std::collections::BTreeMap<String, String>,
+    /// The kind of a carrier `carrier_accounts` does not name (`accrued` when absent).
+    default_carrier_account: Option<String>,
+    journal: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +164,8 @@ struct RawPolicy {
     scan_overdue_after: Option<String>,
     awaiting_shipment_after: Option<String>,
     cost_batch: Option<String>,
+    /// IANA name (`Europe/London`); the ERP company's when absent, else UTC.
+    company_timezone: Option<String>,
     fx_source: Option<String>,
     /// Rate sources in the order they are asked (`["erp", "file", "fixed"]`).
     fx_sources: Option<Vec<String>>,
@@ -236,7 +259,12 @@ pub struct Policy {
     pub scan_overdue_after: Duration,
     /// How long a pushed order may wait in ShipStation for a label.
     pub awaiting_shipment_after: Duration,
-    pub cost_batch: String,
+    /// How long a cost posting window is (`daily`, `weekly`, `monthly`).
+    pub cost_batch: CostBatch,
+    /// The time zone posting windows are cut in (`policy.company_timezone`). `None`:
+    /// the ERP company's when the connector can read it, else UTC
+    /// ([`Policy::company_timezone_or`]).
+    pub company_timezone: Option<TimeZone>,
     /// The first of `fx_sources` (kept for `fx_source = "erp"`, which still reads).
     pub fx_source: String,
     /// Where rates come from, in the order they are asked; the first with a usable
@@ -282,6 +310,12 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The company's time zone: the configured one, else `erp`'s (what the ERP says
+    /// its company uses, when the connector can read it), else UTC.
+    pub fn company_timezone_or(&self, erp: Option<TimeZone>) -> TimeZone {
+        self.company_timezone.clone().or(erp).unwrap_or(TimeZone::UTC)
+    }
+
     /// How jobs of `kind` are retried: the kind's default (below), with
     /// `max_attempts = max_push_attempts`, then what `[policy.retry.<kind>]` says.
     ///
@@ -316,7 +350,8 @@ impl Default for Policy {
             fulfil_on: FulfilOn::CarrierScan,
             scan_overdue_after: Duration::from_secs(24 * 3600),
             awaiting_shipment_after: Duration::from_secs(48 * 3600),
-            cost_batch: "daily".into(),
+            cost_batch: CostBatch::Daily,
+            company_timezone: None,
             fx_source: "erp".into(),
             fx_sources: vec![shipledger_core::fx::RateSource::Erp],
             fx_rates_file: None,
@@ -370,6 +405,8 @@ pub struct ConnectionConfig {
     pub erp: ErpConfig,
     pub shipstation: ShipStationConfig,
     pub policy: Policy,
+    /// `[connections.accounts]`; `None`: the connection posts no cost journals.
+    pub accounts: Option<JournalAccounts>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -526,7 +563,24 @@ impl Config {
                 read_rates_file(&resolved).map_err(|m| err(format!("{at}: [policy] {m}")))?;
                 policy.fx_rates_file = Some(resolved);
             }
-            connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy });
+            let accounts = c.accounts.as_ref().map(accounts).transpose().map_err(|m| err(format!("{at}: [accounts] {m}")))?;
+            let mut erp = erp;
+            let mut accounts = accounts;
+            if let Some(a) = &mut accounts {
+                // One journal: `[accounts] journal` when given (Tryton posts to it), else
+                // the Tryton setting's (`MISC` by default).
+                match c.accounts.as_ref().and_then(|r| r.journal.as_deref()) {
+                    Some(j) if c.erp.tryton.as_ref().is_some_and(|t| t.journal != j && t.journal != "MISC") => {
+                        return Err(err(format!(
+                            "{at}: [accounts] journal = {j:?} but [erp.tryton] journal = {:?}: name the journal once, in [accounts]",
+                            erp.tryton.journal
+                        )));
+                    }
+                    Some(j) => erp.tryton.journal = j.to_string(),
+                    None => a.journal = erp.tryton.journal.clone(),
+                }
+            }
+            connections.push(ConnectionConfig { name: c.name, erp, shipstation, policy, accounts });
         }
         let lanes = lane_limits(raw.lanes.unwrap_or_default()).map_err(|m| err(format!("[lanes] {m}")))?;
         Ok(Config { store_url: raw.store.url, listen, public_url, connections, lanes })
@@ -558,6 +612,60 @@ fn duration(raw: &str, what: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| format!("{what} = {raw:?} is not a duration like \"30s\" or \"24h\": {e}"))
 }
 
+/// `[connections.accounts]`: every account code non-empty, carrier kinds `prepaid` or
+/// `accrued`, and the credit account each kind in use needs configured.
+fn accounts(raw: &RawAccounts) -> Result<JournalAccounts, String> {
+    let code = |value: &Option<String>, key: &str| -> Result<Option<String>, String> {
+        match value.as_deref().map(str::trim) {
+            Some("") => Err(format!("{key} = \"\": name the ERP account code (e.g. \"5.1.3\")")),
+            other => Ok(other.map(str::to_string)),
+        }
+    };
+    let kind = |value: &str, key: &str| {
+        CarrierAccountKind::parse(value).ok_or_else(|| {
+            format!("{key} = {value:?}: use \"prepaid\" (a balance funded in advance) or \"accrued\" (a carrier that invoices later)")
+        })
+    };
+    let shipping_expense = code(&raw.shipping_expense, "shipping_expense")?
+        .ok_or("shipping_expense is missing: name the ERP expense account shipping costs are debited to (e.g. \"5.1.3\")")?;
+    let mut by_carrier = std::collections::BTreeMap::new();
+    for (carrier, account) in &raw.shipping_expense_by_carrier {
+        let account = code(&Some(account.clone()), &format!("shipping_expense_by_carrier.{carrier}"))?.unwrap_or_default();
+        by_carrier.insert(carrier.clone(), account);
+    }
+    let mut carrier_accounts = std::collections::BTreeMap::new();
+    for (carrier, k) in &raw.carrier_accounts {
+        carrier_accounts.insert(carrier.clone(), kind(k, &format!("carrier_accounts.{carrier}"))?);
+    }
+    let default_kind = match &raw.default_carrier_account {
+        Some(k) => kind(k, "default_carrier_account")?,
+        None => CarrierAccountKind::Accrued,
+    };
+    let journal = code(&raw.journal, "journal")?.unwrap_or_else(|| "MISC".into());
+    let a = JournalAccounts {
+        shipping_expense,
+        shipping_expense_by_carrier: by_carrier,
+        prepaid_postage: code(&raw.prepaid_postage, "prepaid_postage")?,
+        accrued_shipping: code(&raw.accrued_shipping, "accrued_shipping")?,
+        carrier_accounts,
+        default_kind,
+        journal,
+    };
+    let in_use: BTreeSet<CarrierAccountKind> = a.carrier_accounts.values().copied().chain([a.default_kind]).collect();
+    for k in in_use {
+        let (set, key) = match k {
+            CarrierAccountKind::Prepaid => (a.prepaid_postage.is_some(), "prepaid_postage"),
+            CarrierAccountKind::Accrued => (a.accrued_shipping.is_some(), "accrued_shipping"),
+        };
+        if !set {
+            let who: Vec<&str> = a.carrier_accounts.iter().filter(|(_, v)| **v == k).map(|(c, _)| c.as_str()).collect();
+            let who = if who.is_empty() { "the default carrier account kind".to_string() } else { format!("carrier {}", who.join(", ")) };
+            return Err(format!("{key} is missing but {who} is {}: name the ERP account it credits", k.code()));
+        }
+    }
+    Ok(a)
+}
+
 fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     let mut p = Policy::default();
     if let Some(f) = &raw.fulfil_on {
@@ -574,10 +682,12 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
         p.awaiting_shipment_after = duration(d, "awaiting_shipment_after")?;
     }
     if let Some(b) = &raw.cost_batch {
-        if !["daily", "weekly", "monthly"].contains(&b.as_str()) {
-            return Err(format!("cost_batch = {b:?}: use daily, weekly or monthly"));
-        }
-        p.cost_batch = b.clone();
+        p.cost_batch = CostBatch::parse(b).ok_or_else(|| format!("cost_batch = {b:?}: use daily, weekly or monthly"))?;
+    }
+    if let Some(name) = &raw.company_timezone {
+        p.company_timezone = Some(TimeZone::get(name).map_err(|e| {
+            format!("company_timezone = {name:?} is not an IANA time zone ({e}); use a name like \"Europe/London\" or \"America/Los_Angeles\"")
+        })?);
     }
     fx_policy(raw, &mut p)?;
     if let Some(v) = raw.cost_variance_pct {
@@ -789,6 +899,75 @@ currencies = ["GBP", "usd"]
             let e = Config::parse(&format!("{GOOD}{bad}\n"), "t.toml", &env).unwrap_err();
             assert!(e.message.contains(says), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn cost_windows_are_daily_in_the_erp_companys_zone_unless_configured() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!(p.cost_batch, CostBatch::Daily);
+        assert_eq!(p.company_timezone, None);
+        assert_eq!(p.company_timezone_or(None), TimeZone::UTC);
+        let london = TimeZone::get("Europe/London").unwrap();
+        assert_eq!(p.company_timezone_or(Some(london.clone())), london);
+        let weekly = GOOD.replace("scan_overdue_after = \"24h\"", "scan_overdue_after = \"24h\"\ncost_batch = \"weekly\"\ncompany_timezone = \"America/Los_Angeles\"");
+        let p = Config::parse(&weekly, "t.toml", &env).unwrap().connections[0].policy.clone();
+        assert_eq!(p.cost_batch, CostBatch::Weekly);
+        let la = TimeZone::get("America/Los_Angeles").unwrap();
+        assert_eq!(p.company_timezone_or(Some(london)), la, "the configured zone wins over the ERP's");
+        for (bad, key) in [("cost_batch = \"hourly\"", "cost_batch"), ("company_timezone = \"Mars/Olympus\"", "company_timezone")] {
+            let text = GOOD.replace("scan_overdue_after = \"24h\"", &format!("scan_overdue_after = \"24h\"\n{bad}"));
+            let e = Config::parse(&text, "t.toml", &env).unwrap_err();
+            assert!(e.message.contains(key) && e.message.contains("acme-uk"), "{e}");
+        }
+    }
+
+    const ACCOUNTS: &str = r#"
+[connections.accounts]
+shipping_expense = "5.1.3"
+shipping_expense_by_carrier = { ups = "5.1.4" }
+prepaid_postage = "1.1.9"
+accrued_shipping = "2.1.1"
+carrier_accounts = { stamps_com = "prepaid", ups = "accrued" }
+journal = "EXP"
+"#;
+
+    #[test]
+    fn a_connection_names_its_cost_accounts_per_carrier_kind() {
+        assert_eq!(Config::parse(GOOD, "t.toml", &env).unwrap().connections[0].accounts, None, "no [accounts]: no cost journals");
+        let config = Config::parse(&format!("{GOOD}{ACCOUNTS}"), "t.toml", &env).unwrap();
+        let c = &config.connections[0];
+        let a = c.accounts.as_ref().unwrap();
+        assert_eq!(a.expense_for("ups"), "5.1.4");
+        assert_eq!(a.expense_for("royal_mail"), "5.1.3");
+        assert_eq!(a.credit_for("stamps_com"), Some("1.1.9"));
+        assert_eq!(a.credit_for("ups"), Some("2.1.1"));
+        assert_eq!(a.kind_for("dhl"), CarrierAccountKind::Accrued, "the default kind");
+        assert_eq!(a.journal, "EXP");
+        assert_eq!(c.erp.tryton.journal, "EXP", "the one journal the ERP posts to");
+        assert_eq!(a.codes(), vec!["1.1.9", "2.1.1", "5.1.3", "5.1.4"]);
+        let minimal = format!("{GOOD}\n[connections.accounts]\nshipping_expense = \"5.1.3\"\naccrued_shipping = \"2.1.1\"\n");
+        let a = Config::parse(&minimal, "t.toml", &env).unwrap().connections[0].accounts.clone().unwrap();
+        assert_eq!((a.journal.as_str(), a.prepaid_postage), ("MISC", None));
+    }
+
+    #[test]
+    fn a_cost_account_that_is_missing_or_misnamed_is_refused_by_connection_and_key() {
+        for (from, to, key) in [
+            ("shipping_expense = \"5.1.3\"\n", "", "shipping_expense"),
+            ("shipping_expense = \"5.1.3\"", "shipping_expense = \" \"", "shipping_expense"),
+            ("prepaid_postage = \"1.1.9\"\n", "", "prepaid_postage"),
+            ("accrued_shipping = \"2.1.1\"\n", "", "accrued_shipping"),
+            ("stamps_com = \"prepaid\"", "stamps_com = \"prepay\"", "carrier_accounts.stamps_com"),
+            ("journal = \"EXP\"", "journal = \"EXP\"\ndefault_carrier_account = \"later\"", "default_carrier_account"),
+            ("journal = \"EXP\"", "journals = \"EXP\"", "journals"),
+        ] {
+            let text = format!("{GOOD}{}", ACCOUNTS.replace(from, to));
+            let e = Config::parse(&text, "t.toml", &env).unwrap_err();
+            assert!(e.message.contains(key) && (e.message.contains("acme-uk") || key == "journals"), "{key}: {e}");
+        }
+        let e = Config::parse(&format!("{GOOD}{}", ACCOUNTS.replace("prepaid_postage = \"1.1.9\"\n", "")), "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("stamps_com"), "names the carrier that needs it: {e}");
     }
 
     #[test]

@@ -172,23 +172,91 @@ pub struct FulfilmentRecord {
     pub updated_at: Timestamp,
 }
 
-/// One journal line in the base currency, with the original amount it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalLine {
-    pub account: String,
-    pub debit: Money,
-    pub credit: Money,
-    /// The amount in its original currency, when it was converted.
-    pub original: Option<Money>,
-    pub memo: Option<String>,
+/// The journal types live in `core` (cost batching builds them without IO); they are
+/// the connector's input as they always were.
+pub use shipledger_core::journal::{JournalAccounts, JournalLine, JournalWrite, PeriodState};
+
+/// What [`Erp::ledger_setup`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LedgerSetup {
+    /// The codes asked for that the ERP's chart does not hold.
+    pub missing_accounts: Vec<String>,
+    pub journal_exists: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JournalWrite {
-    pub key: String,
-    pub date: Date,
-    pub memo: String,
-    pub lines: Vec<JournalLine>,
+/// The journal items of `check-config --connect` for a connection's
+/// `[connections.accounts]`: every account and the journal exist in the ERP, and the
+/// period of `today` (company date) is open. Reads only.
+pub async fn check_ledger(erp: &dyn Erp, accounts: &JournalAccounts, today: Date) -> Vec<CheckItem> {
+    let mut items = Vec::new();
+    let codes: Vec<String> = accounts.codes().into_iter().map(str::to_string).collect();
+    match erp.ledger_setup(&codes, &accounts.journal).await {
+        Ok(setup) => {
+            for code in &codes {
+                let what = format!("account {code}");
+                if setup.missing_accounts.contains(code) {
+                    items.push(CheckItem::failed(
+                        what,
+                        format!("the ERP's chart has no account {code}; create it there or name another in [connections.accounts]"),
+                    ));
+                } else {
+                    items.push(CheckItem::ok(what, "exists"));
+                }
+            }
+            let what = format!("journal {}", accounts.journal);
+            if setup.journal_exists {
+                items.push(CheckItem::ok(what, "exists"));
+            } else {
+                items.push(CheckItem::failed(
+                    what,
+                    format!("the ERP has no journal {:?}; create it or set [connections.accounts] journal", accounts.journal),
+                ));
+            }
+        }
+        Err(e) => items.push(CheckItem::failed("accounts and journal", e.to_string())),
+    }
+    let what = format!("period of {today}");
+    match erp.period_state(today).await {
+        Ok(PeriodState::Open) => items.push(CheckItem::ok(what, "open")),
+        Ok(PeriodState::Missing) => items.push(CheckItem::failed(
+            what,
+            format!("the ERP has no accounting period for {today}; create the fiscal year and its periods, or costs cannot post"),
+        )),
+        Ok(state) => items.push(CheckItem::failed(
+            what,
+            format!("the period is {state}: costs of today cannot post until it is reopened (late entries go to the next open period)"),
+        )),
+        Err(e) => items.push(CheckItem::failed(what, e.to_string())),
+    }
+    items
+}
+
+impl JournalRecord {
+    /// Whether the ERP holds what was asked: posted, the same date, and the same
+    /// lines (account, debit, credit, second-currency amount) in any order. `Err`
+    /// names the first difference.
+    pub fn verify(&self, asked: &JournalWrite) -> std::result::Result<(), String> {
+        if !self.posted {
+            return Err(format!("move {} is not posted", self.id));
+        }
+        if self.date != asked.date {
+            return Err(format!("move {} is dated {}, the journal {}", self.id, self.date, asked.date));
+        }
+        type Row = (String, i64, i64, Option<(&'static str, i64)>);
+        let rows = |lines: &[JournalLine]| -> Vec<Row> {
+            let mut v: Vec<Row> = lines
+                .iter()
+                .map(|l| (l.account.clone(), l.debit.minor(), l.credit.minor(), l.original.filter(|o| o.currency() != l.debit.currency()).map(|o| (o.currency().code(), o.minor().abs()))))
+                .collect();
+            v.sort();
+            v
+        };
+        let (got, want) = (rows(&self.lines), rows(&asked.lines));
+        if got != want {
+            return Err(format!("move {} holds lines {got:?}, the journal asked for {want:?}", self.id));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,6 +388,30 @@ pub trait Erp: Send + Sync {
     /// latest on or before it); `None` when it lacks either.
     fn fx_quote<'a>(&'a self, from: Currency, to: Currency, date: Date) -> BoxFuture<'a, Result<Option<FxQuote>>>;
     fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>>;
+
+    /// The IANA time zone the ERP's company keeps (Tryton `company.timezone`), when
+    /// the connector can read one; cost windows are cut in it unless configured.
+    fn company_timezone(&self) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    /// The state of the accounting period holding `date` ([`PeriodState::Missing`]
+    /// when the ERP has none). The default says the connector cannot tell.
+    fn period_state<'a>(&'a self, date: Date) -> BoxFuture<'a, Result<PeriodState>> {
+        let _ = date;
+        Box::pin(async move {
+            Err(ErpError::Refused { what: "the period state".into(), message: format!("the {} connector does not report accounting periods", self.kind()) })
+        })
+    }
+
+    /// Which of these account codes and which journal the ERP holds. The default
+    /// says the connector cannot tell.
+    fn ledger_setup<'a>(&'a self, accounts: &'a [String], journal: &'a str) -> BoxFuture<'a, Result<LedgerSetup>> {
+        let _ = (accounts, journal);
+        Box::pin(async move {
+            Err(ErpError::Refused { what: "the chart of accounts".into(), message: format!("the {} connector does not list accounts", self.kind()) })
+        })
+    }
 
     fn stock<'a>(&'a self, sku: &'a str) -> BoxFuture<'a, Result<StockLevel>>;
     fn adjust_stock<'a>(&'a self, adjustment: &'a StockAdjustment) -> BoxFuture<'a, Result<StockLevel>>;

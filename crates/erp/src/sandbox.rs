@@ -40,7 +40,7 @@ use url::Url;
 
 use crate::{
     BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalRecord,
-    JournalWrite, Package, Result, StockAdjustment, StockLevel,
+    JournalWrite, LedgerSetup, Package, PeriodState, Result, StockAdjustment, StockLevel,
 };
 
 /// SKUs per `GET /api/products` request (keeps URLs short).
@@ -585,7 +585,38 @@ impl Erp for SandboxErpClient {
     fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>> {
         Box::pin(async move {
             let what = format!("the journal {}", journal.key);
-            self.call(Method::POST, self.url(&["journals"]), Some(journal), &what).await
+            let posted: JournalRecord = self.call(Method::POST, self.url(&["journals"]), Some(journal), &what).await?;
+            // Read back: the ERP holds what was asked, posted.
+            let read: JournalRecord = self.call(Method::GET, self.url(&["journals", posted.id.as_str()]), None, &what).await?;
+            read.verify(journal).map_err(|message| ErpError::Refused { what, message })?;
+            Ok(read)
+        })
+    }
+
+    fn period_state<'a>(&'a self, date: Date) -> BoxFuture<'a, Result<PeriodState>> {
+        Box::pin(async move {
+            #[derive(Deserialize)]
+            struct Period {
+                state: PeriodState,
+            }
+            let day = date.to_string();
+            let p: Period = self.call(Method::GET, self.url(&["periods", day.as_str()]), None, &format!("the period of {date}")).await?;
+            Ok(p.state)
+        })
+    }
+
+    fn ledger_setup<'a>(&'a self, accounts: &'a [String], journal: &'a str) -> BoxFuture<'a, Result<LedgerSetup>> {
+        Box::pin(async move {
+            #[derive(Deserialize)]
+            struct Chart {
+                accounts: Vec<String>,
+                journals: Vec<String>,
+            }
+            let chart: Chart = self.call(Method::GET, self.url(&["accounts"]), None, "the chart of accounts").await?;
+            Ok(LedgerSetup {
+                missing_accounts: accounts.iter().filter(|a| !chart.accounts.contains(a)).cloned().collect(),
+                journal_exists: chart.journals.iter().any(|j| j == journal),
+            })
         })
     }
 

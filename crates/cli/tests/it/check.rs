@@ -394,3 +394,34 @@ async fn against_tryton_a_database_without_a_package_type_fails_naming_what_to_c
         out.all()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cost_accounts_the_check_names_an_account_the_erp_lacks_and_a_closed_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let ss = Sandbox::start(SandboxConfig { api_secret: SECRET.into(), ..SandboxConfig::default() }, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let erp = SandboxErp::start(SandboxErpConfig::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let accounts = "[connections.accounts]\nshipping_expense = \"5100\"\nshipping_expense_by_carrier = { ups = \"5199\" }\naccrued_shipping = \"2150\"\n";
+    let config = write(dir.path(), "c.toml", &format!("{}{accounts}", sandbox_config(&erp.base_url(), &ss.base_url(), "")));
+    let out = check(&config, GOOD_ENV).await;
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(out.row("erp (sandbox)", "account 5100").contains(" ok "), "{}", out.all());
+    assert!(out.row("erp (sandbox)", "journal MISC").contains(" ok "), "{}", out.all());
+    let missing = out.row("erp (sandbox)", "account 5199");
+    assert!(missing.contains("FAILED") && missing.contains("[connections.accounts]"), "{missing}");
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    assert!(out.row("erp (sandbox)", &format!("period of {today}")).contains(" ok "), "{}", out.all());
+
+    // The chart fixed, this month's period closed: only the period fails.
+    let http = reqwest::Client::new();
+    let base = erp.base_url();
+    http.post(format!("{base}/_sandbox/accounts")).json(&json!({"accounts": ["5199"]})).send().await.unwrap().error_for_status().unwrap();
+    let month = format!("{:04}-{:02}", today.year(), today.month());
+    http.put(format!("{base}/_sandbox/periods/{month}")).json(&json!({"state": "closed"})).send().await.unwrap().error_for_status().unwrap();
+    let out = check(&config, GOOD_ENV).await;
+    assert_eq!(out.code, Some(1), "{}", out.all());
+    assert!(out.row("erp (sandbox)", "account 5199").contains(" ok "), "{}", out.all());
+    let period = out.row("erp (sandbox)", &format!("period of {today}"));
+    assert!(period.contains("FAILED") && period.contains("closed"), "{period}");
+}

@@ -75,7 +75,7 @@ use url::Url;
 
 use crate::{
     BoxFuture, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalLine,
-    JournalRecord, JournalWrite, Package, Result, StockAdjustment, StockLevel,
+    JournalRecord, JournalWrite, LedgerSetup, Package, PeriodState, Result, StockAdjustment, StockLevel,
 };
 
 /// How a sale's payment is evidenced.
@@ -1457,15 +1457,23 @@ impl Erp for TrytonClient {
                 .await?
                 .into_iter()
                 .find(|m| m.get("description").and_then(Value::as_str).is_some_and(|d| d.ends_with(&tag)));
-            match existing {
-                Some(m) if m.get("state").and_then(Value::as_str) == Some("posted") => return self.journal_record(&m, journal),
-                // A draft left by a crash between create and post: it may not be what
-                // is asked now, so it goes and the move is made again.
-                Some(m) => {
-                    let id = record_id(&m);
-                    self.delete("account.move", id, &format!("the unposted draft of {what}")).await?;
-                }
-                None => {}
+            if let Some(m) = existing.as_ref().filter(|m| m.get("state").and_then(Value::as_str) == Some("posted")) {
+                return self.verified(m, journal, &what);
+            }
+            // Nothing is written (not even a stale draft deleted) into a period that
+            // is not open.
+            let (state, _) = self.period_of(journal.date, &what).await?;
+            if state != PeriodState::Open {
+                return Err(ErpError::Refused {
+                    what,
+                    message: format!("the Tryton period of {} is {state}; a {state} period is never written: post into the next open period", journal.date),
+                });
+            }
+            // A draft left by a crash between create and post: it may not be what is
+            // asked now, so it goes and the move is made again.
+            if let Some(m) = existing {
+                let id = record_id(&m);
+                self.delete("account.move", id, &format!("the unposted draft of {what}")).await?;
             }
             let move_id = self.create_move(journal, &tag, &what).await?;
             if let Err(e) = self.call("account.move", move_id, "post", &format!("posting {what}")).await {
@@ -1482,7 +1490,35 @@ impl Erp for TrytonClient {
                 }
             }
             let m = self.read("account.move", move_id, MOVE_FIELDS, &what).await?;
-            self.journal_record(&m, journal)
+            self.verified(&m, journal, &what)
+        })
+    }
+
+    fn company_timezone(&self) -> BoxFuture<'_, Result<Option<String>>> {
+        Box::pin(async move {
+            let company = self.company().await?;
+            let rec = self.read("company.company", company, &["timezone"], &format!("company {company}")).await?;
+            Ok(rec.get("timezone").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string))
+        })
+    }
+
+    fn period_state<'a>(&'a self, date: Date) -> BoxFuture<'a, Result<PeriodState>> {
+        Box::pin(async move { Ok(self.period_of(date, &format!("the period of {date}")).await?.0) })
+    }
+
+    fn ledger_setup<'a>(&'a self, accounts: &'a [String], journal: &'a str) -> BoxFuture<'a, Result<LedgerSetup>> {
+        Box::pin(async move {
+            let what = "the chart of accounts";
+            let company = self.company().await?;
+            let found = self
+                .search("account.account", json!([["code", "in", accounts], ["company", "=", company]]), &["code"], None, None, what)
+                .await?;
+            let codes: Vec<String> = found.iter().filter_map(|a| a.get("code").and_then(rest::text_of)).collect();
+            let journals = self.search("account.journal", json!([["code", "=", journal]]), &["code"], None, Some(1), what).await?;
+            Ok(LedgerSetup {
+                missing_accounts: accounts.iter().filter(|c| !codes.contains(c)).cloned().collect(),
+                journal_exists: !journals.is_empty(),
+            })
         })
     }
 
@@ -1585,6 +1621,38 @@ impl TrytonClient {
         let on_hand = whole("quantity");
         let forecast = whole("forecast_quantity");
         Ok(StockLevel { sku: sku.to_string(), on_hand, reserved: (on_hand - forecast).max(0) })
+    }
+
+    /// The state of the company's standard period holding `date`, with its id.
+    async fn period_of(&self, date: Date, what: &str) -> Result<(PeriodState, Option<i64>)> {
+        let company = self.company().await?;
+        let periods = self
+            .search(
+                "account.period",
+                json!([["company", "=", company], ["type", "=", "standard"],
+                       ["start_date", "<=", rest::date(date)], ["end_date", ">=", rest::date(date)]]),
+                &["state"],
+                None,
+                Some(1),
+                what,
+            )
+            .await?;
+        let Some(p) = periods.first() else { return Ok((PeriodState::Missing, None)) };
+        let state = match p.get("state").and_then(Value::as_str) {
+            Some("open") => PeriodState::Open,
+            Some("closed") => PeriodState::Closed,
+            Some("locked") => PeriodState::Locked,
+            other => return Err(decode(what, &format!("period state {other:?}"))),
+        };
+        Ok((state, Some(record_id(p))))
+    }
+
+    /// The move read back as a [`JournalRecord`], checked against what was asked:
+    /// posted, same date, same lines and amounts (base and second currency).
+    fn verified(&self, m: &Obj, journal: &JournalWrite, what: &str) -> Result<JournalRecord> {
+        let record = self.journal_record(m, journal)?;
+        record.verify(journal).map_err(|message| ErpError::Refused { what: what.to_string(), message })?;
+        Ok(record)
     }
 
     async fn create_move(&self, journal: &JournalWrite, tag: &str, what: &str) -> Result<i64> {

@@ -359,3 +359,132 @@ async fn every_generated_order_meets_the_release_gate_as_its_plan_expects() {
     assert_eq!(outcomes, plan.summary().by_expected);
   }
 }
+
+/// A journal built the way cost batching builds it: one window, USD and EUR labels of
+/// two carriers, converted at the sandbox ERP's own rates.
+fn two_currency_journal(key_day: jiff::civil::Date) -> shipledger_erp::JournalWrite {
+    use shipledger_core::cost::{Charge, CostEntry, CostKind, CostSource, LabelFacts, NewCostEntry};
+    use shipledger_core::fx::{Conversion, RateSource};
+    use shipledger_core::journal::{CarrierAccountKind, CostBatch, JournalAccounts, PeriodState, PlanContext, build_journal, plan_batches};
+    let at = key_day.at(12, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+    let entry = |key: &str, carrier: &str, amount: Money| CostEntry {
+        id: 0,
+        connection: "acme-uk".into(),
+        entry: NewCostEntry {
+            entry_key: key.into(),
+            kind: CostKind::Label,
+            charge: Charge::Postage,
+            revision: 0,
+            amount,
+            label: LabelFacts { shipment_key: key.into(), erp_id: None, ss_order_id: 1, carrier: carrier.into(), service: None, ship_date: None, label_created_at: at },
+            occurred_at: at,
+            source: CostSource::ShipstationV2,
+            reverses_key: None,
+        },
+        reverses: None,
+        recorded_at: at,
+    };
+    // Rates against GBP as Tryton quotes them: 1 GBP = 1.25 USD = 1.15 EUR.
+    let rate = |c: Currency| if c == Currency::USD { Decimal::new(125, 2) } else { Decimal::new(115, 2) };
+    let entries: Vec<_> = [entry("label:1/postage/0", "ups", Money::from_minor(640, Currency::USD)),
+        entry("label:2/postage/0", "ups", Money::from_minor(333, Currency::USD)),
+        entry("label:3/postage/0", "stamps_com", Money::from_minor(1015, Currency::EUR))]
+    .into_iter()
+    .map(|e| {
+        let c = Conversion::make(e.entry_key.clone(), e.amount, Currency::GBP, rate(e.amount.currency()), Decimal::ONE, key_day, key_day, RateSource::Erp).unwrap();
+        (e, Some(c))
+    })
+    .collect();
+    let posted = BTreeSet::new();
+    let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, today: key_day, until: Some(key_day) };
+    let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
+    let accounts = JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: BTreeMap::new(),
+        prepaid_postage: Some("1.1.9".into()),
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
+        default_kind: CarrierAccountKind::Accrued,
+        journal: "MISC".into(),
+    };
+    build_journal(&plan.batches[0], &accounts).unwrap()
+}
+
+#[tokio::test]
+async fn a_batched_journal_in_usd_and_eur_posts_with_its_second_currency_amounts_read_back() {
+    let s = setup().await;
+    let journal = two_currency_journal(date(2025, 6, 30));
+    // 6.40 USD → 5.12, 3.33 USD → 2.66 (2.664), 10.15 EUR → 8.83 (8.826...).
+    let totals: Vec<(String, i64, i64, Option<Money>)> = journal.lines.iter().map(|l| (l.account.clone(), l.debit.minor(), l.credit.minor(), l.original)).collect();
+    assert_eq!(
+        totals,
+        vec![
+            ("5.1.3".into(), 883, 0, Some(Money::from_minor(1015, Currency::EUR))),
+            ("1.1.9".into(), 0, 883, Some(Money::from_minor(1015, Currency::EUR))),
+            ("5.1.3".into(), 512 + 266, 0, Some(Money::from_minor(973, Currency::USD))),
+            ("2.1.1".into(), 0, 512 + 266, Some(Money::from_minor(973, Currency::USD))),
+        ]
+    );
+    let posted = s.client.post_journal(&journal).await.unwrap();
+    assert!(posted.posted);
+    posted.verify(&journal).unwrap();
+    let read = s.erp_get(&format!("/api/journals/{}", posted.id)).await;
+    assert_eq!(read["lines"][2]["original"], json!({"amount": "9.73", "currency": "USD"}));
+    assert_eq!(s.client.post_journal(&journal).await.unwrap().id, posted.id, "the batch key posts once");
+}
+
+#[tokio::test]
+async fn a_closed_sandbox_period_is_reported_and_never_written() {
+    let s = setup().await;
+    assert_eq!(s.client.period_state(date(2025, 6, 30)).await.unwrap(), shipledger_erp::PeriodState::Open);
+    s.control(reqwest::Method::PUT, "/_sandbox/periods/2025-06", json!({"state": "closed"})).await;
+    s.control(reqwest::Method::PUT, "/_sandbox/periods/2025-05", json!({"state": "locked"})).await;
+    assert_eq!(s.client.period_state(date(2025, 6, 1)).await.unwrap(), shipledger_erp::PeriodState::Closed);
+    assert_eq!(s.client.period_state(date(2025, 5, 31)).await.unwrap(), shipledger_erp::PeriodState::Locked);
+    assert_eq!(s.client.period_state(date(2025, 7, 1)).await.unwrap(), shipledger_erp::PeriodState::Open);
+    let err = s.client.post_journal(&two_currency_journal(date(2025, 6, 30))).await.unwrap_err();
+    let ErpError::Refused { message, .. } = &err else { panic!("expected Refused, got {err:?}") };
+    assert!(message.contains("2025-06") && message.contains("closed"), "{message}");
+    assert_eq!(s.erp.stats()["journals"], 0, "nothing written");
+    // Reopened, it posts.
+    s.control(reqwest::Method::PUT, "/_sandbox/periods/2025-06", json!({"state": "open"})).await;
+    assert!(s.client.post_journal(&two_currency_journal(date(2025, 6, 30))).await.unwrap().posted);
+}
+
+#[tokio::test]
+async fn the_ledger_check_names_an_account_the_chart_lacks_and_todays_period() {
+    use shipledger_core::journal::{CarrierAccountKind, JournalAccounts};
+    let s = setup().await;
+    let accounts = JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: BTreeMap::from([("ups".to_string(), "5.9.9".to_string())]),
+        prepaid_postage: None,
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: BTreeMap::new(),
+        default_kind: CarrierAccountKind::Accrued,
+        journal: "COSTS".into(),
+    };
+    let today = date(2025, 6, 30);
+    let items = shipledger_erp::check_ledger(&s.client, &accounts, today).await;
+    let status = |what: &str| items.iter().find(|i| i.what == what).map(|i| i.status).unwrap_or_else(|| panic!("{what}: {items:?}"));
+    use shipledger_erp::CheckStatus as S;
+    assert_eq!((status("account 5.1.3"), status("account 2.1.1"), status("account 5.9.9")), (S::Ok, S::Ok, S::Failed));
+    assert_eq!((status("journal COSTS"), status("period of 2025-06-30")), (S::Failed, S::Ok));
+    let missing = items.iter().find(|i| i.what == "account 5.9.9").unwrap();
+    assert!(missing.detail.contains("5.9.9") && missing.detail.contains("[connections.accounts]"), "{}", missing.detail);
+    // Once the chart holds them and the month is closed, the accounts pass and the period fails.
+    s.control(reqwest::Method::POST, "/_sandbox/accounts", json!({"accounts": ["5.9.9"], "journals": ["COSTS"]})).await;
+    s.control(reqwest::Method::PUT, "/_sandbox/periods/2025-06", json!({"state": "closed"})).await;
+    let items = shipledger_erp::check_ledger(&s.client, &accounts, today).await;
+    let failed: Vec<&str> = items.iter().filter(|i| i.status == S::Failed).map(|i| i.what.as_str()).collect();
+    assert_eq!(failed, vec!["period of 2025-06-30"]);
+}
+
+impl Setup {
+    /// `GET` on the sandbox ERP's API with the key, the body as JSON.
+    async fn erp_get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.erp.base_url())).bearer_auth(KEY).send().await.unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+}

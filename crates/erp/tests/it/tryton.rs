@@ -561,3 +561,174 @@ async fn a_quote_is_trytons_own_rate_rows_and_converting_by_it_matches_trytons_c
     assert_eq!(ours.base.to_decimal(), theirs, "the same rule as Tryton's: 12,345.67 × 1 ÷ 1.25");
     assert_eq!(ours.base, Money::from_minor(987_654, Currency::GBP));
 }
+
+/// Costs of one window as cost batching plans them: USD and EUR labels converted at
+/// Tryton's own rates (1 GBP = 1.25 USD lately, 1.17 EUR), read from Tryton.
+async fn batched_journal(erp: &TrytonClient, day: jiff::civil::Date) -> (JournalWrite, Vec<shipledger_core::fx::Conversion>) {
+    use shipledger_core::cost::{Charge, CostEntry, CostKind, CostSource, LabelFacts, NewCostEntry};
+    use shipledger_core::fx::{Conversion, RateSource};
+    use shipledger_core::journal::{CarrierAccountKind, CostBatch, JournalAccounts, PeriodState, PlanContext, build_journal, plan_batches};
+    let at = day.at(12, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+    let entry = |key: &str, carrier: &str, amount: Money| CostEntry {
+        id: 0,
+        connection: "acme-tryton".into(),
+        entry: NewCostEntry {
+            entry_key: key.into(),
+            kind: CostKind::Label,
+            charge: Charge::Postage,
+            revision: 0,
+            amount,
+            label: LabelFacts { shipment_key: key.into(), erp_id: None, ss_order_id: 1, carrier: carrier.into(), service: None, ship_date: None, label_created_at: at },
+            occurred_at: at,
+            source: CostSource::ShipstationV2,
+            reverses_key: None,
+        },
+        reverses: None,
+        recorded_at: at,
+    };
+    let mut entries = Vec::new();
+    let mut conversions = Vec::new();
+    for e in [
+        entry("label:1/postage/0", "royal_mail", Money::from_minor(640, Currency::USD)),
+        entry("label:2/postage/0", "royal_mail", Money::from_minor(333, Currency::USD)),
+        entry("label:3/postage/0", "dhl", Money::from_minor(1015, Currency::EUR)),
+    ] {
+        // Tryton's rate of the currency against GBP (1 GBP = rate units).
+        let rate = erp.fx_rate(Currency::GBP, e.amount.currency(), day).await.unwrap().expect("Tryton has the rate");
+        let c = Conversion::make(e.entry_key.clone(), e.amount, Currency::GBP, rate.rate, Decimal::ONE, rate.date, day, RateSource::Erp).unwrap();
+        conversions.push(c.clone());
+        entries.push((e, Some(c)));
+    }
+    let posted = std::collections::BTreeSet::new();
+    let ctx = PlanContext { connection: "acme-tryton", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, today: day, until: Some(day) };
+    let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
+    let accounts = JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: Default::default(),
+        prepaid_postage: None,
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: Default::default(),
+        default_kind: CarrierAccountKind::Accrued,
+        journal: "MISC".into(),
+    };
+    (build_journal(&plan.batches[0], &accounts).unwrap(), conversions)
+}
+
+#[tokio::test]
+async fn a_batched_journal_in_usd_and_eur_posts_balanced_with_second_currency_amounts_tryton_shows() {
+    let Some(db) = TrytonDb::create("batched") else { return };
+    let erp = client(&db);
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    assert_eq!(erp.period_state(today).await.unwrap(), shipledger_erp::PeriodState::Open, "the seed opens this year's periods");
+    let (journal, conversions) = batched_journal(&erp, today).await;
+    // Recomputed from the label costs and the seed's rates: 6.40/1.25 = 5.12,
+    // 3.33/1.25 = 2.664 → 2.66, 10.15/1.17 = 8.675... → 8.68.
+    let sum: i64 = conversions.iter().map(|c| c.base.minor()).sum();
+    assert_eq!(sum, 512 + 266 + 868);
+    let posted = erp.post_journal(&journal).await.unwrap();
+    assert!(posted.posted);
+    posted.verify(&journal).unwrap();
+    assert_eq!(erp.post_journal(&journal).await.unwrap().id, posted.id, "the batch key posts once");
+
+    let moves = tryton_get(
+        &db,
+        "account.move",
+        &["state", "lines.account.code", "lines.debit", "lines.credit", "lines.second_currency.code", "lines.amount_second_currency"],
+        Some(json!([["description", "like", format!("%[{}]", journal.key)]])),
+    )
+    .await;
+    let moves = moves.as_array().unwrap();
+    assert_eq!(moves.len(), 1, "one move for the batch");
+    assert_eq!(moves[0]["state"], "posted");
+    let dec = |v: &Value| v["decimal"].as_str().unwrap().parse::<Decimal>().unwrap();
+    let mut lines: Vec<(String, Decimal, Decimal, String, Decimal)> = moves[0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["account."]["code"].as_str().or(l["account"]["code"].as_str()).unwrap_or_default().to_string(),
+                dec(&l["debit"]),
+                dec(&l["credit"]),
+                l["second_currency."]["code"].as_str().or(l["second_currency"]["code"].as_str()).unwrap_or_default().to_string(),
+                dec(&l["amount_second_currency"]),
+            )
+        })
+        .collect();
+    lines.sort_by(|a, b| (a.3.clone(), a.0.clone()).cmp(&(b.3.clone(), b.0.clone())));
+    let d = |m: i64| Decimal::new(m, 2);
+    assert_eq!(
+        lines,
+        vec![
+            ("2.1.1".into(), d(0), d(868), "EUR".into(), d(-1015)),
+            ("5.1.3".into(), d(868), d(0), "EUR".into(), d(1015)),
+            ("2.1.1".into(), d(0), d(778), "USD".into(), d(-973)),
+            ("5.1.3".into(), d(778), d(0), "USD".into(), d(973)),
+        ],
+        "balanced in GBP, each line with its second currency"
+    );
+    let debit: Decimal = lines.iter().map(|l| l.1).sum();
+    assert_eq!(debit, d(sum), "the journal's base total is the sum of the conversions");
+}
+
+#[tokio::test]
+async fn a_closed_tryton_period_is_reported_closed_and_never_written() {
+    let Some(db) = TrytonDb::create("closedperiod") else { return };
+    let erp = client(&db);
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    // A day of last year's fiscal year (seeded with monthly periods, no moves).
+    let last_year = jiff::civil::date(today.year() - 1, today.month(), 15);
+    let day_json = json!({"__class__": "date", "year": last_year.year(), "month": last_year.month(), "day": last_year.day()});
+    let periods = tryton_get(
+        &db,
+        "account.period",
+        &["state"],
+        Some(json!([["type", "=", "standard"], ["start_date", "<=", day_json], ["end_date", ">=", day_json]])),
+    )
+    .await;
+    let id = periods[0]["id"].as_i64().expect("a period for last year");
+    assert_eq!(erp.period_state(last_year).await.unwrap(), shipledger_erp::PeriodState::Open);
+    tryton_button(&db, &format!("account.period/{id}/close")).await;
+    assert_eq!(erp.period_state(last_year).await.unwrap(), shipledger_erp::PeriodState::Closed);
+    assert_eq!(erp.period_state(jiff::civil::date(1990, 1, 1)).await.unwrap(), shipledger_erp::PeriodState::Missing);
+
+    let (journal, _) = batched_journal(&erp, last_year).await;
+    let err = erp.post_journal(&journal).await.unwrap_err();
+    let ErpError::Refused { message, .. } = &err else { panic!("expected Refused, got {err:?}") };
+    assert!(message.contains("closed") && message.contains(&last_year.to_string()), "{message}");
+    let moves = tryton_get(&db, "account.move", &["state"], Some(json!([["description", "like", format!("%[{}]", journal.key)]]))).await;
+    assert_eq!(moves, json!([]), "nothing written into the closed period");
+}
+
+#[tokio::test]
+async fn the_tryton_ledger_check_names_a_missing_account_and_finds_the_journal_and_todays_period() {
+    let Some(db) = TrytonDb::create("ledgercheck") else { return };
+    let erp = client(&db);
+    let accounts = shipledger_core::journal::JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: std::collections::BTreeMap::from([("ups".to_string(), "9.9.9".to_string())]),
+        prepaid_postage: None,
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: Default::default(),
+        default_kind: shipledger_core::journal::CarrierAccountKind::Accrued,
+        journal: "MISC".into(),
+    };
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    // The company's own zone is read (the seed leaves it unset or names an IANA zone).
+    let zone = erp.company_timezone().await.unwrap();
+    assert!(zone.as_deref().is_none_or(|z| jiff::tz::TimeZone::get(z).is_ok()), "{zone:?}");
+    let items = shipledger_erp::check_ledger(&erp, &accounts, today).await;
+    let got: Vec<(String, shipledger_erp::CheckStatus)> = items.iter().map(|i| (i.what.clone(), i.status)).collect();
+    use shipledger_erp::CheckStatus as S;
+    assert_eq!(
+        got,
+        vec![
+            ("account 2.1.1".to_string(), S::Ok),
+            ("account 5.1.3".to_string(), S::Ok),
+            ("account 9.9.9".to_string(), S::Failed),
+            ("journal MISC".to_string(), S::Ok),
+            (format!("period of {today}"), S::Ok),
+        ],
+        "{items:?}"
+    );
+}

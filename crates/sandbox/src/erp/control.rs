@@ -36,6 +36,8 @@ pub(crate) fn routes() -> Router<Arc<ErpShared>> {
         .route("/_sandbox/products", post(add_products))
         .route("/_sandbox/stock/{sku}", put(set_stock))
         .route("/_sandbox/fx", get(rates).post(add_rate))
+        .route("/_sandbox/periods/{month}", put(set_period))
+        .route("/_sandbox/accounts", post(add_accounts))
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/stats", get(stats))
         .route("/_sandbox/clock", get(clock))
@@ -280,4 +282,35 @@ async fn reset(State(shared): St) -> Answer {
     let fresh = shared.fresh_world();
     shared.with_world(|w| *w = fresh);
     ok(json!({"reset": true}))
+}
+
+#[derive(Deserialize)]
+struct PeriodInput {
+    state: shipledger_core::journal::PeriodState,
+}
+
+/// Open, close or lock a month's period (`2026-11`).
+async fn set_period(State(shared): St, Path(month): Path<String>, body: Bytes) -> Answer {
+    let input: PeriodInput = parse_body(&body)?;
+    shared.with_world(|w| w.set_period(&month, input.state))?;
+    ok(json!({"period": month, "state": input.state}))
+}
+
+#[derive(Deserialize, Default)]
+struct AccountsInput {
+    #[serde(default)]
+    accounts: Vec<String>,
+    #[serde(default)]
+    journals: Vec<String>,
+}
+
+/// Add accounts and journals to the chart.
+async fn add_accounts(State(shared): St, body: Bytes) -> Answer {
+    let input: AccountsInput = parse_body(&body)?;
+    let (accounts, journals) = shared.with_world(|w| {
+        w.accounts.extend(input.accounts.into_iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()));
+        w.journal_codes.extend(input.journals.into_iter().map(|j| j.trim().to_string()).filter(|j| !j.is_empty()));
+        Ok::<_, super::model::Refusal>((w.accounts.clone(), w.journal_codes.clone()))
+    })?;
+    ok(json!({"accounts": accounts, "journals": journals}))
 }

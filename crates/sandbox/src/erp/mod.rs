@@ -27,8 +27,10 @@
 //! | `GET /api/products?sku=A&sku=B` | `{products: [...]}`: the master entries for those SKUs (unknown ones absent); all products without `sku` |
 //! | `POST /api/orders/{id}/fulfilments` `{key, state: packed\|completed\|cancelled, lines: [{line_id, quantity}], packages: [{carrier, service?, tracking_number, ship_date?, cost?}]}` | 201 a new `FUL-…` document, 200 the same document for the same key and state (packed) or after a move forward; 409 completing a completed one, moving one back, or an order cancelled/on hold; 422 quantities beyond the order line, unknown lines |
 //! | `GET /api/orders/{id}/fulfilments` | `{fulfilments: [...]}` |
-//! | `POST /api/journals` `{key, date, memo, lines: [{account, debit, credit, original?, memo?}]}` | 201 a posted `JNL-…`; 200 the journal already posted with that key; 422 unbalanced (the totals in the message), a foreign-currency amount, a negative or two-sided line |
+//! | `POST /api/journals` `{key, date, memo, lines: [{account, debit, credit, original?, memo?}]}` | 201 a posted `JNL-…`; 200 the journal already posted with that key; 409 a date in a period that is not open; 422 unbalanced (the totals in the message), a foreign-currency amount, a negative or two-sided line |
 //! | `GET /api/journals/{id}` | a journal by id (or by key) |
+//! | `GET /api/periods/{date}` | `{date, period, state}`: the accounting period (a month, `2026-11`) holding the date, `open` unless set otherwise |
+//! | `GET /api/accounts` | `{accounts, journals}`: the chart's account codes and the journal codes |
 //! | `GET /api/fx?from=USD&to=GBP&date=2025-06-28` | `{from, to, rate, rate_from, rate_to, date, source}` (`amount × rate_to ÷ rate_from` converts exactly): the latest rate on or before `date` (weekdays only in the seeded table), inverse or cross through the base currency; 404 `no_rate` when none |
 //! | `GET /api/stock/{sku}` | `{sku, on_hand, reserved, available}` |
 //! | `POST /api/stock/adjustments` `{key, sku, delta, reason}` | `{adjustment, stock}`: applied once per key; 422 when on hand would go negative |
@@ -48,6 +50,8 @@
 //! | `POST /_sandbox/products` `{products: [{sku, name, weight?, weight_uom?, active?, on_hand?}]}` | add or update products (and their stock) |
 //! | `PUT /_sandbox/stock/{sku}` `{on_hand}` | set stock on hand |
 //! | `GET /_sandbox/fx`, `POST /_sandbox/fx` `{currency, rate, date}` | the rate table; add a rate (base units per unit) |
+//! | `PUT /_sandbox/periods/{YYYY-MM}` `{state: open\|closed\|locked\|missing}` | set a month's period state (a journal dated in a period that is not open is refused, 409) |
+//! | `POST /_sandbox/accounts` `{accounts?: [...], journals?: [...]}` | add account and journal codes to the chart |
 //! | `GET`/`PUT /_sandbox/faults` `{fail_next}` | answer the next N API requests with 503 |
 //! | `GET /_sandbox/stats` | orders by status and payment state, fulfilments by state, journals, stock, duplicates, requests, refusals |
 //! | `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` `{seconds}` | the virtual clock |

@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shipledger_core::json::{decimal_number, decimal_number_option};
+use shipledger_core::journal::PeriodState;
 use shipledger_core::money::{Currency, Money, Rounding};
 use shipledger_core::order::{Address, PaymentState};
 use shipledger_core::weight::{Weight, WeightUnit};
@@ -458,6 +459,30 @@ pub struct ErpWorld {
     /// Answer the next N API requests with 503 (fault injection).
     #[serde(default)]
     pub fail_next: u32,
+    /// Accounting periods by month (`2026-11`) that are not open; every other month
+    /// is open.
+    #[serde(default)]
+    pub periods: BTreeMap<String, PeriodState>,
+    /// The chart of accounts (what `GET /api/accounts` lists for the check).
+    #[serde(default = "default_chart")]
+    pub accounts: std::collections::BTreeSet<String>,
+    /// The journals (by code) moves may be posted to.
+    #[serde(default = "default_journals")]
+    pub journal_codes: std::collections::BTreeSet<String>,
+}
+
+/// The seeded chart: the sandbox's own four-digit codes and the Tryton seed's.
+pub fn default_chart() -> std::collections::BTreeSet<String> {
+    ["1100", "1150", "2100", "2150", "5100", "1.1.9", "2.1.1", "5.1.3"].into_iter().map(String::from).collect()
+}
+
+pub fn default_journals() -> std::collections::BTreeSet<String> {
+    ["MISC".to_string()].into_iter().collect()
+}
+
+/// `2026-11` for any date of November 2026.
+pub fn period_name(date: Date) -> String {
+    format!("{:04}-{:02}", date.year(), date.month())
 }
 
 fn weight_unit(uom: &str) -> Result<WeightUnit> {
@@ -502,6 +527,9 @@ impl ErpWorld {
             last_change: (0, String::new()),
             stats: Stats::default(),
             fail_next: 0,
+            periods: BTreeMap::new(),
+            accounts: default_chart(),
+            journal_codes: default_journals(),
         }
     }
 
@@ -1159,6 +1187,15 @@ impl ErpWorld {
             return Ok((j.clone(), false));
         }
         let base = Currency::parse(&self.base_currency).expect("base currency is valid");
+        let state = self.period_state(input.date);
+        if state != PeriodState::Open {
+            return Err(Refusal::Conflict(format!(
+                "journal {} is dated {}, in period {} which is {state}; a period that is not open is never written",
+                input.key,
+                input.date,
+                period_name(input.date)
+            )));
+        }
         if input.lines.len() < 2 {
             return Err(Refusal::Unprocessable(format!("journal {} needs at least two lines (a debit and a credit)", input.key)));
         }
@@ -1209,6 +1246,25 @@ impl ErpWorld {
         };
         self.journals.insert(j.id.clone(), j.clone());
         Ok((j, true))
+    }
+
+    /// The state of the period (month) holding `date`: open unless set otherwise.
+    pub fn period_state(&self, date: Date) -> PeriodState {
+        self.periods.get(&period_name(date)).copied().unwrap_or(PeriodState::Open)
+    }
+
+    /// Set the state of the month `name` (`2026-11`); open removes the mark.
+    pub fn set_period(&mut self, name: &str, state: PeriodState) -> Result<()> {
+        let ok = name.len() == 7 && format!("{name}-01").parse::<Date>().is_ok();
+        if !ok {
+            return Err(Refusal::Invalid(format!("period {name:?} is not a month written YYYY-MM")));
+        }
+        if state == PeriodState::Open {
+            self.periods.remove(name);
+        } else {
+            self.periods.insert(name.to_string(), state);
+        }
+        Ok(())
     }
 
     pub fn journal(&self, id: &str) -> Result<&Journal> {

@@ -27,6 +27,8 @@ pub(crate) fn routes() -> Router<Arc<ErpShared>> {
         .route("/api/journals", post(post_journal))
         .route("/api/journals/{id}", get(journal))
         .route("/api/fx", get(fx))
+        .route("/api/periods/{date}", get(period))
+        .route("/api/accounts", get(accounts))
         .route("/api/stock/adjustments", post(adjust_stock))
         .route("/api/stock/{sku}", get(stock))
 }
@@ -176,4 +178,14 @@ fn refusal_stat<T>(w: &mut super::model::ErpWorld, r: &Result<T, super::model::R
         };
         *w.stats.refusals.entry(code.to_string()).or_default() += 1;
     }
+}
+
+async fn period(State(shared): St, Path(date): Path<String>) -> Answer {
+    let date: jiff::civil::Date = date.parse().map_err(|e| ApiError::invalid(format!("{date:?} is not a date YYYY-MM-DD: {e}")))?;
+    let (name, state) = shared.read_world(|w| (super::model::period_name(date), w.period_state(date)));
+    ok(json!({"date": date, "period": name, "state": state}))
+}
+
+async fn accounts(State(shared): St) -> Answer {
+    ok(shared.read_world(|w| json!({"accounts": w.accounts, "journals": w.journal_codes})))
 }
