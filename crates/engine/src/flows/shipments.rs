@@ -55,47 +55,8 @@ use crate::{Connection, Engine, EngineError};
 pub const WM_CREATED: &str = "ss_shipments_created";
 pub const WM_VOIDED: &str = "ss_shipments_voided";
 pub const WM_FULFILLMENTS: &str = "ss_fulfillments_created";
-/// The shortest and the longest reach back of a poll before its watermark
-/// ([`overlap`]).
-const OVERLAP_MIN: SignedDuration = SignedDuration::from_mins(1);
-const OVERLAP_MAX: SignedDuration = SignedDuration::from_mins(10);
-
-/// How far each poll reaches back before its watermark: twice the shipment poll
-/// interval, between one and ten minutes (two minutes at the default minute). It
-/// absorbs a record ShipStation shows a little after its time and the difference
-/// between ShipStation's clock and ours (the watermark also moves to the start of each
-/// complete read, [`cover`]); every re-read record costs a share of a page, so a
-/// fixed ten minutes re-read a burst of labels on every poll for ten minutes.
-pub fn overlap(conn: &Connection) -> SignedDuration {
-    let interval = SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or(OVERLAP_MAX);
-    interval.checked_mul(2).unwrap_or(OVERLAP_MAX).clamp(OVERLAP_MIN, OVERLAP_MAX)
-}
-
-/// A complete read of watermark `name`'s window that started at `started` (our
-/// clock) and whose newest record is at `newest` (ShipStation's time) has covered the
-/// window up to `started`, but never claims more than [`overlap`] past what
-/// ShipStation itself showed: the watermark moves to the earlier of `started` and
-/// `newest` plus the overlap, when that is ahead of it. So the next read reaches back
-/// the overlap from this read, not from the newest record, which a quiet spell after a
-/// burst leaves behind while every poll re-reads the whole burst; and however far our
-/// clock runs ahead of ShipStation's, the next read still starts at or before the
-/// newest record it showed, so nothing made after it is skipped. A read that found
-/// nothing moves nothing. Committed on its own; a move another worker made meanwhile
-/// is read again.
-async fn cover(engine: &Engine, conn: &Connection, name: &str, started: Timestamp, newest: Option<Timestamp>) -> Result<(), EngineError> {
-    let Some(newest) = newest else { return Ok(()) };
-    let to = newest.checked_add(overlap(conn)).map_or(started, |t| t.min(started));
-    for _ in 0..=MOVED_RETRIES {
-        let Some(mark) = forward(engine, conn, name, to).await? else { return Ok(()) };
-        let mut change = Change::new(&conn.name, engine.clock.now());
-        change.watermark = Some(mark);
-        match engine.store.commit(change).await {
-            Err(StoreError::WatermarkMoved { .. }) => continue,
-            other => return other.map(|_| ()).map_err(EngineError::from),
-        }
-    }
-    Ok(())
-}
+/// How far each poll reaches back before its watermark.
+const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ShipmentReport {
@@ -229,7 +190,7 @@ pub async fn poll(engine: &Engine, conn: &Connection) -> Result<ShipmentReport, 
 pub async fn poll_can_find(engine: &Engine, conn: &Connection) -> Result<bool, EngineError> {
     let now = engine.clock.now();
     let interval = SignedDuration::try_from(conn.policy.shipment_poll_interval).unwrap_or(SignedDuration::MAX);
-    let recent = interval.checked_mul(2).and_then(|d| d.checked_add(overlap(conn))).unwrap_or(SignedDuration::MAX);
+    let recent = interval.checked_mul(2).and_then(|d| d.checked_add(OVERLAP)).unwrap_or(SignedDuration::MAX);
     let orders_since = now.checked_sub(recent).unwrap_or(Timestamp::MIN);
     let labels_since = now.checked_sub(VOID_LOOKBACK).unwrap_or(Timestamp::MIN);
     Ok(engine.store.shipment_poll_can_find(&conn.name, orders_since, labels_since).await?)
@@ -241,11 +202,10 @@ pub async fn poll_can_find(engine: &Engine, conn: &Connection) -> Result<bool, E
 /// its void.
 pub async fn poll_labels(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_CREATED).await?;
-    let started = engine.clock.now();
     let labels = conn
         .shipstation
         .all_shipments(&ShipmentFilter {
-            create_date_start: since.map(|t| t - overlap(conn)),
+            create_date_start: since.map(|t| t - OVERLAP),
             include_shipment_items: true,
             sort_by: Some(ShipmentSortBy::CreateDate),
             sort_dir: Some(SortDir::Asc),
@@ -256,18 +216,17 @@ pub async fn poll_labels(engine: &Engine, conn: &Connection, polled: &mut Polled
     for label in &labels {
         ingest_label(engine, conn, label, WM_CREATED, label.create_date, &mut polled.parents, &mut polled.report).await?;
     }
-    cover(engine, conn, WM_CREATED, started, labels.iter().filter_map(|l| l.create_date).max()).await
+    Ok(())
 }
 
 /// Labels voided since the void watermark (less the overlap): v1 announces no void,
 /// so only the schedule's poll finds them.
 pub async fn poll_voids(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_VOIDED).await?;
-    let started = engine.clock.now();
     let voids = conn
         .shipstation
         .all_shipments(&ShipmentFilter {
-            void_date_start: Some(since.map(|t| t - overlap(conn)).unwrap_or(Timestamp::UNIX_EPOCH)),
+            void_date_start: Some(since.map(|t| t - OVERLAP).unwrap_or(Timestamp::UNIX_EPOCH)),
             include_shipment_items: true,
             page_size: Some(500),
             ..Default::default()
@@ -276,22 +235,20 @@ pub async fn poll_voids(engine: &Engine, conn: &Connection, polled: &mut Polled)
     // In void order, so each commit's watermark covers every void before it.
     let mut voids: Vec<&ss::Shipment> = voids.iter().filter(|s| s.voided).collect();
     voids.sort_by_key(|s| s.void_date);
-    let newest = voids.iter().filter_map(|s| s.void_date).max();
     for label in voids {
         ingest_label(engine, conn, label, WM_VOIDED, label.void_date, &mut polled.parents, &mut polled.report).await?;
     }
-    cover(engine, conn, WM_VOIDED, started, newest).await
+    Ok(())
 }
 
 /// Orders marked shipped outside ShipStation since the watermark (less the overlap):
 /// what a `FULFILLMENT_SHIPPED` hint can have changed.
 pub async fn poll_fulfillments(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_FULFILLMENTS).await?;
-    let started = engine.clock.now();
     let mut marked = conn
         .shipstation
         .all_fulfillments(&FulfillmentFilter {
-            create_date_start: since.map(|t| t - overlap(conn)),
+            create_date_start: since.map(|t| t - OVERLAP),
             page_size: Some(500),
             ..Default::default()
         })
@@ -300,7 +257,7 @@ pub async fn poll_fulfillments(engine: &Engine, conn: &Connection, polled: &mut 
     for f in &marked {
         ingest_fulfillment(engine, conn, f, f.create_date, &mut polled.parents, &mut polled.report).await?;
     }
-    cover(engine, conn, WM_FULFILLMENTS, started, marked.iter().filter_map(|f| f.create_date).max()).await
+    Ok(())
 }
 
 /// The ERP order behind a ShipStation order: by its `orderKey`, or — for a split
@@ -773,22 +730,6 @@ pub fn scan_check_backoff(policy: &crate::config::Policy, empty_checks: u32) -> 
     .backoff(empty_checks, 0)
 }
 
-/// Checks a label a page shows `unknown` counts ahead of a track call's, when its
-/// next own check is due ([`page_check_backoff`]).
-pub const PAGE_CHECK_HEAD_START: u32 = 3;
-
-/// The wait before a label that a `GET /v2/labels` page showed `unknown` is due for a
-/// check of its own, after `empty_checks` checks: [`scan_check_backoff`] as if it had
-/// had [`PAGE_CHECK_HEAD_START`] more (8 poll intervals after the first, at most
-/// `policy.scan_check_max_interval`). Pages list the most recently modified labels
-/// first, so a label the carrier scans is at the top of the next sweep's first page;
-/// its own check is only the net for a move buried under more than a page of later
-/// changes, and checking it sooner would re-read every page of a large, quiet backlog
-/// each time it falls due together.
-pub fn page_check_backoff(policy: &crate::config::Policy, empty_checks: u32) -> std::time::Duration {
-    scan_check_backoff(policy, empty_checks.saturating_add(PAGE_CHECK_HEAD_START))
-}
-
 /// The labels of one tracking number that await a scan (a merged label is one record
 /// per ERP order), with what the sweep decided about them.
 struct Parcel {
@@ -803,9 +744,6 @@ enum Seen {
     /// No physical scan: check again after the backoff, remembering `coarse` when
     /// given.
     Nothing { coarse: Option<String> },
-    /// A page showed the label `unknown`: check it again after the longer backoff of
-    /// [`page_check_backoff`].
-    Unmoved,
 }
 
 /// One bounded scan sweep: ShipStation v2 is asked which live labels the carrier has
@@ -835,8 +773,7 @@ enum Seen {
 /// anything).
 ///
 /// Every check that finds no physical scan pushes the label's next check out
-/// ([`scan_check_backoff`]; a page showing it `unknown`, further:
-/// [`page_check_backoff`]). A merged label (one tracking number, several ERP
+/// ([`scan_check_backoff`]). A merged label (one tracking number, several ERP
 /// orders) is asked about once. Checks are recorded as they are made, so a failure
 /// part-way keeps what was learnt.
 ///
@@ -895,7 +832,7 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
                     shown.insert(number, rows);
                     continue;
                 }
-                Some("unknown") => Seen::Unmoved,
+                Some("unknown") => Seen::Nothing { coarse },
                 Some(_) if coarse == last => {
                     shown.insert(number, rows);
                     continue;
@@ -1018,23 +955,20 @@ async fn track(
 
 /// Count first scans; queue the check of labels still without one.
 fn settle(conn: &Connection, parcel: &Parcel, seen: Seen, now: Timestamp, checks: &mut Vec<ScanCheck>, report: &mut ShipmentReport) {
-    let (coarse, backoff): (Option<String>, fn(&crate::config::Policy, u32) -> std::time::Duration) = match seen {
-        Seen::Scanned(n) => {
-            report.scanned += n;
-            return;
+    match seen {
+        Seen::Scanned(n) => report.scanned += n,
+        Seen::Nothing { coarse } => {
+            for label in &parcel.labels {
+                let wait = scan_check_backoff(&conn.policy, label.check.empty_checks.saturating_add(1));
+                let wait = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
+                checks.push(ScanCheck {
+                    shipment_key: label.shipment_key.clone(),
+                    checked_at: now,
+                    next_due_at: now.checked_add(wait).unwrap_or(Timestamp::MAX),
+                    coarse_status: coarse.clone(),
+                });
+            }
         }
-        Seen::Nothing { coarse } => (coarse, scan_check_backoff),
-        Seen::Unmoved => (Some("unknown".into()), page_check_backoff),
-    };
-    for label in &parcel.labels {
-        let wait = backoff(&conn.policy, label.check.empty_checks.saturating_add(1));
-        let wait = SignedDuration::try_from(wait).unwrap_or(SignedDuration::MAX);
-        checks.push(ScanCheck {
-            shipment_key: label.shipment_key.clone(),
-            checked_at: now,
-            next_due_at: now.checked_add(wait).unwrap_or(Timestamp::MAX),
-            coarse_status: coarse.clone(),
-        });
     }
 }
 

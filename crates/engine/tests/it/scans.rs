@@ -160,50 +160,6 @@ crate::stories! {
         assert_eq!((last - after, tracks_last - tracks_after), (1, 0), "nothing due, nothing moved: one page");
     }
 
-    async fn a_quiet_backlog_the_pages_show_unknown_is_not_re_read_each_minute_yet_a_scan_deep_in_it_is_found_next_sweep(w: World) {
-        let (clock, v2) = quiet(&mut w);
-        // 30 labels the carrier has not scanned; pages of 10.
-        let numbers = labelled(&w, 1, 30).await;
-        sweeping(&mut w, v2);
-        let limits = SweepLimits { page_size: 10, max_pages: 4, ..SweepLimits::default() };
-        let conn = &w.engine.connections[0];
-        let (_, _, tracks_at_start) = v2_requests(&w).await;
-        let mut pages = Vec::new();
-        for _ in 0..7 {
-            w.pass(&clock, SignedDuration::try_from(POLL).unwrap()).await;
-            let (_, before, _) = v2_requests(&w).await;
-            shipments::sweep(&w.engine, conn, limits).await.unwrap();
-            let (_, after, _) = v2_requests(&w).await;
-            pages.push(after - before);
-        }
-        // Checked at once on three pages, the backlog is next due for checks of its own
-        // 8 poll intervals later (minute 9): meanwhile each sweep reads the first page
-        // only, where a label the carrier scans comes first. (Due again after one
-        // interval, the 20 labels off the first page cost three pages at minutes 2 and 4.)
-        assert_eq!(pages[0], 3, "the first sweep reads every page: {pages:?}");
-        assert!(pages[1..].iter().all(|p| *p == 1), "then one page a sweep: {pages:?}");
-        let deep = label_of(&w, &numbers[15]).await.check;
-        assert_eq!(deep.empty_checks, 1);
-        assert_eq!(
-            deep.next_due_at.unwrap().duration_since(deep.last_checked_at.unwrap()),
-            SignedDuration::try_from(shipments::page_check_backoff(&conn.policy, 1)).unwrap(),
-        );
-        assert_eq!(shipments::page_check_backoff(&conn.policy, 1), POLL * 8);
-        let (_, _, tracks) = v2_requests(&w).await;
-        assert_eq!(tracks, tracks_at_start, "no label was tracked alone");
-
-        // At minute 8 the oldest label, last on the last page, is scanned; no webhook
-        // tells us.
-        scan(&w, &numbers[0], "AC", "RECEIVED_BY_CARRIER").await;
-        w.pass(&clock, SignedDuration::try_from(POLL).unwrap()).await;
-        let (_, before, _) = v2_requests(&w).await;
-        assert_eq!(shipments::sweep(&w.engine, conn, limits).await.unwrap().scanned, 1, "found by the next sweep");
-        let (_, after, tracks_after) = v2_requests(&w).await;
-        assert!(after - before <= 2, "on the first page (and one more page read past a moved label): {}", after - before);
-        assert_eq!(tracks_after - tracks, 1, "one track call confirms the scan");
-        assert!(first_scan_of(&w, &numbers[0]).await.is_some());
-    }
-
     async fn a_connection_with_no_label_awaiting_a_scan_makes_no_sweep_request(w: World) {
         let (clock, v2) = quiet(&mut w);
         let numbers = labelled(&w, 1, 1).await;
