@@ -594,8 +594,8 @@ async fn batched_journal(erp: &TrytonClient, day: jiff::civil::Date) -> (Journal
         entry("label:3/postage/0", "dhl", Money::from_minor(1015, Currency::EUR)),
     ] {
         // Tryton's rate of the currency against GBP (1 GBP = rate units).
-        let rate = erp.fx_rate(Currency::GBP, e.amount.currency(), day).await.unwrap().expect("Tryton has the rate");
-        let c = Conversion::make(e.entry_key.clone(), e.amount, Currency::GBP, rate.rate, Decimal::ONE, rate.date, day, RateSource::Erp).unwrap();
+        let q = erp.fx_quote(e.amount.currency(), Currency::GBP, day).await.unwrap().expect("Tryton has the rate");
+        let c = Conversion::make(e.entry_key.clone(), e.amount, Currency::GBP, q.rate_from, q.rate_to, q.date, day, RateSource::Erp).unwrap();
         conversions.push(c.clone());
         entries.push((e, Some(c)));
     }
