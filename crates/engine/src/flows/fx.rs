@@ -31,7 +31,7 @@ use shipledger_core::Currency;
 use shipledger_core::cost::CostEntry;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::fx::{Conversion, RateSource, RateTable};
-use shipledger_store::{Change, EventKind, NewCostConversion, NewEvent, StoreError};
+use shipledger_store::{Change, EventKind, ExceptionFilter, ExceptionState, NewCostConversion, NewEvent, StoreError};
 
 use shipledger_erp::Erp;
 
@@ -258,6 +258,32 @@ pub async fn convert(engine: &Engine, conn: &Connection) -> Result<FxReport, Eng
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+    // The pass read every unconverted entry: a missing-rate exception it did not find
+    // again names a pair and date nothing waits for any more (its entries converted
+    // under another wanted date, another worker converted them, or the policy
+    // changed), so it closes, whatever raised it.
+    let still_missing: std::collections::HashSet<String> = match base {
+        Some(base) => missing.keys().map(|(from, wanted)| pair_id(*from, base, *wanted)).collect(),
+        None => Default::default(),
+    };
+    let open = engine
+        .store
+        .list_exceptions(ExceptionFilter {
+            connection: Some(conn.name.clone()),
+            state: Some(ExceptionState::Open),
+            kind: Some(ExceptionKind::FxRateMissing),
+            limit: 1_000,
+            ..ExceptionFilter::default()
+        })
+        .await?;
+    let stale: Vec<String> = open.into_iter().map(|e| e.record_id).filter(|id| !still_missing.contains(id)).collect();
+    if !stale.is_empty() {
+        let mut change = Change::new(&conn.name, engine.clock.now());
+        for id in stale {
+            change.clear(ExceptionKind::FxRateMissing, "fx_rate", id);
+        }
+        engine.store.commit(change).await?;
     }
     if !missing.is_empty() {
         let base = base.expect("a missing rate was looked up against the base currency");

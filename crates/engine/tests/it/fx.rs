@@ -201,6 +201,20 @@ crate::stories! {
         assert_eq!(listed.len(), 3, "each entry converted once");
     }
 
+    async fn a_missing_rate_exception_nothing_waits_for_any_more_closes_at_the_next_pass(w: World) {
+        // Raised for a date no entry waits for now: a pass that lost a race, or a
+        // policy since changed from the ship date to the posting date.
+        let mut late = Change::new("acme-uk", jiff::Timestamp::now());
+        late.raise(ExceptionKind::FxRateMissing, "fx_rate", "USD/GBP 2026-11-20", serde_json::json!({"message": "no usable USD→GBP rate"}));
+        w.store.commit(late).await.unwrap();
+        rates(&w, vec![(Currency::EUR, date(2026, 11, 27), "1.17")]);
+        postage(&w, 8361, 640, Currency::USD).await;
+        let report = convert(&w).await;
+        assert_eq!(report.missing, vec!["USD/GBP 2026-11-27".to_string()]);
+        let open: Vec<String> = fx_exceptions(&w).await.into_iter().filter(|x| x.state == ExceptionState::Open).map(|x| x.record_id).collect();
+        assert_eq!(open, vec!["USD/GBP 2026-11-27".to_string()], "the stale one closed, the real one stays");
+    }
+
     async fn the_scheduled_pass_converts_what_the_tick_finds(w: World) {
         let usd = postage(&w, 8351, 1000, Currency::USD).await;
         w.engine.tick().await.unwrap();

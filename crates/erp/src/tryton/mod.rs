@@ -1432,10 +1432,16 @@ impl Erp for TrytonClient {
             if f.0 <= Decimal::ZERO || t.0 <= Decimal::ZERO {
                 return Ok(None);
             }
-            // The company currency is the reference (its rate is 1 however old its
-            // row): only the other side's date says how fresh the quote is.
+            // The company currency is usually the reference (its rate is 1 however
+            // old its row): then only the other side's date says how fresh the quote
+            // is. A company currency quoted against another reference (a rate other
+            // than 1) has a dated rate like any other, and its date counts.
             let (_, company) = self.company_currency().await?;
-            let dated: Vec<Date> = [(from, f.1), (to, t.1)].into_iter().filter(|(c, _)| *c != company).map(|(_, d)| d).collect();
+            let dated: Vec<Date> = [(from, f.0, f.1), (to, t.0, t.1)]
+                .into_iter()
+                .filter(|(c, rate, _)| !(*c == company && *rate == Decimal::ONE))
+                .map(|(_, _, d)| d)
+                .collect();
             let quote_date = dated.into_iter().min().unwrap_or(f.1.max(t.1));
             Ok(Some(FxQuote {
                 from,
