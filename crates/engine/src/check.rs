@@ -123,15 +123,19 @@ pub async fn check_connection(config: &ConnectionConfig, public_url: Option<&Url
     }
 }
 
-/// For every currency in `policy.currencies` (other than the base), whether the
+/// For every currency in `policy.currencies` and the ShipStation account's currency
+/// (other than the base), whether the
 /// configured sources, in their order, have a usable rate to the base currency on
 /// `today`: one item per currency, failed naming the currency and what each source
 /// said.
 pub async fn fx_rates(config: &ConnectionConfig, erp: &dyn shipledger_erp::Erp, today: jiff::civil::Date) -> Vec<CheckItem> {
     use crate::flows::fx::{Lookup, Rates};
     let policy = &config.policy;
-    if policy.currencies.is_empty() {
-        return vec![CheckItem::warning("currencies", "policy.currencies is empty, so no rate was checked; list the currencies labels are billed in")];
+    // Label costs come in the ShipStation account's currency (v1) as well as in those
+    // the orders are in; both are checked.
+    let mut currencies = policy.currencies.clone();
+    if !currencies.contains(&config.shipstation.account_currency) {
+        currencies.push(config.shipstation.account_currency);
     }
     let base = match erp.base_currency().await {
         Ok(b) => b,
@@ -143,7 +147,7 @@ pub async fn fx_rates(config: &ConnectionConfig, erp: &dyn shipledger_erp::Erp, 
     };
     let sources: Vec<&str> = policy.fx_sources.iter().map(|s| s.code()).collect();
     let mut items = Vec::new();
-    for currency in policy.currencies.iter().filter(|c| **c != base) {
+    for currency in currencies.iter().filter(|c| **c != base) {
         let what = format!("rate {currency}→{base}");
         items.push(match rates.resolve(*currency, base, today).await {
             Ok(Lookup::Found(r)) => CheckItem::ok(
@@ -160,6 +164,9 @@ pub async fn fx_rates(config: &ConnectionConfig, erp: &dyn shipledger_erp::Erp, 
             ),
             Err(e) => CheckItem::failed(what, format!("{e} (sources: {})", sources.join(", "))),
         });
+    }
+    if items.is_empty() {
+        items.push(CheckItem::ok("rates", format!("labels and orders are in the base currency {base}: nothing to convert")));
     }
     items
 }

@@ -691,7 +691,7 @@ pub(crate) const INSERT_COST_CONVERSION: &str = "INSERT INTO cost_conversions
         (connection, entry_key, entry_id, original_minor, original_currency, base_minor, base_currency,
          rate_from, rate_to, rate_date, wanted_date, source, source_detail, rounding, exact, converted_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-     ON CONFLICT (connection, entry_key) DO NOTHING
+     ON CONFLICT DO NOTHING
      RETURNING entry_id";
 
 macro_rules! cost_conversion_select {

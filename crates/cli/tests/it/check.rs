@@ -284,6 +284,10 @@ api_secret_env = "C_SS_SECRET"
 v2_base_url = "{ss}"
 v2_api_key_env = "C_SS_V2_KEY"
 webhook_token_env = "C_HOOK_TOKEN"
+[connections.policy]
+# The seed's latest USD rate is 30 days old (scripts/tryton/seed.py): a brand that
+# updates its rates monthly says how old a rate may be.
+fx_max_age = "40days"
 "#
     )
 }

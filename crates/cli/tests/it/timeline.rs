@@ -98,6 +98,17 @@ async fn the_timeline_tells_the_whole_story(store_url: String) {
         .iter()
         .map(|e| (e["kind"].as_str().unwrap().to_string(), e["tracking_number"].as_str().unwrap_or("-").to_string()))
         .collect();
+    // Each cost entry is converted to the base currency once, after it is recorded,
+    // whenever the converter's pass comes round: a's and c's postage, b's and its
+    // reversal.
+    let converted = |number: &str| steps.iter().filter(|(k, t)| k == "cost_converted" && t == number).count();
+    assert_eq!((converted(&a), converted(&b), converted(&c)), (1, 2, 1), "{steps:?}");
+    for number in [&a, &b, &c] {
+        let recorded = steps.iter().position(|(k, t)| k == "cost_recorded" && t == number).unwrap();
+        let first_converted = steps.iter().position(|(k, t)| k == "cost_converted" && t == number).unwrap();
+        assert!(recorded < first_converted, "{number}: {steps:?}");
+    }
+    let steps: Vec<(String, String)> = steps.into_iter().filter(|(k, _)| k != "cost_converted").collect();
     let expected: Vec<(String, String)> = [
         ("released", "-"),
         ("pushed", "-"),
