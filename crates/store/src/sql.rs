@@ -665,9 +665,13 @@ pub(crate) const GET_COST_ENTRY_BY_KEY: &str =
 /// `$1` connection, `$2` erp id, `$3` shipment key, `$4` labels from (inclusive),
 /// `$5` labels until (exclusive) (each NULL for any), `$6`/`$7` the cursor's label
 /// time and id (NULL: from the start), `$8` limit. By label time, then id.
-pub(crate) const LIST_COST_ENTRIES: &str = concat!(
-    cost_entry_select!(),
-    " WHERE ($1 IS NULL OR c.connection = $1)
+/// The filter of [`crate::CostEntryFilter`] over cost entries `c`, one page of it in
+/// label-time order: `$1` connection, `$2` ERP order, `$3` shipment key, `$4`/`$5`
+/// label time from/until, `$6`/`$7` the cursor (label time, id), `$8` limit. Entries
+/// and their conversions are listed by the same filter.
+macro_rules! cost_entry_filter {
+    () => {
+        " WHERE ($1 IS NULL OR c.connection = $1)
         AND ($2 IS NULL OR c.erp_id = $2)
         AND ($3 IS NULL OR c.shipment_key = $3)
         AND ($4 IS NULL OR c.label_created_at >= $4)
@@ -675,6 +679,12 @@ pub(crate) const LIST_COST_ENTRIES: &str = concat!(
         AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
       ORDER BY c.label_created_at, c.id
       LIMIT $8"
+    };
+}
+
+pub(crate) const LIST_COST_ENTRIES: &str = concat!(
+    cost_entry_select!(),
+    cost_entry_filter!()
 );
 
 // ---- conversions of cost entries (insert only: no statement here updates or deletes one)
@@ -710,15 +720,8 @@ pub(crate) const GET_COST_CONVERSION: &str =
 /// The conversions of the entries [`LIST_COST_ENTRIES`] lists, with its parameters.
 pub(crate) const LIST_COST_CONVERSIONS: &str = concat!(
     cost_conversion_select!(),
-    " JOIN cost_entries c ON c.id = v.entry_id
-      WHERE ($1 IS NULL OR c.connection = $1)
-        AND ($2 IS NULL OR c.erp_id = $2)
-        AND ($3 IS NULL OR c.shipment_key = $3)
-        AND ($4 IS NULL OR c.label_created_at >= $4)
-        AND ($5 IS NULL OR c.label_created_at < $5)
-        AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
-      ORDER BY c.label_created_at, c.id
-      LIMIT $8"
+    " JOIN cost_entries c ON c.id = v.entry_id",
+    cost_entry_filter!()
 );
 
 /// `$1` connection, `$2` after this id (NULL: from the start), `$3` limit.
