@@ -1,9 +1,10 @@
-//! `shipledger costs list|show`: the cost ledger as the store keeps it — one entry per
+//! `shipledger costs list|show|post|batches`: the cost ledger as the store keeps it — one entry per
 //! charge of a label in its original currency, revisions and void reversals as
 //! entries of their own — for people (a table with the net per currency), programs
 //! (JSON) and spreadsheets (CSV), each with its conversion to the ERP's base
 //! currency (base amount, both rates, rate date, source) or "waiting for a rate".
-//! Read only: nothing is converted or posted here.
+//! `list` and `show` only read; `costs post` converts, plans and posts the due
+//! batches now (what `serve` does on schedule), and `costs batches` lists them.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde_json::json;
 use shipledger_core::cost::net_by_currency;
-use shipledger_store::{CostConversion, CostCursor, CostEntry, CostEntryFilter};
+use shipledger_store::{BatchState, CostBatchFilter, CostBatchRecord, CostConversion, CostCursor, CostEntry, CostEntryFilter};
 
 use crate::output::{table, time};
 use crate::run::BadConfig;
@@ -25,6 +26,39 @@ pub enum CostsCommand {
     List(ListArgs),
     /// One cost entry in full, by id or by key (`label:8001/postage/0`).
     Show(ShowArgs),
+    /// Post the due cost batches now: convert what has a rate, plan each due window's
+    /// journal and post it to the ERP, read back.
+    Post(PostArgs),
+    /// The cost batches planned, posted or withdrawn, by window.
+    Batches(BatchesArgs),
+}
+
+#[derive(Args)]
+pub struct PostArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Only this connection.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Also post the windows ending on or before this company date (YYYY-MM-DD),
+    /// though they have not ended yet (today's window, say).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Args)]
+pub struct BatchesArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long)]
+    connection: Option<String>,
+    /// planned, posted or withdrawn.
+    #[arg(long)]
+    state: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -208,6 +242,8 @@ pub async fn costs(command: CostsCommand) -> anyhow::Result<()> {
     match command {
         CostsCommand::List(args) => list(args).await,
         CostsCommand::Show(args) => show(args).await,
+        CostsCommand::Post(args) => post(args).await,
+        CostsCommand::Batches(args) => batches(args).await,
     }
 }
 
@@ -352,6 +388,172 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+fn batch_json(b: &CostBatchRecord) -> serde_json::Value {
+    json!({
+        "batch_key": b.batch_key,
+        "connection": b.connection,
+        "window_start": b.window.start.to_string(),
+        "window_end": b.window.end.to_string(),
+        "revision": b.revision,
+        "state": b.state.as_str(),
+        "total": b.total.to_decimal().to_string(),
+        "total_minor": b.total.minor(),
+        "currency": b.total.currency().code(),
+        "entries": b.entry_count,
+        "carried_over": b.carried_over,
+        "erp_move_id": b.erp_move_id,
+        "detail": b.detail,
+        "planned_at": b.planned_at.to_string(),
+        "posted_at": b.posted_at.map(|t| t.to_string()),
+        "journal": b.journal,
+    })
+}
+
+fn batch_rows(batches: &[&CostBatchRecord]) -> Vec<Vec<String>> {
+    batches
+        .iter()
+        .map(|b| {
+            vec![
+                b.connection.clone(),
+                b.window.to_string(),
+                format!("r{}", b.revision),
+                b.state.as_str().into(),
+                b.entry_count.to_string(),
+                b.carried_over.to_string(),
+                b.total.to_string(),
+                b.erp_move_id.clone().unwrap_or_else(|| "-".into()),
+                b.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect()
+}
+
+const BATCH_HEADER: &[&str] = &["CONNECTION", "WINDOW", "REV", "STATE", "ENTRIES", "CARRIED", "TOTAL", "ERP MOVE", "DETAIL"];
+
+async fn batches(args: BatchesArgs) -> anyhow::Result<()> {
+    let config = crate::run::load_config_for_reading(&args.config)?;
+    if let Some(name) = &args.connection {
+        check_connection(&config, name)?;
+    }
+    let state = match args.state.as_deref() {
+        None => None,
+        Some(s) => Some(BatchState::parse(s).ok_or_else(|| bad(format!("--state {s:?}: use planned, posted or withdrawn")))?),
+    };
+    let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
+    let found = store.list_cost_batches(CostBatchFilter { connection: args.connection.clone(), state, ..Default::default() }).await?;
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found.iter().map(batch_json).collect::<Vec<_>>())?),
+        Format::Csv => {
+            println!("{}", BATCH_HEADER.join(",").to_lowercase().replace(' ', "_"));
+            for row in batch_rows(&found.iter().collect::<Vec<_>>()) {
+                println!("{}", csv_line(&row));
+            }
+        }
+        Format::Table => {
+            print!("{}", table(BATCH_HEADER, &batch_rows(&found.iter().collect::<Vec<_>>())));
+            println!("{} batch(es)", found.len());
+        }
+    }
+    Ok(())
+}
+
+async fn post(args: PostArgs) -> anyhow::Result<()> {
+    use shipledger_engine::flows::{fx, journals};
+    let config = crate::run::load_config(&args.config)?;
+    if let Some(name) = &args.connection {
+        check_connection(&config, name)?;
+    }
+    let until: Option<Date> = args
+        .until
+        .as_deref()
+        .map(|d| d.parse().map_err(|e| bad(format!("--until {d:?} is not a date (YYYY-MM-DD): {e}"))))
+        .transpose()?;
+    let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
+    let engine = crate::run::engine(&config, store).await?;
+    let mut out = Vec::new();
+    let mut unposted = Vec::new();
+    for conn in engine.connections.iter().filter(|c| args.connection.as_ref().is_none_or(|n| *n == c.name)) {
+        if conn.accounts.is_none() {
+            eprintln!("costs post: {}: no [connections.accounts] configured, so it posts no journals", conn.name);
+            continue;
+        }
+        let converted = fx::convert(&engine, conn).await.with_context(|| format!("{}: converting cost entries", conn.name))?;
+        let mut report = journals::plan(&engine, conn, until).await.with_context(|| format!("{}: planning cost batches", conn.name))?;
+        let posted = journals::run(&engine, conn).await.with_context(|| format!("{}: posting cost journals", conn.name))?;
+        report.add(&posted);
+        if !report.withdrawn.is_empty() {
+            // Their entries go to the next open window now.
+            let again = journals::plan(&engine, conn, until).await?;
+            report.add(&again);
+            report.add(&journals::run(&engine, conn).await?);
+        }
+        let all = engine.store.list_cost_batches(CostBatchFilter { connection: Some(conn.name.clone()), ..Default::default() }).await?;
+        let touched: Vec<&CostBatchRecord> = all
+            .iter()
+            .filter(|b| report.planned.contains(&b.batch_key) || report.posted.contains(&b.batch_key) || report.withdrawn.contains(&b.batch_key) || report.empty.contains(&b.batch_key))
+            .collect();
+        unposted.extend(touched.iter().filter(|b| b.state == BatchState::Planned).map(|b| b.batch_key.clone()));
+        out.push((conn.name.clone(), converted, report, touched.into_iter().cloned().collect::<Vec<_>>()));
+    }
+    match args.format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = out
+                .iter()
+                .map(|(name, fx, r, b)| {
+                    json!({
+                        "connection": name,
+                        "converted": fx.converted,
+                        "waiting_for_rate": fx.waiting,
+                        "batches": b.iter().map(batch_json).collect::<Vec<_>>(),
+                        "posted": r.posted,
+                        "withdrawn": r.withdrawn,
+                        "nothing_to_post": r.empty,
+                        "held_for_rate": r.waiting_for_rate,
+                        "failed": r.failed,
+                        "not_due": r.not_due,
+                        "unplaced": r.unplaced,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table | Format::Csv => {
+            let rows: Vec<&CostBatchRecord> = out.iter().flat_map(|(_, _, _, b)| b.iter()).collect();
+            if !rows.is_empty() {
+                print!("{}", table(BATCH_HEADER, &batch_rows(&rows)));
+            }
+            for (name, fx, r, _) in &out {
+                println!(
+                    "costs post: {name}: {} entr{} converted, {} journal(s) posted and read back, {} withdrawn (period not open), {} with nothing to post, {} window(s) not ended yet",
+                    fx.converted,
+                    if fx.converted == 1 { "y" } else { "ies" },
+                    r.posted.len(),
+                    r.withdrawn.len(),
+                    r.empty.len(),
+                    r.not_due,
+                );
+                for (key, n) in &r.waiting_for_rate {
+                    println!("costs post: {name}: {key} is held: {n} entr{} wait for a rate (`shipledger exceptions list` names the pair and date)", if *n == 1 { "y" } else { "ies" });
+                }
+                for key in &r.failed {
+                    println!("costs post: {name}: {key} could not become a journal: its cost_batch_failed exception says why");
+                }
+                if r.unplaced > 0 {
+                    println!("costs post: {name}: {} entr{} have no open ERP period to post into: see the costs_no_open_period exception", r.unplaced, if r.unplaced == 1 { "y" } else { "ies" });
+                }
+            }
+        }
+    }
+    if !unposted.is_empty() {
+        anyhow::bail!(
+            "costs post: {} journal(s) planned but not posted yet ({}); the ERP failed or refused: their cost_batch_failed exceptions say why, and they are retried",
+            unposted.len(),
+            unposted.join(", ")
+        );
     }
     Ok(())
 }

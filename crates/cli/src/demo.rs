@@ -171,6 +171,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         gate: GatePolicy::default(),
         store_id: None,
+        accounts: None,
     };
     let engine = Engine::new(store.clone(), clock.clone(), vec![connection]);
     engine.prepare().await?;

@@ -123,7 +123,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening the store {}", redact_url(&config.store_url)))
 }
 
-async fn engine(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<Engine>> {
+pub(crate) async fn engine(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Arc<Engine>> {
     let engine = Engine::from_config(config, store, Arc::new(SystemClock))?;
     engine.prepare().await?;
     Ok(Arc::new(engine))

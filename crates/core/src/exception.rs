@@ -95,6 +95,10 @@ kinds! {
         "a live label came without its postage cost, so the cost ledger has no entry for it; it closes by itself when a later read of the label carries the cost";
     FxRateMissing => "fx_rate_missing", Finance, Error,
         "no configured source has a usable rate for a currency pair on a date, so cost entries in that currency wait unconverted and their batch is not posted; add the rate in the ERP, the rates file or the config's fixed rates, and it closes by itself once they convert";
+    CostBatchFailed => "cost_batch_failed", Finance, Error,
+        "a due cost batch could not become its journal (an account not configured) or the ERP did not post it as planned; fix what the exception names and it posts, then this closes";
+    CostsNoOpenPeriod => "costs_no_open_period", Finance, Error,
+        "cost entries belong to windows whose ERP periods are closed or locked, and no later open period exists to carry them into; open the next period (or fiscal year) in the ERP and they post there";
     ScanOverdue => "scan_overdue", Ops, Warning,
         "a label has had no carrier scan for longer than the policy allows";
     AwaitingShipmentTooLong => "awaiting_shipment_too_long", Ops, Warning,

@@ -233,6 +233,9 @@ pub struct PlanContext<'a> {
     /// Windows already posted (or planned in the outbox) for this connection: never
     /// planned again.
     pub posted: &'a BTreeSet<Window>,
+    /// The revision a window's next batch takes (how many batches of it were
+    /// withdrawn before posting); a window not named takes 0.
+    pub revisions: &'a BTreeMap<Window, u32>,
     /// The company date now.
     pub today: Date,
     /// `costs post --until DATE`: windows ending on or before it are due too.
@@ -283,7 +286,8 @@ pub fn plan_batches(
             entries.sort_by(|a, b| a.entry.entry_key.cmp(&b.entry.entry_key));
             let waiting_for_rate = entries.iter().filter(|e| e.conversion.is_none()).map(|e| e.entry.entry_key.clone()).collect();
             let due = window.has_ended(ctx.today) || ctx.until.is_some_and(|u| window.end <= u);
-            PlannedBatch { key: batch_key(ctx.connection, &window, 0), connection: ctx.connection.to_string(), window, revision: 0, entries, due, waiting_for_rate }
+            let revision = ctx.revisions.get(&window).copied().unwrap_or(0);
+            PlannedBatch { key: batch_key(ctx.connection, &window, revision), connection: ctx.connection.to_string(), window, revision, entries, due, waiting_for_rate }
         })
         .collect();
     BatchPlan { batches, unplaced }
@@ -592,16 +596,17 @@ mod tests {
 
     struct Scene {
         posted: BTreeSet<Window>,
+        revisions: BTreeMap<Window, u32>,
         utc: TimeZone,
         closed: BTreeSet<(i16, i8)>,
     }
 
     impl Scene {
         fn new() -> Scene {
-            Scene { posted: BTreeSet::new(), utc: TimeZone::UTC, closed: BTreeSet::new() }
+            Scene { posted: BTreeSet::new(), revisions: BTreeMap::new(), utc: TimeZone::UTC, closed: BTreeSet::new() }
         }
         fn plan(&self, entries: &[(CostEntry, Option<Conversion>)], policy: CostBatch, today: Date, until: Option<Date>) -> BatchPlan {
-            let ctx = PlanContext { connection: "acme-uk", policy, tz: &self.utc, posted: &self.posted, today, until };
+            let ctx = PlanContext { connection: "acme-uk", policy, tz: &self.utc, posted: &self.posted, revisions: &self.revisions, today, until };
             plan_batches(entries, &ctx, |d| if self.closed.contains(&(d.year(), d.month())) { PeriodState::Closed } else { PeriodState::Open })
         }
     }
@@ -744,10 +749,22 @@ mod tests {
     }
 
     #[test]
+    fn a_window_whose_batch_was_withdrawn_plans_its_next_revision() {
+        let mut scene = Scene::new();
+        let day = w(date(2026, 11, 30), date(2026, 11, 30));
+        scene.revisions.insert(day, 1);
+        let entries = [converted(entry("a", "ups", usd(1000), local("UTC", 2026, 11, 30, 10, 0)))];
+        let plan = scene.plan(&entries, CostBatch::Daily, date(2026, 12, 1), None);
+        assert_eq!(plan.batches[0].revision, 1);
+        assert_eq!(plan.batches[0].key, "acme-uk/costs/2026-11-30..2026-11-30/r1");
+    }
+
+    #[test]
     fn an_entry_no_open_period_can_take_is_reported_not_planned() {
         let utc = TimeZone::UTC;
         let posted = BTreeSet::new();
-        let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Monthly, tz: &utc, posted: &posted, today: date(2026, 12, 2), until: None };
+        let revisions = BTreeMap::new();
+        let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Monthly, tz: &utc, posted: &posted, revisions: &revisions, today: date(2026, 12, 2), until: None };
         let e = converted(entry("a", "ups", usd(100), local("UTC", 2026, 11, 20, 10, 0)));
         let plan = plan_batches(&[e], &ctx, |d| if d.year() == 2026 { PeriodState::Locked } else { PeriodState::Missing });
         assert!(plan.batches.is_empty());
@@ -867,7 +884,8 @@ mod tests {
             }).collect();
             let london = tz("Europe/London");
             let posted = BTreeSet::new();
-            let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::ALL[policy], tz: &london, posted: &posted, today: date(2027, 1, 5), until: None };
+            let revisions = BTreeMap::new();
+            let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::ALL[policy], tz: &london, posted: &posted, revisions: &revisions, today: date(2027, 1, 5), until: None };
             let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
             proptest::prop_assert_eq!(plan.batches.iter().map(|b| b.entries.len()).sum::<usize>(), entries.len());
             for b in &plan.batches {

@@ -324,6 +324,7 @@ impl Policy {
     /// | `sync_order` | 2 s | 5 min | ± 20 % | 24 h |
     /// | `ingest_v1_webhook`, `ingest_v2_track` | 2 s | 5 min | 0 | 24 h |
     /// | `write_fulfilment` | 2 s | 30 s | 0 | 24 h |
+    /// | `post_journal` | 2 s | 5 min | 0 | 24 h |
     pub fn retry_policy(&self, kind: JobKind) -> RetryPolicy {
         let base = RetryPolicy { max_attempts: self.max_push_attempts, ..RetryPolicy::default() };
         let default = match kind {
@@ -332,6 +333,9 @@ impl Policy {
             // At most 30 s apart: a refusal usually clears as soon as a void is seen (and
             // a reversal written wakes the jobs waiting for it at once).
             JobKind::WriteFulfilment => RetryPolicy { max_delay: Duration::from_secs(30), jitter_pct: 0, ..base },
+            // Money: tried for as long as the push (an ERP down over a weekend still
+            // posts on Monday), no jitter (one job per window).
+            JobKind::PostJournal => RetryPolicy { jitter_pct: 0, ..base },
         };
         let Some(o) = self.retry.get(&kind) else { return default };
         RetryPolicy {

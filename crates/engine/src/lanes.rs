@@ -107,7 +107,7 @@ impl Lane {
     pub fn of_job(kind: JobKind) -> Lane {
         match kind {
             JobKind::SyncOrder | JobKind::IngestV1Webhook => Lane::ShipStationV1,
-            JobKind::WriteFulfilment => Lane::ErpWrites,
+            JobKind::WriteFulfilment | JobKind::PostJournal => Lane::ErpWrites,
             JobKind::IngestV2Track => Lane::Intake,
         }
     }
@@ -115,7 +115,7 @@ impl Lane {
     /// The lane a scheduled pass runs in.
     pub fn of_pass(what: Scheduled) -> Lane {
         match what {
-            Scheduled::ErpPoll | Scheduled::Recheck | Scheduled::Follow | Scheduled::FxConvert => Lane::ErpReads,
+            Scheduled::ErpPoll | Scheduled::Recheck | Scheduled::Follow | Scheduled::FxConvert | Scheduled::CostBatches => Lane::ErpReads,
             Scheduled::ShipmentPoll => Lane::ShipStationV1,
             Scheduled::ScanSweep => Lane::ShipStationV2,
             Scheduled::Monitors => Lane::Intake,
@@ -289,7 +289,7 @@ impl Engine {
         match work {
             Work::Jobs(kind) => {
                 let (run, worked) = flows::run_jobs_step(self, conn, kind).await?;
-                Ok(worked.then(|| TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }))
+                Ok(worked.then(|| TickReport { push: run.push, shipments: run.shipments, journals: run.journals, ..TickReport::default() }))
             }
             Work::Pass(Scheduled::Recheck | Scheduled::Follow) => self.recheck_or_follow(conn).await,
             Work::Pass(what) => self.scheduled_pass(conn, what).await,
@@ -315,6 +315,7 @@ impl Engine {
             Scheduled::ShipmentPoll => flows::shipments::poll(self, conn).await.map(|r| report.shipments.add(&r)),
             Scheduled::ScanSweep => flows::shipments::scans(self, conn).await.map(|r| report.shipments.add(&r)),
             Scheduled::FxConvert => flows::fx::convert(self, conn).await.map(|_| ()),
+            Scheduled::CostBatches => flows::journals::plan(self, conn, None).await.map(|r| report.journals.add(&r)),
             Scheduled::Monitors => async {
                 flows::monitors::run(self, conn).await?;
                 flows::unknown_jobs::run(self, conn).await.map(|_| ())
@@ -387,11 +388,17 @@ impl Engine {
         for kind in JobKind::ALL {
             let outcome = flows::run_jobs(self, conn, *kind)
                 .await
-                .map(|run| Some(TickReport { push: run.push, shipments: run.shipments, ..TickReport::default() }));
+                .map(|run| Some(TickReport { push: run.push, shipments: run.shipments, journals: run.journals, ..TickReport::default() }));
             note(&format!("running {kind} jobs"), outcome, report);
         }
         // Costs the jobs above recorded are converted in the same tick.
         note("converting cost entries to the base currency", self.do_work(conn, Work::Pass(Scheduled::FxConvert)).await, report);
+        // Batches that became due are planned and posted in the same tick too.
+        note("planning cost batches", self.do_work(conn, Work::Pass(Scheduled::CostBatches)).await, report);
+        let posted = flows::run_jobs(self, conn, JobKind::PostJournal)
+            .await
+            .map(|run| Some(TickReport { journals: run.journals, ..TickReport::default() }));
+        note("posting cost journals", posted, report);
         note("checking for overdue work", self.do_work(conn, Work::Pass(Scheduled::Monitors)).await, report);
         match first_error {
             Some(e) => Err(e),
@@ -598,7 +605,11 @@ mod tests {
             Lane::ShipStationV1.work(),
             vec![Work::Pass(Scheduled::ShipmentPoll), Work::Jobs(JobKind::SyncOrder), Work::Jobs(JobKind::IngestV1Webhook)]
         );
-        assert_eq!(Lane::ErpReads.work(), vec![Work::Pass(Scheduled::ErpPoll), Work::Pass(Scheduled::Recheck), Work::Pass(Scheduled::FxConvert)]);
+        assert_eq!(
+            Lane::ErpReads.work(),
+            vec![Work::Pass(Scheduled::ErpPoll), Work::Pass(Scheduled::Recheck), Work::Pass(Scheduled::FxConvert), Work::Pass(Scheduled::CostBatches)]
+        );
+        assert_eq!(Lane::ErpWrites.work(), vec![Work::Jobs(JobKind::WriteFulfilment), Work::Jobs(JobKind::PostJournal)]);
     }
 
     #[test]

@@ -96,6 +96,9 @@ pub struct Connection {
     /// The ShipStation store new orders go to (the account's first manual store when
     /// `None`).
     pub store_id: Option<i64>,
+    /// Where the connection's cost journals post (`[connections.accounts]`); `None`:
+    /// it posts none.
+    pub accounts: Option<shipledger_core::journal::JournalAccounts>,
 }
 
 /// The engine, over a store and its connections.
@@ -123,6 +126,7 @@ pub struct TickReport {
     pub recheck: flows::recheck::RecheckReport,
     pub push: flows::push::PushReport,
     pub shipments: flows::shipments::ShipmentReport,
+    pub journals: flows::journals::BatchReport,
 }
 
 impl TickReport {
@@ -132,6 +136,7 @@ impl TickReport {
         self.recheck.add(&other.recheck);
         self.push.add(&other.push);
         self.shipments.add(&other.shipments);
+        self.journals.add(&other.journals);
     }
 
     /// Did this tick change anything?
@@ -147,6 +152,9 @@ impl TickReport {
             || self.shipments.scanned > 0
             || self.shipments.written > 0
             || self.shipments.failed > 0
+            || !self.journals.planned.is_empty()
+            || !self.journals.posted.is_empty()
+            || !self.journals.withdrawn.is_empty()
     }
 }
 
@@ -195,6 +203,7 @@ impl Engine {
                 gate: GatePolicy { currencies: c.policy.currencies.clone() },
                 policy: c.policy.clone(),
                 store_id: ss.store_id,
+                accounts: c.accounts.clone(),
             });
         }
         let mut engine = Engine::new(store, clock, connections);

@@ -521,6 +521,15 @@ impl Store for MeteredStore {
     fn get_cost_conversion<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostConversion>>> {
         self.inner.get_cost_conversion(connection, entry_key)
     }
+    fn list_cost_batches<'a>(&'a self, filter: shipledger_store::CostBatchFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::CostBatchRecord>>> {
+        self.inner.list_cost_batches(filter)
+    }
+    fn get_cost_batch<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostBatchRecord>>> {
+        self.inner.get_cost_batch(connection, batch_key)
+    }
+    fn cost_batch_members<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Vec<shipledger_store::BatchMember>>> {
+        self.inner.cost_batch_members(connection, batch_key)
+    }
     fn unconverted_cost_entries<'a>(&'a self, connection: &'a str, after_id: Option<i64>, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::CostEntry>>> {
         self.inner.unconverted_cost_entries(connection, after_id, limit)
     }

@@ -42,6 +42,9 @@ pub enum Scheduled {
     /// Cost entries converted to the base currency ([`crate::flows::fx::convert`]),
     /// every `shipment_poll_interval`.
     FxConvert,
+    /// Due cost batches planned as journals ([`crate::flows::journals::plan`]), every
+    /// `shipment_poll_interval`.
+    CostBatches,
     /// Overdue scans and labels, and jobs this build cannot run
     /// ([`crate::flows::monitors`], [`crate::flows::unknown_jobs`]).
     Monitors,
@@ -49,7 +52,7 @@ pub enum Scheduled {
 
 impl Scheduled {
     pub const ALL: &'static [Scheduled] =
-        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::FxConvert, Scheduled::Monitors];
+        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::FxConvert, Scheduled::CostBatches, Scheduled::Monitors];
 
     /// The name stored and shown (`erp_poll`, `recheck`, …).
     pub fn name(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Scheduled {
             Scheduled::ShipmentPoll => "shipment_poll",
             Scheduled::ScanSweep => "scan_sweep",
             Scheduled::FxConvert => "fx_convert",
+            Scheduled::CostBatches => "cost_batches",
             Scheduled::Monitors => "monitors",
         }
     }
@@ -73,7 +77,9 @@ impl Scheduled {
         match self {
             Scheduled::ErpPoll | Scheduled::Follow => policy.poll_interval,
             Scheduled::Recheck => policy.held_recheck_interval,
-            Scheduled::ShipmentPoll | Scheduled::ScanSweep | Scheduled::FxConvert | Scheduled::Monitors => policy.shipment_poll_interval,
+            Scheduled::ShipmentPoll | Scheduled::ScanSweep | Scheduled::FxConvert | Scheduled::CostBatches | Scheduled::Monitors => {
+                policy.shipment_poll_interval
+            }
         }
     }
 

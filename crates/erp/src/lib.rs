@@ -52,6 +52,10 @@ pub enum ErpError {
     Refused { what: String, message: String },
     #[error("the ERP has no {what}")]
     NotFound { what: String },
+    /// The accounting period holding `date` is not open: nothing was written, and
+    /// nothing will be until it is reopened (late costs go to the next open period).
+    #[error("the ERP refused {what}: its accounting period of {date} is {state}; a {state} period is never written, post into the next open period")]
+    PeriodNotOpen { what: String, date: Date, state: PeriodState },
     #[error("the ERP rejected our credentials ({detail}); check the API key in the connection's environment variable")]
     Unauthorized { detail: String },
     #[error("the ERP's answer to {what} could not be read: {detail}")]
@@ -77,6 +81,7 @@ impl shipledger_core::retry::Classify for ErpError {
             ErpError::Unavailable { .. } => Verdict::Backoff,
             ErpError::Unauthorized { .. } | ErpError::Decode { .. } => Verdict::GiveUp { owner: Owner::Admin },
             ErpError::Refused { .. } | ErpError::NotFound { .. } => Verdict::GiveUp { owner: Owner::Ops },
+            ErpError::PeriodNotOpen { .. } => Verdict::GiveUp { owner: Owner::Finance },
         }
     }
 }

@@ -585,7 +585,18 @@ impl Erp for SandboxErpClient {
     fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord>> {
         Box::pin(async move {
             let what = format!("the journal {}", journal.key);
-            let posted: JournalRecord = self.call(Method::POST, self.url(&["journals"]), Some(journal), &what).await?;
+            let posted: JournalRecord = match self.call(Method::POST, self.url(&["journals"]), Some(journal), &what).await {
+                Ok(posted) => posted,
+                // A refusal because the period is not open is told apart: the caller
+                // moves the costs to the next open period.
+                Err(ErpError::Refused { what, message }) => {
+                    return Err(match self.period_state(journal.date).await {
+                        Ok(state) if !state.is_open() => ErpError::PeriodNotOpen { what, date: journal.date, state },
+                        _ => ErpError::Refused { what, message },
+                    });
+                }
+                Err(e) => return Err(e),
+            };
             // Read back: the ERP holds what was asked, posted.
             let read: JournalRecord = self.call(Method::GET, self.url(&["journals", posted.id.as_str()]), None, &what).await?;
             read.verify(journal).map_err(|message| ErpError::Refused { what, message })?;

@@ -80,6 +80,22 @@ macro_rules! store_impl {
 
             const DIALECT: &Dialect = &$dialect;
 
+            /// The nine parameters of `cost_entry_filter!` (in `sql`), bound in its order.
+            macro_rules! cost_filter {
+                ($query:expr, $filter:expr) => {
+                    $query
+                        .bind($filter.connection.as_deref())
+                        .bind($filter.erp_id.as_deref())
+                        .bind($filter.shipment_key.as_deref())
+                        .bind($filter.since.map(millis))
+                        .bind($filter.until.map(millis))
+                        .bind($filter.after.map(|c| millis(c.label_created_at)))
+                        .bind($filter.after.map(|c| c.id))
+                        .bind(sql_limit($filter.limit))
+                        .bind(i64::from($filter.unbatched))
+                };
+            }
+
             type Tx = sqlx::Transaction<'static, $db>;
 
             async fn finish(tx: Tx) -> Result<()> {
@@ -118,6 +134,8 @@ macro_rules! store_impl {
                     wake_jobs,
                     cost_entries,
                     cost_conversions,
+                    cost_batches,
+                    batch_moves,
                 } = change;
                 order.is_none()
                     && finish_job.is_none()
@@ -128,6 +146,8 @@ macro_rules! store_impl {
                     && wake_jobs.is_empty()
                     && cost_entries.is_empty()
                     && cost_conversions.is_empty()
+                    && cost_batches.is_empty()
+                    && batch_moves.is_empty()
             }
 
             /// Rows per multi-row statement: far below either backend's limit on
@@ -373,6 +393,85 @@ macro_rules! store_impl {
                         return Err(StoreError::CostAlreadyConverted { connection: conn.to_string(), entry_key: key.clone() });
                     }
                     outcome.cost_conversions_recorded.push(key.clone());
+                }
+
+                // 3d. Cost batches: the key once, and each entry in one live batch
+                // only; either taken by another worker refuses the whole change.
+                for batch in &change.cost_batches {
+                    let key = &batch.batch_key;
+                    let moved = |detail: String| StoreError::CostBatchMoved { connection: conn.to_string(), batch_key: key.clone(), detail };
+                    let total = batch.total;
+                    let journal = to_json(&batch.journal, format!("the journal of cost batch {key}"))?;
+                    let carried = batch.members.iter().filter(|m| m.carried_from.is_some()).count();
+                    let id = query(sql::INSERT_COST_BATCH)
+                        .bind(conn)
+                        .bind(key)
+                        .bind(date_text(batch.window.start))
+                        .bind(date_text(batch.window.end))
+                        .bind(i64::from(batch.revision))
+                        .bind(batch.state.as_str())
+                        .bind(journal)
+                        .bind(total.currency().code())
+                        .bind(total.minor())
+                        .bind(i64::try_from(batch.members.len()).unwrap_or(i64::MAX))
+                        .bind(i64::try_from(carried).unwrap_or(i64::MAX))
+                        .bind(now)
+                        .bind(batch.detail.as_deref())
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("plan cost batch {key}")))?
+                        .ok_or_else(|| moved("its key is planned already".into()))?
+                        .int("id")?;
+                    for m in &batch.members {
+                        let taken = query(sql::INSERT_BATCH_ENTRY)
+                            .bind(conn)
+                            .bind(id)
+                            .bind(&m.entry_key)
+                            .bind(m.carried_from.map(|w| date_text(w.start)))
+                            .bind(m.carried_from.map(|w| date_text(w.end)))
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("put cost entry {} into batch {key}", m.entry_key)))?;
+                        if taken.is_none() {
+                            return Err(match query(sql::COST_ENTRY_ID).bind(conn).bind(&m.entry_key).fetch_optional(&mut **tx).await {
+                                Ok(None) => StoreError::Database(format!(
+                                    "cost batch {key} names entry {}, which is not recorded on connection {conn}; nothing of this change was written",
+                                    m.entry_key
+                                )),
+                                _ => moved(format!("entry {} is in another live batch", m.entry_key)),
+                            });
+                        }
+                    }
+                    outcome.cost_batches_planned.push(key.clone());
+                }
+
+                // 3e. Batch states, compare-and-set from what the writer read.
+                for mv in &change.batch_moves {
+                    let key = &mv.batch_key;
+                    let id = query(sql::MOVE_COST_BATCH)
+                        .bind(conn)
+                        .bind(key)
+                        .bind(mv.from.as_str())
+                        .bind(mv.to.as_str())
+                        .bind(mv.erp_move_id.as_deref())
+                        .bind(mv.detail.as_deref())
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("move cost batch {key} to {}", mv.to)))?
+                        .ok_or_else(|| StoreError::CostBatchMoved {
+                            connection: conn.to_string(),
+                            batch_key: key.clone(),
+                            detail: format!("it is no longer {}", mv.from),
+                        })?
+                        .int("id")?;
+                    if mv.to == BatchState::Withdrawn {
+                        query(sql::RELEASE_BATCH_ENTRIES)
+                            .bind(id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("release the entries of withdrawn cost batch {key}")))?;
+                    }
                 }
 
                 // 4. The outbox: one job per idempotency key, ever.
@@ -1404,15 +1503,7 @@ macro_rules! store_impl {
                         let found = self
                             .reader()
                             .fetch_all(
-                                query(sql::LIST_COST_ENTRIES)
-                                    .bind(filter.connection.as_deref())
-                                    .bind(filter.erp_id.as_deref())
-                                    .bind(filter.shipment_key.as_deref())
-                                    .bind(filter.since.map(millis))
-                                    .bind(filter.until.map(millis))
-                                    .bind(filter.after.map(|c| millis(c.label_created_at)))
-                                    .bind(filter.after.map(|c| c.id))
-                                    .bind(sql_limit(filter.limit)),
+                                cost_filter!(query(sql::LIST_COST_ENTRIES), filter),
                             )
                             .await
                             .map_err(failed("list cost entries"))?;
@@ -1447,15 +1538,7 @@ macro_rules! store_impl {
                         let found = self
                             .reader()
                             .fetch_all(
-                                query(sql::LIST_COST_CONVERSIONS)
-                                    .bind(filter.connection.as_deref())
-                                    .bind(filter.erp_id.as_deref())
-                                    .bind(filter.shipment_key.as_deref())
-                                    .bind(filter.since.map(millis))
-                                    .bind(filter.until.map(millis))
-                                    .bind(filter.after.map(|c| millis(c.label_created_at)))
-                                    .bind(filter.after.map(|c| c.id))
-                                    .bind(sql_limit(filter.limit)),
+                                cost_filter!(query(sql::LIST_COST_CONVERSIONS), filter),
                             )
                             .await
                             .map_err(failed("list cost conversions"))?;
@@ -1471,6 +1554,46 @@ macro_rules! store_impl {
                             .map_err(failed(format_args!("read the conversion of cost entry {entry_key}")))?
                             .map(|row| rows::cost_conversion(&row))
                             .transpose()
+                    })
+                }
+
+                fn list_cost_batches<'a>(&'a self, filter: CostBatchFilter) -> BoxFuture<'a, Result<Vec<CostBatchRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_COST_BATCHES)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.state.map(BatchState::as_str))
+                                    .bind(filter.from.map(date_text))
+                                    .bind(filter.to.map(date_text))
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list cost batches"))?;
+                        rows::all(&found, rows::cost_batch)
+                    })
+                }
+
+                fn get_cost_batch<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Option<CostBatchRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_COST_BATCH).bind(connection).bind(batch_key))
+                            .await
+                            .map_err(failed(format_args!("read cost batch {batch_key}")))?
+                            .map(|row| rows::cost_batch(&row))
+                            .transpose()
+                    })
+                }
+
+                fn cost_batch_members<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Vec<BatchMember>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::COST_BATCH_MEMBERS).bind(connection).bind(batch_key))
+                            .await
+                            .map_err(failed(format_args!("list the entries of cost batch {batch_key}")))?;
+                        rows::all(&found, rows::batch_member)
                     })
                 }
 

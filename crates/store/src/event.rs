@@ -70,6 +70,15 @@ string_enum! {
         CostReversed => "cost_reversed",
         /// A cost entry was converted to the ERP's base currency (rate, date, source).
         CostConverted => "cost_converted",
+        // ---- cost batches (on the batch record)
+        /// A due batch's journal was frozen and its posting planned in the outbox.
+        BatchPlanned => "batch_planned",
+        /// The ERP holds the batch's journal, posted, as read back.
+        JournalPosted => "journal_posted",
+        /// The batch's ERP period closed before it posted; its entries go to the next open window.
+        BatchWithdrawn => "batch_withdrawn",
+        /// Posting the batch's journal failed or gave up; its exception says what to do.
+        JournalFailed => "journal_failed",
         // ---- webhooks
         /// A webhook was stored in the inbox.
         Received => "received",
@@ -111,5 +120,9 @@ string_enum! {
         JobKind => "job_kind",
         /// A currency pair's rate on a date (record id: `USD/GBP 2026-11-27`).
         FxRate => "fx_rate",
+        /// A cost batch (record id: its key, `acme-uk/costs/2026-11-30..2026-11-30/r0`).
+        CostBatch => "cost_batch",
+        /// A connection as a whole (record id: its name).
+        Connection => "connection",
     }
 }

@@ -60,6 +60,14 @@ jobs! {
     IngestV2Track(IngestV2Track) => "ingest_v2_track",
     /// Write one phase of one shipment to the ERP's fulfilment, and read it back.
     WriteFulfilment(WriteFulfilment) => "write_fulfilment",
+    /// Post one cost batch's journal to the ERP, and read it back.
+    PostJournal(PostJournal) => "post_journal",
+}
+
+/// `post_journal`: the batch (by key) whose frozen journal to post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostJournal {
+    pub batch_key: String,
 }
 
 /// `sync_order`: the order (by ERP id) and the snapshot hash that planned the job.
@@ -220,13 +228,13 @@ mod tests {
 
     #[test]
     fn an_unknown_kind_or_a_payload_of_the_wrong_shape_is_named_not_guessed() {
-        assert_eq!(JobSpec::decode("post_journal", json!({})), Err(JobDecodeError::UnknownKind));
+        assert_eq!(JobSpec::decode("post_refund", json!({})), Err(JobDecodeError::UnknownKind));
         let Err(JobDecodeError::Payload(why)) = JobSpec::decode("write_fulfilment", json!({"shipment_key": "label:7", "phase": "shipped"}))
         else {
             panic!("an unknown phase is refused")
         };
         assert!(why.contains("shipped"), "{why}");
         assert_eq!(JobKind::SyncOrder, "sync_order");
-        assert_eq!(JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(), ["sync_order", "ingest_v1_webhook", "ingest_v2_track", "write_fulfilment"]);
+        assert_eq!(JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(), ["sync_order", "ingest_v1_webhook", "ingest_v2_track", "write_fulfilment", "post_journal"]);
     }
 }

@@ -78,6 +78,11 @@ pub enum StoreError {
          written, and that worker's conversion counts"
     )]
     CostAlreadyConverted { connection: String, entry_key: String },
+    #[error(
+        "cost batch {batch_key} of connection {connection} was planned or moved by another worker while this worker \
+         worked from it ({detail}); nothing of this change was written, read the batches again and plan anew"
+    )]
+    CostBatchMoved { connection: String, batch_key: String, detail: String },
     #[error("store query failed: {0}")]
     Database(String),
     #[error("stored data could not be read: {0}")]
@@ -106,7 +111,8 @@ impl shipledger_core::retry::Classify for StoreError {
             | StoreError::ScheduleLeaseLost { .. }
             | StoreError::WatermarkMoved { .. }
             | StoreError::CostEntryMoved { .. }
-            | StoreError::CostAlreadyConverted { .. } => Verdict::Backoff,
+            | StoreError::CostAlreadyConverted { .. }
+            | StoreError::CostBatchMoved { .. } => Verdict::Backoff,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)
@@ -289,6 +295,15 @@ pub trait Store: Send + Sync {
     /// Entries of `connection` with no conversion yet, by id, after `after_id`, at
     /// most `limit` (0: all): the converter's pages.
     fn unconverted_cost_entries<'a>(&'a self, connection: &'a str, after_id: Option<i64>, limit: u32) -> BoxFuture<'a, Result<Vec<CostEntry>>>;
+
+    // ---- cost batches (journals planned from the ledger; written only by [`Store::commit`])
+
+    /// Batches matching the filter, by connection, window and revision.
+    fn list_cost_batches<'a>(&'a self, filter: CostBatchFilter) -> BoxFuture<'a, Result<Vec<CostBatchRecord>>>;
+    /// One batch by its key on a connection.
+    fn get_cost_batch<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Option<CostBatchRecord>>>;
+    /// The entries a batch holds (or held, when withdrawn), by entry key.
+    fn cost_batch_members<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Vec<BatchMember>>>;
 
     // ---- the scan sweep (labels awaiting their first carrier scan)
     //

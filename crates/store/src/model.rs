@@ -462,6 +462,16 @@ pub struct Change {
     /// twice either).
     #[serde(default)]
     pub cost_conversions: Vec<NewCostConversion>,
+    /// Cost batches planned (their journal frozen, their entries taken): the commit
+    /// fails whole with [`StoreError::CostBatchMoved`](crate::StoreError::CostBatchMoved)
+    /// when the key exists or an entry is already in another live batch (another
+    /// worker planned first).
+    #[serde(default)]
+    pub cost_batches: Vec<NewCostBatch>,
+    /// Batch states moved, compare-and-set from the state the writer read (the same
+    /// error when it moved meanwhile).
+    #[serde(default)]
+    pub batch_moves: Vec<BatchMove>,
 }
 
 impl Change {
@@ -578,6 +588,9 @@ pub struct CommitOutcome {
     /// Keys of the cost entries this commit converted.
     #[serde(default)]
     pub cost_conversions_recorded: Vec<String>,
+    /// Keys of the cost batches this commit planned.
+    #[serde(default)]
+    pub cost_batches_planned: Vec<String>,
 }
 
 /// Pending or running jobs of one kind and state on a connection, with the earliest
@@ -660,6 +673,9 @@ pub struct CostEntryFilter {
     pub until: Option<Timestamp>,
     /// Entries after this one (the last of the previous page).
     pub after: Option<CostCursor>,
+    /// Only entries in no live cost batch (planned or posted): what the batch
+    /// planner places next.
+    pub unbatched: bool,
     /// 0: all.
     pub limit: u32,
 }
@@ -697,4 +713,89 @@ pub struct CostConversion {
     pub conversion: shipledger_core::fx::Conversion,
     pub source_detail: String,
     pub converted_at: Timestamp,
+}
+
+string_enum! {
+    /// Where a cost batch stands.
+    BatchState {
+        /// Its journal is frozen and its `post_journal` job planned.
+        Planned => "planned",
+        /// The ERP holds its journal, posted, as read back. Never changes again.
+        Posted => "posted",
+        /// Its ERP period closed (or locked) before it posted: nothing was written,
+        /// and its entries are free for the next open window.
+        Withdrawn => "withdrawn",
+    }
+}
+
+/// One entry of a batch to plan, by key, and the window it was carried over from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMember {
+    pub entry_key: String,
+    pub carried_from: Option<shipledger_core::journal::Window>,
+}
+
+/// A cost batch to record ([`Change::cost_batches`]): the journal as it will be
+/// posted and the entries it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCostBatch {
+    pub batch_key: String,
+    pub window: shipledger_core::journal::Window,
+    pub revision: u32,
+    pub journal: shipledger_core::journal::JournalWrite,
+    pub members: Vec<BatchMember>,
+    /// `Planned` (its `post_journal` job goes in the same change), or `Posted`
+    /// straight away when it nets to zero and there is nothing to post.
+    pub state: BatchState,
+    /// Why, when it is not planned (`nets to zero: nothing posted`).
+    pub detail: Option<String>,
+    /// Its debit total in the base currency (zero when nothing is posted).
+    pub total: shipledger_core::Money,
+}
+
+/// A batch's state moved ([`Change::batch_moves`]), from the one its writer read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchMove {
+    pub batch_key: String,
+    pub from: BatchState,
+    pub to: BatchState,
+    /// The ERP's move (Tryton `account.move` number), once posted.
+    pub erp_move_id: Option<String>,
+    /// Why (a withdrawal's reason).
+    pub detail: Option<String>,
+}
+
+/// A cost batch as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostBatchRecord {
+    pub id: i64,
+    pub connection: String,
+    pub batch_key: String,
+    pub window: shipledger_core::journal::Window,
+    pub revision: u32,
+    pub state: BatchState,
+    pub journal: shipledger_core::journal::JournalWrite,
+    /// The journal's debit total in the base currency.
+    pub total: shipledger_core::Money,
+    pub entry_count: u32,
+    pub carried_over: u32,
+    pub erp_move_id: Option<String>,
+    pub detail: Option<String>,
+    pub planned_at: Timestamp,
+    pub posted_at: Option<Timestamp>,
+    pub updated_at: Timestamp,
+}
+
+/// Which cost batches to list ([`crate::Store::list_cost_batches`]), by window then
+/// revision.
+#[derive(Debug, Clone, Default)]
+pub struct CostBatchFilter {
+    pub connection: Option<String>,
+    pub state: Option<BatchState>,
+    /// Windows ending on or after this date.
+    pub from: Option<jiff::civil::Date>,
+    /// Windows starting on or before this date.
+    pub to: Option<jiff::civil::Date>,
+    /// 0: all.
+    pub limit: u32,
 }

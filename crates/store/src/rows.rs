@@ -359,6 +359,46 @@ pub(crate) fn cost_conversion(row: &impl RowExt) -> Result<crate::CostConversion
     })
 }
 
+pub(crate) fn cost_batch(row: &impl RowExt) -> Result<crate::CostBatchRecord> {
+    use shipledger_core::journal::Window;
+    let date = |column: &str| -> Result<jiff::civil::Date> {
+        row.opt_date(column)?.ok_or_else(|| StoreError::Corrupt(format!("column {column} is empty")))
+    };
+    let small = |column: &str| -> Result<u32> {
+        let n = row.int(column)?;
+        u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("column {column} holds {n}")))
+    };
+    let code = row.text("base_currency")?;
+    let currency = shipledger_core::Currency::parse(&code)
+        .map_err(|e| StoreError::Corrupt(format!("column base_currency holds {code:?}: {e}")))?;
+    Ok(crate::CostBatchRecord {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        batch_key: row.text("batch_key")?,
+        window: Window { start: date("window_start")?, end: date("window_end")? },
+        revision: small("revision")?,
+        state: row.parsed("state", crate::BatchState::parse)?,
+        journal: row.json_as("journal")?,
+        total: shipledger_core::Money::from_minor(row.int("total_minor")?, currency),
+        entry_count: small("entry_count")?,
+        carried_over: small("carried_over")?,
+        erp_move_id: row.opt_text("erp_move_id")?,
+        detail: row.opt_text("detail")?,
+        planned_at: row.time("planned_at")?,
+        posted_at: row.opt_time("posted_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn batch_member(row: &impl RowExt) -> Result<crate::BatchMember> {
+    use shipledger_core::journal::Window;
+    let carried_from = match (row.opt_date("carried_from_start")?, row.opt_date("carried_from_end")?) {
+        (Some(start), Some(end)) => Some(Window { start, end }),
+        _ => None,
+    };
+    Ok(crate::BatchMember { entry_key: row.text("entry_key")?, carried_from })
+}
+
 /// A `COUNT(*)` as the trait reports it.
 pub(crate) fn count(row: &impl RowExt) -> Result<u64> {
     let n = row.int("n")?;

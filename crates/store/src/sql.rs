@@ -667,7 +667,8 @@ pub(crate) const GET_COST_ENTRY_BY_KEY: &str =
 /// time and id (NULL: from the start), `$8` limit. By label time, then id.
 /// The filter of [`crate::CostEntryFilter`] over cost entries `c`, one page of it in
 /// label-time order: `$1` connection, `$2` ERP order, `$3` shipment key, `$4`/`$5`
-/// label time from/until, `$6`/`$7` the cursor (label time, id), `$8` limit. Entries
+/// label time from/until, `$6`/`$7` the cursor (label time, id), `$8` limit, `$9` 1 for
+/// only entries in no live batch (else 0). Entries
 /// and their conversions are listed by the same filter.
 macro_rules! cost_entry_filter {
     () => {
@@ -677,6 +678,7 @@ macro_rules! cost_entry_filter {
         AND ($4 IS NULL OR c.label_created_at >= $4)
         AND ($5 IS NULL OR c.label_created_at < $5)
         AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
+        AND ($9 = 0 OR NOT EXISTS (SELECT 1 FROM cost_batch_entries b WHERE b.entry_id = c.id AND b.live = 1))
       ORDER BY c.label_created_at, c.id
       LIMIT $8"
     };
@@ -733,3 +735,68 @@ pub(crate) const UNCONVERTED_COST_ENTRIES: &str = concat!(
       ORDER BY c.id
       LIMIT $3"
 );
+
+// ---- cost batches (a posted one never changes; none is ever deleted)
+
+/// Plan a batch unless its key exists (then no row). `$1` connection, `$2` key,
+/// `$3`/`$4` window, `$5` revision, `$6` state, `$7` journal JSON, `$8` base currency,
+/// `$9` total, `$10` entries, `$11` carried over, `$12` now, `$13` detail. One
+/// planned as posted (nothing to post) is posted now.
+pub(crate) const INSERT_COST_BATCH: &str = "INSERT INTO cost_batches
+        (connection, batch_key, window_start, window_end, revision, state, journal, base_currency, total_minor,
+         entry_count, carried_over, planned_at, updated_at, detail, posted_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, CASE WHEN $6 = 'posted' THEN $12 ELSE NULL END)
+     ON CONFLICT (connection, batch_key) DO NOTHING
+     RETURNING id";
+
+/// Take an entry into a batch unless it is in a live one (then no row). `$1`
+/// connection, `$2` batch id, `$3` entry key, `$4`/`$5` carried from.
+pub(crate) const INSERT_BATCH_ENTRY: &str = "INSERT INTO cost_batch_entries
+        (connection, batch_id, entry_id, entry_key, carried_from_start, carried_from_end, live)
+     SELECT $1, $2, c.id, c.entry_key, $4, $5, 1 FROM cost_entries c WHERE c.connection = $1 AND c.entry_key = $3
+     ON CONFLICT DO NOTHING
+     RETURNING entry_id";
+
+/// Move a batch's state from what its writer read. `$1` connection, `$2` key, `$3`
+/// from, `$4` to, `$5` ERP move id, `$6` detail, `$7` now. No row: it moved.
+pub(crate) const MOVE_COST_BATCH: &str = "UPDATE cost_batches
+        SET state = $4,
+            erp_move_id = COALESCE($5, erp_move_id),
+            detail = COALESCE($6, detail),
+            posted_at = CASE WHEN $4 = 'posted' THEN $7 ELSE posted_at END,
+            updated_at = $7
+      WHERE connection = $1 AND batch_key = $2 AND state = $3
+      RETURNING id";
+
+/// A withdrawn batch lets its entries go. `$1` batch id.
+pub(crate) const RELEASE_BATCH_ENTRIES: &str = "UPDATE cost_batch_entries SET live = 0 WHERE batch_id = $1";
+
+macro_rules! cost_batch_select {
+    () => {
+        "SELECT id, connection, batch_key, window_start, window_end, revision, state, journal, base_currency, \
+                total_minor, entry_count, carried_over, erp_move_id, detail, planned_at, posted_at, updated_at
+           FROM cost_batches"
+    };
+}
+
+/// `$1` connection, `$2` key.
+pub(crate) const GET_COST_BATCH: &str = concat!(cost_batch_select!(), " WHERE connection = $1 AND batch_key = $2");
+
+/// `$1` connection, `$2` state, `$3` windows ending on or after, `$4` starting on or
+/// before, `$5` limit.
+pub(crate) const LIST_COST_BATCHES: &str = concat!(
+    cost_batch_select!(),
+    " WHERE ($1 IS NULL OR connection = $1)
+        AND ($2 IS NULL OR state = $2)
+        AND ($3 IS NULL OR window_end >= $3)
+        AND ($4 IS NULL OR window_start <= $4)
+      ORDER BY connection, window_start, revision
+      LIMIT $5"
+);
+
+/// The entries of a batch by key (live or not), with their carry-over. `$1`
+/// connection, `$2` batch key.
+pub(crate) const COST_BATCH_MEMBERS: &str = "SELECT m.entry_key, m.carried_from_start, m.carried_from_end
+       FROM cost_batch_entries m JOIN cost_batches b ON b.id = m.batch_id
+      WHERE b.connection = $1 AND b.batch_key = $2
+      ORDER BY m.entry_key";

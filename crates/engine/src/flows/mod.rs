@@ -10,6 +10,8 @@
 //!   currency, planned with the label; voids reversed once.
 //! - [`fx`]: cost entries → the ERP's base currency at the first usable rate of the
 //!   configured sources, or waiting with a finance exception per pair and date.
+//! - [`journals`]: converted cost entries → one batch per posting window, its journal
+//!   frozen and its posting planned in the outbox.
 //! - [`unknown_jobs`]: stored jobs of a kind this build does not know → an admin's
 //!   exception per kind.
 //!
@@ -19,6 +21,7 @@
 //! - [`write_fulfilment`]: one shipment's phase → the ERP's fulfilment → read back.
 //! - [`ingest_v1_webhook`]: a burst of v1 webhook hints → one incremental poll → ingested.
 //! - [`ingest_v2_track`]: a v2 track webhook → the first scan recorded.
+//! - [`journals`]: `post_journal` → the ERP's move, posted → read back.
 //!
 //! How a job ends (done, dead, or retried per its kind's policy) is
 //! [`crate::jobs`]'s, for every handler.
@@ -26,6 +29,7 @@ pub mod costs;
 pub mod fx;
 pub mod ingest_v1_webhook;
 pub mod ingest_v2_track;
+pub mod journals;
 mod label_shares;
 pub mod monitors;
 pub mod push;
@@ -47,6 +51,7 @@ use crate::{Connection, Engine, EngineError};
 pub struct JobsRun {
     pub push: push::PushReport,
     pub shipments: shipments::ShipmentReport,
+    pub journals: journals::BatchReport,
 }
 
 /// Run every runnable job of `kind` on `conn` through its handler: the one place a
@@ -58,6 +63,7 @@ pub async fn run_jobs(engine: &Engine, conn: &Connection, kind: JobKind) -> Resu
         JobKind::WriteFulfilment => run.shipments = write_fulfilment::run(engine, conn).await?,
         JobKind::IngestV1Webhook => run.shipments = ingest_v1_webhook::run(engine, conn).await?,
         JobKind::IngestV2Track => run.shipments = ingest_v2_track::run(engine, conn).await?,
+        JobKind::PostJournal => run.journals = journals::run(engine, conn).await?,
     }
     Ok(run)
 }
@@ -72,6 +78,7 @@ pub async fn run_jobs_step(engine: &Engine, conn: &Connection, kind: JobKind) ->
         JobKind::WriteFulfilment => write_fulfilment::step(engine, conn, &mut run.shipments).await?,
         JobKind::IngestV1Webhook => ingest_v1_webhook::step(engine, conn, &mut run.shipments).await?,
         JobKind::IngestV2Track => ingest_v2_track::step(engine, conn, &mut run.shipments).await?,
+        JobKind::PostJournal => journals::step(engine, conn, &mut run.journals).await?,
     };
     Ok((run, worked))
 }

@@ -475,6 +475,7 @@ fn acme_connection(sandbox: &SandboxHandle, (key, secret): (String, String), erp
         },
         gate: GatePolicy::default(),
         store_id: None,
+        accounts: None,
     }
 }
 

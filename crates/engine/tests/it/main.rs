@@ -5,6 +5,7 @@ mod helpers;
 
 mod costs;
 mod fx;
+mod journals;
 mod hints;
 mod push;
 mod release;

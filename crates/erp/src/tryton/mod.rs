@@ -1470,10 +1470,7 @@ impl Erp for TrytonClient {
             // is not open.
             let (state, _) = self.period_of(journal.date, &what).await?;
             if state != PeriodState::Open {
-                return Err(ErpError::Refused {
-                    what,
-                    message: format!("the Tryton period of {} is {state}; a {state} period is never written: post into the next open period", journal.date),
-                });
+                return Err(ErpError::PeriodNotOpen { what, date: journal.date, state });
             }
             // A draft left by a crash between create and post: it may not be what is
             // asked now, so it goes and the move is made again.

@@ -396,7 +396,7 @@ fn two_currency_journal(key_day: jiff::civil::Date) -> shipledger_erp::JournalWr
     })
     .collect();
     let posted = BTreeSet::new();
-    let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, today: key_day, until: Some(key_day) };
+    let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, revisions: &Default::default(), today: key_day, until: Some(key_day) };
     let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
     let accounts = JournalAccounts {
         shipping_expense: "5.1.3".into(),
@@ -443,8 +443,10 @@ async fn a_closed_sandbox_period_is_reported_and_never_written() {
     assert_eq!(s.client.period_state(date(2025, 5, 31)).await.unwrap(), shipledger_erp::PeriodState::Locked);
     assert_eq!(s.client.period_state(date(2025, 7, 1)).await.unwrap(), shipledger_erp::PeriodState::Open);
     let err = s.client.post_journal(&two_currency_journal(date(2025, 6, 30))).await.unwrap_err();
-    let ErpError::Refused { message, .. } = &err else { panic!("expected Refused, got {err:?}") };
-    assert!(message.contains("2025-06") && message.contains("closed"), "{message}");
+    let ErpError::PeriodNotOpen { date: day, state, .. } = &err else { panic!("expected PeriodNotOpen, got {err:?}") };
+    assert_eq!((*day, *state), (date(2025, 6, 30), shipledger_erp::PeriodState::Closed));
+    let message = err.to_string();
+    assert!(message.contains("2025-06-30") && message.contains("closed") && message.contains("next open period"), "{message}");
     assert_eq!(s.erp.stats()["journals"], 0, "nothing written");
     // Reopened, it posts.
     s.control(reqwest::Method::PUT, "/_sandbox/periods/2025-06", json!({"state": "open"})).await;

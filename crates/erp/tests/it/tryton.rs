@@ -600,7 +600,7 @@ async fn batched_journal(erp: &TrytonClient, day: jiff::civil::Date) -> (Journal
         entries.push((e, Some(c)));
     }
     let posted = std::collections::BTreeSet::new();
-    let ctx = PlanContext { connection: "acme-tryton", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, today: day, until: Some(day) };
+    let ctx = PlanContext { connection: "acme-tryton", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, revisions: &Default::default(), today: day, until: Some(day) };
     let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
     let accounts = JournalAccounts {
         shipping_expense: "5.1.3".into(),
@@ -694,7 +694,9 @@ async fn a_closed_tryton_period_is_reported_closed_and_never_written() {
 
     let (journal, _) = batched_journal(&erp, last_year).await;
     let err = erp.post_journal(&journal).await.unwrap_err();
-    let ErpError::Refused { message, .. } = &err else { panic!("expected Refused, got {err:?}") };
+    let ErpError::PeriodNotOpen { date: day, state, .. } = &err else { panic!("expected PeriodNotOpen, got {err:?}") };
+    assert_eq!((*day, *state), (last_year, shipledger_erp::PeriodState::Closed));
+    let message = err.to_string();
     assert!(message.contains("closed") && message.contains(&last_year.to_string()), "{message}");
     let moves = tryton_get(&db, "account.move", &["state"], Some(json!([["description", "like", format!("%[{}]", journal.key)]]))).await;
     assert_eq!(moves, json!([]), "nothing written into the closed period");

@@ -212,6 +212,7 @@ pub fn spec(kind: JobKind, key: &str) -> JobSpec {
             IngestV1Webhook { resource_url: key.into(), resource_type: "SHIP_NOTIFY".into(), received_at: None }.into()
         }
         JobKind::IngestV2Track => IngestV2Track { body: json!({"key": key}) }.into(),
+        JobKind::PostJournal => shipledger_store::PostJournal { batch_key: key.into() }.into(),
     }
 }
 

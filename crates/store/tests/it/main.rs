@@ -10,6 +10,7 @@ mod batch;
 mod budget;
 mod commit;
 mod conversions;
+mod cost_batches;
 mod costs;
 mod exceptions;
 mod harness;
@@ -98,6 +99,10 @@ stories! {
     conversions::two_converters_racing_for_one_entry_record_one_conversion,
     conversions::a_conversion_of_an_unknown_or_different_entry_writes_nothing,
     conversions::nothing_changes_or_deletes_a_conversion,
+    cost_batches::a_batch_is_planned_with_its_journal_entries_and_posting_job_and_its_entries_leave_the_unbatched,
+    cost_batches::two_planners_racing_for_one_window_plan_it_once_and_the_loser_writes_nothing,
+    cost_batches::a_batch_moves_only_from_the_state_its_writer_read_and_a_posted_one_never_changes,
+    cost_batches::a_withdrawn_batch_frees_its_entries_for_the_next_revision,
     budget::the_rate_budget_grants_until_the_reserve_then_waits_for_the_reset,
     budget::concurrent_rate_takes_never_grant_more_than_remaining,
     budget::a_late_response_never_gives_back_requests_already_spent,
