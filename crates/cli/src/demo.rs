@@ -126,6 +126,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         next_parcel_delay_secs: [2, 6],
         scan_delay_secs: SCAN_DELAY,
         deliver_delay_secs: [5, 20],
+        // Two currencies of postage: the FedEx account bills in euros, the others in
+        // the ShipStation account's dollars; the ERP keeps its books in pounds.
+        carrier_currencies: BTreeMap::from([("fedex".to_string(), "EUR".to_string())]),
         ..SimulationConfig::default()
     };
     // ShipStation's own limit (40 requests a minute); the budget is respected.
@@ -171,7 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         gate: GatePolicy::default(),
         store_id: None,
-        accounts: None,
+        accounts: Some(demo_accounts()),
     };
     let engine = Engine::new(store.clone(), clock.clone(), vec![connection]);
     engine.prepare().await?;
@@ -201,7 +204,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
              [store]\nurl = \"{store_url}\"\n\n\
              [[connections]]\nname = \"{CONNECTION}\"\n\n\
              [connections.erp]\nkind = \"sandbox\"\nurl = \"{erp}\"\napi_key_env = \"SHIPLEDGER_DEMO_ERP_KEY\"\n\n\
-             [connections.shipstation]\nbase_url = \"{ss}\"\napi_key_env = \"SHIPLEDGER_DEMO_SS_KEY\"\napi_secret_env = \"SHIPLEDGER_DEMO_SS_SECRET\"\n",
+             [connections.shipstation]\nbase_url = \"{ss}\"\napi_key_env = \"SHIPLEDGER_DEMO_SS_KEY\"\napi_secret_env = \"SHIPLEDGER_DEMO_SS_SECRET\"\n\n\
+             [connections.accounts]\nshipping_expense = \"5.1.3\"\naccrued_shipping = \"2.1.1\"\nprepaid_postage = \"1.1.9\"\n\n\
+             [connections.accounts.carrier_accounts]\nstamps_com = \"prepaid\"\n",
             erp = erp.base_url(),
             ss = shipstation.base_url(),
         ),
@@ -300,6 +305,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     display.abort();
     progress.done();
+
+    // Month end, early: today's costs are converted and posted now (`costs post
+    // --until today`), so the report can show the journals.
+    let costs = post_costs(&engine, &store, &erp).await?;
 
     // The report, each figure asked of the system that owns it.
     let ss_stats = shipstation.stats();
@@ -422,8 +431,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             "shipments": ss_stats["shipments"],
         },
         "fulfilment": fulfilment,
+        "costs": costs["figures"],
         "exceptions": {"open": exceptions_open},
         "checks": {
+            "cost_entries_not_in_a_posted_journal": costs["not_posted"],
+            "journals_not_equal_to_their_conversions": costs["unequal"],
             "released_orders_not_exactly_once_in_shipstation": released_not_exactly_once,
             "unreleased_orders_in_shipstation": unreleased_in_shipstation,
             "held_orders_without_an_open_exception": held_without_exception,
@@ -475,15 +487,23 @@ fn print_summary(report: &Value) {
         "fulfilment: {} completed, {} partially shipped, {} label(s) awaiting a scan, {} completed before the first scan, {} line quantity mismatch(es)",
         f["completed"], f["partially_shipped"], f["awaiting_scan"], f["completed_before_first_scan"], f["line_quantity_mismatches"]
     );
+    let k = &report["costs"];
+    println!(
+        "costs: {} entries ({}), {} converted to {} {}, {} waiting for a rate, {} journal(s) posted ({} in the ERP)",
+        k["entries"], k["by_currency"], k["converted"], k["converted_total"], k["base_currency"], k["waiting_for_rate"], k["batches_posted"], k["erp_journals"]
+    );
     println!("open exceptions: {}", report["exceptions"]["open"]);
     let mismatches = o["outcome_mismatches"].as_array().map(Vec::len).unwrap_or(0);
     println!("orders that did not end as planned: {mismatches}");
     let c = &report["checks"];
+    let n = |k: &str| c[k].as_array().map(Vec::len).unwrap_or(0);
     println!(
-        "checks: {} released order(s) not exactly once in ShipStation, {} unreleased order(s) in ShipStation, {} held order(s) without an exception",
-        c["released_orders_not_exactly_once_in_shipstation"].as_array().map(Vec::len).unwrap_or(0),
-        c["unreleased_orders_in_shipstation"].as_array().map(Vec::len).unwrap_or(0),
-        c["held_orders_without_an_open_exception"].as_array().map(Vec::len).unwrap_or(0),
+        "checks: {} released order(s) not exactly once in ShipStation, {} unreleased order(s) in ShipStation, {} held order(s) without an exception, {} cost entr(ies) not in a posted journal, {} journal(s) not equal to their conversions",
+        n("released_orders_not_exactly_once_in_shipstation"),
+        n("unreleased_orders_in_shipstation"),
+        n("held_orders_without_an_open_exception"),
+        n("cost_entries_not_in_a_posted_journal"),
+        n("journals_not_equal_to_their_conversions"),
     );
 }
 
@@ -851,4 +871,68 @@ fn fulfilment_report(
             "line_quantity_mismatches": mismatches,
         },
     })
+}
+
+/// The demo's journal accounts: the sandbox ERP's chart, Stamps.com prepaid.
+fn demo_accounts() -> shipledger_core::journal::JournalAccounts {
+    use shipledger_core::journal::{CarrierAccountKind, JournalAccounts};
+    JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: BTreeMap::new(),
+        prepaid_postage: Some("1.1.9".into()),
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
+        default_kind: CarrierAccountKind::Accrued,
+        journal: "MISC".into(),
+    }
+}
+
+/// Convert and post every cost window up to today, then count: entries per currency,
+/// converted and waiting, the base total, batches posted, journals the ERP holds;
+/// and the checks: entries in no posted journal, journals whose total is not the sum
+/// of their entries' conversions.
+async fn post_costs(engine: &Engine, store: &Arc<dyn Store>, erp: &shipledger_sandbox::erp::SandboxErpHandle) -> anyhow::Result<Value> {
+    use shipledger_engine::flows::{fx, journals};
+    use shipledger_store::{BatchState, CostBatchFilter, CostEntryFilter};
+    let conn = &engine.connections[0];
+    fx::convert(engine, conn).await.context("converting the demo's costs")?;
+    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    journals::plan(engine, conn, Some(today)).await.context("planning the demo's cost batches")?;
+    journals::run(engine, conn).await.context("posting the demo's cost journals")?;
+    let all = CostEntryFilter { connection: Some(CONNECTION.into()), ..Default::default() };
+    let entries = store.list_cost_entries(all.clone()).await?;
+    let conversions = store.list_cost_conversions(all).await?;
+    let by_key: BTreeMap<&str, &shipledger_store::CostConversion> = conversions.iter().map(|c| (c.conversion.entry_key.as_str(), c)).collect();
+    let by_currency: BTreeMap<String, String> = shipledger_core::cost::net_by_currency(entries.iter().map(|e| &e.entry))
+        .into_iter()
+        .map(|m| (m.currency().code().to_string(), m.to_decimal().to_string()))
+        .collect();
+    let base = conversions.first().map(|c| c.conversion.base.currency()).unwrap_or(shipledger_core::Currency::GBP);
+    let converted_total: i64 = conversions.iter().map(|c| c.conversion.base.minor()).sum();
+    let batches = store.list_cost_batches(CostBatchFilter { connection: Some(CONNECTION.into()), ..Default::default() }).await?;
+    let mut in_posted: std::collections::BTreeSet<String> = Default::default();
+    let mut unequal = Vec::new();
+    for b in batches.iter().filter(|b| b.state == BatchState::Posted) {
+        let members = store.cost_batch_members(CONNECTION, &b.batch_key).await?;
+        let sum: i64 = members.iter().filter_map(|m| by_key.get(m.entry_key.as_str())).map(|c| c.conversion.base.minor()).sum();
+        if sum != b.total.minor() {
+            unequal.push(json!({"batch": b.batch_key, "journal": b.total.minor(), "conversions": sum}));
+        }
+        in_posted.extend(members.into_iter().map(|m| m.entry_key));
+    }
+    let not_posted: Vec<&str> = entries.iter().filter(|e| !in_posted.contains(&e.entry_key)).map(|e| e.entry_key.as_str()).collect();
+    Ok(json!({
+        "figures": {
+            "entries": entries.len(),
+            "by_currency": by_currency,
+            "converted": conversions.len(),
+            "waiting_for_rate": entries.len() - conversions.len(),
+            "base_currency": base.code(),
+            "converted_total": shipledger_core::Money::from_minor(converted_total, base).to_decimal().to_string(),
+            "batches_posted": batches.iter().filter(|b| b.state == BatchState::Posted).count(),
+            "erp_journals": erp.stats()["journals"],
+        },
+        "not_posted": not_posted,
+        "unequal": unequal,
+    }))
 }

@@ -45,6 +45,10 @@ pub struct SimulationConfig {
     /// Label cost in minor units, `[min, max]`, in `currency`.
     pub cost_minor: [i64; 2],
     pub currency: String,
+    /// A carrier account's own currency (`fedex = "EUR"`): its labels cost in it;
+    /// carriers not named cost in `currency`.
+    #[serde(default)]
+    pub carrier_currencies: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for SimulationConfig {
@@ -62,6 +66,7 @@ impl Default for SimulationConfig {
             carriers: vec!["ups".into(), "fedex".into(), "stamps_com".into()],
             cost_minor: [450, 2400],
             currency: "USD".into(),
+            carrier_currencies: Default::default(),
         }
     }
 }
@@ -198,7 +203,7 @@ pub(crate) fn tick(shared: &Shared, now: Timestamp) {
                     let req = LabelRequest {
                         carrier_code: Some(plan.carrier.clone()),
                         shipment_cost: Some(rust_decimal::Decimal::new(cost, 2)),
-                        currency: Some(sim.currency.clone()),
+                        currency: Some(sim.carrier_currencies.get(&plan.carrier).cloned().unwrap_or_else(|| sim.currency.clone())),
                         items,
                         ..Default::default()
                     };

@@ -373,3 +373,141 @@ async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_sqlit
 async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_postgres() {
     on_postgres(write_back_survives_kills).await;
 }
+
+/// Cost journals under SIGKILL: sixty days of USD, EUR and GBP label costs wait in
+/// the store; `shipledger costs post` (a real process) is killed with SIGKILL at
+/// random moments while it converts, plans and posts, and run again, until a run
+/// finishes. Afterwards the sandbox ERP holds exactly one journal per window, each
+/// under its batch key and the move the store recorded, every batch is posted, no
+/// entry is in two batches, and the journals add up to the conversions, to the
+/// penny. Bounded: a fixed number of kills.
+async fn journals_survive_kills(store_url: String) {
+    use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+    use shipledger_core::{Currency, Money};
+    use shipledger_store::{BatchState, Change, CostBatchFilter, CostEntryFilter};
+    const DAYS: i64 = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let erp = SandboxErp::start(SandboxErpConfig { api_key: "crash-erp-key".into(), seed: 13, ..SandboxErpConfig::default() }, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut config_text = std::fs::read_to_string(write_config(dir.path(), &store_url, &erp.base_url(), "http://127.0.0.1:9", "company_timezone = \"UTC\"")).unwrap();
+    config_text.push_str("\n[connections.accounts]\nshipping_expense = \"5.1.3\"\naccrued_shipping = \"2.1.1\"\nprepaid_postage = \"1.1.9\"\n[connections.accounts.carrier_accounts]\nstamps_com = \"prepaid\"\n");
+    let config = dir.path().join("journals.toml");
+    std::fs::write(&config, config_text).unwrap();
+
+    // The ledger: three labels a weekday (the sandbox ERP quotes weekday rates).
+    let store = shipledger_store::open(&store_url).await.unwrap();
+    store.ensure_connection("crash", jiff::Timestamp::now()).await.unwrap();
+    let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut change = Change::new("crash", jiff::Timestamp::now());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut windows = std::collections::BTreeSet::new();
+    for back in 1..=DAYS {
+        let day = today.checked_sub(jiff::Span::new().days(back)).unwrap();
+        if matches!(day.weekday(), jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday) {
+            continue;
+        }
+        windows.insert(day);
+        for (n, (carrier, currency)) in [("ups", Currency::USD), ("stamps_com", Currency::EUR), ("royal_mail", Currency::GBP)].into_iter().enumerate() {
+            let id = back * 10 + n as i64;
+            let at = day.at(9 + n as i8, 30, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
+            let label = LabelFacts { shipment_key: format!("label:{id}"), erp_id: None, ss_order_id: id, carrier: carrier.into(), service: None, ship_date: Some(day), label_created_at: at };
+            change.cost_entries.push(NewCostEntry {
+                entry_key: entry_key(&label.shipment_key, &Charge::Postage, 0),
+                kind: CostKind::Label,
+                charge: Charge::Postage,
+                revision: 0,
+                amount: Money::from_minor(rng.gen_range(250..20_000), currency),
+                occurred_at: at,
+                label,
+                source: CostSource::ShipstationV2,
+                reverses_key: None,
+            });
+        }
+    }
+    store.commit(change).await.unwrap();
+    // A slow ERP (every request held 25 ms), so a run takes seconds and the kills land
+    // between a journal's post and its read-back as well as anywhere else.
+    let faults = reqwest::Client::new().put(format!("{}/_sandbox/faults", erp.base_url())).json(&json!({"latency_ms": 25})).send().await.unwrap();
+    assert!(faults.status().is_success());
+
+    let log = dir.path().join("post.log");
+    let run = || {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        Process(
+            Command::new(env!("CARGO_BIN_EXE_shipledger"))
+                .args(["costs", "post", "--config"])
+                .arg(&config)
+                .env("CRASH_SS_KEY", "crash-key")
+                .env("CRASH_SS_SECRET", "crash-secret")
+                .env("CRASH_ERP_KEY", "crash-erp-key")
+                .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut kills = 0;
+    for _ in 0..KILLS {
+        let mut p = run();
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1_500))).await;
+        if p.0.try_wait().unwrap().is_none() {
+            kills += 1;
+        }
+        drop(p); // SIGKILL
+    }
+    let last = Command::new(env!("CARGO_BIN_EXE_shipledger"))
+        .args(["costs", "post", "--config"])
+        .arg(&config)
+        .env("CRASH_SS_KEY", "crash-key")
+        .env("CRASH_SS_SECRET", "crash-secret")
+        .env("CRASH_ERP_KEY", "crash-erp-key")
+        .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&last.stdout), String::from_utf8_lossy(&last.stderr));
+    assert!(last.status.success(), "the last run finishes: {said}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(kills >= 2, "the kills landed while it worked ({kills})");
+
+    let world = erp.snapshot();
+    let journals: Vec<_> = world.journals.values().collect();
+    let mut keys: Vec<&str> = journals.iter().map(|j| j.key.as_str()).collect();
+    keys.sort();
+    let before = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), before, "no key posted twice");
+    assert_eq!(journals.len(), windows.len(), "exactly one journal per window");
+    let batches = store.list_cost_batches(CostBatchFilter { connection: Some("crash".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(batches.len(), windows.len(), "{batches:#?}");
+    for b in &batches {
+        assert_eq!(b.state, BatchState::Posted, "{}", b.batch_key);
+        let j = journals.iter().find(|j| j.key == b.batch_key).unwrap_or_else(|| panic!("the ERP holds {}", b.batch_key));
+        assert_eq!(b.erp_move_id.as_deref(), Some(j.id.as_str()));
+        let debit: i64 = j.lines.iter().map(|l| l.debit.minor()).sum();
+        assert_eq!(debit, b.total.minor());
+    }
+    let entries = store.list_cost_entries(CostEntryFilter { connection: Some("crash".into()), ..Default::default() }).await.unwrap();
+    let conversions = store.list_cost_conversions(CostEntryFilter { connection: Some("crash".into()), ..Default::default() }).await.unwrap();
+    assert_eq!(conversions.len(), entries.len(), "every entry converted once");
+    let mut members = 0;
+    for b in &batches {
+        members += store.cost_batch_members("crash", &b.batch_key).await.unwrap().len();
+    }
+    assert_eq!(members, entries.len(), "every entry in exactly one batch");
+    let converted: i64 = conversions.iter().map(|c| c.conversion.base.minor()).sum();
+    let journaled: i64 = journals.iter().flat_map(|j| j.lines.iter()).map(|l| l.debit.minor()).sum();
+    assert_eq!(journaled, converted, "the journals add up to the conversions, to the penny");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cost_window_posts_exactly_one_journal_through_kills_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    journals_survive_kills(format!("sqlite://{}", dir.path().join("store.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cost_window_posts_exactly_one_journal_through_kills_on_postgres() {
+    on_postgres(journals_survive_kills).await;
+}

@@ -7,6 +7,7 @@ mod crash;
 mod demo;
 mod drain;
 mod fidelity;
+mod ledger;
 mod metrics;
 mod serve;
 mod shipments;

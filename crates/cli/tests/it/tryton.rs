@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shipledger_core::money::{Currency, Money, Rounding};
 use shipledger_erp::tryton::{TrytonClient, TrytonSettings};
-use shipledger_erp::{Erp, JournalLine, JournalWrite};
+use shipledger_erp::Erp;
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 
 #[path = "../../../erp/tests/support/tryton_db.rs"]
@@ -102,6 +102,9 @@ api_key_env = "E_SS_KEY"
 api_secret_env = "E_SS_SECRET"
 v2_base_url = "{ss}"
 v2_api_key_env = "E_SS_V2_KEY"
+[connections.accounts]
+shipping_expense = "5.1.3"
+accrued_shipping = "2.1.1"
 [connections.policy]
 poll_interval = "1s"
 shipment_poll_interval = "1s"
@@ -251,32 +254,49 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
     assert_eq!(done_refs, expected, "one done shipment per live label, with the live tracking number");
     assert_eq!(w.shipments(paid_three).await.iter().filter(|s| s["state"] == "done").count(), 2, "two parcels, two shipments");
 
-    // 4. The labels' costs, in USD from ShipStation, post as one GBP journal at
-    // Tryton's own rate, with the USD originals.
+    // 4. Month end, early: `shipledger costs post --until today` posts the labels'
+    // costs, in USD from ShipStation, as one GBP journal at Tryton's own rate, with
+    // the USD originals; the voided label's cost and its reversal cancel out.
     let erp = TrytonClient::new(&w.db.url, &w.db.key, TrytonSettings { journal_party: Some("Royal Mail".into()), ..Default::default() }).unwrap();
     let today = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    // The seed's USD rate is a month old: finance enters a fresh one (two days ago, so
+    // it covers a Pacific ship date of yesterday too).
+    let fresh = today.checked_sub(jiff::Span::new().days(2)).unwrap();
+    let usd_id = w.db.seed["currencies"]["USD"].as_i64().unwrap();
+    w.db.send(
+        reqwest::Method::POST,
+        "currency.currency.rate",
+        json!({"currency": usd_id, "date": {"__class__": "date", "year": fresh.year(), "month": fresh.month(), "day": fresh.day()}, "rate": {"__class__": "Decimal", "decimal": "1.2617"}}),
+    )
+    .await;
     let rate = erp.fx_quote(Currency::USD, Currency::GBP, today).await.unwrap().expect("Tryton has today's USD rate");
+    assert_eq!(rate.date, fresh);
     let shipments = w.ss_get("/shipments?pageSize=100").await;
-    let mut lines = Vec::new();
+    let mut total_gbp = Money::from_minor(0, Currency::GBP);
+    let mut total_usd = Money::from_minor(0, Currency::USD);
     for s in shipments["shipments"].as_array().unwrap().iter().filter(|s| s["voided"] == json!(false)) {
         let usd = Money::parse(&s["shipmentCost"].to_string(), Currency::USD, Rounding::HalfEven).unwrap();
-        let gbp = shipledger_core::fx::convert(usd, rate.rate_from, rate.rate_to, Currency::GBP).unwrap();
-        let memo = Some(format!("label {}", s["trackingNumber"].as_str().unwrap()));
-        lines.push(JournalLine { account: "5.1.3".into(), debit: gbp, credit: Money::from_minor(0, Currency::GBP), original: Some(usd), memo });
+        total_gbp = total_gbp.checked_add(&shipledger_core::fx::convert(usd, rate.rate_from, rate.rate_to, Currency::GBP).unwrap()).unwrap();
+        total_usd = total_usd.checked_add(&usd).unwrap();
     }
-    assert_eq!(lines.len(), 3);
-    let total_gbp = Money::checked_sum(Currency::GBP, lines.iter().map(|l| &l.debit)).unwrap();
-    let total_usd = Money::checked_sum(Currency::USD, lines.iter().map(|l| l.original.as_ref().unwrap())).unwrap();
     assert_eq!(total_usd, Money::from_minor(410 + 320 + 575, Currency::USD), "the voided label's cost is not in it");
-    lines.push(JournalLine { account: "2.1.1".into(), debit: Money::from_minor(0, Currency::GBP), credit: total_gbp, original: Some(total_usd), memo: Some("ShipStation".into()) });
-    let journal = JournalWrite { key: format!("costs:acme-tryton:{today}"), date: today, memo: "ShipStation shipping costs".into(), lines };
-    let posted = erp.post_journal(&journal).await.unwrap();
-    assert!(posted.posted);
+    let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
+        .args(["costs", "post", "--until", &today.to_string(), "--config"])
+        .arg(&w.config)
+        .env("E_ERP_KEY", &w.db.key)
+        .env("E_SS_KEY", "sandbox-key")
+        .env("E_SS_SECRET", "sandbox-secret")
+        .env("E_SS_V2_KEY", "sandbox-v2-key")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "costs post: {said}");
+    assert!(said.contains("1 journal(s) posted"), "{said}");
     let moves = w
         .tryton(
             "account.move",
-            &["state", "lines.debit", "lines.credit", "lines.second_currency.code"],
-            json!([["description", "like", "%costs:acme-tryton%"]]),
+            &["state", "lines.debit", "lines.credit", "lines.second_currency.code", "lines.amount_second_currency"],
+            json!([["description", "like", format!("%acme-tryton/costs/{today}..{today}/r0]")]]),
         )
         .await;
     let moves = moves.as_array().unwrap();
@@ -289,6 +309,8 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
     assert_eq!(debit, credit, "every posted move is balanced");
     assert_eq!(debit, total_gbp.to_decimal());
     assert!(move_lines.iter().all(|l| l["second_currency"]["code"] == "USD"));
+    let second: Decimal = move_lines.iter().filter(|l| dec(&l["debit"]) > Decimal::ZERO).map(|l| dec(&l["amount_second_currency"]).abs()).sum();
+    assert_eq!(second, total_usd.to_decimal(), "the debit lines carry the USD originals");
     // Every posted move in this company balances.
     let all = w.tryton("account.move", &["lines.debit", "lines.credit"], json!([["state", "=", "posted"]])).await;
     for m in all.as_array().unwrap() {

@@ -34,7 +34,7 @@ use shipledger_core::journal::{BatchPlan, JournalError, PeriodState, PlanContext
 use shipledger_core::retry::{Classify, Verdict};
 use shipledger_erp::ErpError;
 use shipledger_store::{
-    BatchMember, BatchMove, BatchState, Change, CostBatchFilter, CostBatchRecord, CostEntryFilter, EventKind, Job, JobKind, JobSpec, NewCostBatch,
+    BatchMember, BatchMove, BatchState, Change, CostBatchFilter, CostBatchRecord, CostEntryFilter, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewCostBatch,
     NewEvent, NewJob, PostJournal, RecordType,
 };
 
@@ -182,7 +182,20 @@ pub async fn plan(engine: &Engine, conn: &Connection, until: Option<Date>) -> Re
     }
     report.unplaced = plan.unplaced.len();
     if plan.unplaced.is_empty() {
-        change.clear(ExceptionKind::CostsNoOpenPeriod, "connection", conn.name.clone());
+        // Closed only when one is open: an idle pass writes nothing.
+        let open = engine
+            .store
+            .list_exceptions(ExceptionFilter {
+                connection: Some(conn.name.clone()),
+                kind: Some(ExceptionKind::CostsNoOpenPeriod),
+                state: Some(ExceptionState::Open),
+                limit: 1,
+                ..Default::default()
+            })
+            .await?;
+        if !open.is_empty() {
+            change.clear(ExceptionKind::CostsNoOpenPeriod, "connection", conn.name.clone());
+        }
     } else {
         let windows: BTreeSet<String> = plan.unplaced.iter().map(|u| format!("{} ({})", u.own_window, u.last_state)).collect();
         change.raise(
@@ -196,7 +209,10 @@ pub async fn plan(engine: &Engine, conn: &Connection, until: Option<Date>) -> Re
             ), "entries": plan.unplaced.iter().map(|u| u.entry_key.clone()).collect::<Vec<_>>()}),
         );
     }
-    engine.store.commit(change).await?;
+    let idle = change.cost_batches.is_empty() && change.open_exceptions.is_empty() && change.close_exceptions.is_empty();
+    if !idle {
+        engine.store.commit(change).await?;
+    }
     Ok(report)
 }
 

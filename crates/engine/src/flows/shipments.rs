@@ -805,6 +805,12 @@ pub async fn sweep(engine: &Engine, conn: &Connection, limits: SweepLimits) -> R
                 ..Default::default()
             })
             .await?;
+        // v1 names no currency, so a label was recorded in the account currency; a
+        // label whose v2 cost is in another one has its entries moved to it, once
+        // (a later sweep finds them agreeing and records nothing).
+        for label in list.labels.iter().filter(|l| l.shipment_cost.as_ref().is_some_and(|c| c.currency.code() != conn.account_currency.code())) {
+            crate::flows::costs::record_v2_label(engine, conn, label).await?;
+        }
         let listed: Vec<(String, Option<String>)> = list
             .labels
             .iter()

@@ -293,12 +293,12 @@ crate::stories! {
         w.erp.put(paid_order("SO-1"));
 
         // The ERP reads: the poll releases the order (and plans its push, which is
-        // not this lane's); then the recheck and follow; then nothing is due until
-        // the next poll.
+        // not this lane's); then the recheck and follow, the converter and the cost
+        // batches; then nothing is due until the next poll.
         let Step::Worked(first) = w.engine.try_execute_one(conn, Lane::ErpReads).await.unwrap() else { panic!("the poll was due") };
         assert_eq!((first.poll.seen, first.poll.released), (1, 1));
         assert_eq!(first.push.requests, 0);
-        let next_due = idle_after(&w.engine, conn, Lane::ErpReads, 3).await;
+        let next_due = idle_after(&w.engine, conn, Lane::ErpReads, 4).await;
         assert!(next_due.expect("the poll is scheduled") > w.engine.clock.now(), "the next poll is in the future");
         assert!(w.ss_orders("SO-1").await.is_empty(), "reading the ERP pushed nothing");
 

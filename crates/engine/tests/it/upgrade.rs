@@ -97,11 +97,11 @@ crate::stories! {
         use shipledger_core::exception::{ExceptionKind, Owner};
         use shipledger_store::{ExceptionFilter, ExceptionState, StoreError};
 
-        // A newer release sharing the store planned journals this one cannot post.
-        for key in ["journal:2026-05", "journal:2026-06"] {
+        // A newer release sharing the store planned carrier-invoice imports this one cannot run.
+        for key in ["invoice:2026-05", "invoice:2026-06"] {
             sql(&w, &format!(
                 "INSERT INTO jobs (connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at) \
-                 VALUES ('acme-uk', 'post_journal', '{key}', '{{}}', 'pending', 0, 0, 0, 0)"
+                 VALUES ('acme-uk', 'import_invoice', '{key}', '{{}}', 'pending', 0, 0, 0, 0)"
             ));
         }
         w.erp.put(crate::helpers::paid_order("SO-900"));
@@ -115,23 +115,23 @@ crate::stories! {
             .unwrap();
         assert_eq!(open.len(), 1, "one exception per unknown kind: {open:?}");
         let e = &open[0];
-        assert_eq!((e.owner, e.record_type.as_str(), e.record_id.as_str()), (Owner::Admin, "job_kind", "post_journal"));
+        assert_eq!((e.owner, e.record_type.as_str(), e.record_id.as_str()), (Owner::Admin, "job_kind", "import_invoice"));
         assert_eq!(e.detail["count"], 2);
         let ids: Vec<i64> = e.detail["job_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
         assert_eq!(ids.len(), 2);
         let message = e.detail["message"].as_str().unwrap();
-        assert!(message.contains("\"post_journal\"") && message.contains(&ids[0].to_string()) && message.contains("sync_order"), "{message}");
+        assert!(message.contains("\"import_invoice\"") && message.contains(&ids[0].to_string()) && message.contains("sync_order"), "{message}");
 
         // Reading one names it; counting shows it; nothing waits for it.
         let read = w.store.get_job(ids[0]).await;
-        assert!(matches!(&read, Err(StoreError::UnknownJobKind { job_id, kind }) if *job_id == ids[0] && kind == "post_journal"), "{read:?}");
-        assert!(read.unwrap_err().to_string().contains(&format!("job {} has kind \"post_journal\"", ids[0])));
+        assert!(matches!(&read, Err(StoreError::UnknownJobKind { job_id, kind }) if *job_id == ids[0] && kind == "import_invoice"), "{read:?}");
+        assert!(read.unwrap_err().to_string().contains(&format!("job {} has kind \"import_invoice\"", ids[0])));
         let counts = w.store.count_jobs("acme-uk").await.unwrap();
-        assert!(counts.contains(&("post_journal".to_string(), JobState::Pending, 2)), "{counts:?}");
+        assert!(counts.contains(&("import_invoice".to_string(), JobState::Pending, 2)), "{counts:?}");
         assert!(!w.engine.has_pending_work().await.unwrap(), "jobs that never run here are not waited for");
 
         // Once they are dealt with (the newer release ran them), the exception closes.
-        sql(&w, "UPDATE jobs SET state = 'done' WHERE kind = 'post_journal'");
+        sql(&w, "UPDATE jobs SET state = 'done' WHERE kind = 'import_invoice'");
         w.engine.tick().await.unwrap();
         let open = w
             .store

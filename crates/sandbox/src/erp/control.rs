@@ -203,16 +203,21 @@ async fn add_rate(State(shared): St, body: Bytes) -> Answer {
 struct Faults {
     #[serde(default)]
     fail_next: u32,
+    #[serde(default)]
+    latency_ms: u64,
 }
 
 async fn get_faults(State(shared): St) -> Answer {
-    ok(shared.read_world(|w| json!({"fail_next": w.fail_next})))
+    ok(shared.read_world(|w| json!({"fail_next": w.fail_next, "latency_ms": w.latency_ms})))
 }
 
 async fn put_faults(State(shared): St, body: Bytes) -> Answer {
     let f: Faults = empty_or(&body)?;
-    shared.with_world(|w| w.fail_next = f.fail_next);
-    ok(json!({"fail_next": f.fail_next}))
+    shared.with_world(|w| {
+        w.fail_next = f.fail_next;
+        w.latency_ms = f.latency_ms;
+    });
+    ok(json!({"fail_next": f.fail_next, "latency_ms": f.latency_ms}))
 }
 
 /// The statistics document (`GET /_sandbox/stats`).

@@ -52,7 +52,7 @@
 //! | `GET /_sandbox/fx`, `POST /_sandbox/fx` `{currency, rate, date}` | the rate table; add a rate (base units per unit) |
 //! | `PUT /_sandbox/periods/{YYYY-MM}` `{state: open\|closed\|locked\|missing}` | set a month's period state (a journal dated in a period that is not open is refused, 409) |
 //! | `POST /_sandbox/accounts` `{accounts?: [...], journals?: [...]}` | add account and journal codes to the chart |
-//! | `GET`/`PUT /_sandbox/faults` `{fail_next}` | answer the next N API requests with 503 |
+//! | `GET`/`PUT /_sandbox/faults` `{fail_next, latency_ms}` | answer the next N API requests with 503; hold every API request `latency_ms` before answering (a slow ERP) |
 //! | `GET /_sandbox/stats` | orders by status and payment state, fulfilments by state, journals, stock, duplicates, requests, refusals |
 //! | `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` `{seconds}` | the virtual clock |
 //! | `POST /_sandbox/reset` | an empty company again (rate table re-seeded) |

@@ -459,6 +459,9 @@ pub struct ErpWorld {
     /// Answer the next N API requests with 503 (fault injection).
     #[serde(default)]
     pub fail_next: u32,
+    /// Hold every API request this long before answering it (a slow ERP).
+    #[serde(default)]
+    pub latency_ms: u64,
     /// Accounting periods by month (`2026-11`) that are not open; every other month
     /// is open.
     #[serde(default)]
@@ -527,6 +530,7 @@ impl ErpWorld {
             last_change: (0, String::new()),
             stats: Stats::default(),
             fail_next: 0,
+            latency_ms: 0,
             periods: BTreeMap::new(),
             accounts: default_chart(),
             journal_codes: default_journals(),

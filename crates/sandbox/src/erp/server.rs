@@ -148,19 +148,22 @@ async fn auth(State(shared): State<Arc<ErpShared>>, request: Request, next: Next
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim);
     let ok = token.is_some_and(|t| constant_time_eq(t, &shared.config.api_key));
-    let fault = shared.with_world(|w| {
+    let (fault, latency_ms) = shared.with_world(|w| {
         *w.stats.requests.entry(stat).or_default() += 1;
         if !ok {
             w.stats.unauthorized += 1;
-            return false;
+            return (false, 0);
         }
         if w.fail_next > 0 {
             w.fail_next -= 1;
             w.stats.faults_injected += 1;
-            return true;
+            return (true, w.latency_ms);
         }
-        false
+        (false, w.latency_ms)
     });
+    if latency_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
+    }
     if !ok {
         let detail = if token.is_none() { "send Authorization: Bearer <api key>" } else { "the API key is not valid" };
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail.to_string()).into_response();
