@@ -219,8 +219,8 @@ pub struct FixedRate {
 pub enum FxRateDate {
     /// The label's ship date, else its label date in UTC (the default).
     ShipDate,
-    /// The date the journal is posted (the converter, which runs before any
-    /// posting, then uses the day it runs).
+    /// The posting date of the entry's own window (its last day in company time):
+    /// the entry converts once that day has come.
     PostingDate,
 }
 

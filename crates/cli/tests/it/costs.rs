@@ -84,10 +84,10 @@ shipment_poll_interval = "1s"
     let erp_id = order["advancedOptions"]["customField1"].as_str().unwrap().to_string();
 
     // Labelled with insurance, voided, labelled again without.
-    let first = post_json(&http, &format!("{base}/_sandbox/orders/{id}/labels"), json!({"carrierCode": "royal_mail", "shipmentCost": 3.85, "insuranceCost": 1.2})).await;
+    let first = post_json(&http, &format!("{base}/_sandbox/orders/{id}/labels"), json!({"carrierCode": "royal_mail", "shipmentCost": 3.85, "insuranceCost": 1.2, "currency": "GBP"})).await;
     sync();
     post_json(&http, &format!("{base}/_sandbox/shipments/{}/void", first["shipment"]["shipmentId"]), json!({})).await;
-    let second = post_json(&http, &format!("{base}/_sandbox/orders/{id}/labels"), json!({"carrierCode": "royal_mail", "shipmentCost": 4.10})).await;
+    let second = post_json(&http, &format!("{base}/_sandbox/orders/{id}/labels"), json!({"carrierCode": "royal_mail", "shipmentCost": 4.10, "currency": "GBP"})).await;
     sync();
     sync();
 

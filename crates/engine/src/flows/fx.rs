@@ -36,6 +36,7 @@ use shipledger_store::{Change, EventKind, ExceptionFilter, ExceptionState, NewCo
 use shipledger_erp::Erp;
 
 use crate::config::{FxRateDate, Policy, read_rates_file};
+use shipledger_core::journal::{Window, company_date};
 use crate::{Connection, Engine, EngineError};
 
 /// Entries read per page by the converter.
@@ -68,7 +69,9 @@ pub fn pair_id(from: Currency, to: Currency, date: Date) -> String {
 }
 
 /// The date `entry`'s rate is wanted for: with `ship_date`, the label's ship date,
-/// else its label time's date in UTC; with `posting_date`, `posting`.
+/// else its label time's date in UTC; with `posting_date`, `posting` (the posting
+/// date of the entry's own window, the day its journal is dated; the converter waits
+/// for that day, so an entry carried into a later window keeps its own window's rate).
 pub fn wanted_date(policy: &Policy, entry: &CostEntry, posting: Date) -> Date {
     match policy.fx_rate_date {
         FxRateDate::ShipDate => {
@@ -203,6 +206,9 @@ pub struct FxReport {
     pub waiting: usize,
     /// The pairs and dates with no usable rate (`USD/GBP 2026-11-27`).
     pub missing: Vec<String>,
+    /// With `fx_rate_date = "posting_date"`: entries whose window's posting date has
+    /// not come yet (they convert on it; nothing is missing).
+    pub before_posting_date: usize,
 }
 
 /// The converter's pass over `conn`: every entry without a conversion, a page at a
@@ -215,6 +221,7 @@ pub async fn convert(engine: &Engine, conn: &Connection) -> Result<FxReport, Eng
     let mut base = None;
     let mut lookups: HashMap<(Currency, Date), Lookup> = HashMap::new();
     let mut missing: BTreeMap<(Currency, Date), (usize, Vec<String>)> = BTreeMap::new();
+    let mut tz: Option<jiff::tz::TimeZone> = None;
     loop {
         let page = engine.store.unconverted_cost_entries(&conn.name, after, PAGE).await?;
         let Some(last) = page.last() else { break };
@@ -224,9 +231,24 @@ pub async fn convert(engine: &Engine, conn: &Connection) -> Result<FxReport, Eng
         }
         let base = base.expect("read just above");
         let now = engine.clock.now();
-        let posting = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+        if tz.is_none() {
+            tz = Some(match (&conn.policy.fx_rate_date, &conn.policy.company_timezone) {
+                (FxRateDate::PostingDate, None) => {
+                    conn.policy.company_timezone_or(conn.erp.company_timezone().await?.and_then(|n| jiff::tz::TimeZone::get(&n).ok()))
+                }
+                _ => conn.policy.company_timezone_or(None),
+            });
+        }
+        let tz = tz.as_ref().expect("set just above");
+        let today = company_date(now, tz);
         for entry in &page {
             let from = entry.amount.currency();
+            // The posting date of the entry's own window (the journal's date).
+            let posting = Window::of_label(entry.label.label_created_at, tz, conn.policy.cost_batch).posting_date();
+            if conn.policy.fx_rate_date == FxRateDate::PostingDate && posting > today {
+                report.before_posting_date += 1;
+                continue;
+            }
             let wanted = wanted_date(&conn.policy, entry, posting);
             let lookup = match lookups.get(&(from, wanted)) {
                 Some(l) => l.clone(),

@@ -12,7 +12,7 @@ use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEnt
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::fx::RateSource;
 use shipledger_core::{Currency, Money};
-use shipledger_engine::config::FixedRate;
+use shipledger_engine::config::{FixedRate, FxRateDate};
 use shipledger_engine::flows::fx;
 use shipledger_store::{Change, CostConversion, CostEntryFilter, EventKind, ExceptionFilter, ExceptionRecord, ExceptionState};
 
@@ -111,6 +111,50 @@ crate::stories! {
         assert_eq!(converted[0].detail["source"], "erp");
         assert_eq!(convert(&w).await.converted, 0, "a converted entry is converted once");
         assert!(fx_exceptions(&w).await.is_empty());
+    }
+
+    async fn with_posting_date_an_entry_converts_at_its_windows_last_day_once_that_day_has_come(w: World) {
+        // Monthly windows: the label of 27 November posts on 30 November, at the rate
+        // of the 29th (the latest on or before the 30th), not its ship date's.
+        rates(&w, vec![(Currency::USD, date(2026, 11, 25), "1.2513"), (Currency::USD, date(2026, 11, 29), "1.3000")]);
+        let policy = &mut w.engine.connections[0].policy;
+        policy.fx_rate_date = FxRateDate::PostingDate;
+        policy.cost_batch = shipledger_core::journal::CostBatch::Monthly;
+        policy.company_timezone = Some(jiff::tz::TimeZone::UTC);
+        let november = postage(&w, 8391, 1300, Currency::USD).await;
+        // A label made now posts at the end of this month: it waits for that day,
+        // with nothing missing.
+        let now = jiff::Timestamp::now();
+        let mut change = Change::new("acme-uk", now);
+        let label = LabelFacts {
+            shipment_key: "label:8392".into(),
+            erp_id: None,
+            ss_order_id: 9392,
+            carrier: "ups".into(),
+            service: None,
+            ship_date: Some(now.to_zoned(jiff::tz::TimeZone::UTC).date()),
+            label_created_at: now,
+        };
+        let current = entry_key(&label.shipment_key, &Charge::Postage, 0);
+        change.cost_entries.push(NewCostEntry {
+            entry_key: current.clone(),
+            kind: CostKind::Label,
+            charge: Charge::Postage,
+            revision: 0,
+            amount: Money::from_minor(500, Currency::USD),
+            occurred_at: now,
+            label,
+            source: CostSource::ShipstationV2,
+            reverses_key: None,
+        });
+        w.store.commit(change).await.unwrap();
+        let report = convert(&w).await;
+        assert_eq!((report.converted, report.waiting, report.before_posting_date), (1, 0, 1), "{report:?}");
+        let c = conversion(&w, &november).await.expect("converted").conversion;
+        assert_eq!((c.wanted_date, c.rate_date, c.rate_from), (date(2026, 11, 30), date(2026, 11, 29), d("1.3000")));
+        assert_eq!(c.base, Money::from_minor(1000, Currency::GBP), "13.00 USD ÷ 1.30");
+        assert!(conversion(&w, &current).await.is_none(), "this month's label waits for the month's last day");
+        assert!(fx_exceptions(&w).await.is_empty(), "waiting for the posting date is not a missing rate");
     }
 
     async fn a_rate_older_than_fx_max_age_counts_as_missing(w: World) {
