@@ -179,6 +179,24 @@ pub struct NewCostEntry {
     pub reverses_key: Option<String>,
 }
 
+impl NewCostEntry {
+    /// A charge's first entry on a label: revision 0, keyed [`entry_key`], dated at
+    /// the label's creation.
+    pub fn first(label: LabelFacts, charge: Charge, amount: Money, source: CostSource) -> NewCostEntry {
+        NewCostEntry {
+            entry_key: entry_key(&label.shipment_key, &charge, 0),
+            kind: CostKind::Label,
+            charge,
+            revision: 0,
+            amount,
+            occurred_at: label.label_created_at,
+            label,
+            source,
+            reverses_key: None,
+        }
+    }
+}
+
 /// An entry as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CostEntry {
@@ -302,7 +320,7 @@ fn revise(reading: &LabelReading, live: &[&NewCostEntry]) -> Vec<NewCostEntry> {
         };
         if of_charge.is_empty() {
             if worth_a_first_entry(charge, amount) {
-                out.push(entry(CostKind::Label, 0, *amount));
+                out.push(NewCostEntry::first(reading.label.clone(), charge.clone(), *amount, reading.source));
             }
             continue;
         }

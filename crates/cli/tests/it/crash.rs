@@ -26,21 +26,28 @@ const ORDERS: usize = 1_100;
 const KILLS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(300);
 
-fn spawn_sync(config: &Path, log: &Path) -> Process {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-        .args(["sync", "--config"])
+/// `shipledger COMMAND --config CONFIG` with the crash runs' secrets in its environment.
+fn shipledger(command: &[&str], config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_shipledger"));
+    c.args(command)
+        .arg("--config")
         .arg(config)
         .env("CRASH_SS_KEY", "crash-key")
         .env("CRASH_SS_SECRET", "crash-secret")
         .env("CRASH_ERP_KEY", "crash-erp-key")
         .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the shipledger binary runs");
-    Process(child)
+        .env("RUST_LOG", "warn");
+    c
+}
+
+/// `command` running in the background, its log appended to `log`.
+fn spawn(command: &[&str], config: &Path, log: &Path) -> Process {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Process(shipledger(command, config).stdout(Stdio::null()).stderr(log).spawn().expect("the shipledger binary runs"))
+}
+
+fn spawn_sync(config: &Path, log: &Path) -> Process {
+    spawn(&["sync"], config, log)
 }
 
 /// The engine's configuration for one crash run: the sandboxes, the store, a 1 s
@@ -382,7 +389,7 @@ async fn every_scanned_label_is_completed_once_in_the_erp_through_kills_on_postg
 /// entry is in two batches, and the journals add up to the conversions, to the
 /// penny. Bounded: a fixed number of kills.
 async fn journals_survive_kills(store_url: String) {
-    use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+    use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry};
     use shipledger_core::{Currency, Money};
     use shipledger_store::{BatchState, Change, CostBatchFilter, CostEntryFilter};
     const DAYS: i64 = 60;
@@ -412,17 +419,7 @@ async fn journals_survive_kills(store_url: String) {
             let id = back * 10 + n as i64;
             let at = day.at(9 + n as i8, 30, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
             let label = LabelFacts { shipment_key: format!("label:{id}"), erp_id: None, ss_order_id: id, carrier: carrier.into(), service: None, ship_date: Some(day), label_created_at: at };
-            change.cost_entries.push(NewCostEntry {
-                entry_key: entry_key(&label.shipment_key, &Charge::Postage, 0),
-                kind: CostKind::Label,
-                charge: Charge::Postage,
-                revision: 0,
-                amount: Money::from_minor(rng.gen_range(250..20_000), currency),
-                occurred_at: at,
-                label,
-                source: CostSource::ShipstationV2,
-                reverses_key: None,
-            });
+            change.cost_entries.push(NewCostEntry::first(label, Charge::Postage, Money::from_minor(rng.gen_range(250..20_000), currency), CostSource::ShipstationV2));
         }
     }
     store.commit(change).await.unwrap();
@@ -432,41 +429,16 @@ async fn journals_survive_kills(store_url: String) {
     assert!(faults.status().is_success());
 
     let log = dir.path().join("post.log");
-    let run = || {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
-        Process(
-            Command::new(env!("CARGO_BIN_EXE_shipledger"))
-                .args(["costs", "post", "--config"])
-                .arg(&config)
-                .env("CRASH_SS_KEY", "crash-key")
-                .env("CRASH_SS_SECRET", "crash-secret")
-                .env("CRASH_ERP_KEY", "crash-erp-key")
-                .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    };
     let mut kills = 0;
     for _ in 0..KILLS {
-        let mut p = run();
+        let mut p = spawn(&["costs", "post"], &config, &log);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..1_500))).await;
         if p.0.try_wait().unwrap().is_none() {
             kills += 1;
         }
         drop(p); // SIGKILL
     }
-    let last = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-        .args(["costs", "post", "--config"])
-        .arg(&config)
-        .env("CRASH_SS_KEY", "crash-key")
-        .env("CRASH_SS_SECRET", "crash-secret")
-        .env("CRASH_ERP_KEY", "crash-erp-key")
-        .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
-        .output()
-        .unwrap();
+    let last = shipledger(&["costs", "post"], &config).output().unwrap();
     let said = format!("{}{}", String::from_utf8_lossy(&last.stdout), String::from_utf8_lossy(&last.stderr));
     assert!(last.status.success(), "the last run finishes: {said}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(kills >= 2, "the kills landed while it worked ({kills})");

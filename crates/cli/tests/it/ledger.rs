@@ -15,7 +15,7 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
 use shipledger_core::Currency;
-use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry};
 use shipledger_core::money::Money;
 use shipledger_store::Change;
 
@@ -97,17 +97,7 @@ company_timezone = "UTC"
             label_created_at: at,
         };
         let mut change = Change::new("acme-tryton", jiff::Timestamp::now());
-        change.cost_entries.push(NewCostEntry {
-            entry_key: entry_key(&label.shipment_key, &Charge::Postage, 0),
-            kind: CostKind::Label,
-            charge: Charge::Postage,
-            revision: 0,
-            amount: Money::from_minor(minor, currency),
-            occurred_at: at,
-            label,
-            source: CostSource::ShipstationV2,
-            reverses_key: None,
-        });
+        change.cost_entries.push(NewCostEntry::first(label, Charge::Postage, Money::from_minor(minor, currency), CostSource::ShipstationV2));
         store.commit(change).await.unwrap();
     }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use jiff::civil::{Date, date};
 use rust_decimal::Decimal;
 use shipledger_core::clock::SystemClock;
-use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry, entry_key};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::fx::RateSource;
 use shipledger_core::{Currency, Money};
@@ -37,17 +37,7 @@ async fn postage(w: &World, shipment_id: i64, minor: i64, currency: Currency) ->
     };
     let key = entry_key(&label.shipment_key, &Charge::Postage, 0);
     let mut change = Change::new("acme-uk", jiff::Timestamp::now());
-    change.cost_entries.push(NewCostEntry {
-        entry_key: key.clone(),
-        kind: CostKind::Label,
-        charge: Charge::Postage,
-        revision: 0,
-        amount: Money::from_minor(minor, currency),
-        occurred_at: label.label_created_at,
-        label,
-        source: CostSource::ShipstationV2,
-        reverses_key: None,
-    });
+    change.cost_entries.push(NewCostEntry::first(label, Charge::Postage, Money::from_minor(minor, currency), CostSource::ShipstationV2));
     w.store.commit(change).await.unwrap();
     key
 }
@@ -136,17 +126,7 @@ crate::stories! {
             label_created_at: now,
         };
         let current = entry_key(&label.shipment_key, &Charge::Postage, 0);
-        change.cost_entries.push(NewCostEntry {
-            entry_key: current.clone(),
-            kind: CostKind::Label,
-            charge: Charge::Postage,
-            revision: 0,
-            amount: Money::from_minor(500, Currency::USD),
-            occurred_at: now,
-            label,
-            source: CostSource::ShipstationV2,
-            reverses_key: None,
-        });
+        change.cost_entries.push(NewCostEntry::first(label, Charge::Postage, Money::from_minor(500, Currency::USD), CostSource::ShipstationV2));
         w.store.commit(change).await.unwrap();
         let report = convert(&w).await;
         assert_eq!((report.converted, report.waiting, report.before_posting_date), (1, 0, 1), "{report:?}");

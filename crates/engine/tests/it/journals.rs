@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry, entry_key};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::fx::RateSource;
 use shipledger_core::journal::{CarrierAccountKind, JournalAccounts, Window};
@@ -90,17 +90,7 @@ async fn postage(w: &World, id: i64, carrier: &str, day: Date, minor: i64, curre
     };
     let key = entry_key(&label.shipment_key, &Charge::Postage, 0);
     let mut change = Change::new("acme-uk", jiff::Timestamp::now());
-    change.cost_entries.push(NewCostEntry {
-        entry_key: key.clone(),
-        kind: CostKind::Label,
-        charge: Charge::Postage,
-        revision: 0,
-        amount: Money::from_minor(minor, currency),
-        occurred_at: at,
-        label,
-        source: CostSource::ShipstationV2,
-        reverses_key: None,
-    });
+    change.cost_entries.push(NewCostEntry::first(label, Charge::Postage, Money::from_minor(minor, currency), CostSource::ShipstationV2));
     w.store.commit(change).await.unwrap();
     key
 }

@@ -5,7 +5,7 @@
 //! its entries for the next plan; a posted one never changes, and none is deleted.
 
 use jiff::civil::date;
-use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry, entry_key};
+use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry};
 use shipledger_core::journal::{JournalLine, JournalWrite, Window};
 use shipledger_core::{Currency, Money};
 use shipledger_store::{
@@ -25,17 +25,7 @@ fn entry(shipment_id: i64, minor: i64) -> NewCostEntry {
         ship_date: Some(date(2026, 11, 27)),
         label_created_at: t(100 + shipment_id),
     };
-    NewCostEntry {
-        entry_key: entry_key(&label.shipment_key, &Charge::Postage, 0),
-        kind: CostKind::Label,
-        charge: Charge::Postage,
-        revision: 0,
-        amount: Money::from_minor(minor, Currency::USD),
-        occurred_at: label.label_created_at,
-        label,
-        source: CostSource::ShipstationV1,
-        reverses_key: None,
-    }
+    NewCostEntry::first(label, Charge::Postage, Money::from_minor(minor, Currency::USD), CostSource::ShipstationV1)
 }
 
 fn gbp(minor: i64) -> Money {
