@@ -31,6 +31,8 @@ use crate::{Result, StoreError};
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent readers of a file database.
 const READERS: u32 = 4;
+/// `PRAGMA cache_size` of every connection to a file database: negative is KiB.
+const CACHE_SIZE: &str = "-65536";
 
 /// The SQLite store. Cheap to clone (the pools are shared).
 #[derive(Clone, Debug)]
@@ -56,7 +58,12 @@ impl SqliteStore {
         if !in_memory {
             options = options
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full);
+                .synchronous(SqliteSynchronous::Full)
+                // 64 MiB of page cache per connection (SQLite's default is 2 MiB): the
+                // jobs' and events' indexes are written in key order that is not
+                // time order (idempotency keys are hashes), so a busy store outgrows
+                // the default and every insert starts reading pages back.
+                .pragma("cache_size", CACHE_SIZE);
         }
 
         // Never let the pool close its last connection: for an in-memory database
@@ -64,6 +71,9 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            // The one writer is a local file handle that never goes stale: no ping
+            // (a round trip to its worker thread) before every write.
+            .test_before_acquire(false)
             .idle_timeout(None)
             .max_lifetime(None)
             .acquire_timeout(BUSY_TIMEOUT * 2)
