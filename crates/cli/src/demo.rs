@@ -174,7 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         gate: GatePolicy::default(),
         store_id: None,
-        accounts: Some(demo_accounts()),
+        accounts: Some(shipledger_sandbox::erp::model::chart_accounts()),
     };
     let engine = Engine::new(store.clone(), clock.clone(), vec![connection]);
     engine.prepare().await?;
@@ -871,20 +871,6 @@ fn fulfilment_report(
             "line_quantity_mismatches": mismatches,
         },
     })
-}
-
-/// The demo's journal accounts: the sandbox ERP's chart, Stamps.com prepaid.
-fn demo_accounts() -> shipledger_core::journal::JournalAccounts {
-    use shipledger_core::journal::{CarrierAccountKind, JournalAccounts};
-    JournalAccounts {
-        shipping_expense: "5.1.3".into(),
-        shipping_expense_by_carrier: BTreeMap::new(),
-        prepaid_postage: Some("1.1.9".into()),
-        accrued_shipping: Some("2.1.1".into()),
-        carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
-        default_kind: CarrierAccountKind::Accrued,
-        journal: "MISC".into(),
-    }
 }
 
 /// Convert and post every cost window up to today, then count: entries per currency,

@@ -15,7 +15,7 @@ use jiff::tz::TimeZone;
 use shipledger_core::cost::{Charge, CostSource, LabelFacts, NewCostEntry, entry_key};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::fx::RateSource;
-use shipledger_core::journal::{CarrierAccountKind, JournalAccounts, Window};
+use shipledger_core::journal::Window;
 use shipledger_core::{Currency, Money};
 use shipledger_engine::config::FixedRate;
 use shipledger_engine::flows::{fx, journals};
@@ -42,15 +42,8 @@ impl Ledger {
         std::fs::write(&rates, "Date,USD,GBP,\n").unwrap();
         let conn = &mut w.engine.connections[0];
         conn.erp = Arc::new(SandboxErpClient::new(&erp.base_url(), "k").unwrap());
-        conn.accounts = Some(JournalAccounts {
-            shipping_expense: "5.1.3".into(),
-            shipping_expense_by_carrier: BTreeMap::new(),
-            prepaid_postage: Some("1.1.9".into()),
-            accrued_shipping: Some("2.1.1".into()),
-            carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
-            default_kind: CarrierAccountKind::Accrued,
-            journal: "MISC".into(),
-        });
+        // The sandbox chart's accounts: Stamps.com prepaid, the other carriers accrued.
+        conn.accounts = Some(shipledger_sandbox::erp::model::chart_accounts());
         conn.policy.fx_sources = vec![RateSource::File];
         conn.policy.fx_rates_file = Some(rates.clone());
         conn.policy.company_timezone = Some(TimeZone::UTC);

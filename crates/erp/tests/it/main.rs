@@ -365,7 +365,7 @@ async fn every_generated_order_meets_the_release_gate_as_its_plan_expects() {
 fn two_currency_journal(key_day: jiff::civil::Date) -> shipledger_erp::JournalWrite {
     use shipledger_core::cost::{Charge, CostEntry, CostKind, CostSource, LabelFacts, NewCostEntry};
     use shipledger_core::fx::{Conversion, RateSource};
-    use shipledger_core::journal::{CarrierAccountKind, CostBatch, JournalAccounts, PeriodState, PlanContext, build_journal, plan_batches};
+    use shipledger_core::journal::{CostBatch, PeriodState, PlanContext, build_journal, plan_batches};
     let at = key_day.at(12, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp();
     let entry = |key: &str, carrier: &str, amount: Money| CostEntry {
         id: 0,
@@ -398,16 +398,7 @@ fn two_currency_journal(key_day: jiff::civil::Date) -> shipledger_erp::JournalWr
     let posted = BTreeSet::new();
     let ctx = PlanContext { connection: "acme-uk", policy: CostBatch::Daily, tz: &jiff::tz::TimeZone::UTC, posted: &posted, revisions: &Default::default(), today: key_day, until: Some(key_day) };
     let plan = plan_batches(&entries, &ctx, |_| PeriodState::Open);
-    let accounts = JournalAccounts {
-        shipping_expense: "5.1.3".into(),
-        shipping_expense_by_carrier: BTreeMap::new(),
-        prepaid_postage: Some("1.1.9".into()),
-        accrued_shipping: Some("2.1.1".into()),
-        carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
-        default_kind: CarrierAccountKind::Accrued,
-        journal: "MISC".into(),
-    };
-    build_journal(&plan.batches[0], &accounts).unwrap()
+    build_journal(&plan.batches[0], &shipledger_sandbox::erp::model::chart_accounts()).unwrap()
 }
 
 #[tokio::test]

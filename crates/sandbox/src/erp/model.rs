@@ -483,6 +483,22 @@ pub fn default_journals() -> std::collections::BTreeSet<String> {
     ["MISC".to_string()].into_iter().collect()
 }
 
+/// Journal accounts of the default chart, as a connection names them: shipping
+/// expense `5.1.3`, Stamps.com's prepaid balance `1.1.9`, every other carrier accrued
+/// in `2.1.1`, journal `MISC` (what the demo posts with).
+pub fn chart_accounts() -> shipledger_core::journal::JournalAccounts {
+    use shipledger_core::journal::{CarrierAccountKind, JournalAccounts};
+    JournalAccounts {
+        shipping_expense: "5.1.3".into(),
+        shipping_expense_by_carrier: BTreeMap::new(),
+        prepaid_postage: Some("1.1.9".into()),
+        accrued_shipping: Some("2.1.1".into()),
+        carrier_accounts: BTreeMap::from([("stamps_com".to_string(), CarrierAccountKind::Prepaid)]),
+        default_kind: CarrierAccountKind::Accrued,
+        journal: "MISC".into(),
+    }
+}
+
 /// `2026-11` for any date of November 2026.
 pub fn period_name(date: Date) -> String {
     format!("{:04}-{:02}", date.year(), date.month())
