@@ -462,7 +462,7 @@ async fn batches(args: BatchesArgs) -> anyhow::Result<()> {
 }
 
 async fn post(args: PostArgs) -> anyhow::Result<()> {
-    use shipledger_engine::flows::{fx, journals};
+    use shipledger_engine::flows::journals;
     let config = crate::run::load_config(&args.config)?;
     if let Some(name) = &args.connection {
         check_connection(&config, name)?;
@@ -481,16 +481,7 @@ async fn post(args: PostArgs) -> anyhow::Result<()> {
             eprintln!("costs post: {}: no [connections.accounts] configured, so it posts no journals", conn.name);
             continue;
         }
-        let converted = fx::convert(&engine, conn).await.with_context(|| format!("{}: converting cost entries", conn.name))?;
-        let mut report = journals::plan(&engine, conn, until).await.with_context(|| format!("{}: planning cost batches", conn.name))?;
-        let posted = journals::run(&engine, conn).await.with_context(|| format!("{}: posting cost journals", conn.name))?;
-        report.add(&posted);
-        if !report.withdrawn.is_empty() {
-            // Their entries go to the next open window now.
-            let again = journals::plan(&engine, conn, until).await?;
-            report.add(&again);
-            report.add(&journals::run(&engine, conn).await?);
-        }
+        let (converted, report) = journals::post_now(&engine, conn, until).await.with_context(|| format!("{}: posting cost journals", conn.name))?;
         let all = engine.store.list_cost_batches(CostBatchFilter { connection: Some(conn.name.clone()), ..Default::default() }).await?;
         let touched: Vec<&CostBatchRecord> = all
             .iter()

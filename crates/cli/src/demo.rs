@@ -878,13 +878,10 @@ fn fulfilment_report(
 /// and the checks: entries in no posted journal, journals whose total is not the sum
 /// of their entries' conversions.
 async fn post_costs(engine: &Engine, store: &Arc<dyn Store>, erp: &shipledger_sandbox::erp::SandboxErpHandle) -> anyhow::Result<Value> {
-    use shipledger_engine::flows::{fx, journals};
     use shipledger_store::{BatchState, CostBatchFilter, CostEntryFilter};
     let conn = &engine.connections[0];
-    fx::convert(engine, conn).await.context("converting the demo's costs")?;
     let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    journals::plan(engine, conn, Some(today)).await.context("planning the demo's cost batches")?;
-    journals::run(engine, conn).await.context("posting the demo's cost journals")?;
+    shipledger_engine::flows::journals::post_now(engine, conn, Some(today)).await.context("posting the demo's costs")?;
     let all = CostEntryFilter { connection: Some(CONNECTION.into()), ..Default::default() };
     let entries = store.list_cost_entries(all.clone()).await?;
     let conversions = store.list_cost_conversions(all).await?;

@@ -81,8 +81,7 @@ pub async fn check_connection(config: &ConnectionConfig, public_url: Option<&Url
             if let Some(accounts) = &config.accounts
                 && !items.iter().any(|i| i.status == CheckStatus::Failed)
             {
-                let erp_tz = erp.company_timezone().await.ok().flatten().and_then(|name| jiff::tz::TimeZone::get(&name).ok());
-                let tz = config.policy.company_timezone_or(erp_tz);
+                let tz = config.policy.company_timezone(erp.as_ref()).await.unwrap_or_else(|_| config.policy.company_timezone_or(None));
                 let today = shipledger_core::journal::company_date(jiff::Timestamp::now(), &tz);
                 items.extend(shipledger_erp::check_ledger(erp.as_ref(), accounts, today).await);
             }

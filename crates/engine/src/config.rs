@@ -316,6 +316,16 @@ impl Policy {
         self.company_timezone.clone().or(erp).unwrap_or(TimeZone::UTC)
     }
 
+    /// [`Policy::company_timezone_or`] with the ERP asked only when none is
+    /// configured (a zone name the ERP gives that is not IANA counts as none).
+    pub async fn company_timezone(&self, erp: &dyn shipledger_erp::Erp) -> Result<TimeZone, shipledger_erp::ErpError> {
+        if let Some(tz) = &self.company_timezone {
+            return Ok(tz.clone());
+        }
+        let named = erp.company_timezone().await?;
+        Ok(self.company_timezone_or(named.and_then(|name| TimeZone::get(&name).ok())))
+    }
+
     /// How jobs of `kind` are retried: the kind's default (below), with
     /// `max_attempts = max_push_attempts`, then what `[policy.retry.<kind>]` says.
     ///

@@ -69,15 +69,16 @@ pub fn pair_id(from: Currency, to: Currency, date: Date) -> String {
 }
 
 /// The date `entry`'s rate is wanted for: with `ship_date`, the label's ship date,
-/// else its label time's date in UTC; with `posting_date`, `posting` (the posting
-/// date of the entry's own window, the day its journal is dated; the converter waits
-/// for that day, so an entry carried into a later window keeps its own window's rate).
-pub fn wanted_date(policy: &Policy, entry: &CostEntry, posting: Date) -> Date {
+/// else its label time's date in UTC; with `posting_date`, the posting date of the
+/// entry's own window in the company's zone `tz` (the day its journal is dated; the
+/// converter waits for that day, so an entry carried into a later window keeps its
+/// own window's rate).
+pub fn wanted_date(policy: &Policy, entry: &CostEntry, tz: &jiff::tz::TimeZone) -> Date {
     match policy.fx_rate_date {
         FxRateDate::ShipDate => {
             entry.label.ship_date.unwrap_or_else(|| entry.label.label_created_at.to_zoned(jiff::tz::TimeZone::UTC).date())
         }
-        FxRateDate::PostingDate => posting,
+        FxRateDate::PostingDate => Window::of_label(entry.label.label_created_at, tz, policy.cost_batch).posting_date(),
     }
 }
 
@@ -231,25 +232,22 @@ pub async fn convert(engine: &Engine, conn: &Connection) -> Result<FxReport, Eng
         }
         let base = base.expect("read just above");
         let now = engine.clock.now();
+        // Only a posting-date rate needs the company's zone (and so, maybe, the ERP).
         if tz.is_none() {
-            tz = Some(match (&conn.policy.fx_rate_date, &conn.policy.company_timezone) {
-                (FxRateDate::PostingDate, None) => {
-                    conn.policy.company_timezone_or(conn.erp.company_timezone().await?.and_then(|n| jiff::tz::TimeZone::get(&n).ok()))
-                }
-                _ => conn.policy.company_timezone_or(None),
+            tz = Some(match conn.policy.fx_rate_date {
+                FxRateDate::PostingDate => conn.policy.company_timezone(conn.erp.as_ref()).await?,
+                FxRateDate::ShipDate => conn.policy.company_timezone_or(None),
             });
         }
         let tz = tz.as_ref().expect("set just above");
         let today = company_date(now, tz);
         for entry in &page {
             let from = entry.amount.currency();
-            // The posting date of the entry's own window (the journal's date).
-            let posting = Window::of_label(entry.label.label_created_at, tz, conn.policy.cost_batch).posting_date();
-            if conn.policy.fx_rate_date == FxRateDate::PostingDate && posting > today {
+            let wanted = wanted_date(&conn.policy, entry, tz);
+            if conn.policy.fx_rate_date == FxRateDate::PostingDate && wanted > today {
                 report.before_posting_date += 1;
                 continue;
             }
-            let wanted = wanted_date(&conn.policy, entry, posting);
             let lookup = match lookups.get(&(from, wanted)) {
                 Some(l) => l.clone(),
                 None => {

@@ -111,11 +111,7 @@ pub async fn plan(engine: &Engine, conn: &Connection, until: Option<Date>) -> Re
     let entries = engine.store.list_cost_entries(filter.clone()).await?;
     let mut conversions: HashMap<String, shipledger_core::fx::Conversion> =
         engine.store.list_cost_conversions(filter).await?.into_iter().map(|c| (c.conversion.entry_key.clone(), c.conversion)).collect();
-    let erp_tz = match &conn.policy.company_timezone {
-        Some(_) => None,
-        None => conn.erp.company_timezone().await?.and_then(|name| jiff::tz::TimeZone::get(&name).ok()),
-    };
-    let tz = conn.policy.company_timezone_or(erp_tz);
+    let tz = conn.policy.company_timezone(conn.erp.as_ref()).await?;
     let now = engine.clock.now();
     let today = company_date(now, &tz);
     let batches = engine.store.list_cost_batches(CostBatchFilter { connection: Some(conn.name.clone()), ..Default::default() }).await?;
@@ -258,6 +254,22 @@ async fn plan_with_periods(
         }
     }
     Err(EngineError::Setup(format!("connection {}: the cost plan kept asking for more ERP periods; is the ERP's calendar readable?", conn.name)))
+}
+
+/// What `costs post` does now, on one connection: convert every entry that has a
+/// rate ([`fx::convert`](crate::flows::fx::convert)), plan every due window (`until`
+/// brings forward those ending on or before it), run the posting jobs; and when a
+/// period closed under a planned batch, plan and post again so its entries land in
+/// the next open window now rather than at the next pass.
+pub async fn post_now(engine: &Engine, conn: &Connection, until: Option<Date>) -> Result<(crate::flows::fx::FxReport, BatchReport), EngineError> {
+    let converted = crate::flows::fx::convert(engine, conn).await?;
+    let mut report = plan(engine, conn, until).await?;
+    report.add(&run(engine, conn).await?);
+    if !report.withdrawn.is_empty() {
+        report.add(&plan(engine, conn, until).await?);
+        report.add(&run(engine, conn).await?);
+    }
+    Ok((converted, report))
 }
 
 /// Run `post_journal` jobs until none is runnable.

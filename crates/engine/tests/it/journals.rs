@@ -90,11 +90,7 @@ async fn postage(w: &World, id: i64, carrier: &str, day: Date, minor: i64, curre
 
 /// What `costs post` does: convert, plan, post.
 async fn post(w: &World, until: Option<Date>) -> journals::BatchReport {
-    let conn = &w.engine.connections[0];
-    fx::convert(&w.engine, conn).await.unwrap();
-    let mut report = journals::plan(&w.engine, conn, until).await.unwrap();
-    report.add(&journals::run(&w.engine, conn).await.unwrap());
-    report
+    journals::post_now(&w.engine, &w.engine.connections[0], until).await.unwrap().1
 }
 
 async fn batches(w: &World) -> Vec<CostBatchRecord> {
