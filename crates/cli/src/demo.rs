@@ -28,7 +28,7 @@ use shipledger_sandbox::traffic::{Expected, Traffic, TrafficConfig};
 use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle, SimulationConfig};
 use shipledger_shipstation::{ClientConfig, V1Client};
 use shipledger_engine::metrics::MeteredStore;
-use shipledger_store::{ExceptionFilter, ExceptionState, OrderFilter, OrderState, Store};
+use shipledger_store::{ExceptionFilter, OrderFilter, OrderState, Store};
 use tokio::sync::watch;
 
 const CONNECTION: &str = "demo";
@@ -316,7 +316,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let open = store
         .list_exceptions(ExceptionFilter {
             connection: Some(CONNECTION.into()),
-            state: Some(ExceptionState::Open),
+            live: true,
             limit: 0,
             ..Default::default()
         })
@@ -561,7 +561,7 @@ async fn show_progress(progress: Arc<Progress>, store: Arc<dyn Store>, ss: Strin
         let open_exceptions = store
             .list_exceptions(ExceptionFilter {
                 connection: Some(CONNECTION.into()),
-                state: Some(ExceptionState::Open),
+                live: true,
                 limit: 0,
                 ..Default::default()
             })

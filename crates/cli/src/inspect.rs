@@ -12,22 +12,34 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::shipment::{OrderedLine, ShipmentView, ShippedItem, map_lines};
+use jiff::Timestamp;
+use shipledger_engine::config::Policy;
 use shipledger_store::{
-    EventRecord, RecordType, ExceptionFilter, ExceptionRecord, ExceptionState, OrderLineRecord, OrderRecord, ShipmentFilter, ShipmentRecord, Store,
+    EventRecord, ExceptionAct, ExceptionAction, ExceptionAudit, ExceptionAuditFilter, ExceptionFilter, ExceptionRecord, ExceptionState,
+    OrderLineRecord, OrderRecord, RecordType, ShipmentFilter, ShipmentRecord, Store, StoreError,
 };
 
 use crate::output::{Format, clip, table, time};
 
 #[derive(Subcommand)]
 pub enum ExceptionsCommand {
-    /// Exceptions, newest first (open ones by default).
+    /// Exceptions, oldest first (live ones, open or acknowledged, by default), with
+    /// their age and whether they are past their kind's SLA.
     List(ListArgs),
-    /// One exception in full.
+    /// One exception in full, with its audit log.
     Show(ShowArgs),
-    /// Mark an exception dealt with.
-    Resolve(StateArgs),
-    /// Leave an exception be.
-    Ignore(StateArgs),
+    /// "I have seen it and am on it": open → acknowledged (still live).
+    Ack(ActArgs),
+    /// Give an exception to someone (`--to NAME`), or to nobody (`--nobody`).
+    Assign(AssignArgs),
+    /// Run the job behind an exception again (a given-up job is re-armed, a waiting
+    /// one runs now); the exception closes when the job succeeds.
+    Retry(ActArgs),
+    /// Mark an exception dealt with (`--note` says how).
+    Resolve(NoteArgs),
+    /// Leave an exception be (`--note` says why): its kind is not raised again on
+    /// its record while it is ignored.
+    Ignore(NoteArgs),
 }
 
 #[derive(Args)]
@@ -36,8 +48,8 @@ pub struct ListArgs {
     config: PathBuf,
     #[arg(long)]
     connection: Option<String>,
-    /// open, closed, resolved, ignored or all.
-    #[arg(long, default_value = "open")]
+    /// live (open or acknowledged), open, acknowledged, closed, resolved, ignored or all.
+    #[arg(long, default_value = "live")]
     state: String,
     /// ops, finance or admin.
     #[arg(long)]
@@ -45,6 +57,12 @@ pub struct ListArgs {
     /// An exception kind, e.g. held_missing_weight.
     #[arg(long)]
     kind: Option<String>,
+    /// Only those assigned to this name.
+    #[arg(long)]
+    assignee: Option<String>,
+    /// Only those live past their kind's SLA.
+    #[arg(long)]
+    overdue: bool,
     #[arg(long, default_value_t = 200)]
     limit: u32,
     #[arg(long, value_enum, default_value = "table")]
@@ -60,14 +78,65 @@ pub struct ShowArgs {
     format: Format,
 }
 
+/// Who acts, as the audit log names them.
 #[derive(Args)]
-pub struct StateArgs {
+pub struct Actor {
+    /// Your name for the audit log (default `cli:$USER`).
+    #[arg(long = "as", value_name = "NAME")]
+    actor: Option<String>,
+}
+
+impl Actor {
+    fn name(&self) -> String {
+        match &self.actor {
+            Some(name) if !name.trim().is_empty() => name.trim().to_string(),
+            _ => {
+                let user = ["USER", "LOGNAME"].iter().find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()));
+                format!("cli:{}", user.unwrap_or_else(|| "unknown".into()))
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ActArgs {
     #[arg(long)]
     config: PathBuf,
     id: i64,
-    /// Why (kept with the exception).
+    /// A note for the audit log.
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    actor: Actor,
+}
+
+#[derive(Args)]
+pub struct AssignArgs {
+    #[arg(long)]
+    config: PathBuf,
+    id: i64,
+    /// Whom to give it to (a person's or a team's name).
+    #[arg(long, conflicts_with = "nobody", required_unless_present = "nobody")]
+    to: Option<String>,
+    /// Take it off whoever has it.
+    #[arg(long)]
+    nobody: bool,
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    actor: Actor,
+}
+
+#[derive(Args)]
+pub struct NoteArgs {
+    #[arg(long)]
+    config: PathBuf,
+    id: i64,
+    /// Why (required; kept in the audit log).
     #[arg(long)]
     note: String,
+    #[command(flatten)]
+    actor: Actor,
 }
 
 #[derive(Args)]
@@ -89,7 +158,10 @@ async fn open_store(config: &std::path::Path) -> anyhow::Result<(std::sync::Arc<
     Ok((store, config))
 }
 
-fn exception_json(e: &ExceptionRecord) -> serde_json::Value {
+/// An exception for programs: its record, age, SLA and whether it is overdue.
+pub(crate) fn exception_json(e: &ExceptionRecord, policy: Option<&Policy>, now: Timestamp) -> serde_json::Value {
+    let sla = policy.and_then(|p| p.sla(e.kind));
+    let overdue = policy.and_then(|p| p.overdue(e, now));
     json!({
         "id": e.id,
         "connection": e.connection,
@@ -98,22 +170,109 @@ fn exception_json(e: &ExceptionRecord) -> serde_json::Value {
         "severity": e.severity.to_string(),
         "record": format!("{}:{}", e.record_type, e.record_id),
         "state": e.state.as_str(),
+        "assignee": e.assignee,
+        "job_id": e.job_id,
         "first_seen": e.first_seen.to_string(),
         "last_seen": e.last_seen.to_string(),
+        "acknowledged_at": e.acknowledged_at.map(|t| t.to_string()),
+        "ended_at": e.ended_at.map(|t| t.to_string()),
         "occurrences": e.occurrences,
+        "age_seconds": e.age(now).as_secs(),
+        "sla_seconds": sla.map(|d| d.as_secs()),
+        "overdue": overdue.is_some(),
         "detail": e.detail,
         "note": e.note,
         "meaning": e.kind.meaning(),
     })
 }
 
+fn audit_json(a: &ExceptionAudit) -> serde_json::Value {
+    json!({
+        "id": a.id, "at": a.at.to_string(), "actor": a.actor, "action": a.action,
+        "before": a.before, "after": a.after, "note": a.note,
+    })
+}
+
+/// What an audit row changed, for people: `state open → acknowledged, assignee - →
+/// ben`, a retried job as `job 12 dead → pending`.
+fn changes(before: &serde_json::Value, after: &serde_json::Value) -> String {
+    let word = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = Vec::new();
+    for key in ["state", "assignee"] {
+        if before.get(key) != after.get(key) {
+            out.push(format!("{key} {} → {}", word(before.get(key).unwrap_or(&serde_json::Value::Null)), word(&after[key])));
+        }
+    }
+    if let Some(job) = after.get("job") {
+        out.push(format!("job {} {} → {}", job["id"], word(&before["job"]["state"]), word(&job["state"])));
+    }
+    out.join(", ")
+}
+
+/// `3d 4h`, `2h 5m`, `40s`: an age for people.
+pub(crate) fn age(d: jiff::SignedDuration) -> String {
+    let s = d.as_secs().max(0);
+    let (days, hours, minutes) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+fn policy_of<'a>(config: &'a shipledger_engine::config::Config, connection: &str) -> Option<&'a Policy> {
+    config.connections.iter().find(|c| c.name == connection).map(|c| &c.policy)
+}
+
+/// A person's action on an exception, by the store's rules; what it did, in words.
+async fn act(config: &std::path::Path, id: i64, action: ExceptionAction, note: Option<String>, actor: &Actor) -> anyhow::Result<()> {
+    let (store, _) = open_store(config).await?;
+    let acted = store
+        .act_on_exception(ExceptionAct { id, action: action.clone(), actor: actor.name(), note, at: Timestamp::now() })
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound { .. } => anyhow::anyhow!("no exception {id} (see `shipledger exceptions list --state all`)"),
+            other => anyhow::Error::new(other),
+        })?;
+    let e = &acted.exception;
+    match action {
+        ExceptionAction::Acknowledge => println!("exception {id} ({}) is acknowledged by {}", e.kind, acted.audit.actor),
+        ExceptionAction::Assign { to: Some(to) } => println!("exception {id} ({}) is assigned to {to}", e.kind),
+        ExceptionAction::Assign { to: None } => println!("exception {id} ({}) is assigned to nobody", e.kind),
+        ExceptionAction::Retry => {
+            let job = &acted.audit.after["job"];
+            println!(
+                "exception {id} ({}): job {} ({}) runs again now (it was {}); the exception closes when it succeeds",
+                e.kind,
+                job["id"],
+                job["kind"].as_str().unwrap_or_default(),
+                acted.audit.before["job"]["state"].as_str().unwrap_or_default(),
+            );
+        }
+        ExceptionAction::Resolve | ExceptionAction::Ignore => println!("exception {id} ({}) is {}", e.kind, e.state),
+    }
+    Ok(())
+}
+
 pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
+    let now = Timestamp::now();
     match command {
         ExceptionsCommand::List(args) => {
-            let (store, _) = open_store(&args.config).await?;
-            let state = match args.state.as_str() {
-                "all" => None,
-                s => Some(ExceptionState::parse(s).with_context(|| format!("--state {s}: use open, closed, resolved, ignored or all"))?),
+            let (store, config) = open_store(&args.config).await?;
+            let (state, live) = match args.state.as_str() {
+                "all" => (None, false),
+                "live" => (None, true),
+                s => (
+                    Some(ExceptionState::parse(s).with_context(|| {
+                        format!("--state {s}: use live, open, acknowledged, closed, resolved, ignored or all")
+                    })?),
+                    false,
+                ),
             };
             let owner = match args.owner.as_deref() {
                 None => None,
@@ -125,24 +284,41 @@ pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
             let kind = args
                 .kind
                 .as_deref()
-                .map(|k| ExceptionKind::parse(k).with_context(|| format!("--kind {k} is not an exception kind")))
+                .map(|k| {
+                    ExceptionKind::parse(k).with_context(|| {
+                        let codes: Vec<_> = ExceptionKind::ALL.iter().map(|k| k.code()).collect();
+                        format!("--kind {k} is not an exception kind; the kinds are: {}", codes.join(", "))
+                    })
+                })
                 .transpose()?;
-            let list = store
+            let mut list = store
                 .list_exceptions(ExceptionFilter {
                     connection: args.connection,
                     state,
+                    live,
                     kind,
                     owner,
-                    limit: args.limit,
+                    assignee: args.assignee,
+                    limit: if args.overdue { 0 } else { args.limit },
                     ..Default::default()
                 })
                 .await?;
+            if args.overdue {
+                list.retain(|e| policy_of(&config, &e.connection).and_then(|p| p.overdue(e, now)).is_some());
+                list.truncate(args.limit as usize);
+            }
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&list.iter().map(exception_json).collect::<Vec<_>>())?),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &list.iter().map(|e| exception_json(e, policy_of(&config, &e.connection), now)).collect::<Vec<_>>()
+                    )?
+                ),
                 Format::Table => {
                     let rows: Vec<Vec<String>> = list
                         .iter()
                         .map(|e| {
+                            let overdue = policy_of(&config, &e.connection).and_then(|p| p.overdue(e, now));
                             vec![
                                 e.id.to_string(),
                                 e.connection.clone(),
@@ -150,28 +326,69 @@ pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
                                 e.owner.to_string(),
                                 format!("{}:{}", e.record_type, e.record_id),
                                 e.state.as_str().to_string(),
-                                time(e.last_seen),
-                                clip(e.detail.get("message").and_then(|m| m.as_str()).unwrap_or(""), 90),
+                                e.assignee.clone().unwrap_or_else(|| "-".into()),
+                                match overdue {
+                                    Some(by) => format!(
+                                        "{} (OVERDUE {})",
+                                        age(e.age(now)),
+                                        age(jiff::SignedDuration::try_from(by).unwrap_or_default())
+                                    ),
+                                    None => age(e.age(now)),
+                                },
+                                clip(e.detail.get("message").and_then(|m| m.as_str()).unwrap_or(""), 80),
                             ]
                         })
                         .collect();
-                    print!("{}", table(&["ID", "CONNECTION", "KIND", "OWNER", "RECORD", "STATE", "LAST SEEN", "WHAT"], &rows));
+                    print!(
+                        "{}",
+                        table(&["ID", "CONNECTION", "KIND", "OWNER", "RECORD", "STATE", "ASSIGNEE", "AGE", "WHAT"], &rows)
+                    );
                     eprintln!("{} exception(s)", list.len());
                 }
             }
         }
         ExceptionsCommand::Show(args) => {
-            let (store, _) = open_store(&args.config).await?;
-            let e = store.get_exception(args.id).await?.with_context(|| format!("no exception {}", args.id))?;
+            let (store, config) = open_store(&args.config).await?;
+            let e = store
+                .get_exception(args.id)
+                .await?
+                .with_context(|| format!("no exception {} (see `shipledger exceptions list --state all`)", args.id))?;
+            let audit = store
+                .list_exception_audit(ExceptionAuditFilter { exception_id: Some(e.id), ..Default::default() })
+                .await?;
+            let policy = policy_of(&config, &e.connection);
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&exception_json(&e))?),
+                Format::Json => {
+                    let mut out = exception_json(&e, policy, now);
+                    out["audit"] = audit.iter().map(audit_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
                 Format::Table => {
                     println!("exception {} ({})", e.id, e.state);
                     println!("  kind:        {} — {}", e.kind.code(), e.kind.meaning());
                     println!("  owner:       {} ({})", e.owner, e.severity);
                     println!("  record:      {}:{} on {}", e.record_type, e.record_id, e.connection);
+                    println!("  assignee:    {}", e.assignee.as_deref().unwrap_or("nobody"));
                     println!("  first seen:  {}", time(e.first_seen));
                     println!("  last seen:   {} ({} time(s))", time(e.last_seen), e.occurrences);
+                    let sla = policy.and_then(|p| p.sla(e.kind));
+                    let overdue = policy.and_then(|p| p.overdue(&e, now));
+                    println!(
+                        "  age:         {}{}",
+                        age(e.age(now)),
+                        match (sla, overdue) {
+                            (_, Some(by)) => format!(
+                                ", OVERDUE by {} (SLA {})",
+                                age(jiff::SignedDuration::try_from(by).unwrap_or_default()),
+                                age(jiff::SignedDuration::try_from(sla.unwrap_or_default()).unwrap_or_default())
+                            ),
+                            (Some(sla), None) => format!(" (SLA {})", age(jiff::SignedDuration::try_from(sla).unwrap_or_default())),
+                            (None, None) => " (no SLA)".into(),
+                        }
+                    );
+                    if let Some(job) = e.job_id {
+                        println!("  job:         {job} (given up; `shipledger exceptions retry {}` runs it again)", e.id);
+                    }
                     if let Some(m) = e.detail.get("message").and_then(|m| m.as_str()) {
                         println!("  what:        {m}");
                     }
@@ -181,22 +398,28 @@ pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
                     if let Some(note) = &e.note {
                         println!("  note:        {note}");
                     }
+                    println!("  audit log:");
+                    for a in &audit {
+                        println!(
+                            "    {}  {:<12} {:<14} {}{}",
+                            time(a.at),
+                            a.action,
+                            a.actor,
+                            changes(&a.before, &a.after),
+                            a.note.as_deref().map(|n| format!("  \"{n}\"")).unwrap_or_default()
+                        );
+                    }
                 }
             }
         }
-        ExceptionsCommand::Resolve(args) | ExceptionsCommand::Ignore(args) if args.note.trim().is_empty() => {
-            bail!("--note must say why (it is kept with the exception)")
+        ExceptionsCommand::Ack(args) => act(&args.config, args.id, ExceptionAction::Acknowledge, args.note, &args.actor).await?,
+        ExceptionsCommand::Assign(args) => {
+            let to = if args.nobody { None } else { args.to };
+            act(&args.config, args.id, ExceptionAction::Assign { to }, args.note, &args.actor).await?
         }
-        ExceptionsCommand::Resolve(args) => {
-            let (store, _) = open_store(&args.config).await?;
-            let e = store.set_exception_state(args.id, ExceptionState::Resolved, &args.note, jiff::Timestamp::now()).await?;
-            println!("exception {} is {}", e.id, e.state);
-        }
-        ExceptionsCommand::Ignore(args) => {
-            let (store, _) = open_store(&args.config).await?;
-            let e = store.set_exception_state(args.id, ExceptionState::Ignored, &args.note, jiff::Timestamp::now()).await?;
-            println!("exception {} is {}", e.id, e.state);
-        }
+        ExceptionsCommand::Retry(args) => act(&args.config, args.id, ExceptionAction::Retry, args.note, &args.actor).await?,
+        ExceptionsCommand::Resolve(args) => act(&args.config, args.id, ExceptionAction::Resolve, Some(args.note), &args.actor).await?,
+        ExceptionsCommand::Ignore(args) => act(&args.config, args.id, ExceptionAction::Ignore, Some(args.note), &args.actor).await?,
     }
     Ok(())
 }
@@ -257,7 +480,7 @@ pub async fn timeline(args: TimelineArgs) -> anyhow::Result<()> {
                     "message": what_happened(&e.event.detail),
                     "detail": e.event.detail,
                 })).collect::<Vec<_>>(),
-                "exceptions": exceptions.iter().map(exception_json).collect::<Vec<_>>(),
+                "exceptions": exceptions.iter().map(|e| exception_json(e, policy_of(&config, &e.connection), Timestamp::now())).collect::<Vec<_>>(),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }

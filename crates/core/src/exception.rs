@@ -133,6 +133,21 @@ impl fmt::Display for Owner {
     }
 }
 
+impl Severity {
+    /// How long an exception of this severity may stay live before it is overdue,
+    /// unless the connection's policy says otherwise for its kind: critical 1 h,
+    /// error 24 h, warning 72 h, info never.
+    pub fn default_sla(self) -> Option<std::time::Duration> {
+        let hours = |h: u64| Some(std::time::Duration::from_secs(h * 3600));
+        match self {
+            Severity::Critical => hours(1),
+            Severity::Error => hours(24),
+            Severity::Warning => hours(72),
+            Severity::Info => None,
+        }
+    }
+}
+
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use jiff::tz::TimeZone;
+use shipledger_core::exception::ExceptionKind;
 use shipledger_core::journal::{CarrierAccountKind, CostBatch, JournalAccounts};
 use shipledger_core::money::Currency;
 use shipledger_core::retry::RetryPolicy;
@@ -173,6 +174,9 @@ struct RawPolicy {
     fx_rates_file: Option<String>,
     /// `[[connections.policy.fx_fixed]] from = "USD", to = "GBP", rate = "0.79", date = "2026-11-01"`.
     fx_fixed: Option<Vec<RawFixedRate>>,
+    /// `[connections.policy.exception_sla] held_missing_weight = "4h"`: how long an
+    /// exception of a kind may stay live before it is overdue (`"none"`: never).
+    exception_sla: Option<std::collections::BTreeMap<String, String>>,
     /// `ship_date` (default) or `posting_date`.
     fx_rate_date: Option<String>,
     /// A rate older than this before the date asked for counts as missing (default 4 days).
@@ -307,9 +311,29 @@ pub struct Policy {
     pub max_push_attempts: u32,
     /// Per job kind, what `[policy.retry.<kind>]` changes in its retry policy.
     pub retry: std::collections::BTreeMap<JobKind, RetryOverride>,
+    /// Per exception kind, what `[policy.exception_sla]` says (`None`: no SLA);
+    /// kinds it does not name take their severity's default ([`Policy::sla`]).
+    pub exception_sla: std::collections::BTreeMap<ExceptionKind, Option<Duration>>,
 }
 
 impl Policy {
+    /// How long an exception of `kind` may stay live before it is overdue: the
+    /// configured `[policy.exception_sla]`, else its severity's default (critical 1 h,
+    /// error 24 h, warning 72 h, info none).
+    pub fn sla(&self, kind: ExceptionKind) -> Option<Duration> {
+        match self.exception_sla.get(&kind) {
+            Some(configured) => *configured,
+            None => kind.severity().default_sla(),
+        }
+    }
+
+    /// Whether `exception` is live past its kind's SLA at `now`, and by how long.
+    pub fn overdue(&self, exception: &shipledger_store::ExceptionRecord, now: jiff::Timestamp) -> Option<Duration> {
+        let sla = self.sla(exception.kind)?;
+        let age = Duration::try_from(exception.age(now)).ok()?;
+        (exception.state.is_live() && age > sla).then(|| age - sla)
+    }
+
     /// The company's time zone: the configured one, else `erp`'s (what the ERP says
     /// its company uses, when the connector can read it), else UTC.
     pub fn company_timezone_or(&self, erp: Option<TimeZone>) -> TimeZone {
@@ -383,6 +407,7 @@ impl Default for Policy {
             webhook_coalesce_max: Duration::from_secs(30),
             max_push_attempts: 8,
             retry: Default::default(),
+            exception_sla: Default::default(),
         }
     }
 }
@@ -773,6 +798,16 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
             return Err(format!("{}: initial ({initial:?}) is longer than max_delay ({max:?})", at("initial")));
         }
         p.retry.insert(kind, o);
+    }
+    for (code, raw) in raw.exception_sla.iter().flatten() {
+        let kind = ExceptionKind::parse(code).ok_or_else(|| {
+            format!("exception_sla.{code}: not an exception kind (see `shipledger exceptions list --kind`, e.g. held_missing_weight)")
+        })?;
+        let sla = match raw.trim() {
+            "none" => None,
+            d => Some(duration(d, &format!("exception_sla.{code}"))?),
+        };
+        p.exception_sla.insert(kind, sla);
     }
     Ok(p)
 }

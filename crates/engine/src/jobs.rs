@@ -181,6 +181,12 @@ pub(crate) fn change(engine: &Engine, conn: &Connection) -> Change {
 }
 
 async fn finish(engine: &Engine, job: &Job, mut change: Change, state: JobState, error: Option<String>) -> Result<(), EngineError> {
+    if state == JobState::Dead {
+        // The exceptions a given-up job raises name it, so a person can retry it.
+        for open in &mut change.open_exceptions {
+            open.job_id.get_or_insert(job.id);
+        }
+    }
     change.finish_job = Some(JobFinish { job_id: job.id, lease_token: job.lease_token.clone().unwrap_or_default(), state, error });
     // A lease lost to another worker means that worker redoes the job (idempotently),
     // so it is not an error here.

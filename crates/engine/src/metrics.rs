@@ -5,7 +5,7 @@
 //!
 //! | series | labels | kept by |
 //! | --- | --- | --- |
-//! | `shipledger_exceptions_open` | connection, kind, owner | every commit that opens or closes exceptions, every `set_exception_state`; re-seeded from one grouped count every [`RESEED_EXCEPTIONS_EVERY`] |
+//! | `shipledger_exceptions_open` | connection, kind, owner | every commit that opens or closes exceptions, every `act_on_exception` that ends one; re-seeded from one grouped count every [`RESEED_EXCEPTIONS_EVERY`] |
 //! | `shipledger_jobs` | connection, kind, state (`pending`, `running`) | jobs planned, claimed, retried and finished through this store; refreshed from one grouped count every few seconds |
 //! | `shipledger_job_oldest_pending_age_seconds` | connection, kind | the refresh: how long the most overdue pending job has been due (0 when none is) |
 //! | `shipledger_orders` | connection, state | the refresh: one grouped count per connection |
@@ -27,7 +27,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::metrics as names;
 use shipledger_store::{
-    Attempt, BoxFuture, Change, CommitOutcome, EventRecord, ExceptionFilter, ExceptionRecord, ExceptionState, Job, JobClaim,
+    Attempt, BoxFuture, Change, CommitOutcome, EventRecord, ExceptionAct, ExceptionActed, ExceptionAudit, ExceptionAuditFilter, ExceptionFilter, ExceptionRecord, Job, JobClaim,
     JobFilter, JobState, JobStats, OpenExceptions, OrderFilter, OrderLineRecord, OrderRecord, OrderState, ReleasedLeases, Result,
     ScheduleFinish, ScheduleRecord, ScheduleTake, ShipmentFilter, ShipmentRecord, Store, StoreError, TimelineEntry,
 };
@@ -363,15 +363,13 @@ impl MeteredStore {
         Ok(released)
     }
 
-    async fn metered_exception_state(&self, id: i64, state: ExceptionState, note: &str, now: Timestamp) -> Result<ExceptionRecord> {
-        let before = self.inner.get_exception(id).await?.map(|e| e.state);
-        let after = self.inner.set_exception_state(id, state, note, now).await?;
-        let was_open = before == Some(ExceptionState::Open);
-        let is_open = after.state == ExceptionState::Open;
-        if was_open != is_open {
-            self.gauges().exception(&after.connection, after.kind, is_open);
+    async fn metered_act(&self, act: ExceptionAct) -> Result<ExceptionActed> {
+        // Only a live exception can be acted on, so it was live before.
+        let acted = self.inner.act_on_exception(act).await?;
+        if !acted.exception.state.is_live() {
+            self.gauges().exception(&acted.exception.connection, acted.exception.kind, false);
         }
-        Ok(after)
+        Ok(acted)
     }
 }
 
@@ -500,8 +498,26 @@ impl Store for MeteredStore {
     fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>> {
         self.inner.count_open_exceptions()
     }
-    fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>> {
-        Box::pin(self.metered_exception_state(id, state, note, now))
+    fn act_on_exception<'a>(&'a self, act: ExceptionAct) -> BoxFuture<'a, Result<ExceptionActed>> {
+        Box::pin(self.metered_act(act))
+    }
+    fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>> {
+        self.inner.list_exception_audit(filter)
+    }
+    fn create_api_token<'a>(&'a self, token: shipledger_store::NewApiToken, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ApiTokenRecord>> {
+        self.inner.create_api_token(token, now)
+    }
+    fn list_api_tokens<'a>(&'a self) -> BoxFuture<'a, Result<Vec<shipledger_store::ApiTokenRecord>>> {
+        self.inner.list_api_tokens()
+    }
+    fn api_token_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::ApiTokenRecord>>> {
+        self.inner.api_token_by_hash(hash)
+    }
+    fn revoke_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ApiTokenRecord>> {
+        self.inner.revoke_api_token(id, now)
+    }
+    fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+        self.inner.touch_api_token(id, now)
     }
     fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
         self.inner.get_shipment(connection, shipment_key)
@@ -566,7 +582,7 @@ impl Store for MeteredStore {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
-    use shipledger_store::{JobFinish, NewJob};
+    use shipledger_store::{ExceptionAction, JobFinish, NewJob};
 
     use super::*;
 
@@ -613,19 +629,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_person_resolving_and_reopening_an_exception_moves_its_gauge_once_each_way() {
+    async fn an_acknowledged_exception_still_counts_and_a_resolved_one_no_longer_does() {
         let store = metered().await;
         let mut hold = Change::new(SHOP, Timestamp::now());
         hold.raise(ExceptionKind::HeldMissingWeight, "order", "SO-7", json!({}));
         let id = store.commit(hold).await.unwrap().exceptions_opened[0];
+        let act = |action, note: Option<&str>| ExceptionAct {
+            id,
+            action,
+            actor: "cli:ops".into(),
+            note: note.map(str::to_string),
+            at: Timestamp::now(),
+        };
+        let held = BTreeMap::from([((SHOP.to_string(), ExceptionKind::HeldMissingWeight), 1)]);
 
-        store.set_exception_state(id, ExceptionState::Resolved, "weighed by hand", Timestamp::now()).await.unwrap();
+        store.act_on_exception(act(ExceptionAction::Acknowledge, None)).await.unwrap();
+        assert_eq!(store.open_exceptions(), held, "acknowledged is still live");
+        store.act_on_exception(act(ExceptionAction::Resolve, Some("weighed by hand"))).await.unwrap();
         assert_eq!(store.open_exceptions(), BTreeMap::new());
-        // Resolving it twice changes nothing more.
-        store.set_exception_state(id, ExceptionState::Ignored, "never mind", Timestamp::now()).await.unwrap();
+        // Ignoring it after that is refused and moves nothing.
+        assert!(store.act_on_exception(act(ExceptionAction::Ignore, Some("never mind"))).await.is_err());
         assert_eq!(store.open_exceptions(), BTreeMap::new());
-        store.set_exception_state(id, ExceptionState::Open, "not fixed after all", Timestamp::now()).await.unwrap();
-        assert_eq!(store.open_exceptions(), BTreeMap::from([((SHOP.to_string(), ExceptionKind::HeldMissingWeight), 1)]));
         assert_eq!(store.open_exceptions(), open_in_store(&store).await);
     }
 

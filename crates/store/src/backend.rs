@@ -522,7 +522,8 @@ macro_rules! store_impl {
                         )))?;
                 }
 
-                // 6. Exceptions: open or refresh, then close.
+                // 6. Exceptions: open or refresh, then close; shipledger's own
+                //    actions go to the audit log with a person's.
                 for open in &change.open_exceptions {
                     let row = query(sql::OPEN_EXCEPTION)
                         .bind(conn)
@@ -533,32 +534,51 @@ macro_rules! store_impl {
                         .bind(&open.record_id)
                         .bind(now)
                         .bind(&open.detail)
-                        .fetch_one(&mut **tx)
+                        .bind(open.job_id)
+                        .fetch_optional(&mut **tx)
                         .await
                         .map_err(failed(format_args!(
                             "open exception {} on {} {}",
                             open.kind, open.record_type, open.record_id
                         )))?;
+                    // No row: one of its kind is ignored on the record.
+                    let Some(row) = row else { continue };
                     if row.int("occurrences")? == 1 {
-                        outcome.exceptions_opened.push(row.int("id")?);
+                        let id = row.int("id")?;
+                        audit(tx, id, conn, now, SHIPLEDGER, "opened", &serde_json::json!({}), &serde_json::json!({"state": "open"}), None).await?;
+                        outcome.exceptions_opened.push(id);
                         outcome.opened_kinds.push(open.kind);
                     }
                 }
                 for close in &change.close_exceptions {
-                    let done = query(sql::CLOSE_EXCEPTION)
+                    let closed = query(sql::CLOSE_EXCEPTION)
                         .bind(conn)
                         .bind(close.kind.code())
                         .bind(&close.record_type)
                         .bind(&close.record_id)
                         .bind(now)
-                        .execute(&mut **tx)
+                        .fetch_all(&mut **tx)
                         .await
                         .map_err(failed(format_args!(
                             "close exception {} on {} {}",
                             close.kind, close.record_type, close.record_id
                         )))?;
-                    outcome.exceptions_closed += done.rows_affected();
-                    for _ in 0..done.rows_affected() {
+                    for row in &closed {
+                        // Live means open or acknowledged; an acknowledged one has its time.
+                        let was = if row.opt_int("acknowledged_at")?.is_some() { "acknowledged" } else { "open" };
+                        audit(
+                            tx,
+                            row.int("id")?,
+                            conn,
+                            now,
+                            SHIPLEDGER,
+                            "closed",
+                            &serde_json::json!({"state": was}),
+                            &serde_json::json!({"state": "closed"}),
+                            Some("its condition cleared"),
+                        )
+                        .await?;
+                        outcome.exceptions_closed += 1;
                         outcome.closed_kinds.push(close.kind);
                     }
                 }
@@ -934,43 +954,174 @@ macro_rules! store_impl {
                     finish(tx).await
                 }
 
-                async fn change_exception_state(
-                    &self,
-                    id: i64,
-                    state: ExceptionState,
-                    note: &str,
-                    now: Timestamp,
-                ) -> Result<ExceptionRecord> {
+                async fn act(&self, act: ExceptionAct) -> Result<ExceptionActed> {
+                    let id = act.id;
+                    let at = millis(act.at);
+                    let note = act.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+                    let refused = |why: String| StoreError::ActionRefused { exception_id: id, action: act.action.name().to_string(), why };
                     let mut tx = self.write().await?;
-                    let row = query(sql::SET_EXCEPTION_STATE)
+                    let before = query(sql::GET_EXCEPTION)
                         .bind(id)
-                        .bind(state.as_str())
-                        .bind(note)
                         .fetch_optional(&mut *tx)
                         .await
-                        .map_err(failed(format_args!(
-                            "mark exception {id} {state} (is another one of its kind already open on the record?)"
-                        )))?
+                        .map_err(failed(format_args!("read exception {id}")))?
+                        .map(|row| rows::exception(&row))
+                        .transpose()?
                         .ok_or_else(|| StoreError::NotFound { what: format!("exception {id}") })?;
-                    let record = rows::exception(&row)?;
-                    // The record's timeline says who changed it, and why.
+                    act.action.check(&before, note).map_err(refused)?;
+                    let mut before_json = standing(&before);
+                    let mut after_extra = serde_json::Map::new();
+                    let changed = match &act.action {
+                        ExceptionAction::Acknowledge => query(sql::ACKNOWLEDGE_EXCEPTION).bind(id).bind(at).bind(note),
+                        ExceptionAction::Assign { to } => {
+                            query(sql::ASSIGN_EXCEPTION).bind(id).bind(to.as_deref().map(str::trim)).bind(note)
+                        }
+                        ExceptionAction::Resolve => query(sql::END_EXCEPTION).bind(id).bind(ExceptionState::Resolved.as_str()).bind(note).bind(at),
+                        ExceptionAction::Ignore => query(sql::END_EXCEPTION).bind(id).bind(ExceptionState::Ignored.as_str()).bind(note).bind(at),
+                        ExceptionAction::Retry => {
+                            let job_id = before.job_id.unwrap_or_default();
+                            let job = query(sql::JOB_STANDING)
+                                .bind(job_id)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("read job {job_id} of exception {id}")))?
+                                .ok_or_else(|| refused(format!("the job behind exception {id} (job {job_id}) is no longer in the store")))?;
+                            let job_before = serde_json::json!({
+                                "id": job_id,
+                                "kind": job.text("kind")?,
+                                "state": job.text("state")?,
+                                "attempts": job.int("attempts")?,
+                                "next_run_at": job.time("next_run_at")?.to_string(),
+                                "last_error": job.opt_text("last_error")?,
+                            });
+                            let rearmed = query(sql::REARM_JOB)
+                                .bind(job_id)
+                                .bind(at)
+                                .fetch_optional(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("re-arm job {job_id} of exception {id}")))?;
+                            if rearmed.is_none() {
+                                return Err(refused(format!(
+                                    "the job behind exception {id} (job {job_id}, {}) is {}: {}",
+                                    job_before["kind"].as_str().unwrap_or_default(),
+                                    job_before["state"].as_str().unwrap_or_default(),
+                                    if job_before["state"] == "running" {
+                                        "it is being worked on now; its outcome closes or refreshes the exception"
+                                    } else {
+                                        "it succeeded; the exception closes when its condition is checked again"
+                                    }
+                                )));
+                            }
+                            before_json["job"] = job_before.clone();
+                            let mut job_after = job_before;
+                            if job_after["state"] == "dead" {
+                                job_after["attempts"] = serde_json::json!(0);
+                            }
+                            job_after["state"] = serde_json::json!("pending");
+                            job_after["next_run_at"] = serde_json::json!(act.at.to_string());
+                            after_extra.insert("job".into(), job_after);
+                            query(sql::NOTE_EXCEPTION).bind(id).bind(note)
+                        }
+                    };
+                    let after = changed
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(format_args!("{} exception {id}", act.action.name())))?
+                        .map(|row| rows::exception(&row))
+                        .transpose()?
+                        .ok_or_else(|| refused(format!("exception {id} changed while this action was taken; read it again")))?;
+                    let mut after_json = standing(&after);
+                    after_json.as_object_mut().expect("an object").extend(after_extra);
+                    if let ExceptionAction::Retry = act.action {
+                        before_json.as_object_mut().expect("an object").remove("note");
+                    }
+                    let audit_id =
+                        audit(&mut tx, id, &after.connection, at, &act.actor, act.action.name(), &before_json, &after_json, note).await?;
+                    let message = {
+                        let (actor, kind) = (&act.actor, after.kind.code());
+                        let what = match &act.action {
+                            ExceptionAction::Acknowledge => format!("{actor} acknowledged exception {id} ({kind})"),
+                            ExceptionAction::Assign { to: Some(to) } => format!("{actor} assigned exception {id} ({kind}) to {to}"),
+                            ExceptionAction::Assign { to: None } => format!("{actor} unassigned exception {id} ({kind})"),
+                            ExceptionAction::Retry => format!("{actor} retried the job behind exception {id} ({kind})"),
+                            ExceptionAction::Resolve => format!("{actor} resolved exception {id} ({kind})"),
+                            ExceptionAction::Ignore => format!("{actor} ignored exception {id} ({kind})"),
+                        };
+                        match note {
+                            Some(note) => format!("{what}: {note}"),
+                            None => what,
+                        }
+                    };
+                    // The record's timeline says who did what, and why.
                     query(sql::INSERT_EVENT)
-                        .bind(&record.connection)
-                        .bind(&record.record_type)
-                        .bind(&record.record_id)
-                        .bind(EventKind::exception(state).as_str())
+                        .bind(&after.connection)
+                        .bind(&after.record_type)
+                        .bind(&after.record_id)
+                        .bind(EventKind::exception_action(&act.action).as_str())
                         .bind(serde_json::json!({
+                            "message": message,
                             "exception_id": id,
-                            "exception_kind": record.kind.code(),
+                            "exception_kind": after.kind.code(),
+                            "actor": act.actor,
+                            "action": act.action.name(),
+                            "assignee": after.assignee,
+                            "job": after_json.get("job"),
                             "note": note,
                         }))
-                        .bind(millis(now))
+                        .bind(at)
                         .execute(&mut *tx)
                         .await
-                        .map_err(failed(format_args!("record the state change of exception {id}")))?;
+                        .map_err(failed(format_args!("record the {} of exception {id}", act.action.name())))?;
                     finish(tx).await?;
-                    Ok(record)
+                    let audit = ExceptionAudit {
+                        id: audit_id,
+                        exception_id: id,
+                        connection: after.connection.clone(),
+                        at: act.at,
+                        actor: act.actor.clone(),
+                        action: act.action.name().to_string(),
+                        before: before_json,
+                        after: after_json,
+                        note: note.map(str::to_string),
+                    };
+                    Ok(ExceptionActed { exception: after, audit })
                 }
+            }
+
+            /// Who the audit log names for what shipledger did by itself.
+            const SHIPLEDGER: &str = "shipledger";
+
+            /// An exception's fields an action can change, as the audit log keeps them.
+            fn standing(e: &ExceptionRecord) -> serde_json::Value {
+                serde_json::json!({"state": e.state.as_str(), "assignee": e.assignee, "note": e.note})
+            }
+
+            /// Append one row to the exception audit log; its id.
+            #[allow(clippy::too_many_arguments)]
+            async fn audit(
+                tx: &mut Tx,
+                exception_id: i64,
+                conn: &str,
+                at: i64,
+                actor: &str,
+                action: &str,
+                before: &serde_json::Value,
+                after: &serde_json::Value,
+                note: Option<&str>,
+            ) -> Result<i64> {
+                query(sql::INSERT_EXCEPTION_ACTION)
+                    .bind(exception_id)
+                    .bind(conn)
+                    .bind(at)
+                    .bind(actor)
+                    .bind(action)
+                    .bind(before)
+                    .bind(after)
+                    .bind(note)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(failed(format_args!("record the {action} of exception {exception_id} in its audit log")))?
+                    .int("id")
             }
 
             async fn upsert_order(tx: &mut Tx, conn: &str, order: &OrderUpsert, now: i64) -> Result<()> {
@@ -1419,6 +1570,9 @@ macro_rules! store_impl {
                                     .bind(filter.owner.map(enum_text))
                                     .bind(filter.record_type.as_deref())
                                     .bind(filter.record_id.as_deref())
+                                    .bind(filter.assignee.as_deref())
+                                    .bind(filter.after_id)
+                                    .bind(i64::from(filter.live))
                                     .bind(sql_limit(filter.limit)),
                             )
                             .await
@@ -1457,14 +1611,95 @@ macro_rules! store_impl {
                     })
                 }
 
-                fn set_exception_state<'a>(
-                    &'a self,
-                    id: i64,
-                    state: ExceptionState,
-                    note: &'a str,
-                    now: Timestamp,
-                ) -> BoxFuture<'a, Result<ExceptionRecord>> {
-                    Box::pin(self.change_exception_state(id, state, note, now))
+                fn create_api_token<'a>(&'a self, token: NewApiToken, now: Timestamp) -> BoxFuture<'a, Result<ApiTokenRecord>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let row = query(sql::INSERT_API_TOKEN)
+                            .bind(&token.name)
+                            .bind(token.role.as_str())
+                            .bind(token.scope.to_json())
+                            .bind(&token.hash)
+                            .bind(&token.prefix)
+                            .bind(millis(now))
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| match e {
+                                sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::TokenNameTaken { name: token.name.clone() },
+                                other => failed(format_args!("record API token {}", token.name))(other),
+                            })?;
+                        let record = rows::api_token(&row)?;
+                        finish(tx).await?;
+                        Ok(record)
+                    })
+                }
+
+                fn list_api_tokens<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>>> {
+                    Box::pin(async move {
+                        let found = self.reader().fetch_all(query(sql::LIST_API_TOKENS)).await.map_err(failed("list API tokens"))?;
+                        rows::all(&found, rows::api_token)
+                    })
+                }
+
+                fn api_token_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<ApiTokenRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::API_TOKEN_BY_HASH).bind(hash))
+                            .await
+                            .map_err(failed("look up an API token"))?
+                            .map(|row| rows::api_token(&row))
+                            .transpose()
+                    })
+                }
+
+                fn revoke_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<ApiTokenRecord>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let row = query(sql::REVOKE_API_TOKEN)
+                            .bind(id)
+                            .bind(millis(now))
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("revoke API token {id}")))?
+                            .ok_or_else(|| StoreError::NotFound { what: format!("live API token {id}") })?;
+                        let record = rows::api_token(&row)?;
+                        finish(tx).await?;
+                        Ok(record)
+                    })
+                }
+
+                fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        query(sql::TOUCH_API_TOKEN)
+                            .bind(id)
+                            .bind(millis(now))
+                            .bind(millis(now) - 60_000)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("note the use of API token {id}")))?;
+                        finish(tx).await
+                    })
+                }
+
+                fn act_on_exception<'a>(&'a self, act: ExceptionAct) -> BoxFuture<'a, Result<ExceptionActed>> {
+                    Box::pin(self.act(act))
+                }
+
+                fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_EXCEPTION_ACTIONS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.exception_id)
+                                    .bind(filter.after_id)
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list the exception audit log"))?;
+                        rows::all(&found, rows::exception_audit)
+                    })
                 }
 
                 fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {

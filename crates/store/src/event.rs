@@ -88,6 +88,9 @@ string_enum! {
         Refused => "refused",
         // ---- exceptions (a person's state change, on the exception's record)
         ExceptionOpen => "exception_open",
+        ExceptionAcknowledged => "exception_acknowledged",
+        ExceptionAssigned => "exception_assigned",
+        ExceptionRetried => "exception_retried",
         ExceptionClosed => "exception_closed",
         ExceptionResolved => "exception_resolved",
         ExceptionIgnored => "exception_ignored",
@@ -95,14 +98,15 @@ string_enum! {
 }
 
 impl EventKind {
-    /// The event a person's change of an exception's state leaves on its record.
-    pub fn exception(state: crate::model::ExceptionState) -> EventKind {
-        use crate::model::ExceptionState;
-        match state {
-            ExceptionState::Open => EventKind::ExceptionOpen,
-            ExceptionState::Closed => EventKind::ExceptionClosed,
-            ExceptionState::Resolved => EventKind::ExceptionResolved,
-            ExceptionState::Ignored => EventKind::ExceptionIgnored,
+    /// The event a person's action on an exception leaves on its record.
+    pub fn exception_action(action: &crate::model::ExceptionAction) -> EventKind {
+        use crate::model::ExceptionAction;
+        match action {
+            ExceptionAction::Acknowledge => EventKind::ExceptionAcknowledged,
+            ExceptionAction::Assign { .. } => EventKind::ExceptionAssigned,
+            ExceptionAction::Retry => EventKind::ExceptionRetried,
+            ExceptionAction::Resolve => EventKind::ExceptionResolved,
+            ExceptionAction::Ignore => EventKind::ExceptionIgnored,
         }
     }
 }

@@ -83,6 +83,10 @@ pub enum StoreError {
          worked from it ({detail}); nothing of this change was written, read the batches again and plan anew"
     )]
     CostBatchMoved { connection: String, batch_key: String, detail: String },
+    #[error("a live API token is already named {name:?}: revoke it first or choose another name")]
+    TokenNameTaken { name: String },
+    #[error("{why}")]
+    ActionRefused { exception_id: i64, action: String, why: String },
     #[error("store query failed: {0}")]
     Database(String),
     #[error("stored data could not be read: {0}")]
@@ -118,7 +122,7 @@ impl shipledger_core::retry::Classify for StoreError {
             | StoreError::Corrupt(_)
             | StoreError::UnknownJobKind { .. }
             | StoreError::BadJob { .. } => Verdict::GiveUp { owner: Owner::Admin },
-            StoreError::NotFound { .. } => Verdict::GiveUp { owner: Owner::Ops },
+            StoreError::NotFound { .. } | StoreError::ActionRefused { .. } | StoreError::TokenNameTaken { .. } => Verdict::GiveUp { owner: Owner::Ops },
         }
     }
 }
@@ -265,11 +269,31 @@ pub trait Store: Send + Sync {
 
     fn list_exceptions<'a>(&'a self, filter: ExceptionFilter) -> BoxFuture<'a, Result<Vec<ExceptionRecord>>>;
     fn get_exception<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ExceptionRecord>>>;
-    /// Open exceptions per (connection, kind): one grouped query, for seeding the
-    /// metrics' open-exception gauges.
+    /// Live exceptions (open or acknowledged) per (connection, kind): one grouped
+    /// query, for seeding the metrics' open-exception gauges.
     fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>>;
-    /// A person resolved or ignored an exception (or reopened it); recorded with a note.
-    fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>>;
+    /// A person's action on an exception (acknowledge, assign, retry, resolve,
+    /// ignore), checked by [`ExceptionAction::check`] against the exception as it is
+    /// in the transaction, with its audit row and a timeline event on its record in
+    /// the same transaction. A retry re-arms the job behind it there too. Refused
+    /// ([`StoreError::ActionRefused`], nothing written) when the exception has moved
+    /// on or the action does not apply; [`StoreError::NotFound`] for an unknown id.
+    fn act_on_exception<'a>(&'a self, act: ExceptionAct) -> BoxFuture<'a, Result<ExceptionActed>>;
+    /// The audit log: every action on exceptions, a person's or shipledger's, oldest first.
+    fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>>;
+
+    // ---- API tokens (only their hashes)
+
+    /// Record a new token; [`StoreError::TokenNameTaken`] when a live one has its name.
+    fn create_api_token<'a>(&'a self, token: NewApiToken, now: Timestamp) -> BoxFuture<'a, Result<ApiTokenRecord>>;
+    /// Every token, revoked ones too, oldest first.
+    fn list_api_tokens<'a>(&'a self) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>>>;
+    /// The live (not revoked) token with this hash.
+    fn api_token_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<ApiTokenRecord>>>;
+    /// Revoke a live token; [`StoreError::NotFound`] when there is no live one with this id.
+    fn revoke_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<ApiTokenRecord>>;
+    /// Note that a token was used (at most once a minute is written).
+    fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>>;
 
     // ---- shipments (labels and fulfillments seen in ShipStation)
 

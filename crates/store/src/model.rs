@@ -43,6 +43,9 @@ string_enum! {
 string_enum! {
     ExceptionState {
         Open => "open",
+        /// A person has seen it and is on it; it is still live (raised again, it is
+        /// refreshed; its condition clearing still closes it).
+        Acknowledged => "acknowledged",
         /// The condition cleared by itself (e.g. the ERP record was fixed).
         Closed => "closed",
         /// A person said it is dealt with.
@@ -50,6 +53,90 @@ string_enum! {
         /// A person said to leave it.
         Ignored => "ignored",
     }
+}
+
+impl ExceptionState {
+    /// Open or acknowledged: somebody still has to act, the condition still holds.
+    pub fn is_live(self) -> bool {
+        matches!(self, ExceptionState::Open | ExceptionState::Acknowledged)
+    }
+}
+
+string_enum! {
+    /// What an API token may do: viewers read, operators also act on exceptions
+    /// (and what they lead to), admins also manage tokens. Ordered by power.
+    TokenRole {
+        Viewer => "viewer",
+        Operator => "operator",
+        Admin => "admin",
+    }
+}
+
+impl TokenRole {
+    /// Whether a token of this role may do what `needed` may.
+    pub fn allows(self, needed: TokenRole) -> bool {
+        self >= needed
+    }
+}
+
+/// The connections an API token may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TokenScope {
+    /// Every connection, present and future (stored as `["*"]`).
+    All,
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl TokenScope {
+    pub fn allows(&self, connection: &str) -> bool {
+        match self {
+            TokenScope::All => true,
+            TokenScope::Only(names) => names.contains(connection),
+        }
+    }
+
+    /// As stored: `["*"]` or the names.
+    pub fn to_json(&self) -> Value {
+        match self {
+            TokenScope::All => serde_json::json!(["*"]),
+            TokenScope::Only(names) => serde_json::json!(names),
+        }
+    }
+
+    pub fn from_json(value: &Value) -> Option<TokenScope> {
+        let names: Vec<String> = serde_json::from_value(value.clone()).ok()?;
+        if names.iter().any(|n| n == "*") {
+            Some(TokenScope::All)
+        } else {
+            Some(TokenScope::Only(names.into_iter().collect()))
+        }
+    }
+}
+
+/// A token to record ([`crate::Store::create_api_token`]): only its hash is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiToken {
+    /// Unique among live tokens: who or what holds it (`dashboard`, `ana`).
+    pub name: String,
+    pub role: TokenRole,
+    pub scope: TokenScope,
+    /// The SHA-256 of the token, hex.
+    pub hash: String,
+    /// The token's first characters, to tell tokens apart in lists.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiTokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: TokenRole,
+    pub scope: TokenScope,
+    pub prefix: String,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// An order as shipledger keeps it.
@@ -256,6 +343,10 @@ pub struct ExceptionOpen {
     pub record_id: String,
     /// `{"message": ..., "fields": [...], ...}`
     pub detail: Value,
+    /// The job given up behind it (set by the engine when it finishes a job dead
+    /// with this change), which `exceptions retry` re-arms.
+    #[serde(default)]
+    pub job_id: Option<i64>,
 }
 
 /// Close the open exception of `kind` on a record (the condition cleared).
@@ -282,6 +373,132 @@ pub struct ExceptionRecord {
     pub detail: Value,
     /// The note of the last person who changed its state.
     pub note: Option<String>,
+    /// Who is working on it (a person's or a team's name), if anyone.
+    pub assignee: Option<String>,
+    /// The job given up behind it, which a retry re-arms.
+    pub job_id: Option<i64>,
+    pub acknowledged_at: Option<Timestamp>,
+    /// When it was closed, resolved or ignored.
+    pub ended_at: Option<Timestamp>,
+}
+
+impl ExceptionRecord {
+    /// How long it has been (or was) live: from first seen to its end, or to `now`.
+    pub fn age(&self, now: Timestamp) -> jiff::SignedDuration {
+        self.ended_at.unwrap_or(now).duration_since(self.first_seen)
+    }
+}
+
+/// What a person (or a program acting for one) does to an exception.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum ExceptionAction {
+    /// "I have seen it and am on it": open → acknowledged.
+    Acknowledge,
+    /// Give it to someone (`None`: to nobody). Its state stays.
+    Assign { to: Option<String> },
+    /// Run the job behind it again: a given-up job is re-armed (attempts from
+    /// zero, due now), a job waiting for its next attempt is made due now. The
+    /// exception stays live; it closes when the job succeeds.
+    Retry,
+    /// "It is dealt with" (a note saying how is required).
+    Resolve,
+    /// "Leave it be" (a note saying why is required): while ignored, the same kind
+    /// is not raised again on the record.
+    Ignore,
+}
+
+impl ExceptionAction {
+    /// The stable name (`acknowledge`, `assign`, ...), in the audit log and the API.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExceptionAction::Acknowledge => "acknowledge",
+            ExceptionAction::Assign { .. } => "assign",
+            ExceptionAction::Retry => "retry",
+            ExceptionAction::Resolve => "resolve",
+            ExceptionAction::Ignore => "ignore",
+        }
+    }
+
+    /// Whether this action may be taken on `exception` with `note`; the refusal
+    /// says why and what to do instead. The store checks it again in its
+    /// transaction (the exception may have moved meanwhile).
+    pub fn check(&self, exception: &ExceptionRecord, note: Option<&str>) -> Result<(), String> {
+        let id = exception.id;
+        let needs_note = matches!(self, ExceptionAction::Resolve | ExceptionAction::Ignore);
+        if needs_note && note.is_none_or(|n| n.trim().is_empty()) {
+            return Err(format!("to {} exception {id}, give a note saying why (it is kept in its audit log)", self.name()));
+        }
+        if !exception.state.is_live() {
+            return Err(format!(
+                "exception {id} is {} already{}; nothing to {}",
+                exception.state,
+                exception.ended_at.map(|t| format!(" (since {t})")).unwrap_or_default(),
+                self.name()
+            ));
+        }
+        match self {
+            ExceptionAction::Acknowledge if exception.state == ExceptionState::Acknowledged => {
+                Err(format!("exception {id} is acknowledged already"))
+            }
+            ExceptionAction::Assign { to: Some(to) } if to.trim().is_empty() => {
+                Err(format!("name whom to assign exception {id} to (or unassign it)"))
+            }
+            ExceptionAction::Retry if exception.job_id.is_none() => Err(format!(
+                "exception {id} ({}) has no job behind it to retry: shipledger checks its condition again by itself and closes it once it clears; fix the cause it names",
+                exception.kind
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One action on an exception ([`crate::Store::act_on_exception`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionAct {
+    pub id: i64,
+    pub action: ExceptionAction,
+    /// Who: a token's name, `cli:USER`, ... (kept in the audit log).
+    pub actor: String,
+    pub note: Option<String>,
+    pub at: Timestamp,
+}
+
+/// What an action did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionActed {
+    /// The exception after the action.
+    pub exception: ExceptionRecord,
+    /// Its audit row.
+    pub audit: ExceptionAudit,
+}
+
+/// One row of an exception's audit log: who did what, when, and the exception's
+/// fields (and for a retry, its job's) before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionAudit {
+    pub id: i64,
+    pub exception_id: i64,
+    pub connection: String,
+    pub at: Timestamp,
+    /// `shipledger` for what shipledger did by itself (opened, closed).
+    pub actor: String,
+    /// `opened`, `closed`, or an [`ExceptionAction::name`].
+    pub action: String,
+    pub before: Value,
+    pub after: Value,
+    pub note: Option<String>,
+}
+
+/// Which audit rows to list, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct ExceptionAuditFilter {
+    pub connection: Option<String>,
+    pub exception_id: Option<i64>,
+    /// Rows after this one (the last of the previous page).
+    pub after_id: Option<i64>,
+    /// 0: all.
+    pub limit: u32,
 }
 
 string_enum! {
@@ -481,7 +698,7 @@ impl Change {
 
     /// Open an exception of `kind` on a record (or refresh the one already open).
     pub fn raise(&mut self, kind: ExceptionKind, record_type: &str, record_id: impl Into<String>, detail: Value) {
-        self.open_exceptions.push(ExceptionOpen { kind, record_type: record_type.to_string(), record_id: record_id.into(), detail });
+        self.open_exceptions.push(ExceptionOpen { kind, record_type: record_type.to_string(), record_id: record_id.into(), detail, job_id: None });
     }
 
     /// Close the open exception of `kind` on a record: its condition cleared.
@@ -652,6 +869,12 @@ pub struct JobFilter {
 pub struct ExceptionFilter {
     pub connection: Option<String>,
     pub state: Option<ExceptionState>,
+    /// Only live ones (open or acknowledged); with `state` too, both must hold.
+    pub live: bool,
+    pub assignee: Option<String>,
+    /// Exceptions after this id (the last of the previous page); the list is in id
+    /// order, oldest first.
+    pub after_id: Option<i64>,
     pub kind: Option<ExceptionKind>,
     pub owner: Option<Owner>,
     pub record_type: Option<String>,

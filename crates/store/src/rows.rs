@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shipledger_core::exception::ExceptionKind;
 
-use crate::{
+use crate::{ExceptionAudit, 
     AwaitingScan, CostEntry, EventKind, JobDecodeError, ScanCheckState, JobSpec, RecordType, EventRecord, ExceptionRecord, ExceptionState, Job, JobState,
     OrderLineRecord, OrderRecord, OrderState, Result, ScheduleRecord, ShipmentKind, ShipmentLine, ShipmentRecord, ShipmentUpsert, ShipmentState,
     StoreError, TimelineEntry,
@@ -241,6 +241,39 @@ pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {
         last_seen: row.time("last_seen")?,
         occurrences: row.int("occurrences")?,
         detail: row.json("detail")?,
+        note: row.opt_text("note")?,
+        assignee: row.opt_text("assignee")?,
+        job_id: row.opt_int("job_id")?,
+        acknowledged_at: row.opt_time("acknowledged_at")?,
+        ended_at: row.opt_time("ended_at")?,
+    })
+}
+
+pub(crate) fn api_token(row: &impl RowExt) -> Result<crate::ApiTokenRecord> {
+    let connections = row.json("connections")?;
+    Ok(crate::ApiTokenRecord {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        role: row.parsed("role", crate::TokenRole::parse)?,
+        scope: crate::TokenScope::from_json(&connections)
+            .ok_or_else(|| StoreError::Corrupt(format!("api token connections {connections} is not a list of names")))?,
+        prefix: row.text("prefix")?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+        last_used_at: row.opt_time("last_used_at")?,
+    })
+}
+
+pub(crate) fn exception_audit(row: &impl RowExt) -> Result<ExceptionAudit> {
+    Ok(ExceptionAudit {
+        id: row.int("id")?,
+        exception_id: row.int("exception_id")?,
+        connection: row.text("connection")?,
+        at: row.time("at")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        before: row.json("before")?,
+        after: row.json("after")?,
         note: row.opt_text("note")?,
     })
 }

@@ -48,7 +48,7 @@ macro_rules! event_columns {
 macro_rules! exception_columns {
     () => {
         "id, connection, kind, owner, severity, record_type, record_id, state, \
-         first_seen, last_seen, occurrences, detail, note"
+         first_seen, last_seen, occurrences, detail, note, assignee, job_id, acknowledged_at, ended_at"
     };
 }
 
@@ -208,6 +208,19 @@ pub(crate) const RENEW_JOBS: &str = "UPDATE jobs
         SET lease_until = $2, updated_at = $3
       WHERE lease_token = $1 AND state = 'running'
       RETURNING id";
+
+/// A person's retry ([`crate::ExceptionAction::Retry`]): a given-up job runs again,
+/// its attempts from zero and its horizon from now; a pending one runs now instead of
+/// at its next attempt. `$1` id, `$2` now. No row: the job is running or done.
+pub(crate) const REARM_JOB: &str = "UPDATE jobs
+        SET attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
+            created_at = CASE WHEN state = 'dead' THEN $2 ELSE created_at END,
+            state = 'pending', next_run_at = $2, lease_until = NULL, lease_token = NULL, updated_at = $2
+      WHERE id = $1 AND state IN ('dead', 'pending')
+      RETURNING id";
+
+/// What a retry needs to know of a job. `$1` id.
+pub(crate) const JOB_STANDING: &str = "SELECT kind, state, attempts, next_run_at, last_error FROM jobs WHERE id = $1";
 
 pub(crate) const JOB_EXISTS: &str = "SELECT id FROM jobs WHERE id = $1";
 
@@ -399,31 +412,39 @@ pub(crate) const ORDER_TIMELINE: &str = "SELECT e.id, e.connection, e.record_typ
 
 // ---- exceptions
 
-/// Open an exception, or refresh the open one of the same kind on the record. The
-/// conflict target names the partial unique index (`WHERE state = 'open'`).
-/// `occurrences = 1` in the returned row means it was newly opened.
-/// `$1` connection, `$2` kind, `$3` owner, `$4` severity, `$5` record type,
-/// `$6` record id, `$7` now, `$8` detail.
+/// Open an exception, or refresh the live one (open or acknowledged) of the same
+/// kind on the record. The conflict target names the partial unique index (`WHERE
+/// state IN ('open', 'acknowledged')`). One of the kind ignored on the record keeps it
+/// from being raised again: then no row is returned. `occurrences = 1` in the
+/// returned row means it was newly opened. `$1` connection, `$2` kind, `$3` owner,
+/// `$4` severity, `$5` record type, `$6` record id, `$7` now, `$8` detail, `$9` the
+/// job given up behind it (NULL: none, or keep the one recorded).
 pub(crate) const OPEN_EXCEPTION: &str = "INSERT INTO exceptions
         (connection, kind, owner, severity, record_type, record_id, state,
-         first_seen, last_seen, occurrences, detail)
-     VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8)
-     ON CONFLICT (connection, kind, record_type, record_id) WHERE state = 'open'
+         first_seen, last_seen, occurrences, detail, job_id)
+     SELECT $1, $2, $3, $4, $5, $6, 'open', $7, $7, 1, $8, $9
+      WHERE NOT EXISTS (SELECT 1 FROM exceptions
+                         WHERE connection = $1 AND kind = $2 AND record_type = $5 AND record_id = $6
+                           AND state = 'ignored')
+     ON CONFLICT (connection, kind, record_type, record_id) WHERE state IN ('open', 'acknowledged')
      DO UPDATE SET
         last_seen = excluded.last_seen,
         detail = excluded.detail,
-        occurrences = exceptions.occurrences + 1
+        occurrences = exceptions.occurrences + 1,
+        job_id = COALESCE(excluded.job_id, exceptions.job_id)
      RETURNING id, occurrences";
 
-/// Open exceptions of every connection, per kind.
-pub(crate) const COUNT_OPEN_EXCEPTIONS: &str =
-    "SELECT connection, kind, COUNT(*) AS n FROM exceptions WHERE state = 'open' GROUP BY connection, kind";
+/// Live exceptions (open or acknowledged) of every connection, per kind.
+pub(crate) const COUNT_OPEN_EXCEPTIONS: &str = "SELECT connection, kind, COUNT(*) AS n FROM exceptions
+      WHERE state IN ('open', 'acknowledged') GROUP BY connection, kind";
 
+/// Close the live exception of a kind on a record: its condition cleared.
 /// `$1` connection, `$2` kind, `$3` record type, `$4` record id, `$5` now.
 pub(crate) const CLOSE_EXCEPTION: &str = "UPDATE exceptions
-        SET state = 'closed', last_seen = $5
+        SET state = 'closed', last_seen = $5, ended_at = $5
       WHERE connection = $1 AND kind = $2 AND record_type = $3 AND record_id = $4
-        AND state = 'open'";
+        AND state IN ('open', 'acknowledged')
+      RETURNING id, acknowledged_at";
 
 pub(crate) const GET_EXCEPTION: &str = concat!(
     "SELECT ",
@@ -431,14 +452,54 @@ pub(crate) const GET_EXCEPTION: &str = concat!(
     " FROM exceptions WHERE id = $1"
 );
 
-/// `$1` id, `$2` state, `$3` note.
-pub(crate) const SET_EXCEPTION_STATE: &str = concat!(
-    "UPDATE exceptions SET state = $2, note = $3 WHERE id = $1 RETURNING ",
+/// open → acknowledged. `$1` id, `$2` now, `$3` note (NULL: keep).
+pub(crate) const ACKNOWLEDGE_EXCEPTION: &str = concat!(
+    "UPDATE exceptions SET state = 'acknowledged', acknowledged_at = $2, note = COALESCE($3, note)
+      WHERE id = $1 AND state = 'open' RETURNING ",
     exception_columns!()
 );
 
+/// `$1` id, `$2` assignee (NULL: nobody), `$3` note (NULL: keep). Live ones only.
+pub(crate) const ASSIGN_EXCEPTION: &str = concat!(
+    "UPDATE exceptions SET assignee = $2, note = COALESCE($3, note)
+      WHERE id = $1 AND state IN ('open', 'acknowledged') RETURNING ",
+    exception_columns!()
+);
+
+/// A live exception ends by a person's word. `$1` id, `$2` state (resolved or
+/// ignored), `$3` note, `$4` now.
+pub(crate) const END_EXCEPTION: &str = concat!(
+    "UPDATE exceptions SET state = $2, note = $3, ended_at = $4
+      WHERE id = $1 AND state IN ('open', 'acknowledged') RETURNING ",
+    exception_columns!()
+);
+
+/// The note of a live exception (a retry's). `$1` id, `$2` note (NULL: keep).
+pub(crate) const NOTE_EXCEPTION: &str = concat!(
+    "UPDATE exceptions SET note = COALESCE($2, note)
+      WHERE id = $1 AND state IN ('open', 'acknowledged') RETURNING ",
+    exception_columns!()
+);
+
+/// `$1` exception id, `$2` connection, `$3` at, `$4` actor, `$5` action, `$6` before,
+/// `$7` after, `$8` note.
+pub(crate) const INSERT_EXCEPTION_ACTION: &str = "INSERT INTO exception_actions
+        (exception_id, connection, at, actor, action, before, after, note)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     RETURNING id";
+
+/// `$1` connection, `$2` exception id, `$3` after id (each NULL for any), `$4` limit.
+pub(crate) const LIST_EXCEPTION_ACTIONS: &str = "SELECT id, exception_id, connection, at, actor, action, before, after, note
+       FROM exception_actions
+      WHERE ($1 IS NULL OR connection = $1)
+        AND ($2 IS NULL OR exception_id = $2)
+        AND ($3 IS NULL OR id > $3)
+      ORDER BY id
+      LIMIT $4";
+
 /// `$1` connection, `$2` state, `$3` kind, `$4` owner, `$5` record type,
-/// `$6` record id (each NULL for any), `$7` limit. Oldest first.
+/// `$6` record id, `$7` assignee, `$8` after id (each NULL for any), `$9` live only
+/// (1) or any (0), `$10` limit. In id order, oldest first.
 pub(crate) const LIST_EXCEPTIONS: &str = concat!(
     "SELECT ",
     exception_columns!(),
@@ -449,9 +510,42 @@ pub(crate) const LIST_EXCEPTIONS: &str = concat!(
        AND ($4 IS NULL OR owner = $4)
        AND ($5 IS NULL OR record_type = $5)
        AND ($6 IS NULL OR record_id = $6)
-     ORDER BY first_seen, id
-     LIMIT $7"
+       AND ($7 IS NULL OR assignee = $7)
+       AND ($8 IS NULL OR id > $8)
+       AND ($9 = 0 OR state IN ('open', 'acknowledged'))
+     ORDER BY id
+     LIMIT $10"
 );
+
+// ---- API tokens
+
+macro_rules! token_columns {
+    () => {
+        "id, name, role, connections, prefix, created_at, revoked_at, last_used_at"
+    };
+}
+
+/// `$1` name, `$2` role, `$3` connections (JSON), `$4` hash, `$5` prefix, `$6` now.
+pub(crate) const INSERT_API_TOKEN: &str = concat!(
+    "INSERT INTO api_tokens (name, role, connections, hash, prefix, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+    token_columns!()
+);
+
+pub(crate) const LIST_API_TOKENS: &str = concat!("SELECT ", token_columns!(), " FROM api_tokens ORDER BY id");
+
+pub(crate) const API_TOKEN_BY_HASH: &str =
+    concat!("SELECT ", token_columns!(), " FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL");
+
+/// `$1` id, `$2` now.
+pub(crate) const REVOKE_API_TOKEN: &str = concat!(
+    "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING ",
+    token_columns!()
+);
+
+/// `$1` id, `$2` now, `$3` now less a minute.
+pub(crate) const TOUCH_API_TOKEN: &str = "UPDATE api_tokens SET last_used_at = $2
+      WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)";
 
 // ---- shipments
 

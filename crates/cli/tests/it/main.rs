@@ -6,6 +6,7 @@ mod costs;
 mod crash;
 mod demo;
 mod drain;
+mod exceptions;
 mod fidelity;
 mod ledger;
 mod metrics;

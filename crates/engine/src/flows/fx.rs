@@ -31,7 +31,7 @@ use shipledger_core::Currency;
 use shipledger_core::cost::CostEntry;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::fx::{Conversion, RateSource, RateTable};
-use shipledger_store::{Change, EventKind, ExceptionFilter, ExceptionState, NewCostConversion, NewEvent, StoreError};
+use shipledger_store::{Change, EventKind, ExceptionFilter, NewCostConversion, NewEvent, StoreError};
 
 use shipledger_erp::Erp;
 
@@ -291,7 +291,7 @@ pub async fn convert(engine: &Engine, conn: &Connection) -> Result<FxReport, Eng
         .store
         .list_exceptions(ExceptionFilter {
             connection: Some(conn.name.clone()),
-            state: Some(ExceptionState::Open),
+            live: true,
             kind: Some(ExceptionKind::FxRateMissing),
             limit: 1_000,
             ..ExceptionFilter::default()

@@ -28,7 +28,7 @@ use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_shipstation::{ForeignReason, MAX_RESOURCE_URL_LEN};
 use shipledger_store::{
-    Change, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewEvent, RecordType, RunnableJobs, Store,
+    Change, EventKind, ExceptionFilter, Job, JobKind, JobSpec, NewEvent, RecordType, RunnableJobs, Store,
     StoreError,
 };
 
@@ -239,7 +239,7 @@ pub async fn foreign_webhook(store: &dyn Store, connection: &str, now: Timestamp
     let previous = store
         .list_exceptions(ExceptionFilter {
             connection: Some(connection.to_string()),
-            state: Some(ExceptionState::Open),
+            live: true,
             kind: Some(ExceptionKind::WebhookForeignHost),
             record_type: Some("webhook".into()),
             record_id: Some(host.clone()),

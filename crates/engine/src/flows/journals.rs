@@ -34,7 +34,7 @@ use shipledger_core::journal::{BatchPlan, JournalError, PeriodState, PlanContext
 use shipledger_core::retry::{Classify, Verdict};
 use shipledger_erp::ErpError;
 use shipledger_store::{
-    BatchMember, BatchMove, BatchState, Change, CostBatchFilter, CostBatchRecord, CostEntryFilter, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewCostBatch,
+    BatchMember, BatchMove, BatchState, Change, CostBatchFilter, CostBatchRecord, CostEntryFilter, EventKind, ExceptionFilter, Job, JobKind, JobSpec, NewCostBatch,
     NewEvent, NewJob, PostJournal, RecordType,
 };
 
@@ -184,7 +184,7 @@ pub async fn plan(engine: &Engine, conn: &Connection, until: Option<Date>) -> Re
             .list_exceptions(ExceptionFilter {
                 connection: Some(conn.name.clone()),
                 kind: Some(ExceptionKind::CostsNoOpenPeriod),
-                state: Some(ExceptionState::Open),
+                live: true,
                 limit: 1,
                 ..Default::default()
             })

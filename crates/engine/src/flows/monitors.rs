@@ -15,7 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_store::{
-    Change, ExceptionFilter, ExceptionState, OrderFilter, OrderState,
+    Change, ExceptionFilter, OrderFilter, OrderState,
     ShipmentFilter, ShipmentKind,
 };
 
@@ -127,7 +127,7 @@ async fn open(engine: &Engine, conn: &Connection, kind: ExceptionKind) -> Result
         .list_exceptions(ExceptionFilter {
             connection: Some(conn.name.clone()),
             kind: Some(kind),
-            state: Some(ExceptionState::Open),
+            live: true,
             ..Default::default()
         })
         .await?

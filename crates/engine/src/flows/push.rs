@@ -51,7 +51,7 @@ use shipledger_core::{Weight, WeightUnit};
 use shipledger_shipstation::v1::model::{self as ss, OrderRefusal, OrderStatus};
 use shipledger_shipstation::v1::query::{OrderFilter, OrderSortBy, SortDir};
 use shipledger_store::{
-    Change, EventKind, ExceptionFilter, ExceptionState, Job, JobKind, JobSpec, NewEvent, OrderLineRecord, OrderRecord,
+    Change, EventKind, ExceptionFilter, Job, JobKind, JobSpec, NewEvent, OrderLineRecord, OrderRecord,
     OrderState, OrderUpsert, SyncOrder,
 };
 
@@ -753,7 +753,7 @@ async fn change_after_shipment_unless_withdrawn(
         .store
         .list_exceptions(ExceptionFilter {
             connection: Some(conn.name.clone()),
-            state: Some(ExceptionState::Open),
+            live: true,
             kind: Some(ExceptionKind::OrderWithdrawn),
             record_type: Some("order".into()),
             record_id: Some(record.erp_id.clone()),

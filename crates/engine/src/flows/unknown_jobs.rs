@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
-use shipledger_store::{ExceptionFilter, ExceptionState, JobKind, RecordType};
+use shipledger_store::{ExceptionFilter, JobKind, RecordType};
 
 use crate::{Connection, Engine, EngineError};
 
@@ -31,7 +31,7 @@ pub async fn unknown_kinds(engine: &Engine, conn: &Connection) -> Result<usize, 
         .store
         .list_exceptions(ExceptionFilter {
             connection: Some(conn.name.clone()),
-            state: Some(ExceptionState::Open),
+            live: true,
             kind: Some(ExceptionKind::JobKindUnknown),
             ..Default::default()
         })
@@ -81,7 +81,7 @@ pub async fn unreadable(engine: &Engine, conn: &Connection) -> Result<usize, Eng
         .store
         .list_exceptions(ExceptionFilter {
             connection: Some(conn.name.clone()),
-            state: Some(ExceptionState::Open),
+            live: true,
             kind: Some(ExceptionKind::JobPayloadUnreadable),
             ..Default::default()
         })

@@ -566,9 +566,34 @@ mod counting {
         fn count_open_exceptions<'a>(&'a self) -> BoxFuture<'a, Result<Vec<OpenExceptions>>> {
             self.inner.count_open_exceptions()
         }
-        fn set_exception_state<'a>(&'a self, id: i64, state: ExceptionState, note: &'a str, now: Timestamp) -> BoxFuture<'a, Result<ExceptionRecord>> {
-            self.wrote("set_exception_state");
-            self.inner.set_exception_state(id, state, note, now)
+        fn act_on_exception<'a>(&'a self, act: shipledger_store::ExceptionAct) -> BoxFuture<'a, Result<shipledger_store::ExceptionActed>> {
+            self.wrote("act_on_exception");
+            self.inner.act_on_exception(act)
+        }
+        fn list_exception_audit<'a>(
+            &'a self,
+            filter: shipledger_store::ExceptionAuditFilter,
+        ) -> BoxFuture<'a, Result<Vec<shipledger_store::ExceptionAudit>>> {
+            self.inner.list_exception_audit(filter)
+        }
+        fn create_api_token<'a>(
+            &'a self,
+            token: shipledger_store::NewApiToken,
+            now: Timestamp,
+        ) -> BoxFuture<'a, Result<shipledger_store::ApiTokenRecord>> {
+            self.inner.create_api_token(token, now)
+        }
+        fn list_api_tokens<'a>(&'a self) -> BoxFuture<'a, Result<Vec<shipledger_store::ApiTokenRecord>>> {
+            self.inner.list_api_tokens()
+        }
+        fn api_token_by_hash<'a>(&'a self, hash: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::ApiTokenRecord>>> {
+            self.inner.api_token_by_hash(hash)
+        }
+        fn revoke_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ApiTokenRecord>> {
+            self.inner.revoke_api_token(id, now)
+        }
+        fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.inner.touch_api_token(id, now)
         }
         fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
             self.inner.get_shipment(connection, shipment_key)

@@ -28,6 +28,7 @@ pub async fn a_committed_change_is_all_or_nothing(db: &TestDb) -> anyhow::Result
         record_type: "order".into(),
         record_id: "1001".into(),
         detail: json!({"message": "not read back"}),
+        job_id: None,
     });
     change.watermark = Some(WatermarkMove::new("erp_orders", None, "cursor-2"));
     change.finish_job = Some(JobFinish {

@@ -21,6 +21,7 @@ mod schedules;
 mod shipments;
 mod sqlite_only;
 mod timeline;
+mod tokens;
 
 macro_rules! stories {
     ($($module:ident :: $story:ident,)*) => {
@@ -69,7 +70,12 @@ stories! {
     jobs::a_claims_jobs_are_renewed_together_and_a_job_taken_over_is_no_longer_renewed,
     exceptions::a_second_open_of_the_same_exception_refreshes_it_and_after_closing_a_new_one_opens,
     exceptions::exceptions_filter_by_owner_state_and_kind,
-    exceptions::a_person_resolving_an_exception_is_on_the_records_timeline,
+    exceptions::an_exception_is_acknowledged_assigned_and_resolved_each_step_audited_and_on_the_timeline,
+    exceptions::an_exception_closes_by_itself_when_its_condition_clears_even_acknowledged_and_the_audit_says_so,
+    exceptions::an_ignored_exception_is_not_raised_again_on_its_record_but_a_resolved_one_is,
+    exceptions::retrying_an_exception_re_arms_the_given_up_job_behind_it_once,
+    exceptions::the_audit_trail_cannot_be_rewritten,
+    tokens::a_token_is_found_by_its_hash_until_revoked_and_its_name_is_free_again,
     timeline::the_timeline_returns_events_in_order,
     timeline::an_orders_timeline_merges_the_events_of_its_shipments_by_time_with_their_tracking_numbers,
     timeline::watermarks_advance_per_connection,
