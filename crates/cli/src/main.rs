@@ -15,6 +15,7 @@ mod output;
 mod run;
 mod sandbox;
 mod token;
+mod tokens;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,10 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// API tokens for `/api/v1`: a role (viewer, operator, admin) and the connections
+    /// each may see; only their hashes are stored.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
     /// Exceptions: what needs a person, and whose.
     #[command(subcommand)]
     Exceptions(inspect::ExceptionsCommand),
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
             Command::Sync { config, once } => run::sync(&config, once).await,
             Command::CheckConfig { config, connect } => run::check_config(&config, connect).await,
             Command::Exceptions(command) => inspect::exceptions(command).await,
+            Command::Tokens(command) => tokens::tokens(command).await,
             Command::Timeline(args) => inspect::timeline(args).await,
             Command::Costs(command) => costs::costs(command).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,

@@ -208,8 +208,15 @@ pub async fn serve(path: &Path) -> anyhow::Result<()> {
     let server = shipledger_server::Server::bind(listen, engine.store.clone(), engine.clock.clone(), hooks)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?
-        .wake_on_intake(engine.waker());
-    println!("shipledger serving on http://{} (/healthz, /readyz, /metrics)", server.local_addr()?);
+        .wake_on_intake(engine.waker())
+        .api(
+            config
+                .connections
+                .iter()
+                .map(|c| shipledger_server::api::ApiConnection { name: c.name.clone(), policy: c.policy.clone() })
+                .collect(),
+        );
+    println!("shipledger serving on http://{} (/healthz, /readyz, /metrics, /api/v1)", server.local_addr()?);
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         crate::shutdown_signal().await;

@@ -10,6 +10,7 @@
 //! | `GET /metrics` | the process's Prometheus metrics ([`metrics`]): external requests, rate budgets, orders, jobs, open exceptions, webhook intake |
 //! | `POST /webhooks/shipstation/{connection}/{token}` | a v1 webhook, stored as an `ingest_v1_webhook` job (200), or 404 / 400 / 413 / 503 |
 //! | `POST /webhooks/shipstation-v2/{connection}` | a signed v2 `track` webhook, stored as an `ingest_v2_track` job (200), or 404 / 400 / 401 / 413 / 503 |
+//! | `/api/v1/...` | the REST API ([`api`]), bearer tokens with roles; its OpenAPI 3.1 document at `/api/v1/openapi.json` |
 //!
 //! Concurrent deliveries are stored together, one transaction per batch, by one
 //! committer task ([`intake`]); each is answered 200 only once its batch committed.
@@ -29,6 +30,7 @@ use shipledger_store::{ExceptionFilter, Store};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+pub mod api;
 pub mod intake;
 mod metrics;
 pub mod webhooks;
@@ -60,6 +62,7 @@ pub struct Server {
     wake: Option<Arc<Notify>>,
     queue: usize,
     max_batch: usize,
+    api: Vec<api::ApiConnection>,
 }
 
 impl Server {
@@ -78,7 +81,7 @@ impl Server {
         shipledger_engine::metrics::recorder();
         ::metrics::describe_counter!(WEBHOOKS_RECEIVED, "Webhook deliveries received, by connection, source (v1, v2) and outcome.");
         let listener = TcpListener::bind(addr).await?;
-        Ok(Server { listener, store, clock, hooks, wake: None, queue: intake::QUEUE, max_batch: intake::MAX_BATCH })
+        Ok(Server { listener, store, clock, hooks, wake: None, queue: intake::QUEUE, max_batch: intake::MAX_BATCH, api: Vec::new() })
     }
 
     /// Signal `waker` (`notify_waiters`) whenever a batch of webhook deliveries
@@ -99,6 +102,12 @@ impl Server {
         self
     }
 
+    /// Serve the REST API for these connections (their policies give the SLAs).
+    pub fn api(mut self, connections: Vec<api::ApiConnection>) -> Server {
+        self.api = connections;
+        self
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
@@ -106,16 +115,18 @@ impl Server {
     /// Serve until `stop` turns true; the deliveries already taken are stored and
     /// answered before this returns.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
-        let Server { listener, store, clock, hooks, wake, queue, max_batch } = self;
+        let Server { listener, store, clock, hooks, wake, queue, max_batch, api: api_connections } = self;
         let (inbox, deliveries) = intake::Inbox::new(queue);
         let committer = tokio::spawn(intake::commit_loop(store.clone(), deliveries, max_batch, wake));
+        let api_state = api::ApiState { store: store.clone(), clock: clock.clone(), connections: Arc::new(api_connections) };
         let state = AppState { store, clock, hooks: Arc::new(hooks), inbox };
         let app = Router::new()
             .route("/healthz", get(|| async { "ok\n" }))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics::render))
             .merge(webhooks::routes())
-            .with_state(state);
+            .with_state(state)
+            .merge(api::router(api_state));
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop.wait_for(|s| *s).await;

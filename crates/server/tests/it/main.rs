@@ -7,6 +7,7 @@
 #[allow(dead_code, unused_imports)]
 #[path = "../../../engine/tests/it/helpers.rs"]
 mod helpers;
+mod api;
 mod intake;
 mod metrics;
 mod redirects;
