@@ -1,5 +1,6 @@
 //! The cli crate's single integration-test binary (DESIGN §4: one per crate).
 
+mod api_schema;
 mod bench;
 mod check;
 mod costs;
