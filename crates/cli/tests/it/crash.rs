@@ -25,6 +25,8 @@ const AUTH: (&str, &str) = ("crash-key", "crash-secret");
 const ORDERS: usize = 1_100;
 const KILLS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(300);
+/// The v1 webhook path token of the receiver's crash run.
+const HOOK_TOKEN: &str = "crash-hook-token";
 
 /// `shipledger COMMAND --config CONFIG` with the crash runs' secrets in its environment.
 fn shipledger(command: &[&str], config: &Path) -> Command {
@@ -36,6 +38,7 @@ fn shipledger(command: &[&str], config: &Path) -> Command {
         .env("CRASH_SS_SECRET", "crash-secret")
         .env("CRASH_ERP_KEY", "crash-erp-key")
         .env("CRASH_SS_V2_KEY", "sandbox-v2-key")
+        .env("CRASH_HOOK_TOKEN", HOOK_TOKEN)
         .env("RUST_LOG", "warn");
     c
 }
@@ -482,4 +485,219 @@ async fn every_cost_window_posts_exactly_one_journal_through_kills_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_cost_window_posts_exactly_one_journal_through_kills_on_postgres() {
     on_postgres(journals_survive_kills).await;
+}
+
+/// The v1 webhook receiver under SIGKILL: sixteen senders deliver v1 webhooks to
+/// `shipledger serve` (some of them twice, as ShipStation does when it is unsure),
+/// and the process is killed with SIGKILL once 400 deliveries were acknowledged,
+/// with more in flight. Afterwards every delivery answered 200 is in the store as
+/// its `ingest_v1_webhook` job and its `received` event, and none is there as two
+/// jobs (or with more `received` events than it arrived). Then `serve` starts again
+/// on the same store and every delivery is sent once more (those that got no answer
+/// before the kill as well): all are answered 200, and each is still one job. Bounded: at most 16 x 120 deliveries before
+/// the kill, and a deadline.
+async fn webhooks_survive_a_kill_of_the_receiver(store_url: String) {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    const SENDERS: usize = 16;
+    const PER_SENDER: usize = 120;
+    const KILL_AFTER: usize = 400;
+    const READY: Duration = Duration::from_secs(60);
+
+    let dir = tempfile::tempdir().unwrap();
+    let ss = Sandbox::start(
+        SandboxConfig { api_key: "crash-key".into(), api_secret: "crash-secret".into(), ..SandboxConfig::default() },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let erp = SandboxErp::start(SandboxErpConfig { api_key: "crash-erp-key".into(), ..SandboxErpConfig::default() }, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let config = support::write_config(
+        dir.path(),
+        &TestConfig {
+            store_url: &store_url,
+            listen: Some(&listen),
+            connection: "crash",
+            env: "CRASH",
+            erp: &erp.base_url(),
+            ss: &ss.base_url(),
+            v2: true,
+            webhooks: true,
+            policy: "poll_interval = \"1s\"",
+        },
+    );
+    let log = dir.path().join("serve.log");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let base = format!("http://{listen}");
+    let hook = format!("{base}/webhooks/shipstation/crash/{HOOK_TOKEN}");
+    let ready = async |http: &reqwest::Client| {
+        support::wait_until("serve answering /healthz", READY, &log, async || {
+            http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    };
+
+    // Each body names its own shipment batch: body -> the resource_url the receiver
+    // stores for it.
+    let ss_base = ss.base_url();
+    let delivery = move |sender: usize, n: usize| {
+        let url = format!("{ss_base}/shipments?storeID=1&batchId={}&includeShipmentItems=False", sender * 1_000 + n);
+        let stored = shipledger_server::with_shipment_items(&url.parse().unwrap()).to_string();
+        (json!({"resource_url": url, "resource_type": "SHIP_NOTIFY"}).to_string(), stored)
+    };
+    #[derive(Default)]
+    struct Sent {
+        /// Every body sent, with the resource_url stored for it.
+        bodies: BTreeMap<String, String>,
+        /// How many times each body was sent.
+        attempts: BTreeMap<String, usize>,
+        /// The bodies answered 200.
+        acknowledged: BTreeSet<String>,
+        /// Answers other than 200 (and 503, "send it again") before the kill.
+        unexpected: Vec<String>,
+    }
+    let sent = Arc::new(Mutex::new(Sent::default()));
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
+
+    let serve = spawn(&["serve"], &config, &log);
+    ready(&http).await;
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (http, hook, sent, acknowledged, killed) = (http.clone(), hook.clone(), sent.clone(), acknowledged.clone(), killed.clone());
+        let delivery = delivery.clone();
+        senders.push(tokio::spawn(async move {
+            let mut last_acknowledged: Option<String> = None;
+            for n in 0..PER_SENDER {
+                if killed.load(Ordering::SeqCst) {
+                    return;
+                }
+                // Every fourth delivery is the last acknowledged one again.
+                let body = match (&last_acknowledged, n % 4) {
+                    (Some(again), 3) => again.clone(),
+                    _ => {
+                        let (body, stored) = delivery(s, n);
+                        sent.lock().unwrap().bodies.insert(body.clone(), stored);
+                        body
+                    }
+                };
+                *sent.lock().unwrap().attempts.entry(body.clone()).or_default() += 1;
+                let answer = http.post(&hook).header("content-type", "application/json").body(body.clone()).send().await;
+                match answer {
+                    Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                        sent.lock().unwrap().acknowledged.insert(body.clone());
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                        last_acknowledged = Some(body);
+                    }
+                    Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {}
+                    Ok(r) => {
+                        if !killed.load(Ordering::SeqCst) {
+                            let said = format!("{}: {}", r.status(), r.text().await.unwrap_or_default());
+                            sent.lock().unwrap().unexpected.push(said);
+                        }
+                    }
+                    // The server is gone (or going): this one got no answer.
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+
+    // SIGKILL once enough were acknowledged, while the senders are still sending.
+    let started = Instant::now();
+    while acknowledged.load(Ordering::SeqCst) < KILL_AFTER {
+        assert!(
+            started.elapsed() < DEADLINE && !senders.iter().all(|s| s.is_finished()),
+            "only {} deliveries were acknowledged; serve log:\n{}",
+            acknowledged.load(Ordering::SeqCst),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(serve); // SIGKILL
+    killed.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.unwrap();
+    }
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    assert!(sent.unexpected.is_empty(), "answers other than 200 or 503 before the kill: {:?}", sent.unexpected);
+    let unanswered = sent.bodies.keys().filter(|b| !sent.acknowledged.contains(*b)).count();
+    assert!(unanswered > 0, "the kill landed while deliveries were in flight");
+
+    // What the store holds, by the resource_url stored: the jobs' idempotency keys,
+    // and the number of `received` events.
+    let store = shipledger_store::open(&store_url).await.unwrap();
+    let stored = async || {
+        use shipledger_store::{EventKind, JobFilter, JobKind, JobSpec};
+        let jobs = store
+            .list_jobs(JobFilter { connection: Some("crash".into()), kind: Some(JobKind::IngestV1Webhook), limit: 100_000, ..Default::default() })
+            .await
+            .unwrap();
+        let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for job in jobs {
+            let JobSpec::IngestV1Webhook(hint) = &job.spec else { unreachable!("filtered by kind") };
+            keys.entry(hint.resource_url.clone()).or_default().push(job.idempotency_key.clone());
+        }
+        let mut events: BTreeMap<String, usize> = BTreeMap::new();
+        for event in store.timeline("crash", "webhook", "SHIP_NOTIFY").await.unwrap() {
+            if event.kind == EventKind::Received {
+                *events.entry(event.detail["resource_url"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+            }
+        }
+        (keys, events)
+    };
+    let (keys, events) = stored().await;
+    let lost: Vec<&String> = sent.acknowledged.iter().filter(|b| !keys.contains_key(&sent.bodies[*b]) || !events.contains_key(&sent.bodies[*b])).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged deliveries are not stored, e.g. {:?}", lost.len(), sent.acknowledged.len(), lost.first());
+    // One job per delivery, however often it came; a `received` event per arrival
+    // stored at most (a delivery sent again is noted again, never planned again).
+    let twice: Vec<_> = keys.iter().filter(|(_, k)| k.len() > 1).collect();
+    assert!(twice.is_empty(), "deliveries stored as two jobs: {twice:?}");
+    let noted_too_often: Vec<_> = sent.bodies.iter().filter(|(body, url)| events.get(*url).copied().unwrap_or(0) > sent.attempts[*body]).collect();
+    assert!(noted_too_often.is_empty(), "more received events than arrivals: {noted_too_often:?}");
+    let strangers: Vec<_> = keys.keys().filter(|url| !sent.bodies.values().any(|s| s == *url)).collect();
+    assert!(strangers.is_empty(), "stored, but never sent: {strangers:?}");
+    eprintln!(
+        "receiver kill: {} deliveries sent, {} acknowledged, {} unanswered, {} stored",
+        sent.bodies.len(),
+        sent.acknowledged.len(),
+        unanswered,
+        keys.len()
+    );
+
+    // ShipStation sends again what it is unsure of, and more: every delivery once more.
+    let _serve = spawn(&["serve"], &config, &log);
+    ready(&http).await;
+    let again: Vec<reqwest::StatusCode> = futures::future::join_all(sent.bodies.keys().map(|body| {
+        let (http, hook) = (&http, &hook);
+        async move { http.post(hook).header("content-type", "application/json").body(body.clone()).send().await.unwrap().status() }
+    }))
+    .await;
+    assert!(again.iter().all(|s| *s == reqwest::StatusCode::OK), "after the restart every delivery is acknowledged: {again:?}");
+    let (keys, events) = stored().await;
+    for (body, url) in &sent.bodies {
+        assert_eq!(keys.get(url).map(Vec::len), Some(1), "one job for {body}");
+        assert!(keys[url][0].starts_with("v1hook:"), "keyed by the body's hash: {:?}", keys[url]);
+        let noted = events.get(url).copied().unwrap_or(0);
+        assert!((1..=sent.attempts[body] + 1).contains(&noted), "{noted} received events for {body}, sent {} + 1 times", sent.attempts[body]);
+    }
+    assert_eq!(keys.len(), sent.bodies.len(), "nothing stored that was not sent");
+    ss.shutdown().await;
+    erp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_webhook_is_stored_once_through_a_kill_of_the_receiver_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    webhooks_survive_a_kill_of_the_receiver(format!("sqlite://{}", dir.path().join("store.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_webhook_is_stored_once_through_a_kill_of_the_receiver_on_postgres() {
+    on_postgres(webhooks_survive_a_kill_of_the_receiver).await;
 }
