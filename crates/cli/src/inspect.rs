@@ -264,23 +264,13 @@ pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
     match command {
         ExceptionsCommand::List(args) => {
             let (store, config) = open_store(&args.config).await?;
-            let (state, live) = match args.state.as_str() {
-                "all" => (None, false),
-                "live" => (None, true),
-                s => (
-                    Some(ExceptionState::parse(s).with_context(|| {
-                        format!("--state {s}: use live, open, acknowledged, closed, resolved, ignored or all")
-                    })?),
-                    false,
-                ),
-            };
-            let owner = match args.owner.as_deref() {
-                None => None,
-                Some("ops") => Some(Owner::Ops),
-                Some("finance") => Some(Owner::Finance),
-                Some("admin") => Some(Owner::Admin),
-                Some(other) => bail!("--owner {other}: use ops, finance or admin"),
-            };
+            let (state, live) = ExceptionState::filter(&args.state)
+                .with_context(|| format!("--state {}: use live, open, acknowledged, closed, resolved, ignored or all", args.state))?;
+            let owner = args
+                .owner
+                .as_deref()
+                .map(|o| Owner::parse(o).with_context(|| format!("--owner {o}: use ops, finance or admin")))
+                .transpose()?;
             let kind = args
                 .kind
                 .as_deref()

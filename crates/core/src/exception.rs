@@ -123,6 +123,18 @@ impl fmt::Display for ExceptionKind {
     }
 }
 
+impl Owner {
+    /// `ops`, `finance` or `admin` (as [`Owner`] displays).
+    pub fn parse(text: &str) -> Option<Owner> {
+        match text {
+            "ops" => Some(Owner::Ops),
+            "finance" => Some(Owner::Finance),
+            "admin" => Some(Owner::Admin),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

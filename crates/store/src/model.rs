@@ -56,6 +56,16 @@ string_enum! {
 }
 
 impl ExceptionState {
+    /// A state filter as people write it: `live` (open or acknowledged), `all`, or one
+    /// state; the [`ExceptionFilter`] `state` and `live` it means.
+    pub fn filter(text: &str) -> Option<(Option<ExceptionState>, bool)> {
+        match text {
+            "live" => Some((None, true)),
+            "all" => Some((None, false)),
+            one => ExceptionState::parse(one).map(|state| (Some(state), false)),
+        }
+    }
+
     /// Open or acknowledged: somebody still has to act, the condition still holds.
     pub fn is_live(self) -> bool {
         matches!(self, ExceptionState::Open | ExceptionState::Acknowledged)

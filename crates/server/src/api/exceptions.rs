@@ -128,28 +128,20 @@ pub(crate) async fn list_exceptions(
     if let Some(c) = &q.connection {
         caller.may_see(c)?;
     }
-    let (state_filter, live) = match q.state.as_deref().unwrap_or("live") {
-        "live" => (None, true),
-        "all" => (None, false),
-        s => (
-            Some(ExceptionState::parse(s).ok_or_else(|| {
-                Problem::field("state", format!("{s:?}: use live, open, acknowledged, closed, resolved, ignored or all"))
-            })?),
-            false,
-        ),
-    };
+    let wanted_state = q.state.as_deref().unwrap_or("live");
+    let (state_filter, live) = ExceptionState::filter(wanted_state).ok_or_else(|| {
+        Problem::field("state", format!("{wanted_state:?}: use live, open, acknowledged, closed, resolved, ignored or all"))
+    })?;
     let kind = q
         .kind
         .as_deref()
         .map(|k| ExceptionKind::parse(k).ok_or_else(|| Problem::field("kind", format!("{k:?} is not an exception kind"))))
         .transpose()?;
-    let owner = match q.owner.as_deref() {
-        None => None,
-        Some("ops") => Some(Owner::Ops),
-        Some("finance") => Some(Owner::Finance),
-        Some("admin") => Some(Owner::Admin),
-        Some(other) => return Err(Problem::field("owner", format!("{other:?}: use ops, finance or admin"))),
-    };
+    let owner = q
+        .owner
+        .as_deref()
+        .map(|o| Owner::parse(o).ok_or_else(|| Problem::field("owner", format!("{o:?}: use ops, finance or admin"))))
+        .transpose()?;
     let after_id = q
         .cursor
         .as_deref()
@@ -346,7 +338,7 @@ macro_rules! action_route {
 }
 
 action_route!(acknowledge, "/api/v1/exceptions/{id}/acknowledge", NoteBody, "Acknowledge: someone is on it (open → acknowledged)", |b| ExceptionAction::Acknowledge, b.note);
-action_route!(assign, "/api/v1/exceptions/{id}/assign", AssignBody, "Assign it to someone, or to nobody", |b| ExceptionAction::Assign { to: b.to.map(|t| t.trim().to_string()).or(None) }, b.note);
+action_route!(assign, "/api/v1/exceptions/{id}/assign", AssignBody, "Assign it to someone, or to nobody", |b| ExceptionAction::Assign { to: b.to.map(|t| t.trim().to_string()) }, b.note);
 action_route!(retry, "/api/v1/exceptions/{id}/retry", NoteBody, "Run the given-up job behind it again", |b| ExceptionAction::Retry, b.note);
 action_route!(resolve, "/api/v1/exceptions/{id}/resolve", ReasonBody, "Mark it dealt with (a note is required)", |b| ExceptionAction::Resolve, Some(b.note));
 action_route!(ignore, "/api/v1/exceptions/{id}/ignore", ReasonBody, "Leave it be (a note is required); its kind is not raised again on the record", |b| ExceptionAction::Ignore, Some(b.note));
