@@ -344,6 +344,7 @@ impl Rig {
             policy: Policy { poll_interval: POLL, shipment_poll_interval: POLL, ..Policy::default() },
             gate: GatePolicy::default(),
             store_id: None,
+            store_ids: Vec::new(),
             accounts: None,
         };
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), vec![connection]));

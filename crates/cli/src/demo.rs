@@ -174,6 +174,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         },
         gate: GatePolicy::default(),
         store_id: None,
+        store_ids: Vec::new(),
         accounts: Some(shipledger_sandbox::erp::model::chart_accounts()),
     };
     let engine = Engine::new(store.clone(), clock.clone(), vec![connection]);

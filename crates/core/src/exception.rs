@@ -115,6 +115,32 @@ kinds! {
         "work was given up because a system refused shipledger's credentials or configuration, or answered in a way shipledger cannot read; an admin must fix the connection";
     JobPayloadUnreadable => "job_payload_unreadable", Admin, Error,
         "jobs whose payload does not have their kind's shape were finished dead, not run; the rest of their kind still run";
+    PaidNotInShipStation => "paid_not_in_shipstation", Ops, Error,
+        "the reconciler found a paid, open ERP order with something to ship that is not in ShipStation and was not held by the gate";
+    UnknownShipStationOrder => "unknown_shipstation_order", Ops, Warning,
+        "the reconciler found an order in this connection's ShipStation stores that shipledger never released (made by hand or by another integration)";
+    DuplicateShipStationOrder => "duplicate_shipstation_order", Ops, Error,
+        "the reconciler found more than one live ShipStation order for one ERP order: the warehouse could ship it twice";
+    StatusMismatch => "status_mismatch", Ops, Warning,
+        "the reconciler found an order cancelled or held on one side and live on the other";
+    ShippedNotFulfilled => "shipped_not_fulfilled", Ops, Error,
+        "the reconciler found live labels (or an order marked shipped) in ShipStation with no fulfilment in the ERP: stock is not decremented";
+    FulfilledWithoutLabel => "fulfilled_without_label", Ops, Error,
+        "the reconciler found an ERP fulfilment with no live ShipStation label behind it";
+    TrackingMismatch => "tracking_mismatch", Ops, Error,
+        "the reconciler found a live label whose tracking number is on none of the order's ERP fulfilments (write-back missing or different)";
+    VoidedAfterFulfilled => "voided_after_fulfilled", Ops, Error,
+        "the reconciler found a live ERP fulfilment whose only label was voided in ShipStation";
+    PastShipByDate => "past_ship_by_date", Ops, Warning,
+        "an order awaiting shipment in ShipStation is past its ship-by date with no label";
+    CarrierException => "carrier_exception", Ops, Warning,
+        "the carrier reports an exception on a parcel (damaged, returned, undeliverable, address problem)";
+    ShippedNotInvoiced => "shipped_not_invoiced", Finance, Warning,
+        "the ERP shipped more of an order than it invoiced: revenue is not recorded for goods that left";
+    InvoicedNotShipped => "invoiced_not_shipped", Finance, Error,
+        "the ERP invoiced more of an order than it shipped, and nothing more will ship";
+    CostEntryUnposted => "cost_entry_unposted", Finance, Warning,
+        "a cost entry's posting window has closed but the entry is in no posted journal";
 }
 
 impl fmt::Display for ExceptionKind {

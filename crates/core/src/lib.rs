@@ -15,6 +15,8 @@
 //!   ECB reference-rate CSV.
 //! - [`journal`]: posting windows, batch planning (carry-over, period states) and the
 //!   one balanced journal per batch in the base currency.
+//! - [`reconcile`]: the pure three-way diff of one order (ERP, ledger, ShipStation)
+//!   into typed findings.
 //! - [`shipment`]: line mapping — which ERP lines ShipStation's shipments cover.
 //! - [`json`]: exact decimals in JSON numbers, never through a float.
 //! - [`clock`]: the one clock (UTC now, a monotonic instant, waiting), manual in tests.
@@ -33,6 +35,7 @@ pub mod journal;
 pub mod metrics;
 pub mod money;
 pub mod order;
+pub mod reconcile;
 pub mod release;
 pub mod shipment;
 pub mod time;

@@ -153,6 +153,10 @@ struct RawShipStation {
     /// The ShipStation store orders go to (the first manual store when absent).
     #[serde(default)]
     store_id: Option<i64>,
+    /// Every ShipStation store this connection's orders live in (the reconciler's
+    /// scope): `store_id` and these. A shared account's other stores are not read.
+    #[serde(default)]
+    store_ids: Vec<i64>,
     /// The currency ShipStation bills labels in (v1 costs carry none); USD when absent.
     #[serde(default)]
     account_currency: Option<String>,
@@ -187,6 +191,15 @@ struct RawPolicy {
     shipment_poll_interval: Option<String>,
     scan_check_max_interval: Option<String>,
     held_recheck_interval: Option<String>,
+    /// How often the reconciler runs (`"24h"`; `"none"`: only by `shipledger reconcile`).
+    reconcile_interval: Option<String>,
+    /// How far back a full reconcile run reads (`"30d"`), besides every open order.
+    reconcile_window: Option<String>,
+    /// How long a flow may take to carry a change across before the reconciler
+    /// counts its absence as drift (`"1h"`).
+    reconcile_grace: Option<String>,
+    /// How long a shipped order may wait for its invoice (`"24h"`).
+    invoice_grace: Option<String>,
     push_batch: Option<u32>,
     max_push_attempts: Option<u32>,
     webhook_coalesce: Option<String>,
@@ -299,6 +312,15 @@ pub struct Policy {
     /// weight, an address) releases a held order and an order the ERP no longer wants
     /// shipped is withdrawn, even when the order's own record did not change.
     pub held_recheck_interval: Duration,
+    /// How often the scheduled reconciler runs; `None`: only when asked.
+    pub reconcile_interval: Option<Duration>,
+    /// How far back a full reconcile run reads, besides every open order.
+    pub reconcile_window: Duration,
+    /// How long a flow may take to carry a change across (a push, a write-back, a
+    /// void's reversal) before the reconciler counts its absence as drift.
+    pub reconcile_grace: Duration,
+    /// How long a shipped order may wait for its invoice before it is a finding.
+    pub invoice_grace: Duration,
     /// Orders per `createorders` request (at most 100).
     pub push_batch: u32,
     /// v1 webhook hints are taken together once the newest has waited this long
@@ -402,6 +424,10 @@ impl Default for Policy {
             shipment_poll_interval: Duration::from_secs(60),
             scan_check_max_interval: Duration::from_secs(6 * 3600),
             held_recheck_interval: Duration::from_secs(300),
+            reconcile_interval: Some(Duration::from_secs(24 * 3600)),
+            reconcile_window: Duration::from_secs(30 * 86_400),
+            reconcile_grace: Duration::from_secs(3600),
+            invoice_grace: Duration::from_secs(24 * 3600),
             push_batch: 100,
             webhook_coalesce: Duration::from_secs(5),
             webhook_coalesce_max: Duration::from_secs(30),
@@ -434,6 +460,9 @@ pub struct ShipStationConfig {
     /// webhooks are refused when unset.
     pub v2_webhook_keys_url: Option<Url>,
     pub store_id: Option<i64>,
+    /// The stores the reconciler reads (`store_id` and `store_ids`; empty: the
+    /// store orders go to, as push finds it).
+    pub store_ids: Vec<i64>,
     /// The currency of label costs (ShipStation's account currency).
     pub account_currency: Currency,
 }
@@ -586,6 +615,7 @@ impl Config {
                     .map(|u| url(u, "shipstation v2_webhook_keys_url"))
                     .transpose()?,
                 store_id: ss.store_id,
+                store_ids: ss.store_id.into_iter().chain(ss.store_ids.iter().copied()).collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
                 account_currency: match &ss.account_currency {
                     Some(code) => Currency::parse(code).map_err(|e| {
                         err(format!("{at}: shipstation account_currency = {code:?}: {e}; use the ISO code ShipStation bills you in"))
@@ -752,6 +782,21 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     }
     if let Some(d) = &raw.held_recheck_interval {
         p.held_recheck_interval = duration(d, "held_recheck_interval")?;
+    }
+    if let Some(d) = &raw.reconcile_interval {
+        p.reconcile_interval = if d == "none" { None } else { Some(duration(d, "reconcile_interval")?) };
+        if p.reconcile_interval.is_some_and(|d| d.is_zero()) {
+            return Err("reconcile_interval = \"0s\": use a duration like \"24h\", or \"none\" to run it only by `shipledger reconcile`".into());
+        }
+    }
+    if let Some(d) = &raw.reconcile_window {
+        p.reconcile_window = duration(d, "reconcile_window")?;
+    }
+    if let Some(d) = &raw.reconcile_grace {
+        p.reconcile_grace = duration(d, "reconcile_grace")?;
+    }
+    if let Some(d) = &raw.invoice_grace {
+        p.invoice_grace = duration(d, "invoice_grace")?;
     }
     if let Some(b) = raw.push_batch {
         if !(1..=100).contains(&b) {

@@ -96,6 +96,8 @@ pub struct Connection {
     /// The ShipStation store new orders go to (the account's first manual store when
     /// `None`).
     pub store_id: Option<i64>,
+    /// The ShipStation stores the reconciler reads (empty: the store orders go to).
+    pub store_ids: Vec<i64>,
     /// Where the connection's cost journals post (`[connections.accounts]`); `None`:
     /// it posts none.
     pub accounts: Option<shipledger_core::journal::JournalAccounts>,
@@ -203,6 +205,7 @@ impl Engine {
                 gate: GatePolicy { currencies: c.policy.currencies.clone() },
                 policy: c.policy.clone(),
                 store_id: ss.store_id,
+                store_ids: ss.store_ids.clone(),
                 accounts: c.accounts.clone(),
             });
         }

@@ -106,6 +106,9 @@ pub(crate) fn transport_failure(e: &reqwest::Error) -> &'static str {
     }
 }
 
+/// Per order id, the quantity invoiced per line id ([`Erp::invoiced`]).
+pub type Invoiced = std::collections::BTreeMap<String, std::collections::BTreeMap<String, u32>>;
+
 /// Orders read by id per request ([`Erp::orders`]).
 pub const ORDERS_PER_READ: usize = 100;
 
@@ -380,6 +383,15 @@ pub trait Erp: Send + Sync {
     fn orders_touched_since<'a>(&'a self, since: Timestamp) -> BoxFuture<'a, Result<Vec<String>>> {
         let _ = since;
         Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// What these orders have invoiced: per order, the quantity invoiced per line id
+    /// (posted customer invoices; an order with none maps to an empty map). `None`
+    /// when the connector cannot tell, so the reconciler's invoice rules do not run
+    /// for this ERP (the default).
+    fn invoiced<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Option<Invoiced>>> {
+        let _ = erp_ids;
+        Box::pin(async { Ok(None) })
     }
 
     /// Product master entries for these SKUs (unknown SKUs are simply absent).

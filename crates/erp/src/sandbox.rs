@@ -39,7 +39,7 @@ use shipledger_core::weight::{Weight, WeightUnit};
 use url::Url;
 
 use crate::{
-    BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, FxQuote, JournalRecord,
+    BoxFuture, CheckItem, Cursor, Erp, ErpError, FulfilmentRecord, Invoiced, FulfilmentState, FulfilmentWrite, FxQuote, JournalRecord,
     JournalWrite, LedgerSetup, Package, PeriodState, Result, StockAdjustment, StockLevel,
 };
 
@@ -216,6 +216,9 @@ struct WireOrder {
     requested_service: Option<String>,
     #[serde(default)]
     payments: Vec<WirePayment>,
+    /// Quantities invoiced per line id.
+    #[serde(default)]
+    invoiced: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Deserialize)]
@@ -505,6 +508,21 @@ impl Erp for SandboxErpClient {
                 }
             }
             Ok(out)
+        })
+    }
+
+    fn invoiced<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Option<Invoiced>>> {
+        Box::pin(async move {
+            let mut out = Invoiced::new();
+            for chunk in erp_ids.chunks(crate::ORDERS_PER_READ) {
+                let mut url = self.url(&["orders"]);
+                url.query_pairs_mut().extend_pairs(chunk.iter().map(|id| ("id", id.as_str())));
+                let page: OrdersPage = self.call(Method::GET, url, None, "the orders' invoicing").await?;
+                for o in page.orders {
+                    out.insert(o.id, o.invoiced);
+                }
+            }
+            Ok(Some(out))
         })
     }
 

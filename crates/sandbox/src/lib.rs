@@ -262,6 +262,12 @@ impl SandboxHandle {
         self.shared.read_world(f)
     }
 
+    /// Change the account directly, as a person in ShipStation's UI would (a story's
+    /// ship-by date, say): what the control API does not offer.
+    pub fn edit_world<R>(&self, f: impl FnOnce(&mut state::World) -> R) -> R {
+        self.shared.with_world(f)
+    }
+
     /// Replace the simulation (as `PUT /_sandbox/simulation` does); the warehouse
     /// plans every order waiting for a label from this moment.
     pub fn set_simulation(&self, simulation: SimulationConfig) -> Result<(), String> {

@@ -1681,6 +1681,274 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn stage_ss_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedSsOrder]) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        for o in orders {
+                            query(sql::STAGE_SS_ORDER)
+                                .bind(connection)
+                                .bind(o.view.ss_order_id)
+                                .bind(o.view.order_key.as_deref())
+                                .bind(&o.root_key)
+                                .bind(o.view.parent_id)
+                                .bind(o.view.merged_into)
+                                .bind(millis(o.modified_at))
+                                .bind(to_json(&o.view, "a staged ShipStation order")?)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("stage ShipStation order {}", o.view.ss_order_id)))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
+                fn stage_ss_merges<'a>(&'a self, connection: &'a str, into: i64, absorbed: &'a [i64], modified_at: Timestamp) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        for id in absorbed {
+                            let stub = shipledger_core::reconcile::SsOrderView {
+                                ss_order_id: *id,
+                                order_key: None,
+                                order_number: String::new(),
+                                store_id: None,
+                                status: "merged".into(),
+                                parent_id: None,
+                                merged_into: Some(into),
+                                created_at: None,
+                                ship_by: None,
+                            };
+                            query(sql::STAGE_SS_MERGE)
+                                .bind(connection)
+                                .bind(*id)
+                                .bind(into)
+                                .bind(millis(modified_at))
+                                .bind(to_json(&stub, "a merged ShipStation order")?)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("stage ShipStation order {id} merged into {into}")))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
+                fn stage_ss_shipments<'a>(&'a self, connection: &'a str, shipments: &'a [StagedSsShipment]) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        for s in shipments {
+                            query(sql::STAGE_SS_SHIPMENT)
+                                .bind(connection)
+                                .bind(s.view.shipment_id)
+                                .bind(s.view.ss_order_id)
+                                .bind(&s.root_key)
+                                .bind(to_json(&s.view, "a staged ShipStation label")?)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("stage ShipStation label {}", s.view.shipment_id)))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
+                fn stage_erp_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedErpOrder]) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        for o in orders {
+                            query(sql::STAGE_ERP_ORDER)
+                                .bind(connection)
+                                .bind(&o.view.erp_id)
+                                .bind(&o.order_key)
+                                .bind(millis(o.view.updated_at))
+                                .bind(to_json(&o.view, "a staged ERP order")?)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("stage ERP order {}", o.view.erp_id)))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
+                fn resolve_recon_keys<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<ResolvedKeys>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let mut moved = [0u64; 3];
+                        for (n, (statement, what)) in [
+                            (sql::RESOLVE_SPLIT_CHILDREN, "move split children under their parents"),
+                            (sql::RESOLVE_MERGED, "move merged orders under their own keys"),
+                            (sql::RESOLVE_SHIPMENTS, "move labels under their orders' keys"),
+                        ]
+                        .into_iter()
+                        .enumerate()
+                        {
+                            moved[n] = query(statement).bind(connection).execute(&mut *tx).await.map_err(failed(what))?.rows_affected();
+                        }
+                        let [split_children, merged, shipments] = moved;
+                        finish(tx).await?;
+                        Ok(ResolvedKeys { split_children, merged, shipments })
+                    })
+                }
+
+                fn page_ss_orders<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedSsOrder>>> {
+                    Box::pin(async move {
+                        let (key, id) = after.unwrap_or(("", i64::MIN));
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::PAGE_SS_ORDERS).bind(connection).bind(key).bind(id).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("read the reconciler's ShipStation orders"))?;
+                        rows::all(&found, |row| {
+                            let mut view: shipledger_core::reconcile::SsOrderView = row.json_as("body")?;
+                            view.merged_into = row.opt_int("merged_into")?;
+                            Ok(StagedSsOrder { root_key: row.text("root_key")?, modified_at: row.time("modified_at")?, view })
+                        })
+                    })
+                }
+
+                fn page_ss_shipments<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedSsShipment>>> {
+                    Box::pin(async move {
+                        let (key, id) = after.unwrap_or(("", i64::MIN));
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::PAGE_SS_SHIPMENTS).bind(connection).bind(key).bind(id).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("read the reconciler's ShipStation labels"))?;
+                        rows::all(&found, |row| Ok(StagedSsShipment { root_key: row.text("root_key")?, view: row.json_as("body")? }))
+                    })
+                }
+
+                fn page_erp_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedErpOrder>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::PAGE_ERP_ORDERS).bind(connection).bind(after.unwrap_or("")).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("read the reconciler's ERP orders"))?;
+                        rows::all(&found, |row| Ok(StagedErpOrder { order_key: row.text("order_key")?, view: row.json_as("body")? }))
+                    })
+                }
+
+                fn page_ledger_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<(String, shipledger_core::reconcile::LedgerSide)>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::PAGE_LEDGER_ORDERS).bind(connection).bind(after.unwrap_or("")).bind(sql_limit(limit)))
+                            .await
+                            .map_err(failed("read the ledger's orders by key"))?;
+                        rows::all(&found, |row| {
+                            Ok((
+                                row.text("order_key")?,
+                                shipledger_core::reconcile::LedgerSide {
+                                    erp_id: row.text("erp_id")?,
+                                    number: row.text("number")?,
+                                    state: row.text("state")?,
+                                    ss_order_id: row.opt_int("ss_order_id")?,
+                                    pushed_at: row.opt_time("pushed_at")?,
+                                },
+                            ))
+                        })
+                    })
+                }
+
+                fn start_reconcile_run<'a>(&'a self, connection: &'a str, mode: ReconcileMode, since: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let row = query(sql::START_RECONCILE_RUN)
+                            .bind(connection)
+                            .bind(mode.as_str())
+                            .bind(millis(since))
+                            .bind(millis(now))
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("start a reconcile run of {connection}")))?;
+                        let run = rows::reconcile_run(&row)?;
+                        finish(tx).await?;
+                        Ok(run)
+                    })
+                }
+
+                fn finish_reconcile_run<'a>(&'a self, id: i64, state: ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let row = query(sql::FINISH_RECONCILE_RUN)
+                            .bind(id)
+                            .bind(state.as_str())
+                            .bind(&stats)
+                            .bind(error.as_deref())
+                            .bind(millis(now))
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("finish reconcile run {id}")))?
+                            .ok_or_else(|| StoreError::NotFound { what: format!("reconcile run {id}") })?;
+                        let run = rows::reconcile_run(&row)?;
+                        finish(tx).await?;
+                        Ok(run)
+                    })
+                }
+
+                fn get_reconcile_run<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ReconcileRun>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_RECONCILE_RUN).bind(id))
+                            .await
+                            .map_err(failed(format_args!("read reconcile run {id}")))?
+                            .map(|row| rows::reconcile_run(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_reconcile_runs<'a>(&'a self, filter: ReconcileRunFilter) -> BoxFuture<'a, Result<Vec<ReconcileRun>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_RECONCILE_RUNS)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.before_id)
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list reconcile runs"))?;
+                        rows::all(&found, rows::reconcile_run)
+                    })
+                }
+
+                fn add_reconcile_findings<'a>(&'a self, run_id: i64, connection: &'a str, findings: &'a [shipledger_core::reconcile::Finding]) -> BoxFuture<'a, Result<()>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        for f in findings {
+                            query(sql::INSERT_RECONCILE_FINDING)
+                                .bind(run_id)
+                                .bind(connection)
+                                .bind(f.kind.code())
+                                .bind(f.kind.owner().to_string())
+                                .bind(&f.record_type)
+                                .bind(&f.record_id)
+                                .bind(&f.detail)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed(format_args!("record a {} finding of run {run_id}", f.kind)))?;
+                        }
+                        finish(tx).await
+                    })
+                }
+
+                fn list_reconcile_findings<'a>(&'a self, filter: ReconcileFindingFilter) -> BoxFuture<'a, Result<Vec<ReconcileFindingRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_RECONCILE_FINDINGS)
+                                    .bind(filter.run_id)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.kind.map(|k| k.code()))
+                                    .bind(filter.after_id)
+                                    .bind(sql_limit(filter.limit)),
+                            )
+                            .await
+                            .map_err(failed("list reconcile findings"))?;
+                        rows::all(&found, rows::reconcile_finding)
+                    })
+                }
+
                 fn act_on_exception<'a>(&'a self, act: ExceptionAct) -> BoxFuture<'a, Result<ExceptionActed>> {
                     Box::pin(self.act(act))
                 }

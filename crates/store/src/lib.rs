@@ -295,6 +295,37 @@ pub trait Store: Send + Sync {
     /// Note that a token was used (at most once a minute is written).
     fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>>;
 
+    // ---- the reconciler's copies of ShipStation and the ERP, and its runs
+
+    /// Insert or replace ShipStation orders in the reconciler's copy, in one transaction.
+    fn stage_ss_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedSsOrder]) -> BoxFuture<'a, Result<()>>;
+    /// Note that ShipStation merged `absorbed` into `into` (a stub row for an order the
+    /// copy does not hold: ShipStation hides merged orders).
+    fn stage_ss_merges<'a>(&'a self, connection: &'a str, into: i64, absorbed: &'a [i64], modified_at: Timestamp) -> BoxFuture<'a, Result<()>>;
+    /// Insert or replace ShipStation labels in the copy, in one transaction.
+    fn stage_ss_shipments<'a>(&'a self, connection: &'a str, shipments: &'a [StagedSsShipment]) -> BoxFuture<'a, Result<()>>;
+    /// Insert or replace ERP orders in the copy, in one transaction.
+    fn stage_erp_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedErpOrder]) -> BoxFuture<'a, Result<()>>;
+    /// Move split children under their parent's key, merged-away orders under their
+    /// ledger order's key, and labels under their order's key.
+    fn resolve_recon_keys<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<ResolvedKeys>>;
+    /// The copy's ShipStation orders by (`root_key`, id) as bytes, after `after`.
+    fn page_ss_orders<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedSsOrder>>>;
+    /// The copy's labels by (`root_key`, id) as bytes, after `after`.
+    fn page_ss_shipments<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedSsShipment>>>;
+    /// The copy's ERP orders by `order_key` as bytes, after `after`.
+    fn page_erp_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<StagedErpOrder>>>;
+    /// Our ledger's orders as the reconciler sees them, `(order_key, side)` by key as
+    /// bytes, after `after`.
+    fn page_ledger_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<(String, shipledger_core::reconcile::LedgerSide)>>>;
+    fn start_reconcile_run<'a>(&'a self, connection: &'a str, mode: ReconcileMode, since: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>>;
+    fn finish_reconcile_run<'a>(&'a self, id: i64, state: ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>>;
+    fn get_reconcile_run<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ReconcileRun>>>;
+    fn list_reconcile_runs<'a>(&'a self, filter: ReconcileRunFilter) -> BoxFuture<'a, Result<Vec<ReconcileRun>>>;
+    /// Record a run's findings, in one transaction.
+    fn add_reconcile_findings<'a>(&'a self, run_id: i64, connection: &'a str, findings: &'a [shipledger_core::reconcile::Finding]) -> BoxFuture<'a, Result<()>>;
+    fn list_reconcile_findings<'a>(&'a self, filter: ReconcileFindingFilter) -> BoxFuture<'a, Result<Vec<ReconcileFindingRecord>>>;
+
     // ---- shipments (labels and fulfillments seen in ShipStation)
 
     fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>>;

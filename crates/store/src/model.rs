@@ -1032,3 +1032,107 @@ pub struct CostBatchFilter {
     /// 0: all.
     pub limit: u32,
 }
+
+// ---- the reconciler's copies and runs
+
+/// A ShipStation order as the reconciler keeps it ([`crate::Store::stage_ss_orders`]).
+/// Its `root_key` is where the diff judges it: its own `orderKey` (`ss:{id}` when it
+/// has none); the store moves a split child under its parent's key and an order
+/// merged into another under its own ledger order's key
+/// ([`crate::Store::resolve_recon_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedSsOrder {
+    pub root_key: String,
+    pub modified_at: Timestamp,
+    pub view: shipledger_core::reconcile::SsOrderView,
+}
+
+/// A ShipStation label as the reconciler keeps it, under its order's `root_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedSsShipment {
+    pub root_key: String,
+    pub view: shipledger_core::reconcile::SsShipmentView,
+}
+
+/// An ERP order as the reconciler keeps it, under its ShipStation `orderKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedErpOrder {
+    pub order_key: String,
+    pub view: shipledger_core::reconcile::ErpSide,
+}
+
+/// What [`crate::Store::resolve_recon_keys`] moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedKeys {
+    pub split_children: u64,
+    pub merged: u64,
+    pub shipments: u64,
+}
+
+string_enum! {
+    ReconcileMode {
+        /// Everything in the window read again.
+        Full => "full",
+        /// Only what changed since the last run read; the copies hold the rest.
+        Incremental => "incremental",
+    }
+}
+
+string_enum! {
+    ReconcileState {
+        Running => "running",
+        Done => "done",
+        Failed => "failed",
+    }
+}
+
+/// One reconciler run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileRun {
+    pub id: i64,
+    pub connection: String,
+    pub mode: ReconcileMode,
+    /// The window's start: ShipStation and the ERP were read for changes since.
+    pub since: Timestamp,
+    pub state: ReconcileState,
+    pub started_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// What it read and found (requests, rows, findings per kind, exceptions
+    /// opened and closed).
+    pub stats: Value,
+    pub error: Option<String>,
+}
+
+/// One finding of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReconcileFindingRecord {
+    pub id: i64,
+    pub run_id: i64,
+    pub connection: String,
+    pub kind: ExceptionKind,
+    pub owner: shipledger_core::exception::Owner,
+    pub record_type: String,
+    pub record_id: String,
+    pub detail: Value,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileRunFilter {
+    pub connection: Option<String>,
+    /// Runs with an id below this (the last of the previous page).
+    pub before_id: Option<i64>,
+    /// 0: all.
+    pub limit: u32,
+}
+
+/// Which findings to list, in id order.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileFindingFilter {
+    pub run_id: Option<i64>,
+    pub connection: Option<String>,
+    pub kind: Option<ExceptionKind>,
+    pub after_id: Option<i64>,
+    /// 0: all.
+    pub limit: u32,
+}

@@ -249,6 +249,33 @@ pub(crate) fn exception(row: &impl RowExt) -> Result<ExceptionRecord> {
     })
 }
 
+pub(crate) fn reconcile_run(row: &impl RowExt) -> Result<crate::ReconcileRun> {
+    Ok(crate::ReconcileRun {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        mode: row.parsed("mode", crate::ReconcileMode::parse)?,
+        since: row.time("since")?,
+        state: row.parsed("state", crate::ReconcileState::parse)?,
+        started_at: row.time("started_at")?,
+        finished_at: row.opt_time("finished_at")?,
+        stats: row.json("stats")?,
+        error: row.opt_text("error")?,
+    })
+}
+
+pub(crate) fn reconcile_finding(row: &impl RowExt) -> Result<crate::ReconcileFindingRecord> {
+    Ok(crate::ReconcileFindingRecord {
+        id: row.int("id")?,
+        run_id: row.int("run_id")?,
+        connection: row.text("connection")?,
+        kind: row.parsed("kind", ExceptionKind::parse)?,
+        owner: row.parsed("owner", enum_from_text)?,
+        record_type: row.text("record_type")?,
+        record_id: row.text("record_id")?,
+        detail: row.json("detail")?,
+    })
+}
+
 pub(crate) fn api_token(row: &impl RowExt) -> Result<crate::ApiTokenRecord> {
     let connections = row.json("connections")?;
     Ok(crate::ApiTokenRecord {

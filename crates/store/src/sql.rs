@@ -894,3 +894,128 @@ pub(crate) const COST_BATCH_MEMBERS: &str = "SELECT m.entry_key, m.carried_from_
        FROM cost_batch_entries m JOIN cost_batches b ON b.id = m.batch_id
       WHERE b.connection = $1 AND b.batch_key = $2
       ORDER BY m.entry_key";
+
+// ---- the reconciler's copies and runs
+
+/// `$1` connection, `$2` ss_order_id, `$3` order_key, `$4` root_key, `$5` parent_id,
+/// `$6` merged_into, `$7` modified_at, `$8` body. A row already moved under another
+/// key by [`RESOLVE_SPLIT_CHILDREN`] or [`RESOLVE_MERGED`] keeps it until resolved again.
+pub(crate) const STAGE_SS_ORDER: &str = "INSERT INTO recon_ss_orders
+       (connection, ss_order_id, order_key, root_key, parent_id, merged_into, modified_at, body)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (connection, ss_order_id) DO UPDATE SET
+       order_key = excluded.order_key,
+       root_key = CASE WHEN excluded.parent_id IS NULL AND excluded.order_key IS NOT NULL
+                       THEN excluded.root_key ELSE recon_ss_orders.root_key END,
+       parent_id = excluded.parent_id,
+       merged_into = COALESCE(excluded.merged_into, recon_ss_orders.merged_into),
+       modified_at = excluded.modified_at,
+       body = excluded.body";
+
+/// An order merged into `$3`: `$1` connection, `$2` its id, `$4` modified_at, `$5`
+/// a stub body for when the copy has no row of it (ShipStation hides merged orders).
+pub(crate) const STAGE_SS_MERGE: &str = "INSERT INTO recon_ss_orders
+       (connection, ss_order_id, order_key, root_key, parent_id, merged_into, modified_at, body)
+     VALUES ($1, $2, NULL, 'ss:' || CAST($2 AS TEXT), NULL, $3, $4, $5)
+     ON CONFLICT (connection, ss_order_id) DO UPDATE SET merged_into = excluded.merged_into";
+
+/// `$1` connection, `$2` shipment_id, `$3` ss_order_id, `$4` root_key, `$5` body.
+pub(crate) const STAGE_SS_SHIPMENT: &str = "INSERT INTO recon_ss_shipments (connection, shipment_id, ss_order_id, root_key, body)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (connection, shipment_id) DO UPDATE SET
+       ss_order_id = excluded.ss_order_id, body = excluded.body";
+
+/// `$1` connection, `$2` erp_id, `$3` order_key, `$4` updated_at, `$5` body.
+pub(crate) const STAGE_ERP_ORDER: &str = "INSERT INTO recon_erp_orders (connection, erp_id, order_key, updated_at, body)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (connection, erp_id) DO UPDATE SET
+       order_key = excluded.order_key, updated_at = excluded.updated_at, body = excluded.body";
+
+/// A split child is judged under its parent's key. `$1` connection.
+pub(crate) const RESOLVE_SPLIT_CHILDREN: &str = "UPDATE recon_ss_orders SET root_key =
+       (SELECT p.root_key FROM recon_ss_orders p
+         WHERE p.connection = recon_ss_orders.connection AND p.ss_order_id = recon_ss_orders.parent_id)
+     WHERE connection = $1 AND parent_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM recon_ss_orders p
+         WHERE p.connection = recon_ss_orders.connection AND p.ss_order_id = recon_ss_orders.parent_id
+           AND p.root_key <> recon_ss_orders.root_key)";
+
+/// An order merged into another, known to our ledger by its ShipStation id, is
+/// judged under its own order's key. `$1` connection.
+pub(crate) const RESOLVE_MERGED: &str = "UPDATE recon_ss_orders SET root_key =
+       (SELECT MIN(o.order_key) FROM orders o
+         WHERE o.connection = recon_ss_orders.connection AND o.ss_order_id = recon_ss_orders.ss_order_id)
+     WHERE connection = $1 AND merged_into IS NOT NULL AND order_key IS NULL
+       AND EXISTS (SELECT 1 FROM orders o
+         WHERE o.connection = recon_ss_orders.connection AND o.ss_order_id = recon_ss_orders.ss_order_id
+           AND o.order_key <> recon_ss_orders.root_key)";
+
+/// A label is judged under its order's key. `$1` connection.
+pub(crate) const RESOLVE_SHIPMENTS: &str = "UPDATE recon_ss_shipments SET root_key =
+       (SELECT o.root_key FROM recon_ss_orders o
+         WHERE o.connection = recon_ss_shipments.connection AND o.ss_order_id = recon_ss_shipments.ss_order_id)
+     WHERE connection = $1
+       AND EXISTS (SELECT 1 FROM recon_ss_orders o
+         WHERE o.connection = recon_ss_shipments.connection AND o.ss_order_id = recon_ss_shipments.ss_order_id
+           AND o.root_key <> recon_ss_shipments.root_key)";
+
+/// `$1` connection, after (`$2` root_key, `$3` ss_order_id), `$4` limit.
+pub(crate) const PAGE_SS_ORDERS: &str = "SELECT root_key, modified_at, merged_into, body FROM recon_ss_orders
+     WHERE connection = $1 AND (root_key > $2 OR (root_key = $2 AND ss_order_id > $3))
+     ORDER BY root_key, ss_order_id LIMIT $4";
+
+/// `$1` connection, after (`$2` root_key, `$3` shipment_id), `$4` limit.
+pub(crate) const PAGE_SS_SHIPMENTS: &str = "SELECT root_key, body FROM recon_ss_shipments
+     WHERE connection = $1 AND (root_key > $2 OR (root_key = $2 AND shipment_id > $3))
+     ORDER BY root_key, shipment_id LIMIT $4";
+
+/// `$1` connection, after `$2` order_key, `$3` limit.
+pub(crate) const PAGE_ERP_ORDERS: &str = "SELECT order_key, body FROM recon_erp_orders
+     WHERE connection = $1 AND order_key > $2 ORDER BY order_key LIMIT $3";
+
+/// Our ledger's side, by key: `$1` connection, after `$2` order_key, `$3` limit.
+pub(crate) const PAGE_LEDGER_ORDERS: &str = "SELECT order_key, erp_id, number, state, ss_order_id, pushed_at FROM orders
+     WHERE connection = $1 AND order_key > $2 ORDER BY order_key LIMIT $3";
+
+macro_rules! run_columns {
+    () => {
+        "id, connection, mode, since, state, started_at, finished_at, stats, error"
+    };
+}
+
+/// `$1` connection, `$2` mode, `$3` since, `$4` now.
+pub(crate) const START_RECONCILE_RUN: &str = concat!(
+    "INSERT INTO reconcile_runs (connection, mode, since, state, started_at, stats)
+     VALUES ($1, $2, $3, 'running', $4, '{}') RETURNING ",
+    run_columns!()
+);
+
+/// `$1` id, `$2` state, `$3` stats, `$4` error, `$5` now.
+pub(crate) const FINISH_RECONCILE_RUN: &str = concat!(
+    "UPDATE reconcile_runs SET state = $2, stats = $3, error = $4, finished_at = $5
+     WHERE id = $1 RETURNING ",
+    run_columns!()
+);
+
+pub(crate) const GET_RECONCILE_RUN: &str = concat!("SELECT ", run_columns!(), " FROM reconcile_runs WHERE id = $1");
+
+/// `$1` connection or NULL, `$2` before id or NULL, `$3` limit.
+pub(crate) const LIST_RECONCILE_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM reconcile_runs
+     WHERE ($1 IS NULL OR connection = $1) AND ($2 IS NULL OR id < $2)
+     ORDER BY id DESC LIMIT $3"
+);
+
+/// `$1` run, `$2` connection, `$3` kind, `$4` owner, `$5` record_type, `$6` record_id, `$7` detail.
+pub(crate) const INSERT_RECONCILE_FINDING: &str = "INSERT INTO reconcile_findings
+       (run_id, connection, kind, owner, record_type, record_id, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// `$1` run or NULL, `$2` connection or NULL, `$3` kind or NULL, `$4` after id or NULL, `$5` limit.
+pub(crate) const LIST_RECONCILE_FINDINGS: &str = "SELECT id, run_id, connection, kind, owner, record_type, record_id, detail
+     FROM reconcile_findings
+     WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR connection = $2)
+       AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR id > $4)
+     ORDER BY id LIMIT $5";

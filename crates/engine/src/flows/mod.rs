@@ -12,6 +12,8 @@
 //!   configured sources, or waiting with a finance exception per pair and date.
 //! - [`journals`]: converted cost entries → one batch per posting window, its journal
 //!   frozen and its posting planned in the outbox.
+//! - [`reconcile`]: the ERP, our ledger and ShipStation compared per order key; every
+//!   disagreement an owned exception, closed once it no longer holds.
 //! - [`unknown_jobs`]: stored jobs of a kind this build does not know → an admin's
 //!   exception per kind.
 //!
@@ -35,6 +37,7 @@ pub mod monitors;
 pub mod push;
 mod push_plan;
 pub mod recheck;
+pub mod reconcile;
 pub mod release;
 pub mod shipments;
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub(crate) fn connection() -> Connection {
         policy: Policy::default(),
         gate: GatePolicy::default(),
         store_id: Some(42),
+        store_ids: Vec::new(),
         accounts: None,
     }
 }

@@ -52,6 +52,9 @@ pub struct FakeErp {
     /// The rate table, Tryton's way (units of a currency per 1 GBP, from a date on).
     /// `None`: a fresh rate every day (USD 1.25, EUR 1.17), dated the day asked for.
     pub fx_rates: Mutex<Option<Vec<(Currency, jiff::civil::Date, rust_decimal::Decimal)>>>,
+    /// Invoicing a story sets by hand, per order (quantity per line); an order not
+    /// named is invoiced on shipment: what its completed fulfilments carry.
+    pub invoiced: Mutex<HashMap<String, std::collections::BTreeMap<String, u32>>>,
     tick: Mutex<i64>,
 }
 
@@ -244,6 +247,26 @@ impl Erp for FakeErp {
             let (Some(f), Some(t)) = (rate_of(from), rate_of(to)) else { return Ok(None) };
             let dated = [(from, f.1), (to, t.1)].into_iter().filter(|(c, _)| *c != Currency::GBP).map(|(_, d)| d).min().unwrap_or(date);
             Ok(Some(FxQuote { from, to, rate_from: f.0, rate_to: t.0, date: dated, source: format!("fake:{from}+{to}") }))
+        })
+    }
+    fn invoiced<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Option<shipledger_erp::Invoiced>, ErpError>> {
+        Box::pin(async move {
+            let set = self.invoiced.lock().unwrap();
+            let docs = self.fulfilments.lock().unwrap();
+            let mut out = shipledger_erp::Invoiced::new();
+            for id in erp_ids {
+                let lines = set.get(id).cloned().unwrap_or_else(|| {
+                    let mut lines = std::collections::BTreeMap::new();
+                    for d in docs.iter().filter(|d| &d.erp_order_id == id && d.state == FulfilmentState::Completed) {
+                        for (line, qty) in &d.lines {
+                            *lines.entry(line.clone()).or_insert(0) += qty;
+                        }
+                    }
+                    lines
+                });
+                out.insert(id.clone(), lines);
+            }
+            Ok(Some(out))
         })
     }
     fn post_journal<'a>(&'a self, _: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord, ErpError>> {
@@ -475,6 +498,7 @@ fn acme_connection(sandbox: &SandboxHandle, (key, secret): (String, String), erp
         },
         gate: GatePolicy::default(),
         store_id: None,
+        store_ids: Vec::new(),
         accounts: None,
     }
 }

@@ -75,6 +75,7 @@ impl Brands {
                 policy: Policy { shipment_poll_interval: Duration::from_secs(1), ..Policy::default() },
                 gate: GatePolicy::default(),
                 store_id: None,
+                store_ids: Vec::new(),
                 accounts: None,
             });
             brands.push(Brand { name, erp, sandbox, budget_key });
@@ -594,6 +595,51 @@ mod counting {
         }
         fn touch_api_token<'a>(&'a self, id: i64, now: Timestamp) -> BoxFuture<'a, Result<()>> {
             self.inner.touch_api_token(id, now)
+        }
+        fn stage_ss_orders<'a>(&'a self, connection: &'a str, orders: &'a [shipledger_store::StagedSsOrder]) -> BoxFuture<'a, Result<()>> {
+            self.inner.stage_ss_orders(connection, orders)
+        }
+        fn stage_ss_merges<'a>(&'a self, connection: &'a str, into: i64, absorbed: &'a [i64], modified_at: Timestamp) -> BoxFuture<'a, Result<()>> {
+            self.inner.stage_ss_merges(connection, into, absorbed, modified_at)
+        }
+        fn stage_ss_shipments<'a>(&'a self, connection: &'a str, shipments: &'a [shipledger_store::StagedSsShipment]) -> BoxFuture<'a, Result<()>> {
+            self.inner.stage_ss_shipments(connection, shipments)
+        }
+        fn stage_erp_orders<'a>(&'a self, connection: &'a str, orders: &'a [shipledger_store::StagedErpOrder]) -> BoxFuture<'a, Result<()>> {
+            self.inner.stage_erp_orders(connection, orders)
+        }
+        fn resolve_recon_keys<'a>(&'a self, connection: &'a str) -> BoxFuture<'a, Result<shipledger_store::ResolvedKeys>> {
+            self.inner.resolve_recon_keys(connection)
+        }
+        fn page_ss_orders<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::StagedSsOrder>>> {
+            self.inner.page_ss_orders(connection, after, limit)
+        }
+        fn page_ss_shipments<'a>(&'a self, connection: &'a str, after: Option<(&'a str, i64)>, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::StagedSsShipment>>> {
+            self.inner.page_ss_shipments(connection, after, limit)
+        }
+        fn page_erp_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<shipledger_store::StagedErpOrder>>> {
+            self.inner.page_erp_orders(connection, after, limit)
+        }
+        fn page_ledger_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<(String, shipledger_core::reconcile::LedgerSide)>>> {
+            self.inner.page_ledger_orders(connection, after, limit)
+        }
+        fn start_reconcile_run<'a>(&'a self, connection: &'a str, mode: shipledger_store::ReconcileMode, since: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ReconcileRun>> {
+            self.inner.start_reconcile_run(connection, mode, since, now)
+        }
+        fn finish_reconcile_run<'a>(&'a self, id: i64, state: shipledger_store::ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ReconcileRun>> {
+            self.inner.finish_reconcile_run(id, state, stats, error, now)
+        }
+        fn get_reconcile_run<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<shipledger_store::ReconcileRun>>> {
+            self.inner.get_reconcile_run(id)
+        }
+        fn list_reconcile_runs<'a>(&'a self, filter: shipledger_store::ReconcileRunFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::ReconcileRun>>> {
+            self.inner.list_reconcile_runs(filter)
+        }
+        fn add_reconcile_findings<'a>(&'a self, run_id: i64, connection: &'a str, findings: &'a [shipledger_core::reconcile::Finding]) -> BoxFuture<'a, Result<()>> {
+            self.inner.add_reconcile_findings(run_id, connection, findings)
+        }
+        fn list_reconcile_findings<'a>(&'a self, filter: shipledger_store::ReconcileFindingFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::ReconcileFindingRecord>>> {
+            self.inner.list_reconcile_findings(filter)
         }
         fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>> {
             self.inner.get_shipment(connection, shipment_key)

@@ -8,6 +8,7 @@ mod fx;
 mod journals;
 mod hints;
 mod push;
+mod reconcile;
 mod release;
 mod shipments;
 mod two_engines;

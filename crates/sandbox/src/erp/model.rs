@@ -144,6 +144,18 @@ pub struct SalesOrder {
     #[serde(default)]
     pub requested_service: Option<String>,
     pub payments: Vec<Payment>,
+    /// Quantities invoiced per line id (posted customer invoices).
+    #[serde(default)]
+    pub invoiced: BTreeMap<String, u32>,
+    /// Invoice on shipment (Tryton's `shipment` invoice method): each completed
+    /// fulfilment invoices its lines. `false` leaves invoicing to someone else (a
+    /// story's "shipped but never invoiced").
+    #[serde(default = "invoice_on_shipment")]
+    pub invoice_on_shipment: bool,
+}
+
+fn invoice_on_shipment() -> bool {
+    true
 }
 
 impl SalesOrder {
@@ -759,6 +771,8 @@ impl ErpWorld {
             total: Decimal::ZERO,
             requested_service: input.requested_service.clone(),
             payments: Vec::new(),
+            invoiced: BTreeMap::new(),
+            invoice_on_shipment: true,
             id: id.clone(),
         };
         order.total = order.compute_total();
@@ -1193,6 +1207,11 @@ impl ErpWorld {
         }
         let after = self.reservation_of(&order.id);
         self.apply_reservation(before, after);
+        if let Some(o) = self.orders.get_mut(&order.id).filter(|o| o.invoice_on_shipment) {
+            for l in lines {
+                *o.invoiced.entry(l.line_id.clone()).or_insert(0) += l.quantity;
+            }
+        }
     }
 
     // ----- journals --------------------------------------------------------------

@@ -55,6 +55,7 @@ fn engine(sl: &Shipledger, base: SocketAddr, erp: Arc<FakeErp>) -> Engine {
         policy: Policy { max_push_attempts: 4, webhook_coalesce: std::time::Duration::ZERO, ..Policy::default() },
         gate: Default::default(),
         store_id: None,
+        store_ids: Vec::new(),
         accounts: None,
     };
     Engine::new(sl.store.clone(), Arc::new(SystemClock), vec![connection])
