@@ -224,13 +224,6 @@ fn rate_text(c: &CostConversion) -> String {
 }
 
 /// One CSV line (RFC 4180 quoting: a field with a comma, quote or line break is quoted).
-fn csv_line(fields: &[String]) -> String {
-    fields
-        .iter()
-        .map(|f| if f.contains([',', '"', '\n', '\r']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() })
-        .collect::<Vec<_>>()
-        .join(",")
-}
 
 /// The net of entries per currency, in words (`16.20 USD, 6.40 EUR`).
 fn net(entries: &[CostEntry]) -> String {
@@ -296,7 +289,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
         Format::Csv => {
             println!("{}", CSV_HEADER.join(","));
             for e in &found {
-                println!("{}", csv_line(&csv_row(e, conv(e))));
+                println!("{}", crate::output::csv_line(&csv_row(e, conv(e))));
             }
         }
         Format::Table => {
@@ -358,7 +351,7 @@ async fn show(args: ShowArgs) -> anyhow::Result<()> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&entry_json(&e, c.as_ref()))?),
         Format::Csv => {
             println!("{}", CSV_HEADER.join(","));
-            println!("{}", csv_line(&csv_row(&e, c.as_ref())));
+            println!("{}", crate::output::csv_line(&csv_row(&e, c.as_ref())));
         }
         Format::Table => {
             println!("cost entry {} ({})", e.id, e.entry_key);
@@ -450,7 +443,7 @@ async fn batches(args: BatchesArgs) -> anyhow::Result<()> {
         Format::Csv => {
             println!("{}", BATCH_HEADER.join(",").to_lowercase().replace(' ', "_"));
             for row in batch_rows(&found.iter().collect::<Vec<_>>()) {
-                println!("{}", csv_line(&row));
+                println!("{}", crate::output::csv_line(&row));
             }
         }
         Format::Table => {

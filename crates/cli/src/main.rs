@@ -12,6 +12,7 @@ mod costs;
 mod demo;
 mod inspect;
 mod output;
+mod reconcile;
 mod run;
 mod sandbox;
 mod token;
@@ -73,6 +74,9 @@ enum Command {
     Costs(costs::CostsCommand),
     /// An order's timeline: what happened to it, when and why.
     Timeline(inspect::TimelineArgs),
+    /// Compare the ERP, our ledger and ShipStation order by order now, and name every
+    /// record that does not agree (each an owned exception).
+    Reconcile(reconcile::ReconcileArgs),
     /// Local stand-ins for the systems shipledger talks to.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -137,6 +141,7 @@ fn main() -> ExitCode {
             Command::Tokens(command) => tokens::tokens(command).await,
             Command::Timeline(args) => inspect::timeline(args).await,
             Command::Costs(command) => costs::costs(command).await,
+            Command::Reconcile(args) => reconcile::reconcile(args).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,
             Command::Sandbox(SandboxCommand::Erp(args)) => sandbox::erp(args).await,
         }

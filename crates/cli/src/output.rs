@@ -52,3 +52,12 @@ pub fn clip(s: &str, max: usize) -> String {
 pub fn time(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
 }
+
+/// One CSV record (RFC 4180: a field with a comma, quote or line break is quoted).
+pub fn csv_line(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| if f.contains([',', '"', '\n', '\r']) { format!("\"{}\"", f.replace('"', "\"\"")) } else { f.clone() })
+        .collect::<Vec<_>>()
+        .join(",")
+}

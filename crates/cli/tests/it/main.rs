@@ -11,6 +11,7 @@ mod exceptions;
 mod fidelity;
 mod ledger;
 mod metrics;
+mod reconcile;
 mod serve;
 mod shipments;
 mod support;
