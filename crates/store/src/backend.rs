@@ -30,6 +30,20 @@ pub(crate) fn failed(purpose: impl std::fmt::Display) -> impl FnOnce(sqlx::Error
     }
 }
 
+/// Rows per multi-row statement staging the reconciler's copies: at 8 bound
+/// parameters a row, far below either backend's limit.
+pub(crate) const STAGE_ROWS_PER_STATEMENT: usize = 500;
+
+/// `rows` with only the last of each id, in their order: one statement's
+/// `ON CONFLICT DO UPDATE` may touch a row once, and the later copy is the newer.
+pub(crate) fn last_of<T, K: std::hash::Hash + Eq>(rows: &[T], id: impl Fn(&T) -> K) -> Vec<&T> {
+    let mut last: std::collections::HashMap<K, usize> = std::collections::HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        last.insert(id(row), i);
+    }
+    rows.iter().enumerate().filter(|(i, row)| last.get(&id(row)) == Some(i)).map(|(_, row)| row).collect()
+}
+
 /// `0` means "no limit" in the filters; SQL wants a number.
 pub(crate) fn sql_limit(limit: u32) -> i64 {
     if limit == 0 {
@@ -1683,20 +1697,30 @@ macro_rules! store_impl {
 
                 fn stage_ss_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedSsOrder]) -> BoxFuture<'a, Result<()>> {
                     Box::pin(async move {
+                        // One statement updates a row once: the last copy of an id counts.
+                        let mut rows = Vec::with_capacity(orders.len());
+                        for o in crate::backend::last_of(orders, |o| o.view.ss_order_id) {
+                            rows.push((o, to_json(&o.view, format_args!("staged ShipStation order {}", o.view.ss_order_id))?));
+                        }
                         let mut tx = self.write().await?;
-                        for o in orders {
-                            query(sql::STAGE_SS_ORDER)
-                                .bind(connection)
-                                .bind(o.view.ss_order_id)
-                                .bind(o.view.order_key.as_deref())
-                                .bind(&o.root_key)
-                                .bind(o.view.parent_id)
-                                .bind(o.view.merged_into)
-                                .bind(millis(o.modified_at))
-                                .bind(to_json(&o.view, "a staged ShipStation order")?)
+                        for chunk in rows.chunks(crate::backend::STAGE_ROWS_PER_STATEMENT) {
+                            let mut insert = sqlx::QueryBuilder::<$db>::new(sql::STAGE_SS_ORDER_INTO);
+                            insert.push_values(chunk, |mut row, (o, body)| {
+                                row.push_bind(connection)
+                                    .push_bind(o.view.ss_order_id)
+                                    .push_bind(o.view.order_key.as_deref())
+                                    .push_bind(&o.root_key)
+                                    .push_bind(o.view.parent_id)
+                                    .push_bind(o.view.merged_into)
+                                    .push_bind(millis(o.modified_at))
+                                    .push_bind(body);
+                            });
+                            insert.push(sql::STAGE_SS_ORDER_CONFLICT);
+                            insert
+                                .build()
                                 .execute(&mut *tx)
                                 .await
-                                .map_err(failed(format_args!("stage ShipStation order {}", o.view.ss_order_id)))?;
+                                .map_err(failed(format_args!("stage {} ShipStation orders (from {})", chunk.len(), chunk[0].0.view.ss_order_id)))?;
                         }
                         finish(tx).await
                     })
@@ -1733,17 +1757,22 @@ macro_rules! store_impl {
 
                 fn stage_ss_shipments<'a>(&'a self, connection: &'a str, shipments: &'a [StagedSsShipment]) -> BoxFuture<'a, Result<()>> {
                     Box::pin(async move {
+                        let mut rows = Vec::with_capacity(shipments.len());
+                        for s in crate::backend::last_of(shipments, |s| s.view.shipment_id) {
+                            rows.push((s, to_json(&s.view, format_args!("staged ShipStation label {}", s.view.shipment_id))?));
+                        }
                         let mut tx = self.write().await?;
-                        for s in shipments {
-                            query(sql::STAGE_SS_SHIPMENT)
-                                .bind(connection)
-                                .bind(s.view.shipment_id)
-                                .bind(s.view.ss_order_id)
-                                .bind(&s.root_key)
-                                .bind(to_json(&s.view, "a staged ShipStation label")?)
+                        for chunk in rows.chunks(crate::backend::STAGE_ROWS_PER_STATEMENT) {
+                            let mut insert = sqlx::QueryBuilder::<$db>::new(sql::STAGE_SS_SHIPMENT_INTO);
+                            insert.push_values(chunk, |mut row, (s, body)| {
+                                row.push_bind(connection).push_bind(s.view.shipment_id).push_bind(s.view.ss_order_id).push_bind(&s.root_key).push_bind(body);
+                            });
+                            insert.push(sql::STAGE_SS_SHIPMENT_CONFLICT);
+                            insert
+                                .build()
                                 .execute(&mut *tx)
                                 .await
-                                .map_err(failed(format_args!("stage ShipStation label {}", s.view.shipment_id)))?;
+                                .map_err(failed(format_args!("stage {} ShipStation labels (from {})", chunk.len(), chunk[0].0.view.shipment_id)))?;
                         }
                         finish(tx).await
                     })
@@ -1751,17 +1780,22 @@ macro_rules! store_impl {
 
                 fn stage_erp_orders<'a>(&'a self, connection: &'a str, orders: &'a [StagedErpOrder]) -> BoxFuture<'a, Result<()>> {
                     Box::pin(async move {
+                        let mut rows = Vec::with_capacity(orders.len());
+                        for o in crate::backend::last_of(orders, |o| o.view.erp_id.clone()) {
+                            rows.push((o, to_json(&o.view, format_args!("staged ERP order {}", o.view.erp_id))?));
+                        }
                         let mut tx = self.write().await?;
-                        for o in orders {
-                            query(sql::STAGE_ERP_ORDER)
-                                .bind(connection)
-                                .bind(&o.view.erp_id)
-                                .bind(&o.order_key)
-                                .bind(millis(o.view.updated_at))
-                                .bind(to_json(&o.view, "a staged ERP order")?)
+                        for chunk in rows.chunks(crate::backend::STAGE_ROWS_PER_STATEMENT) {
+                            let mut insert = sqlx::QueryBuilder::<$db>::new(sql::STAGE_ERP_ORDER_INTO);
+                            insert.push_values(chunk, |mut row, (o, body)| {
+                                row.push_bind(connection).push_bind(&o.view.erp_id).push_bind(&o.order_key).push_bind(millis(o.view.updated_at)).push_bind(body);
+                            });
+                            insert.push(sql::STAGE_ERP_ORDER_CONFLICT);
+                            insert
+                                .build()
                                 .execute(&mut *tx)
                                 .await
-                                .map_err(failed(format_args!("stage ERP order {}", o.view.erp_id)))?;
+                                .map_err(failed(format_args!("stage {} ERP orders (from {})", chunk.len(), chunk[0].0.view.erp_id)))?;
                         }
                         finish(tx).await
                     })
@@ -1903,7 +1937,9 @@ macro_rules! store_impl {
                                 query(sql::LIST_RECONCILE_RUNS)
                                     .bind(filter.connection.as_deref())
                                     .bind(filter.before_id)
-                                    .bind(sql_limit(filter.limit)),
+                                    .bind(sql_limit(filter.limit))
+                                    .bind(filter.mode.map(|m| m.as_str()))
+                                    .bind(filter.state.map(|s| s.as_str())),
                             )
                             .await
                             .map_err(failed("list reconcile runs"))?;

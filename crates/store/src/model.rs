@@ -1122,6 +1122,10 @@ pub struct ReconcileRunFilter {
     pub connection: Option<String>,
     /// Runs with an id below this (the last of the previous page).
     pub before_id: Option<i64>,
+    /// Only runs of this mode.
+    pub mode: Option<ReconcileMode>,
+    /// Only runs in this state.
+    pub state: Option<ReconcileState>,
     /// 0: all.
     pub limit: u32,
 }

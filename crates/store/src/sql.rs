@@ -900,10 +900,12 @@ pub(crate) const COST_BATCH_MEMBERS: &str = "SELECT m.entry_key, m.carried_from_
 /// `$1` connection, `$2` ss_order_id, `$3` order_key, `$4` root_key, `$5` parent_id,
 /// `$6` merged_into, `$7` modified_at, `$8` body. A row already moved under another
 /// key by [`RESOLVE_SPLIT_CHILDREN`] or [`RESOLVE_MERGED`] keeps it until resolved again.
-pub(crate) const STAGE_SS_ORDER: &str = "INSERT INTO recon_ss_orders
-       (connection, ss_order_id, order_key, root_key, parent_id, merged_into, modified_at, body)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-     ON CONFLICT (connection, ss_order_id) DO UPDATE SET
+/// Copies of ShipStation orders, many rows a statement: the columns, then
+/// [`STAGE_SS_ORDER_CONFLICT`] after the values (connection, ss_order_id, order_key,
+/// root_key, parent_id, merged_into, modified_at, body).
+pub(crate) const STAGE_SS_ORDER_INTO: &str =
+    "INSERT INTO recon_ss_orders (connection, ss_order_id, order_key, root_key, parent_id, merged_into, modified_at, body) ";
+pub(crate) const STAGE_SS_ORDER_CONFLICT: &str = " ON CONFLICT (connection, ss_order_id) DO UPDATE SET
        order_key = excluded.order_key,
        root_key = CASE WHEN excluded.parent_id IS NULL AND excluded.order_key IS NOT NULL
                        THEN excluded.root_key ELSE recon_ss_orders.root_key END,
@@ -920,15 +922,16 @@ pub(crate) const STAGE_SS_MERGE: &str = "INSERT INTO recon_ss_orders
      ON CONFLICT (connection, ss_order_id) DO UPDATE SET merged_into = excluded.merged_into";
 
 /// `$1` connection, `$2` shipment_id, `$3` ss_order_id, `$4` root_key, `$5` body.
-pub(crate) const STAGE_SS_SHIPMENT: &str = "INSERT INTO recon_ss_shipments (connection, shipment_id, ss_order_id, root_key, body)
-     VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (connection, shipment_id) DO UPDATE SET
+/// Copies of labels, many rows a statement (connection, shipment_id, ss_order_id,
+/// root_key, body), then [`STAGE_SS_SHIPMENT_CONFLICT`].
+pub(crate) const STAGE_SS_SHIPMENT_INTO: &str = "INSERT INTO recon_ss_shipments (connection, shipment_id, ss_order_id, root_key, body) ";
+pub(crate) const STAGE_SS_SHIPMENT_CONFLICT: &str = " ON CONFLICT (connection, shipment_id) DO UPDATE SET
        ss_order_id = excluded.ss_order_id, body = excluded.body";
 
-/// `$1` connection, `$2` erp_id, `$3` order_key, `$4` updated_at, `$5` body.
-pub(crate) const STAGE_ERP_ORDER: &str = "INSERT INTO recon_erp_orders (connection, erp_id, order_key, updated_at, body)
-     VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT (connection, erp_id) DO UPDATE SET
+/// Copies of ERP orders, many rows a statement (connection, erp_id, order_key,
+/// updated_at, body), then [`STAGE_ERP_ORDER_CONFLICT`].
+pub(crate) const STAGE_ERP_ORDER_INTO: &str = "INSERT INTO recon_erp_orders (connection, erp_id, order_key, updated_at, body) ";
+pub(crate) const STAGE_ERP_ORDER_CONFLICT: &str = " ON CONFLICT (connection, erp_id) DO UPDATE SET
        order_key = excluded.order_key, updated_at = excluded.updated_at, body = excluded.body";
 
 /// A split child is judged under its parent's key. `$1` connection.
@@ -1005,6 +1008,7 @@ pub(crate) const LIST_RECONCILE_RUNS: &str = concat!(
     run_columns!(),
     " FROM reconcile_runs
      WHERE ($1 IS NULL OR connection = $1) AND ($2 IS NULL OR id < $2)
+       AND ($4 IS NULL OR mode = $4) AND ($5 IS NULL OR state = $5)
      ORDER BY id DESC LIMIT $3"
 );
 

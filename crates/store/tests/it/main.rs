@@ -17,6 +17,7 @@ mod harness;
 mod jobs;
 mod metrics;
 mod orders;
+mod reconcile;
 mod schedules;
 mod shipments;
 mod sqlite_only;
@@ -50,6 +51,7 @@ macro_rules! stories {
 }
 
 stories! {
+    reconcile::copies_are_staged_in_bulk_the_last_copy_wins_and_pages_come_back_in_key_order,
     batch::a_burst_of_deliveries_is_stored_in_one_batch_with_an_outcome_each,
     batch::a_batch_with_one_failing_change_stores_none_of_it,
     batch::batches_committed_from_many_tasks_at_once_never_fail_with_busy,
