@@ -137,8 +137,11 @@ pub async fn sync(path: &Path, once: bool) -> anyhow::Result<()> {
         // due times live in the store): bring every pass forward to now (one another
         // worker is running keeps its lease), then drain the outbox of everything
         // runnable now.
+        // The reconciler is not part of a sync (`shipledger reconcile` runs it).
+        use shipledger_engine::schedule::Scheduled;
+        let passes: Vec<Scheduled> = Scheduled::ALL.iter().copied().filter(|p| *p != Scheduled::Reconcile).collect();
         for c in &engine.connections {
-            engine.hasten_now(c, shipledger_engine::schedule::Scheduled::ALL).await?;
+            engine.hasten_now(c, &passes).await?;
         }
         let mut total = shipledger_engine::TickReport::default();
         loop {

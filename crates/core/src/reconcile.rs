@@ -392,22 +392,23 @@ pub fn diff(r: &Record, policy: &DiffPolicy) -> Vec<Finding> {
                         json!({"fulfilment": f.id, "voided_tracking": voided}),
                     ));
                 }
-            } else if live.is_empty() && (!f.tracking.is_empty() || (live_labels.is_empty() && !roots.iter().any(|o| o.status == "shipped"))) {
-                if older(policy, Some(f.updated_at), policy.grace) {
-                    out.push(Finding::new(
-                        ExceptionKind::FulfilledWithoutLabel,
-                        "order",
-                        erp_id,
-                        format!(
-                            "order {}: ERP fulfilment {} ({}) has no live ShipStation label{}; check what left the warehouse",
-                            erp.number,
-                            f.id,
-                            if f.completed { "completed" } else { "packed" },
-                            if f.tracking.is_empty() { String::new() } else { format!(" with tracking {}", f.tracking.join(", ")) }
-                        ),
-                        json!({"fulfilment": f.id, "tracking": f.tracking}),
-                    ));
-                }
+            } else if live.is_empty()
+                && (!f.tracking.is_empty() || (live_labels.is_empty() && !roots.iter().any(|o| o.status == "shipped")))
+                && older(policy, Some(f.updated_at), policy.grace)
+            {
+                out.push(Finding::new(
+                    ExceptionKind::FulfilledWithoutLabel,
+                    "order",
+                    erp_id,
+                    format!(
+                        "order {}: ERP fulfilment {} ({}) has no live ShipStation label{}; check what left the warehouse",
+                        erp.number,
+                        f.id,
+                        if f.completed { "completed" } else { "packed" },
+                        if f.tracking.is_empty() { String::new() } else { format!(" with tracking {}", f.tracking.join(", ")) }
+                    ),
+                    json!({"fulfilment": f.id, "tracking": f.tracking}),
+                ));
             }
         }
     }

@@ -77,6 +77,7 @@ struct RawLanes {
     shipstation_v1: Option<usize>,
     shipstation_v2: Option<usize>,
     intake: Option<usize>,
+    reconcile: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +194,9 @@ struct RawPolicy {
     held_recheck_interval: Option<String>,
     /// How often the reconciler runs (`"24h"`; `"none"`: only by `shipledger reconcile`).
     reconcile_interval: Option<String>,
+    /// How often a scheduled run reads the whole window again rather than what
+    /// changed (`"7d"`; `"none"`: only the first run, and `reconcile --full`).
+    reconcile_full_interval: Option<String>,
     /// How far back a full reconcile run reads (`"30d"`), besides every open order.
     reconcile_window: Option<String>,
     /// How long a flow may take to carry a change across before the reconciler
@@ -314,6 +318,10 @@ pub struct Policy {
     pub held_recheck_interval: Duration,
     /// How often the scheduled reconciler runs; `None`: only when asked.
     pub reconcile_interval: Option<Duration>,
+    /// How often a scheduled run is full (reads the whole window again, so drift no
+    /// change feed shows, such as a fulfilment deleted in the ERP, is found);
+    /// `None`: only the first run and `shipledger reconcile --full` are.
+    pub reconcile_full_interval: Option<Duration>,
     /// How far back a full reconcile run reads, besides every open order.
     pub reconcile_window: Duration,
     /// How long a flow may take to carry a change across (a push, a write-back, a
@@ -425,6 +433,7 @@ impl Default for Policy {
             scan_check_max_interval: Duration::from_secs(6 * 3600),
             held_recheck_interval: Duration::from_secs(300),
             reconcile_interval: Some(Duration::from_secs(24 * 3600)),
+            reconcile_full_interval: Some(Duration::from_secs(7 * 86_400)),
             reconcile_window: Duration::from_secs(30 * 86_400),
             reconcile_grace: Duration::from_secs(3600),
             invoice_grace: Duration::from_secs(24 * 3600),
@@ -503,6 +512,7 @@ fn lane_limits(raw: RawLanes) -> Result<crate::lanes::LaneLimits, String> {
         shipstation_v1: limit(raw.shipstation_v1, "shipstation_v1", default.shipstation_v1)?,
         shipstation_v2: limit(raw.shipstation_v2, "shipstation_v2", default.shipstation_v2)?,
         intake: limit(raw.intake, "intake", default.intake)?,
+        reconcile: limit(raw.reconcile, "reconcile", default.reconcile)?,
     })
 }
 
@@ -787,6 +797,12 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
         p.reconcile_interval = if d == "none" { None } else { Some(duration(d, "reconcile_interval")?) };
         if p.reconcile_interval.is_some_and(|d| d.is_zero()) {
             return Err("reconcile_interval = \"0s\": use a duration like \"24h\", or \"none\" to run it only by `shipledger reconcile`".into());
+        }
+    }
+    if let Some(d) = &raw.reconcile_full_interval {
+        p.reconcile_full_interval = if d == "none" { None } else { Some(duration(d, "reconcile_full_interval")?) };
+        if p.reconcile_full_interval.is_some_and(|d| d.is_zero()) {
+            return Err("reconcile_full_interval = \"0s\": use a duration like \"7d\", or \"none\" for full runs only by `shipledger reconcile --full`".into());
         }
     }
     if let Some(d) = &raw.reconcile_window {
@@ -1175,6 +1191,22 @@ journal_party = "ShipStation"
         let bad = GOOD.replace("scan_overdue_after = \"24h\"", "held_recheck_interval = \"soon\"");
         let e = Config::parse(&bad, "t.toml", &env).unwrap_err();
         assert!(e.message.contains("held_recheck_interval = \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn the_reconciler_runs_daily_and_in_full_weekly_unless_the_policy_says_otherwise() {
+        let config = Config::parse(GOOD, "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!((p.reconcile_interval, p.reconcile_full_interval), (Some(Duration::from_secs(86_400)), Some(Duration::from_secs(7 * 86_400))));
+        assert_eq!(config.lanes.reconcile, 2);
+        let with = |lines: &str| GOOD.replace("scan_overdue_after = \"24h\"", &format!("scan_overdue_after = \"24h\"\n{lines}"));
+        let config = Config::parse(&with("reconcile_interval = \"6h\"\nreconcile_full_interval = \"none\""), "t.toml", &env).unwrap();
+        let p = &config.connections[0].policy;
+        assert_eq!((p.reconcile_interval, p.reconcile_full_interval), (Some(Duration::from_secs(6 * 3600)), None));
+        let e = Config::parse(&with("reconcile_full_interval = \"0s\""), "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("reconcile_full_interval = \"0s\""), "{e}");
+        let e = Config::parse(&with("reconcile_full_interval = \"weekly\""), "t.toml", &env).unwrap_err();
+        assert!(e.message.contains("reconcile_full_interval"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | [`Lane::ShipStationV1`] | `sync_order` (push), `ingest_v1_webhook` hints, the shipment poll | the v1 budget (40 a minute) |
 //! | [`Lane::ShipStationV2`] | the scan sweep | the v2 budget (200 a minute) |
 //! | [`Lane::Intake`] | `ingest_v2_track` jobs, the monitors (and jobs of unknown kinds) | the store only |
+//! | [`Lane::Reconcile`] | the scheduled reconciler run | the v1 budget and the ERP's reads, for many minutes |
 //!
 //! [`Engine::try_execute_one`] does at most one bounded unit of a lane's work (one
 //! scheduled pass, or one claimed batch of one job kind), rotating between the lane's
@@ -75,6 +76,10 @@ pub enum Lane {
     /// What the webhook receivers stored (`ingest_v2_track`) and the monitors: no
     /// external call.
     Intake,
+    /// The reconciler: long reads of ShipStation and the ERP (its requests spend the
+    /// connection's budgets), in a lane of its own so a run of many minutes never
+    /// holds pushes, write-back or scan checks back.
+    Reconcile,
 }
 
 /// One kind of work a lane rotates through.
@@ -88,7 +93,7 @@ enum Work {
 }
 
 impl Lane {
-    pub const ALL: &'static [Lane] = &[Lane::ErpReads, Lane::ErpWrites, Lane::ShipStationV1, Lane::ShipStationV2, Lane::Intake];
+    pub const ALL: &'static [Lane] = &[Lane::ErpReads, Lane::ErpWrites, Lane::ShipStationV1, Lane::ShipStationV2, Lane::Intake, Lane::Reconcile];
 
     /// The name logs show (`erp_reads`, `shipstation_v1`, …).
     pub fn name(self) -> &'static str {
@@ -98,6 +103,7 @@ impl Lane {
             Lane::ShipStationV1 => "shipstation_v1",
             Lane::ShipStationV2 => "shipstation_v2",
             Lane::Intake => "intake",
+            Lane::Reconcile => "reconcile",
         }
     }
 
@@ -119,6 +125,7 @@ impl Lane {
             Scheduled::ShipmentPoll => Lane::ShipStationV1,
             Scheduled::ScanSweep => Lane::ShipStationV2,
             Scheduled::Monitors => Lane::Intake,
+            Scheduled::Reconcile => Lane::Reconcile,
         }
     }
 
@@ -170,12 +177,14 @@ pub struct LaneLimits {
     pub shipstation_v1: usize,
     pub shipstation_v2: usize,
     pub intake: usize,
+    /// Reconcile runs at once (each holds its pages in memory and writes its copies).
+    pub reconcile: usize,
 }
 
 impl Default for LaneLimits {
-    /// Eight steps of each lane kind at once.
+    /// Eight steps of each lane kind at once; two reconcile runs.
     fn default() -> Self {
-        LaneLimits { erp_reads: 8, erp_writes: 8, shipstation_v1: 8, shipstation_v2: 8, intake: 8 }
+        LaneLimits { erp_reads: 8, erp_writes: 8, shipstation_v1: 8, shipstation_v2: 8, intake: 8, reconcile: 2 }
     }
 }
 
@@ -187,6 +196,7 @@ impl LaneLimits {
             Lane::ShipStationV1 => self.shipstation_v1,
             Lane::ShipStationV2 => self.shipstation_v2,
             Lane::Intake => self.intake,
+            Lane::Reconcile => self.reconcile,
         }
     }
 }
@@ -240,7 +250,7 @@ impl Engine {
             Scheduled::Recheck | Scheduled::Follow => {
                 takeable(records.get(&Scheduled::Recheck), now) || takeable(records.get(&Scheduled::Follow), now)
             }
-            other => takeable(records.get(&other), now),
+            other => other.enabled(&conn.policy) && takeable(records.get(&other), now),
         };
         for i in 0..work.len() {
             let at = (start + i) % work.len();
@@ -263,6 +273,7 @@ impl Engine {
         // taken is due now); a pass taken meanwhile is seen on the next look.
         let next_due = lane
             .passes()
+            .filter(|pass| pass.enabled(&conn.policy))
             .map(|pass| records.get(&pass).and_then(|r| r.next_due_at).unwrap_or(now))
             .min();
         Ok(Step::Idle { next_due })
@@ -321,6 +332,7 @@ impl Engine {
                 flows::unknown_jobs::run(self, conn).await.map(|_| ())
             }
             .await,
+            Scheduled::Reconcile => Box::pin(flows::reconcile::scheduled(self, conn)).await.map(|_| ()),
             Scheduled::Recheck | Scheduled::Follow => unreachable!("the recheck and follow run through recheck_or_follow"),
         };
         self.finish_schedule_with(conn, lease, &result).await?;

@@ -48,11 +48,15 @@ pub enum Scheduled {
     /// Overdue scans and labels, and jobs this build cannot run
     /// ([`crate::flows::monitors`], [`crate::flows::unknown_jobs`]).
     Monitors,
+    /// The reconciler ([`crate::flows::reconcile::scheduled`]), every
+    /// `reconcile_interval` (never when it is `none`), full every
+    /// `reconcile_full_interval`.
+    Reconcile,
 }
 
 impl Scheduled {
     pub const ALL: &'static [Scheduled] =
-        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::FxConvert, Scheduled::CostBatches, Scheduled::Monitors];
+        &[Scheduled::ErpPoll, Scheduled::Recheck, Scheduled::Follow, Scheduled::ShipmentPoll, Scheduled::ScanSweep, Scheduled::FxConvert, Scheduled::CostBatches, Scheduled::Monitors, Scheduled::Reconcile];
 
     /// The name stored and shown (`erp_poll`, `recheck`, …).
     pub fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl Scheduled {
             Scheduled::FxConvert => "fx_convert",
             Scheduled::CostBatches => "cost_batches",
             Scheduled::Monitors => "monitors",
+            Scheduled::Reconcile => "reconcile",
         }
     }
 
@@ -80,6 +85,16 @@ impl Scheduled {
             Scheduled::ShipmentPoll | Scheduled::ScanSweep | Scheduled::FxConvert | Scheduled::CostBatches | Scheduled::Monitors => {
                 policy.shipment_poll_interval
             }
+            Scheduled::Reconcile => policy.reconcile_interval.unwrap_or(Duration::MAX),
+        }
+    }
+
+    /// Whether the pass runs by itself at all (`reconcile_interval = "none"`: the
+    /// reconciler runs only when asked).
+    pub fn enabled(self, policy: &Policy) -> bool {
+        match self {
+            Scheduled::Reconcile => policy.reconcile_interval.is_some(),
+            _ => true,
         }
     }
 
@@ -88,6 +103,9 @@ impl Scheduled {
     pub fn after_failure(self, policy: &Policy) -> Duration {
         match self {
             Scheduled::Recheck => Duration::ZERO,
+            // A failed run (ShipStation or the ERP down) is tried again within the
+            // hour, not a day later.
+            Scheduled::Reconcile => self.interval(policy).min(Duration::from_secs(3600)),
             other => other.interval(policy),
         }
     }

@@ -41,6 +41,9 @@ pub const PAGE: u32 = 500;
 /// How far before the last high-water mark an incremental read starts: a record
 /// written just before the mark but committed after it is still seen.
 const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
+/// Rows of each of the store's copies read at a time by the merge (four such pages
+/// are in memory at once).
+const COPY_PAGE: u32 = 2_000;
 /// Findings (or exceptions) per commit.
 const COMMIT_EVERY: usize = 500;
 
@@ -101,18 +104,25 @@ pub async fn run(engine: &Engine, conn: &Connection, options: &ReconcileOptions,
     let now = engine.clock.now();
     let window = SignedDuration::try_from(conn.policy.reconcile_window).unwrap_or(SignedDuration::MAX);
     let since = options.since.unwrap_or_else(|| now.checked_sub(window).unwrap_or(Timestamp::MIN));
-    let previous = engine
+    // A run that worked (full, or incremental on top of one) holds the copies an
+    // incremental run builds on.
+    let has_full = !engine
         .store
-        .list_reconcile_runs(shipledger_store::ReconcileRunFilter { connection: Some(conn.name.clone()), limit: 20, ..Default::default() })
-        .await?;
-    let has_full = previous.iter().any(|r| r.state == ReconcileState::Done);
+        .list_reconcile_runs(shipledger_store::ReconcileRunFilter {
+            connection: Some(conn.name.clone()),
+            state: Some(ReconcileState::Done),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .is_empty();
     let mode = if options.full || options.since.is_some() || !has_full { ReconcileMode::Full } else { ReconcileMode::Incremental };
     let run = engine.store.start_reconcile_run(&conn.name, mode, since, now).await?;
     let mut stats = ReconcileStats::default();
     match Box::pin(reconcile(engine, conn, mode, since, now, progress, &mut stats)).await {
         Ok(findings) => {
             let run = engine.store.finish_reconcile_run(run.id, ReconcileState::Done, to_value(&stats), None, engine.clock.now()).await?;
-            let _ = findings_store(engine, conn, run.id, &findings).await?;
+            findings_store(engine, conn, run.id, &findings).await?;
             Ok(ReconcileReport { run, stats, findings })
         }
         Err(e) => {
@@ -120,6 +130,43 @@ pub async fn run(engine: &Engine, conn: &Connection, options: &ReconcileOptions,
             Err(e)
         }
     }
+}
+
+/// The scheduled run ([`crate::schedule::Scheduled::Reconcile`]): full when no full
+/// run has worked within `reconcile_full_interval` (or ever), else incremental.
+pub async fn scheduled(engine: &Engine, conn: &Connection) -> Result<ReconcileReport, EngineError> {
+    let now = engine.clock.now();
+    let last_full = engine
+        .store
+        .list_reconcile_runs(shipledger_store::ReconcileRunFilter {
+            connection: Some(conn.name.clone()),
+            mode: Some(ReconcileMode::Full),
+            state: Some(ReconcileState::Done),
+            limit: 1,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .next();
+    let full = match (&last_full, conn.policy.reconcile_full_interval) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(run), Some(every)) => {
+            let every = SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX);
+            run.started_at.checked_add(every).is_ok_and(|due| due <= now)
+        }
+    };
+    let report = run(engine, conn, &ReconcileOptions { since: None, full }, &Quiet).await?;
+    tracing::info!(
+        connection = %conn.name,
+        run = report.run.id,
+        mode = %report.run.mode,
+        findings = report.findings.len(),
+        opened = report.stats.exceptions_opened,
+        closed = report.stats.exceptions_closed,
+        "reconcile run done"
+    );
+    Ok(report)
 }
 
 fn to_value(stats: &ReconcileStats) -> serde_json::Value {
@@ -158,13 +205,13 @@ async fn reconcile(
     };
     let mut findings = Vec::new();
     let mut suspects: Vec<Record> = Vec::new();
-    let mut merge = Merge::new(engine, &conn.name);
+    let mut merge = Merge::new(engine.store.as_ref(), &conn.name);
     while let Some(mut record) = Box::pin(merge.next()).await? {
         stats.keys += 1;
         if record.ledger.is_none() && record.erp.is_none() {
             record.same_number = same_number(engine, conn, &record).await?;
         }
-        if stats.keys % 10_000 == 0 {
+        if stats.keys.is_multiple_of(10_000) {
             progress.step("comparing", stats.keys);
         }
         let found = reconcile::diff(&record, &policy);
@@ -217,6 +264,33 @@ async fn reconcile(
     stats.exceptions_opened = opened;
     stats.exceptions_closed = closed;
     Ok(findings)
+}
+
+/// What [`compare_copies`] judged: keys, and findings per kind code.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Compared {
+    pub keys: u64,
+    pub findings: BTreeMap<String, u64>,
+}
+
+/// The diff alone, over the copies the store holds: every key's records merged from
+/// the four byte-ordered copies (ERP, ledger, ShipStation orders, labels) a page at a
+/// time and judged by core's diff. Nothing is read from ShipStation or the ERP and
+/// nothing is written; memory is a page of each copy. This is the step of a run
+/// between reading and confirming, which `shipledger bench reconcile` measures.
+pub async fn compare_copies(store: &dyn shipledger_store::Store, connection: &str, policy: &DiffPolicy, progress: &dyn Progress) -> Result<Compared, EngineError> {
+    let mut compared = Compared::default();
+    let mut merge = Merge::new(store, connection);
+    while let Some(record) = Box::pin(merge.next()).await? {
+        compared.keys += 1;
+        if compared.keys.is_multiple_of(10_000) {
+            progress.step("comparing", compared.keys);
+        }
+        for f in reconcile::diff(&record, policy) {
+            *compared.findings.entry(f.kind.code().to_string()).or_default() += 1;
+        }
+    }
+    Ok(compared)
 }
 
 /// The ledger's order with the number of a ShipStation order nobody released.
@@ -521,7 +595,7 @@ impl<T> Stream<T> {
 
 /// The four copies merged by key.
 struct Merge<'e> {
-    engine: &'e Engine,
+    store: &'e dyn shipledger_store::Store,
     connection: &'e str,
     erp: Stream<StagedErpOrder>,
     ledger: Stream<(String, LedgerSide)>,
@@ -530,40 +604,55 @@ struct Merge<'e> {
 }
 
 impl<'e> Merge<'e> {
-    fn new(engine: &'e Engine, connection: &'e str) -> Self {
-        Merge { engine, connection, erp: Stream::new(), ledger: Stream::new(), orders: Stream::new(), labels: Stream::new() }
+    fn new(store: &'e dyn shipledger_store::Store, connection: &'e str) -> Self {
+        Merge { store, connection, erp: Stream::new(), ledger: Stream::new(), orders: Stream::new(), labels: Stream::new() }
     }
 
+    /// Read the next page of every copy whose buffer ran dry, the reads at once.
     async fn fill(&mut self) -> Result<(), EngineError> {
-        let store = &self.engine.store;
-        if self.erp.buf.is_empty() && !self.erp.done {
-            let after = self.erp.last_key.clone();
-            let page = store.page_erp_orders(self.connection, after.as_deref(), PAGE).await?;
-            self.erp.done = page.len() < PAGE as usize;
-            self.erp.last_key = page.last().map(|p| p.order_key.clone()).or(after);
-            self.erp.buf.extend(page);
-        }
-        if self.ledger.buf.is_empty() && !self.ledger.done {
-            let after = self.ledger.last_key.clone();
-            let page = store.page_ledger_orders(self.connection, after.as_deref(), PAGE).await?;
-            self.ledger.done = page.len() < PAGE as usize;
-            self.ledger.last_key = page.last().map(|p| p.0.clone()).or(after);
-            self.ledger.buf.extend(page);
-        }
-        if self.orders.buf.is_empty() && !self.orders.done {
-            let after = self.orders.last.clone();
-            let page = store.page_ss_orders(self.connection, after.as_ref().map(|(k, i)| (k.as_str(), *i)), PAGE).await?;
-            self.orders.done = page.len() < PAGE as usize;
-            self.orders.last = page.last().map(|p| (p.root_key.clone(), p.view.ss_order_id)).or(after);
-            self.orders.buf.extend(page);
-        }
-        if self.labels.buf.is_empty() && !self.labels.done {
-            let after = self.labels.last.clone();
-            let page = store.page_ss_shipments(self.connection, after.as_ref().map(|(k, i)| (k.as_str(), *i)), PAGE).await?;
-            self.labels.done = page.len() < PAGE as usize;
-            self.labels.last = page.last().map(|p| (p.root_key.clone(), p.view.shipment_id)).or(after);
-            self.labels.buf.extend(page);
-        }
+        let Merge { store, connection, erp, ledger, orders, labels } = self;
+        let (store, connection) = (*store, *connection);
+        let erp = async {
+            if erp.buf.is_empty() && !erp.done {
+                let after = erp.last_key.clone();
+                let page = store.page_erp_orders(connection, after.as_deref(), COPY_PAGE).await?;
+                erp.done = page.len() < COPY_PAGE as usize;
+                erp.last_key = page.last().map(|p| p.order_key.clone()).or(after);
+                erp.buf.extend(page);
+            }
+            Ok::<(), EngineError>(())
+        };
+        let ledger = async {
+            if ledger.buf.is_empty() && !ledger.done {
+                let after = ledger.last_key.clone();
+                let page = store.page_ledger_orders(connection, after.as_deref(), COPY_PAGE).await?;
+                ledger.done = page.len() < COPY_PAGE as usize;
+                ledger.last_key = page.last().map(|p| p.0.clone()).or(after);
+                ledger.buf.extend(page);
+            }
+            Ok(())
+        };
+        let orders = async {
+            if orders.buf.is_empty() && !orders.done {
+                let after = orders.last.clone();
+                let page = store.page_ss_orders(connection, after.as_ref().map(|(k, i)| (k.as_str(), *i)), COPY_PAGE).await?;
+                orders.done = page.len() < COPY_PAGE as usize;
+                orders.last = page.last().map(|p| (p.root_key.clone(), p.view.ss_order_id)).or(after);
+                orders.buf.extend(page);
+            }
+            Ok(())
+        };
+        let labels = async {
+            if labels.buf.is_empty() && !labels.done {
+                let after = labels.last.clone();
+                let page = store.page_ss_shipments(connection, after.as_ref().map(|(k, i)| (k.as_str(), *i)), COPY_PAGE).await?;
+                labels.done = page.len() < COPY_PAGE as usize;
+                labels.last = page.last().map(|p| (p.root_key.clone(), p.view.shipment_id)).or(after);
+                labels.buf.extend(page);
+            }
+            Ok(())
+        };
+        tokio::try_join!(erp, ledger, orders, labels)?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::order::ErpOrderStatus;
 use shipledger_engine::flows::reconcile::{self, Quiet, ReconcileOptions};
+use shipledger_engine::lanes::{Lane, Step};
 use shipledger_erp::{FulfilmentRecord, FulfilmentState, Package};
 use shipledger_store::{ExceptionFilter, ReconcileMode};
 
@@ -105,6 +106,26 @@ crate::stories! {
     async fn the_reconciler_names_every_seeded_drift_with_its_owner_and_nothing_else_and_fixing_it_closes_it(w: World) {
         // A long story: its future lives on the heap, not the test thread's stack.
         Box::pin(seeded_drift_story(w)).await;
+    }
+
+    async fn the_reconciler_runs_by_itself_in_its_own_lane_daily_and_reads_everything_again_weekly(w: World) {
+        Box::pin(scheduled_story(w)).await;
+    }
+
+    async fn with_reconcile_interval_none_the_reconciler_runs_only_when_asked(w: World) {
+        let mut w = w;
+        let clock = w.manual_clock();
+        w.engine.connections[0].policy.reconcile_interval = None;
+        let hand = by_hand(&w, "HAND-7", "hand-7", OUR_STORE).await;
+        let conn = &w.engine.connections[0];
+        // Nothing is due, now or a month from now: the lane sleeps its cap and reads again.
+        assert_eq!(w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap(), Step::Idle { next_due: None });
+        clock.advance(SignedDuration::from_hours(24 * 30));
+        assert_eq!(w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap(), Step::Idle { next_due: None });
+        assert!(runs(&w).await.is_empty(), "no run was asked for");
+        // Asked for, it runs (and finds the hand-made order).
+        let report = Box::pin(reconcile::run(&w.engine, conn, &ReconcileOptions::default(), &Quiet)).await.unwrap();
+        assert!(findings(&report).contains_key(&(ExceptionKind::UnknownShipStationOrder, hand.to_string())), "{:?}", report.findings);
     }
 }
 
@@ -327,7 +348,7 @@ async fn full_run(w: &World, hand: i64, hand_label: i64) -> reconcile::Reconcile
     .map(|(k, r, o)| ((k, r), o))
     .collect();
     assert_eq!(findings(&full), expected, "{:#?}", full.findings);
-    for ((kind, record), _) in &expected {
+    for (kind, record) in expected.keys() {
         assert!(
             live(w, *kind, record).await,
             "{kind} on {record} is a live exception"
@@ -438,4 +459,62 @@ async fn fix_and_run_again(w: &World, hand: i64, late: i64, full: &reconcile::Re
         incremental.stats.shipstation_requests,
         full.stats.shipstation_requests
     );
+}
+
+async fn runs(w: &World) -> Vec<shipledger_store::ReconcileRun> {
+    w.store
+        .list_reconcile_runs(shipledger_store::ReconcileRunFilter { connection: Some("acme-uk".into()), ..Default::default() })
+        .await
+        .unwrap()
+}
+
+
+async fn scheduled_story(mut w: World) {
+    let clock = w.manual_clock();
+    w.engine.connections[0].policy.reconcile_grace = std::time::Duration::ZERO;
+    // Daily (the default), full weekly (the default).
+    assert_eq!(w.engine.connections[0].policy.reconcile_interval, Some(std::time::Duration::from_secs(86_400)));
+    assert_eq!(w.engine.connections[0].policy.reconcile_full_interval, Some(std::time::Duration::from_secs(7 * 86_400)));
+    let hand_1 = by_hand(&w, "HAND-1", "hand-1", OUR_STORE).await;
+    let conn = &w.engine.connections[0];
+
+    // Never run: due at once, and the first run reads everything.
+    let Step::Worked(_) = w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap() else { panic!("a first run is due at once") };
+    let first = runs(&w).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].mode, first[0].state), (ReconcileMode::Full, shipledger_store::ReconcileState::Done));
+    assert!(live(&w, ExceptionKind::UnknownShipStationOrder, &hand_1.to_string()).await, "the run opened the hand-made order's exception");
+
+    // Not due again for a day; the lane says when.
+    let day = SignedDuration::from_hours(24);
+    match w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap() {
+        Step::Idle { next_due: Some(due) } => assert_eq!(due, first[0].started_at + day),
+        other => panic!("the reconciler ran again within the day: {other:?}"),
+    }
+
+    // A day later: an incremental run, which sees what changed since (another order by hand).
+    let hand_2 = by_hand(&w, "HAND-2", "hand-2", OUR_STORE).await;
+    clock.advance(day + SignedDuration::from_secs(1));
+    let Step::Worked(_) = w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap() else { panic!("due after a day") };
+    let second = runs(&w).await;
+    assert_eq!(second.len(), 2);
+    assert_eq!((second[0].mode, second[0].state), (ReconcileMode::Incremental, shipledger_store::ReconcileState::Done));
+    assert!(live(&w, ExceptionKind::UnknownShipStationOrder, &hand_2.to_string()).await, "the incremental run found the new order");
+
+    // Six more days: a full run again (it finds what no change feed shows).
+    for _ in 0..6 {
+        clock.advance(day);
+        let Step::Worked(_) = w.engine.try_execute_one(conn, Lane::Reconcile).await.unwrap() else { panic!("due each day") };
+    }
+    let all = runs(&w).await;
+    let modes: Vec<ReconcileMode> = all.iter().rev().map(|r| r.mode).collect();
+    assert_eq!(
+        modes,
+        [ReconcileMode::Full, ReconcileMode::Incremental, ReconcileMode::Incremental, ReconcileMode::Incremental, ReconcileMode::Incremental, ReconcileMode::Incremental, ReconcileMode::Incremental, ReconcileMode::Full],
+        "a full run once the last full one is a week old"
+    );
+    // The pass is kept in the store like every other (`shipledger schedules` shows it).
+    let schedules = w.engine.schedules(conn).await.unwrap();
+    let pass = schedules.iter().find(|s| s.name == "reconcile").expect("the reconcile pass is kept in the store");
+    assert_eq!((pass.runs, pass.last_error.as_deref()), (8, None), "{pass:?}");
 }
