@@ -37,6 +37,8 @@ use tokio::task::JoinHandle;
 
 use crate::output::Format;
 
+mod reconcile;
+
 const CONNECTION: &str = "bench";
 /// ShipStation's real limits, fixed so runs compare.
 const V1_PER_MINUTE: u32 = 40;
@@ -54,6 +56,9 @@ pub enum Scenario {
     Scans,
     /// Webhook intake through the real receiver against a no-op handler.
     Intake,
+    /// The reconciler: its diff over a million staged orders against a PostgreSQL
+    /// `FULL OUTER JOIN`, and its ShipStation requests per order (full, incremental).
+    Reconcile,
 }
 
 impl Scenario {
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::Ingest => "ingest",
             Scenario::Scans => "scans",
             Scenario::Intake => "intake",
+            Scenario::Reconcile => "reconcile",
         }
     }
 }
@@ -97,6 +103,14 @@ pub struct BenchArgs {
     /// intake: deliveries in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// reconcile: orders staged on each side for the diff (the figure).
+    #[arg(long, default_value_t = 1_000_000)]
+    staged: usize,
+    /// reconcile: the PostgreSQL server the staged diff runs on (a database of its
+    /// own is made there and dropped after). Default: `TEST_DATABASE_URL`, else
+    /// postgres://postgres@127.0.0.1:5432/postgres.
+    #[arg(long)]
+    database_url: Option<String>,
 }
 
 /// One figure compared with its target.
@@ -122,6 +136,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Ingest => ingest(&args).await?,
         Scenario::Scans => scans(&args).await?,
         Scenario::Intake => intake(&args).await?,
+        Scenario::Reconcile => reconcile::run(&args).await?,
     };
     let seconds = started.elapsed().as_secs_f64();
     let pass = outcome.targets.iter().all(|t| t.pass);
@@ -309,8 +324,20 @@ impl Counts {
 impl Rig {
     /// Everything up, `orders` good orders waiting in the ERP, the engine not yet running.
     async fn start(seed: u64, orders: usize, hooks: Hooks) -> anyhow::Result<Rig> {
+        Rig::start_at(seed, orders, hooks, (V1_PER_MINUTE, V2_PER_MINUTE), |_| {}).await
+    }
+
+    /// [`Rig::start`] with ShipStation's limits per minute (v1, v2) raised or lowered,
+    /// and the connection's policy tuned by `tune`.
+    async fn start_at(
+        seed: u64,
+        orders: usize,
+        hooks: Hooks,
+        (v1_per_minute, v2_per_minute): (u32, u32),
+        tune: impl FnOnce(&mut Policy),
+    ) -> anyhow::Result<Rig> {
         let dir = tempfile::tempdir().context("making a temporary directory")?;
-        let ss_config = SandboxConfig { seed, rate_limit: V1_PER_MINUTE, v2_rate_limit: V2_PER_MINUTE, ..SandboxConfig::default() };
+        let ss_config = SandboxConfig { seed, rate_limit: v1_per_minute, v2_rate_limit: v2_per_minute, ..SandboxConfig::default() };
         let (ss_key, ss_secret, ss_v2_key) = (ss_config.api_key.clone(), ss_config.api_secret.clone(), ss_config.v2_api_key.clone());
         let shipstation = Sandbox::start(ss_config, "127.0.0.1:0".parse()?).await?;
         let erp_config = SandboxErpConfig { seed, ..SandboxErpConfig::default() };
@@ -341,12 +368,16 @@ impl Rig {
                 clock.clone(),
             )?),
             account_currency: shipledger_core::Currency::USD,
-            policy: Policy { poll_interval: POLL, shipment_poll_interval: POLL, ..Policy::default() },
+            // The reconciler runs only where a scenario asks for it (`reconcile`): its
+            // reads would count in the other scenarios' requests.
+            policy: Policy { poll_interval: POLL, shipment_poll_interval: POLL, reconcile_interval: None, ..Policy::default() },
             gate: GatePolicy::default(),
             store_id: None,
             store_ids: Vec::new(),
             accounts: None,
         };
+        let mut connection = connection;
+        tune(&mut connection.policy);
         let engine = Arc::new(Engine::new(store.clone(), clock.clone(), vec![connection]));
         engine.prepare().await?;
 
@@ -370,6 +401,17 @@ impl Rig {
         });
         subscribe(&shipstation, server_addr, &token, hooks, (&ss_key, &ss_secret), &ss_v2_key).await?;
         Ok(Rig { _dir: dir, shipstation, erp, store, engine, orders, stop, tasks: vec![server_task] })
+    }
+
+    /// Stop the engine and shipledger's server (ShipStation and the ERP stay up).
+    async fn halt(&mut self) {
+        let _ = self.stop.send(true);
+        for task in std::mem::take(&mut self.tasks) {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                abort.abort();
+            }
+        }
     }
 
     fn run_engine(&mut self) {
