@@ -75,3 +75,36 @@ fn with_check_a_missed_target_is_a_failure_and_the_table_names_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("orders_per_request missed its target"), "{stderr}");
 }
+
+#[test]
+fn reconcile_judges_staged_orders_the_same_way_as_a_postgres_join_and_counts_requests_per_order() {
+    let Ok(server) = std::env::var("TEST_DATABASE_URL") else {
+        assert!(std::env::var("CI").is_err(), "CI must set TEST_DATABASE_URL");
+        eprintln!("SKIPPED: TEST_DATABASE_URL is not set; bench reconcile needs PostgreSQL");
+        return;
+    };
+    let (out, r) = bench(&["reconcile", "--staged", "3000", "--orders", "600", "--database-url", &server, "--format", "json"]);
+    assert!(out.status.success(), "bench reconcile failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(r["scenario"], json!("reconcile"));
+    let staged = &r["figures"]["staged"];
+    assert_eq!(staged["keys"], json!(3000), "{staged}");
+    // Five keys in a thousand drift on purpose, and are found, each of them once.
+    let findings = staged["findings"].as_object().unwrap();
+    for kind in ["paid_not_in_shipstation", "unknown_shipstation_order", "status_mismatch", "shipped_not_fulfilled", "tracking_mismatch"] {
+        assert_eq!(findings.get(kind), Some(&json!(3)), "{kind}: {staged}");
+    }
+    for side in ["shipledger_diff", "postgres_full_outer_join"] {
+        assert!(staged[side]["seconds"].as_f64().unwrap() > 0.0, "{staged}");
+        assert!(staged[side]["peak_rss_mb"].as_f64().unwrap() > 0.0, "{staged}");
+    }
+    let http = &r["figures"]["http"];
+    assert_eq!((http["full"]["keys"].clone(), http["changed_orders"].clone()), (json!(600), json!(6)), "{http}");
+    assert_eq!(http["incremental"]["findings"], json!({"status_mismatch": 6}), "the held orders and nothing else: {http}");
+    let (full, incremental) = (http["full"]["shipstation_requests"].as_u64().unwrap(), http["incremental"]["shipstation_requests"].as_u64().unwrap());
+    assert!(full >= 3 && incremental >= 3, "three windows read at least a page each: {http}");
+    let names: Vec<&str> = r["targets"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["staged.speedup_over_join", "staged.shipledger_diff.peak_rss_mb", "http.full.shipstation_requests_per_order", "http.incremental.shipstation_requests"]
+    );
+}
