@@ -35,6 +35,12 @@ pub enum ExceptionsCommand {
     /// Run the job behind an exception again (a given-up job is re-armed, a waiting
     /// one runs now); the exception closes when the job succeeds.
     Retry(ActArgs),
+    /// Edit and retry: correct ShipStation-side fields shipledger owns on the order
+    /// behind an exception (`--set service_code=ups_ground`, `--unset package_code`;
+    /// carrier_code, service_code, package_code, confirmation, warehouse_id,
+    /// internal_notes), then run its job again. The ERP's data (weights, addresses,
+    /// lines) is corrected in the ERP, never here.
+    Edit(EditArgs),
     /// Mark an exception dealt with (`--note` says how).
     Resolve(NoteArgs),
     /// Leave an exception be (`--note` says why): its kind is not raised again on
@@ -103,6 +109,24 @@ pub struct ActArgs {
     #[arg(long)]
     config: PathBuf,
     id: i64,
+    /// A note for the audit log.
+    #[arg(long)]
+    note: Option<String>,
+    #[command(flatten)]
+    actor: Actor,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    #[arg(long)]
+    config: PathBuf,
+    id: i64,
+    /// FIELD=VALUE, as often as needed.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    /// A field whose override goes (the order is pushed without it again).
+    #[arg(long = "unset", value_name = "FIELD")]
+    unset: Vec<String>,
     /// A note for the audit log.
     #[arg(long)]
     note: Option<String>,
@@ -249,6 +273,18 @@ async fn act(config: &std::path::Path, id: i64, action: ExceptionAction, note: O
             println!(
                 "exception {id} ({}): job {} ({}) runs again now (it was {}); the exception closes when it succeeds",
                 e.kind,
+                job["id"],
+                job["kind"].as_str().unwrap_or_default(),
+                acted.audit.before["job"]["state"].as_str().unwrap_or_default(),
+            );
+        }
+        ExceptionAction::Edit { .. } => {
+            let job = &acted.audit.after["job"];
+            println!(
+                "exception {id} ({}): order {} now carries {} in ShipStation; job {} ({}) runs again now (it was {}); the exception closes when it succeeds",
+                e.kind,
+                e.record_id,
+                acted.audit.after["overrides"],
                 job["id"],
                 job["kind"].as_str().unwrap_or_default(),
                 acted.audit.before["job"]["state"].as_str().unwrap_or_default(),
@@ -408,6 +444,19 @@ pub async fn exceptions(command: ExceptionsCommand) -> anyhow::Result<()> {
             act(&args.config, args.id, ExceptionAction::Assign { to }, args.note, &args.actor).await?
         }
         ExceptionsCommand::Retry(args) => act(&args.config, args.id, ExceptionAction::Retry, args.note, &args.actor).await?,
+        ExceptionsCommand::Edit(args) => {
+            let mut set = std::collections::BTreeMap::new();
+            for pair in &args.set {
+                let Some((field, value)) = pair.split_once('=') else {
+                    return Err(anyhow::Error::new(crate::run::BadConfig(format!("--set {pair:?}: write FIELD=VALUE, e.g. --set service_code=ups_ground"))));
+                };
+                set.insert(field.trim().to_string(), Some(value.to_string()));
+            }
+            for field in &args.unset {
+                set.insert(field.trim().to_string(), None);
+            }
+            act(&args.config, args.id, ExceptionAction::Edit { set }, args.note, &args.actor).await?
+        }
         ExceptionsCommand::Resolve(args) => act(&args.config, args.id, ExceptionAction::Resolve, Some(args.note), &args.actor).await?,
         ExceptionsCommand::Ignore(args) => act(&args.config, args.id, ExceptionAction::Ignore, Some(args.note), &args.actor).await?,
     }

@@ -35,6 +35,7 @@ pub mod journal;
 pub mod metrics;
 pub mod money;
 pub mod order;
+pub mod overrides;
 pub mod reconcile;
 pub mod release;
 pub mod shipment;

@@ -504,6 +504,9 @@ impl Store for MeteredStore {
     fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>> {
         self.inner.list_exception_audit(filter)
     }
+    fn order_overrides<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>>> {
+        self.inner.order_overrides(connection, erp_id)
+    }
     fn create_api_token<'a>(&'a self, token: shipledger_store::NewApiToken, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ApiTokenRecord>> {
         self.inner.create_api_token(token, now)
     }

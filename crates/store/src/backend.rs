@@ -44,6 +44,21 @@ pub(crate) fn last_of<T, K: std::hash::Hash + Eq>(rows: &[T], id: impl Fn(&T) ->
     rows.iter().enumerate().filter(|(i, row)| last.get(&id(row)) == Some(i)).map(|(_, row)| row).collect()
 }
 
+/// An order's overrides as a JSON object (field → value), for the audit log.
+pub(crate) fn overrides_json<R: sqlx::Row>(rows: &[R]) -> Result<serde_json::Value, StoreError>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    let mut map = serde_json::Map::new();
+    for row in rows {
+        let field: String = row.try_get("field").map_err(failed("read an override's field"))?;
+        let value: String = row.try_get("value").map_err(failed("read an override's value"))?;
+        map.insert(field, serde_json::Value::String(value));
+    }
+    Ok(serde_json::Value::Object(map))
+}
+
 /// `0` means "no limit" in the filters; SQL wants a number.
 pub(crate) fn sql_limit(limit: u32) -> i64 {
     if limit == 0 {
@@ -992,7 +1007,46 @@ macro_rules! store_impl {
                         }
                         ExceptionAction::Resolve => query(sql::END_EXCEPTION).bind(id).bind(ExceptionState::Resolved.as_str()).bind(note).bind(at),
                         ExceptionAction::Ignore => query(sql::END_EXCEPTION).bind(id).bind(ExceptionState::Ignored.as_str()).bind(note).bind(at),
-                        ExceptionAction::Retry => {
+                        ExceptionAction::Retry | ExceptionAction::Edit { .. } => {
+                            if let ExceptionAction::Edit { set } = &act.action {
+                                let (conn, erp_id) = (&before.connection, &before.record_id);
+                                let was = query(sql::LIST_ORDER_OVERRIDES)
+                                    .bind(conn.as_str())
+                                    .bind(erp_id.as_str())
+                                    .fetch_all(&mut *tx)
+                                    .await
+                                    .map_err(failed(format_args!("read the overrides of order {erp_id}")))?;
+                                let was = crate::backend::overrides_json(&was)?;
+                                for (field, value) in set {
+                                    match value.as_deref().map(str::trim) {
+                                        Some(value) => query(sql::SET_ORDER_OVERRIDE)
+                                            .bind(conn.as_str())
+                                            .bind(erp_id.as_str())
+                                            .bind(field.as_str())
+                                            .bind(value)
+                                            .bind(act.actor.as_str())
+                                            .bind(at)
+                                            .execute(&mut *tx)
+                                            .await,
+                                        None => query(sql::REMOVE_ORDER_OVERRIDE).bind(conn.as_str()).bind(erp_id.as_str()).bind(field.as_str()).execute(&mut *tx).await,
+                                    }
+                                    .map_err(failed(format_args!("set {field} on order {erp_id}")))?;
+                                }
+                                let now = query(sql::LIST_ORDER_OVERRIDES)
+                                    .bind(conn.as_str())
+                                    .bind(erp_id.as_str())
+                                    .fetch_all(&mut *tx)
+                                    .await
+                                    .map_err(failed(format_args!("read the overrides of order {erp_id}")))?;
+                                query(sql::FORGET_PUSHED_HASH)
+                                    .bind(conn.as_str())
+                                    .bind(erp_id.as_str())
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(failed(format_args!("mark order {erp_id} to be pushed again")))?;
+                                before_json["overrides"] = was;
+                                after_extra.insert("overrides".into(), crate::backend::overrides_json(&now)?);
+                            }
                             let job_id = before.job_id.unwrap_or_default();
                             let job = query(sql::JOB_STANDING)
                                 .bind(job_id)
@@ -1046,7 +1100,7 @@ macro_rules! store_impl {
                         .ok_or_else(|| refused(format!("exception {id} changed while this action was taken; read it again")))?;
                     let mut after_json = standing(&after);
                     after_json.as_object_mut().expect("an object").extend(after_extra);
-                    if let ExceptionAction::Retry = act.action {
+                    if let ExceptionAction::Retry | ExceptionAction::Edit { .. } = act.action {
                         before_json.as_object_mut().expect("an object").remove("note");
                     }
                     let audit_id =
@@ -1058,6 +1112,17 @@ macro_rules! store_impl {
                             ExceptionAction::Assign { to: Some(to) } => format!("{actor} assigned exception {id} ({kind}) to {to}"),
                             ExceptionAction::Assign { to: None } => format!("{actor} unassigned exception {id} ({kind})"),
                             ExceptionAction::Retry => format!("{actor} retried the job behind exception {id} ({kind})"),
+                            ExceptionAction::Edit { set } => format!(
+                                "{actor} edited order {} ({}) behind exception {id} ({kind}) and retried its job",
+                                after.record_id,
+                                set.iter()
+                                    .map(|(f, v)| match v {
+                                        Some(v) => format!("{f} = {v:?}"),
+                                        None => format!("{f} removed"),
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                             ExceptionAction::Resolve => format!("{actor} resolved exception {id} ({kind})"),
                             ExceptionAction::Ignore => format!("{actor} ignored exception {id} ({kind})"),
                         };
@@ -1080,6 +1145,7 @@ macro_rules! store_impl {
                             "action": act.action.name(),
                             "assignee": after.assignee,
                             "job": after_json.get("job"),
+                            "overrides": after_json.get("overrides"),
                             "note": note,
                         }))
                         .bind(at)
@@ -1987,6 +2053,17 @@ macro_rules! store_impl {
 
                 fn act_on_exception<'a>(&'a self, act: ExceptionAct) -> BoxFuture<'a, Result<ExceptionActed>> {
                     Box::pin(self.act(act))
+                }
+
+                fn order_overrides<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::LIST_ORDER_OVERRIDES).bind(connection).bind(erp_id))
+                            .await
+                            .map_err(failed(format_args!("read the overrides of order {erp_id}")))?;
+                        found.iter().map(|row| Ok((row.text("field")?, row.text("value")?))).collect()
+                    })
                 }
 
                 fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>> {

@@ -91,6 +91,7 @@ string_enum! {
         ExceptionAcknowledged => "exception_acknowledged",
         ExceptionAssigned => "exception_assigned",
         ExceptionRetried => "exception_retried",
+        ExceptionEdited => "exception_edited",
         ExceptionClosed => "exception_closed",
         ExceptionResolved => "exception_resolved",
         ExceptionIgnored => "exception_ignored",
@@ -105,6 +106,7 @@ impl EventKind {
             ExceptionAction::Acknowledge => EventKind::ExceptionAcknowledged,
             ExceptionAction::Assign { .. } => EventKind::ExceptionAssigned,
             ExceptionAction::Retry => EventKind::ExceptionRetried,
+            ExceptionAction::Edit { .. } => EventKind::ExceptionEdited,
             ExceptionAction::Resolve => EventKind::ExceptionResolved,
             ExceptionAction::Ignore => EventKind::ExceptionIgnored,
         }

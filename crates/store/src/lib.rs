@@ -282,6 +282,10 @@ pub trait Store: Send + Sync {
     /// The audit log: every action on exceptions, a person's or shipledger's, oldest first.
     fn list_exception_audit<'a>(&'a self, filter: ExceptionAuditFilter) -> BoxFuture<'a, Result<Vec<ExceptionAudit>>>;
 
+    /// The ShipStation-side fields an operator set on one order (edit and retry,
+    /// [`ExceptionAction::Edit`]), by field; every push of the order carries them.
+    fn order_overrides<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>>>;
+
     // ---- API tokens (only their hashes)
 
     /// Record a new token; [`StoreError::TokenNameTaken`] when a live one has its name.

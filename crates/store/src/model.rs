@@ -411,6 +411,12 @@ pub enum ExceptionAction {
     /// zero, due now), a job waiting for its next attempt is made due now. The
     /// exception stays live; it closes when the job succeeds.
     Retry,
+    /// Edit and retry: correct ShipStation-side fields shipledger owns on the order
+    /// behind it (`set`: field → value, `None` removes an override; the fields are
+    /// [`shipledger_core::overrides::FIELDS`]), then run its job again. Every later
+    /// push of the order carries them. The ERP's business data (weights, addresses,
+    /// lines) is never edited here: it is corrected in the ERP.
+    Edit { set: std::collections::BTreeMap<String, Option<String>> },
     /// "It is dealt with" (a note saying how is required).
     Resolve,
     /// "Leave it be" (a note saying why is required): while ignored, the same kind
@@ -425,6 +431,7 @@ impl ExceptionAction {
             ExceptionAction::Acknowledge => "acknowledge",
             ExceptionAction::Assign { .. } => "assign",
             ExceptionAction::Retry => "retry",
+            ExceptionAction::Edit { .. } => "edit",
             ExceptionAction::Resolve => "resolve",
             ExceptionAction::Ignore => "ignore",
         }
@@ -454,10 +461,18 @@ impl ExceptionAction {
             ExceptionAction::Assign { to: Some(to) } if to.trim().is_empty() => {
                 Err(format!("name whom to assign exception {id} to (or unassign it)"))
             }
-            ExceptionAction::Retry if exception.job_id.is_none() => Err(format!(
+            ExceptionAction::Retry | ExceptionAction::Edit { .. } if exception.job_id.is_none() => Err(format!(
                 "exception {id} ({}) has no job behind it to retry: shipledger checks its condition again by itself and closes it once it clears; fix the cause it names",
                 exception.kind
             )),
+            ExceptionAction::Edit { .. } if exception.record_type != "order" => Err(format!(
+                "exception {id} ({}) is about a {}, not an order: only an order's ShipStation fields can be edited here",
+                exception.kind, exception.record_type
+            )),
+            ExceptionAction::Edit { set } if set.is_empty() => Err(format!("say what to edit on exception {id}'s order (a field and its value)")),
+            ExceptionAction::Edit { set } => {
+                set.iter().try_for_each(|(field, value)| shipledger_core::overrides::check(field, value.as_deref())).map_err(|why| format!("exception {id}: {why}"))
+            }
             _ => Ok(()),
         }
     }

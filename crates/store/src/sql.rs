@@ -212,6 +212,20 @@ pub(crate) const RENEW_JOBS: &str = "UPDATE jobs
 /// A person's retry ([`crate::ExceptionAction::Retry`]): a given-up job runs again,
 /// its attempts from zero and its horizon from now; a pending one runs now instead of
 /// at its next attempt. `$1` id, `$2` now. No row: the job is running or done.
+/// `$1` connection, `$2` erp_id: the order's overrides, by field.
+pub(crate) const LIST_ORDER_OVERRIDES: &str = "SELECT field, value FROM order_overrides WHERE connection = $1 AND erp_id = $2 ORDER BY field";
+
+/// `$1` connection, `$2` erp_id, `$3` field, `$4` value, `$5` set_by, `$6` set_at.
+pub(crate) const SET_ORDER_OVERRIDE: &str = "INSERT INTO order_overrides (connection, erp_id, field, value, set_by, set_at)
+     VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (connection, erp_id, field) DO UPDATE SET value = excluded.value, set_by = excluded.set_by, set_at = excluded.set_at";
+
+/// `$1` connection, `$2` erp_id, `$3` field.
+pub(crate) const REMOVE_ORDER_OVERRIDE: &str = "DELETE FROM order_overrides WHERE connection = $1 AND erp_id = $2 AND field = $3";
+
+/// The order's next push is sent whatever ShipStation holds (its overrides changed).
+pub(crate) const FORGET_PUSHED_HASH: &str = "UPDATE orders SET pushed_hash = NULL WHERE connection = $1 AND erp_id = $2";
+
 pub(crate) const REARM_JOB: &str = "UPDATE jobs
         SET attempts = CASE WHEN state = 'dead' THEN 0 ELSE attempts END,
             created_at = CASE WHEN state = 'dead' THEN $2 ELSE created_at END,

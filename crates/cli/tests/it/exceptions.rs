@@ -160,6 +160,22 @@ async fn exceptions_are_worked_from_the_terminal(store_url: String) {
     let human = ok(&config, &["exceptions", "show", &second]);
     assert!(human.contains("audit log:") && human.contains("ignore") && human.contains("cli:ana"), "{human}");
 
+    // The third needs a ShipStation service: Ben edits it in shipledger and retries.
+    // The ERP's weights are not shipledger's to edit: refused, and told where.
+    let why = refused(&config, &["exceptions", "edit", &third, "--set", "weight=500"]);
+    assert!(why.contains("correct it on the product in the ERP"), "{why}");
+    let why = refused(&config, &["exceptions", "edit", &third, "--set", "service_code"]);
+    assert!(why.contains("FIELD=VALUE"), "{why}");
+    let out = ok(&config, &["exceptions", "edit", &third, "--set", "service_code=ups_ground", "--set", "confirmation=signature", "--as", "ben"]);
+    assert!(out.contains("runs again now") && out.contains("ups_ground"), "{out}");
+    ok(&config, &["sync", "--once"]);
+    let shown = json(&config, &["exceptions", "show", &third, "--format", "json"]);
+    assert_eq!(shown["state"], "closed", "the edited push went through: {shown}");
+    let edit = shown["audit"].as_array().unwrap().iter().find(|a| a["action"] == "edit").expect("the edit is audited");
+    assert_eq!((edit["actor"].as_str(), &edit["before"]["overrides"], &edit["after"]["overrides"]), (Some("ben"), &serde_json::json!({}), &serde_json::json!({"confirmation": "signature", "service_code": "ups_ground"})));
+    let with_service = ss.read_world(|w| w.orders.values().filter(|o| o.visible() && o.service_code.as_deref() == Some("ups_ground")).count());
+    assert_eq!(with_service, 1, "only the edited order carries the service");
+
     ss.shutdown().await;
     erp.shutdown().await;
 }

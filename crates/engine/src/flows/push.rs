@@ -211,7 +211,9 @@ async fn push_batch(engine: &Engine, conn: &Connection, jobs: Vec<Job>, lease: &
     let mut orders = HashMap::with_capacity(batch.len());
     for (p, _) in &batch {
         let lines = engine.store.order_lines(&conn.name, &p.record.erp_id).await?;
-        orders.insert(p.record.order_key.clone(), build_order(conn, &p.record, &p.snapshot, &lines, p.status.clone()));
+        let mut order = build_order(conn, &p.record, &p.snapshot, &lines, p.status.clone());
+        apply_overrides(&mut order, &engine.store.order_overrides(&conn.name, &p.record.erp_id).await?);
+        orders.insert(p.record.order_key.clone(), order);
     }
 
     // A job claimed before (its answer lost, its read-back short, its worker killed)
@@ -867,6 +869,28 @@ pub fn build_order(
         ..ss::AdvancedOptions::default()
     });
     order
+}
+
+/// The ShipStation-side fields an operator set on this order (edit and retry),
+/// over what [`build_order`] made; names [`shipledger_core::overrides::FIELDS`] does
+/// not know are left alone.
+pub fn apply_overrides(order: &mut ss::Order, overrides: &std::collections::BTreeMap<String, String>) {
+    for (field, value) in overrides {
+        let value = Some(value.clone());
+        match field.as_str() {
+            "carrier_code" => order.carrier_code = value,
+            "service_code" => order.service_code = value,
+            "package_code" => order.package_code = value,
+            "confirmation" => order.confirmation = value,
+            "internal_notes" => order.internal_notes = value,
+            "warehouse_id" => {
+                if let Some(id) = value.and_then(|v| v.parse::<i64>().ok()) {
+                    order.advanced_options.get_or_insert_with(ss::AdvancedOptions::default).warehouse_id = Some(id);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -577,6 +577,9 @@ mod counting {
         ) -> BoxFuture<'a, Result<Vec<shipledger_store::ExceptionAudit>>> {
             self.inner.list_exception_audit(filter)
         }
+        fn order_overrides<'a>(&'a self, connection: &'a str, erp_id: &'a str) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>>> {
+            self.inner.order_overrides(connection, erp_id)
+        }
         fn create_api_token<'a>(
             &'a self,
             token: shipledger_store::NewApiToken,

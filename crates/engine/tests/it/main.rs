@@ -4,6 +4,7 @@
 mod helpers;
 
 mod costs;
+mod edit;
 mod fx;
 mod journals;
 mod hints;

@@ -293,6 +293,18 @@ pub struct AssignBody {
     pub note: Option<String>,
 }
 
+/// Edit and retry: ShipStation-side fields shipledger owns on the order behind it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EditBody {
+    /// Field → value (`null` removes the override): carrier_code, service_code,
+    /// package_code, confirmation, warehouse_id, internal_notes. The ERP's data
+    /// (weights, addresses, lines) is corrected in the ERP and refused here.
+    #[schema(value_type = std::collections::BTreeMap<String, Option<String>>)]
+    pub set: std::collections::BTreeMap<String, Option<String>>,
+    pub note: Option<String>,
+}
+
 async fn act(state: &ApiState, caller: &Caller, id: i64, action: ExceptionAction, note: Option<String>) -> ApiResult<ActionOutcome> {
     caller.require(TokenRole::Operator)?;
     visible(state, caller, id).await?;
@@ -303,6 +315,14 @@ async fn act(state: &ApiState, caller: &Caller, id: i64, action: ExceptionAction
         && to.trim().is_empty()
     {
         return Err(Problem::field("to", "name whom to assign it to, or send null to unassign it"));
+    }
+    if let ExceptionAction::Edit { set } = &action {
+        if set.is_empty() {
+            return Err(Problem::field("set", "name at least one field to edit"));
+        }
+        for (field, value) in set {
+            shipledger_core::overrides::check(field, value.as_deref()).map_err(|why| Problem::field(format!("set.{field}"), why))?;
+        }
     }
     let now = state.clock.now();
     let acted = state.store.act_on_exception(ExceptionAct { id, action, actor: caller.actor(), note, at: now }).await?;
@@ -340,5 +360,6 @@ macro_rules! action_route {
 action_route!(acknowledge, "/api/v1/exceptions/{id}/acknowledge", NoteBody, "Acknowledge: someone is on it (open → acknowledged)", |b| ExceptionAction::Acknowledge, b.note);
 action_route!(assign, "/api/v1/exceptions/{id}/assign", AssignBody, "Assign it to someone, or to nobody", |b| ExceptionAction::Assign { to: b.to.map(|t| t.trim().to_string()) }, b.note);
 action_route!(retry, "/api/v1/exceptions/{id}/retry", NoteBody, "Run the given-up job behind it again", |b| ExceptionAction::Retry, b.note);
+action_route!(edit, "/api/v1/exceptions/{id}/edit", EditBody, "Edit and retry: set ShipStation-side fields shipledger owns on the order behind it, then run its job again", |b| ExceptionAction::Edit { set: b.set }, b.note);
 action_route!(resolve, "/api/v1/exceptions/{id}/resolve", ReasonBody, "Mark it dealt with (a note is required)", |b| ExceptionAction::Resolve, Some(b.note));
 action_route!(ignore, "/api/v1/exceptions/{id}/ignore", ReasonBody, "Leave it be (a note is required); its kind is not raised again on the record", |b| ExceptionAction::Ignore, Some(b.note));

@@ -94,6 +94,7 @@ pub(crate) fn router(state: ApiState) -> axum::Router {
         .routes(routes!(exceptions::acknowledge))
         .routes(routes!(exceptions::assign))
         .routes(routes!(exceptions::retry))
+        .routes(routes!(exceptions::edit))
         .routes(routes!(exceptions::resolve))
         .routes(routes!(exceptions::ignore))
         .routes(routes!(orders::get_order))
