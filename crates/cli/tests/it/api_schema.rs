@@ -86,8 +86,12 @@ async fn generated_requests_to_every_api_route_find_no_server_error_and_no_undoc
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // schemathesis keeps a cache (`.schemathesis/`) where it runs: in the temporary
+    // directory, not the source tree.
+    let workdir = dir.path().to_path_buf();
     let run = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis)
+            .current_dir(workdir)
             .args(["run", &format!("{base}/api/v1/openapi.json")])
             .args(["-H", &format!("Authorization: Bearer {secret}")])
             .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
