@@ -12,6 +12,7 @@
 //! - **Errors** are RFC 9457 problem details (`application/problem+json`), naming the
 //!   field for bad input ([`Problem`]).
 //! - **Paging** is by cursor: a list answers `next_cursor`, passed back as `cursor`.
+//! - **The store unavailable** is `503` on every route (the token is looked up there).
 
 use std::sync::Arc;
 
@@ -304,6 +305,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
                 .await
                 .map_err(|e| Problem::field("id", e.body_text()))?;
         raw.parse::<i64>().map(PathId).map_err(|_| Problem::field("id", format!("{raw:?} is not an id (a whole number)")))
+    }
+}
+
+/// Path segments as the named fields of `T`, each percent-decoded; one that is not
+/// text once decoded (or not a `T` field's type) is a `400` naming it.
+pub(crate) struct Segments<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Segments<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Segments<T>, Problem> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Segments(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let field = match e.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".to_string(),
+                };
+                Err(Problem::field(field, e.body_text()))
+            }
+            Err(other) => Err(Problem::new(other.status(), "path not understood", other.body_text())),
+        }
     }
 }
 
