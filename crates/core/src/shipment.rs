@@ -83,6 +83,27 @@ impl LineMapping {
     }
 }
 
+/// The line of `lines` an item names: by its `lineItemKey`, or without one by SKU
+/// when exactly one line carries it. `None` when it names no line (a non-physical
+/// line is returned: it is the caller's to refuse).
+pub fn line_of<'a>(lines: &'a [OrderedLine], item: &ShippedItem) -> Option<&'a OrderedLine> {
+    let by_id: BTreeMap<&str, &OrderedLine> = lines.iter().map(|l| (l.line_id.as_str(), l)).collect();
+    resolve(lines, &by_id, item)
+}
+
+fn resolve<'a>(lines: &'a [OrderedLine], by_id: &BTreeMap<&str, &'a OrderedLine>, item: &ShippedItem) -> Option<&'a OrderedLine> {
+    match &item.line_item_key {
+        Some(key) => by_id.get(key.as_str()).copied(),
+        None => {
+            let mut same_sku = lines.iter().filter(|l| l.sku.is_some() && l.sku == item.sku);
+            match (same_sku.next(), same_sku.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        }
+    }
+}
+
 /// Map the items of `shipments` to `lines`.
 pub fn map_lines(lines: &[OrderedLine], shipments: &[ShipmentView]) -> LineMapping {
     let mut mapping = LineMapping::default();
@@ -93,17 +114,7 @@ pub fn map_lines(lines: &[OrderedLine], shipments: &[ShipmentView]) -> LineMappi
     for shipment in shipments {
         let mut resolved = Vec::new();
         for item in &shipment.items {
-            let line = match &item.line_item_key {
-                Some(key) => by_id.get(key.as_str()).copied(),
-                None => {
-                    let mut same_sku = lines.iter().filter(|l| l.sku.is_some() && l.sku == item.sku);
-                    match (same_sku.next(), same_sku.next()) {
-                        (Some(only), None) => Some(only),
-                        _ => None,
-                    }
-                }
-            };
-            match line {
+            match resolve(lines, &by_id, item) {
                 Some(line) if line.physical => {
                     resolved.push((line.line_id.clone(), item.quantity));
                     if !shipment.voided {

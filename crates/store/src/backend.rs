@@ -109,7 +109,7 @@ macro_rules! store_impl {
 
             const DIALECT: &Dialect = &$dialect;
 
-            /// The nine parameters of `cost_entry_filter!` (in `sql`), bound in its order.
+            /// The eleven parameters of `cost_entry_filter!` (in `sql`), bound in its order.
             macro_rules! cost_filter {
                 ($query:expr, $filter:expr) => {
                     $query
@@ -122,6 +122,8 @@ macro_rules! store_impl {
                         .bind($filter.after.map(|c| c.id))
                         .bind(sql_limit($filter.limit))
                         .bind(i64::from($filter.unbatched))
+                        .bind($filter.batch_id)
+                        .bind($filter.converted.map(i64::from))
                 };
             }
 
@@ -2106,7 +2108,12 @@ macro_rules! store_impl {
                                     .bind(filter.state.map(ShipmentState::as_str))
                                     .bind(filter.tracking_number.as_deref())
                                     .bind(filter.awaiting_scan)
-                                    .bind(sql_limit(filter.limit)),
+                                    .bind(sql_limit(filter.limit))
+                                    .bind(filter.kind.map(ShipmentKind::as_str))
+                                    .bind(filter.voided)
+                                    .bind(filter.after.as_ref().map(|c| millis(c.ss_created_at)))
+                                    .bind(filter.after.as_ref().map(|c| c.connection.as_str()))
+                                    .bind(filter.after.as_ref().map(|c| c.shipment_key.as_str())),
                             )
                             .await
                             .map_err(failed("list shipments"))?;
@@ -2183,7 +2190,12 @@ macro_rules! store_impl {
                                     .bind(filter.state.map(BatchState::as_str))
                                     .bind(filter.from.map(date_text))
                                     .bind(filter.to.map(date_text))
-                                    .bind(sql_limit(filter.limit)),
+                                    .bind(sql_limit(filter.limit))
+                                    .bind(filter.id)
+                                    .bind(filter.after.as_ref().map(|c| c.connection.as_str()))
+                                    .bind(filter.after.as_ref().map(|c| date_text(c.window_start)))
+                                    .bind(filter.after.as_ref().map(|c| i64::from(c.revision)))
+                                    .bind(filter.after.as_ref().map(|c| c.id)),
                             )
                             .await
                             .map_err(failed("list cost batches"))?;

@@ -328,12 +328,15 @@ pub trait Store: Send + Sync {
     fn list_reconcile_runs<'a>(&'a self, filter: ReconcileRunFilter) -> BoxFuture<'a, Result<Vec<ReconcileRun>>>;
     /// Record a run's findings, in one transaction.
     fn add_reconcile_findings<'a>(&'a self, run_id: i64, connection: &'a str, findings: &'a [shipledger_core::reconcile::Finding]) -> BoxFuture<'a, Result<()>>;
+    /// Findings in id order, each with the exception it opened or refreshed
+    /// ([`ReconcileFindingRecord::exception_id`]).
     fn list_reconcile_findings<'a>(&'a self, filter: ReconcileFindingFilter) -> BoxFuture<'a, Result<Vec<ReconcileFindingRecord>>>;
 
     // ---- shipments (labels and fulfillments seen in ShipStation)
 
     fn get_shipment<'a>(&'a self, connection: &'a str, shipment_key: &'a str) -> BoxFuture<'a, Result<Option<ShipmentRecord>>>;
-    /// Shipments matching the filter, oldest `ss_created_at` first.
+    /// Shipments matching the filter, oldest `ss_created_at` first, then by connection
+    /// and key (the order [`ShipmentFilter::after`] pages in).
     fn list_shipments<'a>(&'a self, filter: ShipmentFilter) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>>;
 
     // ---- the cost ledger (immutable entries; written only by [`Store::commit`])
@@ -357,7 +360,8 @@ pub trait Store: Send + Sync {
 
     // ---- cost batches (journals planned from the ledger; written only by [`Store::commit`])
 
-    /// Batches matching the filter, by connection, window and revision.
+    /// Batches matching the filter, by connection, window and revision, then id (the
+    /// order [`CostBatchFilter::after`] pages in).
     fn list_cost_batches<'a>(&'a self, filter: CostBatchFilter) -> BoxFuture<'a, Result<Vec<CostBatchRecord>>>;
     /// One batch by its key on a connection.
     fn get_cost_batch<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Option<CostBatchRecord>>>;

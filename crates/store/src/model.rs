@@ -658,16 +658,44 @@ pub struct ScanCheck {
     pub coarse_status: Option<String>,
 }
 
+/// Which shipments to list ([`crate::Store::list_shipments`]), by ShipStation's
+/// creation time, then connection and key (the order a cursor pages in).
 #[derive(Debug, Clone, Default)]
 pub struct ShipmentFilter {
     pub connection: Option<String>,
     pub erp_id: Option<String>,
     pub ss_order_id: Option<i64>,
     pub state: Option<ShipmentState>,
+    /// Only labels, or only fulfillments.
+    pub kind: Option<ShipmentKind>,
+    /// Only voided ones (`true`), or only live ones (`false`).
+    pub voided: Option<bool>,
     /// Only live labels with no carrier scan yet.
     pub awaiting_scan: bool,
     pub tracking_number: Option<String>,
+    /// Shipments after this one (the last of the previous page).
+    pub after: Option<ShipmentCursor>,
+    /// 0: all.
     pub limit: u32,
+}
+
+/// Where a page of shipments ended: the last one's creation time, connection and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentCursor {
+    pub ss_created_at: Timestamp,
+    pub connection: String,
+    pub shipment_key: String,
+}
+
+impl ShipmentCursor {
+    /// The cursor after `shipment`.
+    pub fn after(shipment: &ShipmentRecord) -> ShipmentCursor {
+        ShipmentCursor {
+            ss_created_at: shipment.ss_created_at,
+            connection: shipment.connection.clone(),
+            shipment_key: shipment.shipment_key.clone(),
+        }
+    }
 }
 
 /// One decision, committed atomically by [`crate::Store::commit`].
@@ -924,6 +952,10 @@ pub struct CostEntryFilter {
     /// Only entries in no live cost batch (planned or posted): what the batch
     /// planner places next.
     pub unbatched: bool,
+    /// Only entries this batch (by id) holds or held (a withdrawn batch's too).
+    pub batch_id: Option<i64>,
+    /// Only converted entries (`true`), or only those waiting for a rate (`false`).
+    pub converted: Option<bool>,
     /// 0: all.
     pub limit: u32,
 }
@@ -1034,18 +1066,39 @@ pub struct CostBatchRecord {
     pub updated_at: Timestamp,
 }
 
-/// Which cost batches to list ([`crate::Store::list_cost_batches`]), by window then
-/// revision.
+/// Which cost batches to list ([`crate::Store::list_cost_batches`]), by connection,
+/// window start, revision and id (the order a cursor pages in).
 #[derive(Debug, Clone, Default)]
 pub struct CostBatchFilter {
+    /// Only the batch with this id.
+    pub id: Option<i64>,
     pub connection: Option<String>,
     pub state: Option<BatchState>,
     /// Windows ending on or after this date.
     pub from: Option<jiff::civil::Date>,
     /// Windows starting on or before this date.
     pub to: Option<jiff::civil::Date>,
+    /// Batches after this one (the last of the previous page).
+    pub after: Option<BatchCursor>,
     /// 0: all.
     pub limit: u32,
+}
+
+/// Where a page of cost batches ended: the last one's connection, window start,
+/// revision and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCursor {
+    pub connection: String,
+    pub window_start: jiff::civil::Date,
+    pub revision: u32,
+    pub id: i64,
+}
+
+impl BatchCursor {
+    /// The cursor after `batch`.
+    pub fn after(batch: &CostBatchRecord) -> BatchCursor {
+        BatchCursor { connection: batch.connection.clone(), window_start: batch.window.start, revision: batch.revision, id: batch.id }
+    }
 }
 
 // ---- the reconciler's copies and runs
@@ -1129,6 +1182,11 @@ pub struct ReconcileFindingRecord {
     pub record_type: String,
     pub record_id: String,
     pub detail: Value,
+    /// The exception the finding opened or refreshed: the one of its kind on its
+    /// record that was live when its run started (opened then, or before and not
+    /// ended by then). `None` when there was none (the kind was ignored on the
+    /// record, so the run raised nothing).
+    pub exception_id: Option<i64>,
 }
 
 /// Which runs to list, newest first.

@@ -273,6 +273,7 @@ pub(crate) fn reconcile_finding(row: &impl RowExt) -> Result<crate::ReconcileFin
         record_type: row.text("record_type")?,
         record_id: row.text("record_id")?,
         detail: row.json("detail")?,
+        exception_id: row.opt_int("exception_id")?,
     })
 }
 

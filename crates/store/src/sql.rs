@@ -606,7 +606,10 @@ pub(crate) const GET_SHIPMENT: &str = concat!(
 
 /// `$1` connection, `$2` erp id, `$3` ShipStation order id, `$4` state,
 /// `$5` tracking number (each NULL for any), `$6` awaiting scan only (live labels
-/// with no carrier scan yet), `$7` limit. Oldest `ss_created_at` first.
+/// with no carrier scan yet), `$7` limit, `$8` kind, `$9` voided (each NULL for
+/// any), `$10`/`$11`/`$12` the cursor (`ss_created_at`, connection, key; NULL: from
+/// the start). Oldest `ss_created_at` first, then by connection and key: the
+/// primary key breaks every tie, so a cursor never skips nor repeats a row.
 pub(crate) const LIST_SHIPMENTS: &str = concat!(
     "SELECT ",
     shipment_columns!(),
@@ -617,6 +620,9 @@ pub(crate) const LIST_SHIPMENTS: &str = concat!(
        AND ($4 IS NULL OR state = $4)
        AND ($5 IS NULL OR tracking_number = $5)
        AND (NOT $6 OR (kind = 'label' AND NOT voided AND first_scan_at IS NULL))
+       AND ($8 IS NULL OR kind = $8)
+       AND ($9 IS NULL OR voided = $9)
+       AND ($10 IS NULL OR (ss_created_at, connection, shipment_key) > ($10, $11, $12))
      ORDER BY ss_created_at, connection, shipment_key
      LIMIT $7"
 );
@@ -770,13 +776,13 @@ pub(crate) const GET_COST_ENTRY: &str = concat!(cost_entry_select!(), " WHERE c.
 pub(crate) const GET_COST_ENTRY_BY_KEY: &str =
     concat!(cost_entry_select!(), " WHERE c.connection = $1 AND c.entry_key = $2");
 
-/// `$1` connection, `$2` erp id, `$3` shipment key, `$4` labels from (inclusive),
-/// `$5` labels until (exclusive) (each NULL for any), `$6`/`$7` the cursor's label
-/// time and id (NULL: from the start), `$8` limit. By label time, then id.
 /// The filter of [`crate::CostEntryFilter`] over cost entries `c`, one page of it in
-/// label-time order: `$1` connection, `$2` ERP order, `$3` shipment key, `$4`/`$5`
-/// label time from/until, `$6`/`$7` the cursor (label time, id), `$8` limit, `$9` 1 for
-/// only entries in no live batch (else 0). Entries
+/// label-time order (then id, unique: a cursor never skips nor repeats a row):
+/// `$1` connection, `$2` ERP order, `$3` shipment key, `$4`/`$5` label time
+/// from (inclusive) / until (exclusive) (each NULL for any), `$6`/`$7` the cursor
+/// (label time, id; NULL: from the start), `$8` limit, `$9` 1 for only entries in no
+/// live batch (else 0), `$10` a batch id (entries it holds or held), `$11` 1 for only
+/// converted entries, 0 for only those waiting for a rate (NULL for any). Entries
 /// and their conversions are listed by the same filter.
 macro_rules! cost_entry_filter {
     () => {
@@ -787,6 +793,10 @@ macro_rules! cost_entry_filter {
         AND ($5 IS NULL OR c.label_created_at < $5)
         AND ($6 IS NULL OR c.label_created_at > $6 OR (c.label_created_at = $6 AND c.id > $7))
         AND ($9 = 0 OR NOT EXISTS (SELECT 1 FROM cost_batch_entries b WHERE b.entry_id = c.id AND b.live = 1))
+        AND ($10 IS NULL OR EXISTS (SELECT 1 FROM cost_batch_entries m WHERE m.entry_id = c.id AND m.batch_id = $10))
+        AND ($11 IS NULL
+          OR ($11 = 1 AND EXISTS (SELECT 1 FROM cost_conversions x WHERE x.entry_id = c.id))
+          OR ($11 = 0 AND NOT EXISTS (SELECT 1 FROM cost_conversions x WHERE x.entry_id = c.id)))
       ORDER BY c.label_created_at, c.id
       LIMIT $8"
     };
@@ -891,14 +901,18 @@ macro_rules! cost_batch_select {
 pub(crate) const GET_COST_BATCH: &str = concat!(cost_batch_select!(), " WHERE connection = $1 AND batch_key = $2");
 
 /// `$1` connection, `$2` state, `$3` windows ending on or after, `$4` starting on or
-/// before, `$5` limit.
+/// before, `$5` limit, `$6` id (each NULL for any), `$7`..`$10` the cursor
+/// (connection, window start, revision, id; NULL: from the start). By connection,
+/// window and revision, then id (unique: a cursor never skips nor repeats a row).
 pub(crate) const LIST_COST_BATCHES: &str = concat!(
     cost_batch_select!(),
     " WHERE ($1 IS NULL OR connection = $1)
         AND ($2 IS NULL OR state = $2)
         AND ($3 IS NULL OR window_end >= $3)
         AND ($4 IS NULL OR window_start <= $4)
-      ORDER BY connection, window_start, revision
+        AND ($6 IS NULL OR id = $6)
+        AND ($7 IS NULL OR (connection, window_start, revision, id) > ($7, $8, $9, $10))
+      ORDER BY connection, window_start, revision, id
       LIMIT $5"
 );
 
@@ -1032,8 +1046,17 @@ pub(crate) const INSERT_RECONCILE_FINDING: &str = "INSERT INTO reconcile_finding
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// `$1` run or NULL, `$2` connection or NULL, `$3` kind or NULL, `$4` after id or NULL, `$5` limit.
-pub(crate) const LIST_RECONCILE_FINDINGS: &str = "SELECT id, run_id, connection, kind, owner, record_type, record_id, detail
-     FROM reconcile_findings
-     WHERE ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR connection = $2)
-       AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR id > $4)
-     ORDER BY id LIMIT $5";
+/// Each finding with the exception it opened or refreshed: of its kind on its
+/// record, live when its run started (the run raises at its start time; one of a
+/// kind is live on a record at a time, and one ended during the run and raised again
+/// by it is the older of two, so the newest wins).
+pub(crate) const LIST_RECONCILE_FINDINGS: &str = "SELECT f.id, f.run_id, f.connection, f.kind, f.owner, f.record_type, f.record_id, f.detail,
+            (SELECT MAX(e.id) FROM exceptions e JOIN reconcile_runs r ON r.id = f.run_id
+              WHERE e.connection = f.connection AND e.kind = f.kind
+                AND e.record_type = f.record_type AND e.record_id = f.record_id
+                AND e.first_seen <= r.started_at
+                AND (e.ended_at IS NULL OR e.ended_at >= r.started_at)) AS exception_id
+     FROM reconcile_findings f
+     WHERE ($1 IS NULL OR f.run_id = $1) AND ($2 IS NULL OR f.connection = $2)
+       AND ($3 IS NULL OR f.kind = $3) AND ($4 IS NULL OR f.id > $4)
+     ORDER BY f.id LIMIT $5";

@@ -33,6 +33,7 @@ pub struct ConnectionView {
     responses(
         (status = 200, description = "The connections the token may see, with their health", body = Vec<ConnectionView>),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_connections(State(state): State<ApiState>, caller: Caller) -> ApiResult<Vec<ConnectionView>> {

@@ -118,6 +118,7 @@ pub struct ExceptionQuery {
         (status = 400, description = "A bad parameter, named", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A connection the token may not see", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_exceptions(
@@ -207,6 +208,7 @@ async fn visible(state: &ApiState, caller: &Caller, id: i64) -> Result<Exception
         (status = 400, description = "A bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exception the token may see", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn get_exception(State(state): State<ApiState>, caller: Caller, PathId(id): PathId) -> ApiResult<ExceptionView> {
@@ -253,6 +255,7 @@ impl From<&ExceptionAudit> for AuditView {
         (status = 400, description = "A bad id", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such exception the token may see", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn exception_audit(State(state): State<ApiState>, caller: Caller, PathId(id): PathId) -> ApiResult<Vec<AuditView>> {
@@ -344,6 +347,7 @@ macro_rules! action_route {
                 (status = 404, description = "No such exception the token may see", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = "Refused: the exception has ended, or there is nothing to retry; the detail says why", body = Problem, content_type = "application/problem+json"),
                 (status = 415, description = "A body that is not JSON", body = Problem, content_type = "application/problem+json"),
+                (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
             )
         )]
         pub(crate) async fn $name(

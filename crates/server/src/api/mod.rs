@@ -11,7 +11,11 @@
 //!   exist, so a token never learns another brand's data, not even its ids.
 //! - **Errors** are RFC 9457 problem details (`application/problem+json`), naming the
 //!   field for bad input ([`Problem`]).
-//! - **Paging** is by cursor: a list answers `next_cursor`, passed back as `cursor`.
+//! - **Paging** is by cursor: a list answers `next_cursor`, passed back as `cursor`
+//!   (opaque: an id, or the store's cursor as base64url JSON). A list a token may see
+//!   only part of reads the store's pages until its own is full ([`page`]), so a
+//!   cursor never skips nor repeats a row the token may see.
+//! - **The store unavailable** is `503` on every route (the token is looked up there).
 
 use std::sync::Arc;
 
@@ -24,15 +28,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shipledger_core::clock::Clock;
 use shipledger_engine::config::Policy;
-use shipledger_store::{ApiTokenRecord, Store, StoreError, TokenRole};
+use shipledger_store::{ApiTokenRecord, Store, StoreError, TokenRole, TokenScope};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 mod connections;
+mod costs;
 mod exceptions;
 mod orders;
+mod reconcile;
+mod shipments;
 pub mod tokens;
 
 /// A connection the API serves, with the policy its answers need (SLAs).
@@ -59,7 +66,7 @@ impl ApiState {
 #[openapi(
     info(
         title = "shipledger API",
-        description = "Exceptions, orders, connections and tokens of a shipledger deployment. Every route but this document takes a bearer token (`shipledger tokens create`).",
+        description = "Exceptions, orders, shipments, the cost ledger, reconciler runs, connections and tokens of a shipledger deployment. Every route but this document takes a bearer token (`shipledger tokens create`).",
         license(name = "Apache-2.0 OR MIT")
     ),
     modifiers(&BearerAuth),
@@ -67,6 +74,9 @@ impl ApiState {
         (name = "connections", description = "The brands this deployment serves, and their health"),
         (name = "exceptions", description = "Owned work: list, show, and act on exceptions; their audit log"),
         (name = "orders", description = "An order as shipledger keeps it, with its timeline"),
+        (name = "shipments", description = "Labels and fulfillments seen in ShipStation, with their ERP lines and costs"),
+        (name = "costs", description = "The cost ledger: entries with their FX conversions, and the batches posted as journals"),
+        (name = "reconcile", description = "Reconciler runs and what each found"),
         (name = "tokens", description = "API tokens (admin)"),
     )
 )]
@@ -98,6 +108,14 @@ pub(crate) fn router(state: ApiState) -> axum::Router {
         .routes(routes!(exceptions::resolve))
         .routes(routes!(exceptions::ignore))
         .routes(routes!(orders::get_order))
+        .routes(routes!(shipments::list_shipments))
+        .routes(routes!(shipments::get_shipment))
+        .routes(routes!(costs::list_cost_entries))
+        .routes(routes!(costs::list_cost_batches))
+        .routes(routes!(costs::get_cost_batch))
+        .routes(routes!(reconcile::list_runs))
+        .routes(routes!(reconcile::get_run))
+        .routes(routes!(reconcile::run_findings))
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .with_state(state)
@@ -235,6 +253,23 @@ impl Caller {
         }
     }
 
+    /// What a list reads for a `connection` filter (or none): the connection named
+    /// (`403` unless the token sees it), else the token's only connection, else every
+    /// one, skipping rows of those the token may not see.
+    pub(crate) fn scope(&self, asked: Option<&str>) -> Result<Scope, Problem> {
+        let visible = self.token.scope.clone();
+        if let Some(c) = asked {
+            self.may_see(c)?;
+            return Ok(Scope { connection: Some(c.to_string()), skip_unseen: false, visible });
+        }
+        let (connection, skip_unseen) = match &self.token.scope {
+            TokenScope::All => (None, false),
+            TokenScope::Only(names) if names.len() == 1 => (names.first().cloned(), false),
+            TokenScope::Only(_) => (None, true),
+        };
+        Ok(Scope { connection, skip_unseen, visible })
+    }
+
     /// Who the audit log names for this caller's actions.
     pub(crate) fn actor(&self) -> String {
         format!("token:{}", self.token.name)
@@ -275,6 +310,85 @@ impl OptionalFromRequestParts<ApiState> for Caller {
     }
 }
 
+/// Which connection a list reads ([`Caller::scope`]).
+pub(crate) struct Scope {
+    /// The store's filter: `None` reads every connection.
+    pub(crate) connection: Option<String>,
+    /// Whether the store may answer rows of connections the token may not see.
+    skip_unseen: bool,
+    /// The connections the token sees.
+    visible: TokenScope,
+}
+
+/// A row of a list, of one connection.
+pub(crate) trait OfConnection {
+    fn connection(&self) -> &str;
+}
+
+/// One page of a list: the store's rows after `after` (`read(after, n)` answers at
+/// most `n`, in cursor order), up to `limit` of those the token sees and `wanted`
+/// keeps; with the cursor of the page's last row when the page is full. Rows the
+/// token may not see are read past, never shown: a store page of them is followed
+/// by the next. (`read` hands back a future that owns what it needs, an `Arc` of the
+/// store and the filter, so the handler's future stays `Send`.)
+pub(crate) async fn page<T, C, F>(
+    scope: &Scope,
+    limit: u32,
+    mut after: Option<C>,
+    mut read: impl FnMut(Option<C>, u32) -> F,
+    cursor: impl Fn(&T) -> C,
+    wanted: impl Fn(&T) -> bool,
+) -> Result<(Vec<T>, Option<C>), Problem>
+where
+    T: OfConnection,
+    C: Clone,
+    F: std::future::Future<Output = Result<Vec<T>, StoreError>>,
+{
+    // Reading only what the token sees: a store page of `limit` is nearly always the page.
+    let chunk = if scope.skip_unseen { 500 } else { limit };
+    let mut items = Vec::new();
+    loop {
+        let rows = read(after.clone(), chunk).await?;
+        let full = rows.len() == chunk as usize;
+        for row in rows {
+            after = Some(cursor(&row));
+            if scope.visible.allows(row.connection()) && wanted(&row) {
+                items.push(row);
+                if items.len() == limit as usize {
+                    return Ok((items, after));
+                }
+            }
+        }
+        if !full {
+            return Ok((items, None));
+        }
+    }
+}
+
+/// A store cursor as the API gives it out: base64url JSON, opaque to callers.
+pub(crate) fn cursor_text<C: Serialize>(cursor: &C) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+/// A `cursor` parameter given out by [`cursor_text`]; anything else is a `400` naming it.
+pub(crate) fn cursor_from<C: DeserializeOwned>(text: Option<&str>) -> Result<Option<C>, Problem> {
+    use base64::Engine as _;
+    text.map(|t| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .ok_or_else(|| Problem::field("cursor", "not a cursor this API gave out"))
+    })
+    .transpose()
+}
+
+/// A `cursor` that is an id (lists paged by id).
+pub(crate) fn id_cursor(text: Option<&str>) -> Result<Option<i64>, Problem> {
+    text.map(|c| c.parse::<i64>().map_err(|_| Problem::field("cursor", "not a cursor this API gave out"))).transpose()
+}
+
 /// Query parameters, read so that a bad one is named: `limit: invalid digit found in string`.
 pub(crate) struct Query<T>(pub(crate) T);
 
@@ -305,6 +419,30 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
                 .await
                 .map_err(|e| Problem::field("id", e.body_text()))?;
         raw.parse::<i64>().map(PathId).map_err(|_| Problem::field("id", format!("{raw:?} is not an id (a whole number)")))
+    }
+}
+
+/// Path segments as the named fields of `T`, each percent-decoded; one that is not
+/// text once decoded (or not a `T` field's type) is a `400` naming it.
+pub(crate) struct Segments<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Segments<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Segments<T>, Problem> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match <axum::extract::Path<T> as FromRequestParts<S>>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Segments(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let field = match e.kind() {
+                    ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".to_string(),
+                };
+                Err(Problem::field(field, e.body_text()))
+            }
+            Err(other) => Err(Problem::new(other.status(), "path not understood", other.body_text())),
+        }
     }
 }
 

@@ -3,13 +3,13 @@
 //! exceptions.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use serde::Serialize;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
 use shipledger_store::ExceptionFilter;
 use utoipa::ToSchema;
 
 use super::exceptions::ExceptionView;
-use super::{ApiResult, ApiState, Caller, Problem};
+use super::{ApiResult, ApiState, Caller, Problem, Segments};
 
 /// One step of an order's story.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,6 +42,12 @@ pub struct OrderView {
     pub exceptions: Vec<ExceptionView>,
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct OrderPath {
+    connection: String,
+    erp_id: String,
+}
+
 #[utoipa::path(
     get, path = "/api/v1/connections/{connection}/orders/{erp_id}", tag = "orders",
     params(
@@ -51,14 +57,16 @@ pub struct OrderView {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The order with its timeline", body = OrderView),
+        (status = 400, description = "A path segment that is not text once percent-decoded, named", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such order the token may see", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn get_order(
     State(state): State<ApiState>,
     caller: Caller,
-    Path((connection, erp_id)): Path<(String, String)>,
+    Segments(OrderPath { connection, erp_id }): Segments<OrderPath>,
 ) -> ApiResult<OrderView> {
     let not_found = || Problem::not_found(format!("order {erp_id} on connection {connection}"));
     if !caller.sees(&connection) {

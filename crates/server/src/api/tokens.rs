@@ -119,6 +119,7 @@ pub struct CreatedToken {
         (status = 200, description = "Every token, revoked ones too", body = Vec<TokenView>),
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn list_tokens(State(state): State<ApiState>, caller: Caller) -> ApiResult<Vec<TokenView>> {
@@ -137,6 +138,7 @@ pub(crate) async fn list_tokens(State(state): State<ApiState>, caller: Caller) -
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A live token already has this name", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "A body that is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn create_token(State(state): State<ApiState>, caller: Caller, Body(body): Body<NewTokenBody>) -> ApiResult<CreatedToken> {
@@ -167,6 +169,7 @@ pub(crate) async fn create_token(State(state): State<ApiState>, caller: Caller, 
         (status = 401, description = "No or unknown token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not an admin token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live token with this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; try again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub(crate) async fn revoke_token(State(state): State<ApiState>, caller: Caller, PathId(id): PathId) -> ApiResult<TokenView> {

@@ -20,23 +20,28 @@ use tokio::sync::watch;
 
 use crate::helpers::{Backend, TestDb};
 
-struct Api {
-    url: String,
-    store: Arc<dyn Store>,
+pub(crate) struct Api {
+    pub(crate) url: String,
+    pub(crate) store: Arc<dyn Store>,
     http: reqwest::Client,
     _stop: watch::Sender<bool>,
     _db: TestDb,
 }
 
 impl Api {
-    async fn token(&self, name: &str, role: TokenRole, scope: TokenScope) -> String {
+    pub(crate) async fn token(&self, name: &str, role: TokenRole, scope: TokenScope) -> String {
         let issued = tokens::issue();
         let new = shipledger_store::NewApiToken { name: name.into(), role, scope, hash: issued.hash, prefix: issued.prefix };
         self.store.create_api_token(new, jiff::Timestamp::now()).await.unwrap();
         issued.secret
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    /// `GET path` with `token`: the status and the JSON body (a problem body for a 4xx or 5xx).
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, Some(token), None).await
+    }
+
+    pub(crate) async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -57,16 +62,25 @@ impl Api {
 }
 
 async fn start(backend: Backend) -> Option<Api> {
+    let api = start_with(backend, &["acme", "beta"]).await?;
+    let now = jiff::Timestamp::now();
+    for brand in ["acme", "beta"] {
+        let mut change = Change::new(brand, now);
+        change.raise(ExceptionKind::PushRejected, "order", format!("{brand}-1"), json!({"message": "refused"}));
+        api.store.commit(change).await.unwrap();
+    }
+    Some(api)
+}
+
+/// The API of a deployment serving `brands` (registered, nothing else in the store).
+pub(crate) async fn start_with(backend: Backend, brands: &[&str]) -> Option<Api> {
     let db = TestDb::new(backend)?;
     let store = shipledger_store::open(&db.url).await.unwrap();
     let now = jiff::Timestamp::now();
-    for brand in ["acme", "beta"] {
+    for brand in brands {
         store.ensure_connection(brand, now).await.unwrap();
-        let mut change = Change::new(brand, now);
-        change.raise(ExceptionKind::PushRejected, "order", format!("{brand}-1"), json!({"message": "refused"}));
-        store.commit(change).await.unwrap();
     }
-    let connections = ["acme", "beta"].map(|name| ApiConnection { name: name.into(), policy: Policy::default() }).to_vec();
+    let connections = brands.iter().map(|name| ApiConnection { name: name.to_string(), policy: Policy::default() }).collect();
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), store.clone(), Arc::new(SystemClock), vec![])
         .await
         .unwrap()
@@ -97,7 +111,8 @@ async fn the_api_guards_every_route_and_audits_every_action(backend: Backend) {
             let concrete = path
                 .replace("{id}", &acme_id.to_string())
                 .replace("{connection}", "acme")
-                .replace("{erp_id}", "acme-1");
+                .replace("{erp_id}", "acme-1")
+                .replace("{shipment_key}", "label%3A1");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             for token in [None, Some("slt_not-a-token")] {
                 let (status, problem) = api.call(m.clone(), &concrete, token, None).await;
@@ -106,7 +121,7 @@ async fn the_api_guards_every_route_and_audits_every_action(backend: Backend) {
             routes += 1;
         }
     }
-    assert!(routes >= 12, "{routes} routes");
+    assert!(routes >= 21, "{routes} routes");
 
     // A viewer reads but cannot act; an operator acts but cannot manage tokens.
     let (status, page) = api.call(reqwest::Method::GET, "/api/v1/exceptions", Some(&viewer), None).await;

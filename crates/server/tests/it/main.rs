@@ -8,6 +8,7 @@
 #[path = "../../../engine/tests/it/helpers.rs"]
 mod helpers;
 mod api;
+mod api_records;
 mod intake;
 mod metrics;
 mod redirects;

@@ -78,10 +78,15 @@ pub async fn an_entry_converts_once_with_every_field_and_until_then_it_waits(db:
     let conv = usd_to_gbp(&usd);
     let outcome = db.store.commit(converting(&conv, 200)).await?;
     assert_eq!(outcome.cost_conversions_recorded, vec![usd.entry_key.clone()]);
-    // 12.34 USD ÷ 1.2513 = 9.86174...: 9.86 GBP, recomputed here in integers.
-    assert_eq!(1234 * 10_000 / 12_513, 986);
     let got = db.store.get_cost_conversion(ACME, &usd.entry_key).await?.expect("converted");
     assert_eq!(got.conversion, conv.conversion, "every field reads back as written, the exact quotient too");
+    // 12.34 USD ÷ 1.2513 = 9.86174...: 9.86 GBP, recomputed here in integers from the
+    // stored original (minor units × 10 000 ÷ the rate's 12 513, truncated: the
+    // remainder is below half a penny, so half-even rounding keeps it).
+    let original = got.conversion.original.minor();
+    assert_eq!(original, 1234);
+    assert!((original * 10_000) % 12_513 < 12_513 / 2);
+    assert_eq!(got.conversion.base.minor(), original * 10_000 / 12_513);
     assert_eq!(got.conversion.base, Money::from_minor(986, Currency::GBP));
     assert_eq!(got.conversion.rounding, Rounding::HalfEven);
     assert_eq!(got.source_detail, "tryton:currency.currency.rate:3+1");
@@ -102,7 +107,7 @@ pub async fn an_entry_converts_once_with_every_field_and_until_then_it_waits(db:
 
 pub async fn two_converters_racing_for_one_entry_record_one_conversion(db: &TestDb) -> anyhow::Result<()> {
     let usd = entry(8101, 640, Currency::USD);
-    record(db, &[usd.clone()]).await?;
+    record(db, std::slice::from_ref(&usd)).await?;
     let conv = usd_to_gbp(&usd);
     let (a, b) = tokio::join!(db.store.commit(converting(&conv, 200)), db.store.commit(converting(&conv, 201)));
     let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
@@ -118,7 +123,7 @@ pub async fn two_converters_racing_for_one_entry_record_one_conversion(db: &Test
 pub async fn a_conversion_of_an_unknown_or_different_entry_writes_nothing(db: &TestDb) -> anyhow::Result<()> {
     let usd = entry(8101, 640, Currency::USD);
     assert!(db.store.commit(converting(&usd_to_gbp(&usd), 200)).await.is_err(), "no such entry yet");
-    record(db, &[usd.clone()]).await?;
+    record(db, std::slice::from_ref(&usd)).await?;
     let other = entry(8101, 641, Currency::USD);
     let err = db.store.commit(converting(&usd_to_gbp(&other), 200)).await.unwrap_err();
     assert!(err.to_string().contains(&usd.entry_key), "{err}");
@@ -129,7 +134,7 @@ pub async fn a_conversion_of_an_unknown_or_different_entry_writes_nothing(db: &T
 
 pub async fn nothing_changes_or_deletes_a_conversion(db: &TestDb) -> anyhow::Result<()> {
     let usd = entry(8101, 640, Currency::USD);
-    record(db, &[usd.clone()]).await?;
+    record(db, std::slice::from_ref(&usd)).await?;
     db.store.commit(converting(&usd_to_gbp(&usd), 200)).await?;
     let update = db.execute("UPDATE cost_conversions SET base_minor = 1, rate_from = '2' WHERE entry_key = 'label:8101/postage/0'").await;
     assert!(update.is_err(), "an UPDATE is refused by the database itself");

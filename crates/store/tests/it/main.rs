@@ -17,6 +17,7 @@ mod harness;
 mod jobs;
 mod metrics;
 mod orders;
+mod paging;
 mod reconcile;
 mod schedules;
 mod shipments;
@@ -118,4 +119,8 @@ stories! {
     budget::concurrent_counted_takes_from_two_processes_never_grant_more_than_the_limit,
     metrics::a_commit_names_the_kinds_it_opened_and_closed_and_the_open_ones_are_counted_per_connection,
     metrics::job_stats_count_pending_and_running_jobs_with_the_earliest_due_time,
+    paging::shipments_page_by_cursor_through_ties_without_skipping_or_repeating,
+    paging::cost_entries_page_through_equal_label_times_and_filter_by_batch_and_conversion,
+    paging::cost_batches_page_through_equal_windows_and_revisions_and_one_is_found_by_id,
+    paging::reconcile_runs_page_newest_first_and_each_finding_names_the_exception_its_run_opened_or_refreshed,
 }
