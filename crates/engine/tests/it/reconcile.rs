@@ -1,7 +1,8 @@
 //! The reconciler proves the ERP, our ledger and ShipStation agree, and names every
 //! record that does not: each kind of drift seeded on purpose is found with its kind
 //! and owner and nothing else is; fixing it closes its exception; an incremental run
-//! after the full one finds what drifted since.
+//! after the full one finds what drifted since; an unposted cost and an order waiting
+//! days for its label are named too; and the reconciler runs by itself on schedule.
 
 use std::collections::BTreeMap;
 
@@ -110,6 +111,10 @@ crate::stories! {
 
     async fn the_reconciler_runs_by_itself_in_its_own_lane_daily_and_reads_everything_again_weekly(w: World) {
         Box::pin(scheduled_story(w)).await;
+    }
+
+    async fn an_unposted_cost_and_an_order_waiting_days_for_a_label_are_named_for_finance_and_ops(w: World) {
+        Box::pin(costs_and_waiting_story(w)).await;
     }
 
     async fn with_reconcile_interval_none_the_reconciler_runs_only_when_asked(w: World) {
@@ -517,4 +522,43 @@ async fn scheduled_story(mut w: World) {
     let schedules = w.engine.schedules(conn).await.unwrap();
     let pass = schedules.iter().find(|s| s.name == "reconcile").expect("the reconcile pass is kept in the store");
     assert_eq!((pass.runs, pass.last_error.as_deref()), (8, None), "{pass:?}");
+}
+
+async fn costs_and_waiting_story(mut w: World) {
+    let clock = w.manual_clock();
+    w.engine.connections[0].policy.company_timezone = Some(jiff::tz::TimeZone::UTC);
+    w.engine.connections[0].policy.reconcile_grace = std::time::Duration::ZERO;
+    // SO-40 is labelled today (its postage a cost entry in today's window); SO-41
+    // waits in ShipStation for a label.
+    let shipped = pushed(&w, "SO-40").await;
+    pushed(&w, "SO-41").await;
+    label(&w, shipped).await;
+    w.settle().await;
+    let entries = w
+        .store
+        .list_cost_entries(shipledger_store::CostEntryFilter { connection: Some("acme-uk".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert!(!entries.is_empty(), "the label's postage is an entry");
+    // The connection posts its costs to these accounts (nothing has planned a journal:
+    // this fake ERP keeps no periods, so the journals flow never runs here).
+    w.engine.connections[0].accounts = Some(shipledger_sandbox::erp::model::chart_accounts());
+    let before = Box::pin(reconcile::run(&w.engine, &w.engine.connections[0], &ReconcileOptions::default(), &Quiet)).await.unwrap();
+    assert!(
+        !before.findings.iter().any(|f| matches!(f.kind, ExceptionKind::CostEntryUnposted | ExceptionKind::AwaitingShipmentTooLong)),
+        "today's window is still open and SO-41 was pushed minutes ago: {:?}",
+        before.findings
+    );
+
+    // Three days on, nothing has posted the day's journal nor labelled SO-41.
+    clock.advance(SignedDuration::from_hours(72));
+    let report = Box::pin(reconcile::run(&w.engine, &w.engine.connections[0], &ReconcileOptions { since: None, full: true }, &Quiet)).await.unwrap();
+    let found = findings(&report);
+    for e in &entries {
+        assert_eq!(found.get(&(ExceptionKind::CostEntryUnposted, e.entry_key.clone())), Some(&Owner::Finance), "{found:?}");
+    }
+    assert_eq!(found.get(&(ExceptionKind::AwaitingShipmentTooLong, "SO-41".to_string())), Some(&Owner::Ops), "{found:?}");
+    // SO-40 is packed, awaiting its first scan: not yet shipped, so not yet owed an invoice.
+    assert_eq!(found.len(), entries.len() + 1, "nothing else: {found:?}");
+    assert!(live(&w, ExceptionKind::CostEntryUnposted, &entries[0].entry_key).await, "finance's exception is open");
 }
