@@ -44,6 +44,8 @@ const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
 /// Rows of each of the store's copies read at a time by the merge (four such pages
 /// are in memory at once).
 const COPY_PAGE: u32 = 2_000;
+/// ERP reads of one page's fulfilments in flight at once.
+const ERP_READS_AT_ONCE: usize = 8;
 /// Findings (or exceptions) per commit.
 const COMMIT_EVERY: usize = 500;
 
@@ -497,12 +499,16 @@ async fn sides(conn: &Connection, orders: &[ErpOrder], stats: &mut ReconcileStat
             conn.erp.kind()
         ));
     }
+    // One read of fulfilments per order (the Erp trait has no batched read yet), a
+    // few at once.
+    use futures::{StreamExt, TryStreamExt};
+    let reads: Vec<_> = orders.iter().map(|o| conn.erp.fulfilments(&o.erp_id)).collect();
+    let fulfilments: Vec<Vec<FulfilmentRecord>> = futures::stream::iter(reads).buffered(ERP_READS_AT_ONCE).try_collect().await?;
+    stats.erp_requests += orders.len() as u64;
     let mut out = Vec::with_capacity(orders.len());
-    for o in orders {
-        stats.erp_requests += 1;
-        let fulfilments = conn.erp.fulfilments(&o.erp_id).await?;
+    for (o, fulfilments) in orders.iter().zip(&fulfilments) {
         let inv = invoiced.as_mut().map(|m| m.remove(&o.erp_id).unwrap_or_default());
-        out.push(erp_side(o, &fulfilments, inv));
+        out.push(erp_side(o, fulfilments, inv));
     }
     stats.erp_orders_read += out.len() as u64;
     Ok(out)
