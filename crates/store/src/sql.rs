@@ -992,12 +992,12 @@ pub(crate) const RESOLVE_SHIPMENTS: &str = "UPDATE recon_ss_shipments SET root_k
 
 /// `$1` connection, after (`$2` root_key, `$3` ss_order_id), `$4` limit.
 pub(crate) const PAGE_SS_ORDERS: &str = "SELECT root_key, modified_at, merged_into, body FROM recon_ss_orders
-     WHERE connection = $1 AND (root_key > $2 OR (root_key = $2 AND ss_order_id > $3))
+     WHERE connection = $1 AND root_key >= $2 AND (root_key > $2 OR ss_order_id > $3)
      ORDER BY root_key, ss_order_id LIMIT $4";
 
 /// `$1` connection, after (`$2` root_key, `$3` shipment_id), `$4` limit.
 pub(crate) const PAGE_SS_SHIPMENTS: &str = "SELECT root_key, body FROM recon_ss_shipments
-     WHERE connection = $1 AND (root_key > $2 OR (root_key = $2 AND shipment_id > $3))
+     WHERE connection = $1 AND root_key >= $2 AND (root_key > $2 OR shipment_id > $3)
      ORDER BY root_key, shipment_id LIMIT $4";
 
 /// `$1` connection, after `$2` order_key, `$3` limit.
