@@ -57,6 +57,9 @@ string_enum! {
         ErpCompleted => "erp_completed",
         /// The ERP fulfilment is reversed (read back).
         ErpCancelled => "erp_cancelled",
+        /// A voided label's fulfilment was never written: the ERP holds none for it
+        /// (read back), so there is nothing to reverse.
+        ErpNothingToReverse => "erp_nothing_to_reverse",
         /// Recording the ERP fulfilment as packed gave up.
         ErpPackedFailed => "erp_packed_failed",
         /// Completing the ERP fulfilment gave up.

@@ -32,13 +32,32 @@ pub async fn post_json(http: &reqwest::Client, url: &str, body: Value) -> Value 
     r.json().await.unwrap_or(Value::Null)
 }
 
+/// How many of the log's last lines a timed-out wait shows.
+const LOG_TAIL: usize = 60;
+
 /// Poll `done` until it holds; past `deadline`, fail with the last lines of `log`.
-pub async fn wait_until(what: &str, deadline: Duration, log: &Path, mut done: impl AsyncFnMut() -> bool) {
+pub async fn wait_until(what: &str, deadline: Duration, log: &Path, done: impl AsyncFnMut() -> bool) {
+    wait_until_explained(what, deadline, log, done, async || String::new()).await
+}
+
+/// [`wait_until`], and past `deadline` the failure also says what `explain` finds (the
+/// store's view of the records waited for, say), before the log's last lines, so a
+/// wait that times out once in a while explains itself.
+pub async fn wait_until_explained(
+    what: &str,
+    deadline: Duration,
+    log: &Path,
+    mut done: impl AsyncFnMut() -> bool,
+    explain: impl AsyncFnOnce() -> String,
+) {
     let started = Instant::now();
     while !done().await {
         if started.elapsed() >= deadline {
-            let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("timed out waiting for {what}\n{}", log.lines().rev().take(40).collect::<Vec<_>>().join("\n"));
+            let explained = explain().await;
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n");
+            panic!("timed out waiting for {what} after {deadline:?}\n{explained}\n--- the last {LOG_TAIL} lines of {} ---\n{tail}", log.display());
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -10,7 +10,7 @@
 //! ShipStation with an ops exception giving Tryton's reason.
 //! Everything is checked by reading Tryton's own API.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -24,13 +24,16 @@ use shipledger_sandbox::{Sandbox, SandboxConfig, SandboxHandle};
 pub(crate) mod tryton_db;
 use tryton_db::TrytonDb;
 
-use crate::support::{Process, post_json, v1_get, wait_until};
+use crate::support::{Process, post_json, v1_get, wait_until_explained};
 
 struct World {
     db: TrytonDb,
     ss: SandboxHandle,
     http: reqwest::Client,
     config: std::path::PathBuf,
+    /// The store `serve` keeps (read only by a timed-out wait, to say where it stands).
+    store_url: String,
+    /// `serve`'s stdout and stderr.
     log: std::path::PathBuf,
 }
 
@@ -51,8 +54,59 @@ impl World {
         v1_get(&self.http, &self.ss.base_url(), path, ("sandbox-key", "sandbox-secret")).await
     }
 
+    /// Wait for `done`; a wait that times out says what the store holds (every
+    /// shipment, the write-back jobs, each order's timeline) and shows the end of
+    /// serve's log, so a rare timeout explains itself.
     async fn wait_until(&self, what: &str, deadline: Duration, done: impl AsyncFnMut() -> bool) {
-        wait_until(what, deadline, &self.log, done).await
+        wait_until_explained(what, deadline, &self.log, done, async || self.store_view().await).await
+    }
+
+    /// What serve's store holds about the shipments: every shipment row, the
+    /// `write_fulfilment` jobs, and the timeline of every order they belong to.
+    async fn store_view(&self) -> String {
+        use shipledger_store::{JobFilter, JobKind, ShipmentFilter};
+        let store = match shipledger_store::open(&self.store_url).await {
+            Ok(store) => store,
+            Err(e) => return format!("(the store could not be opened: {e})"),
+        };
+        let mut out = String::new();
+        let shipments = store.list_shipments(ShipmentFilter::default()).await.unwrap_or_default();
+        out += &format!("--- the store's {} shipment(s) ---\n", shipments.len());
+        for s in &shipments {
+            out += &format!(
+                "{} order {} tracking {} state {} voided {} erp fulfilment {} first scan {} updated {}\n",
+                s.shipment_key,
+                s.erp_id.as_deref().unwrap_or("-"),
+                s.tracking_number.as_deref().unwrap_or("-"),
+                s.state,
+                s.voided,
+                s.erp_fulfilment_id.as_deref().unwrap_or("-"),
+                s.first_scan_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                s.updated_at,
+            );
+        }
+        let jobs = store.list_jobs(JobFilter { kind: Some(JobKind::WriteFulfilment), ..Default::default() }).await.unwrap_or_default();
+        out += &format!("--- the store's {} write_fulfilment job(s) ---\n", jobs.len());
+        for j in &jobs {
+            out += &format!(
+                "{} {} attempts {} next run {} last error {}\n",
+                j.idempotency_key,
+                j.state,
+                j.attempts,
+                j.next_run_at,
+                j.last_error.as_deref().unwrap_or("-"),
+            );
+        }
+        let orders: std::collections::BTreeSet<(String, String)> =
+            shipments.iter().filter_map(|s| s.erp_id.clone().map(|id| (s.connection.clone(), id))).collect();
+        for (connection, erp_id) in orders {
+            let events = store.order_timeline(&connection, &erp_id).await.unwrap_or_default();
+            out += &format!("--- the timeline of order {erp_id} ({} event(s)) ---\n", events.len());
+            for e in events {
+                out += &format!("{} {} {} {}\n", e.event.at, e.event.kind, e.tracking_number.as_deref().unwrap_or("-"), e.event.detail);
+            }
+        }
+        out
     }
 
     fn open_exceptions(&self) -> Vec<Value> {
@@ -80,12 +134,13 @@ async fn serve(db: TrytonDb, policy: &str) -> (World, Process, tempfile::TempDir
         .unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("shipledger.toml");
+    let store_url = format!("sqlite://{}", dir.path().join("s.db").display());
     std::fs::write(
         &config,
         format!(
             r#"
 [store]
-url = "sqlite://{db_file}"
+url = "{store_url}"
 [server]
 listen = "127.0.0.1:{port}"
 [[connections]]
@@ -110,13 +165,13 @@ poll_interval = "1s"
 shipment_poll_interval = "1s"
 {policy}
 "#,
-            db_file = dir.path().join("s.db").display(),
             erp = db.url,
             ss = ss.base_url(),
         ),
     )
     .unwrap();
     let log = dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
     let serve = Process(
         Command::new(env!("CARGO_BIN_EXE_shipledger"))
             .args(["serve", "--config"])
@@ -125,13 +180,15 @@ shipment_poll_interval = "1s"
             .env("E_SS_KEY", "sandbox-key")
             .env("E_SS_SECRET", "sandbox-secret")
             .env("E_SS_V2_KEY", "sandbox-v2-key")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            // Every lane step that did work, with its report: what a timed-out wait
+            // shows from the log's end.
+            .env("RUST_LOG", "info,shipledger_engine::lanes=debug")
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
             .spawn()
             .unwrap(),
     );
-    (World { db, ss, http: reqwest::Client::new(), config, log }, serve, dir)
+    (World { db, ss, http: reqwest::Client::new(), config, store_url, log }, serve, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,8 @@
 //!   (`record_tracking`).
 //! - **Write-back planning**: a new label plans the ERP fulfilment *packed* (carrier,
 //!   service, tracking, ship date); its first scan plans *completed* (`fulfil_on =
-//!   "label"` completes at once); a void plans the reversal. Each is a
+//!   "label"` completes at once); a void plans the reversal, even of a label whose
+//!   packed write is not recorded yet (it may be in the ERP already). Each is a
 //!   `write_fulfilment` job keyed by shipment and phase (`job`), run by
 //!   [`write_fulfilment`](crate::flows::write_fulfilment).
 
@@ -412,10 +413,13 @@ async fn ingest_label_once(
         for upsert in &mut records {
             upsert.voided = true;
             upsert.voided_at = label.void_date.or(Some(now));
-            match upsert.state {
-                ShipmentState::Packed | ShipmentState::Completed => change.jobs.push(job(&upsert.shipment_key, Phase::Cancelled, now)),
-                ShipmentState::Seen => upsert.state = ShipmentState::Reversed,
-                _ => {}
+            // Its reversal is planned whatever the store knows of its ERP fulfilment.
+            // Still `seen`, the packed write is planned or in flight and may already
+            // be in the ERP, its answer not yet recorded (or lost): the packed write,
+            // seeing the void, writes nothing more, and the reversal asks the ERP
+            // whether it holds a fulfilment for this label before it cancels one.
+            if matches!(upsert.state, ShipmentState::Seen | ShipmentState::Packed | ShipmentState::Completed) {
+                change.jobs.push(job(&upsert.shipment_key, Phase::Cancelled, now));
             }
             change.events.push(event(
                 &upsert.shipment_key,

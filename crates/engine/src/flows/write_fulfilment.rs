@@ -6,7 +6,10 @@
 //! retried per the kind's policy and, once given up, raised as
 //! `tracking_write_back_failed`. A new document that the ERP would certainly refuse
 //! (its lines are on another label's fulfilment) waits, and that fulfilment's
-//! reversal wakes it. An ERP that cannot undo a completed fulfilment gets an
+//! reversal wakes it. A reversal for a label the store knows no ERP fulfilment of
+//! (voided while its packed write was pending, or that write's answer lost) first
+//! reads the ERP: a fulfilment there under the label's key is cancelled, none means
+//! nothing is written. An ERP that cannot undo a completed fulfilment gets an
 //! exception that says exactly what to undo.
 
 use std::collections::HashMap;
@@ -16,7 +19,7 @@ use shipledger_core::exception::ExceptionKind;
 use shipledger_core::money::{Currency, Money};
 use shipledger_core::retry::{Classify, Verdict};
 use shipledger_core::shipment::{OrderedLine, ShipmentView, map_lines};
-use shipledger_erp::{ErpError, FulfilmentState, FulfilmentWrite, Package};
+use shipledger_erp::{ErpError, FulfilmentRecord, FulfilmentState, FulfilmentWrite, Package};
 use shipledger_store::{
     Change, EventKind, Job, JobKind, JobSpec, NewEvent, OrderState, OrderUpsert, Phase, ShipmentFilter as StoredShipments,
     ShipmentRecord, ShipmentState, WriteFulfilment,
@@ -59,6 +62,15 @@ fn target(phase: Phase) -> FulfilmentState {
     }
 }
 
+/// The shipment's state once its phase is written.
+fn reached(phase: Phase) -> ShipmentState {
+    match phase {
+        Phase::Packed => ShipmentState::Packed,
+        Phase::Completed => ShipmentState::Completed,
+        Phase::Cancelled => ShipmentState::Reversed,
+    }
+}
+
 /// The timeline's event for a phase written (read back).
 fn recorded(phase: Phase) -> EventKind {
     match phase {
@@ -97,11 +109,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, lease: &jobs::J
         ShipmentState::Completed => 2,
         ShipmentState::Reversed => 3,
     };
-    let wanted = match state {
-        FulfilmentState::Packed => ShipmentState::Packed,
-        FulfilmentState::Completed => ShipmentState::Completed,
-        FulfilmentState::Cancelled => ShipmentState::Reversed,
-    };
+    let wanted = reached(phase);
     if rank(shipment.state) >= rank(wanted) || (shipment.voided && state != FulfilmentState::Cancelled) {
         return jobs::done(engine, &job, jobs::change(engine, conn)).await;
     }
@@ -131,13 +139,34 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, lease: &jobs::J
                 .map(|(m, c)| Money::from_minor(m, c)),
         }],
     };
+    // A void seen before the store knew of an ERP fulfilment for the label (its packed
+    // write planned or in flight, or its answer lost): the ERP may hold one all the
+    // same. Its own record decides: none there, nothing is reversed or written; one
+    // there is cancelled below like any other.
+    if state == FulfilmentState::Cancelled && !matches!(shipment.state, ShipmentState::Packed | ShipmentState::Completed) {
+        let held = match conn.erp.fulfilments(&erp_id).await {
+            Ok(list) => list.into_iter().find(|f| f.key == write.key),
+            Err(e) => {
+                let reason = format!("reading order {erp_id}'s fulfilments in the ERP, to see whether it holds one for the voided label, failed: {e}");
+                return give_up_or_retry(engine, conn, job, &shipment, phase, &erp_id, e.classify(), reason, report).await;
+            }
+        };
+        match held {
+            None => return nothing_to_reverse(engine, conn, job, &shipment, &erp_id).await,
+            // Reversed already (an earlier try's answer was lost): recorded as such.
+            Some(doc) if doc.state == FulfilmentState::Cancelled => return written_back(engine, conn, job, &shipment, phase, &erp_id, &doc, report).await,
+            Some(_) => {}
+        }
+    }
     // A new fulfilment document takes its quantities from what the order's other
     // documents leave, and the ERP refuses one that does not fit. When the store
     // already knows the ERP holds those quantities on another label's fulfilment (a
     // re-made label seen before the old one's void, or the void seen but its reversal
     // not yet written), writing now is a write certain to be refused: wait instead,
-    // and let that fulfilment's reversal wake this job.
-    if shipment.erp_fulfilment_id.is_none()
+    // and let that fulfilment's reversal wake this job. (A reversal is no new
+    // document.)
+    if state != FulfilmentState::Cancelled
+        && shipment.erp_fulfilment_id.is_none()
         && let Some(reason) = crowded_out(engine, conn, &shipment, &erp_id, &ordered, &write).await?
     {
         // Certain to clear once the other label's reversal is written (which wakes it).
@@ -157,36 +186,7 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, lease: &jobs::J
     let now = engine.clock.now();
     match shown {
         Some(doc) if doc.state == state && doc.packages.iter().any(|p| p.tracking_number == write.packages[0].tracking_number) => {
-            report.written += 1;
-            let mut upsert = shipment.shipment.clone();
-            upsert.state = wanted;
-            upsert.erp_fulfilment_id = Some(doc.id.clone());
-            let events = vec![event(
-                &shipment.shipment_key,
-                recorded(phase),
-                json!({"message": format!("ERP fulfilment {} is {phase} for order {erp_id} with tracking {}", doc.id, write.packages[0].tracking_number), "erp_fulfilment": doc.id}),
-            )];
-            let mut change = Change::new(&conn.name, now);
-            change.shipments.push(upsert);
-            change.events = events;
-            change.clear(ExceptionKind::TrackingWriteBackFailed, "shipment", shipment.shipment_key.clone());
-            if state == FulfilmentState::Completed {
-                maybe_order_shipped(engine, conn, &erp_id, &shipment.shipment_key, &mut change).await?;
-            }
-            if state == FulfilmentState::Cancelled {
-                // The quantities are free again: the order's labels waiting for them
-                // are written now, not at their next retry.
-                let waiting = engine
-                    .store
-                    .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.clone()), ..Default::default() })
-                    .await?;
-                for s in waiting.iter().filter(|s| s.shipment_key != shipment.shipment_key && !s.voided && s.erp_fulfilment_id.is_none()) {
-                    for phase in [Phase::Packed, Phase::Completed] {
-                        change.wake_jobs.push(shipments::job(&s.shipment_key, phase, now).idempotency_key);
-                    }
-                }
-            }
-            jobs::done(engine, &job, change).await
+            written_back(engine, conn, job, &shipment, phase, &erp_id, &doc, report).await
         }
         _ => {
             let reason = match (&written, &read_back) {
@@ -224,6 +224,73 @@ async fn write_one(engine: &Engine, conn: &Connection, job: Job, lease: &jobs::J
             give_up_or_retry(engine, conn, job, &shipment, phase, &erp_id, verdict, reason, report).await
         }
     }
+}
+
+/// The ERP shows `phase` written as `doc` (read back): the shipment records it, its
+/// write-back exception closes, a completion may ship the order, and a reversal wakes
+/// the order's labels waiting for the quantities it frees.
+#[allow(clippy::too_many_arguments)]
+async fn written_back(
+    engine: &Engine,
+    conn: &Connection,
+    job: Job,
+    shipment: &ShipmentRecord,
+    phase: Phase,
+    erp_id: &str,
+    doc: &FulfilmentRecord,
+    report: &mut ShipmentReport,
+) -> Result<(), EngineError> {
+    let now = engine.clock.now();
+    let tracking = shipment.tracking_number.clone().unwrap_or_default();
+    report.written += 1;
+    let mut upsert = shipment.shipment.clone();
+    upsert.state = reached(phase);
+    upsert.erp_fulfilment_id = Some(doc.id.clone());
+    let mut change = Change::new(&conn.name, now);
+    change.shipments.push(upsert);
+    change.events.push(event(
+        &shipment.shipment_key,
+        recorded(phase),
+        json!({"message": format!("ERP fulfilment {} is {phase} for order {erp_id} with tracking {tracking}", doc.id), "erp_fulfilment": doc.id}),
+    ));
+    change.clear(ExceptionKind::TrackingWriteBackFailed, "shipment", shipment.shipment_key.clone());
+    if phase == Phase::Completed {
+        maybe_order_shipped(engine, conn, erp_id, &shipment.shipment_key, &mut change).await?;
+    }
+    if phase == Phase::Cancelled {
+        // The quantities are free again: the order's labels waiting for them
+        // are written now, not at their next retry.
+        let waiting = engine
+            .store
+            .list_shipments(StoredShipments { connection: Some(conn.name.clone()), erp_id: Some(erp_id.to_string()), ..Default::default() })
+            .await?;
+        for s in waiting.iter().filter(|s| s.shipment_key != shipment.shipment_key && !s.voided && s.erp_fulfilment_id.is_none()) {
+            for phase in [Phase::Packed, Phase::Completed] {
+                change.wake_jobs.push(shipments::job(&s.shipment_key, phase, now).idempotency_key);
+            }
+        }
+    }
+    jobs::done(engine, &job, change).await
+}
+
+/// A voided label whose fulfilment the ERP never got (read back: it holds none under
+/// the label's key): reversed without a write, and its write-back exception, if any,
+/// closes (nothing is left to write).
+async fn nothing_to_reverse(engine: &Engine, conn: &Connection, job: Job, shipment: &ShipmentRecord, erp_id: &str) -> Result<(), EngineError> {
+    let mut upsert = shipment.shipment.clone();
+    upsert.state = ShipmentState::Reversed;
+    let mut change = Change::new(&conn.name, engine.clock.now());
+    change.shipments.push(upsert);
+    change.events.push(event(
+        &shipment.shipment_key,
+        EventKind::ErpNothingToReverse,
+        json!({"message": format!(
+            "label {} was voided before its fulfilment reached the ERP: order {erp_id} holds none for it, so nothing is reversed",
+            shipment.tracking_number.clone().unwrap_or_default()
+        )}),
+    ));
+    change.clear(ExceptionKind::TrackingWriteBackFailed, "shipment", shipment.shipment_key.clone());
+    jobs::done(engine, &job, change).await
 }
 
 /// A write-back that did not happen (failed, refused, or waiting for quantities):

@@ -49,6 +49,17 @@ pub struct FakeErp {
     /// kept in `fulfilment_writes`): an ERP that is slow to write; none unless a story
     /// says so.
     pub write_delay: Mutex<std::time::Duration>,
+    /// Writes that reach the ERP and are recorded there, whose answer is then lost
+    /// (an `Unavailable` error, as when the connection drops after the ERP committed);
+    /// none unless a story says so.
+    pub answers_lost: std::sync::atomic::AtomicU32,
+    /// Fulfilment reads (a write's read-back, say) that fail, `Unavailable`, before
+    /// reads answer again; none unless a story says so.
+    pub read_failures: std::sync::atomic::AtomicU32,
+    /// While a story holds this lock, a fulfilment write that has arrived (and been
+    /// kept in `fulfilment_writes`) waits before the ERP records and answers it: a
+    /// write in flight for as long as the story says.
+    pub write_gate: tokio::sync::Mutex<()>,
     /// The rate table, Tryton's way (units of a currency per 1 GBP, from a date on).
     /// `None`: a fresh rate every day (USD 1.25, EUR 1.17), dated the day asked for.
     pub fx_rates: Mutex<Option<Vec<(Currency, jiff::civil::Date, rust_decimal::Decimal)>>>,
@@ -108,6 +119,64 @@ impl FakeErp {
         f(order);
         order.updated_at = stamp;
     }
+
+    /// One write as the ERP takes it: one document per key, packed → completed, and a
+    /// completed fulfilment cannot be completed again or cancelled.
+    fn record(&self, w: &FulfilmentWrite) -> Result<FulfilmentRecord, ErpError> {
+        let mut docs = self.fulfilments.lock().unwrap();
+        let refuse = |m: &str| {
+            self.refused.lock().unwrap().push((w.clone(), m.to_string()));
+            Err(ErpError::Refused { what: format!("fulfilment {}", w.key), message: m.into() })
+        };
+        let stamp = Timestamp::now();
+        if let Some(doc) = docs.iter_mut().find(|d| d.key == w.key) {
+            match (doc.state, w.state) {
+                (FulfilmentState::Completed, FulfilmentState::Completed) => return refuse("already completed"),
+                (FulfilmentState::Completed, FulfilmentState::Cancelled) => return refuse("a completed fulfilment cannot be cancelled"),
+                (FulfilmentState::Cancelled, _) => return refuse("cancelled"),
+                (a, b) if a == b => return Ok(doc.clone()),
+                _ => {
+                    doc.state = w.state;
+                    doc.packages = w.packages.clone();
+                    doc.updated_at = stamp;
+                    return Ok(doc.clone());
+                }
+            }
+        }
+        if self.checks_quantities.load(std::sync::atomic::Ordering::SeqCst) {
+            let orders = self.orders.lock().unwrap();
+            let order = orders.iter().find(|o| o.erp_id == w.erp_order_id).expect("the order exists");
+            for (line, q) in &w.lines {
+                let ordered = order.lines.iter().find(|l| &l.line_id == line).map_or(0, |l| i64::from(l.quantity));
+                let taken: i64 = docs
+                    .iter()
+                    .filter(|d| d.erp_order_id == w.erp_order_id && d.state != FulfilmentState::Cancelled)
+                    .flat_map(|d| d.lines.iter().filter(|(l, _)| l == line).map(|(_, q)| i64::from(*q)))
+                    .sum();
+                if taken + i64::from(*q) > ordered {
+                    drop(orders);
+                    return refuse(&format!("line {line} is for {ordered} and {taken} are already on other fulfilments"));
+                }
+            }
+        }
+        let doc = FulfilmentRecord {
+            id: format!("FUL-{}", docs.len() + 1),
+            key: w.key.clone(),
+            erp_order_id: w.erp_order_id.clone(),
+            state: w.state,
+            lines: w.lines.clone(),
+            packages: w.packages.clone(),
+            updated_at: stamp,
+        };
+        docs.push(doc.clone());
+        Ok(doc)
+    }
+}
+
+/// Take one from a story's count, if any is left.
+fn take_one(count: &std::sync::atomic::AtomicU32) -> bool {
+    use std::sync::atomic::Ordering;
+    count.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
 }
 
 fn unused<T>() -> BoxFuture<'static, Result<T, ErpError>> {
@@ -160,8 +229,8 @@ impl Erp for FakeErp {
         })
     }
 
-    /// Like a real ERP: one document per key, packed → completed, and a completed
-    /// fulfilment cannot be completed again or cancelled.
+    /// Like a real ERP ([`FakeErp::record`]), once the story's delay, gate and
+    /// failures have had their say.
     fn record_fulfilment<'a>(&'a self, w: &'a FulfilmentWrite) -> BoxFuture<'a, Result<FulfilmentRecord, ErpError>> {
         Box::pin(async move {
             self.fulfilment_writes.lock().unwrap().push(w.clone());
@@ -169,60 +238,22 @@ impl Erp for FakeErp {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
+            drop(self.write_gate.lock().await);
             if let Some(failure) = self.write_failures.lock().unwrap().pop_front() {
                 return Err(failure);
             }
-            let mut docs = self.fulfilments.lock().unwrap();
-            let refuse = |m: &str| {
-                self.refused.lock().unwrap().push((w.clone(), m.to_string()));
-                Err(ErpError::Refused { what: format!("fulfilment {}", w.key), message: m.into() })
-            };
-            let stamp = Timestamp::now();
-            if let Some(doc) = docs.iter_mut().find(|d| d.key == w.key) {
-                match (doc.state, w.state) {
-                    (FulfilmentState::Completed, FulfilmentState::Completed) => return refuse("already completed"),
-                    (FulfilmentState::Completed, FulfilmentState::Cancelled) => return refuse("a completed fulfilment cannot be cancelled"),
-                    (FulfilmentState::Cancelled, _) => return refuse("cancelled"),
-                    (a, b) if a == b => return Ok(doc.clone()),
-                    _ => {
-                        doc.state = w.state;
-                        doc.packages = w.packages.clone();
-                        doc.updated_at = stamp;
-                        return Ok(doc.clone());
-                    }
-                }
+            let answer = self.record(w);
+            if answer.is_ok() && take_one(&self.answers_lost) {
+                return Err(ErpError::Unavailable { url: "fake://erp".into(), detail: "the connection dropped before the answer came".into() });
             }
-            if self.checks_quantities.load(std::sync::atomic::Ordering::SeqCst) {
-                let orders = self.orders.lock().unwrap();
-                let order = orders.iter().find(|o| o.erp_id == w.erp_order_id).expect("the order exists");
-                for (line, q) in &w.lines {
-                    let ordered = order.lines.iter().find(|l| &l.line_id == line).map_or(0, |l| i64::from(l.quantity));
-                    let taken: i64 = docs
-                        .iter()
-                        .filter(|d| d.erp_order_id == w.erp_order_id && d.state != FulfilmentState::Cancelled)
-                        .flat_map(|d| d.lines.iter().filter(|(l, _)| l == line).map(|(_, q)| i64::from(*q)))
-                        .sum();
-                    if taken + i64::from(*q) > ordered {
-                        drop(orders);
-                        return refuse(&format!("line {line} is for {ordered} and {taken} are already on other fulfilments"));
-                    }
-                }
-            }
-            let doc = FulfilmentRecord {
-                id: format!("FUL-{}", docs.len() + 1),
-                key: w.key.clone(),
-                erp_order_id: w.erp_order_id.clone(),
-                state: w.state,
-                lines: w.lines.clone(),
-                packages: w.packages.clone(),
-                updated_at: stamp,
-            };
-            docs.push(doc.clone());
-            Ok(doc)
+            answer
         })
     }
     fn fulfilments<'a>(&'a self, erp_order_id: &'a str) -> BoxFuture<'a, Result<Vec<FulfilmentRecord>, ErpError>> {
         Box::pin(async move {
+            if take_one(&self.read_failures) {
+                return Err(ErpError::Unavailable { url: "fake://erp".into(), detail: "the read timed out".into() });
+            }
             Ok(self.fulfilments.lock().unwrap().iter().filter(|d| d.erp_order_id == erp_order_id).cloned().collect())
         })
     }

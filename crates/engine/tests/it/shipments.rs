@@ -4,7 +4,7 @@
 use serde_json::json;
 use shipledger_core::exception::ExceptionKind;
 use shipledger_erp::FulfilmentState;
-use shipledger_store::{ExceptionFilter, ExceptionState, OrderState};
+use shipledger_store::{EventKind, ExceptionFilter, ExceptionState, OrderState, ShipmentState};
 
 use shipledger_core::clock::Clock;
 use shipledger_engine::config::Policy;
@@ -154,6 +154,106 @@ crate::stories! {
             vec![(a.clone(), FulfilmentState::Packed), (a, FulfilmentState::Cancelled), (b, FulfilmentState::Packed)],
             "each label written once per phase, the old one's reversal first"
         );
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
+    async fn a_label_voided_while_its_packed_write_is_in_flight_has_the_fulfilment_that_write_made_cancelled(w: World) {
+        // The race of a real ERP that takes its time: the void is recorded while the
+        // packed write is on its way, and that write's answer is recorded after it.
+        let _clock = w.manual_clock();
+        let conn = &w.engine.connections[0];
+        let id = pushed_order_id(&w, "SO-120").await;
+        let label = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        let key = format!("label:{}", label["shipment"]["shipmentId"]);
+        shipledger_engine::flows::shipments::poll(&w.engine, conn).await.unwrap();
+        let held = w.erp.write_gate.lock().await;
+        let mut written = shipledger_engine::flows::shipments::ShipmentReport::default();
+        let (worked, ()) = tokio::join!(shipledger_engine::flows::write_fulfilment::step(&w.engine, conn, &mut written), async {
+            for _ in 0..1_000 {
+                if !w.erp.fulfilment_writes.lock().unwrap().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 1, "the packed write is in flight");
+            w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+            let polled = shipledger_engine::flows::shipments::poll(&w.engine, conn).await.unwrap();
+            assert_eq!(polled.voided, 1, "the void is recorded while the write is in flight: {polled:?}");
+            drop(held);
+        });
+        assert!(worked.unwrap());
+        assert_eq!(written.written, 1, "the packed write's answer came after the void");
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-120");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].state, FulfilmentState::Cancelled, "the fulfilment the in-flight write made is reversed");
+        let shipment = w.store.get_shipment("acme-uk", &key).await.unwrap().unwrap();
+        assert!(shipment.voided);
+        assert_eq!(shipment.state, ShipmentState::Reversed);
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
+    async fn a_label_voided_while_its_packed_write_is_unconfirmed_has_the_fulfilment_the_erp_got_cancelled(w: World) {
+        let clock = w.manual_clock();
+        let id = pushed_order_id(&w, "SO-121").await;
+        // The packed write reaches the ERP, which records it, but its answer and the
+        // read-back are lost: the store does not know the ERP holds it, and the write
+        // waits for its retry.
+        w.erp.answers_lost.store(1, std::sync::atomic::Ordering::SeqCst);
+        w.erp.read_failures.store(1, std::sync::atomic::Ordering::SeqCst);
+        let label = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        let key = format!("label:{}", label["shipment"]["shipmentId"]);
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-121").iter().map(|d| d.state).collect::<Vec<_>>(), vec![FulfilmentState::Packed]);
+        let shipment = w.store.get_shipment("acme-uk", &key).await.unwrap().unwrap();
+        assert_eq!((shipment.state, shipment.erp_fulfilment_id.clone()), (ShipmentState::Seen, None), "the write is not confirmed");
+
+        // The label is voided before the write is tried again.
+        w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+        w.settle().await;
+        // The packed write's retry comes, and writes nothing more.
+        clock.advance(jiff::SignedDuration::from_mins(5));
+        w.settle().await;
+        let docs = w.erp_fulfilments("SO-121");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0].state, FulfilmentState::Cancelled, "the fulfilment the ERP got is reversed");
+        let writes: Vec<FulfilmentState> = w.erp.fulfilment_writes.lock().unwrap().iter().map(|x| x.state).collect();
+        assert_eq!(writes, vec![FulfilmentState::Packed, FulfilmentState::Cancelled]);
+        let shipment = w.store.get_shipment("acme-uk", &key).await.unwrap().unwrap();
+        assert_eq!((shipment.state, shipment.erp_fulfilment_id.as_deref()), (ShipmentState::Reversed, Some(docs[0].id.as_str())));
+        let story = w.store.order_timeline("acme-uk", "SO-121").await.unwrap();
+        assert!(story.iter().any(|e| e.event.kind == EventKind::ErpCancelled), "{story:?}");
+        assert!(open_kinds(&w).await.is_empty());
+    }
+
+    async fn a_label_voided_before_its_packed_write_reached_the_erp_is_reversed_with_no_erp_write(w: World) {
+        let clock = w.manual_clock();
+        let id = pushed_order_id(&w, "SO-122").await;
+        // The packed write times out before the ERP gets it, and so does its read-back:
+        // the outcome is unknown, and the write waits for its retry.
+        w.erp.write_failures.lock().unwrap().push_back(shipledger_erp::ErpError::Unavailable { url: "fake://erp".into(), detail: "timed out".into() });
+        w.erp.read_failures.store(1, std::sync::atomic::Ordering::SeqCst);
+        let label = w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        let key = format!("label:{}", label["shipment"]["shipmentId"]);
+        w.settle().await;
+        assert!(w.erp_fulfilments("SO-122").is_empty());
+        assert_eq!(w.store.get_shipment("acme-uk", &key).await.unwrap().unwrap().state, ShipmentState::Seen);
+
+        w.control(&format!("/shipments/{}/void", label["shipment"]["shipmentId"]), json!({})).await;
+        w.settle().await;
+        clock.advance(jiff::SignedDuration::from_mins(5));
+        w.settle().await;
+        // The ERP was asked, holds nothing for the label, and is written nothing: no
+        // reversal of a fulfilment it never had, no packed write after the void.
+        assert!(w.erp_fulfilments("SO-122").is_empty(), "{:?}", w.erp_fulfilments("SO-122"));
+        assert_eq!(w.erp.fulfilment_writes.lock().unwrap().len(), 1, "only the packed write that never arrived");
+        let shipment = w.store.get_shipment("acme-uk", &key).await.unwrap().unwrap();
+        assert!(shipment.voided);
+        assert_eq!((shipment.state, shipment.erp_fulfilment_id.clone()), (ShipmentState::Reversed, None));
+        // The timeline says why nothing was reversed.
+        let story = w.store.order_timeline("acme-uk", "SO-122").await.unwrap();
+        let said = story.iter().find(|e| e.event.kind == EventKind::ErpNothingToReverse).unwrap_or_else(|| panic!("the timeline says nothing was reversed: {story:?}"));
+        assert_eq!(said.tracking_number.as_deref(), label["trackingNumber"].as_str());
         assert!(open_kinds(&w).await.is_empty());
     }
 
