@@ -103,6 +103,11 @@ fn sensitive(value: &str, what: &str) -> Result<HeaderValue> {
 }
 
 impl Transport {
+    /// The same API, key and endpoints, counted against `budget` instead.
+    pub(crate) fn rebudgeted(&self, budget: Arc<dyn RateBudget>) -> Result<Self> {
+        Transport::new(self.api, self.config.clone(), budget, self.clock.clone())
+    }
+
     pub(crate) fn new(
         api: Api,
         config: ClientConfig,

@@ -34,6 +34,10 @@ use shipledger_store::{
     ReconcileRun, ReconcileState, ShipmentFilter, StagedErpOrder, StagedSsOrder, StagedSsShipment, WatermarkMove,
 };
 
+use std::sync::Arc;
+
+use shipledger_shipstation::V1Client;
+
 use crate::{Connection, Engine, EngineError};
 
 /// Rows per page of every read (ShipStation's largest page).
@@ -44,6 +48,9 @@ const OVERLAP: SignedDuration = SignedDuration::from_mins(10);
 /// Rows of each of the store's copies read at a time by the merge (four such pages
 /// are in memory at once).
 const COPY_PAGE: u32 = 2_000;
+/// v1 requests of each rate window the reconciler leaves to other work: half of
+/// ShipStation's 40 a minute.
+const V1_RESERVE: u32 = 20;
 /// ERP reads of one page's fulfilments in flight at once.
 const ERP_READS_AT_ONCE: usize = 8;
 /// Findings (or exceptions) per commit.
@@ -119,9 +126,13 @@ pub async fn run(engine: &Engine, conn: &Connection, options: &ReconcileOptions,
         .await?
         .is_empty();
     let mode = if options.full || options.since.is_some() || !has_full { ReconcileMode::Full } else { ReconcileMode::Incremental };
+    // The reconciler reads ShipStation through a budget that leaves part of every
+    // window to pushes, webhook fetches and polls: a long run never starves them.
+    let budget = Arc::new(crate::budget::StoreRateBudget::new(engine.store.clone(), engine.clock.clone(), V1_RESERVE));
+    let ss = conn.shipstation.with_other_budget(budget).map_err(EngineError::from)?;
     let run = engine.store.start_reconcile_run(&conn.name, mode, since, now).await?;
     let mut stats = ReconcileStats::default();
-    match Box::pin(reconcile(engine, conn, mode, since, now, progress, &mut stats)).await {
+    match Box::pin(reconcile(engine, conn, &ss, mode, since, now, progress, &mut stats)).await {
         Ok(findings) => {
             let run = engine.store.finish_reconcile_run(run.id, ReconcileState::Done, to_value(&stats), None, engine.clock.now()).await?;
             findings_store(engine, conn, run.id, &findings).await?;
@@ -182,9 +193,11 @@ async fn findings_store(engine: &Engine, conn: &Connection, run_id: i64, finding
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn reconcile(
     engine: &Engine,
     conn: &Connection,
+    ss: &V1Client,
     mode: ReconcileMode,
     since: Timestamp,
     now: Timestamp,
@@ -194,7 +207,7 @@ async fn reconcile(
     let full = mode == ReconcileMode::Full;
     // ShipStation first: the keys it changed are ERP orders to read again.
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    Box::pin(refresh_shipstation(engine, conn, full, since, progress, stats, &mut touched)).await?;
+    Box::pin(refresh_shipstation(engine, conn, ss, full, since, progress, stats, &mut touched)).await?;
     let mut read: BTreeSet<String> = BTreeSet::new();
     Box::pin(refresh_erp(engine, conn, full, since, &touched, progress, stats, &mut read)).await?;
     engine.store.resolve_recon_keys(&conn.name).await?;
@@ -242,7 +255,7 @@ async fn reconcile(
                 && let Some(id) = record.ledger.as_ref().and_then(|l| l.ss_order_id)
             {
                 stats.shipstation_requests += 1;
-                match conn.shipstation.get_order(id).await {
+                match ss.get_order(id).await {
                     Ok(order) if in_scope(conn, &order) => {
                         let staged = stage_order(&order);
                         if let Some(s) = staged {
@@ -379,6 +392,7 @@ async fn advance(engine: &Engine, conn: &Connection, name: &str, from: Option<St
 async fn refresh_shipstation(
     engine: &Engine,
     conn: &Connection,
+    ss: &V1Client,
     full: bool,
     since: Timestamp,
     progress: &dyn Progress,
@@ -400,7 +414,7 @@ async fn refresh_shipstation(
             page_size: Some(PAGE),
             ..Default::default()
         };
-        let mut pager = conn.shipstation.orders_pager(&filter)?;
+        let mut pager = ss.orders_pager(&filter)?;
         loop {
             stats.shipstation_requests += 1;
             let Some(page) = pager.next_page().await? else { break };
@@ -433,7 +447,7 @@ async fn refresh_shipstation(
             } else {
                 filter.create_date_start = Some(start(at));
             }
-            let mut pager = conn.shipstation.shipments_pager(&filter)?;
+            let mut pager = ss.shipments_pager(&filter)?;
             loop {
                 stats.shipstation_requests += 1;
                 let Some(page) = pager.next_page().await? else { break };

@@ -525,6 +525,9 @@ fn acme_connection(sandbox: &SandboxHandle, (key, secret): (String, String), erp
             // past it (shipments.rs: a label made again before the old one's void
             // is seen).
             shipment_poll_interval: std::time::Duration::ZERO,
+            // The scheduled reconciler stays out of stories about other flows (its
+            // reads would count in theirs); its own stories turn it on.
+            reconcile_interval: None,
             ..Policy::default()
         },
         gate: GatePolicy::default(),

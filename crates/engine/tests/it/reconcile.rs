@@ -477,9 +477,12 @@ async fn runs(w: &World) -> Vec<shipledger_store::ReconcileRun> {
 async fn scheduled_story(mut w: World) {
     let clock = w.manual_clock();
     w.engine.connections[0].policy.reconcile_grace = std::time::Duration::ZERO;
-    // Daily (the default), full weekly (the default).
-    assert_eq!(w.engine.connections[0].policy.reconcile_interval, Some(std::time::Duration::from_secs(86_400)));
-    assert_eq!(w.engine.connections[0].policy.reconcile_full_interval, Some(std::time::Duration::from_secs(7 * 86_400)));
+    // Daily, full weekly: the defaults.
+    let defaults = shipledger_engine::config::Policy::default();
+    assert_eq!(defaults.reconcile_interval, Some(std::time::Duration::from_secs(86_400)));
+    assert_eq!(defaults.reconcile_full_interval, Some(std::time::Duration::from_secs(7 * 86_400)));
+    w.engine.connections[0].policy.reconcile_interval = defaults.reconcile_interval;
+    w.engine.connections[0].policy.reconcile_full_interval = defaults.reconcile_full_interval;
     let hand_1 = by_hand(&w, "HAND-1", "hand-1", OUR_STORE).await;
     let conn = &w.engine.connections[0];
 

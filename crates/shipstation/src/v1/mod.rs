@@ -64,6 +64,13 @@ impl V1Client {
         })
     }
 
+    /// This client spending `budget` instead (the same key, so the same window when
+    /// the budget is kept under [`V1Client::budget_key`]): e.g. one that leaves part of
+    /// every window to other work.
+    pub fn with_other_budget(&self, budget: Arc<dyn RateBudget>) -> Result<Self> {
+        Ok(V1Client { transport: Arc::new(self.transport.rebudgeted(budget)?) })
+    }
+
     /// The API root this client talks to (the host webhook resource URLs must match).
     pub fn base_url(&self) -> &Url {
         &self.transport.config().base_url
