@@ -386,9 +386,11 @@ pub trait Erp: Send + Sync {
     }
 
     /// What these orders have invoiced: per order, the quantity invoiced per line id
-    /// (posted customer invoices; an order with none maps to an empty map). `None`
-    /// when the connector cannot tell, so the reconciler's invoice rules do not run
-    /// for this ERP (the default).
+    /// (posted customer invoices, less posted credit notes; an order with none maps
+    /// to an empty map). The reconciler holds these against fulfilments, so lines no
+    /// fulfilment ships (services, the shipping charge) are left out. `None` when the
+    /// connector cannot tell, so the reconciler's invoice rules do not run for this
+    /// ERP (the default).
     fn invoiced<'a>(&'a self, erp_ids: &'a [String]) -> BoxFuture<'a, Result<Option<Invoiced>>> {
         let _ = erp_ids;
         Box::pin(async { Ok(None) })

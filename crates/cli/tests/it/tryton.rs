@@ -376,6 +376,23 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
         let c: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
         assert_eq!(d, c, "move {} is balanced", m["id"]);
     }
+
+    // 5. The reconciler judges invoicing against Tryton too: every sale was invoiced
+    // when processed (invoice method `order`) and its invoice posted, so what shipped
+    // is what was invoiced, and the held sales can still ship.
+    let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
+        .args(["reconcile", "--config"])
+        .arg(&w.config)
+        .env("E_ERP_KEY", &w.db.key)
+        .env("E_SS_KEY", "sandbox-key")
+        .env("E_SS_SECRET", "sandbox-secret")
+        .env("E_SS_V2_KEY", "sandbox-v2-key")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "reconcile: {said}");
+    assert!(!said.contains("does not report invoicing"), "{said}");
+    assert!(!said.contains("shipped_not_invoiced") && !said.contains("invoiced_not_shipped"), "{said}");
 }
 
 /// ShipStation's order for a sale, if it has one.

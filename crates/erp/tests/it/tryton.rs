@@ -734,3 +734,82 @@ async fn the_tryton_ledger_check_names_a_missing_account_and_finds_the_journal_a
         "{items:?}"
     );
 }
+
+/// What the connector says these sales invoiced, in one call.
+async fn invoiced_of(erp: &TrytonClient, sales: &[&str]) -> shipledger_erp::Invoiced {
+    let ids: Vec<String> = sales.iter().map(|s| s.to_string()).collect();
+    erp.invoiced(&ids).await.unwrap().expect("the Tryton connector reports invoicing")
+}
+
+async fn invoiced(erp: &TrytonClient, sale: &str) -> std::collections::BTreeMap<String, u32> {
+    invoiced_of(erp, &[sale]).await.remove(sale).unwrap_or_else(|| panic!("sale {sale} is in the answer"))
+}
+
+#[tokio::test]
+async fn invoiced_quantities_are_what_tryton_posted_to_the_customer_less_credit_notes_and_never_a_draft() {
+    use std::collections::BTreeMap;
+    let Some(db) = TrytonDb::create("invoiced") else { return };
+    let erp = client(&db);
+    let orders = all_orders(&erp).await;
+
+    // Invoiced when processed (invoice method `order`), posted and paid, then shipped:
+    // every goods line in full, under the order's line ids; the shipping charge is no
+    // parcel item, so it is not among them.
+    let shop = by_reference(&orders, &db, "SHOP-1002").clone();
+    let lines: BTreeMap<String, u32> = shop.physical_lines().map(|l| (l.line_id.clone(), l.quantity)).collect();
+    let parcel = label(&shop, 30, "RM300000001GB", lines.clone().into_iter().collect(), FulfilmentState::Packed);
+    erp.record_fulfilment(&parcel).await.unwrap();
+    erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Completed, ..parcel }).await.unwrap();
+    assert_eq!(invoiced(&erp, &shop.erp_id).await, lines);
+
+    // Invoiced on fulfilment: nothing until goods leave; then Tryton drafts an invoice
+    // for what left, which is no revenue until the accountant posts it.
+    let placed = db.place_sale("SHOP-2001", "Alice Smith", &[("TEE-BLK-M", 2), ("MUG-WHT", 1)], "fulfillment").await;
+    let sale = read_one(&erp, &placed.to_string()).await;
+    assert!(db.invoices_of(placed).await.is_empty());
+    assert_eq!(invoiced(&erp, &sale.erp_id).await, BTreeMap::new(), "a sale with nothing invoiced maps to an empty map");
+    let tee = line_of(&sale, "TEE-BLK-M");
+    let first = label(&sale, 31, "RM300000002GB", vec![(tee.clone(), 1)], FulfilmentState::Packed);
+    erp.record_fulfilment(&first).await.unwrap();
+    erp.record_fulfilment(&FulfilmentWrite { state: FulfilmentState::Completed, ..first }).await.unwrap();
+    let drafts = db.invoices_of(placed).await;
+    assert_eq!(drafts.len(), 1, "{drafts:?}");
+    assert_eq!(drafts[0]["state"], "draft", "Tryton drafted the invoice of what shipped: {drafts:?}");
+    assert_eq!(invoiced(&erp, &sale.erp_id).await, BTreeMap::new(), "shipped, its invoice still a draft: nothing invoiced");
+    db.post_invoice(drafts[0]["id"].as_i64().unwrap()).await;
+    assert_eq!(invoiced(&erp, &sale.erp_id).await, BTreeMap::from([(tee.clone(), 1)]), "the one T-shirt of two that was posted");
+
+    // A credit note for one of SHOP-1002's two T-shirts takes it off once posted.
+    let invoice = db.invoices_of(shop.erp_id.parse().unwrap()).await;
+    let [paid] = invoice.as_slice() else { panic!("SHOP-1002 has its one invoice: {invoice:?}") };
+    assert_eq!(paid["state"], "paid");
+    let shop_tee = line_of(&shop, "TEE-BLK-M");
+    db.credit_invoice(paid["id"].as_i64().unwrap(), false, Some((shop_tee.parse().unwrap(), -1)));
+    let mut less = lines.clone();
+    *less.get_mut(&shop_tee).unwrap() = 1;
+    assert_eq!(invoiced(&erp, &shop.erp_id).await, less);
+
+    // Refunded: the credit note is posted and the invoice it credits cancelled, so
+    // neither counts (the unpaid SHOP-1003's posted invoice).
+    let unpaid = by_reference(&orders, &db, "SHOP-1003").clone();
+    let invoice = db.invoices_of(unpaid.erp_id.parse().unwrap()).await;
+    assert_eq!(invoice[0]["state"], "posted");
+    db.credit_invoice(invoice[0]["id"].as_i64().unwrap(), true, None);
+    let after = db.invoices_of(unpaid.erp_id.parse().unwrap()).await;
+    let mut states: Vec<&str> = after.iter().map(|i| i["state"].as_str().unwrap()).collect();
+    states.sort();
+    assert_eq!(states, ["cancelled", "paid"], "the invoice cancelled, its credit note posted and reconciled with it");
+
+    // All at once (one call, two requests): every sale asked for, ids that name no
+    // sale absent.
+    let all = invoiced_of(&erp, &[&shop.erp_id, &sale.erp_id, &unpaid.erp_id, "999999", "not-a-sale"]).await;
+    assert_eq!(
+        all,
+        BTreeMap::from([
+            (shop.erp_id.clone(), less),
+            (sale.erp_id.clone(), BTreeMap::from([(tee, 1)])),
+            (unpaid.erp_id.clone(), BTreeMap::new()),
+            ("999999".to_string(), BTreeMap::new()),
+        ])
+    );
+}

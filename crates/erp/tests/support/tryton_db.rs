@@ -170,6 +170,81 @@ impl TrytonDb {
         assert!(out.status.success(), "proteus on {}:\n{snippet}\n{}", self.name, String::from_utf8_lossy(&out.stderr));
     }
 
+    /// A new sale placed and confirmed as a clerk would (the customer by name, lines
+    /// as product code and quantity, GBP, the seed's payment term and carrier), with
+    /// this invoice method (`order`, `fulfillment` or `manual`); processing, its
+    /// shipment waiting, its invoice (if the method makes one now) a draft and not
+    /// paid. Answers the sale id.
+    pub async fn place_sale(&self, reference: &str, customer: &str, lines: &[(&str, u32)], invoice_method: &str) -> i64 {
+        let lines: Vec<String> = lines.iter().map(|(code, q)| format!("({code:?}, {q})")).collect();
+        self.proteus(&format!(
+            "Sale = Model.get('sale.sale')\n\
+             party, = Model.get('party.party').find([('name', '=', {customer:?})])\n\
+             term = Model.get('account.invoice.payment_term').find([])[0]\n\
+             carrier = Model.get('carrier').find([])[0]\n\
+             sale = Sale(party=party, payment_term=term, carrier=carrier, invoice_method={invoice_method:?},\n\
+                 shipment_method='order', reference={reference:?})\n\
+             for code, quantity in [{}]:\n\
+             \x20   line = sale.lines.new()\n\
+             \x20   line.product, = Model.get('product.product').find([('code', '=', code)])\n\
+             \x20   line.quantity = quantity\n\
+             sale.click('quote')\n\
+             sale.click('confirm')\n\
+             sale.reload()\n\
+             assert sale.state == 'processing' and sale.shipment_state == 'waiting', (sale.state, sale.shipment_state)",
+            lines.join(", ")
+        ));
+        let found = self.get("sale.sale", &["id"], Some(serde_json::json!([["reference", "=", reference]]))).await;
+        found[0]["id"].as_i64().unwrap_or_else(|| panic!("sale {reference} was placed: {found}"))
+    }
+
+    /// The customer invoices and credit notes of a sale (through their lines' origin,
+    /// a credit note's through the line it credits), as Tryton has them: id, state and
+    /// each line's origin and quantity.
+    pub async fn invoices_of(&self, sale: i64) -> Vec<Value> {
+        let domain = serde_json::json!(["OR",
+            ["lines.origin.sale", "=", sale, "sale.line"],
+            ["lines.origin.origin.sale", "=", sale, "account.invoice.line", "sale.line"]]);
+        let v = self.get("account.invoice", &["state", "type", "lines.origin", "lines.quantity"], Some(domain)).await;
+        v.as_array().cloned().unwrap_or_default()
+    }
+
+    /// Post a draft (or validated) invoice, as the accountant does.
+    pub async fn post_invoice(&self, invoice: i64) {
+        self.button(&format!("account.invoice/{invoice}/post")).await
+    }
+
+    /// Credit a posted invoice with Tryton's credit wizard, as the accountant does.
+    /// With `refund` the credit note is posted and the invoice cancelled; without, the
+    /// credit note stays a draft, keeps only the line crediting `keep` (a sale line
+    /// id) with `quantity` (negative), and is posted.
+    pub fn credit_invoice(&self, invoice: i64, refund: bool, keep: Option<(i64, i32)>) {
+        let trim = match keep {
+            Some((sale_line, quantity)) => format!(
+                "for line in list(credit.lines):\n\
+                 \x20   if line.origin.origin.id != {sale_line}:\n\
+                 \x20       credit.lines.remove(line)\n\
+                 \x20   else:\n\
+                 \x20       line.quantity = {quantity}\n\
+                 credit.save()\n"
+            ),
+            None => String::new(),
+        };
+        let post = if refund { "" } else { "credit.click('post')\n" };
+        self.proteus(&format!(
+            "Invoice = Model.get('account.invoice')\n\
+             invoice = Invoice({invoice})\n\
+             credit = Wizard('account.invoice.credit', [invoice])\n\
+             credit.form.with_refund = {}\n\
+             credit.execute('credit')\n\
+             credit, = Invoice.find([('lines.origin.invoice', '=', {invoice}, 'account.invoice.line')])\n\
+             {trim}{post}\
+             credit.reload()\n\
+             assert credit.state in ('posted', 'paid'), credit.state",
+            if refund { "True" } else { "False" }
+        ));
+    }
+
     /// The outbound shipments of a sale, as Tryton has them.
     pub async fn shipments_of(&self, sale: i64) -> Vec<Value> {
         let v = self
