@@ -109,15 +109,27 @@ impl World {
         out
     }
 
-    fn open_exceptions(&self) -> Vec<Value> {
+    /// The CLI's `ARGS --config <this story's>` with its secrets: whether it worked,
+    /// its stdout, and all it said (stdout then stderr).
+    fn shipledger(&self, args: &[&str]) -> (bool, Vec<u8>, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-            .args(["exceptions", "list", "--format", "json", "--config"])
+            .args(args)
+            .arg("--config")
             .arg(&self.config)
             .env("E_ERP_KEY", &self.db.key)
+            .env("E_SS_KEY", "sandbox-key")
+            .env("E_SS_SECRET", "sandbox-secret")
+            .env("E_SS_V2_KEY", "sandbox-v2-key")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().cloned().unwrap_or_default()
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), out.stdout, said)
+    }
+
+    fn open_exceptions(&self) -> Vec<Value> {
+        let (ok, stdout, said) = self.shipledger(&["exceptions", "list", "--format", "json"]);
+        assert!(ok, "{said}");
+        serde_json::from_slice::<Value>(&stdout).unwrap().as_array().cloned().unwrap_or_default()
     }
 }
 
@@ -337,17 +349,8 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
         total_usd = total_usd.checked_add(&usd).unwrap();
     }
     assert_eq!(total_usd, Money::from_minor(410 + 320 + 575, Currency::USD), "the voided label's cost is not in it");
-    let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-        .args(["costs", "post", "--until", &today.to_string(), "--config"])
-        .arg(&w.config)
-        .env("E_ERP_KEY", &w.db.key)
-        .env("E_SS_KEY", "sandbox-key")
-        .env("E_SS_SECRET", "sandbox-secret")
-        .env("E_SS_V2_KEY", "sandbox-v2-key")
-        .output()
-        .unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "costs post: {said}");
+    let (ok, _, said) = w.shipledger(&["costs", "post", "--until", &today.to_string()]);
+    assert!(ok, "costs post: {said}");
     assert!(said.contains("1 journal(s) posted"), "{said}");
     let moves = w
         .tryton(
@@ -380,17 +383,8 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
     // 5. The reconciler judges invoicing against Tryton too: every sale was invoiced
     // when processed (invoice method `order`) and its invoice posted, so what shipped
     // is what was invoiced, and the held sales can still ship.
-    let out = Command::new(env!("CARGO_BIN_EXE_shipledger"))
-        .args(["reconcile", "--config"])
-        .arg(&w.config)
-        .env("E_ERP_KEY", &w.db.key)
-        .env("E_SS_KEY", "sandbox-key")
-        .env("E_SS_SECRET", "sandbox-secret")
-        .env("E_SS_V2_KEY", "sandbox-v2-key")
-        .output()
-        .unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "reconcile: {said}");
+    let (ok, _, said) = w.shipledger(&["reconcile"]);
+    assert!(ok, "reconcile: {said}");
     assert!(!said.contains("does not report invoicing"), "{said}");
     assert!(!said.contains("shipped_not_invoiced") && !said.contains("invoiced_not_shipped"), "{said}");
 }

@@ -130,6 +130,14 @@ async fn the_api_guards_every_route_and_audits_every_action(backend: Backend) {
     assert_eq!(seen, vec!["acme"], "an acme token sees only acme's");
     let ack = format!("/api/v1/exceptions/{acme_id}/acknowledge");
     assert_eq!(api.call(reqwest::Method::POST, &ack, Some(&viewer), None).await.0, 403);
+    // Edit and retry is an operator's, and never reaches the ERP's data.
+    let edit = format!("/api/v1/exceptions/{acme_id}/edit");
+    let weight = serde_json::json!({"set": {"weight": "500"}});
+    assert_eq!(api.call(reqwest::Method::POST, &edit, Some(&viewer), Some(weight.clone())).await.0, 403);
+    let (status, problem) = api.call(reqwest::Method::POST, &edit, Some(&operator), Some(weight)).await;
+    assert_eq!(status, 400, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "set.weight", "{problem}");
+    assert!(problem["errors"][0]["message"].as_str().unwrap().contains("in the ERP"), "{problem}");
     assert_eq!(api.call(reqwest::Method::GET, "/api/v1/tokens", Some(&operator), None).await.0, 403);
     assert_eq!(api.call(reqwest::Method::GET, "/api/v1/tokens", Some(&admin), None).await.0, 200);
 
