@@ -95,9 +95,12 @@ impl SsOrderView {
     }
 }
 
-/// One ShipStation label (v1 shipment) of an order in the connection's stores.
+/// One ShipStation label (v1 shipment) of an order in the connection's stores, or
+/// one fulfillment (an order marked shipped elsewhere, with its tracking: `/fulfillments`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SsShipmentView {
+    /// The label's `shipmentId`; a fulfillment's `fulfillmentId`, negated, so the two
+    /// never share an id in one copy.
     pub shipment_id: i64,
     pub ss_order_id: i64,
     pub tracking_number: Option<String>,
@@ -107,6 +110,10 @@ pub struct SsShipmentView {
     pub created_at: Option<Timestamp>,
     #[serde(default, with = "crate::time::serde_millis_option")]
     pub voided_at: Option<Timestamp>,
+    /// A fulfillment rather than a label: the order shipped on this tracking number
+    /// without a ShipStation label.
+    #[serde(default)]
+    pub fulfillment: bool,
 }
 
 /// Everything known of one `orderKey`.
@@ -228,7 +235,9 @@ pub fn diff(r: &Record, policy: &DiffPolicy) -> Vec<Finding> {
                     json!({"ss_order_id": o.ss_order_id, "order_number": o.order_number, "order_key": o.order_key, "status": o.status}),
                 ));
             }
-            for s in &live_labels {
+            // A fulfillment is read for the whole account (ShipStation cannot filter
+            // them by store): without its order in our stores it is not ours to judge.
+            for s in live_labels.iter().filter(|s| !s.fulfillment || !roots.is_empty()) {
                 out.push(Finding::new(
                     ExceptionKind::OrphanShipment,
                     "shipment",
@@ -592,6 +601,7 @@ mod tests {
 
     fn label(id: i64, tracking: &str, voided: bool) -> SsShipmentView {
         SsShipmentView {
+            fulfillment: false,
             shipment_id: id,
             ss_order_id: 1,
             tracking_number: Some(tracking.into()),
@@ -648,6 +658,23 @@ mod tests {
         let mut unpaid = r;
         unpaid.erp.as_mut().unwrap().paid = false;
         assert_eq!(kinds(&unpaid), vec![]);
+    }
+
+    #[test]
+    fn an_order_marked_shipped_elsewhere_agrees_through_its_fulfillment_and_another_stores_is_not_judged() {
+        // Marked shipped outside ShipStation (a marketplace): no label, a fulfillment
+        // whose tracking the ERP's fulfilment carries.
+        let mut r = in_agreement();
+        r.ss_shipments = vec![SsShipmentView { shipment_id: -30, fulfillment: true, ..label(30, "1Z1", false) }];
+        assert_eq!(kinds(&r), vec![], "the fulfillment is the parcel the ERP recorded");
+        r.ss_shipments.clear();
+        assert_eq!(kinds(&r), vec![ExceptionKind::FulfilledWithoutLabel], "without it, the ERP's parcel has nothing behind it");
+        // A fulfillment of an order in no store of ours: read (ShipStation cannot
+        // filter them by store) but nobody's to judge.
+        let theirs = Record { key: "ss:99".into(), ss_shipments: vec![SsShipmentView { shipment_id: -31, fulfillment: true, ..label(31, "1Z9", false) }], ..Default::default() };
+        assert_eq!(kinds(&theirs), vec![]);
+        let label_of_theirs = Record { key: "ss:99".into(), ss_shipments: vec![label(31, "1Z9", false)], ..Default::default() };
+        assert_eq!(kinds(&label_of_theirs), vec![ExceptionKind::OrphanShipment], "a label is read only in our stores, so it is ours");
     }
 
     #[test]

@@ -389,6 +389,7 @@ impl Key {
             voided: false,
             created_at: Some(pushed + SignedDuration::from_hours(1)),
             voided_at: None,
+            fulfillment: false,
         });
         let ledger = in_ledger.then(|| LedgerSide {
             erp_id: erp_id.clone(),

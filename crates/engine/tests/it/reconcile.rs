@@ -117,6 +117,29 @@ crate::stories! {
         Box::pin(costs_and_waiting_story(w)).await;
     }
 
+    async fn an_order_marked_shipped_elsewhere_agrees_through_its_fulfillment(w: World) {
+        // The marketplace ships SO-50 itself: ShipStation has a fulfillment, no label;
+        // shipledger writes the ERP's fulfilment from it.
+        let id = pushed(&w, "SO-50").await;
+        let r = w
+            .http
+            .post(format!("{}/orders/markasshipped", w.sandbox.base_url()))
+            .basic_auth("sandbox-key", Some("sandbox-secret"))
+            .json(&json!({"orderId": id, "carrierCode": "usps", "trackingNumber": "9400150", "shipDate": "2026-12-01"}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-50").len(), 1, "the fulfillment was written back");
+        let mut w = w;
+        w.engine.connections[0].policy.reconcile_grace = std::time::Duration::ZERO;
+        let report = Box::pin(reconcile::run(&w.engine, &w.engine.connections[0], &ReconcileOptions::default(), &Quiet)).await.unwrap();
+        assert!(report.stats.shipstation_labels_read >= 1, "the fulfillment was read: {:?}", report.stats);
+        let about: Vec<_> = report.findings.iter().filter(|f| f.record_id == "SO-50").collect();
+        assert!(about.is_empty(), "the ERP's fulfilment is the fulfillment's parcel: {about:?}");
+    }
+
     async fn with_reconcile_interval_none_the_reconciler_runs_only_when_asked(w: World) {
         let mut w = w;
         let clock = w.manual_clock();
