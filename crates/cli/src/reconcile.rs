@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use serde_json::json;
 use shipledger_engine::flows::reconcile::{self, Progress, ReconcileOptions, ReconcileReport};
+use shipledger_engine::schedule::Scheduled;
 
 use crate::output;
 use crate::run::BadConfig;
@@ -80,7 +81,14 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<()> {
             bar.enable_steady_tick(std::time::Duration::from_millis(120));
             bar
         }));
-        let report = reconcile::run(&engine, conn, &options, &bar).await.with_context(|| format!("{}: reconciling", conn.name))?;
+        // One run per connection at a time: this takes the connection's reconcile pass
+        // (a manual run counts as the scheduled one), refused while `serve` runs it.
+        let Some(lease) = engine.take_schedule(conn, Scheduled::Reconcile, true).await? else {
+            return Err(anyhow::anyhow!("{}: a reconcile run is in progress on another worker (shipledger serve); try again once it ends", conn.name));
+        };
+        let outcome = reconcile::run(&engine, conn, &options, &bar).await;
+        engine.finish_schedule_with(conn, lease, &outcome).await?;
+        let report = outcome.with_context(|| format!("{}: reconciling", conn.name))?;
         if let Some(b) = bar.0 {
             b.finish_and_clear();
         }

@@ -555,6 +555,9 @@ impl Store for MeteredStore {
     fn finish_reconcile_run<'a>(&'a self, id: i64, state: shipledger_store::ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<shipledger_store::ReconcileRun>> {
         self.inner.finish_reconcile_run(id, state, stats, error, now)
     }
+    fn abandon_reconcile_runs<'a>(&'a self, connection: &'a str, why: &'a str, now: Timestamp) -> BoxFuture<'a, Result<u64>> {
+        self.inner.abandon_reconcile_runs(connection, why, now)
+    }
     fn get_reconcile_run<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<shipledger_store::ReconcileRun>>> {
         self.inner.get_reconcile_run(id)
     }

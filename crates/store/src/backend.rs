@@ -1967,6 +1967,22 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn abandon_reconcile_runs<'a>(&'a self, connection: &'a str, why: &'a str, now: Timestamp) -> BoxFuture<'a, Result<u64>> {
+                    Box::pin(async move {
+                        let mut tx = self.write().await?;
+                        let n = query(sql::ABANDON_RECONCILE_RUNS)
+                            .bind(connection)
+                            .bind(why)
+                            .bind(millis(now))
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed(format_args!("mark {connection}'s unfinished reconcile runs failed")))?
+                            .rows_affected();
+                        finish(tx).await?;
+                        Ok(n)
+                    })
+                }
+
                 fn finish_reconcile_run<'a>(&'a self, id: i64, state: ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>> {
                     Box::pin(async move {
                         let mut tx = self.write().await?;

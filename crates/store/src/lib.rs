@@ -324,6 +324,9 @@ pub trait Store: Send + Sync {
     fn page_ledger_orders<'a>(&'a self, connection: &'a str, after: Option<&'a str>, limit: u32) -> BoxFuture<'a, Result<Vec<(String, shipledger_core::reconcile::LedgerSide)>>>;
     fn start_reconcile_run<'a>(&'a self, connection: &'a str, mode: ReconcileMode, since: Timestamp, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>>;
     fn finish_reconcile_run<'a>(&'a self, id: i64, state: ReconcileState, stats: serde_json::Value, error: Option<String>, now: Timestamp) -> BoxFuture<'a, Result<ReconcileRun>>;
+    /// Mark `connection`'s runs still `running` as failed with `why` (their worker
+    /// stopped before they finished); how many there were.
+    fn abandon_reconcile_runs<'a>(&'a self, connection: &'a str, why: &'a str, now: Timestamp) -> BoxFuture<'a, Result<u64>>;
     fn get_reconcile_run<'a>(&'a self, id: i64) -> BoxFuture<'a, Result<Option<ReconcileRun>>>;
     fn list_reconcile_runs<'a>(&'a self, filter: ReconcileRunFilter) -> BoxFuture<'a, Result<Vec<ReconcileRun>>>;
     /// Record a run's findings, in one transaction.

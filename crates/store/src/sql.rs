@@ -1028,6 +1028,10 @@ pub(crate) const FINISH_RECONCILE_RUN: &str = concat!(
     run_columns!()
 );
 
+/// `$1` connection, `$2` why, `$3` now.
+pub(crate) const ABANDON_RECONCILE_RUNS: &str = "UPDATE reconcile_runs SET state = 'failed', error = $2, finished_at = $3
+     WHERE connection = $1 AND state = 'running'";
+
 pub(crate) const GET_RECONCILE_RUN: &str = concat!("SELECT ", run_columns!(), " FROM reconcile_runs WHERE id = $1");
 
 /// `$1` connection or NULL, `$2` before id or NULL, `$3` limit.

@@ -121,6 +121,30 @@ async fn reconciled_from_the_terminal(store_url: String) {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--since"), "{err}");
 
+    // A worker killed mid-run left its run `running`, and another worker (a `serve`)
+    // holds the connection's reconcile pass: one run at a time, so this one waits.
+    let store = shipledger_store::open(&store_url).await.unwrap();
+    let now = jiff::Timestamp::now();
+    let stale = store.start_reconcile_run("acme", shipledger_store::ReconcileMode::Full, now, now).await.unwrap();
+    let take = shipledger_store::ScheduleTake {
+        connection: "acme",
+        name: "reconcile",
+        now,
+        lease: jiff::SignedDuration::from_mins(10),
+        force: true,
+        worker: "serve-elsewhere",
+    };
+    store.take_schedule(take).await.unwrap().expect("the other worker takes the pass");
+    let (code, _, err) = shipledger(&config, &["reconcile"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in progress on another worker"), "{err}");
+    // That worker stops and gives its leases back: the next run marks the stale run failed.
+    store.release_leases("serve-elsewhere", jiff::Timestamp::now()).await.unwrap();
+    ok(&config, &["reconcile"]);
+    let stale = store.get_reconcile_run(stale.id).await.unwrap().unwrap();
+    assert_eq!(stale.state, shipledger_store::ReconcileState::Failed);
+    assert!(stale.error.as_deref().unwrap_or("").contains("abandoned"), "{stale:?}");
+
     ss.shutdown().await;
     erp.shutdown().await;
 }

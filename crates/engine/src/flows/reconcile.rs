@@ -109,7 +109,9 @@ impl Progress for Quiet {
     fn step(&self, _: &str, _: u64) {}
 }
 
-/// Run the reconciler once over `conn`.
+/// Run the reconciler once over `conn`. The caller holds the connection's reconcile
+/// pass (the schedule, or `shipledger reconcile` taking it), so a run still marked
+/// running is one whose worker stopped: it is marked failed first.
 pub async fn run(engine: &Engine, conn: &Connection, options: &ReconcileOptions, progress: &dyn Progress) -> Result<ReconcileReport, EngineError> {
     let now = engine.clock.now();
     let window = SignedDuration::try_from(conn.policy.reconcile_window).unwrap_or(SignedDuration::MAX);
@@ -131,6 +133,10 @@ pub async fn run(engine: &Engine, conn: &Connection, options: &ReconcileOptions,
     // window to pushes, webhook fetches and polls: a long run never starves them.
     let budget = Arc::new(crate::budget::StoreRateBudget::new(engine.store.clone(), engine.clock.clone(), V1_RESERVE));
     let ss = conn.shipstation.with_other_budget(budget).map_err(EngineError::from)?;
+    let abandoned = engine.store.abandon_reconcile_runs(&conn.name, "abandoned: its worker stopped before it finished", now).await?;
+    if abandoned > 0 {
+        tracing::warn!(connection = %conn.name, runs = abandoned, "reconcile runs left running by a stopped worker are marked failed");
+    }
     let run = engine.store.start_reconcile_run(&conn.name, mode, since, now).await?;
     let mut stats = ReconcileStats::default();
     match Box::pin(reconcile(engine, conn, &ss, mode, since, now, progress, &mut stats)).await {
