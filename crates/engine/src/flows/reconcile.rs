@@ -417,6 +417,7 @@ async fn advance(engine: &Engine, conn: &Connection, name: &str, from: Option<St
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn refresh_shipstation(
     engine: &Engine,
     conn: &Connection,
