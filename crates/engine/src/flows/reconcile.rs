@@ -767,13 +767,24 @@ impl<'e> Merge<'e> {
 // ---- checks on the ledger alone
 
 async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, findings: &mut Vec<Finding>) -> Result<(), EngineError> {
-    // Carrier exceptions on live labels.
-    let shipments = engine.store.list_shipments(ShipmentFilter { connection: Some(conn.name.clone()), ..Default::default() }).await?;
-    for s in shipments.iter().filter(|s| !s.voided) {
-        if let Some(status) = &s.tracking_status
-            && let Some(f) = reconcile::carrier_exception(&s.shipment_key, &s.carrier, s.tracking_number.as_deref().unwrap_or(""), s.erp_id.as_deref(), status, None)
-        {
-            findings.push(f);
+    // Carrier exceptions on live labels, a page at a time.
+    let mut after = None;
+    loop {
+        let page = engine
+            .store
+            .list_shipments(ShipmentFilter { connection: Some(conn.name.clone()), voided: Some(false), after, limit: PAGE, ..Default::default() })
+            .await?;
+        for s in &page {
+            if let Some(status) = &s.tracking_status
+                && let Some(f) = reconcile::carrier_exception(&s.shipment_key, &s.carrier, s.tracking_number.as_deref().unwrap_or(""), s.erp_id.as_deref(), status, None)
+            {
+                findings.push(f);
+            }
+        }
+        let Some(last) = page.last() else { break };
+        after = Some(shipledger_store::ShipmentCursor::after(last));
+        if page.len() < PAGE as usize {
+            break;
         }
     }
 
