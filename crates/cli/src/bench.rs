@@ -407,6 +407,7 @@ impl Rig {
     async fn halt(&mut self) {
         let _ = self.stop.send(true);
         for task in std::mem::take(&mut self.tasks) {
+            // An engine waiting on a spent budget is not waited for past a few seconds.
             let abort = task.abort_handle();
             if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
                 abort.abort();
@@ -557,15 +558,8 @@ impl Rig {
         out
     }
 
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            // An engine waiting on a spent budget is not waited for past a few seconds.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
-                abort.abort();
-            }
-        }
+    async fn stop(mut self) {
+        self.halt().await;
         self.shipstation.shutdown().await;
         self.erp.shutdown().await;
     }

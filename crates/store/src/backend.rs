@@ -1019,6 +1019,7 @@ macro_rules! store_impl {
                                     .await
                                     .map_err(failed(format_args!("read the overrides of order {erp_id}")))?;
                                 let was = crate::backend::overrides_json(&was)?;
+                                let mut now = was.clone();
                                 for (field, value) in set {
                                     match value.as_deref().map(str::trim) {
                                         Some(value) => query(sql::SET_ORDER_OVERRIDE)
@@ -1033,13 +1034,13 @@ macro_rules! store_impl {
                                         None => query(sql::REMOVE_ORDER_OVERRIDE).bind(conn.as_str()).bind(erp_id.as_str()).bind(field.as_str()).execute(&mut *tx).await,
                                     }
                                     .map_err(failed(format_args!("set {field} on order {erp_id}")))?;
+                                    // What the row now holds, as the audit log keeps it.
+                                    let fields = now.as_object_mut().expect("an object");
+                                    match value.as_deref().map(str::trim) {
+                                        Some(value) => fields.insert(field.clone(), serde_json::Value::String(value.to_string())),
+                                        None => fields.remove(field),
+                                    };
                                 }
-                                let now = query(sql::LIST_ORDER_OVERRIDES)
-                                    .bind(conn.as_str())
-                                    .bind(erp_id.as_str())
-                                    .fetch_all(&mut *tx)
-                                    .await
-                                    .map_err(failed(format_args!("read the overrides of order {erp_id}")))?;
                                 query(sql::FORGET_PUSHED_HASH)
                                     .bind(conn.as_str())
                                     .bind(erp_id.as_str())
@@ -1047,7 +1048,7 @@ macro_rules! store_impl {
                                     .await
                                     .map_err(failed(format_args!("mark order {erp_id} to be pushed again")))?;
                                 before_json["overrides"] = was;
-                                after_extra.insert("overrides".into(), crate::backend::overrides_json(&now)?);
+                                after_extra.insert("overrides".into(), now);
                             }
                             let job_id = before.job_id.unwrap_or_default();
                             let job = query(sql::JOB_STANDING)
