@@ -31,6 +31,33 @@ pub enum CostsCommand {
     Post(PostArgs),
     /// The cost batches planned, posted or withdrawn, by window.
     Batches(BatchesArgs),
+    /// Import a carrier invoice: charges matched to labels by tracking number, the
+    /// ledger adjusted to what was billed (posted in the next batch), unmatched
+    /// charges and large variances raised to finance. Importing it again changes
+    /// nothing; a bad row stops the whole file.
+    ImportInvoice(ImportInvoiceArgs),
+}
+
+#[derive(Args)]
+pub struct ImportInvoiceArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// The invoice file: a normalised CSV (tracking_number, invoice_number,
+    /// invoice_date, charge_type, amount, currency) or the carrier's own export with
+    /// --mapping.
+    file: PathBuf,
+    /// The carrier that billed it, as ShipStation codes it on its labels (`ups`,
+    /// `fedex`, `stamps_com`).
+    #[arg(long)]
+    carrier: String,
+    /// The connection the invoice belongs to (the only one when the file has one).
+    #[arg(long)]
+    connection: Option<String>,
+    /// A TOML file naming the columns of the carrier's own layout (README: carrier invoices).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
 }
 
 #[derive(Args)]
@@ -237,6 +264,7 @@ pub async fn costs(command: CostsCommand) -> anyhow::Result<()> {
         CostsCommand::Show(args) => show(args).await,
         CostsCommand::Post(args) => post(args).await,
         CostsCommand::Batches(args) => batches(args).await,
+        CostsCommand::ImportInvoice(args) => import_invoice(args).await,
     }
 }
 
@@ -540,4 +568,146 @@ async fn post(args: PostArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The connection a command names, or the configuration's only one.
+fn one_connection(config: &shipledger_engine::config::Config, named: Option<&str>, flag_use: &str) -> anyhow::Result<String> {
+    match named {
+        Some(name) => {
+            check_connection(config, name)?;
+            Ok(name.to_string())
+        }
+        None if config.connections.len() == 1 => Ok(config.connections[0].name.clone()),
+        None => {
+            let known: Vec<&str> = config.connections.iter().map(|c| c.name.as_str()).collect();
+            Err(bad(format!("{flag_use}: the configuration has {} connections ({}); name one with --connection", known.len(), known.join(", "))))
+        }
+    }
+}
+
+async fn import_invoice(args: ImportInvoiceArgs) -> anyhow::Result<()> {
+    use shipledger_core::invoice::{Mapping, read};
+    use shipledger_engine::flows::invoices;
+    let config = crate::run::load_config(&args.config)?;
+    let connection = one_connection(&config, args.connection.as_deref(), "costs import-invoice")?;
+    let carrier = args.carrier.trim().to_string();
+    if carrier.is_empty() {
+        return Err(bad("--carrier is empty: give ShipStation's carrier code of the labels the invoice bills (ups, fedex, stamps_com)".into()));
+    }
+    let file_name = args.file.display().to_string();
+    let bytes = std::fs::read(&args.file).map_err(|e| bad(format!("{file_name}: cannot read the invoice file: {e}")))?;
+    let (mapping, mapping_name) = match &args.mapping {
+        None => (Mapping::normalised(), None),
+        Some(path) => {
+            let name = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| bad(format!("{name}: cannot read the mapping: {e}")))?;
+            let mapping: Mapping = toml::from_str(&text).map_err(|e| bad(format!("{name}: not a mapping of invoice columns: {e}")))?;
+            (mapping, Some(name))
+        }
+    };
+    let nothing = format!("Nothing from {file_name} was imported; correct it and import the file again.");
+    let file = read(&file_name, &bytes, &mapping, mapping_name.as_deref()).map_err(|e| bad(format!("{e}. {nothing}")))?;
+
+    let store = shipledger_store::open(&config.store_url).await.context("opening the store")?;
+    let engine = crate::run::engine(&config, store).await?;
+    let conn = engine.connections.iter().find(|c| c.name == connection).expect("a configured connection");
+    let report = match invoices::import(&engine, conn, &carrier, &file).await {
+        Ok(report) => report,
+        Err(shipledger_engine::EngineError::Store(e @ shipledger_store::StoreError::InvoiceAlreadyImported { .. })) => return Err(bad(e.to_string())),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("{connection}: importing {file_name}"))),
+    };
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table | Format::Csv => print_import(&connection, &report),
+    }
+    Ok(())
+}
+
+fn money_text(m: &shipledger_core::Money) -> String {
+    format!("{} {}", m.to_decimal(), m.currency().code())
+}
+
+fn print_import(connection: &str, r: &shipledger_engine::flows::invoices::ImportReport) {
+    let invoices: Vec<Vec<String>> = r
+        .invoices
+        .iter()
+        .map(|i| vec![i.number.clone(), i.date.to_string(), i.state.replace('_', " "), i.charges.to_string(), i.matched.to_string(), i.unmatched.to_string()])
+        .collect();
+    print!("{}", table(&["INVOICE", "DATE", "STATE", "CHARGES", "MATCHED", "UNMATCHED"], &invoices));
+    if !r.adjustments.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> =
+            r.adjustments.iter().map(|a| vec![a.shipment_key.clone(), a.charge.clone(), money_text(&a.amount), a.invoice.clone(), a.entry_key.clone()]).collect();
+        print!("{}", table(&["LABEL", "CHARGE", "ADJUSTMENT", "INVOICE", "ENTRY"], &rows));
+    }
+    if !r.unmatched.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = r
+            .unmatched
+            .iter()
+            .map(|u| {
+                vec![
+                    u.tracking_number.clone(),
+                    u.invoice.clone(),
+                    u.amounts.iter().map(money_text).collect::<Vec<_>>().join(" + "),
+                    u.rows.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(","),
+                    u.why.clone(),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["UNMATCHED TRACKING", "INVOICE", "BILLED", "ROWS", "WHY"], &rows));
+    }
+    if !r.variances.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = r
+            .variances
+            .iter()
+            .map(|v| {
+                vec![
+                    v.shipment_key.clone(),
+                    v.erp_id.clone().unwrap_or_default(),
+                    v.tracking_number.clone(),
+                    money_text(&v.variance.label),
+                    money_text(&v.variance.invoiced),
+                    money_text(&v.variance.difference),
+                    v.variance.percent.map(|p| format!("{p} %")).unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["VARIANCE LABEL", "ORDER", "TRACKING", "LABEL COST", "INVOICED", "DIFFERENCE", "PERCENT"], &rows));
+    }
+    if !r.not_billed.is_empty() {
+        println!();
+        let rows: Vec<Vec<String>> = r
+            .not_billed
+            .iter()
+            .map(|n| vec![n.shipment_key.clone(), n.erp_id.clone().unwrap_or_default(), n.tracking_number.clone().unwrap_or_default(), n.ship_date.map(|d| d.to_string()).unwrap_or_default()])
+            .collect();
+        print!("{}", table(&["NOT BILLED LABEL", "ORDER", "TRACKING", "SHIP DATE"], &rows));
+    }
+    let net = {
+        let mut sums: std::collections::BTreeMap<&str, (shipledger_core::Currency, i64)> = std::collections::BTreeMap::new();
+        for a in &r.adjustments {
+            let slot = sums.entry(a.amount.currency().code()).or_insert((a.amount.currency(), 0));
+            slot.1 += a.amount.minor();
+        }
+        sums.into_values().map(|(c, m)| money_text(&shipledger_core::Money::from_minor(m, c))).collect::<Vec<_>>()
+    };
+    let imported = r.invoices.iter().filter(|i| i.state == "imported").count();
+    println!();
+    println!(
+        "costs import-invoice: {connection}: {} invoice(s) imported, {} already imported; {} adjustment(s){}; {} unmatched parcel(s), {} variance(s) raised to finance",
+        imported,
+        r.invoices.len() - imported,
+        r.adjustments.len(),
+        if net.is_empty() { String::new() } else { format!(" netting {}", net.join(", ")) },
+        r.unmatched.len(),
+        r.variances.len(),
+    );
+    if let Some((from, to)) = r.period {
+        println!("costs import-invoice: {connection}: {} live {} label(s) shipped {from}..{to} are on no invoice yet", r.not_billed.len(), r.carrier);
+    }
+    if !r.adjustments.is_empty() {
+        println!("costs import-invoice: {connection}: the adjustments post with the next cost batch of their invoice date (`shipledger costs post`)");
+    }
 }

@@ -37,18 +37,29 @@ pub enum CostKind {
     Revision,
     /// The label was voided: the opposite of one entry ([`CostEntry::reverses`]).
     VoidReversal,
-    // Later: `InvoiceAdjustment` (carrier invoice minus label).
+    /// A carrier invoice billed a charge of the label differently: what it billed
+    /// (over every invoice imported for the label) less what the ledger had for the
+    /// charge ([`crate::invoice::plan_adjustments`]). Posted in the window of the
+    /// invoice date, never in the label's.
+    InvoiceAdjustment,
 }
 
 impl CostKind {
-    pub const ALL: &'static [CostKind] = &[CostKind::Label, CostKind::Revision, CostKind::VoidReversal];
+    pub const ALL: &'static [CostKind] = &[CostKind::Label, CostKind::Revision, CostKind::VoidReversal, CostKind::InvoiceAdjustment];
 
     pub fn code(self) -> &'static str {
         match self {
             CostKind::Label => "label",
             CostKind::Revision => "revision",
             CostKind::VoidReversal => "void_reversal",
+            CostKind::InvoiceAdjustment => "invoice_adjustment",
         }
+    }
+
+    /// Whether the entry comes from the label as ShipStation shows it (its cost, a
+    /// revision, a void), not from a carrier's invoice.
+    pub fn from_label(self) -> bool {
+        self != CostKind::InvoiceAdjustment
     }
 
     pub fn parse(code: &str) -> Option<CostKind> {
@@ -117,6 +128,9 @@ pub enum CostSource {
     ShipstationV1,
     #[serde(rename = "shipstation_v2")]
     ShipstationV2,
+    /// A carrier invoice imported by `costs import-invoice`.
+    #[serde(rename = "carrier_invoice")]
+    CarrierInvoice,
 }
 
 impl CostSource {
@@ -124,16 +138,18 @@ impl CostSource {
         match self {
             CostSource::ShipstationV1 => "shipstation_v1",
             CostSource::ShipstationV2 => "shipstation_v2",
+            CostSource::CarrierInvoice => "carrier_invoice",
         }
     }
 
     pub fn parse(code: &str) -> Option<CostSource> {
-        [CostSource::ShipstationV1, CostSource::ShipstationV2].into_iter().find(|s| s.code() == code)
+        [CostSource::ShipstationV1, CostSource::ShipstationV2, CostSource::CarrierInvoice].into_iter().find(|s| s.code() == code)
     }
 
-    /// Whether the currency came with the amount (v2) rather than being assumed (v1).
+    /// Whether the currency came with the amount (v2, an invoice) rather than being
+    /// assumed (v1).
     pub fn names_currency(self) -> bool {
-        matches!(self, CostSource::ShipstationV2)
+        matches!(self, CostSource::ShipstationV2 | CostSource::CarrierInvoice)
     }
 }
 
@@ -180,6 +196,14 @@ pub struct NewCostEntry {
 }
 
 impl NewCostEntry {
+    /// The moment that places the entry in a posting window and dates its rate: the
+    /// label's creation for what the label shows (a revision or a void belongs with
+    /// the label it changes), the invoice date for an invoice adjustment (it is a
+    /// cost of the period the carrier billed it in).
+    pub fn posting_at(&self) -> Timestamp {
+        if self.kind.from_label() { self.label.label_created_at } else { self.occurred_at }
+    }
+
     /// A charge's first entry on a label: revision 0, keyed [`entry_key`], dated at
     /// the label's creation.
     pub fn first(label: LabelFacts, charge: Charge, amount: Money, source: CostSource) -> NewCostEntry {
@@ -269,7 +293,10 @@ fn worth_a_first_entry(charge: &Charge, amount: &Money) -> bool {
 /// plan is recorded once.
 pub fn plan(reading: &LabelReading, existing: &[CostEntry]) -> Vec<NewCostEntry> {
     let mut out: Vec<NewCostEntry> = Vec::new();
-    let live: Vec<&NewCostEntry> = existing.iter().map(|e| &e.entry).collect();
+    // What the label shows is revised and voided on its own: invoice adjustments are
+    // what a carrier billed, which a later reading of the label or its void does not
+    // change (a carrier refunds a voided label on a later invoice, if at all).
+    let live: Vec<&NewCostEntry> = existing.iter().map(|e| &e.entry).filter(|e| e.kind.from_label()).collect();
     if reading.voided_at.is_none() || live.is_empty() {
         out.extend(revise(reading, &live));
     }

@@ -139,6 +139,10 @@ kinds! {
         "the ERP shipped more of an order than it invoiced: revenue is not recorded for goods that left";
     InvoicedNotShipped => "invoiced_not_shipped", Finance, Error,
         "the ERP invoiced more of an order than it shipped, and nothing more will ship";
+    InvoiceChargeUnmatched => "invoice_charge_unmatched", Finance, Warning,
+        "a carrier invoice bills a tracking number no label of this connection has (a label made outside ShipStation, another brand's, or one not synced yet); it closes by itself when the invoice is imported again after the label is known";
+    InvoiceCostVariance => "invoice_cost_variance", Finance, Warning,
+        "what the carrier invoiced for a label differs from the label's cost by more than the policy's percentage and floor (a weight or dimension audit, a surcharge); the ledger is adjusted to the invoice, this asks whether to dispute it";
     CostEntryUnposted => "cost_entry_unposted", Finance, Warning,
         "a cost entry's posting window has closed but the entry is in no posted journal";
 }

@@ -261,7 +261,7 @@ pub fn plan_batches(
     let mut by_window: BTreeMap<Window, Vec<BatchEntry>> = BTreeMap::new();
     let mut unplaced = Vec::new();
     for (entry, conversion) in entries {
-        let own = Window::of_label(entry.label.label_created_at, ctx.tz, ctx.policy);
+        let own = Window::of_label(entry.posting_at(), ctx.tz, ctx.policy);
         let mut window = own;
         let placed = loop {
             let state = state_of(&window);

@@ -13,6 +13,8 @@
 //!   the rule that plans them from a reading of a label.
 //! - [`fx`]: conversion as the ERP does it (exact, rounded once, half-even) and the
 //!   ECB reference-rate CSV.
+//! - [`invoice`]: carrier invoices read (normalised CSV or a carrier's layout through a
+//!   mapping), their adjustments to the cost ledger and the label-vs-invoice variance.
 //! - [`journal`]: posting windows, batch planning (carry-over, period states) and the
 //!   one balanced journal per batch in the base currency.
 //! - [`reconcile`]: the pure three-way diff of one order (ERP, ledger, ShipStation)
@@ -31,6 +33,7 @@ pub mod retry;
 
 pub mod exception;
 pub mod fx;
+pub mod invoice;
 pub mod journal;
 pub mod metrics;
 pub mod money;

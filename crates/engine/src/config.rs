@@ -187,6 +187,9 @@ struct RawPolicy {
     /// A rate older than this before the date asked for counts as missing (default 4 days).
     fx_max_age: Option<String>,
     cost_variance_pct: Option<u32>,
+    /// The smallest difference between a label's cost and what its carrier invoiced
+    /// that counts as a variance, in the charge's currency (`"1.00"`).
+    cost_variance_floor: Option<String>,
     currencies: Option<Vec<String>>,
     poll_interval: Option<String>,
     shipment_poll_interval: Option<String>,
@@ -299,7 +302,11 @@ pub struct Policy {
     pub fx_rate_date: FxRateDate,
     /// A rate dated more than this before the date asked for counts as missing.
     pub fx_max_age: Duration,
+    /// A carrier invoice over a label's cost by more than this percentage *and*
+    /// [`Policy::cost_variance_floor`] raises `invoice_cost_variance`.
     pub cost_variance_pct: u32,
+    /// The absolute floor of a variance, in major units of the charge's currency.
+    pub cost_variance_floor: rust_decimal::Decimal,
     /// Currencies orders may be in; any ISO code when empty.
     pub currencies: Vec<Currency>,
     /// How often the ERP is asked for changes.
@@ -427,6 +434,7 @@ impl Default for Policy {
             fx_rate_date: FxRateDate::ShipDate,
             fx_max_age: Duration::from_secs(4 * 86_400),
             cost_variance_pct: 15,
+            cost_variance_floor: rust_decimal::Decimal::ONE,
             currencies: Vec::new(),
             poll_interval: Duration::from_secs(30),
             shipment_poll_interval: Duration::from_secs(60),
@@ -771,6 +779,14 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
     fx_policy(raw, &mut p)?;
     if let Some(v) = raw.cost_variance_pct {
         p.cost_variance_pct = v;
+    }
+    if let Some(text) = &raw.cost_variance_floor {
+        p.cost_variance_floor = text
+            .trim()
+            .parse::<rust_decimal::Decimal>()
+            .ok()
+            .filter(|d| !d.is_sign_negative())
+            .ok_or_else(|| format!("cost_variance_floor = {text:?} is not an amount; write a plain non-negative decimal such as \"1.00\""))?;
     }
     if let Some(list) = &raw.currencies {
         p.currencies = list

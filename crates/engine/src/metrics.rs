@@ -588,6 +588,18 @@ impl Store for MeteredStore {
     fn get_cost_conversion<'a>(&'a self, connection: &'a str, entry_key: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CostConversion>>> {
         self.inner.get_cost_conversion(connection, entry_key)
     }
+    fn get_carrier_invoice<'a>(&'a self, connection: &'a str, carrier: &'a str, number: &'a str) -> BoxFuture<'a, Result<Option<shipledger_store::CarrierInvoiceRecord>>> {
+        self.inner.get_carrier_invoice(connection, carrier, number)
+    }
+    fn list_carrier_invoices<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<shipledger_store::CarrierInvoiceRecord>>> {
+        self.inner.list_carrier_invoices(connection)
+    }
+    fn list_invoice_charges<'a>(&'a self, filter: shipledger_store::InvoiceChargeFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::InvoiceChargeRecord>>> {
+        self.inner.list_invoice_charges(filter)
+    }
+    fn uninvoiced_labels<'a>(&'a self, connection: &'a str, carrier: &'a str, from: jiff::civil::Date, to: jiff::civil::Date) -> BoxFuture<'a, Result<Vec<shipledger_store::ShipmentRecord>>> {
+        self.inner.uninvoiced_labels(connection, carrier, from, to)
+    }
     fn list_cost_batches<'a>(&'a self, filter: shipledger_store::CostBatchFilter) -> BoxFuture<'a, Result<Vec<shipledger_store::CostBatchRecord>>> {
         self.inner.list_cost_batches(filter)
     }

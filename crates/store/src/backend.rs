@@ -167,6 +167,8 @@ macro_rules! store_impl {
                     cost_conversions,
                     cost_batches,
                     batch_moves,
+                    carrier_invoices,
+                    invoice_matches,
                 } = change;
                 order.is_none()
                     && finish_job.is_none()
@@ -179,6 +181,8 @@ macro_rules! store_impl {
                     && cost_conversions.is_empty()
                     && cost_batches.is_empty()
                     && batch_moves.is_empty()
+                    && carrier_invoices.is_empty()
+                    && invoice_matches.is_empty()
             }
 
             /// Rows per multi-row statement: far below either backend's limit on
@@ -274,6 +278,72 @@ macro_rules! store_impl {
                     outcomes.push(outcome);
                 }
                 Ok(outcomes)
+            }
+
+            /// Carrier invoices: a number once per carrier, with every charge; then
+            /// charges imported unmatched, matched compare-and-set.
+            async fn apply_invoices(tx: &mut Tx, change: &Change, conn: &str, now: i64) -> Result<()> {
+                for invoice in &change.carrier_invoices {
+                    let number = &invoice.number;
+                    let id = query(sql::INSERT_CARRIER_INVOICE)
+                        .bind(conn)
+                        .bind(&invoice.carrier)
+                        .bind(number)
+                        .bind(date_text(invoice.date))
+                        .bind(&invoice.file_name)
+                        .bind(&invoice.content_sha256)
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("record invoice {number} of {}", invoice.carrier)))?;
+                    let Some(id) = id else {
+                        let before = query(sql::GET_CARRIER_INVOICE)
+                            .bind(conn)
+                            .bind(&invoice.carrier)
+                            .bind(number)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("read invoice {number} of {}", invoice.carrier)))?
+                            .map(|row| rows::carrier_invoice(&row))
+                            .transpose()?;
+                        return Err(StoreError::InvoiceAlreadyImported {
+                            connection: conn.to_string(),
+                            carrier: invoice.carrier.clone(),
+                            number: number.clone(),
+                            file_name: before.as_ref().map(|b| b.file_name.clone()).unwrap_or_default(),
+                            imported_at: before.map(|b| b.imported_at.to_string()).unwrap_or_default(),
+                        });
+                    };
+                    let id = id.int("id")?;
+                    for charge in &invoice.charges {
+                        query(sql::INSERT_INVOICE_CHARGE)
+                            .bind(conn)
+                            .bind(id)
+                            .bind(i64::try_from(charge.row).unwrap_or(i64::MAX))
+                            .bind(&charge.tracking_number)
+                            .bind(&charge.charge_type)
+                            .bind(charge.charge.code())
+                            .bind(charge.amount.minor())
+                            .bind(charge.amount.currency().code())
+                            .bind(charge.shipment_key.as_deref())
+                            .bind(charge.shipment_key.as_ref().map(|_| now))
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(failed(format_args!("record row {} of invoice {number}", charge.row)))?;
+                    }
+                }
+                for m in &change.invoice_matches {
+                    query(sql::MATCH_INVOICE_CHARGE)
+                        .bind(conn)
+                        .bind(m.charge_id)
+                        .bind(&m.shipment_key)
+                        .bind(now)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(failed(format_args!("match invoice charge {} to {}", m.charge_id, m.shipment_key)))?
+                        .ok_or_else(|| StoreError::InvoiceMoved { connection: conn.to_string(), charge_id: m.charge_id })?;
+                }
+                Ok(())
             }
 
             /// Write one change inside `tx`. On an error the caller rolls `tx` back:
@@ -503,6 +573,12 @@ macro_rules! store_impl {
                             .await
                             .map_err(failed(format_args!("release the entries of withdrawn cost batch {key}")))?;
                     }
+                }
+
+                // 3f. Carrier invoices (their own function: it keeps this one's
+                // frame as small as it was for every change without invoices).
+                if !change.carrier_invoices.is_empty() || !change.invoice_matches.is_empty() {
+                    Box::pin(apply_invoices(tx, change, conn, now)).await?;
                 }
 
                 // 4. The outbox: one job per idempotency key, ever.
@@ -2217,6 +2293,57 @@ macro_rules! store_impl {
                             .await
                             .map_err(failed("list cost batches"))?;
                         rows::all(&found, rows::cost_batch)
+                    })
+                }
+
+                fn get_carrier_invoice<'a>(&'a self, connection: &'a str, carrier: &'a str, number: &'a str) -> BoxFuture<'a, Result<Option<CarrierInvoiceRecord>>> {
+                    Box::pin(async move {
+                        self.reader()
+                            .fetch_optional(query(sql::GET_CARRIER_INVOICE).bind(connection).bind(carrier).bind(number))
+                            .await
+                            .map_err(failed(format_args!("read invoice {number} of {carrier}")))?
+                            .map(|row| rows::carrier_invoice(&row))
+                            .transpose()
+                    })
+                }
+
+                fn list_carrier_invoices<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<CarrierInvoiceRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::LIST_CARRIER_INVOICES).bind(connection))
+                            .await
+                            .map_err(failed("list carrier invoices"))?;
+                        rows::all(&found, rows::carrier_invoice)
+                    })
+                }
+
+                fn list_invoice_charges<'a>(&'a self, filter: InvoiceChargeFilter) -> BoxFuture<'a, Result<Vec<InvoiceChargeRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(
+                                query(sql::LIST_INVOICE_CHARGES)
+                                    .bind(filter.connection.as_deref())
+                                    .bind(filter.invoice_id)
+                                    .bind(filter.shipment_key.as_deref())
+                                    .bind(filter.tracking_number.as_deref())
+                                    .bind(filter.unmatched),
+                            )
+                            .await
+                            .map_err(failed("list invoice charges"))?;
+                        rows::all(&found, rows::invoice_charge)
+                    })
+                }
+
+                fn uninvoiced_labels<'a>(&'a self, connection: &'a str, carrier: &'a str, from: jiff::civil::Date, to: jiff::civil::Date) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>> {
+                    Box::pin(async move {
+                        let found = self
+                            .reader()
+                            .fetch_all(query(sql::UNINVOICED_LABELS).bind(connection).bind(carrier).bind(date_text(from)).bind(date_text(to)))
+                            .await
+                            .map_err(failed(format_args!("list the {carrier} labels no invoice bills")))?;
+                        rows::all(&found, rows::shipment)
                     })
                 }
 

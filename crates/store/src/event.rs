@@ -82,6 +82,9 @@ string_enum! {
         BatchWithdrawn => "batch_withdrawn",
         /// Posting the batch's journal failed or gave up; its exception says what to do.
         JournalFailed => "journal_failed",
+        // ---- carrier invoices (on the invoice record)
+        /// A carrier invoice was imported: its charges, matched and not.
+        InvoiceImported => "invoice_imported",
         // ---- webhooks
         /// A webhook was stored in the inbox.
         Received => "received",
@@ -131,6 +134,10 @@ string_enum! {
         FxRate => "fx_rate",
         /// A cost batch (record id: its key, `acme-uk/costs/2026-11-30..2026-11-30/r0`).
         CostBatch => "cost_batch",
+        /// A carrier invoice (record id: `{carrier}:{number}`).
+        CarrierInvoice => "carrier_invoice",
+        /// A parcel's charges on a carrier invoice (record id: `{carrier}:{number}:{tracking number}`).
+        InvoiceCharge => "invoice_charge",
         /// A connection as a whole (record id: its name).
         Connection => "connection",
     }

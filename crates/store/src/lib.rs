@@ -83,6 +83,17 @@ pub enum StoreError {
          worked from it ({detail}); nothing of this change was written, read the batches again and plan anew"
     )]
     CostBatchMoved { connection: String, batch_key: String, detail: String },
+    #[error(
+        "invoice {number} of carrier {carrier} was imported into connection {connection} before, from {file_name} on {imported_at}, \
+         with other charges than this file gives it; an imported invoice is never changed: nothing of this file was imported. \
+         A carrier bills corrections on a new invoice; import that one"
+    )]
+    InvoiceAlreadyImported { connection: String, carrier: String, number: String, file_name: String, imported_at: String },
+    #[error(
+        "invoice charge {charge_id} of connection {connection} was matched to a label by another import while this one worked; \
+         nothing of this change was written, import the file again"
+    )]
+    InvoiceMoved { connection: String, charge_id: i64 },
     #[error("a live API token is already named {name:?}: revoke it first or choose another name")]
     TokenNameTaken { name: String },
     #[error("{why}")]
@@ -116,13 +127,15 @@ impl shipledger_core::retry::Classify for StoreError {
             | StoreError::WatermarkMoved { .. }
             | StoreError::CostEntryMoved { .. }
             | StoreError::CostAlreadyConverted { .. }
-            | StoreError::CostBatchMoved { .. } => Verdict::Backoff,
+            | StoreError::CostBatchMoved { .. }
+            | StoreError::InvoiceMoved { .. } => Verdict::Backoff,
             StoreError::Open { .. }
             | StoreError::Migrate(_)
             | StoreError::Corrupt(_)
             | StoreError::UnknownJobKind { .. }
             | StoreError::BadJob { .. } => Verdict::GiveUp { owner: Owner::Admin },
             StoreError::NotFound { .. } | StoreError::ActionRefused { .. } | StoreError::TokenNameTaken { .. } => Verdict::GiveUp { owner: Owner::Ops },
+            StoreError::InvoiceAlreadyImported { .. } => Verdict::GiveUp { owner: Owner::Finance },
         }
     }
 }
@@ -365,6 +378,15 @@ pub trait Store: Send + Sync {
 
     /// Batches matching the filter, by connection, window and revision, then id (the
     /// order [`CostBatchFilter::after`] pages in).
+    /// The invoice `number` of `carrier` imported into `connection`, if any.
+    fn get_carrier_invoice<'a>(&'a self, connection: &'a str, carrier: &'a str, number: &'a str) -> BoxFuture<'a, Result<Option<CarrierInvoiceRecord>>>;
+    /// The carrier invoices imported into `connection` (every one when `None`), by id.
+    fn list_carrier_invoices<'a>(&'a self, connection: Option<&'a str>) -> BoxFuture<'a, Result<Vec<CarrierInvoiceRecord>>>;
+    /// Imported invoice charges, by id.
+    fn list_invoice_charges<'a>(&'a self, filter: InvoiceChargeFilter) -> BoxFuture<'a, Result<Vec<InvoiceChargeRecord>>>;
+    /// The live labels of `carrier` shipped `from`..=`to` (ship date) that no imported
+    /// invoice charge is matched to, by ship date and key.
+    fn uninvoiced_labels<'a>(&'a self, connection: &'a str, carrier: &'a str, from: jiff::civil::Date, to: jiff::civil::Date) -> BoxFuture<'a, Result<Vec<ShipmentRecord>>>;
     fn list_cost_batches<'a>(&'a self, filter: CostBatchFilter) -> BoxFuture<'a, Result<Vec<CostBatchRecord>>>;
     /// One batch by its key on a connection.
     fn get_cost_batch<'a>(&'a self, connection: &'a str, batch_key: &'a str) -> BoxFuture<'a, Result<Option<CostBatchRecord>>>;

@@ -742,6 +742,12 @@ pub struct Change {
     /// error when it moved meanwhile).
     #[serde(default)]
     pub batch_moves: Vec<BatchMove>,
+    /// Carrier invoices imported, with their charges.
+    #[serde(default)]
+    pub carrier_invoices: Vec<NewCarrierInvoice>,
+    /// Unmatched invoice charges matched to their labels.
+    #[serde(default)]
+    pub invoice_matches: Vec<InvoiceMatch>,
 }
 
 impl Change {
@@ -933,6 +939,89 @@ pub struct ExceptionFilter {
     pub record_type: Option<String>,
     pub record_id: Option<String>,
     pub limit: u32,
+}
+
+/// A carrier invoice to record with every charge it bills ([`Change::carrier_invoices`]):
+/// the commit fails whole with
+/// [`StoreError::InvoiceAlreadyImported`](crate::StoreError::InvoiceAlreadyImported)
+/// when the connection has an invoice of that number from that carrier already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCarrierInvoice {
+    pub carrier: String,
+    pub number: String,
+    pub date: jiff::civil::Date,
+    /// The file it was read from (its name only, for people).
+    pub file_name: String,
+    /// [`Invoice::content_sha256`](shipledger_core::invoice::Invoice::content_sha256).
+    pub content_sha256: String,
+    pub charges: Vec<NewInvoiceCharge>,
+}
+
+/// One charge of a [`NewCarrierInvoice`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewInvoiceCharge {
+    /// Its line in the file.
+    pub row: u64,
+    pub tracking_number: String,
+    /// As the file words it.
+    pub charge_type: String,
+    pub charge: shipledger_core::cost::Charge,
+    pub amount: shipledger_core::Money,
+    /// The label it bills, when one has its tracking number.
+    pub shipment_key: Option<String>,
+}
+
+/// A carrier invoice as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierInvoiceRecord {
+    pub id: i64,
+    pub connection: String,
+    pub carrier: String,
+    pub number: String,
+    pub date: jiff::civil::Date,
+    pub file_name: String,
+    pub content_sha256: String,
+    pub imported_at: Timestamp,
+}
+
+/// One charge of an imported invoice, with its invoice's carrier, number and date.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceChargeRecord {
+    pub id: i64,
+    pub connection: String,
+    pub invoice_id: i64,
+    pub carrier: String,
+    pub invoice_number: String,
+    pub invoice_date: jiff::civil::Date,
+    pub row: u64,
+    pub tracking_number: String,
+    pub charge_type: String,
+    pub charge: shipledger_core::cost::Charge,
+    pub amount: shipledger_core::Money,
+    /// The label it billed (`None`: no label with its tracking number is known yet).
+    pub shipment_key: Option<String>,
+    pub matched_at: Option<Timestamp>,
+}
+
+/// Which invoice charges to list ([`crate::Store::list_invoice_charges`]), by id.
+#[derive(Debug, Clone, Default)]
+pub struct InvoiceChargeFilter {
+    pub connection: Option<String>,
+    pub invoice_id: Option<i64>,
+    pub shipment_key: Option<String>,
+    pub tracking_number: Option<String>,
+    /// Only charges no label is matched to yet.
+    pub unmatched: bool,
+}
+
+/// A charge imported unmatched, now matched to the label it bills
+/// ([`Change::invoice_matches`]): compare-and-set from unmatched, so the commit fails
+/// whole with [`StoreError::InvoiceMoved`](crate::StoreError::InvoiceMoved) when
+/// another import matched it first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvoiceMatch {
+    pub charge_id: i64,
+    pub shipment_key: String,
 }
 
 /// Which cost entries to list ([`crate::Store::list_cost_entries`]), by label time

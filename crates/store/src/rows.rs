@@ -470,3 +470,45 @@ pub(crate) fn count(row: &impl RowExt) -> Result<u64> {
 pub(crate) fn all<R, T>(rows: &[R], map: impl Fn(&R) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(map).collect()
 }
+
+fn money_of(row: &impl RowExt, minor: &str, currency: &str) -> Result<shipledger_core::Money> {
+    let code = row.text(currency)?;
+    let currency = shipledger_core::Currency::parse(&code).map_err(|e| StoreError::Corrupt(format!("column {currency} holds {code:?}: {e}")))?;
+    Ok(shipledger_core::Money::from_minor(row.int(minor)?, currency))
+}
+
+fn date_of(row: &impl RowExt, column: &str) -> Result<jiff::civil::Date> {
+    row.opt_date(column)?.ok_or_else(|| StoreError::Corrupt(format!("column {column} is empty")))
+}
+
+pub(crate) fn carrier_invoice(row: &impl RowExt) -> Result<crate::CarrierInvoiceRecord> {
+    Ok(crate::CarrierInvoiceRecord {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        carrier: row.text("carrier")?,
+        number: row.text("invoice_number")?,
+        date: date_of(row, "invoice_date")?,
+        file_name: row.text("file_name")?,
+        content_sha256: row.text("content_sha256")?,
+        imported_at: row.time("imported_at")?,
+    })
+}
+
+pub(crate) fn invoice_charge(row: &impl RowExt) -> Result<crate::InvoiceChargeRecord> {
+    let line = row.int("row_number")?;
+    Ok(crate::InvoiceChargeRecord {
+        id: row.int("id")?,
+        connection: row.text("connection")?,
+        invoice_id: row.int("invoice_id")?,
+        carrier: row.text("carrier")?,
+        invoice_number: row.text("invoice_number")?,
+        invoice_date: date_of(row, "invoice_date")?,
+        row: u64::try_from(line).map_err(|_| StoreError::Corrupt(format!("column row_number holds {line}")))?,
+        tracking_number: row.text("tracking_number")?,
+        charge_type: row.text("charge_type")?,
+        charge: row.parsed("charge", shipledger_core::cost::Charge::parse)?,
+        amount: money_of(row, "amount_minor", "currency")?,
+        shipment_key: row.opt_text("shipment_key")?,
+        matched_at: row.opt_time("matched_at")?,
+    })
+}

@@ -1064,3 +1064,62 @@ pub(crate) const LIST_RECONCILE_FINDINGS: &str = "SELECT f.id, f.run_id, f.conne
      WHERE ($1 IS NULL OR f.run_id = $1) AND ($2 IS NULL OR f.connection = $2)
        AND ($3 IS NULL OR f.kind = $3) AND ($4 IS NULL OR f.id > $4)
      ORDER BY f.id LIMIT $5";
+
+// ---- carrier invoices
+
+/// `$1` connection, `$2` carrier, `$3` number, `$4` date, `$5` file name, `$6` content
+/// hash, `$7` now. No row: the connection has that carrier's invoice number already.
+pub(crate) const INSERT_CARRIER_INVOICE: &str = "INSERT INTO carrier_invoices
+        (connection, carrier, invoice_number, invoice_date, file_name, content_sha256, imported_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (connection, carrier, invoice_number) DO NOTHING
+     RETURNING id";
+
+/// `$1` connection, `$2` invoice id, `$3` row, `$4` tracking number, `$5` charge type,
+/// `$6` charge, `$7` amount, `$8` currency, `$9` shipment key, `$10` matched at.
+pub(crate) const INSERT_INVOICE_CHARGE: &str = "INSERT INTO invoice_charges
+        (connection, invoice_id, row_number, tracking_number, charge_type, charge, amount_minor, currency, shipment_key, matched_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// An unmatched charge matched, compare-and-set: `$1` connection, `$2` charge id,
+/// `$3` shipment key, `$4` now. No row: it is matched already (or not there).
+pub(crate) const MATCH_INVOICE_CHARGE: &str = "UPDATE invoice_charges SET shipment_key = $3, matched_at = $4
+      WHERE connection = $1 AND id = $2 AND shipment_key IS NULL
+      RETURNING id";
+
+macro_rules! carrier_invoice_select {
+    () => {
+        "SELECT id, connection, carrier, invoice_number, invoice_date, file_name, content_sha256, imported_at FROM carrier_invoices"
+    };
+}
+
+/// `$1` connection, `$2` carrier, `$3` number.
+pub(crate) const GET_CARRIER_INVOICE: &str =
+    concat!(carrier_invoice_select!(), " WHERE connection = $1 AND carrier = $2 AND invoice_number = $3");
+
+/// `$1` connection or NULL for all.
+pub(crate) const LIST_CARRIER_INVOICES: &str = concat!(carrier_invoice_select!(), " WHERE ($1 IS NULL OR connection = $1) ORDER BY id");
+
+/// `$1` connection, `$2` invoice id, `$3` shipment key, `$4` tracking number (each
+/// NULL for any), `$5` only unmatched ones. By id.
+pub(crate) const LIST_INVOICE_CHARGES: &str = "SELECT c.id, c.connection, c.invoice_id, i.carrier, i.invoice_number, i.invoice_date,
+            c.row_number, c.tracking_number, c.charge_type, c.charge, c.amount_minor, c.currency, c.shipment_key, c.matched_at
+       FROM invoice_charges c JOIN carrier_invoices i ON i.id = c.invoice_id
+      WHERE ($1 IS NULL OR c.connection = $1)
+        AND ($2 IS NULL OR c.invoice_id = $2)
+        AND ($3 IS NULL OR c.shipment_key = $3)
+        AND ($4 IS NULL OR c.tracking_number = $4)
+        AND (NOT $5 OR c.shipment_key IS NULL)
+      ORDER BY c.id";
+
+/// Live labels of a carrier shipped in a date range that no invoice charge bills:
+/// `$1` connection, `$2` carrier, `$3` first ship date, `$4` last (YYYY-MM-DD).
+pub(crate) const UNINVOICED_LABELS: &str = concat!(
+    "SELECT ",
+    shipment_columns!(),
+    " FROM shipments s
+     WHERE s.connection = $1 AND s.kind = 'label' AND NOT s.voided AND s.carrier = $2
+       AND s.ship_date >= $3 AND s.ship_date <= $4
+       AND NOT EXISTS (SELECT 1 FROM invoice_charges c WHERE c.connection = s.connection AND c.shipment_key = s.shipment_key)
+     ORDER BY s.ship_date, s.shipment_key"
+);

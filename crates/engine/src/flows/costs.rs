@@ -49,7 +49,7 @@ fn facts_v1(label: &ss::Shipment, erp_id: Option<String>, now: Timestamp) -> Lab
     }
 }
 
-fn facts_of(record: &ShipmentRecord) -> LabelFacts {
+pub(crate) fn facts_of(record: &ShipmentRecord) -> LabelFacts {
     LabelFacts {
         shipment_key: record.shipment_key.clone(),
         erp_id: record.erp_id.clone(),
@@ -133,11 +133,13 @@ pub(crate) fn plan_into(reading: &LabelReading, existing: &[CostEntry], clear_mi
     n
 }
 
-fn event(entry: &NewCostEntry) -> NewEvent {
+/// The shipment's timeline event of a recorded entry.
+pub(crate) fn event(entry: &NewCostEntry) -> NewEvent {
     let (kind, message) = match entry.kind {
         CostKind::Label => (EventKind::CostRecorded, format!("{} {} recorded", entry.charge, entry.amount)),
         CostKind::Revision => (EventKind::CostRecorded, format!("{} changed: {} recorded for the difference", entry.charge, entry.amount)),
         CostKind::VoidReversal => (EventKind::CostReversed, format!("{} reversed by {} (label voided)", entry.charge, entry.amount)),
+        CostKind::InvoiceAdjustment => (EventKind::CostRecorded, format!("{} adjusted by {} to what the carrier invoiced", entry.charge, entry.amount)),
     };
     NewEvent::shipment(
         entry.label.shipment_key.clone(),

@@ -69,16 +69,17 @@ pub fn pair_id(from: Currency, to: Currency, date: Date) -> String {
 }
 
 /// The date `entry`'s rate is wanted for: with `ship_date`, the label's ship date,
-/// else its label time's date in UTC; with `posting_date`, the posting date of the
+/// else its label time's date in UTC (an invoice adjustment: its invoice date); with `posting_date`, the posting date of the
 /// entry's own window in the company's zone `tz` (the day its journal is dated; the
 /// converter waits for that day, so an entry carried into a later window keeps its
 /// own window's rate).
 pub fn wanted_date(policy: &Policy, entry: &CostEntry, tz: &jiff::tz::TimeZone) -> Date {
     match policy.fx_rate_date {
+        FxRateDate::ShipDate if !entry.kind.from_label() => entry.occurred_at.to_zoned(jiff::tz::TimeZone::UTC).date(),
         FxRateDate::ShipDate => {
             entry.label.ship_date.unwrap_or_else(|| entry.label.label_created_at.to_zoned(jiff::tz::TimeZone::UTC).date())
         }
-        FxRateDate::PostingDate => Window::of_label(entry.label.label_created_at, tz, policy.cost_batch).posting_date(),
+        FxRateDate::PostingDate => Window::of_label(entry.posting_at(), tz, policy.cost_batch).posting_date(),
     }
 }
 

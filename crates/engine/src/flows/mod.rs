@@ -10,6 +10,8 @@
 //!   currency, planned with the label; voids reversed once.
 //! - [`fx`]: cost entries → the ERP's base currency at the first usable rate of the
 //!   configured sources, or waiting with a finance exception per pair and date.
+//! - [`invoices`]: a carrier's invoice → its charges matched to labels by tracking
+//!   number, adjustment entries to what it billed, variance and unmatched exceptions.
 //! - [`journals`]: converted cost entries → one batch per posting window, its journal
 //!   frozen and its posting planned in the outbox.
 //! - [`reconcile`]: the ERP, our ledger and ShipStation compared per order key; every
@@ -31,6 +33,7 @@ pub mod costs;
 pub mod fx;
 pub mod ingest_v1_webhook;
 pub mod ingest_v2_track;
+pub mod invoices;
 pub mod journals;
 mod label_shares;
 pub mod monitors;

@@ -809,7 +809,7 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
             })
             .await?;
         for e in &page {
-            let window = shipledger_core::journal::Window::of_label(e.label.label_created_at, &tz, conn.policy.cost_batch);
+            let window = shipledger_core::journal::Window::of_label(e.posting_at(), &tz, conn.policy.cost_batch);
             let Some(end) = window_end(&window, &tz) else { continue };
             let converted = engine.store.get_cost_conversion(&conn.name, &e.entry_key).await?.is_some();
             let why = if converted { "it was placed in no batch" } else { "it is still waiting for an FX rate" };

@@ -553,10 +553,12 @@ impl World {
         self._db.url.clone()
     }
 
-    /// Tick until nothing is runnable (bounded).
+    /// Tick until nothing is runnable (bounded). The tick's future is boxed: a debug
+    /// build's is large, and a story awaiting many settles in one function would
+    /// otherwise hold a copy of it per await in its own frame.
     pub async fn settle(&self) {
         for _ in 0..50 {
-            let report = self.engine.tick().await.expect("tick");
+            let report = Box::pin(self.engine.tick()).await.expect("tick");
             if !report.busy() {
                 return;
             }

@@ -27,15 +27,15 @@ use crate::helpers::World;
 
 /// The sandbox ERP as the connection's ERP, with journal accounts, daily windows in
 /// UTC and rates from an ECB-layout file the story writes.
-struct Ledger {
-    erp: SandboxErpHandle,
-    rates: PathBuf,
+pub(crate) struct Ledger {
+    pub(crate) erp: SandboxErpHandle,
+    pub(crate) rates: PathBuf,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
 
 impl Ledger {
-    async fn on(w: &mut World) -> Ledger {
+    pub(crate) async fn on(w: &mut World) -> Ledger {
         let erp = SandboxErp::start(SandboxErpConfig { api_key: "k".into(), ..Default::default() }, "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let rates = dir.path().join("eurofxref-hist.csv");
@@ -51,7 +51,7 @@ impl Ledger {
     }
 
     /// ECB rows: per date, USD and GBP per one EUR.
-    fn write_rates(&self, rows: &[(Date, &str, &str)]) {
+    pub(crate) fn write_rates(&self, rows: &[(Date, &str, &str)]) {
         let mut text = String::from("Date,USD,GBP,\n");
         for (d, usd, gbp) in rows {
             text.push_str(&format!("{d},{usd},{gbp},\n"));
@@ -64,7 +64,7 @@ impl Ledger {
         assert!(r.status().is_success(), "{}", r.text().await.unwrap());
     }
 
-    fn journals(&self) -> Vec<shipledger_sandbox::erp::model::Journal> {
+    pub(crate) fn journals(&self) -> Vec<shipledger_sandbox::erp::model::Journal> {
         self.erp.snapshot().journals.into_values().collect()
     }
 }

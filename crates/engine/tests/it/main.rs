@@ -8,6 +8,7 @@ mod edit;
 mod fx;
 mod journals;
 mod hints;
+mod invoices;
 mod push;
 mod reconcile;
 mod release;
