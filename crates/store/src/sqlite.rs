@@ -164,21 +164,23 @@ impl SqliteStore {
     /// transaction on the writer's raw handle ([`inbox`]): the generic path's rows and
     /// outcomes without a round trip to sqlx's worker thread per statement.
     ///
-    /// The statements and the `COMMIT`'s fsync block the calling thread, so on a
-    /// multi-threaded runtime they run in `block_in_place` (the worker's other tasks
-    /// move on meanwhile); on a current-thread runtime (tests) they simply run.
-    /// Nothing awaits once the handle is taken, so a cancelled call either never
-    /// began or has finished the transaction.
+    /// The statements block (the `COMMIT`'s fsync, and a `BEGIN IMMEDIATE` may wait
+    /// out `busy_timeout` for another process), so they run on tokio's blocking pool,
+    /// never on a runtime thread. Once there the batch always finishes, committed or
+    /// rolled back, even when this call is dropped meanwhile: the writer comes back
+    /// to the pool outside any transaction.
     async fn commit_inbox(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
         let batch = inbox::Batch::new(changes)?;
         let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
         heal(&mut conn).await?;
-        let mut handle = conn.lock_handle().await.map_err(failed("take the writer's SQLite handle"))?;
-        let mut write = || inbox::write(&mut handle, &batch);
-        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(write),
-            _ => write(),
-        }
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            // Taking the handle only waits for sqlx's worker thread to put it down.
+            let mut handle = runtime.block_on(conn.lock_handle()).map_err(failed("take the writer's SQLite handle"))?;
+            inbox::write(&mut handle, &batch)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store a batch of inbox changes: its thread failed: {e}")))?
     }
 }
 

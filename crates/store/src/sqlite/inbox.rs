@@ -6,8 +6,8 @@
 //! webhook deliveries those hand-offs, not SQLite, were most of the time. Here the
 //! writer's raw handle is taken from sqlx once ([`sqlx::sqlite::SqliteConnection::lock_handle`]
 //! parks the worker thread until the handle is given back) and the whole batch runs
-//! on the calling thread: `BEGIN IMMEDIATE`, one prepared single-row `INSERT` per job
-//! and per event, `COMMIT`.
+//! in a row on one blocking thread: `BEGIN IMMEDIATE`, one prepared single-row
+//! `INSERT` per job and per event, `COMMIT`.
 //!
 //! It keeps every rule of the generic path (`insert_inbox` in `crate::backend`):
 //! - **Same rows.** The same columns and values, payloads and details as the JSON
@@ -40,36 +40,37 @@ const INSERT_JOB: &str = "INSERT INTO jobs (connection, kind, idempotency_key, p
 const INSERT_EVENT: &str = "INSERT INTO events (connection, record_type, record_id, kind, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
 /// One change's rows, ready to bind: JSON already text, times already milliseconds.
-struct Rows<'c> {
-    connection: &'c str,
+struct Rows {
+    connection: String,
     now: i64,
-    jobs: Vec<JobRow<'c>>,
-    events: Vec<EventRow<'c>>,
+    jobs: Vec<JobRow>,
+    events: Vec<EventRow>,
 }
 
-struct JobRow<'c> {
+struct JobRow {
     kind: &'static str,
-    key: &'c str,
+    key: String,
     payload: String,
     run_at: i64,
 }
 
-struct EventRow<'c> {
+struct EventRow {
     record_type: &'static str,
-    record_id: &'c str,
+    record_id: String,
     kind: &'static str,
     detail: String,
 }
 
-/// A batch prepared for [`write`]; built before the writer is taken, so the
-/// serialising happens outside the write lock.
-pub(super) struct Batch<'c> {
-    changes: Vec<Rows<'c>>,
+/// A batch prepared for [`write`]: built before the writer is taken, so the
+/// serialising happens outside the write lock, and owned, so it can go to the
+/// thread that writes it.
+pub(super) struct Batch {
+    changes: Vec<Rows>,
 }
 
-impl<'c> Batch<'c> {
+impl Batch {
     /// The rows of `changes`, each of which must be inbox-only (jobs and events, nothing else).
-    pub(super) fn new(changes: &'c [Change]) -> Result<Batch<'c>> {
+    pub(super) fn new(changes: &[Change]) -> Result<Batch> {
         let json = |v: &serde_json::Value| {
             serde_json::to_string(v).map_err(|e| StoreError::Database(format!("encode an inbox row's JSON: {e}")))
         };
@@ -79,7 +80,7 @@ impl<'c> Batch<'c> {
             for job in &change.jobs {
                 jobs.push(JobRow {
                     kind: job.spec.kind().as_str(),
-                    key: &job.idempotency_key,
+                    key: job.idempotency_key.clone(),
                     payload: json(&job.spec.payload())?,
                     run_at: millis(job.run_at),
                 });
@@ -88,13 +89,13 @@ impl<'c> Batch<'c> {
             for event in &change.events {
                 events.push(EventRow {
                     record_type: event.record_type.as_str(),
-                    record_id: &event.record_id,
+                    record_id: event.record_id.clone(),
                     kind: event.kind.as_str(),
                     detail: json(&event.detail)?,
                 });
             }
             rows.push(Rows {
-                connection: &change.connection,
+                connection: change.connection.clone(),
                 now: millis(change.now.unwrap_or_else(Timestamp::now)),
                 jobs,
                 events,
@@ -110,7 +111,7 @@ impl<'c> Batch<'c> {
 
 /// Write `batch` in one transaction on `handle` (blocking: the statements and the
 /// `COMMIT`'s fsync run on this thread), with one outcome per change, in order.
-pub(super) fn write(handle: &mut LockedSqliteHandle<'_>, batch: &Batch<'_>) -> Result<Vec<CommitOutcome>> {
+pub(super) fn write(handle: &mut LockedSqliteHandle<'_>, batch: &Batch) -> Result<Vec<CommitOutcome>> {
     let db = Db { raw: handle.as_raw_handle(), _handle: PhantomData };
     if !db.autocommit() {
         // sqlx's own bookkeeping said no transaction (the caller checked), yet SQLite is
@@ -127,9 +128,9 @@ pub(super) fn write(handle: &mut LockedSqliteHandle<'_>, batch: &Batch<'_>) -> R
     for change in &batch.changes {
         let mut outcome = CommitOutcome::default();
         for job in &change.jobs {
-            insert_job.bind_text(1, change.connection, &plan)?;
+            insert_job.bind_text(1, &change.connection, &plan)?;
             insert_job.bind_text(2, job.kind, &plan)?;
-            insert_job.bind_text(3, job.key, &plan)?;
+            insert_job.bind_text(3, &job.key, &plan)?;
             insert_job.bind_text(4, &job.payload, &plan)?;
             insert_job.bind_int(5, job.run_at, &plan)?;
             insert_job.bind_int(6, change.now, &plan)?;
@@ -137,13 +138,13 @@ pub(super) fn write(handle: &mut LockedSqliteHandle<'_>, batch: &Batch<'_>) -> R
             if db.changes() == 1 {
                 outcome.jobs_planned.push(db.last_insert_rowid());
             } else {
-                outcome.jobs_skipped.push(job.key.to_string());
+                outcome.jobs_skipped.push(job.key.clone());
             }
         }
         for event in &change.events {
-            insert_event.bind_text(1, change.connection, append)?;
+            insert_event.bind_text(1, &change.connection, append)?;
             insert_event.bind_text(2, event.record_type, append)?;
-            insert_event.bind_text(3, event.record_id, append)?;
+            insert_event.bind_text(3, &event.record_id, append)?;
             insert_event.bind_text(4, event.kind, append)?;
             insert_event.bind_text(5, &event.detail, append)?;
             insert_event.bind_int(6, change.now, append)?;
