@@ -8,6 +8,12 @@
 //! - `async fn write(&self) -> Result<Transaction<'static, DB>>` for every write:
 //!   `BEGIN IMMEDIATE` on the single SQLite writer, a plain `BEGIN` on PostgreSQL
 //!   (where row locks from the dialect do the serialising).
+//! - `async fn commit_inbox(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>>`
+//!   for a batch of inbox-only changes (webhook deliveries: jobs and events, nothing
+//!   else) in one transaction, with the outcomes of committing them one after the
+//!   other: PostgreSQL runs the generic multi-row statements
+//!   (`store_impl::inbox_in_transaction`), SQLite its raw-handle path
+//!   (`crate::sqlite`'s `inbox`).
 //!
 //! Nothing here holds a reader while a write transaction is open, so an in-memory
 //! SQLite store with a single connection cannot deadlock on itself.
@@ -344,6 +350,23 @@ macro_rules! store_impl {
                         .ok_or_else(|| StoreError::InvoiceMoved { connection: conn.to_string(), charge_id: m.charge_id })?;
                 }
                 Ok(())
+            }
+
+            /// A batch of inbox-only changes in one transaction of its own, by
+            /// [`insert_inbox`]: the `commit_inbox` of a backend that has no faster way.
+            #[allow(dead_code, reason = "not every backend stores its inbox batches this way")]
+            pub(super) async fn inbox_in_transaction(store: &$store, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
+                let mut tx = store.write().await?;
+                match insert_inbox(&mut tx, changes).await {
+                    Ok(outcomes) => {
+                        finish(tx).await?;
+                        Ok(outcomes)
+                    }
+                    Err(e) => {
+                        tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
+                        Err(e)
+                    }
+                }
             }
 
             /// Write one change inside `tx`. On an error the caller rolls `tx` back:
@@ -762,19 +785,10 @@ macro_rules! store_impl {
                     for change in changes {
                         check_change(change)?;
                     }
-                    let mut tx = self.write().await?;
                     if changes.iter().all(inbox_only) {
-                        return match insert_inbox(&mut tx, changes).await {
-                            Ok(outcomes) => {
-                                finish(tx).await?;
-                                Ok(outcomes)
-                            }
-                            Err(e) => {
-                                tx.rollback().await.map_err(failed("roll back a batch of changes that failed"))?;
-                                Err(e)
-                            }
-                        };
+                        return self.commit_inbox(changes).await;
                     }
+                    let mut tx = self.write().await?;
                     let mut outcomes = Vec::with_capacity(changes.len());
                     for (i, change) in changes.iter().enumerate() {
                         match apply_change(&mut tx, change).await {

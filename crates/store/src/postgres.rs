@@ -66,6 +66,11 @@ impl PostgresStore {
             .await
             .map_err(failed("begin a transaction"))
     }
+
+    /// A batch of inbox-only changes: the generic multi-row statements, in one transaction.
+    async fn commit_inbox(&self, changes: &[crate::Change]) -> Result<Vec<crate::CommitOutcome>> {
+        store_impl::inbox_in_transaction(self, changes).await
+    }
 }
 
 /// The URL without its password, for messages.

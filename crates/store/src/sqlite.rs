@@ -15,6 +15,10 @@
 //! costs one fsync, which is why the webhook receiver stores a burst of deliveries
 //! in one transaction ([`Store::commit_batch`](crate::Store::commit_batch)).
 //! [`SqliteStore::durability`] reports the setting as SQLite has it.
+//!
+//! Such a batch of deliveries (inbox-only changes) skips sqlx's per-statement
+//! round trips to the connection's worker thread: it runs on the writer's raw handle
+//! in one hop ([`inbox`]), the same transaction with the same rows and outcomes.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -25,7 +29,9 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 
 use crate::backend::failed;
-use crate::{Result, StoreError};
+use crate::{Change, CommitOutcome, Result, StoreError};
+
+mod inbox;
 
 /// How long a write waits for another process's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -150,16 +156,44 @@ impl SqliteStore {
     /// [`SqliteStore::write`]). Only a write holds the writer, so an open
     /// transaction found here belongs to no one.
     async fn heal_writer(&self) -> Result<()> {
-        use sqlx::{Connection as _, TransactionManager as _};
         let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
-        if conn.is_in_transaction() {
-            tracing::warn!("the SQLite writer was left inside an abandoned transaction (a cancelled write); rolling it back");
-            sqlx::sqlite::SqliteTransactionManager::rollback(&mut conn)
-                .await
-                .map_err(failed("roll back an abandoned write transaction"))?;
-        }
-        Ok(())
+        heal(&mut conn).await
     }
+
+    /// Store a batch of inbox-only changes (jobs planned, events appended) in one
+    /// transaction on the writer's raw handle ([`inbox`]): the generic path's rows and
+    /// outcomes without a round trip to sqlx's worker thread per statement.
+    ///
+    /// The statements block (the `COMMIT`'s fsync, and a `BEGIN IMMEDIATE` may wait
+    /// out `busy_timeout` for another process), so they run on tokio's blocking pool,
+    /// never on a runtime thread. Once there the batch always finishes, committed or
+    /// rolled back, even when this call is dropped meanwhile: the writer comes back
+    /// to the pool outside any transaction.
+    async fn commit_inbox(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
+        let batch = inbox::Batch::new(changes)?;
+        let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
+        heal(&mut conn).await?;
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            // Taking the handle only waits for sqlx's worker thread to put it down.
+            let mut handle = runtime.block_on(conn.lock_handle()).map_err(failed("take the writer's SQLite handle"))?;
+            inbox::write(&mut handle, &batch)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("store a batch of inbox changes: its thread failed: {e}")))?
+    }
+}
+
+/// Roll back the transaction sqlx says `conn` is in: see [`SqliteStore::write`].
+async fn heal(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    use sqlx::{Connection as _, TransactionManager as _};
+    if conn.is_in_transaction() {
+        tracing::warn!("the SQLite writer was left inside an abandoned transaction (a cancelled write); rolling it back");
+        sqlx::sqlite::SqliteTransactionManager::rollback(conn)
+            .await
+            .map_err(failed("roll back an abandoned write transaction"))?;
+    }
+    Ok(())
 }
 
 crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, crate::sql::SQLITE);
@@ -168,6 +202,122 @@ crate::backend::store_impl!(SqliteStore, sqlx::Sqlite, crate::sql::SQLITE);
 mod tests {
     use super::*;
     use crate::Store as _;
+    use crate::{EventKind, IngestV1Webhook, NewEvent, NewJob, RecordType};
+
+    async fn file_store(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap()
+    }
+
+    /// A v1 delivery as the receiver builds it: one job, one `received` event.
+    fn delivery(connection: &str, key: &str, at: i64) -> Change {
+        let now = jiff::Timestamp::from_millisecond(at).unwrap();
+        let mut change = Change::new(connection, now);
+        let url = format!("https://ssapi.shipstation.com/shipments?batchId={key}");
+        change.jobs.push(NewJob::new(
+            IngestV1Webhook { resource_url: url.clone(), resource_type: "SHIP_NOTIFY".into(), received_at: Some(now) },
+            key,
+            now,
+        ));
+        change.events.push(NewEvent::new(
+            RecordType::Webhook,
+            "SHIP_NOTIFY",
+            EventKind::Received,
+            serde_json::json!({"resource_url": url, "idempotency_key": key}),
+        ));
+        change
+    }
+
+    type JobRow = (String, String, String, String, String, i64, i64, i64, i64);
+    type EventRow = (String, String, String, String, String, i64);
+
+    async fn rows(store: &SqliteStore) -> (Vec<JobRow>, Vec<EventRow>) {
+        let jobs = sqlx::query_as(
+            "SELECT connection, kind, idempotency_key, payload, state, attempts, next_run_at, created_at, updated_at FROM jobs ORDER BY id",
+        )
+        .fetch_all(&store.readers)
+        .await
+        .unwrap();
+        let events = sqlx::query_as("SELECT connection, record_type, record_id, kind, detail, at FROM events ORDER BY id")
+            .fetch_all(&store.readers)
+            .await
+            .unwrap();
+        (jobs, events)
+    }
+
+    /// The raw-handle batch writes, byte for byte, the rows that committing each
+    /// delivery on its own (sqlx, the generic path) writes, with the same outcomes: a
+    /// key planned earlier in the batch or stored before is skipped, the first one
+    /// planned gets its row's id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_on_the_raw_handle_writes_the_rows_and_outcomes_of_one_commit_each() {
+        let (raw_dir, one_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (raw, one) = (file_store(&raw_dir).await, file_store(&one_dir).await);
+        let now = jiff::Timestamp::from_millisecond(1_000).unwrap();
+        for store in [&raw, &one] {
+            store.ensure_connection("acme", now).await.unwrap();
+            store.ensure_connection("beta", now).await.unwrap();
+            store.commit(delivery("acme", "v1hook:earlier", 1_000)).await.unwrap();
+        }
+        let batch = vec![
+            delivery("acme", "v1hook:a", 2_000),
+            delivery("acme", "v1hook:earlier", 2_000),
+            delivery("acme", "v1hook:b", 2_001),
+            delivery("acme", "v1hook:a", 2_002),
+            delivery("beta", "v1hook:a", 2_003),
+        ];
+        let batched = raw.commit_batch(&batch).await.unwrap();
+        let mut each = Vec::new();
+        for change in &batch {
+            each.push(one.commit(change.clone()).await.unwrap());
+        }
+        assert_eq!(batched, each, "the same outcomes, ids included");
+        let skipped: Vec<&[String]> = batched.iter().map(|o| o.jobs_skipped.as_slice()).collect();
+        assert_eq!(skipped, [&[][..], &["v1hook:earlier".to_string()], &[], &["v1hook:a".to_string()], &[]]);
+        let (jobs, events) = rows(&raw).await;
+        assert_eq!((jobs.len(), events.len()), (4, 6));
+        assert_eq!((jobs, events), rows(&one).await, "the same rows");
+        // The planned ids are the rows' ids.
+        let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM jobs WHERE idempotency_key = 'v1hook:b'").fetch_all(&raw.readers).await.unwrap();
+        assert_eq!(batched[2].jobs_planned, [ids[0].0]);
+    }
+
+    /// A batch that fails part-way (its fourth delivery names a connection never
+    /// registered) writes nothing, says how to fix it, and leaves the writer outside
+    /// any transaction: the next batch and the next ordinary write go through.
+    #[tokio::test]
+    async fn a_batch_failing_on_the_raw_handle_writes_nothing_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = file_store(&dir).await;
+        store.ensure_connection("acme", jiff::Timestamp::now()).await.unwrap();
+        let batch: Vec<Change> = ["v1hook:a", "v1hook:b", "v1hook:c"]
+            .iter()
+            .map(|k| delivery("acme", k, 1_000))
+            .chain([delivery("nobody", "v1hook:x", 1_000), delivery("acme", "v1hook:d", 1_000)])
+            .collect();
+        let err = store.commit_batch(&batch).await.expect_err("an unregistered connection");
+        assert!(err.to_string().contains("ensure_connection"), "{err}");
+        assert_eq!(rows(&store).await, (vec![], vec![]), "nothing of the failed batch is kept");
+        {
+            use sqlx::Connection as _;
+            assert!(!store.writer.acquire().await.unwrap().is_in_transaction());
+        }
+        let outcomes = store.commit_batch(&batch[..3]).await.expect("the next batch");
+        assert!(outcomes.iter().all(|o| o.jobs_planned.len() == 1));
+        store.ensure_connection("nobody", jiff::Timestamp::now()).await.expect("and an ordinary write");
+        assert_eq!(rows(&store).await.0.len(), 3);
+    }
+
+    /// An in-memory store (one connection for reading and writing) takes the same path.
+    #[tokio::test]
+    async fn an_in_memory_store_stores_a_batch_on_the_raw_handle() {
+        let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+        store.ensure_connection("acme", jiff::Timestamp::now()).await.unwrap();
+        let batch = [delivery("acme", "v1hook:a", 1_000), delivery("acme", "v1hook:a", 1_001)];
+        let outcomes = store.commit_batch(&batch).await.unwrap();
+        assert_eq!((outcomes[0].jobs_planned.len(), outcomes[1].jobs_skipped.len()), (1, 1));
+        let (jobs, events) = rows(&store).await;
+        assert_eq!((jobs.len(), events.len()), (1, 2));
+    }
 
     /// A write cancelled between its `BEGIN` and sqlx's transaction guard leaves the
     /// writer inside a transaction; the next write still goes through, and what the
