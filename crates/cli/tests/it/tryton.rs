@@ -380,6 +380,65 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
         assert_eq!(d, c, "move {} is balanced", m["id"]);
     }
 
+    // 4b. The carrier's invoice comes: a fuel surcharge on one parcel, 0.30 more
+    // postage on another, and a parcel nobody here shipped. A bad amount stops the
+    // file first, with nothing imported; fixed, the adjustments post as the next
+    // GBP journal in Tryton, balanced and to the penny at Tryton's rate.
+    let live_labels: Vec<&Value> = shipments["shipments"].as_array().unwrap().iter().filter(|s| s["voided"] == json!(false)).collect();
+    let carrier = live_labels[0]["carrierCode"].as_str().unwrap().to_string();
+    let (t1, t2) = (live_labels[0]["trackingNumber"].as_str().unwrap(), live_labels[1]["trackingNumber"].as_str().unwrap());
+    let cost = |s: &Value| Money::parse(&s["shipmentCost"].to_string(), Currency::USD, Rounding::HalfEven).unwrap();
+    let (c1, c2) = (cost(live_labels[0]), cost(live_labels[1]));
+    let dir = tempfile::tempdir().unwrap();
+    let invoice = dir.path().join("carrier-invoice.csv");
+    let write = |amount_of_fuel: &str| {
+        std::fs::write(
+            &invoice,
+            format!(
+                "tracking_number,invoice_number,invoice_date,charge_type,amount,currency\n\
+                 {t1},INV-77,{today},Transportation,{},USD\n\
+                 {t1},INV-77,{today},Fuel Surcharge,{amount_of_fuel},USD\n\
+                 {t2},INV-77,{today},Transportation,{},USD\n\
+                 1ZNOTOURS,INV-77,{today},Transportation,9.99,USD\n",
+                c1.to_decimal(),
+                c2.checked_add(&Money::from_minor(30, Currency::USD)).unwrap().to_decimal()
+            ),
+        )
+        .unwrap();
+    };
+    let path = invoice.display().to_string();
+    write("1.1O");
+    let (ok, _, said) = w.shipledger(&["costs", "import-invoice", &path, "--carrier", &carrier]);
+    assert!(!ok, "a bad amount stops the import: {said}");
+    assert!(said.contains("carrier-invoice.csv, row 3, amount") && said.contains("Nothing from"), "{said}");
+    let (ok, stdout, said) = w.shipledger(&["costs", "list", "--format", "json"]);
+    assert!(ok, "{said}");
+    assert!(!String::from_utf8_lossy(&stdout).contains("invoice_adjustment"), "nothing of the bad file was imported");
+    write("1.10");
+    let (ok, _, said) = w.shipledger(&["costs", "import-invoice", &path, "--carrier", &carrier]);
+    assert!(ok, "import: {said}");
+    assert!(said.contains("1 invoice(s) imported") && said.contains("2 adjustment(s) netting 1.40 USD") && said.contains("1 unmatched parcel(s)"), "{said}");
+    let (ok, _, said) = w.shipledger(&["costs", "import-invoice", &path, "--carrier", &carrier]);
+    assert!(ok && said.contains("0 invoice(s) imported, 1 already imported; 0 adjustment(s)"), "the same invoice again changes nothing: {said}");
+    let unmatched: Vec<Value> = w.open_exceptions().into_iter().filter(|e| e["kind"] == "invoice_charge_unmatched").collect();
+    assert_eq!(unmatched.len(), 1, "{unmatched:?}");
+    assert_eq!((unmatched[0]["owner"].as_str(), unmatched[0]["record"].as_str()), (Some("finance"), Some(format!("invoice_charge:{carrier}:INV-77:1ZNOTOURS").as_str())));
+    let tomorrow = today.checked_add(jiff::Span::new().days(1)).unwrap();
+    let (ok, _, said) = w.shipledger(&["costs", "post", "--until", &tomorrow.to_string()]);
+    assert!(ok && said.contains("1 journal(s) posted"), "the adjustments post in the next batch: {said}");
+    let moves = w
+        .tryton("account.move", &["state", "lines.debit", "lines.credit"], json!([["description", "like", format!("%acme-tryton/costs/{tomorrow}..{tomorrow}/r0]")]]))
+        .await;
+    let moves = moves.as_array().unwrap();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0]["state"], "posted");
+    let lines = moves[0]["lines"].as_array().unwrap();
+    let debit: Decimal = lines.iter().map(|l| dec(&l["debit"])).sum();
+    let credit: Decimal = lines.iter().map(|l| dec(&l["credit"])).sum();
+    assert_eq!(debit, credit, "the adjustments' move is balanced");
+    let gbp = |minor: i64| shipledger_core::fx::convert(Money::from_minor(minor, Currency::USD), rate.rate_from, rate.rate_to, Currency::GBP).unwrap();
+    assert_eq!(debit, gbp(110).checked_add(&gbp(30)).unwrap().to_decimal(), "each adjustment converted at Tryton's rate, to the penny");
+
     // 5. The reconciler judges invoicing against Tryton too: every sale was invoiced
     // when processed (invoice method `order`) and its invoice posted, so what shipped
     // is what was invoiced, and the held sales can still ship.
