@@ -143,6 +143,8 @@ kinds! {
         "a carrier invoice bills a tracking number no label of this connection has (a label made outside ShipStation, another brand's, or one not synced yet); it closes by itself when the invoice is imported again after the label is known";
     InvoiceCostVariance => "invoice_cost_variance", Finance, Warning,
         "what the carrier invoiced for a label differs from the label's cost by more than the policy's percentage and floor (a weight or dimension audit, a surcharge); the ledger is adjusted to the invoice, this asks whether to dispute it";
+    LabelCostOutlier => "label_cost_outlier", Finance, Warning,
+        "the reconciler found a label costing far more than its peers (same carrier, service and weight band over the cost-model window): a wrong service, a dimensional weight or a surcharge; the detail gives the peers, their median and MAD, and the score";
     CostEntryUnposted => "cost_entry_unposted", Finance, Warning,
         "a cost entry's posting window has closed but the entry is in no posted journal";
 }

@@ -11,6 +11,8 @@
 //! - [`exception`]: exception kinds, each with its owner and severity.
 //! - [`cost`]: the cost ledger's entries (one per charge of a label, never edited) and
 //!   the rule that plans them from a reading of a label.
+//! - [`cost_model`]: a label's expected cost from its peers (carrier, service, weight
+//!   band; median and MAD on exact decimals), and the labels far above it.
 //! - [`fx`]: conversion as the ERP does it (exact, rounded once, half-even) and the
 //!   ECB reference-rate CSV.
 //! - [`invoice`]: carrier invoices read (normalised CSV or a carrier's layout through a
@@ -29,6 +31,7 @@ pub mod json;
 
 pub mod clock;
 pub mod cost;
+pub mod cost_model;
 pub mod retry;
 
 pub mod exception;

@@ -184,6 +184,7 @@ pub const RECONCILER_KINDS: &[ExceptionKind] = &[
     ExceptionKind::ShippedNotInvoiced,
     ExceptionKind::InvoicedNotShipped,
     ExceptionKind::CostEntryUnposted,
+    ExceptionKind::LabelCostOutlier,
 ];
 
 fn older(policy: &DiffPolicy, at: Option<Timestamp>, by: SignedDuration) -> bool {
@@ -534,6 +535,41 @@ pub fn carrier_exception(shipment_key: &str, carrier: &str, tracking: &str, erp_
             json!({"tracking_number": tracking, "status": status, "carrier": carrier}),
         )
     })
+}
+
+/// A label far above its peers' cost ([`crate::cost_model::outliers`]), with the reasoning.
+pub fn label_cost_outlier(o: &crate::cost_model::Outlier, erp_id: Option<&str>, tracking: Option<&str>) -> Finding {
+    Finding::new(
+        ExceptionKind::LabelCostOutlier,
+        "shipment",
+        &o.shipment_key,
+        format!(
+            "label {} ({} {}, {}, order {}) cost {}, against a median of {} over {} peers (MAD {}): score {}",
+            o.shipment_key,
+            o.carrier,
+            o.service.as_deref().unwrap_or("no service"),
+            o.weight_band,
+            erp_id.unwrap_or("unknown"),
+            o.cost,
+            o.median,
+            o.peers,
+            o.mad,
+            o.score
+        ),
+        json!({
+            "tracking_number": tracking,
+            "carrier": o.carrier,
+            "service": o.service,
+            "weight_band": o.weight_band,
+            "cost": o.cost.to_decimal().to_string(),
+            "currency": o.cost.currency().code(),
+            "peers": o.peers,
+            "median": o.median.to_string(),
+            "mad": o.mad.to_string(),
+            "score": o.score.to_string(),
+            "threshold": crate::cost_model::THRESHOLD.to_string(),
+        }),
+    )
 }
 
 /// A cost entry whose posting window has closed (and its grace passed) but that is

@@ -202,6 +202,8 @@ struct RawPolicy {
     reconcile_full_interval: Option<String>,
     /// How far back a full reconcile run reads (`"30d"`), besides every open order.
     reconcile_window: Option<String>,
+    /// How far back the reconciler's expected-cost model finds a label's peers (`"90d"`).
+    cost_model_window: Option<String>,
     /// How long a flow may take to carry a change across before the reconciler
     /// counts its absence as drift (`"1h"`).
     reconcile_grace: Option<String>,
@@ -331,6 +333,9 @@ pub struct Policy {
     pub reconcile_full_interval: Option<Duration>,
     /// How far back a full reconcile run reads, besides every open order.
     pub reconcile_window: Duration,
+    /// The labels made this far back are the expected-cost model's peers (and the
+    /// ones it judges).
+    pub cost_model_window: Duration,
     /// How long a flow may take to carry a change across (a push, a write-back, a
     /// void's reversal) before the reconciler counts its absence as drift.
     pub reconcile_grace: Duration,
@@ -443,6 +448,7 @@ impl Default for Policy {
             reconcile_interval: Some(Duration::from_secs(24 * 3600)),
             reconcile_full_interval: Some(Duration::from_secs(7 * 86_400)),
             reconcile_window: Duration::from_secs(30 * 86_400),
+            cost_model_window: Duration::from_secs(90 * 86_400),
             reconcile_grace: Duration::from_secs(3600),
             invoice_grace: Duration::from_secs(24 * 3600),
             push_batch: 100,
@@ -820,6 +826,9 @@ fn policy(raw: &RawPolicy) -> Result<Policy, String> {
         if p.reconcile_full_interval.is_some_and(|d| d.is_zero()) {
             return Err("reconcile_full_interval = \"0s\": use a duration like \"7d\", or \"none\" for full runs only by `shipledger reconcile --full`".into());
         }
+    }
+    if let Some(d) = &raw.cost_model_window {
+        p.cost_model_window = duration(d, "cost_model_window")?;
     }
     if let Some(d) = &raw.reconcile_window {
         p.reconcile_window = duration(d, "reconcile_window")?;

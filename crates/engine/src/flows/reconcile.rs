@@ -766,8 +766,44 @@ impl<'e> Merge<'e> {
 
 // ---- checks on the ledger alone
 
+/// What a shipment's parcel weighs, from its ERP order's lines (each order's lines
+/// read once per run): its lines' quantities × their unit weights, matched by line
+/// key, else by SKU. `None` when a line cannot be matched or has no weight.
+#[derive(Default)]
+struct LineWeights {
+    orders: std::collections::HashMap<String, Vec<shipledger_store::OrderLineRecord>>,
+}
+
+impl LineWeights {
+    async fn of(&mut self, engine: &Engine, conn: &Connection, s: &shipledger_store::ShipmentRecord) -> Result<Option<i64>, EngineError> {
+        let Some(erp_id) = &s.erp_id else { return Ok(None) };
+        if !self.orders.contains_key(erp_id) {
+            let lines = engine.store.order_lines(&conn.name, erp_id).await?;
+            self.orders.insert(erp_id.clone(), lines);
+        }
+        let lines = &self.orders[erp_id];
+        if s.lines.is_empty() {
+            return Ok(None);
+        }
+        let mut total: i64 = 0;
+        for item in &s.lines {
+            let line = lines
+                .iter()
+                .find(|l| item.line_item_key.as_deref() == Some(l.line_id.as_str()))
+                .or_else(|| lines.iter().find(|l| item.sku.is_some() && l.sku.as_deref() == item.sku.as_deref()));
+            let Some(weight) = line.and_then(|l| l.unit_weight_mg) else { return Ok(None) };
+            total = total.saturating_add(weight.saturating_mul(item.quantity));
+        }
+        Ok(Some(total))
+    }
+}
+
 async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, findings: &mut Vec<Finding>) -> Result<(), EngineError> {
-    // Carrier exceptions on live labels, a page at a time.
+    // Carrier exceptions on live labels, a page at a time; the labels of the
+    // cost-model window with their costs and weights, for the expected-cost model.
+    let model_since = policy.now.checked_sub(SignedDuration::try_from(conn.policy.cost_model_window).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MIN);
+    let mut costed: Vec<(shipledger_core::cost_model::LabelCost, Option<String>, Option<String>)> = Vec::new();
+    let mut weights = LineWeights::default();
     let mut after = None;
     loop {
         let page = engine
@@ -780,12 +816,36 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
             {
                 findings.push(f);
             }
+            if s.kind == shipledger_store::ShipmentKind::Label
+                && s.ss_created_at >= model_since
+                && let (Some(minor), Some(code)) = (s.cost_minor, s.cost_currency.as_deref())
+                && let Ok(currency) = shipledger_core::Currency::parse(code)
+            {
+                let weight_mg = weights.of(engine, conn, s).await?;
+                costed.push((
+                    shipledger_core::cost_model::LabelCost {
+                        shipment_key: s.shipment_key.clone(),
+                        carrier: s.carrier.clone(),
+                        service: s.service.clone(),
+                        weight_mg,
+                        cost: shipledger_core::Money::from_minor(minor, currency),
+                    },
+                    s.erp_id.clone(),
+                    s.tracking_number.clone(),
+                ));
+            }
         }
         let Some(last) = page.last() else { break };
         after = Some(shipledger_store::ShipmentCursor::after(last));
         if page.len() < PAGE as usize {
             break;
         }
+    }
+
+    let labels: Vec<shipledger_core::cost_model::LabelCost> = costed.iter().map(|(l, _, _)| l.clone()).collect();
+    for o in shipledger_core::cost_model::outliers(&labels) {
+        let (_, erp_id, tracking) = costed.iter().find(|(l, _, _)| l.shipment_key == o.shipment_key).expect("a judged label");
+        findings.push(reconcile::label_cost_outlier(&o, erp_id.as_deref(), tracking.as_deref()));
     }
 
     // Cost entries whose posting window has closed without them (a connection

@@ -18,6 +18,7 @@ use shipledger_engine::flows::{invoices, journals};
 use shipledger_store::{CostEntryFilter, ExceptionFilter, ExceptionRecord, ExceptionState};
 
 use crate::helpers::{World, paid_order};
+use shipledger_engine::flows::reconcile::{self, Quiet, ReconcileOptions};
 use crate::journals::Ledger;
 
 /// A label of `cost` USD for a pushed order, with the given tracking number, shipped today.
@@ -132,6 +133,7 @@ crate::stories! {
         assert_eq!((variance[0].owner, variance[0].record_id.as_str()), (Owner::Finance, c.as_str()));
         assert_eq!((variance[0].detail["label_cost"].as_str(), variance[0].detail["invoiced"].as_str()), (Some("5.00"), Some("12.00")));
         assert_eq!(variance[0].detail["percent"], json!("140.00"));
+        assert!(!report.variances.iter().any(|v| v.shipment_key == b), "billed as it cost: no variance");
         let not_billed: Vec<&str> = report.not_billed.iter().map(|n| n.shipment_key.as_str()).collect();
         assert_eq!(not_billed, vec![d.as_str()], "the label shipped in the invoice's period that it does not bill");
         assert_eq!(report.period, Some((day(0), day(0))));
@@ -218,5 +220,41 @@ crate::stories! {
         let before = footprint(&w).await;
         import(&w, &file).await;
         assert_eq!(footprint(&w).await, before, "and a third time changes nothing");
+    }
+
+    async fn three_labels_at_four_times_their_peers_cost_are_named_for_finance_with_their_reasoning_and_the_hundred_others_are_not(w: World) {
+        // 103 ground labels for orders of the same weight: 100 between 7.60 and
+        // 8.59, three at 32.00.
+        let orders: Vec<String> = (0..103).map(|n| format!("SO-8{n:03}")).collect();
+        for id in &orders {
+            w.erp.put(paid_order(id));
+        }
+        w.settle().await;
+        let mut keys = Vec::new();
+        for (n, erp_id) in orders.iter().enumerate() {
+            let id = w.store.get_order("acme-uk", erp_id).await.unwrap().unwrap().ss_order_id.expect("pushed");
+            let cents = if n >= 100 { 3_200 } else { 760 + (n as i64 * 37) % 100 };
+            let made = w
+                .control(&format!("/orders/{id}/labels"), json!({"carrierCode": "ups", "serviceCode": "ups_ground", "shipmentCost": cents as f64 / 100.0}))
+                .await;
+            keys.push(format!("label:{}", made["shipment"]["shipmentId"].as_i64().unwrap()));
+        }
+        w.settle().await;
+        let report = Box::pin(reconcile::run(&w.engine, &w.engine.connections[0], &ReconcileOptions::default(), &Quiet)).await.unwrap();
+        let mut flagged: Vec<&shipledger_core::reconcile::Finding> = report.findings.iter().filter(|f| f.kind == ExceptionKind::LabelCostOutlier).collect();
+        flagged.sort_by(|a, b| a.record_id.cmp(&b.record_id));
+        let mut want: Vec<&String> = keys[100..].iter().collect();
+        want.sort();
+        assert_eq!(flagged.iter().map(|f| &f.record_id).collect::<Vec<_>>(), want, "exactly the three: {flagged:#?}");
+        let d = &flagged[0].detail;
+        assert_eq!((d["peers"].as_u64(), d["cost"].as_str(), d["service"].as_str()), (Some(103), Some("32.00"), Some("ups_ground")));
+        assert_ne!(d["weight_band"], json!("unknown"), "the parcel's weight comes from its ERP lines: {d}");
+        let median: rust_decimal::Decimal = d["median"].as_str().unwrap().parse().unwrap();
+        assert!(median > "7.60".parse().unwrap() && median < "8.60".parse().unwrap(), "{d}");
+        assert!(d["mad"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap() > rust_decimal::Decimal::ZERO, "{d}");
+        assert!(d["score"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap() > "3.5".parse().unwrap(), "{d}");
+        let open = live(&w, ExceptionKind::LabelCostOutlier).await;
+        assert_eq!(open.len(), 3);
+        assert!(open.iter().all(|e| e.owner == Owner::Finance));
     }
 }
