@@ -685,14 +685,7 @@ fn print_import(connection: &str, r: &shipledger_engine::flows::invoices::Import
             .collect();
         print!("{}", table(&["NOT BILLED LABEL", "ORDER", "TRACKING", "SHIP DATE"], &rows));
     }
-    let net = {
-        let mut sums: std::collections::BTreeMap<&str, (shipledger_core::Currency, i64)> = std::collections::BTreeMap::new();
-        for a in &r.adjustments {
-            let slot = sums.entry(a.amount.currency().code()).or_insert((a.amount.currency(), 0));
-            slot.1 += a.amount.minor();
-        }
-        sums.into_values().map(|(c, m)| money_text(&shipledger_core::Money::from_minor(m, c))).collect::<Vec<_>>()
-    };
+    let net: Vec<String> = shipledger_core::cost::sum_by_currency(r.adjustments.iter().map(|a| a.amount)).iter().map(money_text).collect();
     let imported = r.invoices.iter().filter(|i| i.state == "imported").count();
     println!();
     println!(

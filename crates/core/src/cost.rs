@@ -378,10 +378,15 @@ fn revise(reading: &LabelReading, live: &[&NewCostEntry]) -> Vec<NewCostEntry> {
 
 /// What entries net to, per currency (a label's total, a list's total).
 pub fn net_by_currency<'a>(entries: impl IntoIterator<Item = &'a NewCostEntry>) -> Vec<Money> {
+    sum_by_currency(entries.into_iter().map(|e| e.amount))
+}
+
+/// Amounts summed per currency, by currency code.
+pub fn sum_by_currency(amounts: impl IntoIterator<Item = Money>) -> Vec<Money> {
     let mut net: BTreeMap<&'static str, (Currency, i64)> = BTreeMap::new();
-    for e in entries {
-        let slot = net.entry(e.amount.currency().code()).or_insert((e.amount.currency(), 0));
-        slot.1 = slot.1.saturating_add(e.amount.minor());
+    for m in amounts {
+        let slot = net.entry(m.currency().code()).or_insert((m.currency(), 0));
+        slot.1 = slot.1.saturating_add(m.minor());
     }
     net.into_values().map(|(c, m)| Money::from_minor(m, c)).collect()
 }

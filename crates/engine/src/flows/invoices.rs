@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::civil::Date;
 use serde::Serialize;
 use serde_json::json;
-use shipledger_core::cost::{Charge, LabelFacts, NewCostEntry};
+use shipledger_core::cost::{Charge, LabelFacts, NewCostEntry, sum_by_currency};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::invoice::{Invoice, InvoiceFile, Variance, plan_adjustments, variance};
 use shipledger_core::{Money, Rounding};
@@ -393,15 +393,6 @@ async fn label_of(engine: &Engine, conn: &Connection, carrier: &str, tracking: &
         .max_by_key(|s| (!s.voided, s.shipment_key == costs::label_key(s.ss_id), s.ss_created_at))
         .expect("not empty");
     Ok(Ok(best.clone()))
-}
-
-fn sum_by_currency(amounts: impl IntoIterator<Item = Money>) -> Vec<Money> {
-    let mut sums: BTreeMap<&'static str, (shipledger_core::Currency, i64)> = BTreeMap::new();
-    for m in amounts {
-        let slot = sums.entry(m.currency().code()).or_insert((m.currency(), 0));
-        slot.1 = slot.1.saturating_add(m.minor());
-    }
-    sums.into_values().map(|(c, m)| Money::from_minor(m, c)).collect()
 }
 
 fn money_list(amounts: &[Money]) -> String {
