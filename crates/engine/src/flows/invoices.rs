@@ -221,7 +221,6 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
     }
 
     // Per label: the adjustments of each invoice in turn, and the variance after.
-    let floor = |currency| Money::from_decimal(conn.policy.cost_variance_floor, currency, Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0);
     let mut ledgers: BTreeMap<String, (LabelFacts, Vec<NewCostEntry>, Vec<(Charge, Money)>)> = BTreeMap::new();
     let mut billed_dates: Vec<Date> = Vec::new();
     let invoice_dates: BTreeMap<&str, Date> =
@@ -281,47 +280,8 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
     }
     for (key, (_, ledger, billed)) in &ledgers {
         let label = labels.values().filter_map(|r| r.as_ref().ok()).find(|l| &l.shipment_key == key).expect("a matched label");
-        let invoiced = sum_by_currency(billed.iter().map(|b| b.1));
-        let mut flagged = None;
-        for total in &invoiced {
-            let own = sum_by_currency(ledger.iter().filter(|e| e.kind.from_label() && e.amount.currency() == total.currency()).map(|e| e.amount));
-            let label_cost = own.first().copied().unwrap_or_else(|| Money::from_minor(0, total.currency()));
-            if let Some(v) = variance(label_cost, *total, conn.policy.cost_variance_pct, floor(total.currency())) {
-                flagged = Some(v);
-                break;
-            }
-        }
-        match flagged {
-            Some(v) => {
-                change.raise(
-                    ExceptionKind::InvoiceCostVariance,
-                    RecordType::Shipment.as_str(),
-                    key.clone(),
-                    json!({
-                        "message": format!(
-                            "{} invoiced {} for label {key} (tracking {}), which cost {}: {} ({}) more than the label",
-                            carrier, v.invoiced, label.tracking_number.as_deref().unwrap_or("-"), v.label, v.difference,
-                            v.percent.map(|p| format!("{p} %")).unwrap_or_else(|| "the label cost nothing".into())
-                        ),
-                        "erp_id": label.erp_id,
-                        "tracking_number": label.tracking_number,
-                        "label_cost": v.label.to_decimal().to_string(),
-                        "invoiced": v.invoiced.to_decimal().to_string(),
-                        "difference": v.difference.to_decimal().to_string(),
-                        "currency": v.label.currency().code(),
-                        "percent": v.percent.map(|p| p.to_string()),
-                        "policy_percent": conn.policy.cost_variance_pct,
-                        "policy_floor": conn.policy.cost_variance_floor.to_string(),
-                    }),
-                );
-                report.variances.push(LabelVariance {
-                    shipment_key: key.clone(),
-                    erp_id: label.erp_id.clone(),
-                    tracking_number: label.tracking_number.clone().unwrap_or_default(),
-                    variance: v,
-                });
-            }
-            None => change.clear(ExceptionKind::InvoiceCostVariance, RecordType::Shipment.as_str(), key.clone()),
+        if let Some(v) = judge_variance(conn, carrier, label, ledger, billed, &mut change) {
+            report.variances.push(v);
         }
     }
 
@@ -361,6 +321,53 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
             .collect();
     }
     Ok(report)
+}
+
+/// Label cost against everything invoiced for it: `invoice_cost_variance` raised (and
+/// returned) past the policy's percentage and floor, else cleared.
+fn judge_variance(conn: &Connection, carrier: &str, label: &ShipmentRecord, ledger: &[NewCostEntry], billed: &[(Charge, Money)], change: &mut Change) -> Option<LabelVariance> {
+    let key = &label.shipment_key;
+    let floor = |currency| Money::from_decimal(conn.policy.cost_variance_floor, currency, Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0);
+    let invoiced = sum_by_currency(billed.iter().map(|b| b.1));
+    let mut flagged = None;
+    for total in &invoiced {
+        let own = sum_by_currency(ledger.iter().filter(|e| e.kind.from_label() && e.amount.currency() == total.currency()).map(|e| e.amount));
+        let label_cost = own.first().copied().unwrap_or_else(|| Money::from_minor(0, total.currency()));
+        if let Some(v) = variance(label_cost, *total, conn.policy.cost_variance_pct, floor(total.currency())) {
+            flagged = Some(v);
+            break;
+        }
+    }
+    match flagged {
+        Some(v) => {
+            change.raise(
+                ExceptionKind::InvoiceCostVariance,
+                RecordType::Shipment.as_str(),
+                key.clone(),
+                json!({
+                    "message": format!(
+                        "{} invoiced {} for label {key} (tracking {}), which cost {}: a difference of {} ({})",
+                        carrier, v.invoiced, label.tracking_number.as_deref().unwrap_or("-"), v.label, v.difference,
+                        v.percent.map(|p| format!("{p} % of the label cost")).unwrap_or_else(|| "the label cost nothing".into())
+                    ),
+                    "erp_id": label.erp_id,
+                    "tracking_number": label.tracking_number,
+                    "label_cost": v.label.to_decimal().to_string(),
+                    "invoiced": v.invoiced.to_decimal().to_string(),
+                    "difference": v.difference.to_decimal().to_string(),
+                    "currency": v.label.currency().code(),
+                    "percent": v.percent.map(|p| p.to_string()),
+                    "policy_percent": conn.policy.cost_variance_pct,
+                    "policy_floor": conn.policy.cost_variance_floor.to_string(),
+                }),
+            );
+            Some(LabelVariance { shipment_key: key.clone(), erp_id: label.erp_id.clone(), tracking_number: label.tracking_number.clone().unwrap_or_default(), variance: v })
+        }
+        None => {
+            change.clear(ExceptionKind::InvoiceCostVariance, RecordType::Shipment.as_str(), key.clone());
+            None
+        }
+    }
 }
 
 /// The label of `carrier` with `tracking` on `conn`, or why there is none. Several
