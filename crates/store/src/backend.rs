@@ -311,14 +311,9 @@ macro_rules! store_impl {
                             .await
                             .map_err(failed(format_args!("read invoice {number} of {}", invoice.carrier)))?
                             .map(|row| rows::carrier_invoice(&row))
-                            .transpose()?;
-                        return Err(StoreError::InvoiceAlreadyImported {
-                            connection: conn.to_string(),
-                            carrier: invoice.carrier.clone(),
-                            number: number.clone(),
-                            file_name: before.as_ref().map(|b| b.file_name.clone()).unwrap_or_default(),
-                            imported_at: before.map(|b| b.imported_at.to_string()).unwrap_or_default(),
-                        });
+                            .transpose()?
+                            .ok_or_else(|| StoreError::Database(format!("invoice {number} of {} was refused as imported but cannot be read", invoice.carrier)))?;
+                        return Err(before.already_imported());
                     };
                     let id = id.int("id")?;
                     for charge in &invoice.charges {

@@ -984,6 +984,19 @@ pub struct CarrierInvoiceRecord {
     pub imported_at: Timestamp,
 }
 
+impl CarrierInvoiceRecord {
+    /// The refusal of other content under this invoice's number.
+    pub fn already_imported(&self) -> crate::StoreError {
+        crate::StoreError::InvoiceAlreadyImported {
+            connection: self.connection.clone(),
+            carrier: self.carrier.clone(),
+            number: self.number.clone(),
+            file_name: self.file_name.clone(),
+            imported_at: self.imported_at.to_string(),
+        }
+    }
+}
+
 /// One charge of an imported invoice, with its invoice's carrier, number and date.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InvoiceChargeRecord {

@@ -353,9 +353,6 @@ pub(crate) fn awaiting_scan(row: &impl RowExt) -> Result<AwaitingScan> {
 
 pub(crate) fn cost_entry(row: &impl RowExt) -> Result<CostEntry> {
     use shipledger_core::cost::{Charge, CostKind, CostSource, LabelFacts, NewCostEntry};
-    let code = row.text("currency")?;
-    let currency = shipledger_core::Currency::parse(&code)
-        .map_err(|e| StoreError::Corrupt(format!("column currency holds {code:?}: {e}")))?;
     let revision = row.int("revision")?;
     Ok(CostEntry {
         id: row.int("id")?,
@@ -365,7 +362,7 @@ pub(crate) fn cost_entry(row: &impl RowExt) -> Result<CostEntry> {
             kind: row.parsed("kind", CostKind::parse)?,
             charge: row.parsed("charge", Charge::parse)?,
             revision: u32::try_from(revision).map_err(|_| StoreError::Corrupt(format!("column revision holds {revision}")))?,
-            amount: shipledger_core::Money::from_minor(row.int("amount_minor")?, currency),
+            amount: money_of(row, "amount_minor", "currency")?,
             label: LabelFacts {
                 shipment_key: row.text("shipment_key")?,
                 erp_id: row.opt_text("erp_id")?,
@@ -386,18 +383,12 @@ pub(crate) fn cost_entry(row: &impl RowExt) -> Result<CostEntry> {
 
 pub(crate) fn cost_conversion(row: &impl RowExt) -> Result<crate::CostConversion> {
     use shipledger_core::fx::{Conversion, RateSource};
-    let money = |minor: &str, currency: &str| -> Result<shipledger_core::Money> {
-        let code = row.text(currency)?;
-        let c = shipledger_core::Currency::parse(&code).map_err(|e| StoreError::Corrupt(format!("column {currency} holds {code:?}: {e}")))?;
-        Ok(shipledger_core::Money::from_minor(row.int(minor)?, c))
-    };
+    let money = |minor: &str, currency: &str| money_of(row, minor, currency);
     let decimal = |column: &str| -> Result<rust_decimal::Decimal> {
         let text = row.text(column)?;
         rust_decimal::Decimal::from_str_exact(&text).map_err(|e| StoreError::Corrupt(format!("column {column} holds {text:?}, not a decimal: {e}")))
     };
-    let date = |column: &str| -> Result<jiff::civil::Date> {
-        row.opt_date(column)?.ok_or_else(|| StoreError::Corrupt(format!("column {column} is empty")))
-    };
+    let date = |column: &str| date_of(row, column);
     let rounding = row.text("rounding")?;
     Ok(crate::CostConversion {
         connection: row.text("connection")?,

@@ -50,7 +50,7 @@ pub struct ImportReport {
     pub unmatched: Vec<Unmatched>,
     /// Labels whose invoiced cost is far from their label cost.
     pub variances: Vec<LabelVariance>,
-    /// The ship dates of the labels this import's new invoices bill (`None`: it
+    /// The ship dates of the labels this import matched charges to (`None`: it
     /// matched none).
     pub period: Option<(Date, Date)>,
     /// The carrier's live labels shipped in that period that no invoice bills.
@@ -122,8 +122,18 @@ pub async fn import(engine: &Engine, conn: &Connection, carrier: &str, file: &In
 /// Charges of one parcel, as matched.
 struct Parcel {
     invoice: String,
+    date: Date,
     tracking: String,
     lines: Vec<(u64, Charge, Money)>,
+}
+
+/// One matched label's ledger as the import goes: the label, its facts, its entries
+/// (the adjustments planned so far included) and everything invoiced for it.
+struct LabelLedger<'a> {
+    label: &'a ShipmentRecord,
+    facts: LabelFacts,
+    entries: Vec<NewCostEntry>,
+    billed: Vec<(Charge, Money)>,
 }
 
 async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &InvoiceFile) -> Result<ImportReport, EngineError> {
@@ -147,16 +157,7 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
                 let at = report.invoices.len() - 1;
                 retry.extend(open.into_iter().map(|c| (at, c)));
             }
-            Some(before) => {
-                return Err(StoreError::InvoiceAlreadyImported {
-                    connection: conn.name.clone(),
-                    carrier: carrier.to_string(),
-                    number: invoice.number.clone(),
-                    file_name: before.file_name,
-                    imported_at: before.imported_at.to_string(),
-                }
-                .into());
-            }
+            Some(before) => return Err(before.already_imported().into()),
         }
     }
 
@@ -205,7 +206,7 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
             json!({"file": file.file, "date": invoice.date.to_string(), "charges": invoice.lines.len(), "matched": matched, "unmatched": unmatched}),
         ));
         report.invoices.push(InvoiceOutcome { number: invoice.number.clone(), date: invoice.date, state: "imported", charges: invoice.lines.len(), matched, unmatched });
-        parcels.extend(by_tracking.into_iter().map(|(tracking, lines)| Parcel { invoice: invoice.number.clone(), tracking: tracking.to_string(), lines }));
+        parcels.extend(by_tracking.into_iter().map(|(tracking, lines)| Parcel { invoice: invoice.number.clone(), date: invoice.date, tracking: tracking.to_string(), lines }));
     }
     let mut retried: BTreeMap<(usize, String), Vec<(u64, Charge, Money)>> = BTreeMap::new();
     for (at, c) in &retry {
@@ -217,14 +218,13 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
         retried.entry((*at, c.tracking_number.clone())).or_default().push((c.row, c.charge.clone(), c.amount));
     }
     for ((at, tracking), lines) in retried {
-        parcels.push(Parcel { invoice: report.invoices[at].number.clone(), tracking, lines });
+        let invoice = &report.invoices[at];
+        parcels.push(Parcel { invoice: invoice.number.clone(), date: invoice.date, tracking, lines });
     }
 
     // Per label: the adjustments of each invoice in turn, and the variance after.
-    let mut ledgers: BTreeMap<String, (LabelFacts, Vec<NewCostEntry>, Vec<(Charge, Money)>)> = BTreeMap::new();
+    let mut ledgers: BTreeMap<String, LabelLedger<'_>> = BTreeMap::new();
     let mut billed_dates: Vec<Date> = Vec::new();
-    let invoice_dates: BTreeMap<&str, Date> =
-        file.invoices.iter().map(|i| (i.number.as_str(), i.date)).collect();
     for parcel in &parcels {
         let label = match labels.get(&parcel.tracking) {
             Some(Ok(label)) => label,
@@ -258,14 +258,12 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
                 .into_iter()
                 .map(|c| (c.charge, c.amount))
                 .collect();
-            ledgers.insert(key.clone(), (facts, entries, billed));
+            ledgers.insert(key.clone(), LabelLedger { label, facts, entries, billed });
         }
-        let (facts, ledger, billed) = ledgers.get_mut(&key).expect("just inserted");
+        let ledger = ledgers.get_mut(&key).expect("just inserted");
         let this: Vec<(Charge, Money)> = parcel.lines.iter().map(|l| (l.1.clone(), l.2)).collect();
-        billed.extend(this.iter().cloned());
-        let date = invoice_dates.get(parcel.invoice.as_str()).copied().unwrap_or_else(|| now.to_zoned(jiff::tz::TimeZone::UTC).date());
-        let planned = plan_adjustments(facts, ledger, billed, &this, &parcel.invoice, date);
-        for entry in planned {
+        ledger.billed.extend(this.iter().cloned());
+        for entry in plan_adjustments(&ledger.facts, &ledger.entries, &ledger.billed, &this, &parcel.invoice, parcel.date) {
             report.adjustments.push(Adjustment {
                 entry_key: entry.entry_key.clone(),
                 shipment_key: key.clone(),
@@ -274,13 +272,12 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
                 invoice: parcel.invoice.clone(),
             });
             change.events.push(costs::event(&entry));
-            ledger.push(entry.clone());
+            ledger.entries.push(entry.clone());
             change.cost_entries.push(entry);
         }
     }
-    for (key, (_, ledger, billed)) in &ledgers {
-        let label = labels.values().filter_map(|r| r.as_ref().ok()).find(|l| &l.shipment_key == key).expect("a matched label");
-        if let Some(v) = judge_variance(conn, carrier, label, ledger, billed, &mut change) {
+    for ledger in ledgers.values() {
+        if let Some(v) = judge_variance(conn, carrier, ledger.label, &ledger.entries, &ledger.billed, &mut change) {
             report.variances.push(v);
         }
     }

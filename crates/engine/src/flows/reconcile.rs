@@ -802,7 +802,9 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
     // Carrier exceptions on live labels, a page at a time; the labels of the
     // cost-model window with their costs and weights, for the expected-cost model.
     let model_since = policy.now.checked_sub(SignedDuration::try_from(conn.policy.cost_model_window).unwrap_or(SignedDuration::MAX)).unwrap_or(Timestamp::MIN);
-    let mut costed: Vec<(shipledger_core::cost_model::LabelCost, Option<String>, Option<String>)> = Vec::new();
+    let mut costed: Vec<shipledger_core::cost_model::LabelCost> = Vec::new();
+    // Each judged label's order and tracking number, for its finding.
+    let mut named: std::collections::HashMap<String, (Option<String>, Option<String>)> = std::collections::HashMap::new();
     let mut weights = LineWeights::default();
     let mut after = None;
     loop {
@@ -822,17 +824,14 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
                 && let Ok(currency) = shipledger_core::Currency::parse(code)
             {
                 let weight_mg = weights.of(engine, conn, s).await?;
-                costed.push((
-                    shipledger_core::cost_model::LabelCost {
-                        shipment_key: s.shipment_key.clone(),
-                        carrier: s.carrier.clone(),
-                        service: s.service.clone(),
-                        weight_mg,
-                        cost: shipledger_core::Money::from_minor(minor, currency),
-                    },
-                    s.erp_id.clone(),
-                    s.tracking_number.clone(),
-                ));
+                costed.push(shipledger_core::cost_model::LabelCost {
+                    shipment_key: s.shipment_key.clone(),
+                    carrier: s.carrier.clone(),
+                    service: s.service.clone(),
+                    weight_mg,
+                    cost: shipledger_core::Money::from_minor(minor, currency),
+                });
+                named.insert(s.shipment_key.clone(), (s.erp_id.clone(), s.tracking_number.clone()));
             }
         }
         let Some(last) = page.last() else { break };
@@ -842,9 +841,8 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
         }
     }
 
-    let labels: Vec<shipledger_core::cost_model::LabelCost> = costed.iter().map(|(l, _, _)| l.clone()).collect();
-    for o in shipledger_core::cost_model::outliers(&labels) {
-        let (_, erp_id, tracking) = costed.iter().find(|(l, _, _)| l.shipment_key == o.shipment_key).expect("a judged label");
+    for o in shipledger_core::cost_model::outliers(&costed) {
+        let (erp_id, tracking) = &named[&o.shipment_key];
         findings.push(reconcile::label_cost_outlier(&o, erp_id.as_deref(), tracking.as_deref()));
     }
 
