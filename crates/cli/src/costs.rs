@@ -571,7 +571,7 @@ async fn post(args: PostArgs) -> anyhow::Result<()> {
 }
 
 /// The connection a command names, or the configuration's only one.
-fn one_connection(config: &shipledger_engine::config::Config, named: Option<&str>, flag_use: &str) -> anyhow::Result<String> {
+pub(crate) fn one_connection(config: &shipledger_engine::config::Config, named: Option<&str>, flag_use: &str) -> anyhow::Result<String> {
     match named {
         Some(name) => {
             check_connection(config, name)?;

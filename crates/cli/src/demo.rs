@@ -310,6 +310,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Month end, early: today's costs are converted and posted now (`costs post
     // --until today`), so the report can show the journals.
     let costs = post_costs(&engine, &store, &erp).await?;
+    // The month's close report, as `shipledger close-report --period` gives it.
+    let period = shipledger_core::close::Period::of(Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date());
+    let close = shipledger_engine::close::report(&engine, &engine.connections[0], period).await.context("the demo's close report")?;
+    if let Some(dir) = &args.dir {
+        let path = dir.join(format!("close-report-{period}.md"));
+        std::fs::write(&path, crate::close::markdown(&close)).with_context(|| format!("writing the close report to {}", path.display()))?;
+    }
 
     // The report, each figure asked of the system that owns it.
     let ss_stats = shipstation.stats();
@@ -434,6 +441,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "fulfilment": fulfilment,
         "costs": costs["figures"],
         "exceptions": {"open": exceptions_open},
+        "close": close,
         "checks": {
             "cost_entries_not_in_a_posted_journal": costs["not_posted"],
             "journals_not_equal_to_their_conversions": costs["unequal"],
@@ -494,6 +502,14 @@ fn print_summary(report: &Value) {
         k["entries"], k["by_currency"], k["converted"], k["converted_total"], k["base_currency"], k["waiting_for_rate"], k["batches_posted"], k["erp_journals"]
     );
     println!("open exceptions: {}", report["exceptions"]["open"]);
+    let v = &report["close"]["verdict"];
+    let blockers: Vec<String> = v["blockers"].as_array().into_iter().flatten().map(|b| format!("{} {}", b["code"].as_str().unwrap_or(""), b["record"].as_str().unwrap_or(""))).collect();
+    println!(
+        "close report {}: {}{}",
+        report["close"]["period"].as_str().unwrap_or(""),
+        v["summary"].as_str().unwrap_or(""),
+        if blockers.is_empty() { String::new() } else { format!(" ({})", blockers.join("; ")) }
+    );
     let mismatches = o["outcome_mismatches"].as_array().map(Vec::len).unwrap_or(0);
     println!("orders that did not end as planned: {mismatches}");
     let c = &report["checks"];

@@ -8,6 +8,7 @@
 //! alone.
 
 mod bench;
+mod close;
 mod costs;
 mod demo;
 mod inspect;
@@ -77,6 +78,10 @@ enum Command {
     /// Compare the ERP, our ledger and ShipStation order by order now, and name every
     /// record that does not agree (each an owned exception).
     Reconcile(reconcile::ReconcileArgs),
+    /// A connection's month as finance closes it: what shipped, what it cost, what is
+    /// posted, carrier invoices, shipping margin, drift and open exceptions, and a
+    /// verdict (ready to close, or each blocker with its record and owner).
+    CloseReport(close::CloseReportArgs),
     /// Local stand-ins for the systems shipledger talks to.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
             Command::Timeline(args) => inspect::timeline(args).await,
             Command::Costs(command) => costs::costs(command).await,
             Command::Reconcile(args) => reconcile::reconcile(args).await,
+            Command::CloseReport(args) => close::close_report(args).await,
             Command::Sandbox(SandboxCommand::Shipstation(args)) => sandbox::shipstation(args).await,
             Command::Sandbox(SandboxCommand::Erp(args)) => sandbox::erp(args).await,
         }

@@ -145,8 +145,40 @@ kinds! {
         "what the carrier invoiced for a label differs from the label's cost by more than the policy's percentage and floor (a weight or dimension audit, a surcharge); the ledger is adjusted to the invoice, this asks whether to dispute it";
     LabelCostOutlier => "label_cost_outlier", Finance, Warning,
         "the reconciler found a label costing far more than its peers (same carrier, service and weight band over the cost-model window): a wrong service, a dimensional weight or a surcharge; the detail gives the peers, their median and MAD, and the score";
+    ShippingUndercharged => "shipping_undercharged", Finance, Warning,
+        "the reconciler found an order that charged the customer for shipping and cost more to ship (its labels with what the carrier invoiced) than it charged, by more than the variance policy's percentage and floor; free shipping is reported in the close report, never raised";
     CostEntryUnposted => "cost_entry_unposted", Finance, Warning,
         "a cost entry's posting window has closed but the entry is in no posted journal";
+}
+
+impl ExceptionKind {
+    /// Whether a live exception of this kind keeps a period from closing
+    /// (`shipledger close-report`): it means the period's books or stock are wrong or
+    /// incomplete — a cost missing, unconverted or unposted, a carrier's charge nobody
+    /// can place, goods shipped without their ERP fulfilment or invoice, or the
+    /// reverse. The rest are questions to answer (a variance to dispute, an outlier, a
+    /// loss on shipping) or work still to do that the books do not depend on.
+    pub fn blocks_close(self) -> bool {
+        use ExceptionKind::*;
+        matches!(
+            self,
+            LabelCostMissing
+                | FxRateMissing
+                | CostBatchFailed
+                | CostsNoOpenPeriod
+                | CostEntryUnposted
+                | InvoiceChargeUnmatched
+                | ShippedNotInvoiced
+                | InvoicedNotShipped
+                | ShippedNotFulfilled
+                | FulfilledWithoutLabel
+                | VoidedAfterFulfilled
+                | VoidAfterWriteBack
+                | TrackingWriteBackFailed
+                | OverShipment
+                | UnknownShipmentLine
+        )
+    }
 }
 
 impl fmt::Display for ExceptionKind {

@@ -30,6 +30,7 @@
 pub mod json;
 
 pub mod clock;
+pub mod close;
 pub mod cost;
 pub mod cost_model;
 pub mod retry;
@@ -38,6 +39,7 @@ pub mod exception;
 pub mod fx;
 pub mod invoice;
 pub mod journal;
+pub mod margin;
 pub mod metrics;
 pub mod money;
 pub mod order;

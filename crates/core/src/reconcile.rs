@@ -185,6 +185,7 @@ pub const RECONCILER_KINDS: &[ExceptionKind] = &[
     ExceptionKind::InvoicedNotShipped,
     ExceptionKind::CostEntryUnposted,
     ExceptionKind::LabelCostOutlier,
+    ExceptionKind::ShippingUndercharged,
 ];
 
 fn older(policy: &DiffPolicy, at: Option<Timestamp>, by: SignedDuration) -> bool {
@@ -568,6 +569,39 @@ pub fn label_cost_outlier(o: &crate::cost_model::Outlier, erp_id: Option<&str>, 
             "mad": o.mad.to_string(),
             "score": o.score.to_string(),
             "threshold": crate::cost_model::THRESHOLD.to_string(),
+        }),
+    )
+}
+
+/// An order that charged shipping and cost more to ship ([`crate::margin::undercharged`]).
+pub fn shipping_undercharged(m: &crate::margin::Margin, v: &crate::invoice::Variance, number: &str, policy_percent: u32, policy_floor: &str) -> Finding {
+    Finding::new(
+        ExceptionKind::ShippingUndercharged,
+        "order",
+        &m.erp_id,
+        format!(
+            "order {number} ({}) charged {} for shipping and cost {} to ship{}: a loss of {} ({})",
+            m.erp_id,
+            match m.charged {
+                Some(c) if c.currency() != v.label.currency() => format!("{c} (= {} at the ledger's rate)", v.label),
+                _ => v.label.to_string(),
+            },
+            v.invoiced,
+            m.invoiced.filter(|i| !i.is_zero()).map(|i| format!(" ({i} of it invoiced by the carrier after the label)")).unwrap_or_default(),
+            v.difference,
+            v.percent.map(|p| format!("{p} % of the charge")).unwrap_or_else(|| "the order charged nothing".into())
+        ),
+        json!({
+            "number": number,
+            "charged": v.label.to_decimal().to_string(),
+            "charged_as_ordered": m.charged,
+            "cost": v.invoiced.to_decimal().to_string(),
+            "invoiced": m.invoiced.map(|i| i.to_decimal().to_string()),
+            "loss": v.difference.to_decimal().to_string(),
+            "currency": v.label.currency().code(),
+            "percent": v.percent.map(|p| p.to_string()),
+            "policy_percent": policy_percent,
+            "policy_floor": policy_floor,
         }),
     )
 }

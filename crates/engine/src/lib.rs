@@ -50,10 +50,12 @@
 
 pub mod budget;
 pub mod check;
+pub mod close;
 pub mod config;
 pub mod flows;
 pub mod jobs;
 pub mod lanes;
+pub mod margins;
 pub mod metrics;
 pub mod schedule;
 

@@ -66,6 +66,8 @@ pub struct FakeErp {
     /// Invoicing a story sets by hand, per order (quantity per line); an order not
     /// named is invoiced on shipment: what its completed fulfilments carry.
     pub invoiced: Mutex<HashMap<String, std::collections::BTreeMap<String, u32>>>,
+    /// The journals posted, in order, each once by its key (every period is open).
+    pub journals: Mutex<Vec<JournalRecord>>,
     tick: Mutex<i64>,
 }
 
@@ -300,8 +302,20 @@ impl Erp for FakeErp {
             Ok(Some(out))
         })
     }
-    fn post_journal<'a>(&'a self, _: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord, ErpError>> {
-        unused()
+    /// Posted as written, once per key (posting a key again answers the move it has).
+    fn post_journal<'a>(&'a self, journal: &'a JournalWrite) -> BoxFuture<'a, Result<JournalRecord, ErpError>> {
+        Box::pin(async move {
+            let mut journals = self.journals.lock().unwrap();
+            if let Some(had) = journals.iter().find(|j| j.key == journal.key) {
+                return Ok(had.clone());
+            }
+            let record = JournalRecord { id: format!("MOVE-{}", journals.len() + 1), key: journal.key.clone(), date: journal.date, posted: true, lines: journal.lines.clone() };
+            journals.push(record.clone());
+            Ok(record)
+        })
+    }
+    fn period_state<'a>(&'a self, _: jiff::civil::Date) -> BoxFuture<'a, Result<shipledger_core::journal::PeriodState, ErpError>> {
+        Box::pin(async { Ok(shipledger_core::journal::PeriodState::Open) })
     }
     fn stock<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<StockLevel, ErpError>> {
         unused()

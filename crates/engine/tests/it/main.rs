@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod close;
 mod costs;
 mod edit;
 mod fx;
