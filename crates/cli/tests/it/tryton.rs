@@ -446,6 +446,56 @@ async fn serve_against_a_real_tryton_ships_split_and_voided_parcels_once_and_pos
     assert!(ok, "reconcile: {said}");
     assert!(!said.contains("does not report invoicing"), "{said}");
     assert!(!said.contains("shipped_not_invoiced") && !said.contains("invoiced_not_shipped"), "{said}");
+
+    // 6. The close report of this month lists the same totals as the journals Tryton
+    // holds for it, to the penny, and its verdict names what keeps the month open:
+    // it has not ended, and UPS billed a parcel nobody here shipped. Nothing else
+    // (the held sales are work for the warehouse and finance, not the books').
+    let period = format!("{:04}-{:02}", today.year(), today.month());
+    let (ok, stdout, said) = w.shipledger(&["close-report", "--period", &period, "--format", "json"]);
+    assert!(ok, "close-report: {said}");
+    let report: Value = serde_json::from_slice(&stdout).unwrap();
+    let month_moves = w
+        .tryton("account.move", &["state", "lines.debit", "lines.credit"], json!([["description", "like", format!("%acme-tryton/costs/{period}-%")]]))
+        .await;
+    let month_moves = month_moves.as_array().unwrap();
+    assert!(!month_moves.is_empty());
+    let debit_of = |m: &Value| m["lines"].as_array().unwrap().iter().map(|l| dec(&l["debit"])).sum::<Decimal>();
+    let in_tryton: Decimal = month_moves.iter().map(debit_of).sum();
+    let amount = |v: &Value| v["amount"].as_str().unwrap().parse::<Decimal>().unwrap();
+    let journals = report["journals"].as_array().unwrap();
+    assert_eq!(journals.len(), month_moves.len(), "one journal per move Tryton holds for the month: {journals:#?}");
+    assert!(journals.iter().all(|j| j["state"] == "posted"));
+    assert_eq!(journals.iter().map(|j| amount(&j["total"])).sum::<Decimal>(), in_tryton, "the journals' totals are Tryton's, to the penny");
+    assert_eq!(amount(&report["posting"]["posted"]), in_tryton, "what the report says is posted is what Tryton holds");
+    let by_carrier: Decimal = report["posting"]["posted_by_carrier"].as_array().unwrap().iter().map(|g| amount(&g["base"])).sum();
+    assert_eq!(by_carrier, in_tryton);
+    assert_eq!(report["base_currency"], "GBP");
+    let blockers: Vec<(String, String, String)> = report["verdict"]["blockers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["code"].as_str().unwrap().into(), b["record"].as_str().unwrap().into(), b["owner"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        blockers,
+        vec![
+            ("period_not_ended".to_string(), format!("period:{period}"), "finance".to_string()),
+            ("invoice_charge_unmatched".into(), format!("invoice_charge:{carrier}:INV-77:1ZNOTOURS"), "finance".into()),
+        ],
+        "{:#}",
+        report["verdict"]
+    );
+    assert_eq!(report["verdict"]["ready"], json!(false));
+    let (ok, stdout, said) = w.shipledger(&["close-report", "--period", &period]);
+    assert!(ok, "{said}");
+    let md = String::from_utf8(stdout).unwrap();
+    assert!(md.contains(&format!("## Verdict: {period} is not ready to close: 2 blockers")) && md.contains("1ZNOTOURS"), "{md}");
+    let (ok, stdout, said) = w.shipledger(&["close-report", "--period", &period, "--format", "csv"]);
+    assert!(ok, "{said}");
+    let csv = String::from_utf8(stdout).unwrap();
+    assert!(csv.starts_with("section,item,record,owner,carrier,currency,count,amount,base_amount,date,detail\n"), "{csv}");
+    assert!(csv.lines().any(|l| l.starts_with("blocker,invoice_charge_unmatched,")), "{csv}");
 }
 
 /// ShipStation's order for a sale, if it has one.
