@@ -58,14 +58,14 @@ pub async fn of_orders(
     entries: &[CostEntry],
     conversions: &HashMap<String, CostConversion>,
 ) -> Result<BTreeMap<String, OrderMargin>, EngineError> {
-    let mut lines: BTreeMap<&str, Vec<CostLine>> = BTreeMap::new();
+    // Each order's cost lines, and the conversions of its entries.
+    let mut lines: BTreeMap<&str, (Vec<CostLine>, Vec<&shipledger_core::fx::Conversion>)> = BTreeMap::new();
     for e in entries {
         let Some(erp_id) = e.label.erp_id.as_deref() else { continue };
-        lines.entry(erp_id).or_default().push(CostLine {
-            original: e.amount,
-            base: conversions.get(&e.entry_key).map(|c| c.conversion.base),
-            invoiced: e.kind == CostKind::InvoiceAdjustment,
-        });
+        let conversion = conversions.get(&e.entry_key).map(|c| &c.conversion);
+        let (costs, converted) = lines.entry(erp_id).or_default();
+        costs.push(CostLine { original: e.amount, base: conversion.map(|c| c.base), invoiced: e.kind == CostKind::InvoiceAdjustment });
+        converted.extend(conversion);
     }
     // A rate per currency the ledger holds, to put a charge in another currency than
     // its labels' into the base: the newest conversion from that currency.
@@ -78,19 +78,14 @@ pub async fn of_orders(
         }
     }
     let mut out = BTreeMap::new();
-    for (erp_id, costs) in lines {
+    for (erp_id, (costs, converted)) in lines {
         let Some(order) = store.get_order(connection, erp_id).await? else { continue };
         // A snapshot that does not read as an order (an older shape) says nothing of
         // what it charged: no margin rather than a free-shipping one.
         let Ok(snapshot) = serde_json::from_value::<ErpOrder>(order.snapshot.clone()) else { continue };
         let charged = snapshot.shipping_paid;
         // The order's own entries' rate for the charge's currency first, else the newest.
-        let own_rate = entries
-            .iter()
-            .filter(|e| e.label.erp_id.as_deref() == Some(erp_id))
-            .filter_map(|e| conversions.get(&e.entry_key))
-            .map(|c| &c.conversion)
-            .find(|v| charged.is_some_and(|c| c.currency() == v.original.currency()));
+        let own_rate = converted.iter().copied().find(|v| charged.is_some_and(|c| c.currency() == v.original.currency()));
         let charged_in_base = charged.and_then(|c| {
             let v = own_rate.or_else(|| rates.get(&c.currency()).copied())?;
             shipledger_core::fx::convert(c, v.rate_from, v.rate_to, v.base.currency()).ok()
