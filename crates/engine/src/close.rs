@@ -29,7 +29,7 @@ use shipledger_core::close::{AgeBand, Blocker, BlockerKind, Period, settle_block
 use shipledger_core::cost::{CostEntry, CostKind, sum_by_currency};
 use shipledger_core::exception::{ExceptionKind, Owner};
 use shipledger_core::journal::{JournalLine, Window, company_date};
-use shipledger_core::{Currency, Money, Rounding};
+use shipledger_core::{Currency, Money};
 use shipledger_store::{
     BatchState, CostBatchFilter, CostBatchRecord, ExceptionFilter, ExceptionRecord, InvoiceChargeFilter, ReconcileRunFilter, ReconcileState,
     ShipmentCursor, ShipmentFilter, ShipmentKind, ShipmentRecord, ShipmentState,
@@ -577,11 +577,8 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
         g.2.push(cost);
         if m.margin.free_shipping {
             free_cost.push(cost);
-        } else if let Some(charged) = m.margin.charged_compared {
-            let floor = Money::from_decimal(conn.policy.cost_variance_floor, charged.currency(), Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0);
-            if shipledger_core::margin::undercharged(&m.margin, conn.policy.cost_variance_pct, floor).is_some() {
-                margin.undercharged.push(row());
-            }
+        } else if crate::margins::undercharged(&conn.policy, &m.margin).is_some() {
+            margin.undercharged.push(row());
         }
     }
     margin.by_currency = by_currency

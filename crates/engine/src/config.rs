@@ -382,6 +382,11 @@ impl Policy {
         self.company_timezone.clone().or(erp).unwrap_or(TimeZone::UTC)
     }
 
+    /// `cost_variance_floor` in minor units of `currency` (what a variance must reach).
+    pub fn variance_floor_minor(&self, currency: shipledger_core::Currency) -> i64 {
+        shipledger_core::Money::from_decimal(self.cost_variance_floor, currency, shipledger_core::Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0)
+    }
+
     /// [`Policy::company_timezone_or`] with the ERP asked only when none is
     /// configured (a zone name the ERP gives that is not IANA counts as none).
     pub async fn company_timezone(&self, erp: &dyn shipledger_erp::Erp) -> Result<TimeZone, shipledger_erp::ErpError> {

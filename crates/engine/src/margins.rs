@@ -94,3 +94,11 @@ pub async fn of_orders(
     }
     Ok(out)
 }
+
+/// The variance by which an order that charged shipping cost more to ship, over the
+/// connection's `cost_variance_pct` of the charge and its floor
+/// ([`shipledger_core::margin::undercharged`]).
+pub fn undercharged(policy: &crate::config::Policy, m: &Margin) -> Option<shipledger_core::invoice::Variance> {
+    let charged = m.charged_compared?;
+    margin::undercharged(m, policy.cost_variance_pct, policy.variance_floor_minor(charged.currency()))
+}

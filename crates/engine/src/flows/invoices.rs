@@ -29,7 +29,7 @@ use serde_json::json;
 use shipledger_core::cost::{Charge, LabelFacts, NewCostEntry, sum_by_currency};
 use shipledger_core::exception::ExceptionKind;
 use shipledger_core::invoice::{Invoice, InvoiceFile, Variance, plan_adjustments, variance};
-use shipledger_core::{Money, Rounding};
+use shipledger_core::Money;
 use shipledger_store::{
     Change, CostEntryFilter, EventKind, InvoiceChargeFilter, InvoiceChargeRecord, InvoiceMatch, NewCarrierInvoice, NewEvent, NewInvoiceCharge, RecordType,
     ShipmentFilter, ShipmentKind, ShipmentRecord, StoreError,
@@ -324,13 +324,12 @@ async fn import_once(engine: &Engine, conn: &Connection, carrier: &str, file: &I
 /// returned) past the policy's percentage and floor, else cleared.
 fn judge_variance(conn: &Connection, carrier: &str, label: &ShipmentRecord, ledger: &[NewCostEntry], billed: &[(Charge, Money)], change: &mut Change) -> Option<LabelVariance> {
     let key = &label.shipment_key;
-    let floor = |currency| Money::from_decimal(conn.policy.cost_variance_floor, currency, Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0);
     let invoiced = sum_by_currency(billed.iter().map(|b| b.1));
     let mut flagged = None;
     for total in &invoiced {
         let own = sum_by_currency(ledger.iter().filter(|e| e.kind.from_label() && e.amount.currency() == total.currency()).map(|e| e.amount));
         let label_cost = own.first().copied().unwrap_or_else(|| Money::from_minor(0, total.currency()));
-        if let Some(v) = variance(label_cost, *total, conn.policy.cost_variance_pct, floor(total.currency())) {
+        if let Some(v) = variance(label_cost, *total, conn.policy.cost_variance_pct, conn.policy.variance_floor_minor(total.currency())) {
             flagged = Some(v);
             break;
         }

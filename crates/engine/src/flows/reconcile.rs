@@ -850,10 +850,7 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
     // same window (free shipping is never raised).
     let (entries, conversions) = crate::margins::entries_with_conversions(engine.store.as_ref(), &conn.name, Some(model_since), None).await?;
     for m in crate::margins::of_orders(engine.store.as_ref(), &conn.name, &entries, &conversions).await?.into_values() {
-        let Some(charged) = m.margin.charged_compared else { continue };
-        let floor_minor =
-            shipledger_core::Money::from_decimal(conn.policy.cost_variance_floor, charged.currency(), shipledger_core::Rounding::HalfEven).map(|m| m.minor()).unwrap_or(0);
-        if let Some(v) = shipledger_core::margin::undercharged(&m.margin, conn.policy.cost_variance_pct, floor_minor) {
+        if let Some(v) = crate::margins::undercharged(&conn.policy, &m.margin) {
             findings.push(reconcile::shipping_undercharged(&m.margin, &v, &m.number, conn.policy.cost_variance_pct, &conn.policy.cost_variance_floor.to_string()));
         }
     }
