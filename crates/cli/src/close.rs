@@ -67,7 +67,7 @@ fn ms(all: &[Money]) -> String {
 
 /// A Markdown table cell: pipes escaped, line breaks flattened.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+    text.replace('\\', "\\\\").replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 fn md_table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
@@ -198,7 +198,14 @@ pub fn markdown(r: &CloseReport) -> String {
             .collect();
         md_table(&mut out, &["Journal", "Posting date", "State", "ERP move", "Entries", "Carried over", "Debit total"], &rows);
     }
-    let _ = writeln!(out, "Posted in the period's journals: {} over {} entr{}.\n", om(&p.posted), p.posted_entries, if p.posted_entries == 1 { "y" } else { "ies" });
+    let _ = writeln!(
+        out,
+        "Posted in the period's journals: {} net over {} entr{} (debit total {}, as the ERP shows them).\n",
+        om(&p.posted),
+        p.posted_entries,
+        if p.posted_entries == 1 { "y" } else { "ies" },
+        om(&p.debit_total)
+    );
     if !p.posted_by_carrier.is_empty() {
         let rows: Vec<Vec<String>> = p.posted_by_carrier.iter().map(|g| vec![g.carrier.clone(), g.currency.clone(), g.entries.to_string(), m(&g.amount), m(&g.base)]).collect();
         md_table(&mut out, &["Carrier", "Currency", "Entries", "Amount", &format!("Posted in {base}")], &rows);
@@ -277,6 +284,12 @@ pub fn markdown(r: &CloseReport) -> String {
     out
 }
 
+/// A text field a spreadsheet would take for a formula (`=`, `+`, `-`, `@`, a tab or
+/// a carriage return first), quoted with a leading apostrophe.
+fn inert(field: String) -> String {
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{field}") } else { field }
+}
+
 const CSV_HEADER: &[&str] = &["section", "item", "record", "owner", "carrier", "currency", "count", "amount", "base_amount", "date", "detail"];
 
 /// One row per figure: `section` says which part of the report, the other columns
@@ -326,7 +339,8 @@ pub fn csv(r: &CloseReport) -> String {
         ]);
     }
     let p = &r.posting;
-    push(["posted".into(), "total".into(), e(), e(), e(), base.clone(), p.posted_entries.to_string(), e(), odec(&p.posted), e(), e()]);
+    push(["posted".into(), "net".into(), e(), e(), e(), base.clone(), p.posted_entries.to_string(), e(), odec(&p.posted), e(), e()]);
+    push(["posted".into(), "debit_total".into(), e(), e(), e(), base.clone(), e(), e(), odec(&p.debit_total), e(), "the journals' debits as the ERP shows them".into()]);
     for g in &p.posted_by_carrier {
         push(["posted".into(), "by_carrier".into(), e(), e(), g.carrier.clone(), g.currency.clone(), g.entries.to_string(), dec(&g.amount), dec(&g.base), e(), e()]);
     }
@@ -405,8 +419,24 @@ pub fn csv(r: &CloseReport) -> String {
     let mut out = crate::output::csv_line(&CSV_HEADER.iter().map(|h| h.to_string()).collect::<Vec<_>>());
     out.push('\n');
     for row in rows {
+        // Text from carrier files and messages is never read as a formula by a
+        // spreadsheet; the number columns (count, amount, base_amount) stay numbers.
+        let row: Vec<String> = row.into_iter().enumerate().map(|(i, f)| if matches!(i, 6..=8) { f } else { inert(f) }).collect();
         out.push_str(&crate::output::csv_line(&row));
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carrier_text_never_becomes_a_spreadsheet_formula_or_breaks_a_markdown_table() {
+        assert_eq!(inert("=HYPERLINK(\"x\")".into()), "'=HYPERLINK(\"x\")");
+        assert_eq!(inert("@SUM(A1)".into()), "'@SUM(A1)");
+        assert_eq!(inert("1Z999".into()), "1Z999");
+        assert_eq!(cell("a|b\\|c\nd"), "a\\|b\\\\\\|c d");
+    }
 }

@@ -311,8 +311,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // --until today`), so the report can show the journals.
     let costs = post_costs(&engine, &store, &erp).await?;
     // The month's close report, as `shipledger close-report --period` gives it.
-    let period = shipledger_core::close::Period::of(Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date());
-    let close = shipledger_engine::close::report(&engine, &engine.connections[0], period).await.context("the demo's close report")?;
+    let conn = &engine.connections[0];
+    let tz = conn.policy.company_timezone(conn.erp.as_ref()).await.unwrap_or(jiff::tz::TimeZone::UTC);
+    let period = shipledger_core::close::Period::of(Timestamp::now().to_zoned(tz).date());
+    let close = shipledger_engine::close::report(&engine, conn, period).await.context("the demo's close report")?;
     if let Some(dir) = &args.dir {
         let path = dir.join(format!("close-report-{period}.md"));
         std::fs::write(&path, crate::close::markdown(&close)).with_context(|| format!("writing the close report to {}", path.display()))?;

@@ -131,8 +131,12 @@ pub struct JournalSummary {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Posting {
-    /// The net posted in the period's journals, in the base currency.
+    /// The net posted in the period's journals, in the base currency: the expense
+    /// they booked (a line group whose reversals outweigh its costs counts negative).
     pub posted: Option<Money>,
+    /// The journals' debit totals as the ERP shows them (a group netting negative is
+    /// on the credit side of the expense, so it adds to the debits too).
+    pub debit_total: Option<Money>,
     pub posted_entries: u64,
     /// The period's journals' net by carrier and original currency: the journals'
     /// lines, entry by entry.
@@ -327,7 +331,10 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     };
 
     // Batches whose window ends in or after the period, with their members.
-    let batches = store.list_cost_batches(CostBatchFilter { connection: Some(conn.name.clone()), from: Some(period.first_day()), ..Default::default() }).await?;
+    // (Entries are carried at most a year past their own window.)
+    let horizon = period.last_day().checked_add(jiff::Span::new().days(366)).unwrap_or(period.last_day());
+    let batches =
+        store.list_cost_batches(CostBatchFilter { connection: Some(conn.name.clone()), from: Some(period.first_day()), to: Some(horizon), ..Default::default() }).await?;
     let mut placed: HashMap<String, (&CostBatchRecord, Option<Window>)> = HashMap::new();
     let mut members_of: HashMap<&str, Vec<(String, Option<Window>)>> = HashMap::new();
     for b in batches.iter().filter(|b| b.state != BatchState::Withdrawn) {
@@ -404,12 +411,13 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     // ---- what is posted
     let journals: Vec<JournalSummary> = batches
         .iter()
-        .filter(|b| in_period_batch(b))
+        .filter(|b| in_period_batch(b) && b.state != BatchState::Withdrawn)
         .map(|b| JournalSummary {
             batch_key: b.batch_key.clone(),
             window: b.window.code(),
             posting_date: b.window.posting_date(),
-            state: b.state.as_str().into(),
+            // A batch that netted to zero is posted with nothing sent to the ERP.
+            state: if b.state == BatchState::Posted && b.erp_move_id.is_none() { "nothing to post".into() } else { b.state.as_str().into() },
             erp_move_id: b.erp_move_id.clone(),
             total: b.total,
             entries: b.entry_count,
@@ -421,8 +429,23 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     let mut posted: BTreeMap<(String, Currency), (u64, Vec<Money>, Vec<Money>)> = BTreeMap::new();
     for b in batches.iter().filter(|b| in_period_batch(b) && b.state == BatchState::Posted) {
         for (key, carried_from) in members_of.get(b.batch_key.as_str()).into_iter().flatten() {
-            let Some(e) = by_key.get(key.as_str()) else { continue };
-            if let Some(c) = conversions.get(key) {
+            // An entry of a label older than the entries read (a late invoice's) is read on its own.
+            let fetched;
+            let e: &CostEntry = match by_key.get(key.as_str()) {
+                Some(e) => e,
+                None => match store.get_cost_entry_by_key(&conn.name, key).await? {
+                    Some(found) => {
+                        fetched = found;
+                        &fetched
+                    }
+                    None => continue,
+                },
+            };
+            let conversion = match conversions.get(key) {
+                Some(c) => Some(c.clone()),
+                None => store.get_cost_conversion(&conn.name, key).await?,
+            };
+            if let Some(c) = &conversion {
                 let g = posted.entry((e.label.carrier.clone(), e.amount.currency())).or_default();
                 g.0 += 1;
                 g.1.push(e.amount);
@@ -436,6 +459,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     }
     if let Some(base) = base_currency {
         posting.posted = Some(money_sum(base, posted.values().flat_map(|g| g.2.iter().copied())));
+        posting.debit_total = Some(money_sum(base, batches.iter().filter(|b| in_period_batch(b) && b.state == BatchState::Posted).map(|b| b.total)));
         posting.posted_by_carrier = posted
             .into_iter()
             .map(|((carrier, currency), (entries, amounts, bases))| PostedGroup {
@@ -449,7 +473,15 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     }
     let mut blockers: Vec<Blocker> = Vec::new();
     // The currency each waiting entry needs a rate for, by its blocker's record.
-    let mut waiting_currency: HashMap<String, Currency> = HashMap::new();
+    let mut waiting_currency: HashMap<String, (Currency, Date)> = HashMap::new();
+    // A connection without journal accounts posts nothing: its converted entries
+    // are listed as not posted, never blockers (a missing rate still is one).
+    let posts = conn.accounts.is_some();
+    // The zone the converter dates a rate in (as `flows::fx::convert` picks it).
+    let fx_tz = match conn.policy.fx_rate_date {
+        crate::config::FxRateDate::PostingDate => tz.clone(),
+        crate::config::FxRateDate::ShipDate => conn.policy.company_timezone_or(None),
+    };
     for e in &own {
         let window = window_of(e);
         let batch = placed.get(&e.entry_key).map(|(b, _)| *b);
@@ -461,7 +493,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
             _ if !conversions.contains_key(&e.entry_key) => {
                 let note = format!("waiting for a {} to {} rate", e.amount.currency(), base_currency.map(|c| c.code()).unwrap_or("base currency"));
                 posting.waiting_for_rate.push(entry_ref(e, &window, batch, &note));
-                waiting_currency.insert(format!("cost_entry:{}", e.entry_key), e.amount.currency());
+                waiting_currency.insert(format!("cost_entry:{}", e.entry_key), (e.amount.currency(), crate::flows::fx::wanted_date(&conn.policy, e, &fx_tz)));
                 blockers.push(Blocker {
                     kind: BlockerKind::WaitingForRate,
                     code: BlockerKind::WaitingForRate.code().into(),
@@ -479,7 +511,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
                 posting.not_posted.push(entry_ref(e, &window, batch, &note));
                 // A window still open posts when it ends; the period not having
                 // ended is its own blocker.
-                if window.has_ended(company_date(now, &tz)) {
+                if posts && window.has_ended(company_date(now, &tz)) {
                     blockers.push(Blocker {
                         kind: BlockerKind::NotPosted,
                         code: BlockerKind::NotPosted.code().into(),
@@ -497,10 +529,14 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
     let mut invoices = Invoices::default();
     let all_invoices = store.list_carrier_invoices(Some(&conn.name)).await?;
     let charges = store.list_invoice_charges(InvoiceChargeFilter { connection: Some(conn.name.clone()), ..Default::default() }).await?;
+    let mut charges_of: HashMap<i64, Vec<&shipledger_store::InvoiceChargeRecord>> = HashMap::new();
+    for c in &charges {
+        charges_of.entry(c.invoice_id).or_default().push(c);
+    }
     let mut invoicing_carriers: BTreeSet<String> = BTreeSet::new();
     for inv in all_invoices.iter().filter(|i| period.contains(i.date)) {
         invoicing_carriers.insert(inv.carrier.clone());
-        let of: Vec<_> = charges.iter().filter(|c| c.invoice_id == inv.id).collect();
+        let of: &[&shipledger_store::InvoiceChargeRecord] = charges_of.get(&inv.id).map(Vec::as_slice).unwrap_or(&[]);
         invoices.invoices.push(InvoiceSummary {
             carrier: inv.carrier.clone(),
             number: inv.number.clone(),
@@ -550,7 +586,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
 
     // ---- margin: every entry of the orders shipped in the period
     let order_entries: Vec<CostEntry> = entries.iter().filter(|e| e.label.erp_id.as_ref().is_some_and(|id| orders.contains(id))).cloned().collect();
-    let margins = crate::margins::of_orders(store, &conn.name, &order_entries, &conversions).await?;
+    let margins = crate::margins::of_orders(store, &conn.name, &order_entries, &conversions, &crate::margins::rate_pool(&conversions)).await?;
     let mut margin = MarginSummary { orders: orders.len() as u64, ..Default::default() };
     let mut by_currency: BTreeMap<Currency, (u64, Vec<Money>, Vec<Money>)> = BTreeMap::new();
     let mut free_cost: Vec<Money> = Vec::new();
@@ -608,7 +644,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
         })
         .collect();
     let mut reconciler = Reconciler::default();
-    for e in &live {
+    for e in live.iter().filter(|e| e.kind.blocks_close() || DRIFT_KINDS.contains(&e.kind)) {
         if record_date(engine, conn, e, &by_key, &tz).await? > period.last_day() {
             continue;
         }
@@ -626,8 +662,10 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
             // 2026-11-27`: the entries in USD), each carrying the exception's id.
             if e.kind == ExceptionKind::FxRateMissing {
                 let from = e.record_id.split('/').next().and_then(|c| Currency::parse(c).ok());
+                let date = e.record_id.rsplit(' ').next().and_then(|d| d.parse::<Date>().ok());
+                let pair = from.zip(date);
                 let mut named = false;
-                for b in blockers.iter_mut().filter(|b| b.kind == BlockerKind::WaitingForRate && waiting_currency.get(&b.record).copied() == from) {
+                for b in blockers.iter_mut().filter(|b| b.kind == BlockerKind::WaitingForRate && waiting_currency.get(&b.record).copied() == pair) {
                     b.exception_id = Some(e.id);
                     named = true;
                 }
@@ -636,7 +674,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
                 }
             }
             // An entry already named as waiting or not posted carries the exception's id instead.
-            if let Some(b) = blockers.iter_mut().find(|b| b.record == record) {
+            if let Some(b) = blockers.iter_mut().find(|b| b.kind != BlockerKind::Exception && b.record == record) {
                 b.exception_id = Some(e.id);
                 continue;
             }
@@ -666,15 +704,15 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
             message: format!("{period} runs until the end of {} ({tz_name}): its last days' labels and costs are not all in", period.last_day(), tz_name = tz.iana_name().unwrap_or("UTC")),
             exception_id: None,
         });
-    } else if !last_run.as_ref().is_some_and(|r| r.finished_at.is_some_and(|at| at >= end)) {
+    } else if !last_run.as_ref().is_some_and(|r| r.started_at >= end) {
         blockers.push(Blocker {
             kind: BlockerKind::NotReconciled,
             code: BlockerKind::NotReconciled.code().into(),
             record: format!("period:{period}"),
             owner: Owner::Admin,
             message: format!(
-                "no reconciler run has finished since {period} ended{}: run `shipledger reconcile` (or let `serve` run it) so drift is known before closing",
-                last_run.as_ref().and_then(|r| r.finished_at).map(|at| format!(" (the last finished at {at})")).unwrap_or_default()
+                "no reconciler run started after {period} ended has finished{}: run `shipledger reconcile` (or let `serve` run it) so drift is known before closing",
+                last_run.as_ref().map(|r| format!(" (the last started at {})", r.started_at)).unwrap_or_default()
             ),
             exception_id: None,
         });

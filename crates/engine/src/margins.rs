@@ -50,13 +50,37 @@ pub struct OrderMargin {
     pub margin: Margin,
 }
 
+/// Every cost entry of one ERP order's labels, with their conversions.
+pub async fn of_order(store: &dyn Store, connection: &str, erp_id: &str) -> Result<(Vec<CostEntry>, HashMap<String, CostConversion>), EngineError> {
+    let filter = CostEntryFilter { connection: Some(connection.to_string()), erp_id: Some(erp_id.to_string()), ..Default::default() };
+    let entries = store.list_cost_entries(filter.clone()).await?;
+    let conversions = store.list_cost_conversions(filter).await?.into_iter().map(|c| (c.conversion.entry_key.clone(), c)).collect();
+    Ok((entries, conversions))
+}
+
+/// A rate per currency the ledger holds, to put a charge in another currency than
+/// its labels' into the base: the newest conversion from each currency of `conversions`.
+pub fn rate_pool(conversions: &HashMap<String, CostConversion>) -> HashMap<shipledger_core::Currency, shipledger_core::fx::Conversion> {
+    let mut rates: HashMap<shipledger_core::Currency, &shipledger_core::fx::Conversion> = HashMap::new();
+    for c in conversions.values() {
+        let v = &c.conversion;
+        let slot = rates.entry(v.original.currency()).or_insert(v);
+        if (v.rate_date, &v.entry_key) > (slot.rate_date, &slot.entry_key) {
+            *slot = v;
+        }
+    }
+    rates.into_iter().map(|(c, v)| (c, v.clone())).collect()
+}
+
 /// The margin of every order `entries` belong to (orphan labels have none), by ERP
-/// id; an order shipledger no longer holds is left out.
+/// id; an order shipledger no longer holds is left out. A charge in a currency none
+/// of the order's own entries converted from is converted at `rates` ([`rate_pool`]).
 pub async fn of_orders(
     store: &dyn Store,
     connection: &str,
     entries: &[CostEntry],
     conversions: &HashMap<String, CostConversion>,
+    rates: &HashMap<shipledger_core::Currency, shipledger_core::fx::Conversion>,
 ) -> Result<BTreeMap<String, OrderMargin>, EngineError> {
     // Each order's cost lines, and the conversions of its entries.
     let mut lines: BTreeMap<&str, (Vec<CostLine>, Vec<&shipledger_core::fx::Conversion>)> = BTreeMap::new();
@@ -66,16 +90,6 @@ pub async fn of_orders(
         let (costs, converted) = lines.entry(erp_id).or_default();
         costs.push(CostLine { original: e.amount, base: conversion.map(|c| c.base), invoiced: e.kind == CostKind::InvoiceAdjustment });
         converted.extend(conversion);
-    }
-    // A rate per currency the ledger holds, to put a charge in another currency than
-    // its labels' into the base: the newest conversion from that currency.
-    let mut rates: HashMap<shipledger_core::Currency, &shipledger_core::fx::Conversion> = HashMap::new();
-    for c in conversions.values() {
-        let v = &c.conversion;
-        let slot = rates.entry(v.original.currency()).or_insert(v);
-        if (v.rate_date, &v.entry_key) > (slot.rate_date, &slot.entry_key) {
-            *slot = v;
-        }
     }
     let mut out = BTreeMap::new();
     for (erp_id, (costs, converted)) in lines {
@@ -87,7 +101,7 @@ pub async fn of_orders(
         // The order's own entries' rate for the charge's currency first, else the newest.
         let own_rate = converted.iter().copied().find(|v| charged.is_some_and(|c| c.currency() == v.original.currency()));
         let charged_in_base = charged.and_then(|c| {
-            let v = own_rate.or_else(|| rates.get(&c.currency()).copied())?;
+            let v = own_rate.or_else(|| rates.get(&c.currency()))?;
             shipledger_core::fx::convert(c, v.rate_from, v.rate_to, v.base.currency()).ok()
         });
         out.insert(erp_id.to_string(), OrderMargin { number: order.number.clone(), margin: margin::of(erp_id, charged, charged_in_base, &costs) });

@@ -846,12 +846,18 @@ async fn ledger_checks(engine: &Engine, conn: &Connection, policy: &DiffPolicy, 
         findings.push(reconcile::label_cost_outlier(&o, erp_id.as_deref(), tracking.as_deref()));
     }
 
-    // Orders that charged shipping and cost more to ship, over the labels of the
-    // same window (free shipping is never raised).
-    let (entries, conversions) = crate::margins::entries_with_conversions(engine.store.as_ref(), &conn.name, Some(model_since), None).await?;
-    for m in crate::margins::of_orders(engine.store.as_ref(), &conn.name, &entries, &conversions).await?.into_values() {
-        if let Some(v) = crate::margins::undercharged(&conn.policy, &m.margin) {
-            findings.push(reconcile::shipping_undercharged(&m.margin, &v, &m.number, conn.policy.cost_variance_pct, &conn.policy.cost_variance_floor.to_string()));
+    // Orders with a label in the same window that charged shipping and cost more to
+    // ship, judged on every entry of their labels (an older label's, a late
+    // invoice's); free shipping is never raised.
+    let (recent, recent_conversions) = crate::margins::entries_with_conversions(engine.store.as_ref(), &conn.name, Some(model_since), None).await?;
+    let rates = crate::margins::rate_pool(&recent_conversions);
+    let orders: BTreeSet<&str> = recent.iter().filter_map(|e| e.label.erp_id.as_deref()).collect();
+    for erp_id in orders {
+        let (entries, conversions) = crate::margins::of_order(engine.store.as_ref(), &conn.name, erp_id).await?;
+        for m in crate::margins::of_orders(engine.store.as_ref(), &conn.name, &entries, &conversions, &rates).await?.into_values() {
+            if let Some(v) = crate::margins::undercharged(&conn.policy, &m.margin) {
+                findings.push(reconcile::shipping_undercharged(&m.margin, &v, &m.number, conn.policy.cost_variance_pct, &conn.policy.cost_variance_floor.to_string()));
+            }
         }
     }
 
