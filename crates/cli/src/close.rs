@@ -54,7 +54,7 @@ pub async fn close_report(args: CloseReportArgs) -> anyhow::Result<()> {
 }
 
 fn m(money: &Money) -> String {
-    format!("{} {}", money.to_decimal(), money.currency().code())
+    money.to_string()
 }
 
 fn om(money: &Option<Money>) -> String {

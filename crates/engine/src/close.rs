@@ -32,7 +32,7 @@ use shipledger_core::journal::{JournalLine, Window, company_date};
 use shipledger_core::{Currency, Money};
 use shipledger_store::{
     BatchState, CostBatchFilter, CostBatchRecord, ExceptionFilter, ExceptionRecord, InvoiceChargeFilter, ReconcileRunFilter, ReconcileState,
-    ShipmentCursor, ShipmentFilter, ShipmentKind, ShipmentRecord, ShipmentState,
+    ShipmentCursor, ShipmentFilter, ShipmentKind, ShipmentRecord,
 };
 
 use crate::{Connection, Engine, EngineError};
@@ -368,14 +368,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
         if let Some(id) = &s.erp_id {
             orders.insert(id.clone());
         }
-        let state = match s.state {
-            ShipmentState::Seen => "seen",
-            ShipmentState::Packed => "packed",
-            ShipmentState::Completed => "completed",
-            ShipmentState::Reversed => "reversed",
-            ShipmentState::Orphan => "orphan",
-        };
-        *labels.by_state.entry(state.into()).or_default() += 1;
+        *labels.by_state.entry(s.state.as_str().into()).or_default() += 1;
     }
     labels.orders = orders.len() as u64;
     labels.by_carrier = carriers.into_iter().map(|(carrier, (made, voided))| CarrierLabels { carrier, made, voided }).collect();
@@ -661,9 +654,7 @@ pub async fn report(engine: &Engine, conn: &Connection, period: Period) -> Resul
             // A missing rate is named through the entries waiting for it (`USD/GBP
             // 2026-11-27`: the entries in USD), each carrying the exception's id.
             if e.kind == ExceptionKind::FxRateMissing {
-                let from = e.record_id.split('/').next().and_then(|c| Currency::parse(c).ok());
-                let date = e.record_id.rsplit(' ').next().and_then(|d| d.parse::<Date>().ok());
-                let pair = from.zip(date);
+                let pair = crate::flows::fx::parse_pair_id(&e.record_id).map(|(from, _, date)| (from, date));
                 let mut named = false;
                 for b in blockers.iter_mut().filter(|b| b.kind == BlockerKind::WaitingForRate && waiting_currency.get(&b.record).copied() == pair) {
                     b.exception_id = Some(e.id);
@@ -818,7 +809,7 @@ async fn record_date(engine: &Engine, conn: &Connection, e: &ExceptionRecord, en
                 _ => None,
             }
         }
-        "fx_rate" => id.rsplit(' ').next().and_then(|d| d.parse::<Date>().ok()),
+        "fx_rate" => crate::flows::fx::parse_pair_id(id).map(|(_, _, date)| date),
         "cost_batch" => store.get_cost_batch(&conn.name, id).await?.map(|b| b.window.end),
         "order" => {
             let first = store

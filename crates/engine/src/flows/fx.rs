@@ -68,6 +68,13 @@ pub fn pair_id(from: Currency, to: Currency, date: Date) -> String {
     format!("{}/{} {date}", from.code(), to.code())
 }
 
+/// The pair and date a [`pair_id`] names (`USD/GBP 2026-11-27`), if it is one.
+pub fn parse_pair_id(id: &str) -> Option<(Currency, Currency, Date)> {
+    let (pair, date) = id.split_once(' ')?;
+    let (from, to) = pair.split_once('/')?;
+    Some((Currency::parse(from).ok()?, Currency::parse(to).ok()?, date.parse().ok()?))
+}
+
 /// The date `entry`'s rate is wanted for: with `ship_date`, the label's ship date,
 /// else its label time's date in UTC (an invoice adjustment: its invoice date); with `posting_date`, the posting date of the
 /// entry's own window in the company's zone `tz` (the day its journal is dated; the
