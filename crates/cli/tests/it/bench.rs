@@ -37,10 +37,13 @@ fn intake_as_json_compares_the_real_receiver_with_a_noop_handler_and_states_the_
     assert!(["OFF", "NORMAL", "FULL", "EXTRA"].contains(&c["synchronous"].as_str().unwrap()), "{c}");
     assert_eq!(c["survives_power_loss"], json!(matches!(c["synchronous"].as_str(), Some("FULL" | "EXTRA"))), "{c}");
     assert!(c["group_commit"].is_boolean(), "{c}");
+    // The target is judged on the figure it shows; whether this machine, now, reaches
+    // a quarter of the no-op rate is what the bench measures, not what this test asserts.
     let target = &r["targets"][0];
     assert_eq!(target["name"], json!("share_of_noop_rate"));
-    assert_eq!(target["result"], json!(if share >= 0.25 { "PASS" } else { "MISS" }), "{target}");
-    assert_eq!(r["pass"], json!(share >= 0.25));
+    assert_eq!(target["value"], f["share_of_noop_rate"], "{target}");
+    assert_eq!(target["result"], json!(if share >= 0.25 { "PASS" } else { "MISS" }), "the shown share and the verdict agree: {target}");
+    assert_eq!(r["pass"], json!(target["result"] == json!("PASS")));
 }
 
 #[test]
