@@ -18,7 +18,9 @@
 //!
 //! Such a batch of deliveries (inbox-only changes) skips sqlx's per-statement
 //! round trips to the connection's worker thread: it runs on the writer's raw handle
-//! in one hop ([`inbox`]), the same transaction with the same rows and outcomes.
+//! in one hop ([`inbox`]), the same transaction with the same rows and outcomes, on
+//! a thread of its own that takes the writer once for a run of batches (at most
+//! 10 ms, then every write waiting for the writer goes first).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +47,8 @@ const CACHE_SIZE: &str = "-65536";
 pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The inbox writer thread's queue, started by the first inbox batch.
+    inbox: std::sync::Arc<std::sync::OnceLock<std::sync::mpsc::Sender<InboxBatch>>>,
 }
 
 impl SqliteStore {
@@ -101,7 +105,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| open_error(e.to_string()))?
         };
-        Ok(SqliteStore { writer, readers })
+        Ok(SqliteStore { writer, readers, inbox: Default::default() })
     }
 
     /// Close both pools (waits for connections in use to come back).
@@ -164,23 +168,93 @@ impl SqliteStore {
     /// transaction on the writer's raw handle ([`inbox`]): the generic path's rows and
     /// outcomes without a round trip to sqlx's worker thread per statement.
     ///
+    /// The batch goes to the store's inbox writer thread ([`inbox_thread`]), which
+    /// takes the writer once for a run of batches that follow each other closely.
     /// The statements block (the `COMMIT`'s fsync, and a `BEGIN IMMEDIATE` may wait
-    /// out `busy_timeout` for another process), so they run on tokio's blocking pool,
-    /// never on a runtime thread. Once there the batch always finishes, committed or
-    /// rolled back, even when this call is dropped meanwhile: the writer comes back
-    /// to the pool outside any transaction.
+    /// out `busy_timeout` for another process), so they never run on a runtime
+    /// thread. Once handed over the batch always finishes, committed or rolled back,
+    /// even when this call is dropped meanwhile: the writer comes back to the pool
+    /// outside any transaction.
     async fn commit_inbox(&self, changes: &[Change]) -> Result<Vec<CommitOutcome>> {
         let batch = inbox::Batch::new(changes)?;
-        let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
-        heal(&mut conn).await?;
-        let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            // Taking the handle only waits for sqlx's worker thread to put it down.
-            let mut handle = runtime.block_on(conn.lock_handle()).map_err(failed("take the writer's SQLite handle"))?;
-            inbox::write(&mut handle, &batch)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("store a batch of inbox changes: its thread failed: {e}")))?
+        let queue = self.inbox.get_or_init(|| {
+            let (queue, batches) = std::sync::mpsc::channel();
+            let (runtime, writer) = (tokio::runtime::Handle::current(), self.writer.clone());
+            std::thread::Builder::new()
+                .name("shipledger-inbox-writer".into())
+                .spawn(move || inbox_thread(runtime, writer, batches))
+                .expect("the operating system starts the inbox writer thread");
+            queue
+        });
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::Database("store a batch of inbox changes: the inbox writer thread has stopped".into());
+        queue.send(InboxBatch { batch, answer }).map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+/// A batch for the inbox writer thread, and where its outcome goes.
+struct InboxBatch {
+    batch: inbox::Batch,
+    answer: tokio::sync::oneshot::Sender<Result<Vec<CommitOutcome>>>,
+}
+
+/// How long the inbox writer holds the writer for one run of batches, at most: a
+/// write of the engine waiting for it waits no longer than this and one batch.
+const INBOX_TURN: Duration = Duration::from_millis(10);
+/// How long the inbox writer waits, holding the writer, for the next batch before it
+/// gives the writer back: under load the next batch is on its way (the committer
+/// answers the last one's deliveries and gathers what queued meanwhile).
+const INBOX_LINGER: Duration = Duration::from_millis(1);
+
+/// The inbox writer: batch after batch from `batches` until every sender is gone.
+///
+/// Taking the writer costs round trips to other threads each time (the pool's
+/// acquire, which waits for the last user's release and its ping of the
+/// connection's worker thread; [`sqlx::sqlite::SqliteConnection::lock_handle`], which
+/// parks that worker). Under a burst those, not SQLite, were a third of each batch,
+/// so the writer is taken once for a *turn*: the batches that arrive within
+/// [`INBOX_LINGER`] of the last one's commit are written on the same handle, for at
+/// most [`INBOX_TURN`]; then the writer goes back to the pool, where a write waiting
+/// for it (the pool's queue is first come, first served) goes before the next turn.
+///
+/// A batch that panics is rolled back (`inbox`'s guard) and answered as an error; the
+/// thread goes on.
+fn inbox_thread(runtime: tokio::runtime::Handle, writer: SqlitePool, batches: std::sync::mpsc::Receiver<InboxBatch>) {
+    // The pool's connection is given back by a task spawned on drop.
+    let _runtime = runtime.enter();
+    while let Ok(first) = batches.recv() {
+        let taken = runtime.block_on(async {
+            let mut conn = writer.acquire().await.map_err(failed("take the writer connection"))?;
+            heal(&mut conn).await?;
+            Ok::<_, StoreError>(conn)
+        });
+        let mut conn = match taken {
+            Ok(conn) => conn,
+            Err(e) => {
+                let _ = first.answer.send(Err(e));
+                continue;
+            }
+        };
+        // Taking the handle only waits for sqlx's worker thread to put it down.
+        let mut handle = match runtime.block_on(conn.lock_handle()) {
+            Ok(handle) => handle,
+            Err(e) => {
+                let _ = first.answer.send(Err(failed("take the writer's SQLite handle")(e)));
+                continue;
+            }
+        };
+        let turn = std::time::Instant::now();
+        let mut next = Some(first);
+        while let Some(InboxBatch { batch, answer }) = next.take() {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inbox::write(&mut handle, &batch)))
+                .unwrap_or_else(|_| Err(StoreError::Database("store a batch of inbox changes: the write panicked; it was rolled back".into())));
+            // A caller that stopped waiting is told nothing; what was stored stays.
+            let _ = answer.send(outcome);
+            if turn.elapsed() < INBOX_TURN {
+                next = batches.recv_timeout(INBOX_LINGER).ok();
+            }
+        }
     }
 }
 
@@ -242,6 +316,54 @@ mod tests {
             .await
             .unwrap();
         (jobs, events)
+    }
+
+    /// A burst of webhook batches holds the writer in turns, not for as long as the
+    /// burst lasts: the engine's own writes (a job finished, a watermark moved) go
+    /// through between turns while deliveries are still arriving, and every batch and
+    /// every write is stored.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_still_writes_while_a_burst_of_webhooks_is_being_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(file_store(&dir).await);
+        store.ensure_connection("acme", jiff::Timestamp::from_millisecond(1_000).unwrap()).await.unwrap();
+        let engine_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let burst = {
+            let (store, engine_done) = (store.clone(), engine_done.clone());
+            tokio::spawn(async move {
+                // Batch after batch, as the committer sends them under load, until
+                // the engine's writes are all done.
+                let mut batches = 0u64;
+                while !engine_done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let batch: Vec<Change> = (0..16).map(|i| delivery("acme", &format!("v1hook:{batches}-{i}"), 2_000)).collect();
+                    store.commit_batch(&batch).await.unwrap();
+                    batches += 1;
+                }
+                batches
+            })
+        };
+        // Let the burst take the writer first.
+        let stored_now = async || store.count_jobs("acme").await.unwrap().iter().map(|(_, _, n)| n).sum::<u64>();
+        while stored_now().await == 0 {
+            tokio::task::yield_now().await;
+        }
+        let before = stored_now().await;
+        let writes = tokio::time::timeout(Duration::from_secs(60), async {
+            for n in 0..20 {
+                let mut change = Change::new("acme", jiff::Timestamp::from_millisecond(3_000 + n).unwrap());
+                let from = (n > 0).then(|| (n - 1).to_string());
+                change.watermark = Some(crate::WatermarkMove::new("engine", from, n.to_string()));
+                store.commit(change).await.unwrap();
+            }
+        })
+        .await;
+        let during = stored_now().await;
+        engine_done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let batches = burst.await.unwrap();
+        assert!(writes.is_ok(), "the engine's writes waited out the whole burst");
+        assert_eq!(store.get_watermark("acme", "engine").await.unwrap().as_deref(), Some("19"));
+        assert_eq!(stored_now().await, batches * 16, "every delivery of the burst is stored");
+        assert!(during > before, "deliveries were stored between the engine's writes ({before} before them, {during} after)");
     }
 
     /// The raw-handle batch writes, byte for byte, the rows that committing each

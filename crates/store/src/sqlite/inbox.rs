@@ -6,7 +6,8 @@
 //! webhook deliveries those hand-offs, not SQLite, were most of the time. Here the
 //! writer's raw handle is taken from sqlx once ([`sqlx::sqlite::SqliteConnection::lock_handle`]
 //! parks the worker thread until the handle is given back) and the whole batch runs
-//! in a row on one blocking thread: `BEGIN IMMEDIATE`, one prepared single-row
+//! in a row on the store's inbox writer thread (which keeps the handle for a turn of
+//! batches that follow each other closely, `crate::sqlite`'s `inbox_thread`): `BEGIN IMMEDIATE`, one prepared single-row
 //! `INSERT` per job and per event, `COMMIT`.
 //!
 //! It keeps every rule of the generic path (`insert_inbox` in `crate::backend`):
