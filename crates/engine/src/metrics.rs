@@ -400,6 +400,9 @@ impl Store for MeteredStore {
     fn commit_batch<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<Vec<CommitOutcome>>> {
         Box::pin(self.metered_commit_batch(changes))
     }
+    fn count_labels_created<'a>(&'a self, connection: &'a str, from: Timestamp, to: Timestamp) -> BoxFuture<'a, Result<u64>> {
+        self.inner.count_labels_created(connection, from, to)
+    }
     fn shipment_poll_can_find<'a>(&'a self, connection: &'a str, orders_since: Timestamp, labels_since: Timestamp) -> BoxFuture<'a, Result<bool>> {
         self.inner.shipment_poll_can_find(connection, orders_since, labels_since)
     }

@@ -2467,6 +2467,17 @@ macro_rules! store_impl {
                     })
                 }
 
+                fn count_labels_created<'a>(&'a self, connection: &'a str, from: Timestamp, to: Timestamp) -> BoxFuture<'a, Result<u64>> {
+                    Box::pin(async move {
+                        let row = self
+                            .reader()
+                            .fetch_one(query(sql::COUNT_LABELS_CREATED).bind(connection).bind(millis(from)).bind(millis(to)))
+                            .await
+                            .map_err(failed(format_args!("count the labels of {connection} created in a window")))?;
+                        rows::count(&row)
+                    })
+                }
+
                 fn rate_take<'a>(&'a self, key: &'a str, reserve: u32, now: Timestamp) -> BoxFuture<'a, Result<Option<Timestamp>>> {
                     Box::pin(self.take(key, reserve, now))
                 }

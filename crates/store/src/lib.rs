@@ -435,6 +435,12 @@ pub trait Store: Send + Sync {
         labels_since: Timestamp,
     ) -> BoxFuture<'a, Result<bool>>;
 
+    /// How many ShipStation labels (distinct shipment ids, voided ones included) the
+    /// store holds on `connection` created from `from` to `to`, both inclusive: what
+    /// the shipment poll compares with ShipStation's count of the window it would
+    /// read again. No default: a wrapper must forward it.
+    fn count_labels_created<'a>(&'a self, connection: &'a str, from: Timestamp, to: Timestamp) -> BoxFuture<'a, Result<u64>>;
+
     // ---- the shared ShipStation rate budget
 
     /// Take one request from the budget of `key` at `now`: `Ok(None)` to go ahead,

@@ -702,6 +702,12 @@ pub(crate) const SHIPMENT_POLL_CAN_FIND: &str = "SELECT
             WHERE connection = $1 AND kind = 'label' AND NOT voided AND ss_created_at >= $3
             LIMIT 1) AS s) AS n";
 
+/// `$1` connection, `$2` from, `$3` to (epoch ms, both inclusive): `n`, the
+/// ShipStation labels (distinct shipment ids; a merged label has a row per order) the
+/// store holds created in that time, voided or not.
+pub(crate) const COUNT_LABELS_CREATED: &str = "SELECT COUNT(DISTINCT ss_id) AS n FROM shipments
+      WHERE connection = $1 AND kind = 'label' AND ss_created_at >= $2 AND ss_created_at <= $3";
+
 // ---- the rate budget
 
 /// `$1` key, `$2` now.

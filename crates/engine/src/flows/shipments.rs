@@ -200,24 +200,97 @@ pub async fn poll_can_find(engine: &Engine, conn: &Connection) -> Result<bool, E
 /// Labels created since the watermark (less the overlap), oldest first, each ingested
 /// in its own commit, which advances the watermark: what a `SHIP_NOTIFY` or
 /// `ITEM_SHIP_NOTIFY` hint can have changed. A label voided by then is ingested with
-/// its void.
+/// its void. Which labels are read is [`labels_to_read`]'s to decide.
 pub async fn poll_labels(engine: &Engine, conn: &Connection, polled: &mut Polled) -> Result<(), EngineError> {
     let since = watermark(engine, conn, WM_CREATED).await?;
-    let labels = conn
-        .shipstation
-        .all_shipments(&ShipmentFilter {
-            create_date_start: since.map(|t| t - OVERLAP),
-            include_shipment_items: true,
-            sort_by: Some(ShipmentSortBy::CreateDate),
-            sort_dir: Some(SortDir::Asc),
-            page_size: Some(500),
-            ..Default::default()
-        })
-        .await?;
+    let mut labels = labels_to_read(engine, conn, since).await?;
+    labels.sort_by_key(|l| (l.create_date, l.shipment_id));
     for label in &labels {
         ingest_label(engine, conn, label, WM_CREATED, label.create_date, &mut polled.parents, &mut polled.report).await?;
     }
     Ok(())
+}
+
+/// Whether `label` was created after the watermark `since`, to the millisecond the
+/// store keeps (ShipStation's times may be finer: the newest label held is not after
+/// the watermark it set).
+fn after(label: &ss::Shipment, since: Timestamp) -> bool {
+    label.create_date.is_some_and(|t| t.as_millisecond() > since.as_millisecond())
+}
+
+/// The most labels one `GET /shipments` page holds.
+const LABEL_PAGE: u32 = 500;
+
+/// The labels of the window from `since` less the [`OVERLAP`] (everything, the first
+/// time), read newest first, but only as far as is needed:
+///
+/// - the pages holding labels created after `since` (the watermark: every label up to
+///   it has been ingested) are always read;
+/// - the rest of the window, the overlap, is there for labels ShipStation lists late
+///   (created before the watermark, shown after it moved). Its labels on ShipStation
+///   are the first page's `total` less those created after `since`; when that is the
+///   number of labels the store holds created in the overlap
+///   ([`Store::count_labels_created`], from the query's start to the second, as
+///   ShipStation filters), none is missing and its pages are not read again. When
+///   the two differ (a late label, a label for an order ShipStation no longer shows,
+///   a daylight-saving fold that widens the query), every page is read, as before.
+///
+/// A burst of 2,000 labels made within a minute so costs its four pages once, not
+/// again at every poll for the ten minutes of the overlap.
+///
+/// [`Store::count_labels_created`]: shipledger_store::Store::count_labels_created
+async fn labels_to_read(engine: &Engine, conn: &Connection, since: Option<Timestamp>) -> Result<Vec<ss::Shipment>, EngineError> {
+    let start = since.map(|t| t - OVERLAP);
+    let page_of = |page: u32| ShipmentFilter {
+        create_date_start: start,
+        include_shipment_items: true,
+        sort_by: Some(ShipmentSortBy::CreateDate),
+        sort_dir: Some(SortDir::Desc),
+        page_size: Some(LABEL_PAGE),
+        page: Some(page),
+        ..Default::default()
+    };
+    let mut labels: Vec<ss::Shipment> = Vec::new();
+    let mut ids: HashSet<i64> = HashSet::new();
+    let mut total: Option<i64> = None;
+    let mut overlap_checked = false;
+    let mut page = 1;
+    loop {
+        let read = conn.shipstation.list_shipments(&page_of(page)).await?;
+        let full = read.items.len() == LABEL_PAGE as usize && (read.pages == 0 || i64::from(page) < read.pages);
+        let reached_overlap = read.items.last().is_some_and(|l| since.is_some_and(|s| !after(l, s)));
+        total.get_or_insert(read.total);
+        for label in read.items {
+            // A label made meanwhile moves the others a place down: seen twice, kept once.
+            if ids.insert(label.shipment_id) {
+                labels.push(label);
+            }
+        }
+        if !full {
+            break;
+        }
+        if reached_overlap && !overlap_checked {
+            overlap_checked = true;
+            if let (Some(since), Some(start), Some(total)) = (since, start, total) {
+                let newer = labels.iter().filter(|l| after(l, since)).count() as i64;
+                // ShipStation's createDateStart is to the second.
+                let from = Timestamp::from_second(start.as_second()).unwrap_or(start);
+                let held = engine.store.count_labels_created(&conn.name, from, since).await?;
+                if i64::try_from(held).is_ok_and(|held| held == total - newer) {
+                    tracing::debug!(connection = %conn.name, held, "shipment poll: every label of the overlap is held; not read again");
+                    break;
+                }
+                tracing::debug!(
+                    connection = %conn.name,
+                    held,
+                    listed = total - newer,
+                    "shipment poll: ShipStation lists labels of the overlap the store does not hold; reading all of it"
+                );
+            }
+        }
+        page += 1;
+    }
+    Ok(labels)
 }
 
 /// Labels voided since the void watermark (less the overlap): v1 announces no void,

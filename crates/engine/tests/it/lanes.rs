@@ -468,6 +468,9 @@ mod counting {
             self.wrote("commit_batch");
             self.inner.commit_batch(changes)
         }
+        fn count_labels_created<'a>(&'a self, connection: &'a str, from: Timestamp, to: Timestamp) -> BoxFuture<'a, Result<u64>> {
+            self.inner.count_labels_created(connection, from, to)
+        }
         fn shipment_poll_can_find<'a>(&'a self, connection: &'a str, orders_since: Timestamp, labels_since: Timestamp) -> BoxFuture<'a, Result<bool>> {
             self.inner.shipment_poll_can_find(connection, orders_since, labels_since)
         }

@@ -16,6 +16,11 @@ async fn requests(w: &World) -> u64 {
     stats["requests"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum()
 }
 
+/// `GET /shipments` requests the sandbox has answered so far (labels and voids).
+async fn shipment_reads(w: &World) -> u64 {
+    w.stats().await["requests"]["GET /shipments"].as_u64().unwrap_or(0)
+}
+
 /// The order pushed and labelled; the label as the sandbox made it.
 async fn labelled(w: &World, erp_id: &str) -> Value {
     w.erp.put(paid_order(erp_id));
@@ -81,5 +86,50 @@ crate::stories! {
         let before = requests(&w).await;
         shipments::poll(&w.engine, conn).await.unwrap();
         assert_eq!(requests(&w).await, before, "past the void look-back, with no order open, the poll asks nothing");
+    }
+
+    async fn a_burst_of_labels_costs_its_pages_once_not_again_at_every_poll_of_the_overlap(w: World) {
+        // A warehouse prints 520 labels at once: more than one page of 500.
+        for n in 1..=520 {
+            w.erp.put(paid_order(&format!("SO-{n}")));
+        }
+        w.settle().await;
+        for n in 1..=520 {
+            let id = w.store.get_order("acme-uk", &format!("SO-{n}")).await.unwrap().unwrap().ss_order_id.expect("pushed");
+            w.control(&format!("/orders/{id}/labels"), json!({})).await;
+        }
+        let conn = &w.engine.connections[0];
+        let before = shipment_reads(&w).await;
+        shipments::poll(&w.engine, conn).await.unwrap();
+        assert_eq!(shipment_reads(&w).await - before, 3, "two pages of new labels and one of voids");
+        let held = w.store.list_shipments(ShipmentFilter { connection: Some("acme-uk".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(held.len(), 520, "every label is held");
+
+        // The next polls fall within the overlap, which still holds all 520: ShipStation
+        // lists as many there as the store holds, so one page says so.
+        for _ in 0..2 {
+            let before = shipment_reads(&w).await;
+            shipments::poll(&w.engine, conn).await.unwrap();
+            assert_eq!(shipment_reads(&w).await - before, 2, "one page of labels (the count matches) and one of voids");
+        }
+
+        // A label ShipStation lists late: created before the watermark, shown after
+        // it moved. The counts differ, so the whole overlap is read again and it is found.
+        w.erp.put(paid_order("SO-LATE"));
+        w.settle().await;
+        let id = w.store.get_order("acme-uk", "SO-LATE").await.unwrap().unwrap().ss_order_id.expect("pushed");
+        let backdated = held.iter().map(|s| s.shipment.ss_created_at).min().unwrap() + SignedDuration::from_millis(1);
+        let late = w.sandbox.edit_world(|world| world.create_label(id, &Default::default(), backdated)).expect("the late label is made");
+        let before = shipment_reads(&w).await;
+        shipments::poll(&w.engine, conn).await.unwrap();
+        assert_eq!(shipment_reads(&w).await - before, 3, "both pages of the overlap read again, and one of voids");
+        let found = w
+            .store
+            .list_shipments(ShipmentFilter { connection: Some("acme-uk".into()), erp_id: Some("SO-LATE".into()), ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(found.iter().map(|s| s.shipment.ss_id).collect::<Vec<_>>(), [late], "the late label is held");
+        w.settle().await;
+        assert_eq!(w.erp_fulfilments("SO-LATE").len(), 1, "and it reached the ERP");
     }
 }
