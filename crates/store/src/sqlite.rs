@@ -160,8 +160,7 @@ impl SqliteStore {
     /// [`SqliteStore::write`]). Only a write holds the writer, so an open
     /// transaction found here belongs to no one.
     async fn heal_writer(&self) -> Result<()> {
-        let mut conn = self.writer.acquire().await.map_err(failed("take the writer connection"))?;
-        heal(&mut conn).await
+        take_writer(&self.writer).await.map(drop)
     }
 
     /// Store a batch of inbox-only changes (jobs planned, events appended) in one
@@ -224,12 +223,7 @@ fn inbox_thread(runtime: tokio::runtime::Handle, writer: SqlitePool, batches: st
     // The pool's connection is given back by a task spawned on drop.
     let _runtime = runtime.enter();
     while let Ok(first) = batches.recv() {
-        let taken = runtime.block_on(async {
-            let mut conn = writer.acquire().await.map_err(failed("take the writer connection"))?;
-            heal(&mut conn).await?;
-            Ok::<_, StoreError>(conn)
-        });
-        let mut conn = match taken {
+        let mut conn = match runtime.block_on(take_writer(&writer)) {
             Ok(conn) => conn,
             Err(e) => {
                 let _ = first.answer.send(Err(e));
@@ -256,6 +250,14 @@ fn inbox_thread(runtime: tokio::runtime::Handle, writer: SqlitePool, batches: st
             }
         }
     }
+}
+
+/// The writer connection, made whole again if a cancelled write left it inside a
+/// transaction ([`heal`]).
+async fn take_writer(writer: &SqlitePool) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+    let mut conn = writer.acquire().await.map_err(failed("take the writer connection"))?;
+    heal(&mut conn).await?;
+    Ok(conn)
 }
 
 /// Roll back the transaction sqlx says `conn` is in: see [`SqliteStore::write`].

@@ -218,9 +218,6 @@ fn after(label: &ss::Shipment, since: Timestamp) -> bool {
     label.create_date.is_some_and(|t| t.as_millisecond() > since.as_millisecond())
 }
 
-/// The most labels one `GET /shipments` page holds.
-const LABEL_PAGE: u32 = 500;
-
 /// The labels of the window from `since` less the [`OVERLAP`] (everything, the first
 /// time), read newest first, but only as far as is needed:
 ///
@@ -240,57 +237,49 @@ const LABEL_PAGE: u32 = 500;
 ///
 /// [`Store::count_labels_created`]: shipledger_store::Store::count_labels_created
 async fn labels_to_read(engine: &Engine, conn: &Connection, since: Option<Timestamp>) -> Result<Vec<ss::Shipment>, EngineError> {
-    let start = since.map(|t| t - OVERLAP);
-    let page_of = |page: u32| ShipmentFilter {
-        create_date_start: start,
+    let mut pager = conn.shipstation.shipments_pager(&ShipmentFilter {
+        create_date_start: since.map(|t| t - OVERLAP),
         include_shipment_items: true,
         sort_by: Some(ShipmentSortBy::CreateDate),
         sort_dir: Some(SortDir::Desc),
-        page_size: Some(LABEL_PAGE),
-        page: Some(page),
+        page_size: Some(500),
         ..Default::default()
-    };
+    })?;
     let mut labels: Vec<ss::Shipment> = Vec::new();
-    let mut ids: HashSet<i64> = HashSet::new();
-    let mut total: Option<i64> = None;
-    let mut overlap_checked = false;
-    let mut page = 1;
-    loop {
-        let read = conn.shipstation.list_shipments(&page_of(page)).await?;
-        let full = read.items.len() == LABEL_PAGE as usize && (read.pages == 0 || i64::from(page) < read.pages);
-        let reached_overlap = read.items.last().is_some_and(|l| since.is_some_and(|s| !after(l, s)));
-        total.get_or_insert(read.total);
-        for label in read.items {
-            // A label made meanwhile moves the others a place down: seen twice, kept once.
-            if ids.insert(label.shipment_id) {
-                labels.push(label);
-            }
-        }
-        if !full {
+    // The watermark whose overlap is still to be counted (a first poll has none).
+    let mut uncounted = since;
+    while let Some(mut page) = pager.next_page().await? {
+        let reached_overlap = page.last().is_some_and(|l| uncounted.is_some_and(|s| !after(l, s)));
+        labels.append(&mut page);
+        if reached_overlap
+            && !pager.finished()
+            && let (Some(since), Some(total)) = (uncounted.take(), pager.total())
+            && overlap_held(engine, conn, &labels, since, total).await?
+        {
             break;
         }
-        if reached_overlap && !overlap_checked {
-            overlap_checked = true;
-            if let (Some(since), Some(start), Some(total)) = (since, start, total) {
-                let newer = labels.iter().filter(|l| after(l, since)).count() as i64;
-                // ShipStation's createDateStart is to the second.
-                let from = Timestamp::from_second(start.as_second()).unwrap_or(start);
-                let held = engine.store.count_labels_created(&conn.name, from, since).await?;
-                if i64::try_from(held).is_ok_and(|held| held == total - newer) {
-                    tracing::debug!(connection = %conn.name, held, "shipment poll: every label of the overlap is held; not read again");
-                    break;
-                }
-                tracing::debug!(
-                    connection = %conn.name,
-                    held,
-                    listed = total - newer,
-                    "shipment poll: ShipStation lists labels of the overlap the store does not hold; reading all of it"
-                );
-            }
-        }
-        page += 1;
     }
     Ok(labels)
+}
+
+/// Whether the store holds every label ShipStation lists in the overlap before
+/// `since`: `total` (the window's, newest first) less the `read` labels created after
+/// `since`, against [`Store::count_labels_created`] from the query's start, cut to
+/// the second as ShipStation filters.
+///
+/// [`Store::count_labels_created`]: shipledger_store::Store::count_labels_created
+async fn overlap_held(engine: &Engine, conn: &Connection, read: &[ss::Shipment], since: Timestamp, total: i64) -> Result<bool, EngineError> {
+    let listed = total - read.iter().filter(|l| after(l, since)).count() as i64;
+    let start = since - OVERLAP;
+    let from = Timestamp::from_second(start.as_second()).unwrap_or(start);
+    let held = engine.store.count_labels_created(&conn.name, from, since).await?;
+    let all_held = i64::try_from(held).is_ok_and(|held| held == listed);
+    if all_held {
+        tracing::debug!(connection = %conn.name, held, "shipment poll: every label of the overlap is held; not read again");
+    } else {
+        tracing::debug!(connection = %conn.name, held, listed, "shipment poll: ShipStation lists labels of the overlap the store does not hold; reading all of it");
+    }
+    Ok(all_held)
 }
 
 /// Labels voided since the void watermark (less the overlap): v1 announces no void,

@@ -459,6 +459,7 @@ pub struct Pager<'c, T> {
     base: Url,
     next_page: u32,
     done: bool,
+    total: Option<i64>,
     seen: HashSet<i64>,
     id_of: fn(&T) -> Option<i64>,
     _items: PhantomData<fn() -> T>,
@@ -477,6 +478,7 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
             base,
             next_page: first_page.unwrap_or(1).max(1),
             done: false,
+            total: None,
             seen: HashSet::new(),
             id_of,
             _items: PhantomData,
@@ -511,6 +513,7 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
         }
         let page: Page<T> = self.transport.get_within(self.reach, url).await?;
         self.next_page = requested.saturating_add(1);
+        self.total.get_or_insert(page.total);
         if page.items.is_empty() {
             self.done = true;
             return Ok(None);
@@ -540,6 +543,17 @@ impl<'c, T: DeserializeOwned> Pager<'c, T> {
             self.done = true;
         }
         Ok(Some(fresh))
+    }
+
+    /// The list's `total` as its first page read said, before any page is read `None`.
+    pub fn total(&self) -> Option<i64> {
+        self.total
+    }
+
+    /// Whether the list is known to be exhausted: the next [`Pager::next_page`] asks
+    /// nothing and says `None`.
+    pub fn finished(&self) -> bool {
+        self.done
     }
 
     /// Every remaining record.
